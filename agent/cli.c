@@ -1,0 +1,701 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The command table (the single source of --help and the man page) and the
+ * commands that need no daemon. */
+#include "agent/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/cgroups.h"
+#include "agent/config.h"
+#include "agent/daemon.h"
+#include "agent/log.h"
+#include "agent/tsdb.h"
+#include "agent/util.h"
+#include "probes/catalogue.h"
+#include "probes/watcher.h"
+#include "storage/store.h"
+#include "triggers/rules.h"
+
+const struct cli_command cli_commands[] = {
+	{ "run", "[-c FILE]", "run the agent in the foreground (systemd Type=notify)",
+	  "Runs the agent: watchers every interval, rules evaluated on every sample,\n"
+	  "captures attached when a rule fires, incidents written to the local store.\n"
+	  "SIGTERM/SIGINT detach everything and exit; SIGHUP reloads config and rules\n"
+	  "(on any error the running set is kept).\n\n"
+	  "  -c, --config FILE   agent configuration (default /etc/autotrace/autotrace.yaml;\n"
+	  "                      built-in defaults when that file does not exist)\n"
+	  "      --print-config  print the effective configuration reference and exit\n\n"
+	  "Environment: AUTOTRACE_LOG_LEVEL overrides agent.log_level.\n",
+	  cmd_run },
+	{ "rules check", "[-c FILE] [PATH...]", "validate rule files or directories",
+	  "Parses and validates rule files (or every *.yaml in directories). With no\n"
+	  "PATH the configured agent.rules_dir is checked. Errors are printed as\n"
+	  "FILE:LINE:COL: message; exit status 2 when any rule is invalid.\n\n"
+	  "  -c, --config FILE   take limits (capture.max_duration) from this config\n"
+	  "  -q, --quiet         print nothing when everything is valid\n",
+	  cmd_rules_check },
+	{ "metrics", "[--json] [--count N]", "sample every watcher and print the values",
+	  "Samples every watcher without a daemon and prints each metric's value.\n"
+	  "Rates and percentages need two samples, so the first is taken one interval\n"
+	  "before the first printed one.\n\n"
+	  "  -j, --json          one JSON object per sample:\n"
+	  "                      {\"timestamp\": ..., \"metrics\": [{\"name\", \"value\", \"labels\"}]}\n"
+	  "  -n, --count N       samples to print (default 1)\n"
+	  "  -i, --interval D    time between samples (default: agent.interval)\n"
+	  "  -l, --list          list the metric catalogue (name, unit, scope, source)\n"
+	  "  -c, --config FILE   agent configuration\n",
+	  cmd_metrics },
+	{ "incidents list", "[--json] [--dir DIR]", "list stored incidents, oldest first",
+	  "Reads the local incident store (no daemon needed).\n\n"
+	  "  -j, --json          one JSON array of {id, timestamp, rule, status, path}\n"
+	  "  -d, --dir DIR       incident store (default: storage.local.dir)\n"
+	  "  -c, --config FILE   agent configuration\n",
+	  cmd_incidents_list },
+	{ "incidents show", "ID [--json] [--dir DIR]", "print one incident",
+	  "Renders an incident for a terminal: the trigger, the history before it,\n"
+	  "and each capture's top stacks. --json prints incident.json unchanged.\n\n"
+	  "  -j, --json          the raw incident document\n"
+	  "  -d, --dir DIR       incident store (default: storage.local.dir)\n"
+	  "  -c, --config FILE   agent configuration\n",
+	  cmd_incidents_show },
+	{ NULL, NULL, NULL, NULL, NULL },
+};
+
+const struct cli_command *cli_find(const char *name)
+{
+	for (const struct cli_command *c = cli_commands; c->name; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+void cli_print_help(const struct cli_command *c, FILE *out)
+{
+	fprintf(out, "usage: autotrace %s %s\n\n%s.\n\n%s", c->name, c->args, c->summary,
+		c->usage);
+}
+
+static int usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "autotrace %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(see autotrace %s --help)\n", cmd);
+	return EXIT_USAGE;
+}
+
+static void print_diag_stderr(const char *msg, void *ctx)
+{
+	(void)ctx;
+	fprintf(stderr, "%s\n", msg);
+}
+
+/* Loads the agent config for a client command: -c FILE, the default file when
+ * present, else defaults. Returns an exit code (0 ok). */
+static int client_config(const char *path, struct agent_config *cfg)
+{
+	struct diag diag = { 0 };
+	struct stat st;
+	int err = 0;
+
+	config_defaults(cfg);
+	if (path || stat(CONFIG_DEFAULT_PATH, &st) == 0)
+		err = config_load(path ? path : CONFIG_DEFAULT_PATH, cfg, &diag);
+	diag_print(&diag, print_diag_stderr, NULL);
+	diag_clear(&diag);
+	return err ? EXIT_USAGE : EXIT_OK;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
+					      { "print-config", no_argument, NULL, 'p' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
+	const char *config = NULL;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'p':
+			printf("configuration keys:\n");
+			config_print_reference(stdout);
+			return EXIT_OK;
+		case 'h':
+			cli_print_help(cli_find("run"), stdout);
+			printf("\nconfiguration keys:\n");
+			config_print_reference(stdout);
+			return EXIT_OK;
+		default:
+			return usage_error("run", "bad option");
+		}
+	}
+	if (optind < argc)
+		return usage_error("run", "unexpected argument '%s'", argv[optind]);
+	return daemon_run(config);
+}
+
+int cmd_rules_check(int argc, char **argv)
+{
+	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
+					      { "quiet", no_argument, NULL, 'q' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
+	struct agent_config cfg;
+	const char *config = NULL;
+	struct ruleset *rs = NULL;
+	struct diag diag = { 0 };
+	struct rules_limits lim;
+	bool quiet = false;
+	int c, rc, err;
+
+	while ((c = getopt_long(argc, argv, "c:qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'h':
+			cli_print_help(cli_find("rules check"), stdout);
+			return EXIT_OK;
+		default:
+			return usage_error("rules check", "bad option");
+		}
+	}
+	rc = client_config(config, &cfg);
+	if (rc)
+		return rc;
+	lim.max_capture_ms = cfg.capture.max_duration_ms;
+	if (optind < argc) {
+		err = ruleset_load_paths((const char *const *)argv + optind,
+					 (unsigned)(argc - optind), &lim, &rs, &diag);
+	} else {
+		const char *dir = cfg.agent.rules_dir;
+
+		err = ruleset_load_paths(&dir, 1, &lim, &rs, &diag);
+	}
+	diag_print(&diag, print_diag_stderr, NULL);
+	if (err) {
+		fprintf(stderr, "%u error%s\n", diag.errors, diag.errors == 1 ? "" : "s");
+		diag_clear(&diag);
+		return EXIT_USAGE;
+	}
+	if (!quiet) {
+		printf("%u rule%s OK\n", rs->n, rs->n == 1 ? "" : "s");
+		for (unsigned i = 0; i < rs->n; i++) {
+			char cond[256];
+
+			rule_condition_text(&rs->rules[i], cond, sizeof(cond));
+			printf("  %-28s %s%s%s\n", rs->rules[i].name, cond,
+			       rs->rules[i].enabled ? "" : " (disabled)",
+			       rs->rules[i].dry_run ? " (dry run)" : "");
+		}
+	}
+	diag_clear(&diag);
+	ruleset_free(&rs);
+	return EXIT_OK;
+}
+
+static void label_json_cb(const char *k, const char *v, void *ctx)
+{
+	json_object_set_new(ctx, k, json_string(v));
+}
+
+struct label_text {
+	char *buf;
+	size_t len, off;
+};
+
+static void label_text_cb(const char *k, const char *v, void *ctx)
+{
+	struct label_text *t = ctx;
+
+	if (t->off < t->len)
+		t->off += (size_t)snprintf(t->buf + t->off, t->len - t->off, "%s%s=\"%s\"",
+					   t->off > 1 ? "," : "", k, v);
+}
+
+static void print_round(const struct tsdb *db, bool json)
+{
+	char ts[40];
+	json_t *doc = NULL, *arr = NULL;
+
+	format_iso8601(tsdb_round_time(db, 0), ts, sizeof(ts));
+	if (json) {
+		doc = json_object();
+		arr = json_array();
+		json_object_set_new(doc, "timestamp", json_string(ts));
+	} else {
+		printf("# %s\n", ts);
+	}
+	for (size_t m = 0; m < metric_count(); m++) {
+		const struct metric_desc *md = metric_at(m);
+
+		for (struct tsdb_series *s = tsdb_first(db, (unsigned)m); s; s = tsdb_next(s)) {
+			double v;
+
+			if (!tsdb_value(db, s, 0, &v))
+				continue;
+			if (json) {
+				json_t *o = json_object(), *labels = json_object();
+
+				labels_foreach(tsdb_series_key(s), label_json_cb, labels);
+				json_object_set_new(o, "name", json_string(md->name));
+				json_object_set_new(o, "value", json_real(v));
+				json_object_set_new(o, "unit", json_string(md->unit));
+				json_object_set_new(o, "labels", labels);
+				json_array_append_new(arr, o);
+			} else {
+				char lbuf[LABELS_KEY_MAX + 16] = "";
+				struct label_text t = { lbuf, sizeof(lbuf), 0 };
+
+				if (tsdb_series_key(s)[0]) {
+					t.off = (size_t)snprintf(lbuf, sizeof(lbuf), "{");
+					labels_foreach(tsdb_series_key(s), label_text_cb, &t);
+					if (t.off < sizeof(lbuf) - 1)
+						strcat(lbuf, "}");
+				}
+				printf("%s%s %.6g %s\n", md->name, lbuf, v, md->unit);
+			}
+		}
+	}
+	if (json) {
+		json_object_set_new(doc, "metrics", arr);
+		json_dumpf(doc, stdout, JSON_COMPACT);
+		printf("\n");
+		json_decref(doc);
+	}
+	fflush(stdout);
+}
+
+static void print_catalogue(bool json)
+{
+	json_t *arr = json ? json_array() : NULL;
+
+	for (size_t i = 0; i < metric_count(); i++) {
+		const struct metric_desc *md = metric_at(i);
+		char scope[64];
+
+		metric_scope_text(md->scopes, scope, sizeof(scope));
+		if (json)
+			json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "name",
+							     md->name, "unit", md->unit, "scope",
+							     scope, "source", md->source, "help",
+							     md->help, "opt_in", md->opt_in));
+		else
+			printf("%-28s %-6s %-28s %s%s\n", md->name, md->unit, scope, md->help,
+			       md->opt_in ? " (opt-in hook mode)" : "");
+	}
+	if (json) {
+		json_dumpf(arr, stdout, JSON_INDENT(2));
+		printf("\n");
+		json_decref(arr);
+	}
+}
+
+int cmd_metrics(int argc, char **argv)
+{
+	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
+					      { "count", required_argument, NULL, 'n' },
+					      { "interval", required_argument, NULL, 'i' },
+					      { "list", no_argument, NULL, 'l' },
+					      { "config", required_argument, NULL, 'c' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
+	struct agent_config cfg;
+	struct watcher_env env;
+	struct watchers *w = NULL;
+	struct cgroups *cg = NULL;
+	struct tsdb *db = NULL;
+	const char *config = NULL;
+	uint64_t count = 1, interval_ms = 0;
+	bool json = false, list = false;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "jn:i:lc:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'n':
+			if (parse_u64(optarg, &count) || count == 0 || count > 1000000)
+				return usage_error("metrics", "--count: '%s' is not in [1, 1000000]",
+						   optarg);
+			break;
+		case 'i':
+			if (parse_duration_ms(optarg, &interval_ms) || interval_ms < 10 ||
+			    interval_ms > 3600000)
+				return usage_error("metrics", "--interval: '%s' is not a duration "
+							      "in [10ms, 1h]", optarg);
+			break;
+		case 'l':
+			list = true;
+			break;
+		case 'c':
+			config = optarg;
+			break;
+		case 'h':
+			cli_print_help(cli_find("metrics"), stdout);
+			return EXIT_OK;
+		default:
+			return usage_error("metrics", "bad option");
+		}
+	}
+	if (optind < argc)
+		return usage_error("metrics", "unexpected argument '%s'", argv[optind]);
+	if (list) {
+		print_catalogue(json);
+		return EXIT_OK;
+	}
+	rc = client_config(config, &cfg);
+	if (rc)
+		return rc;
+	if (!interval_ms)
+		interval_ms = cfg.agent.interval_ms;
+	log_route_libbpf();
+	if (cgroups_new(&cg, "/sys/fs/cgroup") || tsdb_new(&db, 8192, 4)) {
+		rc = EXIT_RUNTIME;
+		goto out;
+	}
+	env = (struct watcher_env){ .cfg = &cfg, .procfs = "/proc", .sysfs = "/sys", .cgroups = cg };
+	if (watchers_open(&w, &env)) {
+		rc = EXIT_RUNTIME;
+		goto out;
+	}
+	/* the priming round gives rates and percentages their first reference */
+	watchers_sample(w, db, now_real_ms());
+	for (uint64_t i = 0; i < count; i++) {
+		struct timespec ts = { (time_t)(interval_ms / 1000),
+				       (long)(interval_ms % 1000) * 1000000L };
+
+		nanosleep(&ts, NULL);
+		watchers_sample(w, db, now_real_ms());
+		print_round(db, json);
+	}
+out:
+	watchers_free(&w);
+	tsdb_free(&db);
+	cgroups_free(&cg);
+	return rc;
+}
+
+static int store_dir_of(const char *config, const char *dir, char *out, size_t len)
+{
+	struct agent_config cfg;
+	int rc;
+
+	if (dir) {
+		snprintf(out, len, "%s", dir);
+		return EXIT_OK;
+	}
+	rc = client_config(config, &cfg);
+	if (rc)
+		return rc;
+	snprintf(out, len, "%s", cfg.local.dir);
+	return EXIT_OK;
+}
+
+static json_t *load_incident(const char *dir, char **err_text)
+{
+	char path[4200];
+	json_error_t jerr;
+	json_t *doc;
+
+	snprintf(path, sizeof(path), "%s/incident.json", dir);
+	doc = json_load_file(path, 0, &jerr);
+	if (!doc && err_text) {
+		*err_text = strdup(jerr.text);
+	}
+	return doc;
+}
+
+static const char *jstr(json_t *doc, const char *path)
+{
+	/* dotted path lookup: "rule.name" */
+	char buf[128], *save = NULL, *tok;
+	json_t *cur = doc;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (tok = strtok_r(buf, ".", &save); tok && cur; tok = strtok_r(NULL, ".", &save))
+		cur = json_object_get(cur, tok);
+	return json_is_string(cur) ? json_string_value(cur) : "";
+}
+
+int cmd_incidents_list(int argc, char **argv)
+{
+	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
+					      { "dir", required_argument, NULL, 'd' },
+					      { "config", required_argument, NULL, 'c' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
+	const char *config = NULL, *dirarg = NULL;
+	struct store_entry *list = NULL;
+	char dir[4096];
+	size_t n = 0;
+	bool json = false;
+	json_t *arr;
+	int c, rc, err;
+
+	while ((c = getopt_long(argc, argv, "jd:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'd':
+			dirarg = optarg;
+			break;
+		case 'c':
+			config = optarg;
+			break;
+		case 'h':
+			cli_print_help(cli_find("incidents list"), stdout);
+			return EXIT_OK;
+		default:
+			return usage_error("incidents list", "bad option");
+		}
+	}
+	if (optind < argc)
+		return usage_error("incidents list", "unexpected argument '%s'", argv[optind]);
+	rc = store_dir_of(config, dirarg, dir, sizeof(dir));
+	if (rc)
+		return rc;
+	err = store_list(dir, &list, &n);
+	if (err) {
+		fprintf(stderr, "autotrace: reading %s: %s\n", dir, strerror(-err));
+		return EXIT_RUNTIME;
+	}
+	arr = json_array();
+	if (!json && n)
+		printf("%-36s  %-24s  %-28s  %-10s  %s\n", "ID", "TIME", "RULE", "STATUS",
+		       "CAPTURES");
+	for (size_t i = 0; i < n; i++) {
+		json_t *doc = load_incident(list[i].path, NULL);
+		char kinds[128] = "";
+		size_t off = 0, k;
+		json_t *cap;
+
+		if (!doc)
+			continue;
+		json_array_foreach(json_object_get(doc, "captures"), k, cap)
+		{
+			if (off < sizeof(kinds))
+				off += (size_t)snprintf(kinds + off, sizeof(kinds) - off, "%s%s",
+							off ? "," : "", jstr(cap, "kind"));
+		}
+		if (json) {
+			json_array_append_new(
+				arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "id", list[i].id,
+					       "timestamp", jstr(doc, "@timestamp"), "rule",
+					       jstr(doc, "rule.name"), "status",
+					       jstr(doc, "incident.status"), "captures", kinds, "path",
+					       list[i].path));
+		} else {
+			printf("%-36s  %-24s  %-28s  %-10s  %s\n", list[i].id,
+			       jstr(doc, "@timestamp"), jstr(doc, "rule.name"),
+			       jstr(doc, "incident.status"), kinds);
+		}
+		json_decref(doc);
+	}
+	if (json) {
+		json_dumpf(arr, stdout, JSON_INDENT(2));
+		printf("\n");
+	} else if (!n) {
+		printf("no incidents in %s\n", dir);
+	}
+	json_decref(arr);
+	free(list);
+	return EXIT_OK;
+}
+
+static void show_history(json_t *doc)
+{
+	static const char *const bars[] = { "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█" };
+	json_t *series = json_object_get(json_object_get(doc, "history"), "series");
+	json_t *s;
+	size_t i;
+
+	json_array_foreach(series, i, s)
+	{
+		json_t *pts = json_object_get(s, "points"), *p;
+		double lo = INFINITY, hi = -INFINITY, last = 0;
+		size_t j, n = json_array_size(pts), start = n > 60 ? n - 60 : 0;
+
+		if (!n)
+			continue;
+		json_array_foreach(pts, j, p)
+		{
+			double v = json_number_value(json_array_get(p, 1));
+
+			if (j < start)
+				continue;
+			lo = fmin(lo, v);
+			hi = fmax(hi, v);
+			last = v;
+		}
+		printf("  %-22s ", jstr(s, "metric"));
+		json_array_foreach(pts, j, p)
+		{
+			double v = json_number_value(json_array_get(p, 1));
+			int b = hi > lo ? (int)((v - lo) / (hi - lo) * 7.0 + 0.5) : 0;
+
+			if (j >= start)
+				printf("%s", bars[b < 0 ? 0 : b > 7 ? 7 : b]);
+		}
+		printf("  min %.3g max %.3g last %.3g %s\n", lo, hi, last, jstr(s, "unit"));
+	}
+}
+
+static void show_stacks(json_t *cap)
+{
+	json_t *top = json_object_get(cap, "top_stacks"), *st;
+	size_t i;
+
+	json_array_foreach(top, i, st)
+	{
+		json_t *frames = json_object_get(st, "frames"), *f;
+		json_t *samples = json_object_get(st, "samples");
+		size_t j;
+
+		if (i >= 5)
+			break;
+		printf("    #%zu  %s pid %lld tid %lld  %.1f%%", i + 1, jstr(st, "comm"),
+		       (long long)json_integer_value(json_object_get(st, "pid")),
+		       (long long)json_integer_value(json_object_get(st, "tid")),
+		       json_number_value(json_object_get(st, "pct")));
+		if (samples)
+			printf(" (%lld samples)", (long long)json_integer_value(samples));
+		if (jstr(st, "container_id")[0])
+			printf("  container %.12s", jstr(st, "container_id"));
+		printf("\n");
+		json_array_foreach(frames, j, f)
+		{
+			if (j >= 24) {
+				printf("          ... %zu more frames\n", json_array_size(frames) - j);
+				break;
+			}
+			if (jstr(f, "func")[0])
+				printf("          %s+0x%llx %s\n", jstr(f, "func"),
+				       (unsigned long long)json_integer_value(
+					       json_object_get(f, "offset")),
+				       json_is_true(json_object_get(f, "kernel")) ? "[k]" :
+										    jstr(f, "module"));
+			else
+				printf("          %s %s%s%s\n", jstr(f, "addr"), jstr(f, "module"),
+				       jstr(f, "file_offset")[0] ? "+" : "", jstr(f, "file_offset"));
+		}
+	}
+}
+
+int cmd_incidents_show(int argc, char **argv)
+{
+	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
+					      { "dir", required_argument, NULL, 'd' },
+					      { "config", required_argument, NULL, 'c' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
+	const char *config = NULL, *dirarg = NULL, *id;
+	char dir[4096], path[4200];
+	char *err_text = NULL;
+	bool json = false;
+	json_t *doc, *cap;
+	size_t i;
+	int c, rc, err;
+
+	while ((c = getopt_long(argc, argv, "jd:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'd':
+			dirarg = optarg;
+			break;
+		case 'c':
+			config = optarg;
+			break;
+		case 'h':
+			cli_print_help(cli_find("incidents show"), stdout);
+			return EXIT_OK;
+		default:
+			return usage_error("incidents show", "bad option");
+		}
+	}
+	if (optind + 1 != argc)
+		return usage_error("incidents show", "expected exactly one incident ID");
+	id = argv[optind];
+	if (!incident_id_valid(id))
+		return usage_error("incidents show", "'%s' is not an incident id", id);
+	rc = store_dir_of(config, dirarg, dir, sizeof(dir));
+	if (rc)
+		return rc;
+	err = store_find(dir, id, path, sizeof(path));
+	if (err) {
+		fprintf(stderr, "autotrace: incident %s not found in %s\n", id, dir);
+		return EXIT_RUNTIME;
+	}
+	doc = load_incident(path, &err_text);
+	if (!doc) {
+		fprintf(stderr, "autotrace: %s/incident.json: %s\n", path,
+			err_text ? err_text : "unreadable");
+		free(err_text);
+		return EXIT_RUNTIME;
+	}
+	if (json) {
+		json_dumpf(doc, stdout, JSON_INDENT(2));
+		printf("\n");
+		json_decref(doc);
+		return EXIT_OK;
+	}
+	printf("incident %s  (%s)\n", id, jstr(doc, "incident.status"));
+	printf("  time       %s\n  host       %s (kernel %s)\n", jstr(doc, "@timestamp"),
+	       jstr(doc, "host.name"), jstr(doc, "host.os.kernel"));
+	printf("  rule       %s: %s\n", jstr(doc, "rule.name"), jstr(doc, "rule.description"));
+	printf("  condition  %s\n", jstr(doc, "rule.condition"));
+	{
+		json_t *t = json_object_get(doc, "trigger");
+
+		if (json_object_get(t, "value"))
+			printf("  trigger    %s = %.4g (threshold %.4g) on %s\n",
+			       jstr(t, "metric"), json_number_value(json_object_get(t, "value")),
+			       json_number_value(json_object_get(t, "threshold")),
+			       jstr(t, "scope"));
+	}
+	if (jstr(doc, "container.id")[0])
+		printf("  container  %s\n", jstr(doc, "container.id"));
+	printf("\nhistory (since %s):\n", jstr(doc, "history.from"));
+	show_history(doc);
+	json_array_foreach(json_object_get(doc, "captures"), i, cap)
+	{
+		printf("\ncapture %s: %s, %lld ms, lost %lld", jstr(cap, "kind"),
+		       jstr(cap, "status"),
+		       (long long)json_integer_value(json_object_get(cap, "duration_ms")),
+		       (long long)json_integer_value(json_object_get(cap, "lost_events")));
+		if (json_object_get(cap, "samples"))
+			printf(", %lld samples",
+			       (long long)json_integer_value(json_object_get(cap, "samples")));
+		printf("\n");
+		if (jstr(cap, "error")[0])
+			printf("    error: %s\n", jstr(cap, "error"));
+		show_stacks(cap);
+	}
+	json_decref(doc);
+	return EXIT_OK;
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Subcommands of the autotrace binary. Each returns the exit code:
+ * 0 ok, 1 runtime failure, 2 usage or validation error. */
+#pragma once
+#include <stdio.h>
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+struct cli_command {
+	const char *name;   /* "rules check" */
+	const char *args;   /* "[PATH...]" */
+	const char *summary;
+	const char *usage;  /* full --help text after the synopsis */
+	int (*fn)(int argc, char **argv);
+};
+
+extern const struct cli_command cli_commands[];
+
+int cmd_run(int argc, char **argv);
+int cmd_rules_check(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
+int cmd_incidents_list(int argc, char **argv);
+int cmd_incidents_show(int argc, char **argv);
+
+/* Prints "usage: autotrace NAME ARGS" and the command's help. */
+void cli_print_help(const struct cli_command *c, FILE *out);
+const struct cli_command *cli_find(const char *name);

@@ -1,0 +1,405 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "agent/config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/log.h"
+#include "agent/util.h"
+
+enum cfg_type { CFG_DURATION, CFG_SIZE, CFG_UINT, CFG_BOOL, CFG_STRING, CFG_PATH, CFG_STRLIST };
+
+struct cfg_key {
+	const char *section;
+	const char *key;
+	enum cfg_type type;
+	size_t offset;
+	size_t size;   /* destination buffer size for strings */
+	uint64_t min;  /* inclusive, in the unit the type parses to (ms, bytes, count) */
+	uint64_t max;
+	const char *def;
+	const char *help;
+	const char *const *choices; /* CFG_STRING restricted to these */
+};
+
+#define F(field) offsetof(struct agent_config, field), sizeof(((struct agent_config *)0)->field)
+
+static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
+
+#define GiB (1024ull * 1024 * 1024)
+#define MiB (1024ull * 1024)
+#define DAY_MS 86400000ull
+
+static const struct cfg_key config_table[] = {
+	{ "agent", "interval", CFG_DURATION, F(agent.interval_ms), 100, 60000, "1s",
+	  "watcher sampling period" },
+	{ "agent", "history", CFG_DURATION, F(agent.history_ms), 10000, 3600000, "5m",
+	  "how much metric history is kept in memory (incidents carry what led to them)" },
+	{ "agent", "rules_dir", CFG_PATH, F(agent.rules_dir), 0, 0, "/etc/autotrace/rules.d",
+	  "directory of *.yaml rule files; when it does not exist the built-in default rules run" },
+	{ "agent", "log_level", CFG_STRING, F(agent.log_level), 0, 0, "info",
+	  "error | warn | info | debug", log_levels },
+	{ "agent", "dry_run", CFG_BOOL, F(agent.dry_run), 0, 0, "false",
+	  "record 'would capture' incidents without attaching any capture program" },
+	{ "agent", "hostname", CFG_STRING, F(agent.hostname), 0, 0, "",
+	  "host.name in incidents (empty: the kernel's hostname)" },
+	{ "agent", "control_socket", CFG_PATH, F(agent.control_socket), 0, 0,
+	  "/run/autotrace/control.sock", "root-only control socket used by status and trigger" },
+	{ "capture", "max_duration", CFG_DURATION, F(capture.max_duration_ms), 1000, 600000, "60s",
+	  "longest capture window a rule may ask for" },
+	{ "capture", "max_concurrent", CFG_UINT, F(capture.max_concurrent), 1, 16, "1",
+	  "captures running at the same time" },
+	{ "capture", "max_seconds_per_hour", CFG_UINT, F(capture.max_seconds_per_hour), 1, 3600,
+	  "600", "capture seconds allowed per rolling hour (all rules together)" },
+	{ "capture", "max_stacks", CFG_UINT, F(capture.max_stacks), 256, 262144, "16384",
+	  "distinct stacks kept per capture; more are counted as dropped" },
+	{ "capture", "top_stacks", CFG_UINT, F(capture.top_stacks), 1, 1000, "20",
+	  "stacks listed in incident.json per capture (the folded file keeps all)" },
+	{ "capture", "history_before", CFG_DURATION, F(capture.history_before_ms), 0, 3600000,
+	  "60s", "metric history an incident carries from before its trigger (within agent.history)" },
+	{ "symbolizer", "cache_size", CFG_SIZE, F(symbolizer.cache_size), 8 * MiB, 64 * GiB,
+	  "256MiB", "memory cap for cached symbol tables (least recently used evicted)" },
+	{ "storage.local", "dir", CFG_PATH, F(local.dir), 0, 0, "/var/lib/autotrace/incidents",
+	  "incident store: DIR/YYYY-MM-DD/ID/incident.json + artifacts" },
+	{ "storage.local", "max_size", CFG_SIZE, F(local.max_size), 1 * MiB, 1024 * GiB, "1GiB",
+	  "total size of the store; oldest incidents removed first" },
+	{ "storage.local", "max_age", CFG_DURATION, F(local.max_age_ms), 60000, 3650 * DAY_MS, "7d",
+	  "incidents older than this are removed" },
+	{ "storage.local", "max_incident_size", CFG_SIZE, F(local.max_incident_size), 64 * 1024,
+	  1 * GiB, "16MiB", "largest single incident (JSON + artifacts); captures are trimmed to fit" },
+	{ "storage.elasticsearch", "enabled", CFG_BOOL, F(es.enabled), 0, 0, "false",
+	  "ship incidents to Elasticsearch" },
+	{ "storage.elasticsearch", "urls", CFG_STRLIST, F(es.urls), 1, CFG_LIST_MAX,
+	  "[\"https://localhost:9200\"]", "Elasticsearch endpoints, tried in order" },
+};
+
+static const char *type_name(enum cfg_type t)
+{
+	switch (t) {
+	case CFG_DURATION:
+		return "duration";
+	case CFG_SIZE:
+		return "size";
+	case CFG_UINT:
+		return "integer";
+	case CFG_BOOL:
+		return "boolean";
+	case CFG_STRING:
+		return "string";
+	case CFG_PATH:
+		return "path";
+	case CFG_STRLIST:
+		return "list of strings";
+	}
+	return "?";
+}
+
+static void format_limit(const struct cfg_key *k, uint64_t v, char *buf, size_t len)
+{
+	if (k->type == CFG_DURATION)
+		format_duration(v, buf, len);
+	else if (k->type == CFG_SIZE)
+		format_size(v, buf, len);
+	else
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+}
+
+/* Parses one scalar for key k into dst. On failure writes a message into why. */
+static int parse_scalar(const struct cfg_key *k, const char *s, void *dst, char *why, size_t wl)
+{
+	uint64_t v = 0;
+	int err = 0;
+
+	switch (k->type) {
+	case CFG_DURATION:
+		err = parse_duration_ms(s, &v);
+		if (err)
+			snprintf(why, wl, "'%s' is not a duration (e.g. 500ms, 3s, 10m, 7d)", s);
+		break;
+	case CFG_SIZE:
+		err = parse_size(s, &v);
+		if (err)
+			snprintf(why, wl, "'%s' is not a size (e.g. 512MiB, 1GiB)", s);
+		break;
+	case CFG_UINT:
+		err = parse_u64(s, &v);
+		if (err)
+			snprintf(why, wl, "'%s' is not a non-negative integer", s);
+		break;
+	case CFG_BOOL:
+		err = parse_bool(s, (bool *)dst);
+		if (err)
+			snprintf(why, wl, "'%s' is not a boolean (true or false)", s);
+		return err;
+	case CFG_STRING:
+	case CFG_PATH:
+		if (k->type == CFG_PATH && s[0] != '/') {
+			snprintf(why, wl, "'%s' is not an absolute path", s);
+			return -EINVAL;
+		}
+		if (k->choices) {
+			bool ok = false;
+
+			for (const char *const *c = k->choices; *c; c++)
+				ok |= strcmp(*c, s) == 0;
+			if (!ok) {
+				snprintf(why, wl, "'%s' is not one of the allowed values (see --help)", s);
+				return -EINVAL;
+			}
+		}
+		if (strlen(s) >= k->size) {
+			snprintf(why, wl, "value longer than %zu characters", k->size - 1);
+			return -ENAMETOOLONG;
+		}
+		strcpy(dst, s);
+		return 0;
+	case CFG_STRLIST:
+		return -EINVAL; /* handled by the caller */
+	}
+	if (err)
+		return err;
+	if (v < k->min || v > k->max) {
+		char lo[32], hi[32];
+
+		format_limit(k, k->min, lo, sizeof(lo));
+		format_limit(k, k->max, hi, sizeof(hi));
+		snprintf(why, wl, "'%s' is out of range [%s, %s]", s, lo, hi);
+		return -ERANGE;
+	}
+	*(uint64_t *)dst = v;
+	return 0;
+}
+
+static int parse_value(const struct cfg_key *k, const struct ynode *val, struct agent_config *cfg,
+		       const char *file, struct diag *diag)
+{
+	void *dst = (char *)cfg + k->offset;
+	char why[512];
+
+	if (k->type == CFG_STRLIST) {
+		struct cfg_strlist *list = dst;
+
+		if (val->type != YNODE_SEQ) {
+			diag_at(diag, file, val, "%s.%s: expected a list, got %s", k->section,
+				k->key, ynode_type_name(val->type));
+			return -EINVAL;
+		}
+		if (val->n < k->min || val->n > k->max) {
+			diag_at(diag, file, val, "%s.%s: needs %llu to %llu entries, got %zu",
+				k->section, k->key, (unsigned long long)k->min,
+				(unsigned long long)k->max, val->n);
+			return -ERANGE;
+		}
+		list->n = 0;
+		for (size_t i = 0; i < val->n; i++) {
+			const struct ynode *it = val->items[i];
+
+			if (it->type != YNODE_SCALAR || !*it->scalar) {
+				diag_at(diag, file, it, "%s.%s: entries must be non-empty strings",
+					k->section, k->key);
+				return -EINVAL;
+			}
+			if (copy_str(list->v[i], CFG_STR_MAX, it->scalar)) {
+				diag_at(diag, file, it, "%s.%s: entry longer than %d characters",
+					k->section, k->key, CFG_STR_MAX - 1);
+				return -ENAMETOOLONG;
+			}
+			list->n++;
+		}
+		return 0;
+	}
+	if (val->type != YNODE_SCALAR) {
+		diag_at(diag, file, val, "%s.%s: expected a %s, got %s", k->section, k->key,
+			type_name(k->type), ynode_type_name(val->type));
+		return -EINVAL;
+	}
+	if (parse_scalar(k, val->scalar, dst, why, sizeof(why))) {
+		diag_at(diag, file, val, "%s.%s: %s", k->section, k->key, why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static bool section_known(const char *section)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(config_table); i++) {
+		const char *s = config_table[i].section;
+		size_t len = strlen(section);
+
+		/* "storage" is known because "storage.local" exists */
+		if (strcmp(s, section) == 0 || (strncmp(s, section, len) == 0 && s[len] == '.'))
+			return true;
+	}
+	return false;
+}
+
+static const struct cfg_key *key_lookup(const char *section, const char *key)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(config_table); i++) {
+		if (strcmp(config_table[i].section, section) == 0 &&
+		    strcmp(config_table[i].key, key) == 0)
+			return &config_table[i];
+	}
+	return NULL;
+}
+
+static void walk_map(const struct ynode *map, const char *section, struct agent_config *cfg,
+		     const char *file, struct diag *diag)
+{
+	for (size_t i = 0; i < map->n; i++) {
+		const struct ynode *key = map->keys[i], *val = map->items[i];
+		char path[128];
+		const struct cfg_key *k;
+
+		if (section[0])
+			snprintf(path, sizeof(path), "%s.%s", section, key->scalar);
+		else
+			snprintf(path, sizeof(path), "%s", key->scalar);
+
+		k = section[0] ? key_lookup(section, key->scalar) : NULL;
+		if (k) {
+			parse_value(k, val, cfg, file, diag);
+			continue;
+		}
+		if (section_known(path)) {
+			if (val->type != YNODE_MAP) {
+				diag_at(diag, file, val, "%s: expected a mapping, got %s", path,
+					ynode_type_name(val->type));
+				continue;
+			}
+			walk_map(val, path, cfg, file, diag);
+			continue;
+		}
+		diag_at(diag, file, key, "unknown key '%s'", path);
+	}
+}
+
+void config_defaults(struct agent_config *cfg)
+{
+	struct diag diag = { 0 };
+
+	memset(cfg, 0, sizeof(*cfg));
+	strcpy(cfg->source, "(built-in defaults)");
+	for (size_t i = 0; i < ARRAY_SIZE(config_table); i++) {
+		const struct cfg_key *k = &config_table[i];
+		char why[256];
+
+		if (k->type == CFG_STRLIST) {
+			struct ydoc *doc = NULL;
+
+			if (ydoc_load_string("defaults", k->def, strlen(k->def), &doc, &diag) == 0 &&
+			    doc->root)
+				parse_value(k, doc->root, cfg, "defaults", &diag);
+			ydoc_free(&doc);
+			continue;
+		}
+		if (parse_scalar(k, k->def, (char *)cfg + k->offset, why, sizeof(why)))
+			diag_add(&diag, "defaults", 0, 0, "%s.%s: %s", k->section, k->key, why);
+	}
+	/* a broken default table is a programming error caught by the unit tests */
+	if (diag.errors)
+		log_error("built-in config defaults are invalid: %s", diag.msgs[0]);
+	diag_clear(&diag);
+}
+
+static int config_from_doc(const struct ydoc *doc, struct agent_config *cfg, struct diag *diag)
+{
+	struct agent_config next;
+	unsigned before = diag->errors;
+
+	config_defaults(&next);
+	snprintf(next.source, sizeof(next.source), "%s", doc->file);
+	if (doc->root) {
+		if (doc->root->type != YNODE_MAP) {
+			diag_at(diag, doc->file, doc->root, "the configuration must be a mapping");
+			return -EINVAL;
+		}
+		walk_map(doc->root, "", &next, doc->file, diag);
+	}
+	if (diag->errors != before)
+		return -EINVAL;
+	*cfg = next;
+	return 0;
+}
+
+int config_load_string(const char *name, const char *text, struct agent_config *cfg,
+		       struct diag *diag)
+{
+	struct ydoc *doc = NULL;
+	int err;
+
+	err = ydoc_load_string(name, text, strlen(text), &doc, diag);
+	if (err)
+		return err;
+	err = config_from_doc(doc, cfg, diag);
+	ydoc_free(&doc);
+	return err;
+}
+
+int config_load(const char *path, struct agent_config *cfg, struct diag *diag)
+{
+	struct ydoc *doc = NULL;
+	char why[256];
+	int err;
+
+	err = check_trusted_file(path, why, sizeof(why));
+	if (err) {
+		diag_add(diag, path, 0, 0, "refusing configuration file: %s", why);
+		return err;
+	}
+	err = ydoc_load_file(path, &doc, diag);
+	if (err)
+		return err;
+	err = config_from_doc(doc, cfg, diag);
+	ydoc_free(&doc);
+	return err;
+}
+
+static void range_text(const struct cfg_key *k, char *buf, size_t len)
+{
+	char lo[32], hi[32];
+
+	buf[0] = '\0';
+	if (k->type == CFG_DURATION || k->type == CFG_SIZE || k->type == CFG_UINT) {
+		format_limit(k, k->min, lo, sizeof(lo));
+		format_limit(k, k->max, hi, sizeof(hi));
+		snprintf(buf, len, "%s..%s", lo, hi);
+	} else if (k->type == CFG_STRLIST) {
+		snprintf(buf, len, "%llu..%llu entries", (unsigned long long)k->min,
+			 (unsigned long long)k->max);
+	}
+}
+
+void config_print_reference(FILE *out)
+{
+	const char *section = "";
+
+	for (size_t i = 0; i < ARRAY_SIZE(config_table); i++) {
+		const struct cfg_key *k = &config_table[i];
+		char range[64];
+
+		if (strcmp(section, k->section)) {
+			section = k->section;
+			fprintf(out, "  %s:\n", section);
+		}
+		range_text(k, range, sizeof(range));
+		fprintf(out, "    %-22s %-9s default %s%s%s\n", k->key, type_name(k->type),
+			k->def[0] ? k->def : "\"\"", range[0] ? ", range " : "", range);
+		fprintf(out, "    %-22s %s\n", "", k->help);
+	}
+}
+
+void config_print_reference_markdown(FILE *out)
+{
+	fprintf(out, "| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
+	for (size_t i = 0; i < ARRAY_SIZE(config_table); i++) {
+		const struct cfg_key *k = &config_table[i];
+		char range[64];
+
+		range_text(k, range, sizeof(range));
+		fprintf(out, "| `%s.%s` | %s | `%s` | %s | %s |\n", k->section, k->key,
+			type_name(k->type), k->def, range, k->help);
+	}
+}

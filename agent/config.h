@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Agent configuration: one declarative table parses YAML, validates ranges,
+ * supplies defaults and prints the reference. */
+#pragma once
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "agent/yamltree.h"
+
+#define CFG_LIST_MAX 8
+#define CFG_STR_MAX  256
+
+struct cfg_strlist {
+	unsigned n;
+	char v[CFG_LIST_MAX][CFG_STR_MAX];
+};
+
+/* Plain data, no pointers: a reload builds a new one and swaps it in whole. */
+struct agent_config {
+	char source[PATH_MAX]; /* file it came from, or "(built-in defaults)" */
+	struct {
+		uint64_t interval_ms;
+		uint64_t history_ms;
+		char rules_dir[PATH_MAX];
+		char log_level[16];
+		bool dry_run;
+		char hostname[CFG_STR_MAX];
+		char control_socket[PATH_MAX];
+	} agent;
+	struct {
+		uint64_t max_duration_ms;
+		uint64_t max_concurrent;
+		uint64_t max_seconds_per_hour;
+		uint64_t max_stacks;
+		uint64_t top_stacks;
+		uint64_t history_before_ms;
+	} capture;
+	struct {
+		uint64_t cache_size;
+	} symbolizer;
+	struct {
+		char dir[PATH_MAX];
+		uint64_t max_size;
+		uint64_t max_age_ms;
+		uint64_t max_incident_size;
+	} local;
+	struct {
+		bool enabled;
+		struct cfg_strlist urls;
+	} es;
+};
+
+#define CONFIG_DEFAULT_PATH "/etc/autotrace/autotrace.yaml"
+
+/* Built-in defaults (what runs with no config file). */
+void config_defaults(struct agent_config *cfg);
+/* Parses path over the defaults. Errors go to diag as FILE:LINE:COL; on error
+ * cfg is left untouched. */
+int config_load(const char *path, struct agent_config *cfg, struct diag *diag);
+int config_load_string(const char *name, const char *text, struct agent_config *cfg,
+		       struct diag *diag);
+/* The reference: every key, type, range, default and help line. */
+void config_print_reference(FILE *out);
+void config_print_reference_markdown(FILE *out);

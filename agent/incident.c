@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "agent/incident.h"
+
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "agent/capmgr.h"
+#include "agent/cgroups.h"
+#include "agent/config.h"
+#include "agent/tsdb.h"
+#include "agent/util.h"
+#include "probes/catalogue.h"
+#include "triggers/rules.h"
+#include "version.h"
+
+void incident_host_read(struct incident_host *h, const struct agent_config *cfg)
+{
+	struct utsname u;
+
+	memset(h, 0, sizeof(*h));
+	if (uname(&u) == 0) {
+		snprintf(h->kernel, sizeof(h->kernel), "%s", u.release);
+		snprintf(h->name, sizeof(h->name), "%s", u.nodename);
+	}
+	if (cfg && cfg->agent.hostname[0])
+		snprintf(h->name, sizeof(h->name), "%s", cfg->agent.hostname);
+}
+
+static void label_to_json(const char *k, const char *v, void *ctx)
+{
+	json_object_set_new(ctx, k, json_string(v));
+}
+
+static json_t *labels_json(const char *key)
+{
+	json_t *o = json_object();
+
+	labels_foreach(key, label_to_json, o);
+	return o;
+}
+
+static json_t *series_points(const struct tsdb *db, const struct tsdb_series *s,
+			     uint64_t from_real_ms)
+{
+	json_t *pts = json_array();
+	unsigned max = tsdb_points(db);
+
+	for (unsigned ago = max; ago-- > 0;) {
+		uint64_t t = tsdb_round_time(db, ago);
+		double v;
+
+		if (!t || t < from_real_ms || !tsdb_value(db, s, ago, &v))
+			continue;
+		json_t *p = json_array();
+
+		json_array_append_new(p, json_integer((json_int_t)t));
+		json_array_append_new(p, json_real(v));
+		json_array_append_new(pts, p);
+	}
+	return pts;
+}
+
+json_t *incident_history(const struct tsdb *db, int metric, const char *series_key,
+			 uint64_t from_real_ms)
+{
+	json_t *arr = json_array();
+	const struct metric_desc *md = metric >= 0 ? metric_at((size_t)metric) : NULL;
+	const char *dot;
+	size_t family_len;
+
+	if (!md)
+		return arr;
+	/* the tripped metric first, then its family (cpu.sys_pct -> cpu.*) for context */
+	dot = strchr(md->name, '.');
+	family_len = dot ? (size_t)(dot - md->name) + 1 : strlen(md->name);
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t m = 0; m < metric_count(); m++) {
+			const struct metric_desc *d = metric_at(m);
+			struct tsdb_series *s;
+
+			if (pass == 0 ? (int)m != metric :
+					((int)m == metric || strncmp(d->name, md->name, family_len)))
+				continue;
+			s = tsdb_find_key(db, (unsigned)m, series_key);
+			if (!s)
+				continue;
+			json_t *o = json_object();
+
+			json_object_set_new(o, "metric", json_string(d->name));
+			json_object_set_new(o, "unit", json_string(d->unit));
+			json_object_set_new(o, "labels", labels_json(series_key));
+			json_object_set_new(o, "points", series_points(db, s, from_real_ms));
+			json_array_append_new(arr, o);
+		}
+	}
+	return arr;
+}
+
+static json_t *capture_json(const struct capture_outcome *o)
+{
+	json_t *c = o->result.data ? json_deep_copy(o->result.data) : json_object();
+	char ts[40];
+
+	format_iso8601(o->started_real_ms, ts, sizeof(ts));
+	json_object_set_new(c, "kind", json_string(o->kind));
+	json_object_set_new(c, "started", json_string(ts));
+	json_object_set_new(c, "duration_ms", json_integer((json_int_t)o->duration_ms));
+	json_object_set_new(c, "status", json_string(o->status));
+	json_object_set_new(c, "lost_events", json_integer((json_int_t)o->result.lost_events));
+	if (o->result.error[0])
+		json_object_set_new(c, "error", json_string(o->result.error));
+	if (o->result.nartifacts) {
+		json_t *arts = json_array();
+
+		for (unsigned i = 0; i < o->result.nartifacts; i++)
+			json_array_append_new(arts, json_string(o->result.artifacts[i].name));
+		json_object_set_new(c, "artifacts", arts);
+	}
+	return c;
+}
+
+static const char *target_kind_name(enum capture_target_kind k)
+{
+	return k == TARGET_PID ? "process" : k == TARGET_CGROUP ? "cgroup" : "host";
+}
+
+json_t *incident_build(const char *id, const struct incident_host *host,
+		       const struct incident_trigger *trig, const struct tsdb *db,
+		       uint64_t history_before_ms, struct capture_session *session,
+		       const char *agent_status)
+{
+	json_t *doc = json_object(), *o, *caps = json_array();
+	const struct rule *r = trig->rule;
+	const struct capture_target *tgt = session ? capture_session_target(session) : NULL;
+	char ts[40], cg[512] = "";
+	const char *status = agent_status;
+
+	format_iso8601(trig->fired_real_ms, ts, sizeof(ts));
+	json_object_set_new(doc, "@timestamp", json_string(ts));
+
+	o = json_object();
+	json_object_set_new(o, "id", json_string(id));
+	json_object_set_new(doc, "incident", o);
+
+	o = json_object();
+	json_object_set_new(o, "name", json_string(host->name));
+	json_object_set_new(o, "os", json_pack("{s:s}", "kernel", host->kernel));
+	json_object_set_new(doc, "host", o);
+	json_object_set_new(doc, "agent", json_pack("{s:s,s:s}", "name", "autotrace", "version",
+						    AUTOTRACE_VERSION));
+
+	o = json_object();
+	json_object_set_new(o, "name", json_string(trig->name));
+	if (r) {
+		char cond[256];
+		json_t *labels = json_object();
+
+		rule_condition_text(r, cond, sizeof(cond));
+		json_object_set_new(o, "description", json_string(r->description));
+		json_object_set_new(o, "condition", json_string(cond));
+		json_object_set_new(o, "file", json_string(r->file));
+		for (unsigned i = 0; i < r->nlabels; i++)
+			json_object_set_new(labels, r->label_keys[i],
+					    json_string(r->label_values[i]));
+		json_object_set_new(o, "labels", labels);
+		json_object_set_new(o, "dry_run", json_boolean(r->dry_run));
+	}
+	json_object_set_new(doc, "rule", o);
+
+	o = json_object();
+	if (trig->metric >= 0) {
+		json_object_set_new(o, "metric", json_string(metric_at((size_t)trig->metric)->name));
+		json_object_set_new(o, "value", json_real(trig->value));
+	}
+	if (r)
+		json_object_set_new(o, "threshold", json_real(r->threshold));
+	if (trig->series_key && trig->series_key[0]) {
+		json_t *labels = labels_json(trig->series_key);
+		json_t *cgv = json_object_get(labels, "cgroup");
+
+		if (json_is_string(cgv))
+			snprintf(cg, sizeof(cg), "%s", json_string_value(cgv));
+		json_object_set_new(o, "labels", labels);
+	}
+	json_object_set_new(o, "scope", json_string(cg[0] ? cg : "host"));
+	if (tgt) {
+		json_t *t = json_object();
+
+		json_object_set_new(t, "kind", json_string(target_kind_name(tgt->kind)));
+		if (tgt->kind == TARGET_PID)
+			json_object_set_new(t, "pid", json_integer(tgt->pid));
+		if (tgt->kind == TARGET_CGROUP)
+			json_object_set_new(t, "cgroup", json_string(tgt->cgroup));
+		json_object_set_new(o, "target", t);
+	}
+	json_object_set_new(doc, "trigger", o);
+
+	if (cg[0]) {
+		char cid[65], pod[37];
+
+		cgroup_path_identity(cg, cid, sizeof(cid), pod, sizeof(pod));
+		if (cid[0])
+			json_object_set_new(doc, "container", json_pack("{s:s}", "id", cid));
+		if (pod[0])
+			json_object_set_new(doc, "orchestrator",
+					    json_pack("{s:{s:s}}", "resource", "id", pod));
+	}
+
+	o = json_object();
+	{
+		uint64_t from = trig->fired_real_ms > history_before_ms ?
+					trig->fired_real_ms - history_before_ms :
+					0;
+		format_iso8601(from, ts, sizeof(ts));
+		json_object_set_new(o, "from", json_string(ts));
+		json_object_set_new(o, "series",
+				    incident_history(db, trig->metric, trig->series_key ?
+									    trig->series_key :
+									    "",
+						     from));
+	}
+	json_object_set_new(doc, "history", o);
+
+	for (unsigned i = 0; session && i < capture_session_count(session); i++) {
+		struct capture_outcome *co = capture_session_outcome(session, i);
+
+		json_array_append_new(caps, capture_json(co));
+		if (!status && strcmp(co->status, "ok") && strcmp(co->status, "dry_run"))
+			status = "partial";
+	}
+	json_object_set_new(doc, "captures", caps);
+	if (!status)
+		status = (r && r->dry_run) ? "dry_run" : "complete";
+	json_object_set_new(json_object_get(doc, "incident"), "status", json_string(status));
+	return doc;
+}

@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "agent/stacks.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/cgroups.h"
+#include "agent/symbolize.h"
+#include "agent/util.h"
+
+struct stack_entry {
+	uint32_t tgid, pid;
+	uint64_t cgroup_id;
+	char comm[16];
+	uint64_t *frames; /* nk kernel frames then nu user frames, leaf first */
+	unsigned nk, nu;
+	uint64_t value;
+	char *folded; /* rendered frames, root first, without the comm */
+};
+
+struct stackset {
+	struct stack_entry *entries;
+	size_t n, cap, max;
+	uint64_t dropped;
+};
+
+int stackset_new(struct stackset **out, unsigned max_entries)
+{
+	struct stackset *ss = calloc(1, sizeof(*ss));
+
+	if (!ss)
+		return -ENOMEM;
+	ss->max = max_entries;
+	*out = ss;
+	return 0;
+}
+
+void stackset_free(struct stackset **pss)
+{
+	struct stackset *ss = pss ? *pss : NULL;
+
+	if (!ss)
+		return;
+	for (size_t i = 0; i < ss->n; i++) {
+		free(ss->entries[i].frames);
+		free(ss->entries[i].folded);
+	}
+	free(ss->entries);
+	free(ss);
+	*pss = NULL;
+}
+
+uint64_t stackset_dropped(const struct stackset *ss)
+{
+	return ss->dropped;
+}
+
+size_t stackset_count(const struct stackset *ss)
+{
+	return ss->n;
+}
+
+int stackset_add(struct stackset *ss, const struct stack_sample *s)
+{
+	struct stack_entry *e;
+
+	if (ss->n >= ss->max) {
+		ss->dropped++;
+		return -ENOSPC;
+	}
+	if (ss->n == ss->cap) {
+		size_t cap = ss->cap ? ss->cap * 2 : 64;
+		struct stack_entry *p = realloc(ss->entries, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		ss->entries = p;
+		ss->cap = cap;
+	}
+	e = &ss->entries[ss->n];
+	memset(e, 0, sizeof(*e));
+	e->frames = malloc((s->nk + s->nu + 1) * sizeof(uint64_t));
+	if (!e->frames)
+		return -ENOMEM;
+	e->tgid = s->tgid;
+	e->pid = s->pid;
+	e->cgroup_id = s->cgroup_id;
+	snprintf(e->comm, sizeof(e->comm), "%s", s->comm ? s->comm : "?");
+	/* comm may hold ';' or spaces; the folded format splits on both */
+	for (char *c = e->comm; *c; c++)
+		if (*c == ';' || *c == ' ')
+			*c = '_';
+	if (s->nk)
+		memcpy(e->frames, s->kstack, s->nk * sizeof(uint64_t));
+	if (s->nu)
+		memcpy(e->frames + s->nk, s->ustack, s->nu * sizeof(uint64_t));
+	e->nk = s->nk;
+	e->nu = s->nu;
+	e->value = s->value;
+	ss->n++;
+	return 0;
+}
+
+struct strbuf {
+	char *p;
+	size_t len, cap;
+	int err;
+};
+
+static void sb_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sb_printf(struct strbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->err)
+		return;
+	for (;;) {
+		size_t room = b->cap - b->len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->err = -EINVAL;
+			return;
+		}
+		if ((size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t ncap = b->cap ? b->cap * 2 : 256;
+
+		while (ncap < b->len + (size_t)n + 1)
+			ncap *= 2;
+		char *np = realloc(b->p, ncap);
+
+		if (!np) {
+			b->err = -ENOMEM;
+			return;
+		}
+		b->p = np;
+		b->cap = ncap;
+	}
+}
+
+/* Folded names must not contain ';' (frame separator) or end in " <n>". */
+static void sb_frame_name(struct strbuf *b, const char *name, const char *suffix)
+{
+	char clean[300];
+	size_t i;
+
+	for (i = 0; name[i] && i < sizeof(clean) - 1; i++)
+		clean[i] = (name[i] == ';' || name[i] == ' ' || name[i] == '\n') ? '_' : name[i];
+	clean[i] = '\0';
+	sb_printf(b, ";%s%s", clean, suffix);
+}
+
+static void resolve(const struct stackset_render_opts *o, const struct stack_entry *e, unsigned i,
+		    struct sym_frame *f)
+{
+	if (i < e->nk) {
+		symbolizer_kernel(o->sym, e->frames[i], f);
+	} else {
+		symbolizer_user(o->sym, (int)e->tgid, e->frames[i], f);
+	}
+}
+
+/* Root-first folded frames for one entry: user outermost ... kernel leaf. */
+static char *render_folded(const struct stackset_render_opts *o, const struct stack_entry *e)
+{
+	struct strbuf b = { 0 };
+	struct sym_frame f;
+
+	for (unsigned j = e->nu; j-- > 0;) {
+		resolve(o, e, e->nk + j, &f);
+		if (f.name[0]) {
+			sb_frame_name(&b, f.name, "");
+		} else if (f.module[0]) {
+			const char *base = strrchr(f.module, '/');
+
+			sb_printf(&b, ";[%s+0x%" PRIx64 "]", base ? base + 1 : f.module,
+				  f.file_offset);
+		} else {
+			sb_printf(&b, ";0x%" PRIx64, f.addr);
+		}
+	}
+	for (unsigned j = e->nk; j-- > 0;) {
+		resolve(o, e, j, &f);
+		if (f.name[0])
+			sb_frame_name(&b, f.name, "_[k]");
+		else
+			sb_printf(&b, ";0x%" PRIx64 "_[k]", f.addr);
+	}
+	if (b.err) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p ? b.p : strdup("");
+}
+
+static json_t *frame_json(const struct sym_frame *f)
+{
+	json_t *j = json_object();
+	char hex[32];
+
+	snprintf(hex, sizeof(hex), "0x%" PRIx64, f->addr);
+	json_object_set_new(j, "addr", json_string(hex));
+	if (f->name[0]) {
+		json_object_set_new(j, "func", json_string(f->name));
+		json_object_set_new(j, "offset", json_integer((json_int_t)f->offset));
+	}
+	if (f->module[0])
+		json_object_set_new(j, "module", json_string(f->module));
+	if (!f->kernel) {
+		if (f->build_id[0])
+			json_object_set_new(j, "build_id", json_string(f->build_id));
+		snprintf(hex, sizeof(hex), "0x%" PRIx64, f->file_offset);
+		if (!f->name[0] && f->module[0])
+			json_object_set_new(j, "file_offset", json_string(hex));
+	}
+	json_object_set_new(j, "kernel", json_boolean(f->kernel));
+	return j;
+}
+
+static int cmp_value_desc(const void *a, const void *b)
+{
+	const struct stack_entry *x = a, *y = b;
+
+	return x->value > y->value ? -1 : x->value < y->value;
+}
+
+/* group equal (comm, folded) for the folded file */
+static int cmp_folded(const void *a, const void *b)
+{
+	const struct stack_entry *const *x = a, *const *y = b;
+	int c = strcmp((*x)->comm, (*y)->comm);
+
+	return c ? c : strcmp((*x)->folded, (*y)->folded);
+}
+
+/* group equal (tgid, pid, folded) for the top list */
+static int cmp_task_folded(const void *a, const void *b)
+{
+	const struct stack_entry *x = a, *y = b;
+
+	if (x->tgid != y->tgid)
+		return x->tgid < y->tgid ? -1 : 1;
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	return strcmp(x->folded, y->folded);
+}
+
+static json_t *entry_json(const struct stackset_render_opts *o, const struct stack_entry *e,
+			  uint64_t total)
+{
+	json_t *j = json_object(), *frames = json_array();
+	struct sym_frame f;
+	char path[512];
+
+	json_object_set_new(j, "pid", json_integer(e->tgid));
+	json_object_set_new(j, "tid", json_integer(e->pid));
+	json_object_set_new(j, "comm", json_string(e->comm));
+	json_object_set_new(j, o->value_key, json_integer((json_int_t)e->value));
+	json_object_set_new(j, "pct", json_real(total ? 100.0 * (double)e->value / (double)total : 0));
+	if (e->cgroup_id && o->cgroups &&
+	    cgroups_path_of(o->cgroups, e->cgroup_id, path, sizeof(path)) == 0) {
+		char cid[65], pod[37];
+
+		json_object_set_new(j, "cgroup", json_string(path));
+		cgroup_path_identity(path, cid, sizeof(cid), pod, sizeof(pod));
+		if (cid[0])
+			json_object_set_new(j, "container_id", json_string(cid));
+		if (pod[0])
+			json_object_set_new(j, "pod_uid", json_string(pod));
+	}
+	for (unsigned i = 0; i < e->nk + e->nu; i++) {
+		resolve(o, e, i, &f);
+		json_array_append_new(frames, frame_json(&f));
+	}
+	json_object_set_new(j, "frames", frames);
+	return j;
+}
+
+int stackset_render(struct stackset *ss, const struct stackset_render_opts *o,
+		    struct stackset_render *out)
+{
+	struct stack_entry **order = NULL;
+	struct strbuf b = { 0 };
+	size_t n = ss->n, merged = 0;
+	int err = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < n; i++) {
+		/* make sure every process is tracked before any frame is resolved */
+		symbolizer_track(o->sym, (int)ss->entries[i].tgid);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct stack_entry *e = &ss->entries[i];
+
+		out->total += e->value;
+		if (!e->folded && !(e->folded = render_folded(o, e)))
+			return -ENOMEM;
+	}
+
+	/* top list: merge equal symbolized stacks of the same thread, largest first */
+	qsort(ss->entries, n, sizeof(*ss->entries), cmp_task_folded);
+	for (size_t i = 0; i < n; i++) {
+		if (merged && cmp_task_folded(&ss->entries[merged - 1], &ss->entries[i]) == 0) {
+			ss->entries[merged - 1].value += ss->entries[i].value;
+			free(ss->entries[i].frames);
+			free(ss->entries[i].folded);
+			continue;
+		}
+		ss->entries[merged++] = ss->entries[i];
+	}
+	ss->n = n = merged;
+	qsort(ss->entries, n, sizeof(*ss->entries), cmp_value_desc);
+	out->top = json_array();
+	for (size_t i = 0; i < n && i < o->top_n; i++)
+		json_array_append_new(out->top, entry_json(o, &ss->entries[i], out->total));
+
+	/* folded text: merge by (comm, frames); entries are value-sorted so the
+	 * size cap drops the smallest stacks */
+	order = malloc((n ? n : 1) * sizeof(*order));
+	if (!order)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		order[i] = &ss->entries[i];
+	{
+		size_t budget = o->folded_max, keep = 0, used = 0;
+
+		for (keep = 0; keep < n; keep++) {
+			size_t line = strlen(order[keep]->comm) + strlen(order[keep]->folded) + 24;
+
+			if (used + line > budget)
+				break;
+			used += line;
+		}
+		out->folded_dropped = n - keep;
+		qsort(order, keep, sizeof(*order), cmp_folded);
+		for (size_t i = 0; i < keep;) {
+			uint64_t v = order[i]->value;
+			size_t j = i + 1;
+
+			while (j < keep && cmp_folded(&order[i], &order[j]) == 0)
+				v += order[j++]->value;
+			sb_printf(&b, "%s%s %" PRIu64 "\n", order[i]->comm, order[i]->folded, v);
+			i = j;
+		}
+	}
+	free(order);
+	if (b.err) {
+		err = b.err;
+		free(b.p);
+		stackset_render_clear(out);
+		return err;
+	}
+	out->folded = b.p ? b.p : strdup("");
+	out->folded_len = b.len;
+	return 0;
+}
+
+void stackset_render_clear(struct stackset_render *r)
+{
+	json_decref(r->top);
+	free(r->folded);
+	memset(r, 0, sizeof(*r));
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* A set of (task, kernel stack, user stack) -> value, rendered as folded stacks
+ * and as the top stacks of an incident. Shared by every stack-bearing capture. */
+#pragma once
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct symbolizer;
+struct cgroups;
+
+struct stack_sample {
+	uint32_t tgid, pid;
+	uint64_t cgroup_id;
+	const char *comm;
+	const uint64_t *kstack; /* leaf first */
+	unsigned nk;
+	const uint64_t *ustack; /* leaf first */
+	unsigned nu;
+	uint64_t value;
+};
+
+struct stackset;
+
+struct stackset_render_opts {
+	unsigned top_n;        /* stacks listed in the JSON */
+	size_t folded_max;     /* bytes of folded text; smallest stacks dropped beyond */
+	const char *value_key; /* JSON name of the value: "samples", "blocked_us", ... */
+	struct symbolizer *sym;
+	struct cgroups *cgroups;
+};
+
+struct stackset_render {
+	json_t *top;        /* array of stacks, largest first */
+	char *folded;       /* "comm;outer;...;leaf value\n" lines, malloc'd */
+	size_t folded_len;
+	uint64_t total;     /* sum of values */
+	uint64_t folded_dropped; /* stacks left out of the folded text for size */
+};
+
+int stackset_new(struct stackset **out, unsigned max_entries);
+void stackset_free(struct stackset **ss);
+/* Copies the sample; -ENOSPC (counted in stackset_dropped) when full. */
+int stackset_add(struct stackset *ss, const struct stack_sample *s);
+uint64_t stackset_dropped(const struct stackset *ss);
+size_t stackset_count(const struct stackset *ss);
+int stackset_render(struct stackset *ss, const struct stackset_render_opts *o,
+		    struct stackset_render *out);
+void stackset_render_clear(struct stackset_render *r);

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Metric history: one bounded ring per series (metric + labels), all rings
+ * advancing together one "round" per watcher interval. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LABELS_MAX     4
+#define LABELS_KEY_MAX 512 /* canonical "k=v\x1fk=v" form, longer label sets are refused */
+
+struct labels {
+	unsigned n;
+	const char *k[LABELS_MAX];
+	const char *v[LABELS_MAX];
+};
+
+struct tsdb;
+struct tsdb_series;
+
+/* max_series bounds memory; points = rounds kept (history / interval). */
+int tsdb_new(struct tsdb **out, unsigned max_series, unsigned points);
+void tsdb_free(struct tsdb **db);
+
+/* Starts a round stamped with wall-clock real_ms; puts go into it. */
+void tsdb_begin_round(struct tsdb *db, uint64_t real_ms);
+/* -ENOSPC (and counted) when max_series is reached, -E2BIG for oversized labels. */
+int tsdb_put(struct tsdb *db, unsigned metric, const struct labels *labels, double value);
+/* Closes the round: series without a value get a gap; series silent for a
+ * whole history window are forgotten (cgroups that went away). */
+void tsdb_end_round(struct tsdb *db);
+
+uint64_t tsdb_rounds(const struct tsdb *db);         /* rounds completed or in progress */
+unsigned tsdb_points(const struct tsdb *db);          /* ring length */
+unsigned tsdb_series_count(const struct tsdb *db);
+uint64_t tsdb_dropped(const struct tsdb *db);         /* puts refused for lack of room */
+uint64_t tsdb_round_time(const struct tsdb *db, unsigned ago); /* real_ms, 0 if none */
+
+/* Series of one metric, in creation order; NULL at the end. */
+struct tsdb_series *tsdb_first(const struct tsdb *db, unsigned metric);
+struct tsdb_series *tsdb_next(const struct tsdb_series *s);
+struct tsdb_series *tsdb_find(const struct tsdb *db, unsigned metric, const struct labels *labels);
+struct tsdb_series *tsdb_find_key(const struct tsdb *db, unsigned metric, const char *key);
+
+unsigned tsdb_series_metric(const struct tsdb_series *s);
+/* Canonical label key (stable identity of the series within its metric). */
+const char *tsdb_series_key(const struct tsdb_series *s);
+/* Value `ago` rounds back (0 = current round); false when no value. */
+bool tsdb_value(const struct tsdb *db, const struct tsdb_series *s, unsigned ago, double *out);
+/* Looks up one label of a series; returns length copied or -ENOENT. */
+int tsdb_series_label(const struct tsdb_series *s, const char *name, char *buf, size_t len);
+/* Calls fn for each label of a canonical key. */
+void labels_foreach(const char *key, void (*fn)(const char *k, const char *v, void *ctx),
+		    void *ctx);
+/* Builds the canonical key; -E2BIG when too long. */
+int labels_key(const struct labels *labels, char *buf, size_t len);

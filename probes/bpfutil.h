@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* User-space helpers shared by the probe loaders. */
+#pragma once
+#include <stdint.h>
+
+struct bpf_map;
+struct bpf_link;
+struct bpf_program;
+struct capture_filter;
+struct capture_target;
+struct cgroups;
+
+/* Sums a per-CPU array of u64 counters: out[i] for key i < n. */
+int percpu_counters_read(const struct bpf_map *map, uint64_t *out, unsigned n);
+int percpu_counters_zero(const struct bpf_map *map, unsigned n);
+/* Deletes every key of a hash or stack map. */
+void map_clear(const struct bpf_map *map);
+
+/* Builds the kernel-side filter for a capture target. */
+int capture_filter_fill(struct capture_filter *f, const struct capture_target *t,
+			struct cgroups *cg);
+int capture_filter_set(const struct bpf_map *filter_map, const struct capture_filter *f);
+
+/* One perf cpu-clock event per online CPU at freq Hz, each running prog.
+ * Fills links/fds arrays of length *n (possible CPUs); returns events opened. */
+int perf_clock_attach(struct bpf_program *prog, uint64_t freq, struct bpf_link **links,
+		      int *fds, int n);
+void perf_clock_detach(struct bpf_link **links, int *fds, int n);

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The registry of capture kinds and the parameter helpers they share. */
+#include "probes/capture.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/util.h"
+
+extern const struct capture_ops profile_capture;
+
+const struct capture_ops *const capture_kinds[] = {
+	&profile_capture,
+	NULL,
+};
+
+const struct capture_ops *capture_kind_lookup(const char *kind)
+{
+	for (const struct capture_ops *const *k = capture_kinds; *k; k++)
+		if (strcmp((*k)->kind, kind) == 0)
+			return *k;
+	return NULL;
+}
+
+int capture_param_index(const struct capture_ops *ops, const char *name)
+{
+	for (unsigned i = 0; i < ops->nparams; i++)
+		if (strcmp(ops->params[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int capture_param_parse(const struct capture_param_desc *d, const char *s, uint64_t *out,
+			char *why, size_t whylen)
+{
+	uint64_t v = 0;
+	bool b;
+
+	switch (d->type) {
+	case CPARAM_UINT:
+		if (parse_u64(s, &v)) {
+			snprintf(why, whylen, "'%s' is not a non-negative integer", s);
+			return -EINVAL;
+		}
+		break;
+	case CPARAM_DURATION:
+		if (parse_duration_ms(s, &v)) {
+			snprintf(why, whylen, "'%s' is not a duration (e.g. 500ms, 10s)", s);
+			return -EINVAL;
+		}
+		break;
+	case CPARAM_BOOL:
+		if (parse_bool(s, &b)) {
+			snprintf(why, whylen, "'%s' is not a boolean", s);
+			return -EINVAL;
+		}
+		*out = b;
+		return 0;
+	}
+	if (v < d->min || v > d->max) {
+		if (d->type == CPARAM_DURATION) {
+			char lo[32], hi[32];
+
+			format_duration(d->min, lo, sizeof(lo));
+			format_duration(d->max, hi, sizeof(hi));
+			snprintf(why, whylen, "'%s' is out of range [%s, %s]", s, lo, hi);
+		} else {
+			snprintf(why, whylen, "'%s' is out of range [%llu, %llu]", s,
+				 (unsigned long long)d->min, (unsigned long long)d->max);
+		}
+		return -ERANGE;
+	}
+	*out = v;
+	return 0;
+}
+
+void capture_params_defaults(const struct capture_ops *ops, struct capture_params *p)
+{
+	char why[128];
+
+	memset(p, 0, sizeof(*p));
+	p->duration_ms = 10000;
+	for (unsigned i = 0; i < ops->nparams && i < CAPTURE_MAX_PARAMS; i++)
+		capture_param_parse(&ops->params[i], ops->params[i].def, &p->v[i], why,
+				    sizeof(why));
+}
+
+void capture_result_clear(struct capture_result *r)
+{
+	json_decref(r->data);
+	for (unsigned i = 0; i < r->nartifacts; i++)
+		free(r->artifacts[i].data);
+	memset(r, 0, sizeof(*r));
+}
+
+int capture_result_add_artifact(struct capture_result *r, const char *name, char *data, size_t len)
+{
+	struct capture_artifact *a;
+
+	if (r->nartifacts >= CAPTURE_MAX_ARTIFACTS) {
+		free(data);
+		return -ENOSPC;
+	}
+	a = &r->artifacts[r->nartifacts++];
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	a->data = data;
+	a->len = len;
+	return 0;
+}

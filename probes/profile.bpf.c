@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* On-CPU profile: one perf cpu-clock sample per CPU at N Hz -> (task, stacks) counts. */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "filter.bpf.h"
+#include "profile.h"
+
+#define EFAULT 14
+
+/* max_entries of both maps are set by user space from capture.max_stacks */
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 4096);
+	__uint(key_size, sizeof(u32));
+	__uint(value_size, PROFILE_MAX_DEPTH * sizeof(u64));
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct profile_key);
+	__type(value, u64);
+} counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PROFILE_STAT_MAX);
+	__type(key, u32);
+	__type(value, u64);
+} stats SEC(".maps");
+
+static __always_inline void stat_inc(u32 which)
+{
+	u64 *v = bpf_map_lookup_elem(&stats, &which);
+
+	if (v)
+		(*v)++;
+}
+
+SEC("perf_event")
+int profile_sample(struct bpf_perf_event_data *ctx)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct capture_filter *f = get_filter();
+	struct profile_key key = {};
+	u64 one = 1, *count;
+	u64 cgid;
+
+	if (!f)
+		return 0;
+	key.tgid = id >> 32;
+	key.pid = (u32)id;
+	if (key.pid == 0 && !(f->flags & FILTER_F_IDLE)) {
+		stat_inc(PROFILE_STAT_IDLE);
+		return 0;
+	}
+	cgid = task_cgid(f, task);
+	if (!filter_match(f, task, key.tgid, cgid))
+		return 0;
+	key.cgroup_id = cgid;
+	bpf_get_current_comm(&key.comm, sizeof(key.comm));
+
+	key.kern_stack_id = bpf_get_stackid(ctx, &stacks, 0);
+	key.user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+	/* -EFAULT for the user stack of a kernel thread is expected, not a loss */
+	if (key.kern_stack_id < 0 && key.kern_stack_id != -EFAULT)
+		stat_inc(PROFILE_STAT_STACK_LOST);
+	if (key.user_stack_id < 0 && key.user_stack_id != -EFAULT)
+		stat_inc(PROFILE_STAT_STACK_LOST);
+
+	count = bpf_map_lookup_elem(&counts, &key);
+	if (count) {
+		__sync_fetch_and_add(count, 1);
+	} else if (bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST)) {
+		/* map full (or a racing insert on another CPU: retry once) */
+		count = bpf_map_lookup_elem(&counts, &key);
+		if (!count) {
+			stat_inc(PROFILE_STAT_KEYS_FULL);
+			return 0;
+		}
+		__sync_fetch_and_add(count, 1);
+	}
+	stat_inc(PROFILE_STAT_SAMPLES);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
