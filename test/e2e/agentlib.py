@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Helpers for driving the real autotrace binary in tests."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+BIN = os.environ.get("AUTOTRACE_BIN", "autotrace")
+SRC = os.environ.get("AUTOTRACE_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def write_private(path, text):
+    """Root-owned, mode 0600: the agent refuses group/world-writable files."""
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def bpf_prog_ids():
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    return {p["id"]: p.get("name", "") for p in json.loads(out or "[]")}
+
+
+def bpf_link_ids():
+    out = subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True, text=True,
+                         check=True).stdout
+    return {l["id"] for l in json.loads(out or "[]")}
+
+
+def compile_c(source, name, workdir, flags=("-O1", "-pthread")):
+    """Builds a small workload program; name becomes its comm."""
+    src = os.path.join(workdir, name + ".c")
+    with open(src, "w") as f:
+        f.write(source)
+    exe = os.path.join(workdir, name)
+    subprocess.run(["gcc", *flags, "-o", exe, src], check=True)
+    return exe
+
+
+class NotifySocket:
+    """Plays systemd: a datagram socket the agent reports READY=1 etc. to."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.messages = []
+
+    def wait_for(self, text, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for m in self.messages:
+                if text in m:
+                    return m
+            self.sock.settimeout(max(0.01, deadline - time.time()))
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                break
+            self.messages.extend(data.split("\n"))
+        for m in self.messages:
+            if text in m:
+                return m
+        return None
+
+    def close(self):
+        self.sock.close()
+
+
+class Agent:
+    """One `autotrace run` with its own config, rules dir and incident store."""
+
+    def __init__(self, rules_yaml=None, config_extra="", interval="1s", env=None):
+        self.dir = tempfile.mkdtemp(prefix="autotrace-e2e-")
+        os.chmod(self.dir, 0o700)
+        self.rules_dir = os.path.join(self.dir, "rules.d")
+        os.mkdir(self.rules_dir, 0o700)
+        self.incident_dir = os.path.join(self.dir, "incidents")
+        if rules_yaml is not None:
+            write_private(os.path.join(self.rules_dir, "test.yaml"), rules_yaml)
+        self.config = write_private(os.path.join(self.dir, "autotrace.yaml"), (
+            f"agent:\n  interval: {interval}\n  rules_dir: {self.rules_dir}\n"
+            f"  control_socket: {self.dir}/control.sock\n"
+            f"storage:\n  local:\n    dir: {self.incident_dir}\n" + config_extra))
+        self.log_path = os.path.join(self.dir, "agent.log")
+        self.notify = NotifySocket(os.path.join(self.dir, "notify.sock"))
+        self.env = dict(os.environ, NOTIFY_SOCKET=self.notify.path, **(env or {}))
+        self.proc = None
+        self.log = None
+
+    def start(self, ready_timeout=30, args=None):
+        self.log = open(self.log_path, "w")
+        cmd = [BIN, "run", "-c", self.config] if args is None else [BIN, *args]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        ready = self.notify.wait_for("READY=1", ready_timeout)
+        if not ready:
+            self.stop()
+            raise AssertionError("agent never sent READY=1; log:\n" + self.read_log())
+        return self
+
+    def read_log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Returns (exit code, seconds it took to exit)."""
+        if not self.proc:
+            return None, 0
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        took = time.monotonic() - t0
+        self.proc = None
+        self.log.close()
+        return rc, took
+
+    def incidents(self):
+        out = subprocess.run([BIN, "incidents", "list", "--json", "--dir", self.incident_dir],
+                             capture_output=True, text=True, check=True).stdout
+        return json.loads(out)
+
+    def incident_doc(self, incident_id):
+        out = subprocess.run([BIN, "incidents", "show", incident_id, "--json", "--dir",
+                              self.incident_dir], capture_output=True, text=True,
+                             check=True).stdout
+        return json.loads(out)
+
+    def wait_incidents(self, n, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            got = self.incidents()
+            if len(got) >= n:
+                return got
+            time.sleep(0.2)
+        return self.incidents()
+
+    def cleanup(self):
+        if self.proc:
+            self.stop()
+        self.notify.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

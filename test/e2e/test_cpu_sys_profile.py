@@ -1,0 +1,151 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Issue 2 end to end: a CPU-sys rule captures an on-CPU profile into one local incident."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from agentlib import BIN, Agent, bpf_link_ids, bpf_prog_ids, compile_c
+
+# Two threads reading /dev/zero: almost all of their time is kernel time.
+SYSLOOP = r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+static int seconds;
+static void *spin(void *arg) {
+    static __thread char buf[65536];
+    int fd = open("/dev/zero", O_RDONLY);
+    time_t end = time(NULL) + seconds;
+    while (time(NULL) < end)
+        for (int i = 0; i < 1000; i++)
+            if (read(fd, buf, sizeof(buf)) < 0) abort();
+    return arg;
+}
+int main(int argc, char **argv) {
+    pthread_t t[2];
+    seconds = argc > 1 ? atoi(argv[1]) : 8;
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, spin, NULL);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    return 0;
+}
+"""
+
+RULES = """
+rules:
+  - name: e2e-cpu-sys
+    description: test rule
+    metric: cpu.sys_pct
+    scope: host
+    above: 20
+    for: 2s
+    capture:
+      - { kind: profile, duration: 3s, frequency: 99 }
+    cooldown: 1h
+"""
+
+
+@pytest.fixture
+def agent():
+    a = Agent(rules_yaml=RULES)
+    yield a
+    a.cleanup()
+
+
+def test_sys_loop_produces_one_profile_incident(agent):
+    progs_before = bpf_prog_ids()
+    links_before = bpf_link_ids()
+    exe = compile_c(SYSLOOP, "at_sysloop", agent.dir)
+
+    agent.start()
+    subprocess.run([exe, "8"], check=True)
+    incidents = agent.wait_incidents(1, timeout=10)
+    rc, took = agent.stop()
+    log = agent.read_log()
+
+    assert rc == 0, log
+    assert took < 1.0, f"SIGTERM took {took:.2f}s"
+    assert len(incidents) == 1, (incidents, log)
+
+    doc = agent.incident_doc(incidents[0]["id"])
+    assert doc["rule"]["name"] == "e2e-cpu-sys"
+    assert doc["trigger"]["metric"] == "cpu.sys_pct"
+    assert doc["trigger"]["value"] > 20
+    assert doc["trigger"]["threshold"] == 20
+    assert doc["trigger"]["scope"] == "host"
+    assert doc["@timestamp"].endswith("Z")
+    assert doc["host"]["name"] and doc["host"]["os"]["kernel"]
+
+    history = {s["metric"]: s for s in doc["history"]["series"]}
+    assert "cpu.sys_pct" in history
+    assert any(v > 20 for _, v in history["cpu.sys_pct"]["points"])
+
+    (cap,) = doc["captures"]
+    assert cap["kind"] == "profile"
+    assert cap["status"] in ("ok", "partial")
+    assert cap["frequency_hz"] == 99
+    assert cap["samples"] > 50
+    assert 2500 <= cap["duration_ms"] <= 4500
+    assert "profile.folded" in cap["artifacts"]
+
+    ours = [s for s in cap["top_stacks"] if s["comm"] == "at_sysloop"]
+    assert ours, [s["comm"] for s in cap["top_stacks"]]
+    kernel_funcs = {f.get("func", "") for s in ours for f in s["frames"] if f["kernel"]}
+    assert kernel_funcs & {"do_syscall_64", "entry_SYSCALL_64_after_hwframe", "ksys_read",
+                           "vfs_read", "__x64_sys_read"}, kernel_funcs
+    assert all(s["pid"] > 0 and s["tid"] > 0 for s in ours)
+
+    # nothing the agent loaded stays behind
+    assert set(bpf_prog_ids()) <= set(progs_before)
+    assert bpf_link_ids() <= links_before
+
+
+def test_builtin_defaults_without_config_file(tmp_path):
+    """No config file: the daemon runs on built-in defaults (the default rules,
+    incidents under /var/lib/autotrace/incidents). Run in a private mount
+    namespace so the host's /etc/autotrace and /var/lib stay untouched."""
+    varlib = tmp_path / "varlib"
+    varlib.mkdir(mode=0o700)
+    empty_etc = tmp_path / "etc-autotrace"
+    empty_etc.mkdir(mode=0o700)
+    exe = compile_c(SYSLOOP, "at_sysloop", str(tmp_path))
+    script = f"""
+set -e
+mount --make-rprivate /
+mount --bind {varlib} /var/lib
+if [ -d /etc/autotrace ]; then mount --bind {empty_etc} /etc/autotrace; fi
+exec {BIN} run
+"""
+    log = open(tmp_path / "agent.log", "w")
+    agent = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=log,
+                             stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and "ready:" not in (tmp_path / "agent.log").read_text():
+            time.sleep(0.1)
+        assert "ready:" in (tmp_path / "agent.log").read_text()
+        subprocess.run([exe, "8"], check=True)
+        store = varlib / "autotrace" / "incidents"
+        found = []
+        deadline = time.time() + 20
+        while time.time() < deadline and not found:
+            time.sleep(0.5)
+            found = list(store.glob("*/*/incident.json"))
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        rc = agent.wait(10)
+        log.close()
+    text = (tmp_path / "agent.log").read_text()
+    assert rc == 0, text
+    assert "(built-in defaults)" in text and "built-in default rules" in text, text
+    assert len(found) == 1, text
+    doc = json.loads(found[0].read_text())
+    assert doc["rule"]["name"] == "host-cpu-sys-high"
+    assert doc["captures"][0]["kind"] == "profile"
+    assert oct(os.stat(found[0]).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(found[0].parent).st_mode & 0o777) == "0o700"
