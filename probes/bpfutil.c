@@ -154,3 +154,25 @@ void perf_clock_detach(struct bpf_link **links, int *fds, int n)
 		fds[cpu] = -1;
 	}
 }
+
+void bpf_object_log_ids(const char *what, const struct bpf_object *obj)
+{
+	char buf[1024];
+	size_t off = 0;
+	struct bpf_program *prog;
+
+	buf[0] = '\0';
+	bpf_object__for_each_program(prog, obj)
+	{
+		struct bpf_prog_info info = { 0 };
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(prog);
+
+		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len))
+			continue;
+		if (off < sizeof(buf))
+			off += (size_t)snprintf(buf + off, sizeof(buf) - off, " %s#%u",
+						bpf_program__name(prog), info.id);
+	}
+	log_info("%s: BPF programs loaded:%s", what, buf[0] ? buf : " none");
+}

@@ -26,3 +26,8 @@ int capture_filter_set(const struct bpf_map *filter_map, const struct capture_fi
 int perf_clock_attach(struct bpf_program *prog, uint64_t freq, struct bpf_link **links,
 		      int *fds, int n);
 void perf_clock_detach(struct bpf_link **links, int *fds, int n);
+
+struct bpf_object;
+/* Logs "what: BPF programs loaded: name#id ..." so operators (and tests) can
+ * match the agent's programs in `bpftool prog`. */
+void bpf_object_log_ids(const char *what, const struct bpf_object *obj);

@@ -68,6 +68,7 @@ static int profile_prepare(void **out, const struct capture_env *env)
 		err = log_ret(err, "profile: loading BPF programs: %s", strerror(-err));
 		goto cleanup;
 	}
+	bpf_object_log_ids("profile", st->skel->obj);
 	*out = st;
 	return 0;
 cleanup:

@@ -21,16 +21,16 @@ def write_private(path, text):
     return path
 
 
-def bpf_prog_ids():
-    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True,
-                         check=True).stdout
-    return {p["id"]: p.get("name", "") for p in json.loads(out or "[]")}
+def agent_prog_ids(log_text):
+    """BPF program ids the agent reported loading ("name#id")."""
+    import re
+    return {int(m) for m in re.findall(r"BPF programs loaded:.*", log_text)
+            for m in re.findall(r"#(\d+)", m)}
 
 
-def bpf_link_ids():
-    out = subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True, text=True,
-                         check=True).stdout
-    return {l["id"] for l in json.loads(out or "[]")}
+def prog_exists(prog_id):
+    return subprocess.run(["bpftool", "prog", "show", "id", str(prog_id)],
+                          capture_output=True).returncode == 0
 
 
 def compile_c(source, name, workdir, flags=("-O1", "-pthread")):
