@@ -124,6 +124,7 @@ int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
 					      { "print-config", no_argument, NULL, 'p' },
+					      { "print-config-markdown", no_argument, NULL, 'm' },
 					      { "help", no_argument, NULL, 'h' },
 					      { NULL, 0, NULL, 0 } };
 	const char *config = NULL;
@@ -137,6 +138,9 @@ int cmd_run(int argc, char **argv)
 		case 'p':
 			printf("configuration keys:\n");
 			config_print_reference(stdout);
+			return EXIT_OK;
+		case 'm':
+			config_print_reference_markdown(stdout);
 			return EXIT_OK;
 		case 'h':
 			cli_print_help(cli_find("run"), stdout);

@@ -399,7 +399,22 @@ void config_print_reference_markdown(FILE *out)
 		char range[64];
 
 		range_text(k, range, sizeof(range));
-		fprintf(out, "| `%s.%s` | %s | `%s` | %s | %s |\n", k->section, k->key,
-			type_name(k->type), k->def, range, k->help);
+		fprintf(out, "| `%s.%s` | %s | `%s` | %s | ", k->section, k->key, type_name(k->type),
+			k->def[0] ? k->def : "\"\"", range);
+		/* a '|' in the help text would end the table cell */
+		for (const char *h = k->help; *h; h++)
+			fprintf(out, *h == '|' ? "\\|" : "%c", *h);
+		fprintf(out, " |\n");
+	}
+}
+
+void config_foreach_key(void (*fn)(const char *dotted, void *ctx), void *ctx)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(config_table); i++) {
+		char dotted[128];
+
+		snprintf(dotted, sizeof(dotted), "%s.%s", config_table[i].section,
+			 config_table[i].key);
+		fn(dotted, ctx);
 	}
 }

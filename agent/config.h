@@ -61,6 +61,8 @@ void config_defaults(struct agent_config *cfg);
 int config_load(const char *path, struct agent_config *cfg, struct diag *diag);
 int config_load_string(const char *name, const char *text, struct agent_config *cfg,
 		       struct diag *diag);
+/* Calls fn with "section.key" of every key in the table. */
+void config_foreach_key(void (*fn)(const char *dotted, void *ctx), void *ctx);
 /* The reference: every key, type, range, default and help line. */
 void config_print_reference(FILE *out);
 void config_print_reference_markdown(FILE *out);
