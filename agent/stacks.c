@@ -336,7 +336,9 @@ int stackset_render(struct stackset *ss, const struct stackset_render_opts *o,
 		size_t budget = o->folded_max, keep = 0, used = 0;
 
 		for (keep = 0; keep < n; keep++) {
-			size_t line = strlen(order[keep]->comm) + strlen(order[keep]->folded) + 24;
+			/* "comm" "folded" " <value>\n" */
+			size_t line = strlen(order[keep]->comm) + strlen(order[keep]->folded) +
+				      (size_t)snprintf(NULL, 0, " %" PRIu64 "\n", order[keep]->value);
 
 			if (used + line > budget)
 				break;
