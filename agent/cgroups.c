@@ -236,7 +236,8 @@ static void rescan(struct cgroups *cg)
 		return;
 	scan_dir(cg, fd, rel, 0, 0, &cap);
 	close(fd);
-	qsort(cg->cache, cg->ncache, sizeof(*cg->cache), id_entry_cmp);
+	if (cg->ncache)
+		qsort(cg->cache, cg->ncache, sizeof(*cg->cache), id_entry_cmp);
 }
 
 static const struct id_entry *cache_find(const struct cgroups *cg, uint64_t id)

@@ -309,7 +309,8 @@ int stackset_render(struct stackset *ss, const struct stackset_render_opts *o,
 	}
 
 	/* top list: merge equal symbolized stacks of the same thread, largest first */
-	qsort(ss->entries, n, sizeof(*ss->entries), cmp_task_folded);
+	if (n)
+		qsort(ss->entries, n, sizeof(*ss->entries), cmp_task_folded);
 	for (size_t i = 0; i < n; i++) {
 		if (merged && cmp_task_folded(&ss->entries[merged - 1], &ss->entries[i]) == 0) {
 			ss->entries[merged - 1].value += ss->entries[i].value;
@@ -320,7 +321,8 @@ int stackset_render(struct stackset *ss, const struct stackset_render_opts *o,
 		ss->entries[merged++] = ss->entries[i];
 	}
 	ss->n = n = merged;
-	qsort(ss->entries, n, sizeof(*ss->entries), cmp_value_desc);
+	if (n)
+		qsort(ss->entries, n, sizeof(*ss->entries), cmp_value_desc);
 	out->top = json_array();
 	for (size_t i = 0; i < n && i < o->top_n; i++)
 		json_array_append_new(out->top, entry_json(o, &ss->entries[i], out->total));
@@ -345,7 +347,8 @@ int stackset_render(struct stackset *ss, const struct stackset_render_opts *o,
 			used += line;
 		}
 		out->folded_dropped = n - keep;
-		qsort(order, keep, sizeof(*order), cmp_folded);
+		if (keep)
+			qsort(order, keep, sizeof(*order), cmp_folded);
 		for (size_t i = 0; i < keep;) {
 			uint64_t v = order[i]->value;
 			size_t j = i + 1;

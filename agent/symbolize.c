@@ -207,7 +207,8 @@ static int load_kallsyms(struct symbolizer *s)
 		s->ksyms[s->nksyms++] = (struct ksym){ addr, (uint32_t)noff, (uint32_t)moff };
 	}
 	fclose(f);
-	qsort(s->ksyms, s->nksyms, sizeof(*s->ksyms), ksym_cmp);
+	if (s->nksyms)
+		qsort(s->ksyms, s->nksyms, sizeof(*s->ksyms), ksym_cmp);
 	if (s->nksyms == 0)
 		log_warn("no kernel symbols readable in %s (kptr_restrict?)", path);
 	return 0;
@@ -434,7 +435,8 @@ static int elf_load_syms(struct elf_syms *e, int fd)
 		if (e->nsyms)
 			break; /* .symtab is a superset of .dynsym */
 	}
-	qsort(e->syms, e->nsyms, sizeof(*e->syms), usym_cmp);
+	if (e->nsyms)
+		qsort(e->syms, e->nsyms, sizeof(*e->syms), usym_cmp);
 	e->bytes = cap * sizeof(*e->syms) + ncap + sizeof(*e);
 out:
 	elf_end(elf);

@@ -77,6 +77,6 @@ function(autotrace_bpf name)
 		COMMAND ${BPFTOOL} gen skeleton ${obj} name ${name}_bpf > ${skel}
 		DEPENDS ${obj}
 		COMMENT "skeleton ${name}.skel.h")
-	add_custom_target(bpf_${name} DEPENDS ${skel})
-	add_dependencies(bpf_skeletons bpf_${name})
+	add_custom_target(skel_${name} DEPENDS ${skel})
+	add_dependencies(bpf_skeletons skel_${name})
 endfunction()

@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The profile capture on the real kernel: loads, samples this test's own busy
+ * loop (pid and cgroup filters), symbolizes it, and detaches cleanly. */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/cgroups.h"
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/symbolize.h"
+#include "agent/util.h"
+#include "probes/capture.h"
+
+static struct agent_config cfg;
+static struct symbolizer *sym;
+static struct cgroups *cgroups;
+static const struct capture_ops *ops;
+static void *state;
+
+static volatile int stop_spinning;
+
+/* noinline + frame pointers (the test build keeps them): its name must show up */
+__attribute__((noinline)) static void profile_test_spin(void)
+{
+	volatile unsigned long x = 0;
+
+	while (!stop_spinning)
+		x++;
+}
+
+static void *spinner(void *arg)
+{
+	profile_test_spin();
+	return arg;
+}
+
+static int setup(void **s)
+{
+	struct symbolizer_opts so = { .cache_bytes = 64 << 20 };
+	struct capture_env env;
+
+	require_root_or_exit("bpf/profile");
+	log_route_libbpf();
+	config_defaults(&cfg);
+	cfg.capture.max_stacks = 1024;
+	assert_int_equal(symbolizer_new(&sym, &so), 0);
+	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
+	env = (struct capture_env){ .cfg = &cfg, .sym = sym, .cgroups = cgroups };
+	ops = capture_kind_lookup("profile");
+	assert_non_null(ops);
+	assert_int_equal(ops->prepare(&state, &env), 0);
+	return 0;
+}
+
+static int teardown(void **s)
+{
+	if (ops && state)
+		ops->release(state);
+	symbolizer_free(&sym);
+	cgroups_free(&cgroups);
+	return 0;
+}
+
+static json_t *run_capture(const struct capture_target *t, struct capture_result *res)
+{
+	struct capture_params p;
+	pthread_t th;
+
+	capture_params_defaults(ops, &p);
+	p.v[capture_param_index(ops, "frequency")] = 499;
+	stop_spinning = 0;
+	assert_int_equal(ops->start(state, t, &p), 0);
+	assert_int_equal(pthread_create(&th, NULL, spinner, NULL), 0);
+	sleep(1);
+	stop_spinning = 1;
+	pthread_join(th, NULL);
+	ops->stop(state);
+	memset(res, 0, sizeof(*res));
+	assert_int_equal(ops->collect(state, res), 0);
+	return res->data;
+}
+
+static void check_only_us_and_spin_seen(json_t *data, const struct capture_result *res)
+{
+	json_t *top = json_object_get(data, "top_stacks"), *st;
+	bool spin_seen = false;
+	size_t i;
+
+	assert_true(json_integer_value(json_object_get(data, "samples")) > 100);
+	assert_true(json_array_size(top) > 0);
+	json_array_foreach(top, i, st)
+	{
+		/* filtered in the kernel: nothing but this process */
+		assert_int_equal(json_integer_value(json_object_get(st, "pid")), getpid());
+		assert_true(json_array_size(json_object_get(st, "frames")) > 0);
+	}
+	assert_int_equal(res->nartifacts, 1);
+	assert_string_equal(res->artifacts[0].name, "profile.folded");
+	spin_seen = strstr(res->artifacts[0].data, "profile_test_spin") != NULL;
+	if (!spin_seen)
+		print_error("folded:\n%.2000s\n", res->artifacts[0].data);
+	assert_true(spin_seen);
+}
+
+static void test_pid_filter(void **s)
+{
+	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
+	struct capture_result res;
+	json_t *data = run_capture(&t, &res);
+
+	assert_int_equal(json_integer_value(json_object_get(data, "frequency_hz")), 499);
+	check_only_us_and_spin_seen(data, &res);
+	assert_int_equal(res.lost_events, 0);
+	capture_result_clear(&res);
+}
+
+static void test_cgroup_filter(void **s)
+{
+	struct capture_target t = { .kind = TARGET_CGROUP };
+	char path[512], line[1024], want[64];
+	struct capture_result res;
+	FILE *f;
+	json_t *data;
+
+	/* move into a fresh cgroup of the hierarchy the BPF side reports */
+	snprintf(path, sizeof(path), "%s/autotrace-test-%d", cgroups_id_root(cgroups), getpid());
+	assert_int_equal(mkdir_p(path, 0755), 0);
+	snprintf(line, sizeof(line), "%s/cgroup.procs", path);
+	f = fopen(line, "w");
+	assert_non_null(f);
+	fprintf(f, "%d\n", getpid());
+	assert_int_equal(fclose(f), 0);
+	snprintf(t.cgroup, sizeof(t.cgroup), "/autotrace-test-%d", getpid());
+	assert_int_equal(cgroups_id_of(cgroups, t.cgroup, &t.cgroup_id), 0);
+
+	data = run_capture(&t, &res);
+	check_only_us_and_spin_seen(data, &res);
+	/* stacks are attributed to the cgroup by path */
+	snprintf(want, sizeof(want), "/autotrace-test-%d", getpid());
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(json_object_get(data, "top_stacks"), 0), "cgroup")),
+			    want);
+	capture_result_clear(&res);
+
+	/* back to the parent, then remove the test cgroup */
+	snprintf(line, sizeof(line), "%s/cgroup.procs", cgroups_id_root(cgroups));
+	f = fopen(line, "w");
+	assert_non_null(f);
+	fprintf(f, "%d\n", getpid());
+	fclose(f);
+	assert_int_equal(rmdir(path), 0);
+}
+
+static void test_nothing_sampled_outside_window(void **s)
+{
+	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
+	struct capture_params p;
+	struct capture_result res = { 0 };
+	pthread_t th;
+
+	/* attach + detach at once, then spin: nothing may be recorded */
+	capture_params_defaults(ops, &p);
+	assert_int_equal(ops->start(state, &t, &p), 0);
+	ops->stop(state);
+	stop_spinning = 0;
+	assert_int_equal(pthread_create(&th, NULL, spinner, NULL), 0);
+	usleep(300000);
+	stop_spinning = 1;
+	pthread_join(th, NULL);
+	assert_int_equal(ops->collect(state, &res), 0);
+	assert_true(json_integer_value(json_object_get(res.data, "samples")) < 5);
+	capture_result_clear(&res);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pid_filter),
+		cmocka_unit_test(test_cgroup_filter),
+		cmocka_unit_test(test_nothing_sampled_outside_window),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
