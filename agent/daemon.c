@@ -141,21 +141,21 @@ static void write_incident(struct daemon *d, struct pending_incident *p,
 	char *text;
 	int err;
 
-	incident_id_new(p->fired_real_ms, id, sizeof(id));
-	doc = incident_build(id, &d->host, &trig, d->db, d->cfg.capture.history_before_ms, session,
-			     status);
-	text = json_dumps(doc, JSON_COMPACT);
-	json_decref(doc);
-	if (!text) {
-		d->incidents_failed++;
-		log_error("incident %s: could not serialize", id);
-		return;
-	}
 	for (unsigned i = 0; session && i < capture_session_count(session); i++) {
 		struct capture_outcome *o = capture_session_outcome(session, i);
 
 		for (unsigned a = 0; a < o->result.nartifacts && nart < 16; a++)
 			arts[nart++] = o->result.artifacts[a];
+	}
+	incident_id_new(p->fired_real_ms, id, sizeof(id));
+	doc = incident_build(id, &d->host, &trig, d->db, d->cfg.capture.history_before_ms, session,
+			     status);
+	text = incident_serialize_fit(doc, arts, &nart, d->cfg.local.max_incident_size);
+	json_decref(doc);
+	if (!text) {
+		d->incidents_failed++;
+		log_error("incident %s: could not serialize", id);
+		return;
 	}
 	err = store_write(d->store, id, p->fired_real_ms, text, strlen(text), arts, nart, dir,
 			  sizeof(dir));

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "agent/incident.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -25,6 +27,12 @@ void incident_host_read(struct incident_host *h, const struct agent_config *cfg)
 	}
 	if (cfg && cfg->agent.hostname[0])
 		snprintf(h->name, sizeof(h->name), "%s", cfg->agent.hostname);
+}
+
+/* History is kept as float: print what it holds, not float noise. */
+static double metric_round(double v)
+{
+	return round(v * 1000.0) / 1000.0;
 }
 
 static void label_to_json(const char *k, const char *v, void *ctx)
@@ -55,7 +63,7 @@ static json_t *series_points(const struct tsdb *db, const struct tsdb_series *s,
 		json_t *p = json_array();
 
 		json_array_append_new(p, json_integer((json_int_t)t));
-		json_array_append_new(p, json_real(v));
+		json_array_append_new(p, json_real(metric_round(v)));
 		json_array_append_new(pts, p);
 	}
 	return pts;
@@ -99,9 +107,10 @@ json_t *incident_history(const struct tsdb *db, int metric, const char *series_k
 
 static json_t *capture_json(const struct capture_outcome *o)
 {
-	json_t *c = o->result.data ? json_deep_copy(o->result.data) : json_object();
+	json_t *c = json_object();
 	char ts[40];
 
+	/* common fields first, so every capture reads the same way */
 	format_iso8601(o->started_real_ms, ts, sizeof(ts));
 	json_object_set_new(c, "kind", json_string(o->kind));
 	json_object_set_new(c, "started", json_string(ts));
@@ -117,6 +126,8 @@ static json_t *capture_json(const struct capture_outcome *o)
 			json_array_append_new(arts, json_string(o->result.artifacts[i].name));
 		json_object_set_new(c, "artifacts", arts);
 	}
+	if (o->result.data)
+		json_object_update_missing(c, o->result.data);
 	return c;
 }
 
@@ -171,7 +182,7 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 	o = json_object();
 	if (trig->metric >= 0) {
 		json_object_set_new(o, "metric", json_string(metric_at((size_t)trig->metric)->name));
-		json_object_set_new(o, "value", json_real(trig->value));
+		json_object_set_new(o, "value", json_real(metric_round(trig->value)));
 	}
 	if (r)
 		json_object_set_new(o, "threshold", json_real(r->threshold));
@@ -234,4 +245,67 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 		status = (r && r->dry_run) ? "dry_run" : "complete";
 	json_object_set_new(json_object_get(doc, "incident"), "status", json_string(status));
 	return doc;
+}
+
+/* Keeps an incident within storage.local.max_incident_size: artifacts go first
+ * (largest first), then capture details; the incident says what was dropped. */
+char *incident_serialize_fit(json_t *doc, struct capture_artifact *arts, unsigned *nart,
+			     uint64_t max)
+{
+	json_t *inc = json_object_get(doc, "incident"), *dropped = json_array();
+	uint64_t art_bytes = 0;
+	char *text;
+	size_t i;
+
+	for (unsigned a = 0; a < *nart; a++)
+		art_bytes += arts[a].len;
+	text = json_dumps(doc, JSON_COMPACT);
+	while (text && strlen(text) + art_bytes > max && *nart) {
+		unsigned big = 0;
+
+		for (unsigned a = 1; a < *nart; a++)
+			if (arts[a].len > arts[big].len)
+				big = a;
+		json_array_append_new(dropped, json_string(arts[big].name));
+		art_bytes -= arts[big].len;
+		arts[big] = arts[--*nart];
+		json_object_set(inc, "dropped", dropped);
+		free(text);
+		text = json_dumps(doc, JSON_COMPACT);
+	}
+	if (text && strlen(text) > max) {
+		json_t *cap;
+
+		/* keep what every capture has in common, drop its kind-specific data */
+		json_array_foreach(json_object_get(doc, "captures"), i, cap)
+		{
+			static const char *const keep[] = { "kind", "started", "duration_ms",
+							    "status", "lost_events", "error" };
+			const char *key;
+			json_t *v, *tmp;
+
+			json_object_foreach_safe(cap, tmp, key, v)
+			{
+				bool k = false;
+
+				for (size_t j = 0; j < ARRAY_SIZE(keep); j++)
+					k |= strcmp(key, keep[j]) == 0;
+				if (!k)
+					json_object_del(cap, key);
+			}
+		}
+		json_array_append_new(dropped, json_string("captures.details"));
+		json_object_set(inc, "dropped", dropped);
+		free(text);
+		text = json_dumps(doc, JSON_COMPACT);
+	}
+	if (json_array_size(dropped)) {
+		json_object_set_new(inc, "status", json_string("truncated"));
+		json_object_set_new(inc, "truncated_reason",
+				    json_string("storage.local.max_incident_size"));
+		free(text);
+		text = json_dumps(doc, JSON_COMPACT);
+	}
+	json_decref(dropped);
+	return text;
 }

@@ -31,6 +31,12 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 		       const struct incident_trigger *trig, const struct tsdb *db,
 		       uint64_t history_before_ms, struct capture_session *session,
 		       const char *agent_status);
+struct capture_artifact;
+/* Serializes doc (compact JSON, malloc'd) within max bytes together with the
+ * artifacts: drops artifacts (largest first), then capture details, and marks
+ * the incident "truncated" with what was dropped. */
+char *incident_serialize_fit(json_t *doc, struct capture_artifact *arts, unsigned *nart,
+			     uint64_t max);
 /* The history of every series of metric family of `metric` with these labels. */
 json_t *incident_history(const struct tsdb *db, int metric, const char *series_key,
 			 uint64_t from_real_ms);

@@ -31,7 +31,8 @@ struct profile_state {
 	struct bpf_link **links;
 	int *fds;
 	uint64_t frequency;
-	int attached;
+	int attached; /* CPUs with an event now */
+	int cpus;     /* CPUs sampled in the last window */
 };
 
 static int profile_prepare(void **out, const struct capture_env *env)
@@ -107,6 +108,7 @@ static int profile_start(void *state, const struct capture_target *t, const stru
 	st->frequency = p->v[P_FREQUENCY];
 	st->attached = perf_clock_attach(st->skel->progs.profile_sample, st->frequency, st->links,
 					 st->fds, st->ncpus);
+	st->cpus = st->attached;
 	if (st->attached == 0)
 		return log_ret(-ENODEV, "profile: no CPU accepted a cpu-clock perf event");
 	return 0;
@@ -183,7 +185,7 @@ static int profile_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "samples", json_integer((json_int_t)stats[PROFILE_STAT_SAMPLES]));
 	json_object_set_new(out->data, "idle_samples_skipped",
 			    json_integer((json_int_t)stats[PROFILE_STAT_IDLE]));
-	json_object_set_new(out->data, "cpus", json_integer(st->attached));
+	json_object_set_new(out->data, "cpus", json_integer(st->cpus));
 	json_object_set_new(out->data, "distinct_stacks", json_integer((json_int_t)stackset_count(ss)));
 	json_object_set_new(out->data, "folded_stacks_dropped",
 			    json_integer((json_int_t)r.folded_dropped));

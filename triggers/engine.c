@@ -214,7 +214,9 @@ static void step(struct engine *e, const struct rule *r, struct rule_state *rs,
 			}
 			s->fires[s->nfires++ % FIRES_KEPT] = now;
 			s->last_fired = now;
-			s->armed = false;
+			/* with a clear level it must clear first; without one the cooldown alone
+			 * spaces out firings of a condition that persists */
+			s->armed = !r->has_clear;
 			rs->total_fires++;
 			if (err) {
 				s->state = TS_COOLDOWN;
