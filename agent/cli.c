@@ -53,6 +53,34 @@ const struct cli_command cli_commands[] = {
 	  "  -l, --list          list the metric catalogue (name, unit, scope, source)\n"
 	  "  -c, --config FILE   agent configuration\n",
 	  cmd_metrics },
+	{ "status", "[--json]", "ask the running agent what it is doing",
+	  "Asks the running agent over its control socket: version and uptime; each\n"
+	  "watcher with its latest values and cost; each rule's state (ok, pending,\n"
+	  "firing, capturing, cooldown), when it last fired, fires this hour and its\n"
+	  "last error; captures running and the capture budget; incidents written;\n"
+	  "Elasticsearch shipping; everything dropped; the agent's own CPU and memory.\n"
+	  "Needs root (the socket is root-only).\n\n"
+	  "  -j, --json          the whole status document (docs/control-protocol.md)\n"
+	  "  -s, --socket PATH   control socket (default: agent.control_socket)\n"
+	  "  -c, --config FILE   agent configuration\n",
+	  cmd_status },
+	{ "trigger", "(--rule NAME | --capture KIND[,KIND]) [--duration D] [--pid P | --cgroup PATH]",
+	  "capture now and write an incident",
+	  "Asks the running agent to capture now, within its capture budget, and waits\n"
+	  "until the incident is written. By rule: that rule's captures with their\n"
+	  "parameters (the incident carries the rule's name). By kinds: each kind with\n"
+	  "its default parameters (the incident's rule is 'manual'). Needs root.\n\n"
+	  "  -r, --rule NAME     run this loaded rule's captures\n"
+	  "  -k, --capture KINDS comma-separated capture kinds, e.g. profile,offcpu\n"
+	  "  -d, --duration D    capture window for every kind (default: the rule's,\n"
+	  "                      or 10s; at most capture.max_duration)\n"
+	  "  -p, --pid P         capture only this process (all its threads)\n"
+	  "  -g, --cgroup PATH   capture only this cgroup and its descendants\n"
+	  "  -W, --no-wait       print the incident id and return at once\n"
+	  "  -j, --json          print the result as JSON\n"
+	  "  -s, --socket PATH   control socket (default: agent.control_socket)\n"
+	  "  -c, --config FILE   agent configuration\n",
+	  cmd_trigger },
 	{ "incidents list", "[--json] [--dir DIR]", "list stored incidents, oldest first",
 	  "Reads the local incident store (no daemon needed).\n\n"
 	  "  -j, --json          one JSON array of {id, timestamp, rule, status, path}\n"
@@ -83,10 +111,7 @@ void cli_print_help(const struct cli_command *c, FILE *out)
 		c->usage);
 }
 
-static int usage_error(const char *cmd, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int usage_error(const char *cmd, const char *fmt, ...)
+int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -104,9 +129,7 @@ static void print_diag_stderr(const char *msg, void *ctx)
 	fprintf(stderr, "%s\n", msg);
 }
 
-/* Loads the agent config for a client command: -c FILE, the default file when
- * present, else defaults. Returns an exit code (0 ok). */
-static int client_config(const char *path, struct agent_config *cfg)
+int cli_load_config(const char *path, struct agent_config *cfg)
 {
 	struct diag diag = { 0 };
 	struct stat st;
@@ -148,11 +171,11 @@ int cmd_run(int argc, char **argv)
 			config_print_reference(stdout);
 			return EXIT_OK;
 		default:
-			return usage_error("run", "bad option");
+			return cli_usage_error("run", "bad option");
 		}
 	}
 	if (optind < argc)
-		return usage_error("run", "unexpected argument '%s'", argv[optind]);
+		return cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
 	return daemon_run(config);
 }
 
@@ -182,10 +205,10 @@ int cmd_rules_check(int argc, char **argv)
 			cli_print_help(cli_find("rules check"), stdout);
 			return EXIT_OK;
 		default:
-			return usage_error("rules check", "bad option");
+			return cli_usage_error("rules check", "bad option");
 		}
 	}
-	rc = client_config(config, &cfg);
+	rc = cli_load_config(config, &cfg);
 	if (rc)
 		return rc;
 	lim.max_capture_ms = cfg.capture.max_duration_ms;
@@ -342,13 +365,13 @@ int cmd_metrics(int argc, char **argv)
 			break;
 		case 'n':
 			if (parse_u64(optarg, &count) || count == 0 || count > 1000000)
-				return usage_error("metrics", "--count: '%s' is not in [1, 1000000]",
+				return cli_usage_error("metrics", "--count: '%s' is not in [1, 1000000]",
 						   optarg);
 			break;
 		case 'i':
 			if (parse_duration_ms(optarg, &interval_ms) || interval_ms < 10 ||
 			    interval_ms > 3600000)
-				return usage_error("metrics", "--interval: '%s' is not a duration "
+				return cli_usage_error("metrics", "--interval: '%s' is not a duration "
 							      "in [10ms, 1h]", optarg);
 			break;
 		case 'l':
@@ -361,16 +384,16 @@ int cmd_metrics(int argc, char **argv)
 			cli_print_help(cli_find("metrics"), stdout);
 			return EXIT_OK;
 		default:
-			return usage_error("metrics", "bad option");
+			return cli_usage_error("metrics", "bad option");
 		}
 	}
 	if (optind < argc)
-		return usage_error("metrics", "unexpected argument '%s'", argv[optind]);
+		return cli_usage_error("metrics", "unexpected argument '%s'", argv[optind]);
 	if (list) {
 		print_catalogue(json);
 		return EXIT_OK;
 	}
-	rc = client_config(config, &cfg);
+	rc = cli_load_config(config, &cfg);
 	if (rc)
 		return rc;
 	if (!interval_ms)
@@ -411,7 +434,7 @@ static int store_dir_of(const char *config, const char *dir, char *out, size_t l
 		snprintf(out, len, "%s", dir);
 		return EXIT_OK;
 	}
-	rc = client_config(config, &cfg);
+	rc = cli_load_config(config, &cfg);
 	if (rc)
 		return rc;
 	snprintf(out, len, "%s", cfg.local.dir);
@@ -474,11 +497,11 @@ int cmd_incidents_list(int argc, char **argv)
 			cli_print_help(cli_find("incidents list"), stdout);
 			return EXIT_OK;
 		default:
-			return usage_error("incidents list", "bad option");
+			return cli_usage_error("incidents list", "bad option");
 		}
 	}
 	if (optind < argc)
-		return usage_error("incidents list", "unexpected argument '%s'", argv[optind]);
+		return cli_usage_error("incidents list", "unexpected argument '%s'", argv[optind]);
 	rc = store_dir_of(config, dirarg, dir, sizeof(dir));
 	if (rc)
 		return rc;
@@ -639,14 +662,14 @@ int cmd_incidents_show(int argc, char **argv)
 			cli_print_help(cli_find("incidents show"), stdout);
 			return EXIT_OK;
 		default:
-			return usage_error("incidents show", "bad option");
+			return cli_usage_error("incidents show", "bad option");
 		}
 	}
 	if (optind + 1 != argc)
-		return usage_error("incidents show", "expected exactly one incident ID");
+		return cli_usage_error("incidents show", "expected exactly one incident ID");
 	id = argv[optind];
 	if (!incident_id_valid(id))
-		return usage_error("incidents show", "'%s' is not an incident id", id);
+		return cli_usage_error("incidents show", "'%s' is not an incident id", id);
 	rc = store_dir_of(config, dirarg, dir, sizeof(dir));
 	if (rc)
 		return rc;

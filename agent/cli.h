@@ -22,6 +22,17 @@ int cmd_metrics(int argc, char **argv);
 int cmd_incidents_list(int argc, char **argv);
 int cmd_incidents_show(int argc, char **argv);
 
+int cmd_status(int argc, char **argv);
+int cmd_trigger(int argc, char **argv);
+int cmd_probes(int argc, char **argv);
+
+/* Prints "autotrace CMD: message" and a --help hint; returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct agent_config;
+/* Loads the agent config for a client command: path (-c FILE), else the default
+ * file when present, else built-in defaults. Returns an exit code (0 ok). */
+int cli_load_config(const char *path, struct agent_config *cfg);
+
 /* Prints "usage: autotrace NAME ARGS" and the command's help. */
 void cli_print_help(const struct cli_command *c, FILE *out);
 const struct cli_command *cli_find(const char *name);

@@ -16,6 +16,7 @@ struct tsdb_series {
 	char *key;
 	uint64_t last_round;   /* round of the latest put */
 	uint64_t first_round;
+	unsigned source;       /* tsdb_set_source() tag of the latest put */
 	float *values;         /* ring of tsdb.points; NaN = no value */
 	struct tsdb_series *next_in_metric, *prev_in_metric;
 	struct tsdb_series *next_in_bucket;
@@ -28,6 +29,7 @@ struct tsdb {
 	unsigned nseries;
 	uint64_t round; /* current round number, starting at 1 */
 	uint64_t dropped;
+	unsigned source;
 	uint64_t *times; /* ring of round wall-clock stamps */
 	unsigned nbuckets;
 	struct tsdb_series **buckets;
@@ -235,6 +237,7 @@ int tsdb_put(struct tsdb *db, unsigned metric, const struct labels *labels, doub
 	}
 	s->values[db->round % db->points] = (float)value;
 	s->last_round = db->round;
+	s->source = db->source;
 	return 0;
 }
 
@@ -290,6 +293,16 @@ struct tsdb_series *tsdb_first(const struct tsdb *db, unsigned metric)
 struct tsdb_series *tsdb_next(const struct tsdb_series *s)
 {
 	return s->next_in_metric;
+}
+
+void tsdb_set_source(struct tsdb *db, unsigned source)
+{
+	db->source = source;
+}
+
+unsigned tsdb_series_source(const struct tsdb_series *s)
+{
+	return s->source;
 }
 
 unsigned tsdb_series_metric(const struct tsdb_series *s)

@@ -43,6 +43,10 @@ struct tsdb_series *tsdb_find(const struct tsdb *db, unsigned metric, const stru
 struct tsdb_series *tsdb_find_key(const struct tsdb *db, unsigned metric, const char *key);
 
 unsigned tsdb_series_metric(const struct tsdb_series *s);
+/* Tags the puts that follow (the watcher index + 1 while a watcher samples),
+ * so `autotrace status` can show each watcher's latest values; 0 = untagged. */
+void tsdb_set_source(struct tsdb *db, unsigned source);
+unsigned tsdb_series_source(const struct tsdb_series *s);
 /* Canonical label key (stable identity of the series within its metric). */
 const char *tsdb_series_key(const struct tsdb_series *s);
 /* Value `ago` rounds back (0 = current round); false when no value. */

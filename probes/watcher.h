@@ -35,5 +35,6 @@ int watchers_open(struct watchers **out, const struct watcher_env *env);
 void watchers_free(struct watchers **w);
 /* One round: begins it in db, samples every working watcher, ends it. */
 int watchers_sample(struct watchers *w, struct tsdb *db, uint64_t real_ms);
-/* [{name, state, error, sample_us_avg, samples}] */
+/* [{name, state, error, sample_us_avg, samples}], in watcher_kinds order; the
+ * series watcher i writes carry tsdb source tag i + 1. */
 json_t *watchers_status(const struct watchers *w);

@@ -92,6 +92,7 @@ int watchers_sample(struct watchers *w, struct tsdb *db, uint64_t real_ms)
 		if (s->open_err)
 			continue;
 		t0 = thread_cpu_ns();
+		tsdb_set_source(db, i + 1);
 		err = s->ops->sample(s->state, db);
 		s->cpu_ns += thread_cpu_ns() - t0;
 		s->samples++;
@@ -99,6 +100,7 @@ int watchers_sample(struct watchers *w, struct tsdb *db, uint64_t real_ms)
 			log_warn("watcher %s: %s", s->ops->name, strerror(-err));
 		s->last_err = err;
 	}
+	tsdb_set_source(db, 0);
 	tsdb_end_round(db);
 	return 0;
 }

@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* `autotrace status`: what the running agent is doing, from its control socket. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent/cli.h"
+#include "agent/ctlclient.h"
+#include "agent/util.h"
+
+#define STATUS_TIMEOUT_MS 10000
+
+static json_int_t jint(json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
+}
+
+static double jnum(json_t *o, const char *k)
+{
+	return json_number_value(json_object_get(o, k));
+}
+
+static const char *jstring(json_t *o, const char *k, const char *def)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : def;
+}
+
+static void ago_text(json_t *o, const char *k, char *buf, size_t len)
+{
+	json_t *v = json_object_get(o, k);
+
+	if (!json_is_integer(v)) {
+		snprintf(buf, len, "never");
+		return;
+	}
+	format_duration((uint64_t)json_integer_value(v), buf, len);
+	strncat(buf, " ago", len - strlen(buf) - 1);
+}
+
+static void print_agent(json_t *a)
+{
+	char up[32], rss[32], peak[32];
+
+	format_duration((uint64_t)jint(a, "uptime_ms") / 1000 * 1000, up, sizeof(up));
+	format_size((uint64_t)jint(a, "rss_bytes"), rss, sizeof(rss));
+	format_size((uint64_t)jint(a, "rss_peak_bytes"), peak, sizeof(peak));
+	printf("autotrace %s, pid %lld, up %s (since %s)%s\n", jstring(a, "version", "?"),
+	       (long long)jint(a, "pid"), up, jstring(a, "started", "?"),
+	       json_is_true(json_object_get(a, "dry_run")) ? ", DRY RUN" : "");
+	printf("config %s; rules from %s; interval %lldms\n", jstring(a, "config", "?"),
+	       jstring(a, "rules_source", "?"), (long long)jint(a, "interval_ms"));
+	printf("agent cost: CPU %.2f%% now, %.2f%% average (%.1fs in all); RSS %s (peak %s); "
+	       "%lld metric series\n",
+	       jnum(a, "cpu_pct_recent"), jnum(a, "cpu_pct"), jnum(a, "cpu_seconds"), rss, peak,
+	       (long long)jint(a, "metric_series"));
+	if (json_object_get(a, "last_reload_error"))
+		printf("LAST RELOAD FAILED: %s\n", jstring(a, "last_reload_error", ""));
+}
+
+static void print_watchers(json_t *arr)
+{
+	json_t *w;
+	size_t i;
+
+	printf("\n%-16s %-12s %10s %9s  %s\n", "WATCHER", "STATE", "COST", "SAMPLES", "LATEST");
+	json_array_foreach(arr, i, w)
+	{
+		json_t *values = json_object_get(w, "values"), *v;
+		char cost[32], latest[160] = "";
+		const char *k;
+		size_t off = 0;
+		unsigned shown = 0, total = (unsigned)json_object_size(values);
+
+		snprintf(cost, sizeof(cost), "%.0fus", jnum(w, "sample_us_avg"));
+		json_object_foreach(values, k, v)
+		{
+			int n = snprintf(latest + off, sizeof(latest) - off, "%s%s=%.4g",
+					 off ? " " : "", k, json_number_value(v));
+
+			if (n < 0 || off + (size_t)n >= sizeof(latest) - 24)
+				break;
+			off += (size_t)n;
+			shown++;
+		}
+		if (shown < total)
+			off += (size_t)snprintf(latest + off, sizeof(latest) - off, " (+%u more)",
+						total - shown);
+		if (jint(w, "labeled_series"))
+			snprintf(latest + off, sizeof(latest) - off, "%s+%lld labeled series",
+				 off ? " " : "", (long long)jint(w, "labeled_series"));
+		printf("%-16s %-12s %10s %9lld  %s\n", jstring(w, "name", "?"),
+		       jstring(w, "state", "?"), cost, (long long)jint(w, "samples"), latest);
+		if (json_object_get(w, "error"))
+			printf("%-16s   error: %s\n", "", jstring(w, "error", ""));
+	}
+}
+
+static void print_rules(json_t *arr)
+{
+	json_t *r;
+	size_t i;
+
+	printf("\n%-28s %-10s %-14s %9s %6s  %s\n", "RULE", "STATE", "LAST FIRED", "THIS HOUR",
+	       "TOTAL", "LAST ERROR");
+	if (!json_array_size(arr))
+		printf("(no rules loaded)\n");
+	json_array_foreach(arr, i, r)
+	{
+		char ago[48], state[32];
+
+		ago_text(r, "last_fired_ago_ms", ago, sizeof(ago));
+		snprintf(state, sizeof(state), "%s%s", jstring(r, "state", "?"),
+			 !json_is_true(json_object_get(r, "enabled")) ? " (off)" :
+			 json_is_true(json_object_get(r, "dry_run")) ? " (dry)" :
+								       "");
+		printf("%-28s %-10s %-14s %9lld %6lld  %s\n", jstring(r, "name", "?"), state, ago,
+		       (long long)jint(r, "fires_last_hour"), (long long)jint(r, "fires_total"),
+		       jstring(r, "last_error", "-"));
+	}
+}
+
+static void print_captures(json_t *c)
+{
+	json_t *s, *k;
+	size_t i;
+
+	printf("\ncaptures: %zu session%s running (max %lld at once), budget %llds per hour\n",
+	       json_array_size(json_object_get(c, "sessions")),
+	       json_array_size(json_object_get(c, "sessions")) == 1 ? "" : "s",
+	       (long long)jint(c, "max_concurrent"), (long long)jint(c, "max_seconds_per_hour"));
+	json_array_foreach(json_object_get(c, "sessions"), i, s)
+	{
+		char ends[32];
+
+		format_duration((uint64_t)jint(s, "ends_in_ms"), ends, sizeof(ends));
+		printf("  incident %s  %s%s, ends in %s\n", jstring(s, "incident_id", "?"),
+		       jstring(s, "rule", "?"),
+		       json_is_true(json_object_get(s, "manual")) ? " (manual)" : "", ends);
+	}
+	json_array_foreach(json_object_get(c, "running"), i, k)
+	{
+		char ran[32];
+
+		format_duration((uint64_t)jint(k, "running_ms"), ran, sizeof(ran));
+		printf("  %-12s attached for %s\n", jstring(k, "kind", "?"), ran);
+	}
+	printf("  kinds:");
+	json_array_foreach(json_object_get(c, "kinds"), i, k)
+	{
+		printf("%s %s %s", i ? "," : "", jstring(k, "kind", "?"), jstring(k, "state", "?"));
+		if (json_object_get(k, "error"))
+			printf(" (%s)", jstring(k, "error", ""));
+	}
+	printf("\n");
+}
+
+static void print_incidents(json_t *o, json_t *es)
+{
+	json_t *last = json_object_get(o, "last");
+	char bytes[32];
+
+	format_size((uint64_t)jint(o, "stored_bytes"), bytes, sizeof(bytes));
+	printf("\nincidents: %lld written, %lld failed since start; %lld stored (%s) in %s\n",
+	       (long long)jint(o, "written"), (long long)jint(o, "failed"),
+	       (long long)jint(o, "stored"), bytes, jstring(o, "dir", "?"));
+	if (last)
+		printf("  last: %s (%s) %s%s\n", jstring(last, "id", "?"), jstring(last, "rule", "?"),
+		       json_is_true(json_object_get(last, "ok")) ? "" : "FAILED: ",
+		       jstring(last, "where", ""));
+	printf("elasticsearch: %s", jstring(es, "state", "?"));
+	if (json_object_get(es, "spool_depth"))
+		printf(", spool %lld incidents", (long long)jint(es, "spool_depth"));
+	if (json_object_get(es, "last_error"))
+		printf(", last error: %s", jstring(es, "last_error", ""));
+	printf("\n");
+}
+
+static void print_dropped(json_t *o, json_t *ctl)
+{
+	const char *k;
+	json_t *v;
+	bool any = false;
+
+	printf("dropped:");
+	json_object_foreach(o, k, v)
+	{
+		if (json_integer_value(v)) {
+			printf(" %s %lld", k, (long long)json_integer_value(v));
+			any = true;
+		}
+	}
+	printf("%s\n", any ? "" : " nothing");
+	printf("control: %s, %lld client%s, %lld requests, %lld errors, %lld refused, %lld "
+	       "timed out\n",
+	       jstring(ctl, "socket", "?"), (long long)jint(ctl, "clients"),
+	       jint(ctl, "clients") == 1 ? "" : "s", (long long)jint(ctl, "requests"),
+	       (long long)jint(ctl, "errors"),
+	       (long long)(jint(ctl, "rejected_peer") + jint(ctl, "rejected_full")),
+	       (long long)jint(ctl, "timed_out"));
+}
+
+int cmd_status(int argc, char **argv)
+{
+	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
+					      { "socket", required_argument, NULL, 's' },
+					      { "config", required_argument, NULL, 'c' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
+	const char *config = NULL, *socket_arg = NULL;
+	struct control_error err;
+	char path[4096];
+	json_t *st = NULL;
+	bool json = false;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "js:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 's':
+			socket_arg = optarg;
+			break;
+		case 'c':
+			config = optarg;
+			break;
+		case 'h':
+			cli_print_help(cli_find("status"), stdout);
+			return EXIT_OK;
+		default:
+			return cli_usage_error("status", "bad option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("status", "unexpected argument '%s'", argv[optind]);
+	rc = ctl_client_socket_path(socket_arg, config, path, sizeof(path));
+	if (rc)
+		return rc;
+	rc = ctl_client_call(path, "status", NULL, STATUS_TIMEOUT_MS, &st, &err);
+	if (rc)
+		return ctl_client_report("status", rc, &err);
+	if (json) {
+		json_dumpf(st, stdout, JSON_INDENT(2));
+		printf("\n");
+	} else {
+		print_agent(json_object_get(st, "agent"));
+		print_watchers(json_object_get(st, "watchers"));
+		print_rules(json_object_get(st, "rules"));
+		print_captures(json_object_get(st, "captures"));
+		print_incidents(json_object_get(st, "incidents"),
+				json_object_get(st, "elasticsearch"));
+		print_dropped(json_object_get(st, "dropped"), json_object_get(st, "control"));
+	}
+	json_decref(st);
+	return EXIT_OK;
+}
