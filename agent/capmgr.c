@@ -358,10 +358,16 @@ void capmgr_stop_all(struct capmgr *m)
 			session_complete(s);
 			continue;
 		}
-		for (unsigned i = 0; i < s->n; i++)
-			if (!s->caps[i].done)
-				session_finish_one(&s->caps[i]);
-		/* the last session_finish_one completed and unlinked it */
+		for (unsigned i = 0; i < s->n; i++) {
+			bool last = s->pending == 1;
+
+			if (s->caps[i].done)
+				continue;
+			session_finish_one(&s->caps[i]);
+			/* the last one completed the session, which its done callback freed */
+			if (last)
+				break;
+		}
 	}
 }
 

@@ -2,6 +2,8 @@
 /* Subcommands of the autotrace binary. Each returns the exit code:
  * 0 ok, 1 runtime failure, 2 usage or validation error. */
 #pragma once
+#include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
@@ -32,6 +34,16 @@ struct agent_config;
 /* Loads the agent config for a client command: path (-c FILE), else the default
  * file when present, else built-in defaults. Returns an exit code (0 ok). */
 int cli_load_config(const char *path, struct agent_config *cfg);
+
+/* The incident store of a client command: dir (--dir), else storage.local.dir. */
+int cli_store_dir(const char *config, const char *dir, char *out, size_t len);
+/* incident_dir/incident.json, or NULL with err saying why. */
+json_t *cli_incident_load(const char *incident_dir, char *err, size_t errlen);
+/* A string at a dotted path ("rule.name") of doc, "" when absent. */
+const char *cli_jstr(json_t *doc, const char *path);
+
+/* 1.5MiB, 312KiB, 17B: for people, not for parsing. */
+void cli_human_size(uint64_t bytes, char *buf, size_t len);
 
 /* Prints "usage: autotrace NAME ARGS" and the command's help. */
 void cli_print_help(const struct cli_command *c, FILE *out);

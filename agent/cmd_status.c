@@ -45,8 +45,8 @@ static void print_agent(json_t *a)
 	char up[32], rss[32], peak[32];
 
 	format_duration((uint64_t)jint(a, "uptime_ms") / 1000 * 1000, up, sizeof(up));
-	format_size((uint64_t)jint(a, "rss_bytes"), rss, sizeof(rss));
-	format_size((uint64_t)jint(a, "rss_peak_bytes"), peak, sizeof(peak));
+	cli_human_size((uint64_t)jint(a, "rss_bytes"), rss, sizeof(rss));
+	cli_human_size((uint64_t)jint(a, "rss_peak_bytes"), peak, sizeof(peak));
 	printf("autotrace %s, pid %lld, up %s (since %s)%s\n", jstring(a, "version", "?"),
 	       (long long)jint(a, "pid"), up, jstring(a, "started", "?"),
 	       json_is_true(json_object_get(a, "dry_run")) ? ", DRY RUN" : "");
@@ -162,7 +162,7 @@ static void print_incidents(json_t *o, json_t *es)
 	json_t *last = json_object_get(o, "last");
 	char bytes[32];
 
-	format_size((uint64_t)jint(o, "stored_bytes"), bytes, sizeof(bytes));
+	cli_human_size((uint64_t)jint(o, "stored_bytes"), bytes, sizeof(bytes));
 	printf("\nincidents: %lld written, %lld failed since start; %lld stored (%s) in %s\n",
 	       (long long)jint(o, "written"), (long long)jint(o, "failed"),
 	       (long long)jint(o, "stored"), bytes, jstring(o, "dir", "?"));

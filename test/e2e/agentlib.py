@@ -82,6 +82,7 @@ class Agent:
         self.rules_dir = os.path.join(self.dir, "rules.d")
         os.mkdir(self.rules_dir, 0o700)
         self.incident_dir = os.path.join(self.dir, "incidents")
+        self.socket = os.path.join(self.dir, "control.sock")
         if rules_yaml is not None:
             write_private(os.path.join(self.rules_dir, "test.yaml"), rules_yaml)
         self.config = write_private(os.path.join(self.dir, "autotrace.yaml"), (
@@ -150,3 +151,60 @@ class Agent:
             self.stop()
         self.notify.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ControlClient:
+    """A raw connection to the agent's control socket (docs/control-protocol.md)."""
+
+    def __init__(self, path, timeout=10):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, obj):
+        self.send_raw(json.dumps(obj).encode() + b"\n")
+
+    def recv(self):
+        """The next reply line as an object; None when the agent closed the connection."""
+        while b"\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def call(self, command, args=None, **extra):
+        req = {"command": command, **extra}
+        if args is not None:
+            req["args"] = args
+        self.send(req)
+        return self.recv()
+
+    def closed_by_peer(self):
+        """True once the agent has closed its end (EOF after any pending replies)."""
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return True
+                self.buf += data
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()
+
+
+def control_call(path, command, args=None, timeout=10):
+    c = ControlClient(path, timeout)
+    try:
+        return c.call(command, args)
+    finally:
+        c.close()
