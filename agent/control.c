@@ -491,6 +491,21 @@ static void reject(struct control *ctl, int fd, const char *code, const char *ms
 	close(fd);
 }
 
+/* Peers that connected and left may not have been noticed yet (their events
+ * wait in this loop turn); they must not hold places a new client needs. */
+static void reap_hung_up(struct control *ctl)
+{
+	struct client *c = ctl->clients, *next;
+
+	for (; c; c = next) {
+		char byte;
+
+		next = c->next;
+		if (!c->out && recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+			client_close(c);
+	}
+}
+
 static void on_listen(void *ctx, int lfd, uint32_t events)
 {
 	struct control *ctl = ctx;
@@ -520,6 +535,8 @@ static void on_listen(void *ctx, int lfd, uint32_t events)
 			       "the control socket accepts root only");
 			continue;
 		}
+		if (ctl->nclients >= ctl->opts.max_clients)
+			reap_hung_up(ctl);
 		if (ctl->nclients >= ctl->opts.max_clients) {
 			ctl->stats.rejected_full++;
 			reject(ctl, fd, "too_many_clients", "too many control clients; retry later");
