@@ -246,7 +246,7 @@ def as_nobody(*cmd):
 
 def test_non_root_peer_refused_by_credentials(agent):
     # with the file permissions the agent sets, nobody cannot even connect
-    out = as_nobody("python3", "-c", PEER_SCRIPT, agent.socket)
+    out = as_nobody("/usr/bin/python3", "-c", PEER_SCRIPT, agent.socket)
     assert out.stdout.startswith("connect-failed 13"), out
     out = as_nobody(BIN, "status", "--socket", agent.socket)
     assert out.returncode == 1
@@ -254,7 +254,7 @@ def test_non_root_peer_refused_by_credentials(agent):
     # open the file permissions: SO_PEERCRED must still turn nobody away
     os.chmod(agent.dir, 0o755)
     os.chmod(agent.socket, 0o666)
-    out = as_nobody("python3", "-c", PEER_SCRIPT, agent.socket)
+    out = as_nobody("/usr/bin/python3", "-c", PEER_SCRIPT, agent.socket)
     reply = json.loads(out.stdout.strip().splitlines()[0])
     assert_error(reply, "permission_denied", "root only")
     assert "control: refused uid %d" % NOBODY.pw_uid in agent.read_log()
