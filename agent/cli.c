@@ -53,6 +53,17 @@ const struct cli_command cli_commands[] = {
 	  "  -l, --list          list the metric catalogue (name, unit, scope, source)\n"
 	  "  -c, --config FILE   agent configuration\n",
 	  cmd_metrics },
+	{ "probes", "[--json]", "what this kernel supports, per watcher, capture and rule",
+	  "Tests what this kernel supports by loading, attaching and running a tiny BPF\n"
+	  "program for each feature (BTF, tp_btf, raw_tp, tracepoints, kprobes, fentry,\n"
+	  "perf events, task iterators, ring buffer, uprobes), and reads PSI, the cgroup\n"
+	  "layout and the settings that matter. Then opens every watcher and prepares\n"
+	  "every capture kind exactly as the agent does, and says which work here and\n"
+	  "why not, and which configured rules are degraded. No daemon needed; run as\n"
+	  "root. Nothing stays loaded.\n\n"
+	  "  -j, --json          one JSON document: features, watchers, captures, rules\n"
+	  "  -c, --config FILE   agent configuration (rules_dir, capture limits)\n",
+	  cmd_probes },
 	{ "status", "[--json]", "ask the running agent what it is doing",
 	  "Asks the running agent over its control socket: version and uptime; each\n"
 	  "watcher with its latest values and cost; each rule's state (ok, pending,\n"
