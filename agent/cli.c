@@ -24,6 +24,11 @@
 #include "storage/store.h"
 #include "triggers/rules.h"
 
+const char cli_description[] =
+	"Always-on, anomaly-triggered tracing agent: cheap watchers run all the\n"
+	"time; when a rule trips, heavier BPF captures run for a bounded window\n"
+	"and one incident is written.";
+
 const struct cli_command cli_commands[] = {
 	{ "run", "[-c FILE]", "run the agent in the foreground (systemd Type=notify)",
 	  "Runs the agent: watchers every interval, rules evaluated on every sample,\n"

@@ -3,6 +3,8 @@
  * 0 ok, 1 runtime failure, 2 usage or validation error. */
 #pragma once
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -17,6 +19,21 @@ struct cli_command {
 };
 
 extern const struct cli_command cli_commands[];
+/* What autotrace is, for --help and the manual page. */
+extern const char cli_description[];
+
+/* One "  -c, --config FILE   help" line of a command's usage text. */
+struct cli_option_line {
+	const char *spec, *help, *long_name, *arg;
+	size_t spec_len, help_len, long_len, arg_len;
+	char short_name; /* 0: none */
+};
+
+/* Parses one usage line; -1 when it is not an option line. */
+int cli_parse_option_line(const char *line, size_t len, struct cli_option_line *o);
+/* autotrace(8) in roff, and the bash completion script, from the table. */
+void cli_print_man(FILE *out);
+void cli_print_bash_completion(FILE *out);
 
 int cmd_run(int argc, char **argv);
 int cmd_rules_check(int argc, char **argv);

@@ -9,14 +9,13 @@
 
 static void print_top_help(FILE *out)
 {
-	fprintf(out, "usage: autotrace COMMAND [OPTIONS]\n\n"
-		     "Always-on, anomaly-triggered tracing agent: cheap watchers run all the\n"
-		     "time; when a rule trips, heavier BPF captures run for a bounded window\n"
-		     "and one incident is written.\n\ncommands:\n");
+	fprintf(out, "usage: autotrace COMMAND [OPTIONS]\n\n%s\n\ncommands:\n", cli_description);
 	for (const struct cli_command *c = cli_commands; c->name; c++)
 		fprintf(out, "  %-20s %s\n", c->name, c->summary);
 	fprintf(out, "\n'autotrace COMMAND --help' describes each command.\n"
-		     "Exit status: 0 ok, 1 runtime failure, 2 usage or validation error.\n");
+		     "Exit status: 0 ok, 1 runtime failure, 2 usage or validation error.\n"
+		     "'autotrace --man' prints the manual page, 'autotrace --completion bash'\n"
+		     "the bash completion (both generated from this command table).\n");
 }
 
 int main(int argc, char **argv)
@@ -30,6 +29,18 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		print_top_help(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--man")) {
+		cli_print_man(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--completion")) {
+		if (argc != 3 || strcmp(argv[2], "bash")) {
+			fprintf(stderr, "autotrace: --completion takes one shell: bash\n");
+			return EXIT_USAGE;
+		}
+		cli_print_bash_completion(stdout);
 		return EXIT_OK;
 	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") ||
