@@ -88,7 +88,8 @@ def fresh_rootfs():
             if not shutil.which("mmdebstrap"):
                 pytest.fail("mmdebstrap is missing: run ./setup.sh deps")
             suite = run(["sh", "-c", ". /etc/os-release && echo $VERSION_CODENAME"]).stdout.strip()
-            run(["mmdebstrap", "--variant=minbase", "--mode=root", suite, ROOTFS + ".tmp"],
+            run(["mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar", suite,
+                 ROOTFS + ".tmp"],
                 timeout=1800)
             os.rename(ROOTFS + ".tmp", ROOTFS)
     return ROOTFS
