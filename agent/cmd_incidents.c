@@ -13,13 +13,13 @@
 #include "agent/util.h"
 #include "storage/store.h"
 
-#define SPARK_WIDTH     60 /* points per sparkline: one per interval, the latest */
-#define HISTORY_SERIES  8  /* series drawn; the tripped one comes first */
-#define TOP_STACKS      5
-#define STACK_FRAMES    24
-#define TABLE_ROWS      10
-#define TABLE_COLUMNS   8
-#define CELL_MAX        48
+#define SPARK_WIDTH    60 /* points per sparkline: one per interval, the latest */
+#define HISTORY_SERIES 8  /* series drawn; the tripped one comes first */
+#define TOP_STACKS     5
+#define STACK_FRAMES   24
+#define TABLE_ROWS     10
+#define TABLE_COLUMNS  8
+#define CELL_MAX       48
 
 int cli_store_dir(const char *config, const char *dir, char *out, size_t len)
 {
@@ -71,7 +71,7 @@ const char *cli_jstr(json_t *doc, const char *path)
 
 void cli_human_size(uint64_t bytes, char *buf, size_t len)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	double v = (double)bytes;
 	unsigned u = 0;
 
@@ -87,12 +87,10 @@ void cli_human_size(uint64_t bytes, char *buf, size_t len)
 
 int cmd_incidents_list(int argc, char **argv)
 {
-	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
-					      { "quiet", no_argument, NULL, 'q' },
-					      { "dir", required_argument, NULL, 'd' },
-					      { "config", required_argument, NULL, 'c' },
-					      { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'},      {"quiet", no_argument, NULL, 'q'},
+		{"dir", required_argument, NULL, 'd'}, {"config", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0}};
 	const char *config = NULL, *dirarg = NULL;
 	struct store_entry *list = NULL;
 	char dir[4096];
@@ -162,8 +160,8 @@ int cmd_incidents_list(int argc, char **argv)
 				arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "id", list[i].id,
 					       "timestamp", jstr(doc, "@timestamp"), "rule",
 					       jstr(doc, "rule.name"), "status",
-					       jstr(doc, "incident.status"), "captures", kinds, "path",
-					       list[i].path));
+					       jstr(doc, "incident.status"), "captures", kinds,
+					       "path", list[i].path));
 		} else {
 			printf("%-36s  %-24s  %-28s  %-10s  %s\n", list[i].id,
 			       jstr(doc, "@timestamp"), jstr(doc, "rule.name"),
@@ -186,7 +184,7 @@ int cmd_incidents_list(int argc, char **argv)
 
 static void sparkline(json_t *pts, double *lo, double *hi, double *last)
 {
-	static const char *const bars[] = { "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█" };
+	static const char *const bars[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
 	size_t j, n = json_array_size(pts), start = n > SPARK_WIDTH ? n - SPARK_WIDTH : 0;
 	json_t *p;
 
@@ -259,8 +257,8 @@ static void show_frames(json_t *frames, const char *indent)
 		} else if (jstr(f, "func")[0]) {
 			printf("%s%s+0x%llx  %s\n", indent, jstr(f, "func"),
 			       (unsigned long long)json_integer_value(json_object_get(f, "offset")),
-			       json_is_true(json_object_get(f, "kernel")) ? "[k]" :
-									    jstr(f, "module"));
+			       json_is_true(json_object_get(f, "kernel")) ? "[k]"
+									  : jstr(f, "module"));
 		} else {
 			printf("%s%s  %s%s%s\n", indent, jstr(f, "addr"), jstr(f, "module"),
 			       jstr(f, "file_offset")[0] ? "+" : "", jstr(f, "file_offset"));
@@ -270,7 +268,7 @@ static void show_frames(json_t *frames, const char *indent)
 
 static json_t *frames_of(json_t *row)
 {
-	static const char *const names[] = { "frames", "stack", "kernel_stack", "user_stack" };
+	static const char *const names[] = {"frames", "stack", "kernel_stack", "user_stack"};
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
 		if (json_is_array(json_object_get(row, names[i])))
@@ -295,9 +293,11 @@ static void show_stacks(json_t *top)
 		}
 		printf("    #%zu  %s", i + 1, jstr(st, "comm")[0] ? jstr(st, "comm") : "?");
 		if (json_object_get(st, "pid"))
-			printf(" pid %lld", (long long)json_integer_value(json_object_get(st, "pid")));
+			printf(" pid %lld",
+			       (long long)json_integer_value(json_object_get(st, "pid")));
 		if (json_object_get(st, "tid"))
-			printf(" tid %lld", (long long)json_integer_value(json_object_get(st, "tid")));
+			printf(" tid %lld",
+			       (long long)json_integer_value(json_object_get(st, "tid")));
 		if (json_object_get(st, "pct"))
 			printf("  %.1f%%", json_number_value(json_object_get(st, "pct")));
 		if (json_is_integer(samples))
@@ -396,7 +396,8 @@ static void show_table(const char *name, json_t *rows)
 		json_t *frames;
 
 		if (i >= TABLE_ROWS) {
-			printf("    ... %zu more rows (--json has them)\n", json_array_size(rows) - i);
+			printf("    ... %zu more rows (--json has them)\n",
+			       json_array_size(rows) - i);
 			break;
 		}
 		printf("    ");
@@ -417,15 +418,16 @@ static void show_table(const char *name, json_t *rows)
 
 static void show_capture(json_t *cap)
 {
-	static const char *const common[] = { "kind", "started", "duration_ms", "status",
-					      "lost_events", "error", "artifacts", "top_stacks" };
+	static const char *const common[] = {"kind",	    "started", "duration_ms", "status",
+					     "lost_events", "error",   "artifacts",   "top_stacks"};
 	char extra[512] = "";
 	size_t off = 0, i;
 	const char *k;
 	json_t *v;
 
 	printf("\ncapture %s: %s, %lld ms from %s, %lld events lost\n", jstr(cap, "kind"),
-	       jstr(cap, "status"), (long long)json_integer_value(json_object_get(cap, "duration_ms")),
+	       jstr(cap, "status"),
+	       (long long)json_integer_value(json_object_get(cap, "duration_ms")),
 	       jstr(cap, "started"),
 	       (long long)json_integer_value(json_object_get(cap, "lost_events")));
 	if (jstr(cap, "error")[0])
@@ -504,11 +506,11 @@ static void show_trigger(json_t *doc, const char *id)
 
 int cmd_incidents_show(int argc, char **argv)
 {
-	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
-					      { "dir", required_argument, NULL, 'd' },
-					      { "config", required_argument, NULL, 'c' },
-					      { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+					     {"dir", required_argument, NULL, 'd'},
+					     {"config", required_argument, NULL, 'c'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
 	const char *config = NULL, *dirarg = NULL, *id;
 	char dir[4096], path[4200], why[4400];
 	bool json = false;
@@ -560,8 +562,7 @@ int cmd_incidents_show(int argc, char **argv)
 	}
 	show_trigger(doc, id);
 	show_history(doc);
-	json_array_foreach(json_object_get(doc, "captures"), i, cap)
-		show_capture(cap);
+	json_array_foreach(json_object_get(doc, "captures"), i, cap) show_capture(cap);
 	printf("\nfiles in %s\n", path);
 	json_decref(doc);
 	return EXIT_OK;

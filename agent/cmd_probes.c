@@ -72,7 +72,8 @@ static void add_watcher_metrics(struct probe_env *e, json_t *watchers)
 			for (struct tsdb_series *s = tsdb_first(e->db, (unsigned)m); s;
 			     s = tsdb_next(s)) {
 				if (tsdb_series_source(s) == i + 1) {
-					json_array_append_new(names, json_string(metric_at(m)->name));
+					json_array_append_new(names,
+							      json_string(metric_at(m)->name));
 					break;
 				}
 			}
@@ -84,9 +85,9 @@ static void add_watcher_metrics(struct probe_env *e, json_t *watchers)
 /* Each configured rule: does its metric exist here, can its captures run? */
 static json_t *rules_json(struct probe_env *e)
 {
-	struct rules_limits lim = { .max_capture_ms = e->cfg.capture.max_duration_ms };
+	struct rules_limits lim = {.max_capture_ms = e->cfg.capture.max_duration_ms};
 	const char *dir = e->cfg.agent.rules_dir;
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 	struct ruleset *rs = NULL;
 	json_t *arr = json_array();
 	int err;
@@ -97,9 +98,9 @@ static json_t *rules_json(struct probe_env *e)
 		err = ruleset_load_builtin(&lim, &rs, &diag);
 	diag_clear(&diag);
 	if (err) {
-		json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", "(rules)", "state",
-						     "invalid", "why",
-						     "the rules do not load: see autotrace rules check"));
+		json_array_append_new(
+			arr, json_pack("{s:s,s:s,s:s}", "name", "(rules)", "state", "invalid",
+				       "why", "the rules do not load: see autotrace rules check"));
 		return arr;
 	}
 	for (unsigned i = 0; i < rs->n; i++) {
@@ -107,16 +108,16 @@ static json_t *rules_json(struct probe_env *e)
 		json_t *why = json_array();
 
 		if (r->metric >= 0 && !tsdb_first(e->db, (unsigned)r->metric))
-			json_array_append_new(
-				why, json_sprintf("no watcher produces %s on this host",
-						  metric_at((size_t)r->metric)->name));
+			json_array_append_new(why,
+					      json_sprintf("no watcher produces %s on this host",
+							   metric_at((size_t)r->metric)->name));
 		for (unsigned k = 0; k < r->ncaptures; k++) {
 			const char *reason = NULL;
 
 			if (!capmgr_kind_ready(e->caps, r->captures[k].ops->kind, &reason))
-				json_array_append_new(why, json_sprintf("capture %s unavailable: %s",
-									r->captures[k].ops->kind,
-									reason));
+				json_array_append_new(
+					why, json_sprintf("capture %s unavailable: %s",
+							  r->captures[k].ops->kind, reason));
 		}
 		json_array_append_new(arr, json_pack("{s:s,s:s,s:o}", "name", r->name, "state",
 						     json_array_size(why) ? "degraded" : "ok",
@@ -128,19 +129,20 @@ static json_t *rules_json(struct probe_env *e)
 
 static json_t *probe_all(struct probe_env *e)
 {
-	struct watcher_env wenv = { .cfg = &e->cfg, .procfs = "/proc", .sysfs = "/sys" };
-	struct symbolizer_opts so = { .cache_bytes = 8u << 20 };
+	struct watcher_env wenv = {.cfg = &e->cfg, .procfs = "/proc", .sysfs = "/sys"};
+	struct symbolizer_opts so = {.cache_bytes = 8u << 20};
 	struct capmgr_opts co;
 	json_t *doc = json_object(), *watchers, *caps = NULL;
-	struct timespec ts = { 0, 300 * 1000000L };
+	struct timespec ts = {0, 300 * 1000000L};
 	struct utsname u;
 	char ts_text[40];
 
 	uname(&u);
 	format_iso8601(now_real_ms(), ts_text, sizeof(ts_text));
 	json_object_set_new(doc, "timestamp", json_string(ts_text));
-	json_object_set_new(doc, "kernel", json_pack("{s:s,s:s,s:s}", "release", u.release,
-						     "version", u.version, "machine", u.machine));
+	json_object_set_new(doc, "kernel",
+			    json_pack("{s:s,s:s,s:s}", "release", u.release, "version", u.version,
+				      "machine", u.machine));
 	json_object_set_new(doc, "autotrace", json_string(AUTOTRACE_VERSION));
 	json_object_set_new(doc, "root", json_boolean(geteuid() == 0));
 	json_object_set_new(doc, "features", features_json());
@@ -159,7 +161,7 @@ static json_t *probe_all(struct probe_env *e)
 	}
 	json_object_set_new(doc, "watchers", watchers);
 
-	co = (struct capmgr_opts){ .cfg = &e->cfg, .cgroups = e->cg };
+	co = (struct capmgr_opts){.cfg = &e->cfg, .cgroups = e->cg};
 	if (loop_new(&e->loop) == 0 && symbolizer_new(&e->sym, &so) == 0) {
 		co.loop = e->loop;
 		co.sym = e->sym;
@@ -182,11 +184,10 @@ static void print_text(json_t *doc)
 	json_t *f, *w, *c, *r;
 	size_t i;
 
-	printf("kernel %s (%s), autotrace %s%s\n",
-	       cli_jstr(doc, "kernel.release"), cli_jstr(doc, "kernel.machine"),
-	       cli_jstr(doc, "autotrace"),
-	       json_is_true(json_object_get(doc, "root")) ? "" :
-							    "  -- NOT ROOT: BPF checks will fail");
+	printf("kernel %s (%s), autotrace %s%s\n", cli_jstr(doc, "kernel.release"),
+	       cli_jstr(doc, "kernel.machine"), cli_jstr(doc, "autotrace"),
+	       json_is_true(json_object_get(doc, "root")) ? ""
+							  : "  -- NOT ROOT: BPF checks will fail");
 	printf("\n%-14s %-8s %s\n", "FEATURE", "", "HOW IT WAS TESTED / WHY NOT");
 	json_array_foreach(json_object_get(doc, "features"), i, f)
 		printf("%-14s %-8s %s\n", cli_jstr(f, "name"),
@@ -227,11 +228,11 @@ static void print_text(json_t *doc)
 
 int cmd_probes(int argc, char **argv)
 {
-	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
-					      { "config", required_argument, NULL, 'c' },
-					      { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
-	struct probe_env e = { 0 };
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+					     {"config", required_argument, NULL, 'c'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	struct probe_env e = {0};
 	const char *config = NULL;
 	bool json = false;
 	json_t *doc;

@@ -113,9 +113,9 @@ static void print_rules(json_t *arr)
 
 		ago_text(r, "last_fired_ago_ms", ago, sizeof(ago));
 		snprintf(state, sizeof(state), "%s%s", jstring(r, "state", "?"),
-			 !json_is_true(json_object_get(r, "enabled")) ? " (off)" :
-			 json_is_true(json_object_get(r, "dry_run")) ? " (dry)" :
-								       "");
+			 !json_is_true(json_object_get(r, "enabled"))  ? " (off)"
+			 : json_is_true(json_object_get(r, "dry_run")) ? " (dry)"
+								       : "");
 		printf("%-28s %-10s %-14s %9lld %6lld  %s\n", jstring(r, "name", "?"), state, ago,
 		       (long long)jint(r, "fires_last_hour"), (long long)jint(r, "fires_total"),
 		       jstring(r, "last_error", "-"));
@@ -167,7 +167,8 @@ static void print_incidents(json_t *o, json_t *es)
 	       (long long)jint(o, "written"), (long long)jint(o, "failed"),
 	       (long long)jint(o, "stored"), bytes, jstring(o, "dir", "?"));
 	if (last)
-		printf("  last: %s (%s) %s%s\n", jstring(last, "id", "?"), jstring(last, "rule", "?"),
+		printf("  last: %s (%s) %s%s\n", jstring(last, "id", "?"),
+		       jstring(last, "rule", "?"),
 		       json_is_true(json_object_get(last, "ok")) ? "" : "FAILED: ",
 		       jstring(last, "where", ""));
 	printf("elasticsearch: %s", jstring(es, "state", "?"));
@@ -204,11 +205,11 @@ static void print_dropped(json_t *o, json_t *ctl)
 
 int cmd_status(int argc, char **argv)
 {
-	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
-					      { "socket", required_argument, NULL, 's' },
-					      { "config", required_argument, NULL, 'c' },
-					      { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+					     {"socket", required_argument, NULL, 's'},
+					     {"config", required_argument, NULL, 'c'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
 	const char *config = NULL, *socket_arg = NULL;
 	struct control_error err;
 	char path[4096];

@@ -12,9 +12,9 @@
 #include "agent/util.h"
 
 #define CALL_TIMEOUT_MS 10000
-#define POLL_MS         250
+#define POLL_MS		250
 /* after the window: reading out, symbolizing and writing the incident */
-#define WRITE_GRACE_MS  120000
+#define WRITE_GRACE_MS 120000
 
 static int add_kinds(json_t *list, const char *arg)
 {
@@ -65,7 +65,7 @@ static int wait_written(const char *path, json_t *started, bool json)
 	int rc = EXIT_RUNTIME;
 
 	while (now_mono_ns() / 1000000 < deadline) {
-		struct timespec ts = { 0, POLL_MS * 1000000L };
+		struct timespec ts = {0, POLL_MS * 1000000L};
 		const char *state;
 		int ret = ctl_client_call(path, "incident", args, CALL_TIMEOUT_MS, &st, &err);
 
@@ -79,8 +79,8 @@ static int wait_written(const char *path, json_t *started, bool json)
 				json_object_set(started, "state", json_object_get(st, "state"));
 				json_object_set(started, "path", json_object_get(st, "path"));
 				json_object_set(started, "error", json_object_get(st, "error"));
-				json_object_del(started, json_object_get(st, "path") ? "error" :
-										       "path");
+				json_object_del(started,
+						json_object_get(st, "path") ? "error" : "path");
 				json_dumpf(started, stdout, JSON_INDENT(2));
 				printf("\n");
 			} else if (!strcmp(state, "written")) {
@@ -88,7 +88,8 @@ static int wait_written(const char *path, json_t *started, bool json)
 				       id, json_string_value(json_object_get(st, "path")), id);
 			}
 			if (strcmp(state, "written")) {
-				fprintf(stderr, "autotrace trigger: incident %s %s: %s\n", id, state,
+				fprintf(stderr, "autotrace trigger: incident %s %s: %s\n", id,
+					state,
 					json_string_value(json_object_get(st, "error")) ?: "?");
 				rc = EXIT_RUNTIME;
 			} else {
@@ -100,8 +101,9 @@ static int wait_written(const char *path, json_t *started, bool json)
 		st = NULL;
 		nanosleep(&ts, NULL);
 	}
-	fprintf(stderr, "autotrace trigger: incident %s not written after the window and %ds; "
-			"see the agent's log\n",
+	fprintf(stderr,
+		"autotrace trigger: incident %s not written after the window and %ds; "
+		"see the agent's log\n",
 		id, WRITE_GRACE_MS / 1000);
 out:
 	json_decref(st);
@@ -111,17 +113,17 @@ out:
 
 int cmd_trigger(int argc, char **argv)
 {
-	static const struct option opts[] = { { "rule", required_argument, NULL, 'r' },
-					      { "capture", required_argument, NULL, 'k' },
-					      { "duration", required_argument, NULL, 'd' },
-					      { "pid", required_argument, NULL, 'p' },
-					      { "cgroup", required_argument, NULL, 'g' },
-					      { "no-wait", no_argument, NULL, 'W' },
-					      { "json", no_argument, NULL, 'j' },
-					      { "socket", required_argument, NULL, 's' },
-					      { "config", required_argument, NULL, 'c' },
-					      { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {{"rule", required_argument, NULL, 'r'},
+					     {"capture", required_argument, NULL, 'k'},
+					     {"duration", required_argument, NULL, 'd'},
+					     {"pid", required_argument, NULL, 'p'},
+					     {"cgroup", required_argument, NULL, 'g'},
+					     {"no-wait", no_argument, NULL, 'W'},
+					     {"json", no_argument, NULL, 'j'},
+					     {"socket", required_argument, NULL, 's'},
+					     {"config", required_argument, NULL, 'c'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
 	const char *config = NULL, *socket_arg = NULL, *rule = NULL, *cgroup = NULL;
 	json_t *args = json_object(), *kinds = json_array(), *r = NULL;
 	uint64_t duration = 0, pid = 0;
@@ -137,16 +139,20 @@ int cmd_trigger(int argc, char **argv)
 			break;
 		case 'k':
 			if (add_kinds(kinds, optarg)) {
-				rc = cli_usage_error("trigger", "--capture: '%s' is not a list of "
-								"capture kinds", optarg);
+				rc = cli_usage_error("trigger",
+						     "--capture: '%s' is not a list of "
+						     "capture kinds",
+						     optarg);
 				goto out;
 			}
 			break;
 		case 'd':
 			if (parse_duration_ms(optarg, &duration) || duration < 100 ||
 			    duration > 3600000) {
-				rc = cli_usage_error("trigger", "--duration: '%s' is not a duration "
-								"in [100ms, 1h]", optarg);
+				rc = cli_usage_error("trigger",
+						     "--duration: '%s' is not a duration "
+						     "in [100ms, 1h]",
+						     optarg);
 				goto out;
 			}
 			break;

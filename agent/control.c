@@ -18,7 +18,7 @@
 #include "agent/util.h"
 
 #define ACCEPTS_PER_WAKEUP 32 /* a flood of connects cannot monopolise one loop turn */
-#define REQUEST_ID_MAX     64
+#define REQUEST_ID_MAX	   64
 #define STRLIST_ITEM_MAX   63
 #define REJECT_LOG_EVERY   100 /* peers refused: first one logged, then every 100th */
 
@@ -27,13 +27,13 @@ struct client {
 	int fd;
 	uid_t uid;
 	pid_t pid;
-	char *in;               /* max_request bytes */
+	char *in; /* max_request bytes */
 	size_t in_len;
-	char *out;              /* one pending reply at a time */
+	char *out; /* one pending reply at a time */
 	size_t out_len, out_off;
-	uint64_t deadline_ms;   /* monotonic: dropped when no progress by then */
-	bool eof;               /* the peer shut down its write side */
-	bool closing;           /* close once the pending reply is sent */
+	uint64_t deadline_ms; /* monotonic: dropped when no progress by then */
+	bool eof;	      /* the peer shut down its write side */
+	bool closing;	      /* close once the pending reply is sent */
 	struct client *next;
 };
 
@@ -153,18 +153,17 @@ static int validate_one(const struct control_arg *a, json_t *v, struct control_e
 	}
 	control_error_set(err, "invalid_request", "args.%s: expected %s, got %s", a->name,
 			  arg_type_name(a->type),
-			  json_is_object(v)  ? "an object" :
-			  json_is_array(v)   ? "an array" :
-			  json_is_string(v)  ? "a string" :
-			  json_is_boolean(v) ? "a boolean" :
-			  json_is_null(v)    ? "null" :
-			  json_is_integer(v) ? "an integer" :
-					       "a number");
+			  json_is_object(v)    ? "an object"
+			  : json_is_array(v)   ? "an array"
+			  : json_is_string(v)  ? "a string"
+			  : json_is_boolean(v) ? "a boolean"
+			  : json_is_null(v)    ? "null"
+			  : json_is_integer(v) ? "an integer"
+					       : "a number");
 	return -EINVAL;
 }
 
-int control_validate_args(const struct control_arg *table, json_t *args,
-			  struct control_error *err)
+int control_validate_args(const struct control_arg *table, json_t *args, struct control_error *err)
 {
 	const char *key;
 	json_t *v;
@@ -232,8 +231,8 @@ static char *error_line(json_t *id, const struct control_error *e)
 	if (id)
 		json_object_set(o, "id", id);
 	json_object_set_new(o, "ok", json_false());
-	json_object_set_new(o, "error", json_pack("{s:s,s:s}", "code", e->code, "message",
-						  e->message));
+	json_object_set_new(o, "error",
+			    json_pack("{s:s,s:s}", "code", e->code, "message", e->message));
 	text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (text && asprintf(&line, "%s\n", text) < 0)
@@ -290,7 +289,7 @@ static void handle_request(struct client *c, const char *line, size_t len)
 {
 	struct control *ctl = c->ctl;
 	const struct control_command *cmd;
-	struct control_error err = { "", "" };
+	struct control_error err = {"", ""};
 	json_t *req, *id = NULL, *args = NULL, *result = NULL, *reply;
 	const char *key, *name;
 	json_error_t jerr;
@@ -337,9 +336,8 @@ static void handle_request(struct client *c, const char *line, size_t len)
 
 		known[0] = '\0';
 		for (const struct control_command *k = ctl->opts.commands; k->name; k++)
-			off += (size_t)snprintf(known + off, sizeof(known) > off ?
-								    sizeof(known) - off :
-								    0,
+			off += (size_t)snprintf(known + off,
+						sizeof(known) > off ? sizeof(known) - off : 0,
 						"%s%s", off ? ", " : "", k->name);
 		queue_error(c, id, "unknown_command", "unknown command '%.64s' (known: %s)", name,
 			    known);
@@ -353,8 +351,8 @@ static void handle_request(struct client *c, const char *line, size_t len)
 	}
 	args = args ? json_incref(args) : json_object();
 	log_debug("control: %s from uid %u pid %d", cmd->name, (unsigned)c->uid, (int)c->pid);
-	ret = cmd->fn(ctl->opts.ctx,
-		      &(struct control_call){ cmd->name, args, c->uid, c->pid }, &result, &err);
+	ret = cmd->fn(ctl->opts.ctx, &(struct control_call){cmd->name, args, c->uid, c->pid},
+		      &result, &err);
 	json_decref(args);
 	if (ret || !result) {
 		if (!err.code[0])
@@ -528,7 +526,8 @@ static void on_listen(void *ctx, int lfd, uint32_t events)
 		 * accepts that user, who owns the 0600 socket anyway */
 		if (cred.uid != 0 && cred.uid != geteuid()) {
 			if (ctl->stats.rejected_peer++ % REJECT_LOG_EVERY == 0)
-				log_warn("control: refused uid %u (pid %d): root only (%llu refused)",
+				log_warn("control: refused uid %u (pid %d): root only (%llu "
+					 "refused)",
 					 (unsigned)cred.uid, (int)cred.pid,
 					 (unsigned long long)ctl->stats.rejected_peer);
 			reject(ctl, fd, "permission_denied",
@@ -539,14 +538,14 @@ static void on_listen(void *ctx, int lfd, uint32_t events)
 			reap_hung_up(ctl);
 		if (ctl->nclients >= ctl->opts.max_clients) {
 			ctl->stats.rejected_full++;
-			reject(ctl, fd, "too_many_clients", "too many control clients; retry later");
+			reject(ctl, fd, "too_many_clients",
+			       "too many control clients; retry later");
 			continue;
 		}
 		c = calloc(1, sizeof(*c));
 		if (c)
 			c->in = malloc(ctl->opts.max_request);
-		if (!c || !c->in ||
-		    loop_add_fd(ctl->opts.loop, fd, EPOLLIN, on_client, c)) {
+		if (!c || !c->in || loop_add_fd(ctl->opts.loop, fd, EPOLLIN, on_client, c)) {
 			if (c)
 				free(c->in);
 			free(c);
@@ -595,7 +594,7 @@ static void on_sweep(void *ctx, struct loop_timer *t)
 /* A socket file at path: unlink it when nobody listens, refuse otherwise. */
 static int clear_stale(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stat st;
 	int fd, ret;
 
@@ -645,7 +644,7 @@ static int make_dir(const char *path)
 
 int control_new(struct control **out, const struct control_opts *opts)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct control *ctl;
 	struct stat st;
 	mode_t old_mask;
@@ -745,11 +744,10 @@ const char *control_path(const struct control *c)
 
 json_t *control_stats(const struct control *c)
 {
-	return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "socket", c->path, "clients",
-			 (json_int_t)c->nclients, "accepted", (json_int_t)c->stats.accepted,
-			 "requests", (json_int_t)c->stats.requests, "errors",
-			 (json_int_t)c->stats.errors, "rejected_peer",
-			 (json_int_t)c->stats.rejected_peer, "rejected_full",
-			 (json_int_t)c->stats.rejected_full, "timed_out",
-			 (json_int_t)c->stats.timed_out);
+	return json_pack(
+		"{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "socket", c->path, "clients",
+		(json_int_t)c->nclients, "accepted", (json_int_t)c->stats.accepted, "requests",
+		(json_int_t)c->stats.requests, "errors", (json_int_t)c->stats.errors,
+		"rejected_peer", (json_int_t)c->stats.rejected_peer, "rejected_full",
+		(json_int_t)c->stats.rejected_full, "timed_out", (json_int_t)c->stats.timed_out);
 }

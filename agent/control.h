@@ -13,11 +13,11 @@
 struct loop;
 struct control;
 
-#define CONTROL_PROTOCOL_VERSION 1
-#define CONTROL_DEFAULT_MAX_REQUEST 16384u    /* bytes, newline included */
+#define CONTROL_PROTOCOL_VERSION    1
+#define CONTROL_DEFAULT_MAX_REQUEST 16384u     /* bytes, newline included */
 #define CONTROL_DEFAULT_MAX_REPLY   (4u << 20) /* bytes */
 #define CONTROL_DEFAULT_MAX_CLIENTS 16u
-#define CONTROL_DEFAULT_IDLE_MS     10000u
+#define CONTROL_DEFAULT_IDLE_MS	    10000u
 
 enum control_arg_type { CARG_STRING, CARG_UINT, CARG_BOOL, CARG_STRLIST };
 
@@ -57,13 +57,13 @@ struct control_command {
 
 struct control_opts {
 	struct loop *loop;
-	const char *path;                         /* the socket; its directory is made 0700 */
-	const struct control_command *commands;   /* terminated by a NULL name */
-	void *ctx;                                /* passed to the handlers */
-	unsigned max_clients;                     /* 0: CONTROL_DEFAULT_MAX_CLIENTS */
-	size_t max_request;                       /* 0: CONTROL_DEFAULT_MAX_REQUEST */
-	size_t max_reply;                         /* 0: CONTROL_DEFAULT_MAX_REPLY */
-	uint64_t idle_ms;                         /* 0: CONTROL_DEFAULT_IDLE_MS */
+	const char *path;			/* the socket; its directory is made 0700 */
+	const struct control_command *commands; /* terminated by a NULL name */
+	void *ctx;				/* passed to the handlers */
+	unsigned max_clients;			/* 0: CONTROL_DEFAULT_MAX_CLIENTS */
+	size_t max_request;			/* 0: CONTROL_DEFAULT_MAX_REQUEST */
+	size_t max_reply;			/* 0: CONTROL_DEFAULT_MAX_REPLY */
+	uint64_t idle_ms;			/* 0: CONTROL_DEFAULT_IDLE_MS */
 };
 
 /* Creates the directory (0700) and the socket (0600), refusing to replace a
@@ -77,5 +77,4 @@ json_t *control_stats(const struct control *c);
 
 /* Checks args (NULL = none given) against a command's table; 0 or -EINVAL
  * with err saying which field and why. Exposed for the unit tests. */
-int control_validate_args(const struct control_arg *table, json_t *args,
-			  struct control_error *err);
+int control_validate_args(const struct control_arg *table, json_t *args, struct control_error *err);

@@ -40,7 +40,7 @@ static int remaining_ms(uint64_t deadline)
 
 static int connect_agent(const char *path, struct control_error *err)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, e;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -76,7 +76,7 @@ static int connect_agent(const char *path, struct control_error *err)
 static int send_all(int fd, const char *buf, size_t len, uint64_t deadline)
 {
 	while (len) {
-		struct pollfd p = { fd, POLLOUT, 0 };
+		struct pollfd p = {fd, POLLOUT, 0};
 		ssize_t n;
 
 		if (poll(&p, 1, remaining_ms(deadline)) <= 0)
@@ -102,7 +102,7 @@ static int recv_line(int fd, char **out, size_t max, uint64_t deadline)
 	if (!buf)
 		return -ENOMEM;
 	for (;;) {
-		struct pollfd p = { fd, POLLIN, 0 };
+		struct pollfd p = {fd, POLLIN, 0};
 		char *nl;
 		ssize_t n;
 
@@ -143,8 +143,8 @@ static int recv_line(int fd, char **out, size_t max, uint64_t deadline)
 	}
 }
 
-int ctl_client_call(const char *socket_path, const char *command, json_t *args,
-		    uint64_t timeout_ms, json_t **result, struct control_error *err)
+int ctl_client_call(const char *socket_path, const char *command, json_t *args, uint64_t timeout_ms,
+		    json_t **result, struct control_error *err)
 {
 	uint64_t deadline = now_mono_ns() / 1000000 + timeout_ms;
 	json_t *req, *reply = NULL, *e;
@@ -172,9 +172,9 @@ int ctl_client_call(const char *socket_path, const char *command, json_t *args,
 		ret = recv_line(fd, &line, CONTROL_DEFAULT_MAX_REPLY + 1, deadline);
 	if (ret) {
 		control_error_set(err, "client", "talking to the agent on %s: %s", socket_path,
-				  ret == -ETIMEDOUT ? "no reply in time" :
-				  ret == -ECONNRESET ? "it closed the connection" :
-						       strerror(-ret));
+				  ret == -ETIMEDOUT    ? "no reply in time"
+				  : ret == -ECONNRESET ? "it closed the connection"
+						       : strerror(-ret));
 		goto out;
 	}
 	reply = json_loads(line, 0, &jerr);

@@ -15,8 +15,8 @@ int ctl_client_socket_path(const char *explicit_path, const char *config_path, c
  * the reply's result (new reference); -EREMOTEIO when the agent answered with
  * an error (err has its code and message); another -errno when the agent could
  * not be reached (err says why, in words for an SRE). */
-int ctl_client_call(const char *socket_path, const char *command, json_t *args,
-		    uint64_t timeout_ms, json_t **result, struct control_error *err);
+int ctl_client_call(const char *socket_path, const char *command, json_t *args, uint64_t timeout_ms,
+		    json_t **result, struct control_error *err);
 
 /* Prints err for command cmd and returns the exit code it deserves:
  * EXIT_USAGE for requests the agent found invalid, EXIT_RUNTIME otherwise. */

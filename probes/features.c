@@ -28,14 +28,14 @@
 
 const char *feature_state_name(enum feature_state s)
 {
-	static const char *const names[] = { "yes", "no", "partial", "info" };
+	static const char *const names[] = {"yes", "no", "partial", "info"};
 
 	return s <= FEATURE_INFO ? names[s] : "?";
 }
 
 static void nap(long us)
 {
-	struct timespec ts = { 0, us * 1000 };
+	struct timespec ts = {0, us * 1000};
 
 	nanosleep(&ts, NULL);
 }
@@ -162,8 +162,7 @@ static struct bpf_link *attach_uprobe(struct features_bpf *s, char *why, size_t 
 {
 	LIBBPF_OPTS(bpf_uprobe_opts, o, .func_name = "autotrace_features_uprobe_target");
 
-	return bpf_program__attach_uprobe_opts(s->progs.feat_uprobe, 0, "/proc/self/exe", 0,
-					       &o);
+	return bpf_program__attach_uprobe_opts(s->progs.feat_uprobe, 0, "/proc/self/exe", 0, &o);
 }
 
 static void probe_fentry(struct feature_result *r, struct btf *vmlinux)
@@ -357,14 +356,15 @@ static void probe_btf(struct feature_result *r, struct btf **vmlinux)
 
 	*vmlinux = btf__load_vmlinux_btf();
 	if (!*vmlinux) {
-		set(r, FEATURE_NO, "no usable kernel BTF (/sys/kernel/btf/vmlinux): %s; CO-RE "
-				   "programs cannot load",
+		set(r, FEATURE_NO,
+		    "no usable kernel BTF (/sys/kernel/btf/vmlinux): %s; CO-RE "
+		    "programs cannot load",
 		    strerror(errno));
 		return;
 	}
 	stat("/sys/kernel/btf/vmlinux", &st);
-	set(r, FEATURE_YES, "/sys/kernel/btf/vmlinux, %u types, %lld KiB",
-	    btf__type_cnt(*vmlinux), (long long)st.st_size / 1024);
+	set(r, FEATURE_YES, "/sys/kernel/btf/vmlinux, %u types, %lld KiB", btf__type_cnt(*vmlinux),
+	    (long long)st.st_size / 1024);
 }
 
 static void probe_bpf(struct feature_result *r)
@@ -381,7 +381,7 @@ static void probe_bpf(struct feature_result *r)
 
 static void probe_psi(struct feature_result *r)
 {
-	static const char *const files[] = { "cpu", "memory", "io" };
+	static const char *const files[] = {"cpu", "memory", "io"};
 	char path[64], *text = NULL, okay[64] = "";
 	size_t len, off = 0;
 	int err = 0;
@@ -417,8 +417,7 @@ static void probe_cgroups(struct feature_result *r)
 		return;
 	}
 	set(r, cgroups_layout(cg) == CGROUP_NONE ? FEATURE_NO : FEATURE_YES,
-	    "%s; cgroup ids and paths come from %s",
-	    cgroups_layout_name(cgroups_layout(cg)),
+	    "%s; cgroup ids and paths come from %s", cgroups_layout_name(cgroups_layout(cg)),
 	    cgroups_id_root(cg) ? cgroups_id_root(cg) : "nowhere");
 	cgroups_free(&cg);
 }
@@ -447,8 +446,9 @@ static void probe_caps(struct feature_result *r)
 	    (p = strstr(text, "CapEff:")))
 		eff = strtoull(p + 7, NULL, 16);
 	free(text);
-	set(r, eff & (1ull << 21) || (eff & (1ull << 39) && eff & (1ull << 38)) ? FEATURE_YES :
-										      FEATURE_NO,
+	set(r,
+	    eff & (1ull << 21) || (eff & (1ull << 39) && eff & (1ull << 38)) ? FEATURE_YES
+									     : FEATURE_NO,
 	    "euid %u; CAP_SYS_ADMIN %s, CAP_BPF %s, CAP_PERFMON %s", (unsigned)geteuid(),
 	    eff & (1ull << 21) ? "yes" : "no", eff & (1ull << 39) ? "yes" : "no",
 	    eff & (1ull << 38) ? "yes" : "no");
@@ -460,8 +460,9 @@ void kernel_features_probe(struct feature_result *out, unsigned max, unsigned *n
 	struct btf *vmlinux = NULL;
 	unsigned i = 0;
 
-#define NEXT(nm, w) (i < max ? (out[i] = (struct feature_result){ .name = nm, .what = w }, \
-				&out[i++]) : &(struct feature_result){ 0 })
+#define NEXT(nm, w)                                                                                \
+	(i < max ? (out[i] = (struct feature_result){.name = nm, .what = w}, &out[i++])            \
+		 : &(struct feature_result){0})
 	/* a refusal is an answer here, not a warning (libbpf would print the verifier log) */
 	log_set_level(LOG_LVL_ERROR);
 	probe_caps(NEXT("privileges", "root, or CAP_BPF + CAP_PERFMON, to load programs"));
@@ -474,9 +475,8 @@ void kernel_features_probe(struct feature_result *out, unsigned max, unsigned *n
 	probe_tracefs(NEXT("tracefs", "needed to attach classic tracepoints"));
 	probe_prog(NEXT("tracepoints", "classic tracepoints"), "feat_tracepoint", FHIT_TRACEPOINT,
 		   attach_tracepoint, trigger_getppid, "tracepoint/syscalls/sys_enter_getppid");
-	probe_prog(NEXT("kprobes", "kernel function probes: optional extras only"),
-		   "feat_kprobe", FHIT_KPROBE, attach_kprobe, trigger_switch,
-		   "kprobe/" SLEEP_FUNC);
+	probe_prog(NEXT("kprobes", "kernel function probes: optional extras only"), "feat_kprobe",
+		   FHIT_KPROBE, attach_kprobe, trigger_switch, "kprobe/" SLEEP_FUNC);
 	probe_fentry(NEXT("fentry", "BPF trampolines: optional extras only"), vmlinux);
 	probe_perf_event(NEXT("perf_events", "cpu-clock sampling: the profile capture"));
 	probe_task_iter(NEXT("task_iter", "task iterators: D-state and run-queue snapshots"));

@@ -30,6 +30,6 @@ struct feature_record {
 };
 
 #define FEATURE_RECORD_HELLO 1
-#define FEATURE_MAGIC        0x6175746f74726163ull /* "autotrac" */
+#define FEATURE_MAGIC	     0x6175746f74726163ull /* "autotrac" */
 
 _Static_assert(sizeof(struct feature_record) == 16, "feature_record ABI");

@@ -7,10 +7,10 @@
 enum feature_state { FEATURE_YES, FEATURE_NO, FEATURE_PARTIAL, FEATURE_INFO };
 
 struct feature_result {
-	const char *name;   /* "tp_btf", "kprobes", ... */
-	const char *what;   /* one line: what it is and what uses it */
+	const char *name; /* "tp_btf", "kprobes", ... */
+	const char *what; /* one line: what it is and what uses it */
 	enum feature_state state;
-	char detail[320];   /* how it was tested, or why it fails */
+	char detail[320]; /* how it was tested, or why it fails */
 };
 
 #define FEATURES_MAX 24

@@ -53,18 +53,14 @@ static int cmd_big(void *ctx, const struct control_call *call, json_t **result,
 }
 
 static const struct control_arg echo_args[] = {
-	{ "name", CARG_STRING, 1, 8 },
-	{ "n", CARG_UINT, 1, 10 },
-	{ "flag", CARG_BOOL, 0, 0 },
-	{ "list", CARG_STRLIST, 1, 2 },
-	{ "fail", CARG_BOOL, 0, 0 },
-	{ NULL },
+	{"name", CARG_STRING, 1, 8},  {"n", CARG_UINT, 1, 10},	 {"flag", CARG_BOOL, 0, 0},
+	{"list", CARG_STRLIST, 1, 2}, {"fail", CARG_BOOL, 0, 0}, {NULL},
 };
 
 static const struct control_command commands[] = {
-	{ "echo", echo_args, cmd_echo },
-	{ "big", NULL, cmd_big },
-	{ NULL },
+	{"echo", echo_args, cmd_echo},
+	{"big", NULL, cmd_big},
+	{NULL},
 };
 
 static int setup_opts(void **state, unsigned max_clients, uint64_t idle_ms, size_t max_reply)
@@ -75,9 +71,14 @@ static int setup_opts(void **state, unsigned max_clients, uint64_t idle_ms, size
 	f->dir = test_tmpdir(0);
 	snprintf(f->path, sizeof(f->path), "%s/run/ctl/control.sock", f->dir);
 	assert_int_equal(loop_new(&f->loop), 0);
-	o = (struct control_opts){ .loop = f->loop, .path = f->path, .commands = commands,
-				   .ctx = f, .max_clients = max_clients, .max_request = 256,
-				   .max_reply = max_reply, .idle_ms = idle_ms };
+	o = (struct control_opts){.loop = f->loop,
+				  .path = f->path,
+				  .commands = commands,
+				  .ctx = f,
+				  .max_clients = max_clients,
+				  .max_request = 256,
+				  .max_reply = max_reply,
+				  .idle_ms = idle_ms};
 	assert_int_equal(control_new(&f->ctl, &o), 0);
 	*state = f;
 	return 0;
@@ -109,7 +110,7 @@ static void pump(struct fixture *f, unsigned ms)
 
 static int connect_to(struct fixture *f)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->path);
@@ -191,14 +192,16 @@ static void test_ok_and_id(void **state)
 {
 	struct fixture *f = *state;
 	int fd = connect_to(f);
-	json_t *r = call(f, fd, "{\"id\":\"a\",\"command\":\"echo\",\"args\":{\"name\":\"x\","
-				"\"n\":3,\"flag\":true,\"list\":[\"p\"]}}\r\n");
+	json_t *r = call(f, fd,
+			 "{\"id\":\"a\",\"command\":\"echo\",\"args\":{\"name\":\"x\","
+			 "\"n\":3,\"flag\":true,\"list\":[\"p\"]}}\r\n");
 
 	assert_non_null(r);
 	assert_true(json_is_true(json_object_get(r, "ok")));
 	assert_string_equal(json_string_value(json_object_get(r, "id")), "a");
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(
-				 json_object_get(r, "result"), "args"), "n")), 3);
+	assert_int_equal(json_integer_value(json_object_get(
+				 json_object_get(json_object_get(r, "result"), "args"), "n")),
+			 3);
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "result"), "uid")),
 			 (int)geteuid());
 	json_decref(r);
@@ -213,29 +216,30 @@ static void test_validation(void **state)
 	static const struct {
 		const char *line, *code, *words;
 	} cases[] = {
-		{ "nope\n", "invalid_json", "column" },
-		{ "[]\n", "invalid_request", "object" },
-		{ "{\"command\":\"echo\",\"x\":1}\n", "invalid_request", "unknown field 'x'" },
-		{ "{\"command\":\"zap\"}\n", "unknown_command", "echo, big" },
-		{ "{}\n", "invalid_request", "command" },
-		{ "{\"command\":\"echo\",\"args\":{\"zz\":1}}\n", "invalid_request",
-		  "allowed: name, n, flag, list, fail" },
-		{ "{\"command\":\"echo\",\"args\":{\"n\":11}}\n", "invalid_request",
-		  "out of range [1, 10]" },
-		{ "{\"command\":\"echo\",\"args\":{\"n\":-1}}\n", "invalid_request", "out of range" },
-		{ "{\"command\":\"echo\",\"args\":{\"n\":1.5}}\n", "invalid_request", "integer" },
-		{ "{\"command\":\"echo\",\"args\":{\"name\":\"123456789\"}}\n", "invalid_request",
-		  "1 to 8 characters" },
+		{"nope\n", "invalid_json", "column"},
+		{"[]\n", "invalid_request", "object"},
+		{"{\"command\":\"echo\",\"x\":1}\n", "invalid_request", "unknown field 'x'"},
+		{"{\"command\":\"zap\"}\n", "unknown_command", "echo, big"},
+		{"{}\n", "invalid_request", "command"},
+		{"{\"command\":\"echo\",\"args\":{\"zz\":1}}\n", "invalid_request",
+		 "allowed: name, n, flag, list, fail"},
+		{"{\"command\":\"echo\",\"args\":{\"n\":11}}\n", "invalid_request",
+		 "out of range [1, 10]"},
+		{"{\"command\":\"echo\",\"args\":{\"n\":-1}}\n", "invalid_request", "out of range"},
+		{"{\"command\":\"echo\",\"args\":{\"n\":1.5}}\n", "invalid_request", "integer"},
+		{"{\"command\":\"echo\",\"args\":{\"name\":\"123456789\"}}\n", "invalid_request",
+		 "1 to 8 characters"},
 		/* NUL inside strings is refused by the parser already */
-		{ "{\"command\":\"echo\",\"args\":{\"name\":\"a\\u0000b\"}}\n", "invalid_json",
-		  "NUL" },
-		{ "{\"command\":\"echo\",\"args\":{\"flag\":1}}\n", "invalid_request", "true or false" },
-		{ "{\"command\":\"echo\",\"args\":{\"list\":[\"a\",\"b\",\"c\"]}}\n", "invalid_request",
-		  "1 to 2 entries" },
-		{ "{\"command\":\"echo\",\"args\":{\"list\":[1]}}\n", "invalid_request", "list[0]" },
-		{ "{\"command\":\"echo\",\"args\":null}\n", "invalid_request", "args" },
-		{ "{\"id\":[1],\"command\":\"echo\"}\n", "invalid_request", "id" },
-		{ "{\"command\":\"echo\",\"command\":\"echo\"}\n", "invalid_json", "duplicate" },
+		{"{\"command\":\"echo\",\"args\":{\"name\":\"a\\u0000b\"}}\n", "invalid_json",
+		 "NUL"},
+		{"{\"command\":\"echo\",\"args\":{\"flag\":1}}\n", "invalid_request",
+		 "true or false"},
+		{"{\"command\":\"echo\",\"args\":{\"list\":[\"a\",\"b\",\"c\"]}}\n",
+		 "invalid_request", "1 to 2 entries"},
+		{"{\"command\":\"echo\",\"args\":{\"list\":[1]}}\n", "invalid_request", "list[0]"},
+		{"{\"command\":\"echo\",\"args\":null}\n", "invalid_request", "args"},
+		{"{\"id\":[1],\"command\":\"echo\"}\n", "invalid_request", "id"},
+		{"{\"command\":\"echo\",\"command\":\"echo\"}\n", "invalid_json", "duplicate"},
 	};
 	struct fixture *f = *state;
 	int fd = connect_to(f);
@@ -266,7 +270,8 @@ static void test_blank_lines_and_pipelining(void **state)
 {
 	struct fixture *f = *state;
 	int fd = connect_to(f);
-	const char *lines = "\n\r\n{\"id\":1,\"command\":\"echo\"}\n{\"id\":2,\"command\":\"echo\"}\n";
+	const char *lines =
+		"\n\r\n{\"id\":1,\"command\":\"echo\"}\n{\"id\":2,\"command\":\"echo\"}\n";
 	bool eof;
 
 	assert_int_equal(send(fd, lines, strlen(lines), 0), (ssize_t)strlen(lines));
@@ -332,7 +337,7 @@ static void test_stale_and_foreign_files(void **state)
 {
 	struct fixture *f = *state;
 	struct control *other = NULL;
-	struct control_opts o = { .loop = f->loop, .path = f->path, .commands = commands, .ctx = f };
+	struct control_opts o = {.loop = f->loop, .path = f->path, .commands = commands, .ctx = f};
 	char path[256];
 	int fd;
 
@@ -343,7 +348,7 @@ static void test_stale_and_foreign_files(void **state)
 	snprintf(path, sizeof(path), "%s/stale.sock", f->dir);
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	{
-		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 		assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
