@@ -41,6 +41,7 @@ struct capture_session {
 	void *ctx;
 	uint64_t started_ms;
 	bool interrupted;
+	char cut_reason[160]; /* non-empty: the guard ended the window early */
 	struct loop_timer *complete_timer; /* completes sessions with nothing attached */
 	struct capture_session *next;
 };
@@ -144,6 +145,16 @@ unsigned capmgr_running(const struct capmgr *m)
 	return m->nsessions;
 }
 
+unsigned capmgr_running_kinds(const struct capmgr *m, const char **kinds, unsigned max)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < m->nslots && n < max; i++)
+		if (m->slots[i].busy)
+			kinds[n++] = m->slots[i].ops->kind;
+	return n;
+}
+
 static uint64_t budget_used_secs(struct capmgr *m, uint64_t now)
 {
 	uint64_t used = 0;
@@ -224,6 +235,10 @@ static void session_finish_one(struct running_capture *rc)
 				if (!rc->out.result.error[0])
 					snprintf(rc->out.result.error, sizeof(rc->out.result.error),
 						 "reading the capture failed: %s", strerror(-err));
+			} else if (s->cut_reason[0]) {
+				rc->out.status = "truncated";
+				snprintf(rc->out.truncated_reason, sizeof(rc->out.truncated_reason),
+					 "%s", s->cut_reason);
 			} else {
 				rc->out.status = rc->out.result.partial ? "partial" : "ok";
 			}
@@ -368,6 +383,31 @@ void capmgr_stop_all(struct capmgr *m)
 			if (last)
 				break;
 		}
+	}
+}
+
+void capmgr_cut_short(struct capmgr *m, const char *reason)
+{
+	struct capture_session *s = m->sessions;
+
+	while (s) {
+		struct capture_session *next = s->next;
+
+		if (s->pending) {
+			snprintf(s->cut_reason, sizeof(s->cut_reason), "%s", reason);
+			for (unsigned i = 0; i < s->n; i++) {
+				bool last = s->pending == 1;
+
+				if (s->caps[i].done)
+					continue;
+				log_warn("capture %s cut short: %s", s->caps[i].out.kind, reason);
+				session_finish_one(&s->caps[i]);
+				/* the last one completed the session, which its done callback freed */
+				if (last)
+					break;
+			}
+		}
+		s = next;
 	}
 }
 

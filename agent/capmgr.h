@@ -36,7 +36,9 @@ struct capture_outcome {
 	const char *kind;
 	uint64_t started_real_ms;
 	uint64_t duration_ms;
-	const char *status; /* ok | partial | failed | dry_run | interrupted | unavailable */
+	const char *status; /* ok | partial | failed | dry_run | interrupted | unavailable |
+			       truncated */
+	char truncated_reason[160]; /* with "truncated": why the window was cut short */
 	struct capture_result result;
 };
 
@@ -53,7 +55,12 @@ int capmgr_start(struct capmgr *m, const struct capture_request *req, capmgr_don
 /* Detaches every running capture at once (shutdown); their sessions complete
  * with status "interrupted" and done runs for each. */
 void capmgr_stop_all(struct capmgr *m);
+/* Ends every running capture now (the run-time guard): each is read out as
+ * usual and reported "truncated" with the reason. */
+void capmgr_cut_short(struct capmgr *m, const char *reason);
 unsigned capmgr_running(const struct capmgr *m);
+/* Kinds with a capture attached now (at most max names). */
+unsigned capmgr_running_kinds(const struct capmgr *m, const char **kinds, unsigned max);
 /* Is this kind loaded and usable here? (error text otherwise) */
 bool capmgr_kind_ready(const struct capmgr *m, const char *kind, const char **why);
 

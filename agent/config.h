@@ -38,6 +38,11 @@ struct agent_config {
 		uint64_t history_before_ms;
 	} capture;
 	struct {
+		bool enabled;
+		uint64_t capture_cpu_pct;
+		uint64_t agent_cpu_pct;
+	} guard;
+	struct {
 		uint64_t cache_size;
 	} symbolizer;
 	struct {

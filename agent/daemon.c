@@ -19,6 +19,7 @@
 #include "agent/cgroups.h"
 #include "agent/config.h"
 #include "agent/control.h"
+#include "agent/guard.h"
 #include "agent/incident.h"
 #include "agent/log.h"
 #include "agent/loop.h"
@@ -55,6 +56,7 @@ struct recent_incident {
 };
 
 struct daemon {
+	struct guard *guard;
 	struct agent_config cfg;
 	const char *cfg_path; /* NULL: defaults */
 	bool cfg_explicit;
@@ -387,6 +389,15 @@ static void on_tick(void *ctx, struct loop_timer *t)
 	(void)t;
 	watchers_sample(d->watchers, d->db, now_real_ms());
 	engine_evaluate(d->engine, d->db, now_mono_ns() / 1000000, on_fire, d);
+	{
+		const char *kinds[16];
+		unsigned n = capmgr_running_kinds(d->caps, kinds, 16);
+		char why[200];
+
+		/* the guard ends captures that cost the node more than allowed */
+		if (guard_sample(d->guard, kinds, n, why, sizeof(why)))
+			capmgr_cut_short(d->caps, why);
+	}
 	if (d->ticks % 10 == 0) {
 		d->cpu_prev = d->cpu_last;
 		d->cpu_last.mono_ns = now_mono_ns();
@@ -397,6 +408,14 @@ static void on_tick(void *ctx, struct loop_timer *t)
 				 "%u captures running",
 				 engine_rules(d->engine)->n, tsdb_series_count(d->db),
 				 (unsigned long long)d->incidents_written, capmgr_running(d->caps));
+}
+
+static struct guard_opts guard_opts_of(const struct agent_config *cfg)
+{
+	return (struct guard_opts){ .enabled = cfg->guard.enabled,
+				    .capture_cpu_pct = (double)cfg->guard.capture_cpu_pct,
+				    .agent_cpu_pct = (double)cfg->guard.agent_cpu_pct,
+				    .strikes = 2 };
 }
 
 static void on_watchdog(void *ctx, struct loop_timer *t)
@@ -481,6 +500,11 @@ static void reload(struct daemon *d)
 	next.capture.max_stacks = d->cfg.capture.max_stacks;
 	next.symbolizer.cache_size = d->cfg.symbolizer.cache_size;
 	d->cfg = next;
+	{
+		struct guard_opts go = guard_opts_of(&d->cfg);
+
+		guard_set_opts(d->guard, &go);
+	}
 	apply_log_level(&d->cfg);
 	incident_host_read(&d->host, &d->cfg);
 	engine_set_rules(d->engine, rules);
@@ -724,6 +748,7 @@ static int ctl_status(void *ctx, const struct control_call *call, json_t **resul
 			  "rule_firings_skipped", (json_int_t)skipped, "incidents_failed",
 			  (json_int_t)d->incidents_failed));
 	json_object_set_new(o, "captures", caps);
+	json_object_set_new(o, "guard", guard_status(d->guard));
 	json_object_set_new(o, "control", control_stats(d->ctl));
 	*result = o;
 	return 0;
@@ -1073,6 +1098,7 @@ static void daemon_cleanup(struct daemon *d)
 	if (d->caps)
 		capmgr_stop_all(d->caps);
 	capmgr_free(&d->caps);
+	guard_free(&d->guard);
 	control_free(&d->ctl);
 	engine_free(&d->engine);
 	watchers_free(&d->watchers);
@@ -1149,6 +1175,12 @@ int daemon_run(const char *config_path)
 				      .cgroups = d.cgroups };
 	if ((err = capmgr_new(&d.caps, &copts)))
 		goto fail;
+	{
+		struct guard_opts go = guard_opts_of(&d.cfg);
+
+		if ((err = guard_new(&d.guard, &go)))
+			goto fail;
+	}
 	if ((err = engine_new(&d.engine, rules, d.cfg.agent.interval_ms)))
 		goto fail;
 	rules = NULL;

@@ -117,6 +117,8 @@ static json_t *capture_json(const struct capture_outcome *o)
 	json_object_set_new(c, "duration_ms", json_integer((json_int_t)o->duration_ms));
 	json_object_set_new(c, "status", json_string(o->status));
 	json_object_set_new(c, "lost_events", json_integer((json_int_t)o->result.lost_events));
+	if (o->truncated_reason[0])
+		json_object_set_new(c, "truncated_reason", json_string(o->truncated_reason));
 	if (o->result.error[0])
 		json_object_set_new(c, "error", json_string(o->result.error));
 	if (o->result.nartifacts) {
@@ -237,7 +239,9 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 		struct capture_outcome *co = capture_session_outcome(session, i);
 
 		json_array_append_new(caps, capture_json(co));
-		if (!status && strcmp(co->status, "ok") && strcmp(co->status, "dry_run"))
+		if (strcmp(co->status, "truncated") == 0 && (!status || !strcmp(status, "partial")))
+			status = "truncated";
+		else if (!status && strcmp(co->status, "ok") && strcmp(co->status, "dry_run"))
 			status = "partial";
 	}
 	json_object_set_new(doc, "captures", caps);

@@ -58,9 +58,13 @@ endif()
 
 add_custom_target(bpf_skeletons)
 
-# autotrace_bpf(name): probes/name.bpf.c -> ${BPF_SKEL_DIR}/name.skel.h
+# autotrace_bpf(name [dir]): dir/name.bpf.c (default probes/) -> ${BPF_SKEL_DIR}/name.skel.h
 function(autotrace_bpf name)
-	set(src ${CMAKE_SOURCE_DIR}/probes/${name}.bpf.c)
+	set(dir ${CMAKE_SOURCE_DIR}/probes)
+	if(ARGC GREATER 1)
+		set(dir ${ARGV1})
+	endif()
+	set(src ${dir}/${name}.bpf.c)
 	set(obj ${BPF_SKEL_DIR}/${name}.bpf.o)
 	set(skel ${BPF_SKEL_DIR}/${name}.skel.h)
 	add_custom_command(OUTPUT ${obj}

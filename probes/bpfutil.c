@@ -5,6 +5,7 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <linux/perf_event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -14,6 +15,24 @@
 #include "agent/log.h"
 #include "probes/capture.h"
 #include "probes/filter.h"
+
+/* Programs the agent loaded, by owner, for run-time accounting. */
+#define OWNED_MAX 128
+static struct {
+	char owner[32];
+	__u32 id;
+} owned[OWNED_MAX];
+static unsigned nowned;
+static int stats_fd = -1;
+static unsigned stats_refs;
+
+static void owner_add(const char *what, __u32 id)
+{
+	if (nowned >= OWNED_MAX)
+		return;
+	snprintf(owned[nowned].owner, sizeof(owned[nowned].owner), "%s", what);
+	owned[nowned++].id = id;
+}
 
 int percpu_counters_read(const struct bpf_map *map, uint64_t *out, unsigned n)
 {
@@ -175,4 +194,69 @@ void bpf_object_log_ids(const char *what, const struct bpf_object *obj)
 						bpf_program__name(prog), info.id);
 	}
 	log_info("%s: BPF programs loaded:%s", what, buf[0] ? buf : " none");
+	bpf_object__for_each_program(prog, obj)
+	{
+		struct bpf_prog_info info = { 0 };
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(prog);
+
+		if (fd >= 0 && !bpf_obj_get_info_by_fd(fd, &info, &len))
+			owner_add(what, info.id);
+	}
+}
+
+void bpf_owner_forget(const char *what)
+{
+	for (unsigned i = 0; i < nowned; i++) {
+		if (strcmp(owned[i].owner, what) == 0) {
+			owned[i] = owned[--nowned];
+			i--;
+		}
+	}
+}
+
+int bpf_owner_runtime(const char *what, uint64_t *run_ns, uint64_t *run_cnt)
+{
+	*run_ns = 0;
+	*run_cnt = 0;
+	for (unsigned i = 0; i < nowned; i++) {
+		struct bpf_prog_info info = { 0 };
+		__u32 len = sizeof(info);
+		int fd;
+
+		if (strcmp(owned[i].owner, what))
+			continue;
+		/* by id, not by a kept fd: a kept fd would keep the program loaded */
+		fd = bpf_prog_get_fd_by_id(owned[i].id);
+		if (fd < 0)
+			continue;
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
+			*run_ns += info.run_time_ns;
+			*run_cnt += info.run_cnt;
+		}
+		close(fd);
+	}
+	return 0;
+}
+
+int bpf_stats_hold(void)
+{
+	if (stats_refs++ == 0) {
+		stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+		if (stats_fd < 0) {
+			int err = -errno;
+
+			stats_refs = 0;
+			return err;
+		}
+	}
+	return 0;
+}
+
+void bpf_stats_release(void)
+{
+	if (stats_refs && --stats_refs == 0) {
+		close(stats_fd);
+		stats_fd = -1;
+	}
 }

@@ -29,5 +29,15 @@ void perf_clock_detach(struct bpf_link **links, int *fds, int n);
 
 struct bpf_object;
 /* Logs "what: BPF programs loaded: name#id ..." so operators (and tests) can
- * match the agent's programs in `bpftool prog`. */
+ * match the agent's programs in `bpftool prog`, and registers the programs
+ * under `what` for run-time accounting. */
 void bpf_object_log_ids(const char *what, const struct bpf_object *obj);
+/* Forgets the programs registered under `what` (before its object is destroyed). */
+void bpf_owner_forget(const char *what);
+/* Kernel run time and run count of the programs registered under `what`
+ * (counted only while bpf_stats_hold() is held). */
+int bpf_owner_runtime(const char *what, uint64_t *run_ns, uint64_t *run_cnt);
+/* Turns kernel BPF run-time statistics on (refcounted; they cost two clock
+ * reads per program run, so they are held only while needed). */
+int bpf_stats_hold(void);
+void bpf_stats_release(void);

@@ -208,6 +208,7 @@ static void profile_release(void *state)
 	if (!st)
 		return;
 	profile_stop(st);
+	bpf_owner_forget("profile");
 	profile_bpf__destroy(st->skel);
 	free(st->links);
 	free(st->fds);
