@@ -297,6 +297,7 @@ int capmgr_start(struct capmgr *m, const struct capture_request *req, capmgr_don
 
 		rc->session = s;
 		rc->out.kind = it->ops->kind;
+		rc->out.target = it->own_target ? it->target : req->target;
 		rc->out.started_real_ms = now_real_ms();
 		rc->started_mono_ms = now_mono_ns() / 1000000;
 		rc->slot = slot_of(m, it->ops);
@@ -315,7 +316,7 @@ int capmgr_start(struct capmgr *m, const struct capture_request *req, capmgr_don
 			rc->slot = NULL;
 			continue;
 		}
-		err = rc->slot->ops->start(rc->slot->state, &s->target, &it->params);
+		err = rc->slot->ops->start(rc->slot->state, &rc->out.target, &it->params);
 		if (err) {
 			rc->slot->ops->stop(rc->slot->state);
 			rc->out.status = "failed";

@@ -230,7 +230,7 @@ int cmd_rules_check(int argc, char **argv)
 	rc = cli_load_config(config, &cfg);
 	if (rc)
 		return rc;
-	lim.max_capture_ms = cfg.capture.max_duration_ms;
+	lim = rules_limits_from_config(&cfg);
 	if (optind < argc) {
 		err = ruleset_load_paths((const char *const *)argv + optind,
 					 (unsigned)(argc - optind), &lim, &rs, &diag);

@@ -85,7 +85,7 @@ static void add_watcher_metrics(struct probe_env *e, json_t *watchers)
 /* Each configured rule: does its metric exist here, can its captures run? */
 static json_t *rules_json(struct probe_env *e)
 {
-	struct rules_limits lim = {.max_capture_ms = e->cfg.capture.max_duration_ms};
+	struct rules_limits lim = rules_limits_from_config(&e->cfg);
 	const char *dir = e->cfg.agent.rules_dir;
 	struct diag diag = {0};
 	struct ruleset *rs = NULL;

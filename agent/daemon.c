@@ -22,6 +22,7 @@
 #include "agent/guard.h"
 #include "agent/incident.h"
 #include "agent/log.h"
+#include "agent/procscan.h"
 #include "agent/loop.h"
 #include "agent/sdnotify.h"
 #include "agent/symbolize.h"
@@ -89,15 +90,26 @@ struct daemon {
 	} cpu_prev, cpu_last;                     /* agent CPU, sampled every 10 ticks */
 };
 
-/* Everything an incident needs that must outlive a rule reload. */
-struct pending_incident {
-	struct daemon *d;
+#define PENDING_TRIGGERS_MAX 8
+
+/* One rule that fired, as its incident needs it after a reload. */
+struct fired_rule {
 	struct rule rule; /* copy: a reload may free the original */
 	bool has_rule;
-	char name[128];
 	char series_key[LABELS_KEY_MAX];
 	int metric;
 	double value;
+};
+
+/* A capture session and the incident it will become. Rules that fire for the
+ * same scope share it: the incident lists every one of them. */
+struct pending_incident {
+	struct daemon *d;
+	struct fired_rule trig[PENDING_TRIGGERS_MAX]; /* [0] is the primary trigger */
+	unsigned ntrig;
+	char name[128]; /* the primary rule, or "manual" */
+	const struct capture_ops *kinds[RULE_MAX_CAPTURES]; /* what the session runs */
+	unsigned nkinds;
 	uint64_t fired_real_ms;
 	bool dry_run;
 	bool manual;             /* asked for on the control socket */
@@ -114,7 +126,7 @@ static void print_diag(const char *msg, void *ctx)
 
 static struct rules_limits limits_of(const struct agent_config *cfg)
 {
-	return (struct rules_limits){ .max_capture_ms = cfg->capture.max_duration_ms };
+	return rules_limits_from_config(cfg);
 }
 
 /* Loads config + rules into the out parameters without touching the running agent. */
@@ -220,14 +232,7 @@ static void pending_unlink(struct daemon *d, struct pending_incident *p)
 static void write_incident(struct daemon *d, struct pending_incident *p,
 			   struct capture_session *session, const char *status)
 {
-	struct incident_trigger trig = {
-		.rule = p->has_rule ? &p->rule : NULL,
-		.name = p->name,
-		.series_key = p->series_key,
-		.metric = p->metric,
-		.value = p->value,
-		.fired_real_ms = p->fired_real_ms,
-	};
+	struct incident_trigger trig[PENDING_TRIGGERS_MAX];
 	char dir[4400];
 	const char *id = p->id;
 	struct capture_artifact arts[16];
@@ -245,12 +250,21 @@ static void write_incident(struct daemon *d, struct pending_incident *p,
 		if (o->result.error[0])
 			note_rule_error(d, p->name, "capture %s: %s", o->kind, o->result.error);
 	}
-	doc = incident_build(id, &d->host, &trig, d->db, d->cfg.capture.history_before_ms, session,
-			     status);
+	for (unsigned i = 0; i < p->ntrig; i++)
+		trig[i] = (struct incident_trigger){
+			.rule = p->trig[i].has_rule ? &p->trig[i].rule : NULL,
+			.name = p->trig[i].has_rule ? p->trig[i].rule.name : p->name,
+			.series_key = p->trig[i].series_key,
+			.metric = p->trig[i].metric,
+			.value = p->trig[i].value,
+			.fired_real_ms = p->fired_real_ms,
+		};
+	doc = incident_build(id, &d->host, trig, p->ntrig, d->db, d->cfg.capture.history_before_ms,
+			     session, status);
 	if (p->manual) {
 		json_object_set_new(json_object_get(doc, "trigger"), "manual", json_true());
 		/* no metric tripped: the host's CPU breakdown is the context an SRE reads first */
-		if (p->metric < 0) {
+		if (p->trig[0].metric < 0) {
 			uint64_t from = p->fired_real_ms > d->cfg.capture.history_before_ms ?
 						p->fired_real_ms - d->cfg.capture.history_before_ms :
 						0;
@@ -292,8 +306,10 @@ static void session_done(void *ctx, struct capture_session *s)
 
 	pending_unlink(d, p);
 	write_incident(d, p, s, d->stopping ? "interrupted" : NULL);
-	if (p->has_rule && !p->manual)
-		engine_capture_done(d->engine, p->name, p->series_key, now_mono_ns() / 1000000);
+	for (unsigned i = 0; i < p->ntrig && !p->manual; i++)
+		if (p->trig[i].has_rule)
+			engine_capture_done(d->engine, p->trig[i].rule.name, p->trig[i].series_key,
+					    now_mono_ns() / 1000000);
 	capture_session_free(&s);
 	free(p);
 	if (capmgr_running(d->caps) == 0)
@@ -302,76 +318,205 @@ static void session_done(void *ctx, struct capture_session *s)
 		store_enforce_retention(d->store, now_real_ms(), &d->store_stats);
 }
 
-static int build_target(struct daemon *d, const struct engine_fire *f,
-			struct capture_target *t)
+struct label_out {
+	char *buf;
+	size_t len;
+};
+
+static void scope_cgroup_label(const char *k, const char *v, void *ctx)
 {
-	char cg[512];
+	struct label_out *out = ctx;
+
+	if (!strcmp(k, "cgroup"))
+		snprintf(out->buf, out->len, "%s", v);
+}
+
+/* The cgroup of a scope: its series' cgroup label is a path in the hierarchy
+ * the BPF side reports. Returns false for host scopes and vanished cgroups. */
+static bool scope_cgroup(struct daemon *d, const char *series_key, struct capture_target *t)
+{
+	char cg[512] = "";
+	uint64_t id;
+
+	if (!series_key[0])
+		return false;
+	labels_foreach(series_key, scope_cgroup_label, &(struct label_out){ cg, sizeof(cg) });
+	if (!cg[0] || cgroups_id_of(d->cgroups, cg, &id))
+		return false;
+	t->kind = TARGET_CGROUP;
+	t->cgroup_id = id;
+	snprintf(t->cgroup, sizeof(t->cgroup), "%s", cg);
+	return true;
+}
+
+/* Resolves where one capture of a rule looks for a scope. */
+static void capture_target_for(struct daemon *d, const struct rule *r, const struct rule_capture *c,
+			       const char *series_key, struct capture_target *t)
+{
+	enum rule_target want = rule_capture_target(r, c);
+	struct capture_target cg = { .kind = TARGET_HOST };
+	bool have_cg = scope_cgroup(d, series_key, &cg);
 
 	memset(t, 0, sizeof(*t));
 	t->kind = TARGET_HOST;
-	if (f->rule->scope != RULE_SCOPE_CGROUP)
-		return 0;
-	/* the series' cgroup label is a path in the hierarchy the BPF side reports */
-	for (struct tsdb_series *s = tsdb_first(d->db, (unsigned)f->rule->metric); s;
-	     s = tsdb_next(s)) {
-		if (strcmp(tsdb_series_key(s), f->series_key))
-			continue;
-		if (tsdb_series_label(s, "cgroup", cg, sizeof(cg)) < 0)
-			break;
-		if (cgroups_id_of(d->cgroups, cg, &t->cgroup_id))
-			break;
-		t->kind = TARGET_CGROUP;
-		snprintf(t->cgroup, sizeof(t->cgroup), "%s", cg);
-		return 0;
+	if (want == RTARGET_CGROUP && have_cg) {
+		*t = cg;
+	} else if (want == RTARGET_PROCESS) {
+		enum procscan_by by = procscan_by_for_metric(metric_at((size_t)r->metric)->name);
+		struct top_process top;
+
+		/* the process doing the most of what the rule watches, in its scope */
+		if (procscan_top("/proc", have_cg ? cg.cgroup : NULL, by, 100, &top) == 0) {
+			t->kind = TARGET_PID;
+			t->pid = top.pid;
+			log_info("rule %s: top process by %s is %s (pid %d)", r->name,
+				 procscan_by_name(by), top.comm, top.pid);
+		} else if (have_cg) {
+			*t = cg; /* nobody stands out: the whole scope */
+		}
+	} else if (want == RTARGET_CGROUP) {
+		/* the cgroup vanished: capture host-wide rather than not at all */
+		log_warn("rule %s: cgroup of scope %s is gone; capturing host-wide", r->name,
+			 series_key);
 	}
-	/* the cgroup vanished: capture host-wide rather than not at all */
-	return 0;
 }
 
-static int on_fire(void *ctx, const struct engine_fire *f)
+static struct pending_incident *pending_for_scope(struct daemon *d, const char *series_key,
+						  bool dry_run)
+{
+	for (struct pending_incident *p = d->pending; p; p = p->next)
+		if (!p->manual && p->dry_run == dry_run &&
+		    strcmp(p->trig[0].series_key, series_key) == 0)
+			return p;
+	return NULL;
+}
+
+static bool runs_kind(const struct pending_incident *p, const struct capture_ops *ops)
+{
+	for (unsigned k = 0; k < p->nkinds; k++)
+		if (p->kinds[k] == ops)
+			return true;
+	return false;
+}
+
+static void add_trigger(struct pending_incident *p, const struct engine_fire *f)
+{
+	struct fired_rule *t = &p->trig[p->ntrig++];
+
+	t->rule = *f->rule;
+	t->has_rule = true;
+	snprintf(t->series_key, sizeof(t->series_key), "%s", f->series_key);
+	t->metric = f->rule->metric;
+	t->value = f->value;
+}
+
+/* Firings of one round. Rules that fire for the same scope share one capture
+ * session (the union of their capture kinds, each kind once) and one incident
+ * that lists them all; a rule firing for a scope whose session is still
+ * running joins it when the session already runs every kind it wants. */
+static void on_fires(void *ctx, struct engine_fire *fires, unsigned n)
 {
 	struct daemon *d = ctx;
-	struct capture_request req = { 0 };
-	struct pending_incident *p;
-	int err;
 
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	p->d = d;
-	p->rule = *f->rule;
-	p->has_rule = true;
-	snprintf(p->name, sizeof(p->name), "%s", f->rule->name);
-	snprintf(p->series_key, sizeof(p->series_key), "%s", f->series_key);
-	p->metric = f->rule->metric;
-	p->value = f->value;
-	p->fired_real_ms = now_real_ms();
-	incident_id_new(p->fired_real_ms, p->id, sizeof(p->id));
-	req.dry_run = d->cfg.agent.dry_run || f->rule->dry_run;
-	for (unsigned i = 0; i < f->rule->ncaptures && i < 8; i++) {
-		req.items[req.n].ops = f->rule->captures[i].ops;
-		req.items[req.n].params = f->rule->captures[i].params;
-		p->ends_mono_ms = MAX(p->ends_mono_ms, f->rule->captures[i].params.duration_ms);
-		req.n++;
+	for (unsigned i = 0; i < n; i++)
+		fires[i].result = 1; /* not handled yet */
+	for (unsigned i = 0; i < n; i++) {
+		struct engine_fire *f = &fires[i];
+		bool dry = d->cfg.agent.dry_run || f->rule->dry_run;
+		struct capture_request req = { 0 };
+		struct pending_incident *p;
+		uint64_t longest = 0;
+		unsigned members[PENDING_TRIGGERS_MAX], nmembers = 0;
+		int err;
+
+		if (f->result != 1)
+			continue;
+		p = pending_for_scope(d, f->series_key, dry);
+		if (p && p->ntrig < PENDING_TRIGGERS_MAX) {
+			bool all = true;
+
+			for (unsigned k = 0; k < f->rule->ncaptures; k++)
+				all &= runs_kind(p, f->rule->captures[k].ops);
+			if (all) {
+				add_trigger(p, f);
+				f->result = 0;
+				log_info("rule %s fired: %s = %g; joins the running capture of rule %s",
+					 f->rule->name, metric_at((size_t)f->rule->metric)->name,
+					 f->value, p->name);
+				continue;
+			}
+		}
+		p = calloc(1, sizeof(*p));
+		if (!p) {
+			f->result = -ENOMEM;
+			continue;
+		}
+		p->d = d;
+		p->dry_run = dry;
+		snprintf(p->name, sizeof(p->name), "%s", f->rule->name);
+		p->fired_real_ms = now_real_ms();
+		incident_id_new(p->fired_real_ms, p->id, sizeof(p->id));
+		/* this firing and every later one of this round for the same scope */
+		for (unsigned j = i; j < n && nmembers < PENDING_TRIGGERS_MAX; j++) {
+			const struct rule *r = fires[j].rule;
+
+			if (fires[j].result != 1 || strcmp(fires[j].series_key, f->series_key) ||
+			    (d->cfg.agent.dry_run || r->dry_run) != dry)
+				continue;
+			members[nmembers++] = j;
+			add_trigger(p, &fires[j]);
+			for (unsigned k = 0; k < r->ncaptures; k++) {
+				const struct rule_capture *c = &r->captures[k];
+				struct capture_request_item *it = NULL;
+
+				for (unsigned m = 0; m < req.n; m++)
+					if (req.items[m].ops == c->ops)
+						it = &req.items[m];
+				if (it) {
+					/* shared: one capture of the kind, the longest window asked */
+					it->params.duration_ms =
+						MAX(it->params.duration_ms, c->params.duration_ms);
+					continue;
+				}
+				if (req.n >= ARRAY_SIZE(req.items))
+					continue;
+				it = &req.items[req.n++];
+				it->ops = c->ops;
+				it->params = c->params;
+				it->own_target = true;
+				capture_target_for(d, r, c, f->series_key, &it->target);
+				p->kinds[p->nkinds++] = c->ops;
+			}
+		}
+		for (unsigned m = 0; m < req.n; m++)
+			longest = MAX(longest, req.items[m].params.duration_ms);
+		req.target = req.n ? req.items[0].target : (struct capture_target){ .kind = TARGET_HOST };
+		req.dry_run = dry;
+		p->ends_mono_ms = now_mono_ns() / 1000000 + longest;
+		err = capmgr_start(d->caps, &req, session_done, p, now_mono_ns() / 1000000);
+		for (unsigned m = 0; m < nmembers; m++)
+			fires[members[m]].result = err;
+		if (err) {
+			free(p);
+			if (err == -EBUSY)
+				log_debug("rule %s fired (%g) but the capture budget is busy; retrying",
+					  f->rule->name, f->value);
+			else
+				note_rule_error(d, f->rule->name, "starting captures: %s",
+						strerror(-err));
+			continue;
+		}
+		p->next = d->pending;
+		d->pending = p;
+		for (unsigned m = 0; m < nmembers; m++) {
+			const struct engine_fire *mf = &fires[members[m]];
+
+			log_info("rule %s fired: %s = %g%s%s", mf->rule->name,
+				 metric_at((size_t)mf->rule->metric)->name, mf->value,
+				 dry ? " (dry run: nothing attached)" : "",
+				 nmembers > 1 ? " (captures shared with the rules firing with it)" : "");
+		}
 	}
-	p->ends_mono_ms += now_mono_ns() / 1000000;
-	build_target(d, f, &req.target);
-	err = capmgr_start(d->caps, &req, session_done, p, now_mono_ns() / 1000000);
-	if (err) {
-		free(p);
-		if (err == -EBUSY)
-			log_debug("rule %s fired (%g) but the capture budget is busy; retrying",
-				  f->rule->name, f->value);
-		else
-			note_rule_error(d, f->rule->name, "starting captures: %s", strerror(-err));
-		return err;
-	}
-	p->next = d->pending;
-	d->pending = p;
-	log_info("rule %s fired: %s = %g%s", f->rule->name,
-		 metric_at((size_t)f->rule->metric)->name, f->value,
-		 req.dry_run ? " (dry run: nothing attached)" : "");
-	return 0;
 }
 
 static uint64_t process_cpu_ns(void)
@@ -388,7 +533,7 @@ static void on_tick(void *ctx, struct loop_timer *t)
 
 	(void)t;
 	watchers_sample(d->watchers, d->db, now_real_ms());
-	engine_evaluate(d->engine, d->db, now_mono_ns() / 1000000, on_fire, d);
+	engine_evaluate(d->engine, d->db, now_mono_ns() / 1000000, on_fires, d);
 	{
 		const char *kinds[16];
 		unsigned n = capmgr_running_kinds(d->caps, kinds, 16);
@@ -829,11 +974,11 @@ static int request_from_rule(struct daemon *d, const char *name, struct capture_
 		control_error_set(err, "invalid_request", "rule '%s' has no captures", name);
 		return -EINVAL;
 	}
-	p->rule = *r;
+	p->trig[0].rule = *r;
 	/* the SRE asked for data: a rule's own dry_run is for its automatic firings */
-	p->rule.dry_run = false;
-	p->has_rule = true;
-	p->metric = r->metric;
+	p->trig[0].rule.dry_run = false;
+	p->trig[0].has_rule = true;
+	p->trig[0].metric = r->metric;
 	for (unsigned i = 0; i < r->ncaptures && i < RULE_MAX_CAPTURES; i++) {
 		req->items[req->n].ops = r->captures[i].ops;
 		req->items[req->n].params = r->captures[i].params;
@@ -844,7 +989,7 @@ static int request_from_rule(struct daemon *d, const char *name, struct capture_
 		struct tsdb_series *s = tsdb_find_key(d->db, (unsigned)r->metric, "");
 
 		if (s)
-			tsdb_value(d->db, s, 0, &p->value);
+			tsdb_value(d->db, s, 0, &p->trig[0].value);
 	}
 	return 0;
 }
@@ -933,7 +1078,8 @@ static int ctl_trigger(void *ctx, const struct control_call *call, json_t **resu
 		return -ENOMEM;
 	p->d = d;
 	p->manual = true;
-	p->metric = -1;
+	p->ntrig = 1;
+	p->trig[0].metric = -1;
 	req.target.kind = TARGET_HOST;
 	ret = rule ? request_from_rule(d, rule, &req, p, err) :
 		     request_from_kinds(d, kinds, &req, err);

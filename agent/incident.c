@@ -138,16 +138,59 @@ static const char *target_kind_name(enum capture_target_kind k)
 	return k == TARGET_PID ? "process" : k == TARGET_CGROUP ? "cgroup" : "host";
 }
 
+static json_t *target_json(const struct capture_target *t)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "kind", json_string(target_kind_name(t->kind)));
+	if (t->kind == TARGET_PID)
+		json_object_set_new(o, "pid", json_integer(t->pid));
+	if (t->kind == TARGET_CGROUP)
+		json_object_set_new(o, "cgroup", json_string(t->cgroup));
+	return o;
+}
+
+/* One trigger as the `triggers` list reports it. */
+static json_t *trigger_json(const struct incident_trigger *t)
+{
+	json_t *o = json_object();
+	char cond[512], cg[512] = "";
+
+	json_object_set_new(o, "rule", json_string(t->name));
+	if (t->rule) {
+		rule_condition_text(t->rule, cond, sizeof(cond));
+		json_object_set_new(o, "condition", json_string(cond));
+		json_object_set_new(o, "threshold", json_real(t->rule->threshold));
+	}
+	if (t->metric >= 0) {
+		json_object_set_new(o, "metric", json_string(metric_at((size_t)t->metric)->name));
+		json_object_set_new(o, "value", json_real(metric_round(t->value)));
+	}
+	if (t->series_key && t->series_key[0]) {
+		json_t *labels = labels_json(t->series_key);
+		json_t *cgv = json_object_get(labels, "cgroup");
+
+		if (json_is_string(cgv))
+			snprintf(cg, sizeof(cg), "%s", json_string_value(cgv));
+		json_object_set_new(o, "labels", labels);
+	}
+	json_object_set_new(o, "scope", json_string(cg[0] ? cg : "host"));
+	return o;
+}
+
 json_t *incident_build(const char *id, const struct incident_host *host,
-		       const struct incident_trigger *trig, const struct tsdb *db,
+		       const struct incident_trigger *trigs, unsigned ntrig, const struct tsdb *db,
 		       uint64_t history_before_ms, struct capture_session *session,
 		       const char *agent_status)
 {
-	json_t *doc = json_object(), *o, *caps = json_array();
+	const struct incident_trigger *trig = &trigs[0];
+	json_t *doc = json_object(), *o, *caps = json_array(), *list;
 	const struct rule *r = trig->rule;
 	const struct capture_target *tgt = session ? capture_session_target(session) : NULL;
-	char ts[40], cg[512] = "";
 	const char *status = agent_status;
+	char ts[40];
+	const char *cg;
+	bool all_dry = true;
 
 	format_iso8601(trig->fired_real_ms, ts, sizeof(ts));
 	json_object_set_new(doc, "@timestamp", json_string(ts));
@@ -166,7 +209,7 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 	o = json_object();
 	json_object_set_new(o, "name", json_string(trig->name));
 	if (r) {
-		char cond[256];
+		char cond[512];
 		json_t *labels = json_object();
 
 		rule_condition_text(r, cond, sizeof(cond));
@@ -181,35 +224,26 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 	}
 	json_object_set_new(doc, "rule", o);
 
-	o = json_object();
-	if (trig->metric >= 0) {
-		json_object_set_new(o, "metric", json_string(metric_at((size_t)trig->metric)->name));
-		json_object_set_new(o, "value", json_real(metric_round(trig->value)));
-	}
-	if (r)
-		json_object_set_new(o, "threshold", json_real(r->threshold));
-	if (trig->series_key && trig->series_key[0]) {
-		json_t *labels = labels_json(trig->series_key);
-		json_t *cgv = json_object_get(labels, "cgroup");
-
-		if (json_is_string(cgv))
-			snprintf(cg, sizeof(cg), "%s", json_string_value(cgv));
-		json_object_set_new(o, "labels", labels);
-	}
-	json_object_set_new(o, "scope", json_string(cg[0] ? cg : "host"));
-	if (tgt) {
-		json_t *t = json_object();
-
-		json_object_set_new(t, "kind", json_string(target_kind_name(tgt->kind)));
-		if (tgt->kind == TARGET_PID)
-			json_object_set_new(t, "pid", json_integer(tgt->pid));
-		if (tgt->kind == TARGET_CGROUP)
-			json_object_set_new(t, "cgroup", json_string(tgt->cgroup));
-		json_object_set_new(o, "target", t);
-	}
+	/* trigger: the primary trigger, with the capture target */
+	o = trigger_json(trig);
+	json_object_del(o, "rule");
+	json_object_del(o, "condition");
+	if (!r)
+		json_object_del(o, "threshold");
+	if (tgt)
+		json_object_set_new(o, "target", target_json(tgt));
 	json_object_set_new(doc, "trigger", o);
 
-	if (cg[0]) {
+	/* triggers: every rule that fired for this scope and shares these captures */
+	list = json_array();
+	for (unsigned i = 0; i < ntrig; i++) {
+		json_array_append_new(list, trigger_json(&trigs[i]));
+		all_dry &= trigs[i].rule && trigs[i].rule->dry_run;
+	}
+	json_object_set_new(doc, "triggers", list);
+
+	cg = json_string_value(json_object_get(json_object_get(doc, "trigger"), "scope"));
+	if (cg && strcmp(cg, "host")) {
 		char cid[65], pod[37];
 
 		cgroup_path_identity(cg, cid, sizeof(cid), pod, sizeof(pod));
@@ -225,20 +259,51 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 		uint64_t from = trig->fired_real_ms > history_before_ms ?
 					trig->fired_real_ms - history_before_ms :
 					0;
+		const char *key = trig->series_key ? trig->series_key : "";
+		json_t *series = incident_history(db, trig->metric, key, from);
+
+		/* the other triggers' metrics, when not already there */
+		for (unsigned i = 1; i < ntrig; i++) {
+			json_t *more, *m;
+			size_t k;
+
+			if (trigs[i].metric < 0 || trigs[i].metric == trig->metric)
+				continue;
+			more = incident_history(db, trigs[i].metric,
+						trigs[i].series_key ? trigs[i].series_key : "", from);
+			json_array_foreach(more, k, m)
+			{
+				bool dup = false;
+				json_t *have;
+				size_t h;
+
+				json_array_foreach(series, h, have)
+					dup |= json_equal(json_object_get(have, "metric"),
+							  json_object_get(m, "metric")) &&
+					       json_equal(json_object_get(have, "labels"),
+							  json_object_get(m, "labels"));
+				if (!dup)
+					json_array_append(series, m);
+			}
+			json_decref(more);
+		}
 		format_iso8601(from, ts, sizeof(ts));
 		json_object_set_new(o, "from", json_string(ts));
-		json_object_set_new(o, "series",
-				    incident_history(db, trig->metric, trig->series_key ?
-									    trig->series_key :
-									    "",
-						     from));
+		json_object_set_new(o, "series", series);
 	}
 	json_object_set_new(doc, "history", o);
 
 	for (unsigned i = 0; session && i < capture_session_count(session); i++) {
 		struct capture_outcome *co = capture_session_outcome(session, i);
+		json_t *cj = capture_json(co);
 
-		json_array_append_new(caps, capture_json(co));
+		json_object_set_new(cj, "target", target_json(&co->target));
+		json_array_append_new(caps, cj);
+		/* the agent-wide dry run marks the captures, not the rules */
+		if (strcmp(co->status, "dry_run"))
+			all_dry = false;
+		else if (i == 0)
+			all_dry = true;
 		if (strcmp(co->status, "truncated") == 0 && (!status || !strcmp(status, "partial")))
 			status = "truncated";
 		else if (!status && strcmp(co->status, "ok") && strcmp(co->status, "dry_run"))
@@ -246,7 +311,7 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 	}
 	json_object_set_new(doc, "captures", caps);
 	if (!status)
-		status = (r && r->dry_run) ? "dry_run" : "complete";
+		status = all_dry ? "dry_run" : "complete";
 	json_object_set_new(json_object_get(doc, "incident"), "status", json_string(status));
 	return doc;
 }

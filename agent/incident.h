@@ -25,10 +25,12 @@ struct incident_host {
 
 void incident_host_read(struct incident_host *h, const struct agent_config *cfg);
 
-/* Builds the whole document. History covers history_before_ms before the
- * trigger through now. */
+/* Builds the whole document. trigs[0] is the primary trigger (`trigger`);
+ * all of them are listed in `triggers` (rules that fired together for one
+ * scope share one capture session). History covers history_before_ms before
+ * the trigger through now. */
 json_t *incident_build(const char *id, const struct incident_host *host,
-		       const struct incident_trigger *trig, const struct tsdb *db,
+		       const struct incident_trigger *trigs, unsigned ntrig, const struct tsdb *db,
 		       uint64_t history_before_ms, struct capture_session *session,
 		       const char *agent_status);
 struct capture_artifact;

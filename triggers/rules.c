@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "agent/config.h"
 #include "agent/util.h"
 #include "probes/catalogue.h"
 
@@ -20,17 +21,38 @@ struct parse_ctx {
 };
 
 static const char *const rule_keys[] = {
-	"name",      "description", "metric",  "scope",        "above",   "below",
-	"for",       "clear_below", "clear_above", "cooldown", "max_per_hour", "capture",
-	"enabled",   "dry_run",     "labels",  NULL,
+	"name",        "description", "enabled",  "dry_run",      "labels",
+	"metric",      "above",       "below",    "increase",     "decrease",
+	"all",         "any",         "scope",    "match",        "top",
+	"for",         "clear_below", "clear_above", "cooldown",  "rule_cooldown",
+	"max_per_hour", "capture",    NULL,
 };
+static const char *const cond_keys[] = { "metric", "above", "below", "increase", "decrease", NULL };
+static const char *const change_keys[] = { "by", "by_pct", "over", NULL };
+static const char *const match_keys[] = { "cgroup", "container_id", "pod_uid", NULL };
 
-static bool key_allowed(const char *const *keys, const char *k)
+static bool key_in(const char *const *keys, const char *k)
 {
 	for (; *keys; keys++)
 		if (strcmp(*keys, k) == 0)
 			return true;
 	return false;
+}
+
+/* Reports every key of map not in keys; returns the number of unknown keys. */
+static unsigned check_keys(struct parse_ctx *c, const struct ynode *map, const char *const *keys,
+			   const char *what)
+{
+	unsigned bad = 0;
+
+	for (size_t i = 0; i < map->n; i++) {
+		if (key_in(keys, map->keys[i]->scalar))
+			continue;
+		diag_at(c->diag, c->file, map->keys[i], "unknown %s key '%s'", what,
+			map->keys[i]->scalar);
+		bad++;
+	}
+	return bad;
 }
 
 static const char *scalar(struct parse_ctx *c, const struct ynode *n, const char *what)
@@ -71,10 +93,26 @@ static int get_number(struct parse_ctx *c, const struct ynode *n, const char *wh
 	return 0;
 }
 
-static int get_duration(struct parse_ctx *c, const struct ynode *n, const char *what,
-			uint64_t *out)
+static int get_uint(struct parse_ctx *c, const struct ynode *n, const char *what, uint64_t max,
+		    uint64_t *out)
 {
 	const char *s = scalar(c, n, what);
+
+	if (!s)
+		return -EINVAL;
+	if (parse_u64(s, out) || *out > max) {
+		diag_at(c->diag, c->file, n, "%s: '%s' is not an integer in [0, %llu]", what, s,
+			(unsigned long long)max);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int get_duration(struct parse_ctx *c, const struct ynode *n, const char *what,
+			uint64_t max_ms, uint64_t *out)
+{
+	const char *s = scalar(c, n, what);
+	char hi[32];
 
 	if (!s)
 		return -EINVAL;
@@ -82,6 +120,11 @@ static int get_duration(struct parse_ctx *c, const struct ynode *n, const char *
 		diag_at(c->diag, c->file, n, "%s: '%s' is not a duration (e.g. 500ms, 3s, 10m)",
 			what, s);
 		return -EINVAL;
+	}
+	if (*out > max_ms) {
+		format_duration(max_ms, hi, sizeof(hi));
+		diag_at(c->diag, c->file, n, "%s: '%s' is longer than %s", what, s, hi);
+		return -ERANGE;
 	}
 	return 0;
 }
@@ -97,6 +140,167 @@ static int get_bool(struct parse_ctx *c, const struct ynode *n, const char *what
 		return -EINVAL;
 	}
 	return 0;
+}
+
+static const char *cmp_name(enum rule_cmp cmp)
+{
+	static const char *const names[] = { "above", "below", "increase", "decrease" };
+
+	return cmp <= RULE_DECREASE ? names[cmp] : "?";
+}
+
+/* increase: / decrease: {by: N | by_pct: P, over: DURATION} */
+static int parse_change(struct parse_ctx *c, const struct ynode *n, const char *what,
+			struct rule_condition *cond)
+{
+	const struct ynode *by = ynode_get(n, "by"), *pct = ynode_get(n, "by_pct");
+	const struct ynode *over = ynode_get(n, "over");
+	int err = 0;
+
+	if (n->type != YNODE_MAP) {
+		diag_at(c->diag, c->file, n, "%s: expected a mapping {by: N | by_pct: P, over: D}",
+			what);
+		return -EINVAL;
+	}
+	if (check_keys(c, n, change_keys, what))
+		err = -EINVAL;
+	if (!by == !pct) {
+		diag_at(c->diag, c->file, n, "%s: needs exactly one of 'by' or 'by_pct'", what);
+		return -EINVAL;
+	}
+	if (get_number(c, by ? by : pct, by ? "by" : "by_pct", &cond->threshold))
+		return -EINVAL;
+	cond->pct = pct != NULL;
+	if (cond->threshold <= 0) {
+		diag_at(c->diag, c->file, by ? by : pct, "%s: must be greater than 0", what);
+		err = -ERANGE;
+	}
+	if (!over) {
+		diag_at(c->diag, c->file, n, "%s: missing 'over' (the window compared against)",
+			what);
+		return -EINVAL;
+	}
+	if (get_duration(c, over, "over", c->lim->max_window_ms, &cond->window_ms))
+		return -EINVAL;
+	if (cond->window_ms == 0) {
+		diag_at(c->diag, c->file, over, "over: must be longer than 0s");
+		err = -ERANGE;
+	}
+	return err;
+}
+
+static int parse_metric(struct parse_ctx *c, const struct ynode *map, struct rule_condition *cond)
+{
+	const struct ynode *m = ynode_get(map, "metric");
+
+	cond->metric = -1;
+	if (!m) {
+		diag_at(c->diag, c->file, map, "condition without 'metric'");
+		return -EINVAL;
+	}
+	if (!scalar(c, m, "metric"))
+		return -EINVAL;
+	cond->metric = metric_index(m->scalar);
+	if (cond->metric < 0) {
+		diag_at(c->diag, c->file, m, "metric: unknown metric '%s' (see `autotrace metrics --list`)",
+			m->scalar);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The comparisons of one mapping (a rule, or an all:/any: item). With `single`
+ * exactly one is allowed; otherwise one of above/below and/or one of
+ * increase/decrease, all of which must hold. */
+static int parse_comparisons(struct parse_ctx *c, const struct ynode *map, bool single, int metric,
+			     struct rule *r)
+{
+	static const enum rule_cmp order[] = { RULE_ABOVE, RULE_BELOW, RULE_INCREASE,
+					       RULE_DECREASE };
+	unsigned found = 0, levels = 0, changes = 0;
+	int err = 0;
+
+	for (size_t i = 0; i < 4; i++) {
+		const char *key = cmp_name(order[i]);
+		const struct ynode *v = ynode_get(map, key);
+		struct rule_condition *cond;
+
+		if (!v)
+			continue;
+		found++;
+		if (order[i] <= RULE_BELOW)
+			levels++;
+		else
+			changes++;
+		if (r->nconds >= RULE_MAX_CONDS) {
+			diag_at(c->diag, c->file, v, "more than %d conditions", RULE_MAX_CONDS);
+			return -E2BIG;
+		}
+		cond = &r->conds[r->nconds++];
+		memset(cond, 0, sizeof(*cond));
+		cond->metric = metric;
+		cond->cmp = order[i];
+		if (order[i] <= RULE_BELOW) {
+			if (get_number(c, v, key, &cond->threshold))
+				err = -EINVAL;
+		} else if (parse_change(c, v, key, cond)) {
+			err = -EINVAL;
+		}
+	}
+	if (found == 0) {
+		diag_at(c->diag, c->file, map,
+			"condition needs one of 'above', 'below', 'increase' or 'decrease'");
+		return -EINVAL;
+	}
+	if (single && found > 1) {
+		diag_at(c->diag, c->file, map,
+			"each all:/any: entry takes exactly one of above, below, increase, decrease");
+		return -EINVAL;
+	}
+	if (levels > 1 || changes > 1) {
+		diag_at(c->diag, c->file, map, "%s",
+			levels > 1 ? "'above' and 'below' together can never both hold; use any:" :
+				     "'increase' and 'decrease' together can never both hold; use any:");
+		return -EINVAL;
+	}
+	return err;
+}
+
+static int parse_combination(struct parse_ctx *c, const struct ynode *list, enum rule_combine how,
+			     struct rule *r)
+{
+	const char *what = how == RULE_ALL ? "all" : "any";
+	int err = 0;
+
+	r->combine = how;
+	if (list->type != YNODE_SEQ || list->n == 0) {
+		diag_at(c->diag, c->file, list, "%s: expected a non-empty list of conditions", what);
+		return -EINVAL;
+	}
+	if (list->n > RULE_MAX_CONDS) {
+		diag_at(c->diag, c->file, list, "%s: more than %d conditions", what, RULE_MAX_CONDS);
+		return -E2BIG;
+	}
+	for (size_t i = 0; i < list->n; i++) {
+		const struct ynode *item = list->items[i];
+		struct rule_condition m;
+
+		if (item->type != YNODE_MAP) {
+			diag_at(c->diag, c->file, item, "%s: each entry is a mapping {metric, above|"
+				"below|increase|decrease}", what);
+			err = -EINVAL;
+			continue;
+		}
+		if (check_keys(c, item, cond_keys, "condition"))
+			err = -EINVAL;
+		if (parse_metric(c, item, &m)) {
+			err = -EINVAL;
+			continue;
+		}
+		if (parse_comparisons(c, item, true, m.metric, r))
+			err = -EINVAL;
+	}
+	return err;
 }
 
 static int parse_capture(struct parse_ctx *c, const struct ynode *n, struct rule_capture *rc)
@@ -128,6 +332,7 @@ static int parse_capture(struct parse_ctx *c, const struct ynode *n, struct rule
 		return -EINVAL;
 	}
 	rc->ops = ops;
+	rc->target = RTARGET_DEFAULT;
 	capture_params_defaults(ops, &rc->params);
 	for (size_t i = 0; i < n->n; i++) {
 		const struct ynode *k = n->keys[i], *v = n->items[i];
@@ -139,7 +344,7 @@ static int parse_capture(struct parse_ctx *c, const struct ynode *n, struct rule
 		if (strcmp(k->scalar, "duration") == 0) {
 			uint64_t ms;
 
-			if (get_duration(c, v, "capture.duration", &ms)) {
+			if (get_duration(c, v, "capture.duration", UINT64_MAX, &ms)) {
 				err = -EINVAL;
 				continue;
 			}
@@ -154,6 +359,24 @@ static int parse_capture(struct parse_ctx *c, const struct ynode *n, struct rule
 				continue;
 			}
 			rc->params.duration_ms = ms;
+			continue;
+		}
+		if (strcmp(k->scalar, "target") == 0) {
+			const char *t = scalar(c, v, "capture.target");
+
+			if (!t)
+				err = -EINVAL;
+			else if (!strcmp(t, "host"))
+				rc->target = RTARGET_HOST;
+			else if (!strcmp(t, "cgroup"))
+				rc->target = RTARGET_CGROUP;
+			else if (!strcmp(t, "process"))
+				rc->target = RTARGET_PROCESS;
+			else {
+				diag_at(c->diag, c->file, v,
+					"capture.target: '%s' is not host, cgroup or process", t);
+				err = -EINVAL;
+			}
 			continue;
 		}
 		idx = capture_param_index(ops, k->scalar);
@@ -178,11 +401,90 @@ static int parse_capture(struct parse_ctx *c, const struct ynode *n, struct rule
 	return err;
 }
 
+static void parse_match(struct parse_ctx *c, const struct ynode *v, struct rule *r)
+{
+	const struct ynode *m;
+
+	if (v->type != YNODE_MAP) {
+		diag_at(c->diag, c->file, v,
+			"match: expected a mapping of globs {cgroup, container_id, pod_uid}");
+		return;
+	}
+	check_keys(c, v, match_keys, "match");
+	if ((m = ynode_get(v, "cgroup")))
+		get_string(c, m, "match.cgroup", r->match_cgroup, sizeof(r->match_cgroup));
+	if ((m = ynode_get(v, "container_id")))
+		get_string(c, m, "match.container_id", r->match_container,
+			   sizeof(r->match_container));
+	if ((m = ynode_get(v, "pod_uid")))
+		get_string(c, m, "match.pod_uid", r->match_pod, sizeof(r->match_pod));
+}
+
+static void parse_labels(struct parse_ctx *c, const struct ynode *v, struct rule *r)
+{
+	if (v->type != YNODE_MAP) {
+		diag_at(c->diag, c->file, v, "labels: expected a mapping of strings");
+		return;
+	}
+	if (v->n > RULE_MAX_LABELS) {
+		diag_at(c->diag, c->file, v, "labels: more than %d labels", RULE_MAX_LABELS);
+		return;
+	}
+	for (size_t i = 0; i < v->n; i++) {
+		if (get_string(c, v->keys[i], "labels key", r->label_keys[r->nlabels],
+			       sizeof(r->label_keys[0])) ||
+		    get_string(c, v->items[i], "labels value", r->label_values[r->nlabels],
+			       sizeof(r->label_values[0])))
+			continue;
+		r->nlabels++;
+	}
+}
+
+static void parse_captures(struct parse_ctx *c, const struct ynode *v, struct rule *r)
+{
+	if (v->type != YNODE_SEQ) {
+		diag_at(c->diag, c->file, v, "capture: expected a list");
+		return;
+	}
+	if (v->n > RULE_MAX_CAPTURES) {
+		diag_at(c->diag, c->file, v, "capture: more than %d entries", RULE_MAX_CAPTURES);
+		return;
+	}
+	for (size_t i = 0; i < v->n; i++) {
+		struct rule_capture *rc = &r->captures[r->ncaptures];
+
+		if (parse_capture(c, v->items[i], rc))
+			continue;
+		for (unsigned j = 0; j < r->ncaptures; j++)
+			if (r->captures[j].ops == rc->ops)
+				diag_at(c->diag, c->file, v->items[i],
+					"capture: kind '%s' listed twice", rc->ops->kind);
+		r->ncaptures++;
+	}
+}
+
+/* Scopes a metric can be evaluated on, checked for every condition. */
+static void check_scope(struct parse_ctx *c, const struct ynode *at, struct rule *r)
+{
+	unsigned need = r->scope == RULE_SCOPE_HOST ? MSCOPE_HOST : MSCOPE_CGROUP;
+
+	for (unsigned i = 0; i < r->nconds; i++) {
+		const struct metric_desc *md;
+
+		if (r->conds[i].metric < 0)
+			continue;
+		md = metric_at((size_t)r->conds[i].metric);
+		if (!(md->scopes & need))
+			diag_at(c->diag, c->file, at, "metric %s has no %s scope", md->name,
+				r->scope == RULE_SCOPE_HOST ? "host" : "cgroup");
+	}
+}
+
 static int parse_rule(struct parse_ctx *c, const struct ynode *n, struct rule *r)
 {
-	const struct ynode *v;
+	const struct ynode *v, *all, *any, *scope_node;
 	unsigned before = c->diag->errors;
-	bool has_above, has_below;
+	uint64_t u;
 
 	memset(r, 0, sizeof(*r));
 	snprintf(r->file, sizeof(r->file), "%s", c->file);
@@ -195,10 +497,7 @@ static int parse_rule(struct parse_ctx *c, const struct ynode *n, struct rule *r
 		diag_at(c->diag, c->file, n, "each rule must be a mapping");
 		return -EINVAL;
 	}
-	for (size_t i = 0; i < n->n; i++)
-		if (!key_allowed(rule_keys, n->keys[i]->scalar))
-			diag_at(c->diag, c->file, n->keys[i], "unknown rule key '%s'",
-				n->keys[i]->scalar);
+	check_keys(c, n, rule_keys, "rule");
 
 	if (!(v = ynode_get(n, "name")))
 		diag_at(c->diag, c->file, n, "rule without 'name'");
@@ -206,47 +505,74 @@ static int parse_rule(struct parse_ctx *c, const struct ynode *n, struct rule *r
 		diag_at(c->diag, c->file, v, "name: must not be empty");
 	if ((v = ynode_get(n, "description")))
 		get_string(c, v, "description", r->description, sizeof(r->description));
+	if ((v = ynode_get(n, "enabled")))
+		get_bool(c, v, "enabled", &r->enabled);
+	if ((v = ynode_get(n, "dry_run")))
+		get_bool(c, v, "dry_run", &r->dry_run);
+	if ((v = ynode_get(n, "labels")))
+		parse_labels(c, v, r);
 
-	if (!(v = ynode_get(n, "metric"))) {
-		diag_at(c->diag, c->file, n, "rule '%s' without 'metric'", r->name);
-	} else if (scalar(c, v, "metric")) {
-		r->metric = metric_index(v->scalar);
-		if (r->metric < 0)
-			diag_at(c->diag, c->file, v,
-				"metric: unknown metric '%s' (see `autotrace metrics`)", v->scalar);
+	/* the condition: metric + comparisons, or all:/any: of single comparisons */
+	all = ynode_get(n, "all");
+	any = ynode_get(n, "any");
+	if (all && any) {
+		diag_at(c->diag, c->file, any, "a rule takes 'all' or 'any', not both");
+	} else if (all || any) {
+		static const char *const inline_keys[] = { "metric", "above", "below", "increase",
+							   "decrease" };
+
+		for (size_t i = 0; i < 5; i++)
+			if ((v = ynode_get(n, inline_keys[i])))
+				diag_at(c->diag, c->file, v,
+					"'%s' goes inside the %s: list, not beside it", inline_keys[i],
+					all ? "all" : "any");
+		parse_combination(c, all ? all : any, all ? RULE_ALL : RULE_ANY, r);
+	} else {
+		struct rule_condition m;
+
+		if (!ynode_get(n, "metric"))
+			diag_at(c->diag, c->file, n,
+				"rule '%s' needs a condition: 'metric' with above/below/increase/"
+				"decrease, or an all:/any: list", r->name);
+		else if (parse_metric(c, n, &m) == 0)
+			parse_comparisons(c, n, false, m.metric, r);
+		r->combine = RULE_ALL;
+	}
+	if (r->nconds) {
+		r->metric = r->conds[0].metric;
+		r->cmp = r->conds[0].cmp;
+		r->threshold = r->conds[0].threshold;
 	}
 
-	if ((v = ynode_get(n, "scope")) && scalar(c, v, "scope")) {
-		if (strcmp(v->scalar, "host") == 0)
+	scope_node = ynode_get(n, "scope");
+	if (scope_node && scalar(c, scope_node, "scope")) {
+		if (strcmp(scope_node->scalar, "host") == 0)
 			r->scope = RULE_SCOPE_HOST;
-		else if (strcmp(v->scalar, "cgroup") == 0)
+		else if (strcmp(scope_node->scalar, "cgroup") == 0)
 			r->scope = RULE_SCOPE_CGROUP;
 		else
-			diag_at(c->diag, c->file, v, "scope: '%s' is not host or cgroup", v->scalar);
+			diag_at(c->diag, c->file, scope_node, "scope: '%s' is not host or cgroup",
+				scope_node->scalar);
 	}
-	if (r->metric >= 0) {
-		const struct metric_desc *md = metric_at((size_t)r->metric);
-		unsigned need = r->scope == RULE_SCOPE_HOST ? MSCOPE_HOST : MSCOPE_CGROUP;
+	check_scope(c, scope_node ? scope_node : n, r);
+	if ((v = ynode_get(n, "match"))) {
+		if (r->scope != RULE_SCOPE_CGROUP)
+			diag_at(c->diag, c->file, v, "match: only with scope: cgroup");
+		else
+			parse_match(c, v, r);
+	}
+	if ((v = ynode_get(n, "top")) && !get_uint(c, v, "top", 1000, &u)) {
+		if (r->scope != RULE_SCOPE_CGROUP)
+			diag_at(c->diag, c->file, v, "top: only with scope: cgroup");
+		else if (u == 0)
+			diag_at(c->diag, c->file, v, "top: must be at least 1");
+		r->top = (unsigned)u;
+	}
 
-		if (!(md->scopes & need))
-			diag_at(c->diag, c->file, ynode_get(n, "scope") ? ynode_get(n, "scope") : n,
-				"metric %s has no %s scope", md->name,
-				r->scope == RULE_SCOPE_HOST ? "host" : "cgroup");
-	}
-
-	has_above = ynode_get(n, "above") != NULL;
-	has_below = ynode_get(n, "below") != NULL;
-	if (has_above == has_below) {
-		diag_at(c->diag, c->file, n, "rule '%s' needs exactly one of 'above' or 'below'",
-			r->name);
-	} else {
-		r->cmp = has_above ? RULE_ABOVE : RULE_BELOW;
-		get_number(c, ynode_get(n, has_above ? "above" : "below"),
-			   has_above ? "above" : "below", &r->threshold);
-	}
 	if ((v = ynode_get(n, "clear_below"))) {
-		if (r->cmp != RULE_ABOVE || !has_above)
-			diag_at(c->diag, c->file, v, "clear_below only goes with 'above'");
+		if (!r->nconds || r->cmp != RULE_ABOVE)
+			diag_at(c->diag, c->file, v,
+				"clear_below only goes with a primary 'above' condition");
 		else if (!get_number(c, v, "clear_below", &r->clear)) {
 			r->has_clear = true;
 			if (r->clear > r->threshold)
@@ -256,8 +582,11 @@ static int parse_rule(struct parse_ctx *c, const struct ynode *n, struct rule *r
 		}
 	}
 	if ((v = ynode_get(n, "clear_above"))) {
-		if (!has_below)
-			diag_at(c->diag, c->file, v, "clear_above only goes with 'below'");
+		if (r->has_clear)
+			diag_at(c->diag, c->file, v, "clear_above and clear_below together");
+		else if (!r->nconds || r->cmp != RULE_BELOW)
+			diag_at(c->diag, c->file, v,
+				"clear_above only goes with a primary 'below' condition");
 		else if (!get_number(c, v, "clear_above", &r->clear)) {
 			r->has_clear = true;
 			if (r->clear < r->threshold)
@@ -266,62 +595,25 @@ static int parse_rule(struct parse_ctx *c, const struct ynode *n, struct rule *r
 					r->threshold);
 		}
 	}
-	if ((v = ynode_get(n, "for")) && !get_duration(c, v, "for", &r->for_ms) &&
-	    r->for_ms > 3600000)
-		diag_at(c->diag, c->file, v, "for: longer than 1h");
-	if ((v = ynode_get(n, "cooldown")) && !get_duration(c, v, "cooldown", &r->cooldown_ms) &&
-	    r->cooldown_ms > 7 * 86400000ull)
-		diag_at(c->diag, c->file, v, "cooldown: longer than 7d");
-	if ((v = ynode_get(n, "max_per_hour")) && scalar(c, v, "max_per_hour")) {
-		uint64_t m;
+	if ((v = ynode_get(n, "for")))
+		get_duration(c, v, "for", 3600000, &r->for_ms);
+	if ((v = ynode_get(n, "cooldown")))
+		get_duration(c, v, "cooldown", 7 * 86400000ull, &r->cooldown_ms);
+	if ((v = ynode_get(n, "rule_cooldown")))
+		get_duration(c, v, "rule_cooldown", 7 * 86400000ull, &r->rule_cooldown_ms);
+	if ((v = ynode_get(n, "max_per_hour")) && !get_uint(c, v, "max_per_hour", 3600, &u))
+		r->max_per_hour = (unsigned)u;
 
-		if (parse_u64(v->scalar, &m) || m > 3600)
-			diag_at(c->diag, c->file, v, "max_per_hour: '%s' is not an integer in [0, 3600]",
-				v->scalar);
-		else
-			r->max_per_hour = (unsigned)m;
-	}
-	if ((v = ynode_get(n, "enabled")))
-		get_bool(c, v, "enabled", &r->enabled);
-	if ((v = ynode_get(n, "dry_run")))
-		get_bool(c, v, "dry_run", &r->dry_run);
-	if ((v = ynode_get(n, "labels"))) {
-		if (v->type != YNODE_MAP) {
-			diag_at(c->diag, c->file, v, "labels: expected a mapping of strings");
-		} else if (v->n > RULE_MAX_LABELS) {
-			diag_at(c->diag, c->file, v, "labels: more than %d labels", RULE_MAX_LABELS);
-		} else {
-			for (size_t i = 0; i < v->n; i++) {
-				if (get_string(c, v->keys[i], "labels key", r->label_keys[i],
-					       sizeof(r->label_keys[i])) ||
-				    get_string(c, v->items[i], "labels value", r->label_values[i],
-					       sizeof(r->label_values[i])))
-					continue;
-				r->nlabels++;
-			}
-		}
-	}
-	if ((v = ynode_get(n, "capture"))) {
-		if (v->type != YNODE_SEQ) {
-			diag_at(c->diag, c->file, v, "capture: expected a list");
-		} else if (v->n > RULE_MAX_CAPTURES) {
-			diag_at(c->diag, c->file, v, "capture: more than %d entries",
-				RULE_MAX_CAPTURES);
-		} else {
-			for (size_t i = 0; i < v->n; i++) {
-				if (parse_capture(c, v->items[i], &r->captures[r->ncaptures]) == 0)
-					r->ncaptures++;
-				for (unsigned j = 0; j + 1 < r->ncaptures; j++)
-					if (r->captures[j].ops ==
-					    r->captures[r->ncaptures - 1].ops)
-						diag_at(c->diag, c->file, v->items[i],
-							"capture: kind '%s' listed twice",
-							r->captures[j].ops->kind);
-			}
-		}
-	} else if (!r->dry_run) {
+	if ((v = ynode_get(n, "capture")))
+		parse_captures(c, v, r);
+	else if (!r->dry_run)
 		diag_at(c->diag, c->file, n, "rule '%s' has no 'capture' list (use dry_run: true "
 			"to only record that it fired)", r->name);
+	for (unsigned i = 0; i < r->ncaptures; i++) {
+		if (r->captures[i].target == RTARGET_CGROUP && r->scope != RULE_SCOPE_CGROUP)
+			diag_at(c->diag, c->file, ynode_get(n, "capture"),
+				"capture %s: target cgroup needs scope: cgroup",
+				r->captures[i].ops->kind);
 	}
 	return c->diag->errors == before ? 0 : -EINVAL;
 }
@@ -561,16 +853,79 @@ int ruleset_load_builtin(const struct rules_limits *lim, struct ruleset **out, s
 	return 0;
 }
 
+struct rules_limits rules_limits_from_config(const struct agent_config *cfg)
+{
+	return (struct rules_limits){ .max_capture_ms = cfg->capture.max_duration_ms,
+				      .max_window_ms = cfg->agent.history_ms };
+}
+
+const struct rule *ruleset_find(const struct ruleset *rs, const char *name)
+{
+	for (unsigned i = 0; rs && i < rs->n; i++)
+		if (strcmp(rs->rules[i].name, name) == 0)
+			return &rs->rules[i];
+	return NULL;
+}
+
+static int cond_text(const struct rule_condition *c, bool with_metric, char *buf, size_t len)
+{
+	const struct metric_desc *md = c->metric >= 0 ? metric_at((size_t)c->metric) : NULL;
+	char win[32];
+
+	if (c->cmp <= RULE_BELOW)
+		return snprintf(buf, len, "%s%s%s %g", with_metric && md ? md->name : "",
+				with_metric ? " " : "", cmp_name(c->cmp), c->threshold);
+	format_duration(c->window_ms, win, sizeof(win));
+	return snprintf(buf, len, "%s%s%s %g%s over %s", with_metric && md ? md->name : "",
+			with_metric ? " " : "", cmp_name(c->cmp), c->threshold, c->pct ? "%" : "",
+			win);
+}
+
 void rule_condition_text(const struct rule *r, char *buf, size_t len)
 {
-	const struct metric_desc *md = r->metric >= 0 ? metric_at((size_t)r->metric) : NULL;
-	char dur[32];
-	int off;
+	size_t off = 0;
 
-	off = snprintf(buf, len, "%s %s %g", md ? md->name : "?",
-		       r->cmp == RULE_ABOVE ? "above" : "below", r->threshold);
-	if (r->for_ms && off > 0 && (size_t)off < len) {
-		format_duration(r->for_ms, dur, sizeof(dur));
-		snprintf(buf + off, len - (size_t)off, " for %s", dur);
+	buf[0] = '\0';
+	for (unsigned i = 0; i < r->nconds && off < len; i++) {
+		/* repeat the metric only when it changes: "cpu.sys_pct above 30 and increase 10 over 10s" */
+		bool same = i && r->conds[i].metric == r->conds[i - 1].metric;
+		int n;
+
+		if (i)
+			off += (size_t)snprintf(buf + off, len - off, " %s ",
+						r->combine == RULE_ALL ? "and" : "or");
+		if (off >= len)
+			break;
+		n = cond_text(&r->conds[i], !same, buf + off, len - off);
+		if (n > 0)
+			off += (size_t)n;
 	}
+	if (r->for_ms && off < len) {
+		char dur[32];
+
+		format_duration(r->for_ms, dur, sizeof(dur));
+		snprintf(buf + off, len - off, " for %s", dur);
+	}
+}
+
+enum rule_target rule_capture_target(const struct rule *r, const struct rule_capture *c)
+{
+	if (c->target != RTARGET_DEFAULT)
+		return c->target;
+	return r->scope == RULE_SCOPE_CGROUP ? RTARGET_CGROUP : RTARGET_HOST;
+}
+
+const char *rule_target_name(enum rule_target t)
+{
+	switch (t) {
+	case RTARGET_DEFAULT:
+		return "default";
+	case RTARGET_HOST:
+		return "host";
+	case RTARGET_CGROUP:
+		return "cgroup";
+	case RTARGET_PROCESS:
+		return "process";
+	}
+	return "?";
 }

@@ -159,7 +159,16 @@ class ControlClient:
     def __init__(self, path, timeout=10):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self.sock.connect(path)
+                break
+            except BlockingIOError:
+                # the listen backlog is full while the agent accepts a burst
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.01)
         self.buf = b""
 
     def send_raw(self, data):
