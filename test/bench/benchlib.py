@@ -187,6 +187,22 @@ class Background(Variant):
         return False
 
 
+def build_dir():
+    """The build tree next to the binary under test (for helper executables)."""
+    return os.path.dirname(os.path.abspath(BIN))
+
+
+class EmptyTp(Background):
+    """Empty tp_btf programs on the given tracepoints: the floor of attaching anything."""
+
+    def __init__(self, tracepoints, name=None):
+        exe = os.path.join(build_dir(), "test", "bench", "bench_empty_tp")
+        if not os.path.exists(exe):
+            sys.exit(f"{exe} not built (configure with tests enabled)")
+        super().__init__(name or "empty tp_btf " + "+".join(tracepoints), [exe, *tracepoints],
+                         settle=0.5)
+
+
 def _write_private(path, text):
     with open(path, "w") as f:
         f.write(text)
