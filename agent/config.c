@@ -55,6 +55,8 @@ static const struct cfg_key config_table[] = {
 	  "600", "capture seconds allowed per rolling hour (all rules together)" },
 	{ "capture", "max_stacks", CFG_UINT, F(capture.max_stacks), 256, 262144, "16384",
 	  "distinct stacks kept per capture; more are counted as dropped" },
+	{ "capture", "max_files", CFG_UINT, F(capture.max_files), 256, 262144, "8192",
+	  "(process, file) pairs iotrace tracks per capture; more are counted as dropped" },
 	{ "capture", "top_stacks", CFG_UINT, F(capture.top_stacks), 1, 1000, "20",
 	  "stacks listed in incident.json per capture (the folded file keeps all)" },
 	{ "capture", "history_before", CFG_DURATION, F(capture.history_before_ms), 0, 3600000,

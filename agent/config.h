@@ -34,6 +34,7 @@ struct agent_config {
 		uint64_t max_concurrent;
 		uint64_t max_seconds_per_hour;
 		uint64_t max_stacks;
+		uint64_t max_files;
 		uint64_t top_stacks;
 		uint64_t history_before_ms;
 	} capture;

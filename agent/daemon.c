@@ -618,8 +618,10 @@ static void reload(struct daemon *d)
 		return;
 	}
 	if (next.capture.max_stacks != d->cfg.capture.max_stacks ||
+	    next.capture.max_files != d->cfg.capture.max_files ||
 	    next.symbolizer.cache_size != d->cfg.symbolizer.cache_size)
-		log_warn("capture.max_stacks and symbolizer.cache_size take effect on restart");
+		log_warn("capture.max_stacks, capture.max_files and symbolizer.cache_size take "
+			 "effect on restart");
 	if (next.agent.interval_ms != d->cfg.agent.interval_ms ||
 	    next.agent.history_ms != d->cfg.agent.history_ms) {
 		struct tsdb *db = NULL;
@@ -643,6 +645,7 @@ static void reload(struct daemon *d)
 		 d->cfg.agent.control_socket);
 	/* keep what cannot change without a restart */
 	next.capture.max_stacks = d->cfg.capture.max_stacks;
+	next.capture.max_files = d->cfg.capture.max_files;
 	next.symbolizer.cache_size = d->cfg.symbolizer.cache_size;
 	d->cfg = next;
 	{

@@ -2,6 +2,7 @@
 #include "probes/bpfutil.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <linux/perf_event.h>
@@ -13,6 +14,7 @@
 
 #include "agent/cgroups.h"
 #include "agent/log.h"
+#include "agent/symbolize.h"
 #include "probes/capture.h"
 #include "probes/filter.h"
 
@@ -126,8 +128,9 @@ int capture_filter_set(const struct bpf_map *filter_map, const struct capture_fi
 	return bpf_map__update_elem(filter_map, &zero, sizeof(zero), f, sizeof(*f), 0);
 }
 
-int perf_clock_attach(struct bpf_program *prog, uint64_t freq, struct bpf_link **links, int *fds,
-		      int n)
+/* Opens and attaches one CPU's event; -ENODEV when the CPU is offline. */
+static int perf_clock_open_cpu(struct bpf_program *prog, uint64_t freq, int cpu,
+			       struct bpf_link **link, int *fdp)
 {
 	struct perf_event_attr attr = {
 		.type = PERF_TYPE_SOFTWARE,
@@ -136,31 +139,99 @@ int perf_clock_attach(struct bpf_program *prog, uint64_t freq, struct bpf_link *
 		.freq = 1,
 		.sample_freq = freq,
 	};
+	int fd, err;
+
+	*link = NULL;
+	*fdp = -1;
+	fd = (int)syscall(__NR_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		if (err == -ENODEV || err == -ENOENT)
+			return -ENODEV; /* CPU offline */
+		log_warn("perf_event_open(cpu %d): %s", cpu, strerror(-err));
+		return err;
+	}
+	*link = bpf_program__attach_perf_event(prog, fd);
+	if (!*link) {
+		err = -errno;
+		log_warn("attaching %s to cpu %d: %s", bpf_program__name(prog), cpu,
+			 strerror(-err));
+		close(fd);
+		return err;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+int perf_clock_attach(struct bpf_program *prog, uint64_t freq, struct bpf_link **links, int *fds,
+		      int n)
+{
 	int opened = 0;
 
-	for (int cpu = 0; cpu < n; cpu++) {
-		int fd;
-
-		links[cpu] = NULL;
-		fds[cpu] = -1;
-		fd = (int)syscall(__NR_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
-		if (fd < 0) {
-			if (errno == ENODEV || errno == ENOENT)
-				continue; /* CPU offline */
-			log_warn("perf_event_open(cpu %d): %s", cpu, strerror(errno));
-			continue;
-		}
-		links[cpu] = bpf_program__attach_perf_event(prog, fd);
-		if (!links[cpu]) {
-			log_warn("attaching %s to cpu %d: %s", bpf_program__name(prog), cpu,
-				 strerror(errno));
-			close(fd);
-			continue;
-		}
-		fds[cpu] = fd;
-		opened++;
-	}
+	for (int cpu = 0; cpu < n; cpu++)
+		if (perf_clock_open_cpu(prog, freq, cpu, &links[cpu], &fds[cpu]) == 0)
+			opened++;
 	return opened;
+}
+
+/* CPUs in a kernel cpu list such as "0-3,5" (sysfs), as a flag per CPU < n. */
+static int read_cpu_list(const char *path, bool *on, int n)
+{
+	char buf[4096], *p = buf;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return -errno;
+	if (!fgets(buf, sizeof(buf), f)) {
+		fclose(f);
+		return -EIO;
+	}
+	fclose(f);
+	memset(on, 0, (size_t)n * sizeof(*on));
+	while (*p && *p != '\n') {
+		char *end;
+		long lo = strtol(p, &end, 10), hi = lo;
+
+		if (end == p)
+			return -EINVAL;
+		if (*end == '-')
+			hi = strtol(end + 1, &end, 10);
+		for (long c = lo; c <= hi && c < n; c++)
+			if (c >= 0)
+				on[c] = true;
+		p = *end == ',' ? end + 1 : end;
+	}
+	return 0;
+}
+
+int perf_clock_refresh(struct bpf_program *prog, uint64_t freq, struct bpf_link **links, int *fds,
+		       int n)
+{
+	bool *online = calloc((size_t)n, sizeof(*online));
+	int added = 0;
+
+	if (!online)
+		return -ENOMEM;
+	if (read_cpu_list("/sys/devices/system/cpu/online", online, n)) {
+		free(online);
+		return 0;
+	}
+	for (int cpu = 0; cpu < n; cpu++) {
+		if (online[cpu] && fds[cpu] < 0) {
+			if (perf_clock_open_cpu(prog, freq, cpu, &links[cpu], &fds[cpu]) == 0) {
+				log_info("cpu %d came online: sampling it too", cpu);
+				added++;
+			}
+		} else if (!online[cpu] && fds[cpu] >= 0) {
+			/* an offlined CPU's event is not resumed when it returns: reopen then */
+			bpf_link__destroy(links[cpu]);
+			links[cpu] = NULL;
+			close(fds[cpu]);
+			fds[cpu] = -1;
+		}
+	}
+	free(online);
+	return added;
 }
 
 void perf_clock_detach(struct bpf_link **links, int *fds, int n)
@@ -171,6 +242,81 @@ void perf_clock_detach(struct bpf_link **links, int *fds, int n)
 		if (fds[cpu] >= 0)
 			close(fds[cpu]);
 		fds[cpu] = -1;
+	}
+}
+
+int stack_map_read(const struct bpf_map *map, int32_t id, uint64_t *frames, unsigned max,
+		   unsigned *n)
+{
+	unsigned depth = bpf_map__value_size(map) / sizeof(uint64_t);
+
+	*n = 0;
+	if (id < 0)
+		return 0;
+	if (depth > max)
+		return -EINVAL;
+	if (bpf_map__lookup_elem(map, &id, sizeof(id), frames, depth * sizeof(uint64_t), 0))
+		return -ENOENT;
+	while (*n < depth && frames[*n])
+		(*n)++;
+	return 0;
+}
+
+unsigned stack_bpf_frames(struct symbolizer *sym, const uint64_t *kframes, unsigned n)
+{
+	static const char *const glue[] = { "bpf_prog_", "bpf_trace_run", "__bpf_trace_",
+					    "__traceiter_", "bpf_trampoline_" };
+	unsigned skip = 0;
+
+	for (; skip < n && skip < 4; skip++) {
+		struct sym_frame f;
+		bool is_glue = false;
+
+		if (symbolizer_kernel(sym, kframes[skip], &f))
+			break;
+		for (size_t g = 0; g < sizeof(glue) / sizeof(glue[0]); g++)
+			is_glue |= strncmp(f.name, glue[g], strlen(glue[g])) == 0;
+		if (!is_glue)
+			break;
+	}
+	return skip;
+}
+
+unsigned stack_depth_limit(unsigned want)
+{
+	FILE *f = fopen("/proc/sys/kernel/perf_event_max_stack", "re");
+	unsigned v = 0;
+
+	if (!f)
+		return want;
+	if (fscanf(f, "%u", &v) != 1)
+		v = want;
+	fclose(f);
+	return v && v < want ? v : want;
+}
+
+bool btf_has_tracepoint(const struct btf *vmlinux, const char *name)
+{
+	char type[128];
+
+	if (!vmlinux)
+		return false;
+	snprintf(type, sizeof(type), "btf_trace_%s", name);
+	return btf__find_by_name_kind(vmlinux, type, BTF_KIND_TYPEDEF) > 0;
+}
+
+void bpf_object_choose_tp_btf(struct bpf_object *obj, bool use_btf)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, obj)
+	{
+		const char *sec = bpf_program__section_name(prog);
+
+		if (strncmp(sec, "tp_btf/", 7) == 0)
+			bpf_program__set_autoload(prog, use_btf);
+		else if (strncmp(sec, "raw_tp/", 7) == 0)
+			bpf_program__set_autoload(prog, !use_btf);
 	}
 }
 

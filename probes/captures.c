@@ -10,9 +10,11 @@
 #include "agent/util.h"
 
 extern const struct capture_ops profile_capture;
+extern const struct capture_ops iotrace_capture;
 
 const struct capture_ops *const capture_kinds[] = {
 	&profile_capture,
+	&iotrace_capture,
 	NULL,
 };
 

@@ -61,3 +61,73 @@ static __always_inline unsigned int task_state(struct task_struct *t)
 		return BPF_CORE_READ(t, __state);
 	return (unsigned int)BPF_CORE_READ((struct task_struct___old *)t, state);
 }
+
+/* Before 5.15 a request named its disk directly (rq->rq_disk); since, via its queue. */
+struct request___old {
+	struct gendisk *rq_disk;
+};
+
+/* Kernel dev_t of the disk a request goes to (MKDEV: major << 20 | minor). */
+static __always_inline u32 request_disk_dev(struct request *rq)
+{
+	struct gendisk *disk;
+
+	if (bpf_core_field_exists(((struct request___old *)rq)->rq_disk))
+		disk = BPF_CORE_READ((struct request___old *)rq, rq_disk);
+	else
+		disk = BPF_CORE_READ(rq, q, disk);
+	if (!disk)
+		return 0;
+	return ((u32)BPF_CORE_READ(disk, major) << 20) | (u32)BPF_CORE_READ(disk, first_minor);
+}
+
+/* Before 5.12 a bio named its disk and partition (bio->bi_disk, bi_partno). */
+struct bio___old {
+	struct gendisk *bi_disk;
+	u8 bi_partno;
+};
+
+static __always_inline u32 bio_dev(struct bio *bio)
+{
+	if (bpf_core_field_exists(((struct bio___old *)bio)->bi_disk)) {
+		struct gendisk *disk = BPF_CORE_READ((struct bio___old *)bio, bi_disk);
+
+		if (!disk)
+			return 0;
+		return ((u32)BPF_CORE_READ(disk, major) << 20) |
+		       ((u32)BPF_CORE_READ(disk, first_minor) +
+			BPF_CORE_READ((struct bio___old *)bio, bi_partno));
+	}
+	return BPF_CORE_READ(bio, bi_bdev, bd_dev);
+}
+
+/* The system call a task is in, from its saved user registers. */
+static __always_inline long regs_syscall_nr(struct pt_regs *regs)
+{
+#if defined(__TARGET_ARCH_x86)
+	return BPF_CORE_READ(regs, orig_ax);
+#elif defined(__TARGET_ARCH_arm64)
+	return BPF_CORE_READ(regs, syscallno);
+#else
+	return -1;
+#endif
+}
+
+#define PF_KTHREAD_ 0x00200000 /* stable since 2.6 */
+
+static __always_inline bool task_is_kthread(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, flags) & PF_KTHREAD_;
+}
+
+/* The address_space of the folio a page belongs to (tail pages of a large
+ * folio carry "head | 1" where the mapping of a head page is). Low bits set
+ * mean anonymous or movable memory, not a file. */
+static __always_inline unsigned long page_mapping_raw(struct page *page)
+{
+	unsigned long head = BPF_CORE_READ(page, compound_head);
+
+	if (head & 1)
+		page = (struct page *)(head - 1);
+	return (unsigned long)BPF_CORE_READ(page, mapping);
+}
