@@ -113,6 +113,15 @@ static __always_inline long regs_syscall_nr(struct pt_regs *regs)
 #endif
 }
 
+/* The same from a BTF-typed pt_regs (tp_btf): a plain load, no helper call. */
+#if defined(__TARGET_ARCH_x86)
+#define REGS_SYSCALL_NR_BTF(regs) ((long)(regs)->orig_ax)
+#elif defined(__TARGET_ARCH_arm64)
+#define REGS_SYSCALL_NR_BTF(regs) ((long)(regs)->syscallno)
+#else
+#define REGS_SYSCALL_NR_BTF(regs) regs_syscall_nr(regs)
+#endif
+
 #define PF_KTHREAD_ 0x00200000 /* stable since 2.6 */
 
 static __always_inline bool task_is_kthread(struct task_struct *t)

@@ -237,14 +237,17 @@ static __always_inline void note_proc(struct task_struct *task, u32 tgid, u64 cg
 		stat_inc(IO_STAT_PROCS_FULL);
 }
 
-static __always_inline struct file *task_fd_file(struct task_struct *task, long fd)
+/* The open file behind fd in the current task. The walk to the fd array uses
+ * plain (fault-tolerant) loads from the BTF-typed task: no helper calls. */
+static __always_inline struct file *current_fd_file(long fd)
 {
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
 	struct file **fdarr, *file = NULL;
 
-	if (!fdt || fd < 0 || (u64)fd >= BPF_CORE_READ(fdt, max_fds))
+	if (fd < 0 || (u64)fd >= fdt->max_fds)
 		return NULL;
-	fdarr = BPF_CORE_READ(fdt, fd);
+	fdarr = fdt->fd;
 	bpf_probe_read_kernel(&file, sizeof(file), &fdarr[fd]);
 	return file;
 }
@@ -268,27 +271,24 @@ static __always_inline int fs_account(long ret, int dir, long fd)
 	struct io_fs_val *v;
 	struct inode *inode;
 	struct file *file;
-	u64 id, cgid;
 	u32 tgid;
 
 	f = get_filter();
 	if (!f)
 		return 0;
-	id = bpf_get_current_pid_tgid();
-	tgid = id >> 32;
-	/* the common rejection first, before touching the task */
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	/* cheapest rejections first: another process, then not a file's data */
 	if (f->mode == FILTER_TGID && tgid != f->tgid)
 		return 0;
-	task = (struct task_struct *)bpf_get_current_task();
-	cgid = task_cgid(f, task);
-	if (!filter_match(f, task, tgid, cgid))
-		return 0;
-	file = task_fd_file(task, fd);
+	file = current_fd_file(fd);
 	if (!file)
 		return 0;
 	inode = BPF_CORE_READ(file, f_inode);
 	if (!inode || !data_mode(BPF_CORE_READ(inode, i_mode)))
 		return 0; /* pipes, sockets, character devices */
+	task = bpf_get_current_task_btf();
+	if (f->mode == FILTER_CGROUP && !filter_match(f, task, tgid, task_cgid(f, task)))
+		return 0;
 	key.tgid = tgid;
 	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	key.ino = BPF_CORE_READ(inode, i_ino);
@@ -306,7 +306,7 @@ static __always_inline int fs_account(long ret, int dir, long fd)
 		if (!v)
 			return 0;
 		note_file(inode, BPF_CORE_READ(file, f_path.dentry), key.dev, key.ino);
-		note_proc(task, tgid, cgid);
+		note_proc(task, tgid, task_cgid(f, task));
 	}
 	/* per-CPU value: plain adds */
 	v->bytes[dir & 1] += ret;
@@ -319,16 +319,12 @@ static __always_inline int fs_account(long ret, int dir, long fd)
  * Every system call exit passes here while capturing (one raw tracepoint:
  * attaching and detaching ten per-call tracepoints costs ~80 ms each in RCU
  * grace periods). Calls that moved no data, or are not a read/write, leave
- * after one register read and one table load.
+ * after two loads.
  */
-static __always_inline int sys_exit(struct pt_regs *regs, long ret)
+static __always_inline int sys_exit(long nr, long ret, struct pt_regs *regs)
 {
-	long nr;
 	u8 dir;
 
-	if (ret <= 0)
-		return 0;
-	nr = regs_syscall_nr(regs);
 	if (nr < 0 || nr >= IOTRACE_SYSCALL_TABLE)
 		return 0;
 	dir = rw_syscall_dir[nr & (IOTRACE_SYSCALL_TABLE - 1)];
@@ -341,13 +337,17 @@ static __always_inline int sys_exit(struct pt_regs *regs, long ret)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(io_sys_exit_btf, struct pt_regs *regs, long ret)
 {
-	return sys_exit(regs, ret);
+	if (ret <= 0)
+		return 0;
+	return sys_exit(REGS_SYSCALL_NR_BTF(regs), ret, regs);
 }
 
 SEC("raw_tp/sys_exit")
 int BPF_PROG(io_sys_exit_raw, struct pt_regs *regs, long ret)
 {
-	return sys_exit(regs, ret);
+	if (ret <= 0)
+		return 0;
+	return sys_exit(regs_syscall_nr(regs), ret, regs);
 }
 
 /* ---- who dirtied what ---- */
@@ -443,7 +443,7 @@ static __always_inline int request_start(struct bio *bio)
 			(struct task_struct *)bpf_get_current_task_btf());
 
 		if (in_rw_syscall(regs)) {
-			struct file *file = task_fd_file(task, PT_REGS_PARM1_CORE_SYSCALL(regs));
+			struct file *file = current_fd_file(PT_REGS_PARM1_CORE_SYSCALL(regs));
 
 			if (file && (BPF_CORE_READ(file, f_flags) & o_direct_flag)) {
 				inode = BPF_CORE_READ(file, f_inode);
@@ -656,20 +656,23 @@ int BPF_PROG(io_complete_raw, struct request *rq, int error, unsigned int nr_byt
 
 /* ---- tasks blocked on IO ---- */
 
-static __always_inline bool in_iowait(struct task_struct *t)
+/* btf: the tasks are BTF pointers (tp_btf) and can be read with plain loads */
+static __always_inline bool in_iowait(struct task_struct *t, bool btf)
 {
+	if (btf)
+		return BPF_CORE_READ_BITFIELD(t, in_iowait);
 	return BPF_CORE_READ_BITFIELD_PROBED(t, in_iowait);
 }
 
 static __always_inline int io_switch(void *ctx, bool preempt, struct task_struct *prev,
-				     struct task_struct *next)
+				     struct task_struct *next, bool btf)
 {
 	u64 now;
 
 	/* io_schedule() sets in_iowait around schedule(): both the task leaving
 	 * for IO and the one coming back from it still carry it here. Every
 	 * other switch returns after two loads. */
-	if (in_iowait(next)) {
+	if (in_iowait(next, btf)) {
 		u32 pid = BPF_CORE_READ(next, pid);
 		struct io_blocked_start *b = bpf_map_lookup_elem(&blocked_start, &pid);
 
@@ -706,7 +709,7 @@ static __always_inline int io_switch(void *ctx, bool preempt, struct task_struct
 			}
 		}
 	}
-	if (!preempt && in_iowait(prev)) {
+	if (!preempt && in_iowait(prev, btf)) {
 		struct capture_filter *f = get_filter();
 		struct io_blocked_start b = {};
 		u32 pid = BPF_CORE_READ(prev, pid), tgid = BPF_CORE_READ(prev, tgid);
@@ -736,13 +739,13 @@ static __always_inline int io_switch(void *ctx, bool preempt, struct task_struct
 SEC("tp_btf/sched_switch")
 int BPF_PROG(io_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	return io_switch(ctx, preempt, prev, next);
+	return io_switch(ctx, preempt, prev, next, true);
 }
 
 SEC("raw_tp/sched_switch")
 int BPF_PROG(io_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	return io_switch(ctx, preempt, prev, next);
+	return io_switch(ctx, preempt, prev, next, false);
 }
 
 char LICENSE[] SEC("license") = "GPL";

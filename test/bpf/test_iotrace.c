@@ -21,7 +21,12 @@
 #include "agent/log.h"
 #include "agent/symbolize.h"
 #include "agent/util.h"
+#include "probes/bpfutil.h"
 #include "probes/capture.h"
+#include "probes/iotrace.h"
+#include "iotrace.skel.h"
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
 
 #define MiB (1024 * 1024)
 
@@ -401,6 +406,34 @@ static void test_nothing_recorded_outside_window(void **s)
 	capture_result_clear(&res);
 }
 
+/* The raw_tp twins (chosen when tp_btf does not load) pass the verifier too. */
+static void test_raw_tp_fallback_loads(void **s)
+{
+	struct iotrace_bpf *skel = iotrace_bpf__open();
+	struct btf *btf = btf__load_vmlinux_btf();
+	struct bpf_program *prog;
+	unsigned raw = 0;
+
+	assert_non_null(skel);
+	assert_non_null(btf);
+	bpf_object_choose_tp_btf(skel->obj, false);
+	bpf_object__for_each_program(prog, skel->obj)
+	{
+		const char *sec = bpf_program__section_name(prog);
+
+		if (!bpf_program__autoload(prog))
+			continue;
+		if (!btf_has_tracepoint(btf, strchr(sec, '/') + 1))
+			bpf_program__set_autoload(prog, false);
+		else
+			raw += strncmp(sec, "raw_tp/", 7) == 0;
+	}
+	assert_int_equal(iotrace_bpf__load(skel), 0);
+	assert_true(raw >= 6);
+	btf__free(btf);
+	iotrace_bpf__destroy(skel);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -408,6 +441,7 @@ int main(void)
 		cmocka_unit_test(test_other_process_filtered_out),
 		cmocka_unit_test(test_cgroup_target_includes_children),
 		cmocka_unit_test(test_nothing_recorded_outside_window),
+		cmocka_unit_test(test_raw_tp_fallback_loads),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
