@@ -144,7 +144,7 @@ static const char *under(const char *path, const char *dir)
 
 static void join(char *buf, size_t len, const char *dir, const char *rest)
 {
-	if (!rest[0])
+	if (!rest[0] || strcmp(rest, "/") == 0)
 		snprintf(buf, len, "%s", dir);
 	else if (strcmp(dir, "/") == 0)
 		snprintf(buf, len, "%s", rest);

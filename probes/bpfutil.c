@@ -174,10 +174,36 @@ int perf_clock_attach(struct bpf_program *prog, uint64_t freq, struct bpf_link *
 	return opened;
 }
 
-/* CPUs in a kernel cpu list such as "0-3,5" (sysfs), as a flag per CPU < n. */
+int cpu_list_parse(const char *text, bool *on, int n)
+{
+	const char *p = text;
+
+	memset(on, 0, (size_t)n * sizeof(*on));
+	while (*p && *p != '\n') {
+		char *end;
+		long lo = strtol(p, &end, 10), hi = lo;
+
+		if (end == p || lo < 0)
+			return -EINVAL;
+		if (*end == '-') {
+			const char *q = end + 1;
+
+			hi = strtol(q, &end, 10);
+			if (end == q || hi < lo)
+				return -EINVAL;
+		}
+		if (*end != ',' && *end != '\n' && *end != '\0')
+			return -EINVAL;
+		for (long c = lo; c <= hi && c < n; c++)
+			on[c] = true;
+		p = *end == ',' ? end + 1 : end;
+	}
+	return 0;
+}
+
 static int read_cpu_list(const char *path, bool *on, int n)
 {
-	char buf[4096], *p = buf;
+	char buf[4096];
 	FILE *f = fopen(path, "re");
 
 	if (!f)
@@ -187,21 +213,7 @@ static int read_cpu_list(const char *path, bool *on, int n)
 		return -EIO;
 	}
 	fclose(f);
-	memset(on, 0, (size_t)n * sizeof(*on));
-	while (*p && *p != '\n') {
-		char *end;
-		long lo = strtol(p, &end, 10), hi = lo;
-
-		if (end == p)
-			return -EINVAL;
-		if (*end == '-')
-			hi = strtol(end + 1, &end, 10);
-		for (long c = lo; c <= hi && c < n; c++)
-			if (c >= 0)
-				on[c] = true;
-		p = *end == ',' ? end + 1 : end;
-	}
-	return 0;
+	return cpu_list_parse(buf, on, n);
 }
 
 int perf_clock_refresh(struct bpf_program *prog, uint64_t freq, struct bpf_link **links, int *fds,

@@ -30,6 +30,9 @@ int capture_filter_set(const struct bpf_map *filter_map, const struct capture_fi
 int perf_clock_attach(struct bpf_program *prog, uint64_t freq, struct bpf_link **links, int *fds,
 		      int n);
 void perf_clock_detach(struct bpf_link **links, int *fds, int n);
+/* A kernel CPU list ("0-3,5\n", as in /sys/devices/system/cpu/online): on[c]
+ * for each CPU c < n it names. -EINVAL on malformed text. */
+int cpu_list_parse(const char *text, bool *on, int n);
 /* Opens events on CPUs that came online since (fds[cpu] < 0 and online now) and
  * closes those on CPUs that went offline (the kernel does not resume them).
  * Returns CPUs newly attached. */

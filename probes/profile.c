@@ -3,8 +3,11 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "agent/config.h"
 #include "agent/log.h"
@@ -24,16 +27,38 @@ static const struct capture_param_desc profile_params[] = {
 			     "also count samples of idle CPUs" },
 };
 
+#define CPU_RECHECK_NS 1000000000ull /* how often a window looks for CPUs that came online */
+
 struct profile_state {
 	struct profile_bpf *skel;
 	struct capture_env env;
 	int ncpus;
 	struct bpf_link **links;
 	int *fds;
-	uint64_t frequency;
-	int attached; /* CPUs with an event now */
-	int cpus;     /* CPUs sampled in the last window */
+	bool *seen;	      /* CPUs sampled at some point of the window */
+	unsigned stack_depth; /* frames per stack: 127, or what perf_event_max_stack allows */
+	int timer_fd;	      /* CPU hotplug recheck while a window runs */
+	bool running;
+	uint64_t frequency;    /* samples/s per CPU in this window */
+	uint64_t requested_hz; /* what the rule asked for */
+	int attached;	       /* CPUs with an event now */
+	int cpus;	       /* CPUs sampled at some point of the window */
+	int cpus_added;	       /* of those, CPUs that came online during it */
 };
+
+/* kernel.perf_event_max_sample_rate: perf_event_open refuses frequencies above it */
+static uint64_t max_sample_rate(void)
+{
+	FILE *f = fopen("/proc/sys/kernel/perf_event_max_sample_rate", "re");
+	unsigned long long v = 0;
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu", &v) != 1)
+		v = 0;
+	fclose(f);
+	return v;
+}
 
 static int profile_prepare(void **out, const struct capture_env *env)
 {
@@ -43,6 +68,7 @@ static int profile_prepare(void **out, const struct capture_env *env)
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
+	st->timer_fd = -1;
 	st->env = *env;
 	st->ncpus = libbpf_num_possible_cpus();
 	if (st->ncpus <= 0) {
@@ -51,12 +77,24 @@ static int profile_prepare(void **out, const struct capture_env *env)
 	}
 	st->links = calloc((size_t)st->ncpus, sizeof(*st->links));
 	st->fds = calloc((size_t)st->ncpus, sizeof(*st->fds));
-	if (!st->links || !st->fds) {
+	st->seen = calloc((size_t)st->ncpus, sizeof(*st->seen));
+	if (!st->links || !st->fds || !st->seen) {
 		err = -ENOMEM;
 		goto cleanup;
 	}
 	for (int i = 0; i < st->ncpus; i++)
 		st->fds[i] = -1;
+	st->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (st->timer_fd < 0) {
+		err = log_ret(-errno, "profile: timerfd: %s", strerror(errno));
+		goto cleanup;
+	}
+	/* the kernel refuses stack maps deeper than kernel.perf_event_max_stack */
+	st->stack_depth = stack_depth_limit(PROFILE_MAX_DEPTH);
+	if (st->stack_depth < PROFILE_MAX_DEPTH)
+		log_warn("profile: kernel.perf_event_max_stack=%u: stacks keep at most %u frames "
+			 "(raise it to %u for deeper stacks; takes effect on restart)",
+			 st->stack_depth, st->stack_depth, PROFILE_MAX_DEPTH);
 	st->skel = profile_bpf__open();
 	if (!st->skel) {
 		err = log_ret(-errno, "profile: opening BPF object: %s", strerror(errno));
@@ -64,6 +102,7 @@ static int profile_prepare(void **out, const struct capture_env *env)
 	}
 	bpf_map__set_max_entries(st->skel->maps.stacks, (uint32_t)env->cfg->capture.max_stacks);
 	bpf_map__set_max_entries(st->skel->maps.counts, (uint32_t)env->cfg->capture.max_stacks);
+	bpf_map__set_value_size(st->skel->maps.stacks, st->stack_depth * sizeof(uint64_t));
 	err = profile_bpf__load(st->skel);
 	if (err) {
 		err = log_ret(err, "profile: loading BPF programs: %s", strerror(-err));
@@ -74,8 +113,11 @@ static int profile_prepare(void **out, const struct capture_env *env)
 	return 0;
 cleanup:
 	profile_bpf__destroy(st->skel);
+	if (st->timer_fd >= 0)
+		close(st->timer_fd);
 	free(st->links);
 	free(st->fds);
+	free(st->seen);
 	free(st);
 	return err;
 }
@@ -83,15 +125,52 @@ cleanup:
 static void profile_stop(void *state)
 {
 	struct profile_state *st = state;
+	struct itimerspec off = { 0 };
 
+	st->running = false;
+	timerfd_settime(st->timer_fd, 0, &off, NULL);
 	perf_clock_detach(st->links, st->fds, st->ncpus);
 	st->attached = 0;
 }
 
-static int profile_start(void *state, const struct capture_target *t, const struct capture_params *p)
+static int profile_timer_fd(void *state)
+{
+	return ((struct profile_state *)state)->timer_fd;
+}
+
+/* Once a second while a window runs: CPUs that came online get an event too. */
+static void profile_timer_ready(void *state)
+{
+	struct profile_state *st = state;
+	uint64_t ticks;
+	int added;
+
+	while (read(st->timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
+		;
+	if (!st->running)
+		return;
+	added = perf_clock_refresh(st->skel->progs.profile_sample, st->frequency, st->links,
+				   st->fds, st->ncpus);
+	if (added > 0)
+		st->cpus_added += added;
+	st->attached = 0;
+	for (int c = 0; c < st->ncpus; c++) {
+		if (st->fds[c] < 0)
+			continue;
+		st->attached++;
+		if (!st->seen[c]) {
+			st->seen[c] = true;
+			st->cpus++;
+		}
+	}
+}
+
+static int profile_start(void *state, const struct capture_target *t,
+			 const struct capture_params *p)
 {
 	struct profile_state *st = state;
 	struct capture_filter f;
+	uint64_t max_rate;
 	int err;
 
 	map_clear(st->skel->maps.counts);
@@ -105,25 +184,29 @@ static int profile_start(void *state, const struct capture_target *t, const stru
 	err = capture_filter_set(st->skel->maps.filter, &f);
 	if (err)
 		return err;
-	st->frequency = p->v[P_FREQUENCY];
+	st->requested_hz = p->v[P_FREQUENCY];
+	st->frequency = st->requested_hz;
+	max_rate = max_sample_rate();
+	if (max_rate && st->frequency > max_rate) {
+		log_warn("profile: %llu Hz is above kernel.perf_event_max_sample_rate: sampling at "
+			 "%llu Hz",
+			 (unsigned long long)st->frequency, (unsigned long long)max_rate);
+		st->frequency = max_rate;
+	}
 	st->attached = perf_clock_attach(st->skel->progs.profile_sample, st->frequency, st->links,
 					 st->fds, st->ncpus);
 	st->cpus = st->attached;
+	st->cpus_added = 0;
+	for (int c = 0; c < st->ncpus; c++)
+		st->seen[c] = st->fds[c] >= 0;
 	if (st->attached == 0)
 		return log_ret(-ENODEV, "profile: no CPU accepted a cpu-clock perf event");
-	return 0;
-}
-
-static int read_stack(struct profile_state *st, int32_t id, uint64_t *frames, unsigned *n)
-{
-	*n = 0;
-	if (id < 0)
-		return 0;
-	if (bpf_map__lookup_elem(st->skel->maps.stacks, &id, sizeof(id), frames,
-				 PROFILE_MAX_DEPTH * sizeof(uint64_t), 0))
-		return -ENOENT;
-	while (*n < PROFILE_MAX_DEPTH && frames[*n])
-		(*n)++;
+	st->running = true;
+	timerfd_settime(
+		st->timer_fd, 0,
+		&(struct itimerspec){ .it_interval = { .tv_sec = CPU_RECHECK_NS / 1000000000 },
+				      .it_value = { .tv_sec = CPU_RECHECK_NS / 1000000000 } },
+		NULL);
 	return 0;
 }
 
@@ -132,7 +215,7 @@ static int profile_collect(void *state, struct capture_result *out)
 	struct profile_state *st = state;
 	const struct agent_config *cfg = st->env.cfg;
 	uint64_t stats[PROFILE_STAT_MAX] = { 0 };
-	uint64_t kframes[PROFILE_MAX_DEPTH], uframes[PROFILE_MAX_DEPTH];
+	uint64_t kframes[PROFILE_MAX_DEPTH], uframes[PROFILE_MAX_DEPTH], truncated = 0;
 	struct profile_key key, next;
 	struct stackset *ss = NULL;
 	struct stackset_render r = { 0 };
@@ -144,6 +227,7 @@ static int profile_collect(void *state, struct capture_result *out)
 		.cgroups = st->env.cgroups,
 	};
 	uint64_t stack_missing = 0;
+	json_t *lost;
 	int fd = bpf_map__fd(st->skel->maps.counts);
 	bool first = true;
 	int err;
@@ -160,9 +244,14 @@ static int profile_collect(void *state, struct capture_result *out)
 		key = next;
 		if (bpf_map_lookup_elem(fd, &key, &count))
 			continue;
-		if (read_stack(st, key.kern_stack_id, kframes, &s.nk) ||
-		    read_stack(st, key.user_stack_id, uframes, &s.nu))
+		if (stack_map_read(st->skel->maps.stacks, key.kern_stack_id, kframes,
+				   PROFILE_MAX_DEPTH, &s.nk) ||
+		    stack_map_read(st->skel->maps.stacks, key.user_stack_id, uframes,
+				   PROFILE_MAX_DEPTH, &s.nu))
 			stack_missing++;
+		/* a stack that fills every frame was most likely cut there */
+		if (s.nk == st->stack_depth || s.nu == st->stack_depth)
+			truncated += count;
 		key.comm[sizeof(key.comm) - 1] = '\0';
 		s.tgid = key.tgid;
 		s.pid = key.pid;
@@ -182,13 +271,31 @@ static int profile_collect(void *state, struct capture_result *out)
 	out->partial = out->lost_events > 0 || r.folded_dropped > 0;
 	out->data = json_object();
 	json_object_set_new(out->data, "frequency_hz", json_integer((json_int_t)st->frequency));
-	json_object_set_new(out->data, "samples", json_integer((json_int_t)stats[PROFILE_STAT_SAMPLES]));
+	if (st->frequency != st->requested_hz)
+		json_object_set_new(out->data, "frequency_requested_hz",
+				    json_integer((json_int_t)st->requested_hz));
+	json_object_set_new(out->data, "samples",
+			    json_integer((json_int_t)stats[PROFILE_STAT_SAMPLES]));
 	json_object_set_new(out->data, "idle_samples_skipped",
 			    json_integer((json_int_t)stats[PROFILE_STAT_IDLE]));
 	json_object_set_new(out->data, "cpus", json_integer(st->cpus));
-	json_object_set_new(out->data, "distinct_stacks", json_integer((json_int_t)stackset_count(ss)));
+	json_object_set_new(out->data, "cpus_added", json_integer(st->cpus_added));
+	json_object_set_new(out->data, "max_stack_depth", json_integer(st->stack_depth));
+	json_object_set_new(out->data, "samples_truncated_stacks",
+			    json_integer((json_int_t)truncated));
+	json_object_set_new(out->data, "distinct_stacks",
+			    json_integer((json_int_t)stackset_count(ss)));
 	json_object_set_new(out->data, "folded_stacks_dropped",
 			    json_integer((json_int_t)r.folded_dropped));
+	lost = json_object();
+	json_object_set_new(lost, "keys_full",
+			    json_integer((json_int_t)stats[PROFILE_STAT_KEYS_FULL]));
+	json_object_set_new(
+		lost, "stacks",
+		json_integer((json_int_t)(stats[PROFILE_STAT_STACK_LOST] + stack_missing)));
+	json_object_set_new(lost, "stacks_over_max_stacks",
+			    json_integer((json_int_t)stackset_dropped(ss)));
+	json_object_set_new(out->data, "lost", lost);
 	json_object_set_new(out->data, "top_stacks", r.top);
 	r.top = NULL;
 	err = capture_result_add_artifact(out, "profile.folded", r.folded, r.folded_len);
@@ -210,8 +317,10 @@ static void profile_release(void *state)
 	profile_stop(st);
 	bpf_owner_forget("profile");
 	profile_bpf__destroy(st->skel);
+	close(st->timer_fd);
 	free(st->links);
 	free(st->fds);
+	free(st->seen);
 	free(st);
 }
 
@@ -225,4 +334,6 @@ const struct capture_ops profile_capture = {
 	.stop = profile_stop,
 	.collect = profile_collect,
 	.release = profile_release,
+	.ring_fd = profile_timer_fd,
+	.ring_ready = profile_timer_ready,
 };

@@ -14,7 +14,9 @@
 #include "agent/log.h"
 #include "agent/symbolize.h"
 #include "agent/util.h"
+#include "probes/bpfutil.h"
 #include "probes/capture.h"
+#include "probes/profile.h"
 
 static struct agent_config cfg;
 static struct symbolizer *sym;
@@ -156,6 +158,70 @@ static void test_cgroup_filter(void **s)
 	assert_int_equal(rmdir(path), 0);
 }
 
+/* 150 frames of recursion, spinning at the bottom */
+__attribute__((noinline)) static unsigned long profile_test_deep(int depth)
+{
+	volatile unsigned long x = 0;
+
+	if (depth > 0)
+		return profile_test_deep(depth - 1) + 1;
+	while (!stop_spinning)
+		x++;
+	return x;
+}
+
+static void *deep_spinner(void *arg)
+{
+	profile_test_deep(150);
+	return arg;
+}
+
+static void test_deep_stacks_kept_to_the_limit(void **s)
+{
+	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
+	struct capture_result res = { 0 };
+	struct capture_params p;
+	unsigned limit = stack_depth_limit(PROFILE_MAX_DEPTH), most = 0;
+	json_t *top, *st;
+	pthread_t th;
+	size_t i;
+
+	capture_params_defaults(ops, &p);
+	p.v[capture_param_index(ops, "frequency")] = 499;
+	stop_spinning = 0;
+	assert_int_equal(ops->start(state, &t, &p), 0);
+	assert_int_equal(pthread_create(&th, NULL, deep_spinner, NULL), 0);
+	sleep(1);
+	stop_spinning = 1;
+	pthread_join(th, NULL);
+	ops->stop(state);
+	assert_int_equal(ops->collect(state, &res), 0);
+	assert_int_equal(json_integer_value(json_object_get(res.data, "max_stack_depth")), limit);
+	top = json_object_get(res.data, "top_stacks");
+	json_array_foreach(top, i, st)
+	{
+		json_t *f;
+		size_t j;
+		unsigned user = 0, deep = 0;
+
+		json_array_foreach(json_object_get(st, "frames"), j, f)
+		{
+			const char *fn = json_string_value(json_object_get(f, "func"));
+
+			user += !json_is_true(json_object_get(f, "kernel"));
+			deep += fn && strcmp(fn, "profile_test_deep") == 0;
+		}
+		/* a 150-deep stack is cut at the limit, never shorter */
+		if (deep)
+			assert_int_equal(user, limit);
+		most = MAX(most, deep);
+	}
+	assert_true(most >= limit - 1);
+	assert_true(json_integer_value(json_object_get(res.data, "samples_truncated_stacks")) > 0);
+	assert_int_equal(json_integer_value(json_object_get(res.data, "cpus_added")), 0);
+	capture_result_clear(&res);
+}
+
 static void test_nothing_sampled_outside_window(void **s)
 {
 	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
@@ -182,6 +248,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pid_filter),
 		cmocka_unit_test(test_cgroup_filter),
+		cmocka_unit_test(test_deep_stacks_kept_to_the_limit),
 		cmocka_unit_test(test_nothing_sampled_outside_window),
 	};
 
