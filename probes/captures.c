@@ -11,10 +11,12 @@
 
 extern const struct capture_ops profile_capture;
 extern const struct capture_ops iotrace_capture;
+extern const struct capture_ops memtrace_capture;
 
 const struct capture_ops *const capture_kinds[] = {
 	&profile_capture,
 	&iotrace_capture,
+	&memtrace_capture,
 	NULL,
 };
 
