@@ -53,6 +53,7 @@ struct iotrace_state {
 	/* this window */
 	uint64_t started_ns, stopped_ns;
 	struct capture_params params;
+	enum capture_target_kind target_kind;
 	char attach_note[160];
 };
 
@@ -245,6 +246,7 @@ static int iotrace_start(void *state, const struct capture_target *t,
 	if (err)
 		return err;
 	st->params = *p;
+	st->target_kind = t->kind;
 	st->attach_note[0] = '\0';
 	st->skel->bss->blocked_threshold_ns = p->v[P_BLOCKED_THRESHOLD] * 1000000ull;
 	bpf_object__for_each_program(prog, st->skel->obj)
@@ -638,7 +640,7 @@ static json_t *processes_json(struct reader *r, uint64_t *omitted)
 	unsigned top_f = (unsigned)r->st->params.v[P_TOP_FILES];
 	struct proc_sum *procs = NULL;
 	struct row **ptrs = NULL;
-	size_t nprocs = 0;
+	size_t nprocs = 0, nptrs = 0;
 	json_t *arr = json_array();
 
 	*omitted = 0;
@@ -653,12 +655,17 @@ static json_t *processes_json(struct reader *r, uint64_t *omitted)
 		struct row *w = &r->rows[i];
 		struct proc_sum *p;
 
-		ptrs[i] = w;
+		/* the agent reading /proc and writing the incident is not the culprit;
+		 * it is listed only when it is the target itself */
+		if (w->key.tgid == (uint32_t)getpid() && r->st->target_kind != TARGET_PID)
+			continue;
+		ptrs[nptrs] = w;
 		if (!nprocs || procs[nprocs - 1].tgid != w->key.tgid) {
 			p = &procs[nprocs++];
 			p->tgid = w->key.tgid;
-			p->files = &ptrs[i];
+			p->files = &ptrs[nptrs];
 		}
+		nptrs++;
 		p = &procs[nprocs - 1];
 		p->nfiles++;
 		fs_merge(&p->total.fs, &w->fs);

@@ -979,8 +979,11 @@ static int memtrace_collect(void *state, struct capture_result *out)
 	if (rs.n)
 		qsort(rs.r, rs.n, sizeof(*rs.r), cmp_row_growth_desc);
 	procs = json_array();
-	for (size_t i = 0; i < rs.n; i++) {
-		if (i >= top) {
+	for (size_t i = 0, listed = 0; i < rs.n; i++) {
+		/* the agent itself is listed only when it is the target */
+		if (rs.r[i].pid == getpid() && st->target.kind != TARGET_PID)
+			continue;
+		if (listed++ >= top) {
 			omitted++;
 			continue;
 		}
