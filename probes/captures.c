@@ -12,11 +12,13 @@
 extern const struct capture_ops profile_capture;
 extern const struct capture_ops iotrace_capture;
 extern const struct capture_ops memtrace_capture;
+extern const struct capture_ops offcpu_capture;
 
 const struct capture_ops *const capture_kinds[] = {
 	&profile_capture,
 	&iotrace_capture,
 	&memtrace_capture,
+	&offcpu_capture,
 	NULL,
 };
 

@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* Off-CPU time: a thread of the target switched out blocked gets a start
+ * record (time, state, stacks); when it runs again the blocked time is added
+ * to its (thread, state, stacks) key. sched_waking runs in the waker's context
+ * and records the waker's stack against the sleeping thread. Everything is
+ * aggregated here: nothing goes to user space per switch. */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "offcpu.h"
+#include "sched.bpf.h"
+
+#define EFAULT 14
+
+/* max_entries of stacks, counts and wakers are set by user space */
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 4096);
+	__uint(key_size, sizeof(u32));
+	__uint(value_size, SCHED_MAX_DEPTH * sizeof(u64));
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, u32);
+	__type(value, struct offcpu_start);
+} start SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct offcpu_key);
+	__type(value, struct offcpu_val);
+} counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct offcpu_waker_key);
+	__type(value, struct offcpu_val);
+} wakers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct offcpu_config);
+} offcpu_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, OFFCPU_STAT_MAX);
+	__type(key, u32);
+	__type(value, u64);
+} stats SEC(".maps");
+
+static __always_inline void stat_inc(u32 which)
+{
+	u64 *v = bpf_map_lookup_elem(&stats, &which);
+
+	if (v)
+		(*v)++;
+}
+
+static __always_inline s32 stack_id(void *ctx, u64 flags)
+{
+	s32 id = bpf_get_stackid(ctx, &stacks, flags);
+
+	/* -EFAULT for the user stack of a kernel thread is expected, not a loss */
+	if (id < 0 && id != -EFAULT)
+		stat_inc(OFFCPU_STAT_STACK_LOST);
+	return id;
+}
+
+static __always_inline void add(void *map, void *key, u64 delta, u32 full_stat)
+{
+	struct offcpu_val *v = bpf_map_lookup_elem(map, key);
+	struct offcpu_val init = { .total_ns = delta, .count = 1, .max_ns = delta };
+
+	if (!v) {
+		if (!bpf_map_update_elem(map, key, &init, BPF_NOEXIST))
+			return;
+		/* a racing insert on another CPU: add to it; else the map is full */
+		v = bpf_map_lookup_elem(map, key);
+		if (!v) {
+			stat_inc(full_stat);
+			return;
+		}
+	}
+	__sync_fetch_and_add(&v->total_ns, delta);
+	__sync_fetch_and_add(&v->count, 1);
+	if (delta > v->max_ns)
+		v->max_ns = delta;
+}
+
+static __always_inline int on_switch(void *ctx, bool preempt, struct task_struct *prev,
+				     struct task_struct *next)
+{
+	struct capture_filter *f = get_filter();
+	u32 zero = 0, prev_pid, next_pid;
+	struct offcpu_config *cfg = bpf_map_lookup_elem(&offcpu_cfg, &zero);
+	struct offcpu_start *s, st;
+	u64 now, delta;
+
+	if (!f || !cfg)
+		return 0;
+	now = bpf_ktime_get_ns();
+
+	/* prev goes off CPU: remember how, if it blocks and is ours */
+	prev_pid = BPF_CORE_READ(prev, pid);
+	if (prev_pid && !preempt) {
+		u32 state = switch_out_state(false, task_state(prev));
+
+		if (state >= SCHED_ST_SLEEP && state <= SCHED_ST_OTHER && task_in_target(f, prev)) {
+			struct offcpu_start ns = {
+				.ts = now,
+				.cgroup_id = task_cgid(f, prev),
+				.state = state,
+				.waker_stack_id = -1,
+			};
+
+			/* sched_switch runs in prev's context: these are its stacks */
+			ns.kern_stack_id = stack_id(ctx, 0);
+			ns.user_stack_id = (cfg->flags & OFFCPU_F_USER_STACK) ?
+						   stack_id(ctx, BPF_F_USER_STACK) :
+						   -1;
+			if (bpf_map_update_elem(&start, &prev_pid, &ns, BPF_ANY))
+				stat_inc(OFFCPU_STAT_START_FULL);
+		}
+	}
+
+	/* next comes back: only threads of the target have a start record */
+	next_pid = BPF_CORE_READ(next, pid);
+	s = bpf_map_lookup_elem(&start, &next_pid);
+	if (!s)
+		return 0;
+	st = *s;
+	bpf_map_delete_elem(&start, &next_pid);
+	delta = now - st.ts;
+	if (delta < cfg->min_block_ns) {
+		stat_inc(OFFCPU_STAT_SHORT);
+		return 0;
+	}
+
+	struct offcpu_key key = {
+		.tgid = BPF_CORE_READ(next, tgid),
+		.pid = next_pid,
+		.cgroup_id = st.cgroup_id,
+		.user_stack_id = st.user_stack_id,
+		.kern_stack_id = st.kern_stack_id,
+		.state = st.state,
+	};
+
+	BPF_CORE_READ_STR_INTO(&key.comm, next, comm);
+	add(&counts, &key, delta, OFFCPU_STAT_KEYS_FULL);
+	stat_inc(OFFCPU_STAT_BLOCKS);
+
+	if (st.waker_pid || st.waker_stack_id >= 0) {
+		struct offcpu_waker_key wk = {
+			.tgid = key.tgid,
+			.pid = key.pid,
+			.waker_tgid = st.waker_tgid,
+			.waker_pid = st.waker_pid,
+			.kern_stack_id = st.kern_stack_id,
+			.waker_stack_id = st.waker_stack_id,
+			.state = st.state,
+		};
+
+		__builtin_memcpy(wk.comm, key.comm, sizeof(wk.comm));
+		__builtin_memcpy(wk.waker_comm, st.waker_comm, sizeof(wk.waker_comm));
+		add(&wakers, &wk, delta, OFFCPU_STAT_WAKERS_FULL);
+	}
+	return 0;
+}
+
+/* Runs in the waker's context (task or interrupt), before the wakee can run. */
+static __always_inline int on_waking(void *ctx, struct task_struct *p)
+{
+	u32 zero = 0, pid = BPF_CORE_READ(p, pid);
+	struct offcpu_config *cfg = bpf_map_lookup_elem(&offcpu_cfg, &zero);
+	struct offcpu_start *s = bpf_map_lookup_elem(&start, &pid);
+	u64 id;
+
+	if (!s || !cfg || !(cfg->flags & OFFCPU_F_WAKER))
+		return 0;
+	id = bpf_get_current_pid_tgid();
+	s->waker_tgid = id >> 32;
+	s->waker_pid = (u32)id;
+	s->waker_stack_id = stack_id(ctx, 0);
+	bpf_get_current_comm(s->waker_comm, sizeof(s->waker_comm));
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(offcpu_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	return on_switch(ctx, preempt, prev, next);
+}
+
+SEC("raw_tp/sched_switch")
+int BPF_PROG(offcpu_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	return on_switch(ctx, preempt, prev, next);
+}
+
+SEC("tp_btf/sched_waking")
+int BPF_PROG(offcpu_waking, struct task_struct *p)
+{
+	return on_waking(ctx, p);
+}
+
+SEC("raw_tp/sched_waking")
+int BPF_PROG(offcpu_waking_raw, struct task_struct *p)
+{
+	return on_waking(ctx, p);
+}
+
+char LICENSE[] SEC("license") = "GPL";

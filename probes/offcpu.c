@@ -1,0 +1,563 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* offcpu capture: loader and reader for offcpu.bpf.c. */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/stacks.h"
+#include "agent/symbolize.h"
+#include "agent/util.h"
+#include "offcpu.skel.h"
+#include "probes/bpfutil.h"
+#include "probes/capture.h"
+#include "probes/offcpu.h"
+#include "probes/schedutil.h"
+
+enum { P_MIN_BLOCK_US, P_WAKER, P_USER_STACKS };
+
+static const struct capture_param_desc offcpu_params[] = {
+	[P_MIN_BLOCK_US] = { "min_block_us", CPARAM_UINT, 0, 60000000, "1000",
+			     "blocks shorter than this (microseconds) are counted, not kept by stack" },
+	[P_WAKER] = { "waker", CPARAM_BOOL, 0, 1, "true",
+		      "record who woke each blocked thread, with the waker's kernel stack" },
+	[P_USER_STACKS] = { "user_stacks", CPARAM_BOOL, 0, 1, "true",
+			    "record user stacks as well as kernel stacks" },
+};
+
+/* the states a blocked thread can be in, each its own stack set */
+static const unsigned offcpu_states[] = { SCHED_ST_SLEEP, SCHED_ST_DISK, SCHED_ST_IDLE,
+					  SCHED_ST_OTHER };
+#define NSTATES (sizeof(offcpu_states) / sizeof(offcpu_states[0]))
+
+struct offcpu_state {
+	struct offcpu_bpf *skel;
+	struct capture_env env;
+	struct bpf_link *links[SCHED_MAX_LINKS];
+	unsigned nlinks;
+	bool btf;
+	uint64_t min_block_us;
+};
+
+static int open_load(struct offcpu_state *st, bool btf)
+{
+	const struct agent_config *cfg = st->env.cfg;
+	uint32_t nstacks = (uint32_t)cfg->capture.max_stacks;
+	int err;
+
+	st->skel = offcpu_bpf__open();
+	if (!st->skel)
+		return -errno;
+	sched_select_flavor(st->skel->obj, btf);
+	bpf_map__set_max_entries(st->skel->maps.stacks, nstacks);
+	bpf_map__set_max_entries(st->skel->maps.counts, nstacks);
+	bpf_map__set_max_entries(st->skel->maps.wakers, nstacks / 4 > 256 ? nstacks / 4 : 256);
+	err = offcpu_bpf__load(st->skel);
+	if (err) {
+		offcpu_bpf__destroy(st->skel);
+		st->skel = NULL;
+	}
+	return err;
+}
+
+static int offcpu_prepare(void **out, const struct capture_env *env)
+{
+	struct offcpu_state *st = calloc(1, sizeof(*st));
+	int err;
+
+	if (!st)
+		return -ENOMEM;
+	st->env = *env;
+	st->btf = !sched_force_raw_tp;
+	err = open_load(st, st->btf);
+	if (err && st->btf) {
+		log_info("offcpu: tp_btf programs did not load (%s); using raw_tp", strerror(-err));
+		st->btf = false;
+		err = open_load(st, false);
+	}
+	if (err) {
+		err = log_ret(err, "offcpu: loading BPF programs: %s", strerror(-err));
+		free(st);
+		return err;
+	}
+	bpf_object_log_ids("offcpu", st->skel->obj);
+	*out = st;
+	return 0;
+}
+
+static void clear_maps(struct offcpu_state *st)
+{
+	map_clear(st->skel->maps.start);
+	map_clear(st->skel->maps.counts);
+	map_clear(st->skel->maps.wakers);
+	map_clear(st->skel->maps.stacks);
+}
+
+static void offcpu_stop(void *state)
+{
+	struct offcpu_state *st = state;
+
+	sched_detach(st->links, &st->nlinks);
+}
+
+static int offcpu_start(void *state, const struct capture_target *t, const struct capture_params *p)
+{
+	struct offcpu_state *st = state;
+	struct offcpu_config c = { 0 };
+	struct capture_filter f;
+	uint32_t zero = 0;
+	int err;
+
+	clear_maps(st);
+	percpu_counters_zero(st->skel->maps.stats, OFFCPU_STAT_MAX);
+	err = capture_filter_fill(&f, t, st->env.cgroups);
+	if (err)
+		return err;
+	err = capture_filter_set(st->skel->maps.filter, &f);
+	if (err)
+		return err;
+	st->min_block_us = p->v[P_MIN_BLOCK_US];
+	c.min_block_ns = st->min_block_us * 1000;
+	c.flags = (p->v[P_WAKER] ? OFFCPU_F_WAKER : 0) |
+		  (p->v[P_USER_STACKS] ? OFFCPU_F_USER_STACK : 0);
+	err = bpf_map__update_elem(st->skel->maps.offcpu_cfg, &zero, sizeof(zero), &c, sizeof(c), 0);
+	if (err)
+		return err;
+	return sched_attach(st->skel->obj, st->links, &st->nlinks);
+}
+
+struct thread_sum {
+	uint32_t tgid, pid;
+	uint64_t cgroup_id;
+	char comm[SCHED_TASK_COMM_LEN];
+	uint64_t ns[SCHED_ST_MAX];
+	uint64_t blocks, max_ns;
+};
+
+struct thread_table {
+	struct thread_sum *v;
+	size_t n, cap;
+};
+
+/* Rows come grouped by thread (sorted), so a thread is the last entry or new. */
+static int thread_add(struct thread_table *t, const struct offcpu_key *k,
+		      const struct offcpu_val *v)
+{
+	struct thread_sum *s = t->n ? &t->v[t->n - 1] : NULL;
+
+	if (!s || s->pid != k->pid || s->tgid != k->tgid) {
+		if (t->n == t->cap) {
+			size_t cap = t->cap ? t->cap * 2 : 32;
+			struct thread_sum *p = realloc(t->v, cap * sizeof(*p));
+
+			if (!p)
+				return -ENOMEM;
+			t->v = p;
+			t->cap = cap;
+		}
+		s = &t->v[t->n++];
+		memset(s, 0, sizeof(*s));
+		s->tgid = k->tgid;
+		s->pid = k->pid;
+		s->cgroup_id = k->cgroup_id;
+		sched_comm(s->comm, k->comm);
+	}
+	if (k->state < SCHED_ST_MAX)
+		s->ns[k->state] += v->total_ns;
+	s->blocks += v->count;
+	if (v->max_ns > s->max_ns)
+		s->max_ns = v->max_ns;
+	return 0;
+}
+
+struct count_row {
+	struct offcpu_key k;
+	struct offcpu_val v;
+};
+
+static int cmp_row_thread(const void *a, const void *b)
+{
+	const struct count_row *x = a, *y = b;
+
+	if (x->k.tgid != y->k.tgid)
+		return x->k.tgid < y->k.tgid ? -1 : 1;
+	return x->k.pid < y->k.pid ? -1 : x->k.pid > y->k.pid;
+}
+
+static uint64_t thread_total(const struct thread_sum *s)
+{
+	uint64_t t = 0;
+
+	for (unsigned i = 0; i < SCHED_ST_MAX; i++)
+		t += s->ns[i];
+	return t;
+}
+
+static int cmp_thread(const void *a, const void *b)
+{
+	uint64_t x = thread_total(a), y = thread_total(b);
+
+	return x > y ? -1 : x < y;
+}
+
+static json_t *threads_json(struct offcpu_state *st, struct thread_table *t, unsigned top_n)
+{
+	json_t *arr = json_array();
+
+	if (t->n)
+		qsort(t->v, t->n, sizeof(*t->v), cmp_thread);
+	for (size_t i = 0; i < t->n && i < top_n; i++) {
+		const struct thread_sum *s = &t->v[i];
+		json_t *o = json_object();
+
+		json_object_set_new(o, "pid", json_integer(s->tgid));
+		json_object_set_new(o, "tid", json_integer(s->pid));
+		json_object_set_new(o, "comm", json_string(s->comm));
+		json_object_set_new(o, "blocked_us", json_integer((json_int_t)(thread_total(s) / 1000)));
+		json_object_set_new(o, "sleep_us",
+				    json_integer((json_int_t)(s->ns[SCHED_ST_SLEEP] / 1000)));
+		json_object_set_new(o, "disk_us", json_integer((json_int_t)(s->ns[SCHED_ST_DISK] / 1000)));
+		json_object_set_new(o, "other_us",
+				    json_integer((json_int_t)((s->ns[SCHED_ST_IDLE] +
+							       s->ns[SCHED_ST_OTHER]) / 1000)));
+		json_object_set_new(o, "blocks", json_integer((json_int_t)s->blocks));
+		json_object_set_new(o, "max_block_us", json_integer((json_int_t)(s->max_ns / 1000)));
+		sched_json_set_cgroup(o, st->env.cgroups, s->cgroup_id);
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
+/* The first frame that is not the scheduler itself: where the thread blocked. */
+static void blocked_in(struct offcpu_state *st, const uint64_t *frames, unsigned n, char *buf,
+		       size_t len)
+{
+	static const char *const sched_prefixes[] = { "__schedule", "schedule",	 "__traceiter_",
+						      "bpf_",	    "__bpf_",	 "preempt_schedule",
+						      "trace_call_bpf", "perf_" };
+
+	buf[0] = '\0';
+	for (unsigned i = 0; i < n; i++) {
+		bool skip = false;
+
+		sched_frame_text(st->env.sym, 0, frames[i], true, buf, len);
+		for (size_t j = 0; j < ARRAY_SIZE(sched_prefixes); j++)
+			skip |= strncmp(buf, sched_prefixes[j], strlen(sched_prefixes[j])) == 0;
+		if (!skip)
+			return;
+	}
+}
+
+struct waker_row {
+	struct offcpu_waker_key k;
+	struct offcpu_val v;
+};
+
+static int cmp_waker(const void *a, const void *b)
+{
+	const struct waker_row *x = a, *y = b;
+
+	return x->v.total_ns > y->v.total_ns ? -1 : x->v.total_ns < y->v.total_ns;
+}
+
+static json_t *wakers_json(struct offcpu_state *st, unsigned top_n, uint64_t *missing)
+{
+	int fd = bpf_map__fd(st->skel->maps.wakers);
+	struct offcpu_waker_key key, next;
+	struct waker_row *rows = NULL;
+	size_t n = 0, cap = 0;
+	json_t *arr = json_array();
+	uint64_t frames[SCHED_MAX_DEPTH];
+	bool first = true;
+
+	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
+		first = false;
+		key = next;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			struct waker_row *p = realloc(rows, ncap * sizeof(*p));
+
+			if (!p)
+				break;
+			rows = p;
+			cap = ncap;
+		}
+		rows[n].k = key;
+		if (bpf_map_lookup_elem(fd, &key, &rows[n].v) == 0)
+			n++;
+	}
+	if (n)
+		qsort(rows, n, sizeof(*rows), cmp_waker);
+	for (size_t i = 0; i < n && i < top_n; i++) {
+		const struct waker_row *r = &rows[i];
+		json_t *o = json_object();
+		char comm[SCHED_TASK_COMM_LEN], text[256];
+		unsigned nf, skip;
+
+		sched_comm(comm, r->k.comm);
+		json_object_set_new(o, "pid", json_integer(r->k.tgid));
+		json_object_set_new(o, "tid", json_integer(r->k.pid));
+		json_object_set_new(o, "comm", json_string(comm));
+		json_object_set_new(o, "state", json_string(sched_state_name(r->k.state)));
+		if (sched_stack_read(st->skel->maps.stacks, r->k.kern_stack_id, frames, &nf) == 0 &&
+		    nf) {
+			blocked_in(st, frames, nf, text, sizeof(text));
+			json_object_set_new(o, "blocked_in", json_string(text));
+		}
+		sched_comm(comm, r->k.waker_comm);
+		json_object_set_new(o, "waker_pid", json_integer(r->k.waker_tgid));
+		json_object_set_new(o, "waker_tid", json_integer(r->k.waker_pid));
+		json_object_set_new(o, "waker_comm", json_string(r->k.waker_pid ? comm : "[idle]"));
+		json_object_set_new(o, "blocked_us", json_integer((json_int_t)(r->v.total_ns / 1000)));
+		json_object_set_new(o, "wakeups", json_integer((json_int_t)r->v.count));
+		if (sched_stack_read(st->skel->maps.stacks, r->k.waker_stack_id, frames, &nf))
+			(*missing)++;
+		skip = sched_trace_frames(st->env.sym, frames, nf);
+		json_object_set_new(o, "frames", sched_frames_json(st->env.sym, 0, frames + skip,
+								   nf - skip, NULL, 0));
+		json_array_append_new(arr, o);
+	}
+	free(rows);
+	return arr;
+}
+
+/* "comm;frames value" -> "comm;[S];frames value": the state becomes the
+ * flame graph's second level. */
+static int folded_append_state(char **buf, size_t *len, const char *folded, const char *state)
+{
+	size_t extra = 0, in = strlen(folded), o;
+	char *p;
+
+	for (const char *c = folded; *c; c++)
+		extra += *c == '\n';
+	extra = (extra + 1) * (strlen(state) + 3);
+	p = realloc(*buf, *len + in + extra + 1);
+	if (!p)
+		return -ENOMEM;
+	*buf = p;
+	o = *len;
+	for (const char *line = folded; *line;) {
+		const char *end = strchr(line, '\n');
+		size_t l = end ? (size_t)(end - line) + 1 : strlen(line);
+		size_t comm = strcspn(line, "; ");
+
+		if (comm > l)
+			comm = l;
+		memcpy(p + o, line, comm);
+		o += comm;
+		o += (size_t)sprintf(p + o, ";[%s]", state);
+		memcpy(p + o, line + comm, l - comm);
+		o += l - comm;
+		line += l;
+	}
+	p[o] = '\0';
+	*len = o;
+	return 0;
+}
+
+static int cmp_top_desc(const void *a, const void *b)
+{
+	json_t *const *x = a, *const *y = b;
+	json_int_t vx = json_integer_value(json_object_get(*x, "blocked_us"));
+	json_int_t vy = json_integer_value(json_object_get(*y, "blocked_us"));
+
+	return vx > vy ? -1 : vx < vy;
+}
+
+static int offcpu_collect(void *state, struct capture_result *out)
+{
+	struct offcpu_state *st = state;
+	const struct agent_config *cfg = st->env.cfg;
+	unsigned top_n = (unsigned)cfg->capture.top_stacks;
+	uint64_t stats[OFFCPU_STAT_MAX] = { 0 };
+	uint64_t kframes[SCHED_MAX_DEPTH], uframes[SCHED_MAX_DEPTH];
+	struct stackset *ss[NSTATES] = { 0 };
+	struct stackset_render r[NSTATES];
+	struct thread_table threads = { 0 };
+	struct offcpu_key key, next;
+	struct count_row *rows = NULL;
+	size_t nrows = 0, rows_cap = 0;
+	int fd = bpf_map__fd(st->skel->maps.counts);
+	uint64_t stack_missing = 0, total_ns = 0, dropped = 0, folded_dropped = 0;
+	json_t *tops = json_array(), *by_state = json_object(), *arr;
+	char *folded = NULL;
+	size_t folded_len = 0;
+	bool first = true;
+	int err = 0;
+
+	memset(r, 0, sizeof(r));
+	for (unsigned i = 0; i < NSTATES && !err; i++)
+		err = stackset_new(&ss[i], (unsigned)cfg->capture.max_stacks);
+	if (err)
+		goto cleanup;
+	percpu_counters_read(st->skel->maps.stats, stats, OFFCPU_STAT_MAX);
+	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
+		first = false;
+		key = next;
+		if (nrows == rows_cap) {
+			size_t cap = rows_cap ? rows_cap * 2 : 256;
+			struct count_row *p = realloc(rows, cap * sizeof(*p));
+
+			if (!p) {
+				err = -ENOMEM;
+				goto cleanup;
+			}
+			rows = p;
+			rows_cap = cap;
+		}
+		rows[nrows].k = key;
+		if (bpf_map_lookup_elem(fd, &key, &rows[nrows].v) == 0)
+			nrows++;
+	}
+	if (nrows)
+		qsort(rows, nrows, sizeof(*rows), cmp_row_thread);
+	for (size_t i = 0; i < nrows; i++) {
+		struct offcpu_key *k = &rows[i].k;
+		struct stack_sample s = { 0 };
+		unsigned si = 0, skip;
+
+		for (unsigned j = 0; j < NSTATES; j++)
+			if (offcpu_states[j] == k->state)
+				si = j;
+		if (sched_stack_read(st->skel->maps.stacks, k->kern_stack_id, kframes, &s.nk) ||
+		    sched_stack_read(st->skel->maps.stacks, k->user_stack_id, uframes, &s.nu))
+			stack_missing++;
+		k->comm[sizeof(k->comm) - 1] = '\0';
+		skip = sched_trace_frames(st->env.sym, kframes, s.nk);
+		s.tgid = k->tgid;
+		s.pid = k->pid;
+		s.cgroup_id = k->cgroup_id;
+		s.comm = k->comm;
+		s.kstack = kframes + skip;
+		s.nk -= skip;
+		s.ustack = uframes;
+		s.value = rows[i].v.total_ns / 1000;
+		stackset_add(ss[si], &s);
+		err = thread_add(&threads, k, &rows[i].v);
+		if (err)
+			goto cleanup;
+		total_ns += rows[i].v.total_ns;
+	}
+	for (unsigned i = 0; i < NSTATES; i++) {
+		const char *name = sched_state_name(offcpu_states[i]);
+		struct stackset_render_opts ro = {
+			.top_n = top_n,
+			.folded_max = cfg->local.max_incident_size / 2 / NSTATES,
+			.value_key = "blocked_us",
+			.sym = st->env.sym,
+			.cgroups = st->env.cgroups,
+		};
+		size_t j;
+		json_t *e;
+
+		err = stackset_render(ss[i], &ro, &r[i]);
+		if (err)
+			goto cleanup;
+		json_object_set_new(by_state, name, json_integer((json_int_t)r[i].total));
+		json_array_foreach(r[i].top, j, e)
+		{
+			json_object_set_new(e, "state", json_string(name));
+			json_array_append(tops, e);
+		}
+		err = folded_append_state(&folded, &folded_len, r[i].folded, name);
+		if (err)
+			goto cleanup;
+		folded_dropped += r[i].folded_dropped;
+		dropped += stackset_dropped(ss[i]);
+	}
+	/* one list over all states, largest first, shares of all blocked time */
+	{
+		size_t n = json_array_size(tops);
+		json_t **v = calloc(n ? n : 1, sizeof(*v)), *sorted = json_array();
+
+		if (!v) {
+			json_decref(sorted);
+			err = -ENOMEM;
+			goto cleanup;
+		}
+		for (size_t i = 0; i < n; i++)
+			v[i] = json_array_get(tops, i);
+		if (n)
+			qsort(v, n, sizeof(*v), cmp_top_desc);
+		for (size_t i = 0; i < n && i < top_n; i++) {
+			double us = (double)json_integer_value(json_object_get(v[i], "blocked_us"));
+
+			json_object_set_new(v[i], "pct",
+					    json_real(total_ns ? 100.0 * us * 1000 / (double)total_ns :
+								 0));
+			json_array_append(sorted, v[i]);
+		}
+		free(v);
+		json_decref(tops);
+		tops = sorted;
+	}
+
+	out->data = json_object();
+	json_object_set_new(out->data, "min_block_us", json_integer((json_int_t)st->min_block_us));
+	json_object_set_new(out->data, "blocks", json_integer((json_int_t)stats[OFFCPU_STAT_BLOCKS]));
+	json_object_set_new(out->data, "short_blocks",
+			    json_integer((json_int_t)stats[OFFCPU_STAT_SHORT]));
+	json_object_set_new(out->data, "blocked_us", json_integer((json_int_t)(total_ns / 1000)));
+	json_object_set_new(out->data, "blocked_us_by_state", by_state);
+	by_state = NULL;
+	json_object_set_new(out->data, "tracepoints", json_string(st->btf ? "tp_btf" : "raw_tp"));
+	json_object_set_new(out->data, "distinct_stacks",
+			    json_integer((json_int_t)(stackset_count(ss[0]) + stackset_count(ss[1]) +
+						      stackset_count(ss[2]) +
+						      stackset_count(ss[3]))));
+	json_object_set_new(out->data, "folded_stacks_dropped",
+			    json_integer((json_int_t)folded_dropped));
+	json_object_set_new(out->data, "top_stacks", tops);
+	tops = NULL;
+	json_object_set_new(out->data, "threads", threads_json(st, &threads, top_n));
+	arr = wakers_json(st, top_n, &stack_missing);
+	json_object_set_new(out->data, "wakers", arr);
+
+	out->lost_events = stats[OFFCPU_STAT_START_FULL] + stats[OFFCPU_STAT_KEYS_FULL] +
+			   stats[OFFCPU_STAT_WAKERS_FULL] + stats[OFFCPU_STAT_STACK_LOST] +
+			   stack_missing + dropped;
+	out->partial = out->lost_events > 0 || folded_dropped > 0;
+	err = capture_result_add_artifact(out, "offcpu.folded", folded, folded_len);
+	folded = NULL;
+cleanup:
+	for (unsigned i = 0; i < NSTATES; i++) {
+		stackset_render_clear(&r[i]);
+		stackset_free(&ss[i]);
+	}
+	json_decref(tops);
+	json_decref(by_state);
+	free(folded);
+	free(threads.v);
+	free(rows);
+	clear_maps(st);
+	return err;
+}
+
+static void offcpu_release(void *state)
+{
+	struct offcpu_state *st = state;
+
+	if (!st)
+		return;
+	offcpu_stop(st);
+	bpf_owner_forget("offcpu");
+	offcpu_bpf__destroy(st->skel);
+	free(st);
+}
+
+const struct capture_ops offcpu_capture = {
+	.kind = "offcpu",
+	.help = "blocked (off-CPU) time by thread, state (S/D) and kernel + user stack, with wakers",
+	.params = offcpu_params,
+	.nparams = ARRAY_SIZE(offcpu_params),
+	.prepare = offcpu_prepare,
+	.start = offcpu_start,
+	.stop = offcpu_stop,
+	.collect = offcpu_collect,
+	.release = offcpu_release,
+};

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* offcpu: blocked time by (thread, state, kernel + user stack), and who woke the
+ * thread. ABI with offcpu.bpf.c. */
+#pragma once
+#include "filter.h"
+#include "sched.h"
+
+struct offcpu_config {
+	u64 min_block_ns; /* shorter blocks are counted, not recorded by stack */
+	u32 flags;        /* OFFCPU_F_* */
+	u32 pad;
+};
+
+#define OFFCPU_F_WAKER      1u /* record who woke each blocked thread */
+#define OFFCPU_F_USER_STACK 2u /* record user stacks too */
+
+/* A thread switched out blocked: when and where, kept until it runs again. */
+struct offcpu_start {
+	u64 ts;
+	u64 cgroup_id;
+	s32 kern_stack_id;
+	s32 user_stack_id;
+	u32 state; /* enum sched_state */
+	/* filled by sched_waking, which runs in the waker's context */
+	u32 waker_tgid;
+	u32 waker_pid;
+	s32 waker_stack_id;
+	char waker_comm[SCHED_TASK_COMM_LEN];
+};
+
+struct offcpu_key {
+	u32 tgid;
+	u32 pid;
+	u64 cgroup_id;
+	s32 user_stack_id; /* < 0: none (kernel thread, not asked) or lost */
+	s32 kern_stack_id;
+	u32 state;
+	u32 pad;
+	char comm[SCHED_TASK_COMM_LEN];
+};
+
+struct offcpu_val {
+	u64 total_ns;
+	u64 count;
+	u64 max_ns;
+};
+
+/* (blocked thread, its kernel stack, the waker and its kernel stack) */
+struct offcpu_waker_key {
+	u32 tgid;
+	u32 pid;
+	u32 waker_tgid;
+	u32 waker_pid;
+	s32 kern_stack_id;
+	s32 waker_stack_id;
+	u32 state;
+	u32 pad;
+	char comm[SCHED_TASK_COMM_LEN];
+	char waker_comm[SCHED_TASK_COMM_LEN];
+};
+
+enum offcpu_stat {
+	OFFCPU_STAT_BLOCKS,       /* blocks recorded by stack */
+	OFFCPU_STAT_SHORT,        /* blocks under min_block, not recorded */
+	OFFCPU_STAT_START_FULL,   /* switch-outs lost: start map full */
+	OFFCPU_STAT_KEYS_FULL,    /* blocks lost: counts map full */
+	OFFCPU_STAT_WAKERS_FULL,  /* waker records lost: wakers map full */
+	OFFCPU_STAT_STACK_LOST,   /* stacks lost: stack map full or colliding */
+	OFFCPU_STAT_MAX
+};
+
+_Static_assert(sizeof(struct offcpu_config) == 16, "offcpu_config ABI");
+_Static_assert(sizeof(struct offcpu_start) == 56, "offcpu_start ABI");
+_Static_assert(sizeof(struct offcpu_key) == 48, "offcpu_key ABI");
+_Static_assert(sizeof(struct offcpu_val) == 24, "offcpu_val ABI");
+_Static_assert(sizeof(struct offcpu_waker_key) == 64, "offcpu_waker_key ABI");

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Scheduler helpers shared by the offcpu, dstate, runq and timeline programs:
+ * task states as the captures classify them, the target check, and the
+ * per-CPU run queue. */
+#pragma once
+#include "filter.bpf.h"
+#include "sched.h"
+
+/* include/linux/sched.h; the values are ABI (they show in /proc and tracepoints) */
+#define TASK_INTERRUPTIBLE_   0x0001
+#define TASK_UNINTERRUPTIBLE_ 0x0002
+#define TASK_STOPPED_         0x0004
+#define TASK_TRACED_          0x0008
+#define EXIT_DEAD_            0x0010
+#define EXIT_ZOMBIE_          0x0020
+#define TASK_PARKED_          0x0040
+#define TASK_DEAD_            0x0080
+#define TASK_NOLOAD_          0x0400
+#define TASK_RTLOCK_WAIT_     0x1000
+#define TASK_FROZEN_          0x8000
+
+/* The run queue of this CPU (for nr_running and the run-queue clock). */
+extern struct rq runqueues __ksym;
+
+/*
+ * What a task switched out at sched_switch is now doing. A preempted task is
+ * still runnable whatever its state says (the kernel reports it as R+ too).
+ */
+static __always_inline u32 switch_out_state(bool preempt, unsigned int state)
+{
+	if (preempt || state == 0)
+		return SCHED_ST_RUNNABLE;
+	if (state & (TASK_DEAD_ | EXIT_DEAD_ | EXIT_ZOMBIE_))
+		return SCHED_ST_DEAD;
+	if (state & TASK_NOLOAD_)
+		return SCHED_ST_IDLE; /* TASK_IDLE: an idle kernel thread, not in the load */
+	if (state & (TASK_UNINTERRUPTIBLE_ | TASK_RTLOCK_WAIT_))
+		return SCHED_ST_DISK;
+	if (state & TASK_INTERRUPTIBLE_)
+		return SCHED_ST_SLEEP;
+	return SCHED_ST_OTHER; /* stopped, traced, parked, frozen */
+}
+
+/* Is the task part of the capture's target? The cgroup is only looked up when
+ * the filter needs it: this runs on the scheduler's hot path. */
+static __always_inline bool task_in_target(struct capture_filter *f, struct task_struct *task)
+{
+	u32 tgid;
+
+	if (f->mode == FILTER_ALL)
+		return true;
+	tgid = BPF_CORE_READ(task, tgid);
+	if (f->mode == FILTER_TGID)
+		return tgid == f->tgid;
+	return filter_match(f, task, tgid, task_cgid(f, task));
+}
+
+/* Tasks runnable on this CPU now, the running one included. */
+static __always_inline u32 this_cpu_nr_running(void)
+{
+	struct rq *rq = bpf_this_cpu_ptr(&runqueues);
+
+	return rq ? rq->nr_running : 0;
+}

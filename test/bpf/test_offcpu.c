@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The offcpu capture on the real kernel: this test's own threads block in
+ * nanosleep (S), in a futex woken by the main thread (S, with a waker), and
+ * in vfork (D); the capture must name each path, filtered to this process,
+ * with tp_btf and with the raw_tp fallback. */
+#include "testutil.h"
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/cgroups.h"
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/symbolize.h"
+#include "probes/capture.h"
+#include "probes/schedutil.h"
+
+static struct agent_config cfg;
+static struct symbolizer *sym;
+static struct cgroups *cgroups;
+static const struct capture_ops *ops;
+static void *state;
+
+static atomic_int futex_word;
+static atomic_int sleeper_tid, futex_tid, vfork_tid;
+
+__attribute__((noinline)) static void offcpu_test_nap(void)
+{
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+	__asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) static void *offcpu_test_sleeper(void *arg)
+{
+	sleeper_tid = (int)gettid();
+	for (int i = 0; i < 25; i++)
+		offcpu_test_nap();
+	__asm__ volatile("" ::: "memory");
+	return arg;
+}
+
+__attribute__((noinline)) static void *offcpu_test_futex_waiter(void *arg)
+{
+	futex_tid = (int)gettid();
+	for (int round = 1; round <= 3; round++) {
+		/* wait until the main thread bumps the word to this round */
+		while (atomic_load(&futex_word) < round)
+			syscall(SYS_futex, &futex_word, FUTEX_WAIT_PRIVATE, round - 1, NULL, NULL, 0);
+	}
+	return arg;
+}
+
+__attribute__((noinline)) static void *offcpu_test_vforker(void *arg)
+{
+	pid_t child;
+
+	vfork_tid = (int)gettid();
+	child = vfork();
+	if (child == 0) {
+		struct timespec ts = { 0, 300 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+		_exit(0);
+	}
+	if (child > 0)
+		waitpid(child, NULL, 0);
+	return arg;
+}
+
+static int setup(void **s)
+{
+	struct symbolizer_opts so = { .cache_bytes = 64 << 20 };
+
+	require_root_or_exit("bpf/offcpu");
+	log_route_libbpf();
+	config_defaults(&cfg);
+	cfg.capture.max_stacks = 4096;
+	cfg.capture.top_stacks = 50;
+	assert_int_equal(symbolizer_new(&sym, &so), 0);
+	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
+	ops = capture_kind_lookup("offcpu");
+	assert_non_null(ops);
+	return 0;
+}
+
+static void prepare(bool raw_tp)
+{
+	struct capture_env env = { .cfg = &cfg, .sym = sym, .cgroups = cgroups };
+
+	if (state)
+		ops->release(state);
+	state = NULL;
+	sched_force_raw_tp = raw_tp;
+	assert_int_equal(ops->prepare(&state, &env), 0);
+	sched_force_raw_tp = false;
+}
+
+static int teardown(void **s)
+{
+	if (ops && state)
+		ops->release(state);
+	symbolizer_free(&sym);
+	cgroups_free(&cgroups);
+	return 0;
+}
+
+/* Runs the three blockers under a capture of this process. */
+static void run_capture(struct capture_params *p, struct capture_result *res)
+{
+	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
+	pthread_t th[3];
+
+	futex_word = 0;
+	assert_int_equal(ops->start(state, &t, p), 0);
+	assert_int_equal(pthread_create(&th[0], NULL, offcpu_test_sleeper, NULL), 0);
+	assert_int_equal(pthread_create(&th[1], NULL, offcpu_test_futex_waiter, NULL), 0);
+	assert_int_equal(pthread_create(&th[2], NULL, offcpu_test_vforker, NULL), 0);
+	for (int round = 1; round <= 3; round++) {
+		usleep(150 * 1000);
+		atomic_store(&futex_word, round);
+		syscall(SYS_futex, &futex_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	}
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	ops->stop(state);
+	memset(res, 0, sizeof(*res));
+	assert_int_equal(ops->collect(state, res), 0);
+}
+
+static bool frames_have(json_t *frames, const char *const *names, bool kernel)
+{
+	json_t *f;
+	size_t i;
+
+	json_array_foreach(frames, i, f)
+	{
+		const char *fn = json_string_value(json_object_get(f, "func"));
+
+		if (!fn || json_is_true(json_object_get(f, "kernel")) != kernel)
+			continue;
+		for (const char *const *n = names; *n; n++)
+			if (strstr(fn, *n))
+				return true;
+	}
+	return false;
+}
+
+/* The largest stack of thread tid, in this state. */
+static json_t *top_of(json_t *data, int tid, const char *state_name)
+{
+	json_t *st;
+	size_t i;
+
+	json_array_foreach(json_object_get(data, "top_stacks"), i, st)
+		if (json_integer_value(json_object_get(st, "tid")) == tid &&
+		    strcmp(json_string_value(json_object_get(st, "state")), state_name) == 0)
+			return st;
+	return NULL;
+}
+
+static void dump(json_t *data)
+{
+	char *t = json_dumps(data, JSON_INDENT(1));
+
+	print_error("%.6000s\n", t);
+	free(t);
+}
+
+static void check_blockers_seen(json_t *data, const struct capture_result *res)
+{
+	static const char *const nsleep[] = { "do_nanosleep", "hrtimer_nanosleep", NULL };
+	static const char *const futex[] = { "futex_wait", NULL };
+	static const char *const vfork_wait[] = { "kernel_clone", "__do_sys_vfork",
+						  "wait_for_vfork_done", NULL };
+	static const char *const user_sleeper[] = { "offcpu_test_", NULL };
+	json_t *st, *w;
+	size_t i;
+	bool waker_seen = false;
+
+	json_array_foreach(json_object_get(data, "top_stacks"), i, st)
+		assert_int_equal(json_integer_value(json_object_get(st, "pid")), getpid());
+
+	st = top_of(data, sleeper_tid, "S");
+	if (!st || !frames_have(json_object_get(st, "frames"), nsleep, true))
+		dump(data);
+	assert_non_null(st);
+	assert_true(frames_have(json_object_get(st, "frames"), nsleep, true));
+	assert_true(frames_have(json_object_get(st, "frames"), user_sleeper, false));
+	/* 25 naps of 20 ms */
+	assert_true(json_integer_value(json_object_get(st, "blocked_us")) > 400000);
+
+	st = top_of(data, futex_tid, "S");
+	if (!st)
+		dump(data);
+	assert_non_null(st);
+	assert_true(frames_have(json_object_get(st, "frames"), futex, true));
+
+	st = top_of(data, vfork_tid, "D");
+	if (!st)
+		dump(data);
+	assert_non_null(st);
+	assert_true(frames_have(json_object_get(st, "frames"), vfork_wait, true));
+	assert_true(json_integer_value(json_object_get(st, "blocked_us")) > 250000);
+
+	/* the futex waiter was woken by the main thread, in futex_wake */
+	json_array_foreach(json_object_get(data, "wakers"), i, w)
+	{
+		static const char *const wake[] = { "futex_wake", NULL };
+
+		if (json_integer_value(json_object_get(w, "tid")) == futex_tid &&
+		    json_integer_value(json_object_get(w, "waker_tid")) == getpid() &&
+		    frames_have(json_object_get(w, "frames"), wake, true))
+			waker_seen = true;
+	}
+	if (!waker_seen)
+		dump(json_object_get(data, "wakers"));
+	assert_true(waker_seen);
+
+	assert_true(json_integer_value(json_object_get(
+			    json_object_get(data, "blocked_us_by_state"), "D")) > 250000);
+	assert_int_equal(res->nartifacts, 1);
+	assert_string_equal(res->artifacts[0].name, "offcpu.folded");
+	assert_non_null(strstr(res->artifacts[0].data, ";[S];"));
+	assert_non_null(strstr(res->artifacts[0].data, ";[D];"));
+	assert_non_null(strstr(res->artifacts[0].data, "do_nanosleep_[k]"));
+}
+
+static void test_blocking_paths(void **s)
+{
+	struct capture_params p;
+	struct capture_result res;
+
+	prepare(false);
+	capture_params_defaults(ops, &p);
+	run_capture(&p, &res);
+	assert_string_equal(json_string_value(json_object_get(res.data, "tracepoints")), "tp_btf");
+	check_blockers_seen(res.data, &res);
+	capture_result_clear(&res);
+}
+
+static void test_raw_tp_fallback(void **s)
+{
+	struct capture_params p;
+	struct capture_result res;
+
+	prepare(true);
+	capture_params_defaults(ops, &p);
+	run_capture(&p, &res);
+	assert_string_equal(json_string_value(json_object_get(res.data, "tracepoints")), "raw_tp");
+	check_blockers_seen(res.data, &res);
+	capture_result_clear(&res);
+	prepare(false);
+}
+
+static void test_min_block(void **s)
+{
+	struct capture_params p;
+	struct capture_result res;
+
+	prepare(false);
+	capture_params_defaults(ops, &p);
+	p.v[capture_param_index(ops, "min_block_us")] = 10 * 1000 * 1000;
+	run_capture(&p, &res);
+	/* every block was shorter than 10 s: counted, none kept by stack */
+	assert_int_equal(json_integer_value(json_object_get(res.data, "blocks")), 0);
+	assert_true(json_integer_value(json_object_get(res.data, "short_blocks")) > 25);
+	assert_int_equal(json_array_size(json_object_get(res.data, "top_stacks")), 0);
+	capture_result_clear(&res);
+}
+
+static void test_nothing_outside_window(void **s)
+{
+	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
+	struct capture_params p;
+	struct capture_result res = { 0 };
+	pthread_t th;
+
+	capture_params_defaults(ops, &p);
+	assert_int_equal(ops->start(state, &t, &p), 0);
+	ops->stop(state);
+	assert_int_equal(pthread_create(&th, NULL, offcpu_test_sleeper, NULL), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(ops->collect(state, &res), 0);
+	assert_int_equal(json_integer_value(json_object_get(res.data, "blocks")), 0);
+	capture_result_clear(&res);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_blocking_paths),
+		cmocka_unit_test(test_raw_tp_fallback),
+		cmocka_unit_test(test_min_block),
+		cmocka_unit_test(test_nothing_outside_window),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
