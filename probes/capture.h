@@ -21,22 +21,31 @@ struct capture_target {
 	char cgroup[512];   /* its path, for the incident */
 };
 
-enum cparam_type { CPARAM_UINT, CPARAM_DURATION, CPARAM_BOOL };
+/* CPARAM_STRINGS: a list of text entries (a YAML sequence in rules); at most one
+ * such parameter per kind, its entries kept in capture_params.text. */
+enum cparam_type { CPARAM_UINT, CPARAM_DURATION, CPARAM_BOOL, CPARAM_STRINGS };
 
 struct capture_param_desc {
 	const char *name;
 	enum cparam_type type;
-	uint64_t min, max; /* inclusive; durations in ms */
+	uint64_t min, max; /* inclusive; durations in ms; CPARAM_STRINGS: entries */
 	const char *def;
 	const char *help;
+	/* CPARAM_STRINGS: checks one entry (NULL: any non-empty text will do) */
+	int (*check)(const char *entry, char *why, size_t whylen);
 };
 
 #define CAPTURE_MAX_PARAMS 8
 
-/* Values in the order of the kind's param table (durations in ms, bools 0/1). */
+#define CAPTURE_PARAM_TEXT  2048
+#define CAPTURE_PARAM_ENTRY 256 /* longest CPARAM_STRINGS entry, NUL included */
+
+/* Values in the order of the kind's param table (durations in ms, bools 0/1,
+ * CPARAM_STRINGS: the number of entries, which are in text). */
 struct capture_params {
 	uint64_t duration_ms;
 	uint64_t v[CAPTURE_MAX_PARAMS];
+	char text[CAPTURE_PARAM_TEXT]; /* NUL-terminated entries back to back */
 };
 
 struct capture_env {
@@ -87,6 +96,13 @@ int capture_param_index(const struct capture_ops *ops, const char *name);
 void capture_params_defaults(const struct capture_ops *ops, struct capture_params *p);
 int capture_param_parse(const struct capture_param_desc *d, const char *s, uint64_t *out,
 			char *why, size_t whylen);
+/* Sets the CPARAM_STRINGS parameter idx of ops from n entries; checks each. */
+int capture_param_set_strings(const struct capture_ops *ops, unsigned idx,
+			      struct capture_params *p, const char *const *entries, size_t n,
+			      char *why, size_t whylen);
+/* The entry after prev (NULL: the first) of a CPARAM_STRINGS parameter; NULL at the end. */
+const char *capture_param_next_string(const struct capture_params *p, unsigned idx,
+				      const char *prev);
 
 void capture_result_clear(struct capture_result *r);
 int capture_result_add_artifact(struct capture_result *r, const char *name, char *data,

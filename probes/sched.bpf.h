@@ -19,9 +19,6 @@
 #define TASK_RTLOCK_WAIT_     0x1000
 #define TASK_FROZEN_          0x8000
 
-/* The run queue of this CPU (for nr_running and the run-queue clock). */
-extern struct rq runqueues __ksym;
-
 /*
  * What a task switched out at sched_switch is now doing. A preempted task is
  * still runnable whatever its state says (the kernel reports it as R+ too).
@@ -55,10 +52,36 @@ static __always_inline bool task_in_target(struct capture_filter *f, struct task
 	return filter_match(f, task, tgid, task_cgid(f, task));
 }
 
+/*
+ * The run queue a task is on (or last was on). The per-CPU `runqueues`
+ * symbol would be simpler, but kernels without CONFIG_KALLSYMS_ALL cannot
+ * resolve it; the task's CFS run queue points back to its rq whenever group
+ * scheduling is built in (every distribution kernel).
+ */
+static __always_inline struct rq *task_rq_of(struct task_struct *t)
+{
+	struct cfs_rq *cfs;
+
+	if (!bpf_core_field_exists(struct cfs_rq, rq))
+		return NULL;
+	cfs = BPF_CORE_READ(t, se.cfs_rq);
+	return cfs ? BPF_CORE_READ(cfs, rq) : NULL;
+}
+
 /* Tasks runnable on this CPU now, the running one included. */
 static __always_inline u32 this_cpu_nr_running(void)
 {
-	struct rq *rq = bpf_this_cpu_ptr(&runqueues);
+	struct rq *rq = task_rq_of((struct task_struct *)bpf_get_current_task());
 
-	return rq ? rq->nr_running : 0;
+	return rq ? BPF_CORE_READ(rq, nr_running) : 0;
+}
+
+/* This CPU's run-queue clock (sched_clock, ns): the clock of sched_info
+ * times. Falls back to the monotonic clock, which runs at the same rate. */
+static __always_inline u64 this_cpu_rq_clock(void)
+{
+	struct rq *rq = task_rq_of((struct task_struct *)bpf_get_current_task());
+	u64 clock = rq ? BPF_CORE_READ(rq, clock) : 0;
+
+	return clock ? clock : bpf_ktime_get_ns();
 }

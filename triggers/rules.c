@@ -303,6 +303,33 @@ static int parse_combination(struct parse_ctx *c, const struct ynode *list, enum
 	return err;
 }
 
+/* A list parameter: a sequence of strings (or one string). */
+static int parse_capture_strings(struct parse_ctx *c, const struct capture_ops *ops, unsigned idx,
+				 const struct ynode *v, struct capture_params *p)
+{
+	const char *entries[64];
+	size_t n = 0;
+	char why[256];
+
+	if (v->type == YNODE_SCALAR) {
+		entries[n++] = v->scalar;
+	} else if (v->type == YNODE_SEQ && v->n <= ARRAY_SIZE(entries)) {
+		for (size_t i = 0; i < v->n; i++)
+			if (!(entries[n++] = scalar(c, v->items[i], ops->params[idx].name)))
+				return -EINVAL;
+	} else {
+		diag_at(c->diag, c->file, v, "capture %s.%s: expected a list of at most %zu strings",
+			ops->kind, ops->params[idx].name, ARRAY_SIZE(entries));
+		return -EINVAL;
+	}
+	if (capture_param_set_strings(ops, idx, p, entries, n, why, sizeof(why))) {
+		diag_at(c->diag, c->file, v, "capture %s.%s: %s", ops->kind, ops->params[idx].name,
+			why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int parse_capture(struct parse_ctx *c, const struct ynode *n, struct rule_capture *rc)
 {
 	const struct ynode *kind = ynode_get(n, "kind");
@@ -384,6 +411,11 @@ static int parse_capture(struct parse_ctx *c, const struct ynode *n, struct rule
 			diag_at(c->diag, c->file, k, "capture %s: unknown parameter '%s'", ops->kind,
 				k->scalar);
 			err = -EINVAL;
+			continue;
+		}
+		if (ops->params[idx].type == CPARAM_STRINGS) {
+			if (parse_capture_strings(c, ops, (unsigned)idx, v, &rc->params))
+				err = -EINVAL;
 			continue;
 		}
 		if (!scalar(c, v, k->scalar)) {
