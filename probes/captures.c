@@ -14,6 +14,7 @@ extern const struct capture_ops iotrace_capture;
 extern const struct capture_ops memtrace_capture;
 extern const struct capture_ops offcpu_capture;
 extern const struct capture_ops dstate_capture;
+extern const struct capture_ops runq_capture;
 
 const struct capture_ops *const capture_kinds[] = {
 	&profile_capture,
@@ -21,6 +22,7 @@ const struct capture_ops *const capture_kinds[] = {
 	&memtrace_capture,
 	&offcpu_capture,
 	&dstate_capture,
+	&runq_capture,
 	NULL,
 };
 
