@@ -15,6 +15,7 @@ extern const struct capture_ops memtrace_capture;
 extern const struct capture_ops offcpu_capture;
 extern const struct capture_ops dstate_capture;
 extern const struct capture_ops runq_capture;
+extern const struct capture_ops timeline_capture;
 
 const struct capture_ops *const capture_kinds[] = {
 	&profile_capture,
@@ -23,6 +24,7 @@ const struct capture_ops *const capture_kinds[] = {
 	&offcpu_capture,
 	&dstate_capture,
 	&runq_capture,
+	&timeline_capture,
 	NULL,
 };
 

@@ -2,6 +2,11 @@
 /* Task states as the scheduler captures (offcpu, dstate, runq, timeline) report
  * them. ABI between their BPF programs and user space. */
 #pragma once
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+typedef __u8 u8;
+typedef __u16 u16;
+#endif
 
 enum sched_st {
 	SCHED_ST_UNKNOWN = 0,
