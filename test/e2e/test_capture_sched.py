@@ -1,0 +1,362 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The scheduler captures end to end (issue 5): the real `autotrace run`, real
+induced anomalies, and assertions on the incident each capture writes.
+
+- a vfork() child that sleeps: its parent sits in D state -> dstate names the
+  kernel's vfork wait;
+- more spinning threads than CPUs -> runq names victims and culprits;
+- threads blocking in nanosleep and in a futex -> offcpu's top stacks show
+  those paths, and who woke the futex waiter;
+- one thread spinning, one sleeping -> timeline shows one mostly on CPU, one
+  mostly off, and draws timeline.svg;
+- a costly host-wide offcpu capture under `perf bench sched pipe` with
+  guard.capture_cpu_pct: 1 -> the run-time guard cuts it short.
+"""
+import glob
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from agentlib import BIN, Agent, agent_prog_ids, compile_c, prog_exists
+
+NCPU = os.cpu_count() or 2
+
+# Rules that never fire on their own (sys% above 1000): they carry capture
+# parameters for `autotrace trigger --rule NAME --pid P`.
+RULES = """
+rules:
+  - name: runq-sensitive
+    description: run-queue waits from 2 ms
+    metric: cpu.sys_pct
+    above: 1000
+    capture:
+      - { kind: runq, duration: 3s, threshold_us: 2000 }
+    cooldown: 1s
+  - name: dstate-own-pattern
+    description: D-state with a rule's own label
+    metric: cpu.sys_pct
+    above: 1000
+    capture:
+      - kind: dstate
+        duration: 2s
+        threshold: 200ms
+        patterns: ["site-label: vfork in the build farm=kernel_clone"]
+    cooldown: 1s
+"""
+
+VFORK = r"""
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int secs = argc > 1 ? atoi(argv[1]) : 8;
+    pid_t p = vfork();
+    if (p == 0) { sleep(secs); _exit(0); }
+    waitpid(p, NULL, 0);
+    return 0;
+}
+"""
+
+SPINNERS = r"""
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+static volatile unsigned long sink;
+static void *spin(void *a) { for (;;) sink++; return a; }
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]);
+    pthread_t t;
+    for (int i = 0; i < n - 1; i++) pthread_create(&t, 0, spin, 0);
+    spin(0);
+}
+"""
+
+BLOCKERS = r"""
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int ticks;
+/* libc's nanosleep keeps no frame pointer, so the frame-pointer walk skips
+   its caller: at_nap_loop is the first frame of ours it can show */
+__attribute__((noinline)) static void at_nap(void) {
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, 0);
+    __asm__ volatile("" ::: "memory");
+}
+__attribute__((noinline)) static void *at_nap_loop(void *a) {
+    pthread_setname_np(pthread_self(), "at_napper");
+    for (;;) at_nap();
+    return a;
+}
+__attribute__((noinline)) static void *at_futex_loop(void *a) {
+    pthread_setname_np(pthread_self(), "at_futexer");
+    pthread_mutex_lock(&mu);
+    for (int seen = 0;; seen = ticks)
+        while (ticks == seen) pthread_cond_wait(&cv, &mu);
+    return a;
+}
+int main(void) {
+    pthread_t t;
+    pthread_create(&t, 0, at_nap_loop, 0);
+    pthread_create(&t, 0, at_futex_loop, 0);
+    for (;;) {
+        usleep(100 * 1000);
+        pthread_mutex_lock(&mu); ticks++; pthread_cond_signal(&cv); pthread_mutex_unlock(&mu);
+    }
+}
+"""
+
+SPIN_AND_SLEEP = r"""
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+static volatile unsigned long sink;
+static void *spin(void *a) {
+    pthread_setname_np(pthread_self(), "at_spin");
+    for (;;) sink++;
+    return a;
+}
+static void *nap(void *a) {
+    pthread_setname_np(pthread_self(), "at_sleep");
+    for (;;) { struct timespec ts = {0, 20 * 1000 * 1000}; nanosleep(&ts, 0); }
+    return a;
+}
+int main(void) {
+    pthread_t t[2];
+    pthread_create(&t[0], 0, spin, 0);
+    pthread_create(&t[1], 0, nap, 0);
+    pthread_join(t[0], 0);
+}
+"""
+
+BUILD_FLAGS = ("-O1", "-g", "-pthread", "-fno-omit-frame-pointer")
+
+
+def cli(*args, timeout=120):
+    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def agent():
+    a = Agent(rules_yaml=RULES, config_extra="capture:\n  max_seconds_per_hour: 600\n").start()
+    yield a
+    rc, _ = a.stop()
+    log = a.read_log()
+    # every capture kind loaded at start-up and left nothing behind
+    for kind in ("offcpu", "dstate", "runq", "timeline"):
+        assert f"{kind}: BPF programs loaded:" in log, log
+    ids = agent_prog_ids(log)
+    assert rc == 0 and ids, log
+    assert not [i for i in ids if prog_exists(i)], log
+    a.cleanup()
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    procs = []
+
+    def run(source, name, *args):
+        exe = compile_c(source, name, str(tmp_path), flags=BUILD_FLAGS)
+        p = subprocess.Popen([exe, *map(str, args)])
+        procs.append(p)
+        return p
+
+    yield run
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def trigger(agent, *args):
+    out = cli("trigger", "-c", agent.config, "--json", *args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    res = json.loads(out.stdout)
+    assert res.get("state") == "written", res
+    return res["incident_id"]
+
+
+def capture_of(agent, iid, kind):
+    doc = agent.incident_doc(iid)
+    caps = [c for c in doc["captures"] if c["kind"] == kind]
+    assert len(caps) == 1, doc["captures"]
+    return doc, caps[0]
+
+
+def artifact(agent, iid, name):
+    found = glob.glob(os.path.join(agent.incident_dir, "*", iid, name))
+    assert found, (iid, name, os.listdir(agent.incident_dir))
+    assert oct(os.stat(found[0]).st_mode & 0o777) == "0o600"
+    with open(found[0]) as f:
+        return f.read()
+
+
+def funcs(frames, kernel=None):
+    return [f.get("func", "") for f in frames if kernel is None or f["kernel"] == kernel]
+
+
+def test_dstate_vfork_parent(agent, spawn):
+    parent = spawn(VFORK, "at_vforker", 10)
+    time.sleep(1.0)
+    iid = trigger(agent, "--capture", "dstate", "--pid", str(parent.pid), "--duration", "2s")
+    doc, cap = capture_of(agent, iid, "dstate")
+    assert cap["status"] == "ok", cap
+    assert doc["trigger"]["target"] == {"kind": "process", "pid": parent.pid}
+    tasks = {t["tid"]: t for t in cap["tasks"]}
+    assert parent.pid in tasks, cap
+    t = tasks[parent.pid]
+    # filtered in the kernel to the process: the sleeping child is another process
+    assert set(tasks) == {parent.pid}
+    names = funcs(t["frames"])
+    # the kernel's vfork wait on 6.x: wait_for_vfork_done() inlined into kernel_clone
+    assert "kernel_clone" in names, names
+    assert {"__do_sys_vfork", "__x64_sys_vfork"} & set(names), names
+    assert t["wchan"] == names[0]
+    assert t["comm"] == "at_vforker"
+    assert "vfork" in t["label"]
+    assert t["at_start"] and t["at_end"] and t["stayed_stuck"]
+    assert t["blocked_ms"] >= 2500, t
+    assert t["killable"] is True
+    assert cap["stayed_stuck"] == 1 and cap["snapshots"] >= 3
+    assert cap["labels"] == [{"label": t["label"], "tasks": 1}]
+    assert "kernel_clone_[k]" in artifact(agent, iid, "dstate.folded")
+
+    show = cli("incidents", "show", iid, "--dir", agent.incident_dir)
+    assert show.returncode == 0, show.stderr
+    for want in ("capture dstate: ok", "tasks (1):", "at_vforker", "kernel_clone"):
+        assert want in show.stdout, (want, show.stdout)
+
+
+def test_dstate_rule_pattern(agent, spawn):
+    parent = spawn(VFORK, "at_vforker", 10)
+    time.sleep(0.5)
+    iid = trigger(agent, "--rule", "dstate-own-pattern", "--pid", str(parent.pid))
+    _, cap = capture_of(agent, iid, "dstate")
+    assert cap["threshold_ms"] == 200
+    (t,) = [t for t in cap["tasks"] if t["tid"] == parent.pid]
+    # the rule's own pattern is checked before the built-in vfork one
+    assert t["label"] == "site-label: vfork in the build farm"
+
+
+def test_runq_spinners(agent, spawn):
+    nthreads = NCPU * 2 + 1
+    spinners = spawn(SPINNERS, "at_rq_spin", nthreads)
+    time.sleep(1.0)
+    iid = trigger(agent, "--rule", "runq-sensitive", "--pid", str(spinners.pid))
+    _, cap = capture_of(agent, iid, "runq")
+    assert cap["status"] in ("ok", "partial"), cap
+    assert cap["threshold_us"] == 2000
+    assert cap["events"] >= 10, cap
+    assert cap["waits"] >= cap["events"]
+    worst = cap["worst"]
+    assert worst and all(e["pid"] == spinners.pid and e["wait_us"] >= 2000 for e in worst)
+    e = worst[0]
+    assert e["comm"] == "at_rq_spin" and 0 <= e["cpu"] < NCPU
+    assert e["reason"] in ("preempted", "wakeup")
+    # the victim waited while other tasks held its CPU: the culprits
+    assert e["culprits"], e
+    assert any(c["tid"] != e["tid"] and c["held_us"] > 0 for c in e["culprits"]), e
+    assert e["culprit"]
+    assert e["nr_running"] >= 2
+    # the spinners are each other's culprits
+    culprit_tids = {c["tid"] for c in cap["culprits"]}
+    victim_tids = {v["tid"] for v in cap["victims"]}
+    assert len(victim_tids) >= 2 and culprit_tids & victim_tids, cap
+    # the run queues were crowded
+    lens = cap["runq_length"]
+    assert lens and max(q["mean"] for q in lens) > 1.5, lens
+    assert cap["wait_histogram"]
+
+    show = cli("incidents", "show", iid, "--dir", agent.incident_dir)
+    assert show.returncode == 0
+    assert "worst (" in show.stdout and "culprit" in show.stdout
+
+
+def test_offcpu_nanosleep_and_futex(agent, spawn):
+    prog = spawn(BLOCKERS, "at_blockers")
+    time.sleep(0.5)
+    iid = trigger(agent, "--capture", "offcpu", "--pid", str(prog.pid), "--duration", "2s")
+    _, cap = capture_of(agent, iid, "offcpu")
+    assert cap["status"] in ("ok", "partial"), cap
+    tops = cap["top_stacks"]
+    assert tops and all(s["pid"] == prog.pid for s in tops)
+
+    def top_for(comm):
+        mine = [s for s in tops if s["comm"] == comm]
+        assert mine, (comm, [(s["comm"], s["blocked_us"]) for s in tops])
+        return mine[0]
+
+    nap = top_for("at_napper")
+    assert nap["state"] == "S"
+    assert {"do_nanosleep", "hrtimer_nanosleep"} & set(funcs(nap["frames"], True))
+    assert nap["blocked_us"] > 1_500_000
+    assert any("at_nap_loop" in f for f in funcs(nap["frames"], False)), funcs(nap["frames"])
+    fut = top_for("at_futexer")
+    assert fut["state"] == "S"
+    assert any(f.startswith("futex_wait") for f in funcs(fut["frames"], True)), fut
+    assert fut["blocked_us"] > 1_500_000
+    # the futex waiter was woken by the main thread, from futex_wake
+    woke = [w for w in cap["wakers"] if w["comm"] == "at_futexer" and w["waker_pid"] == prog.pid]
+    assert woke, cap["wakers"]
+    assert any("futex_wake" in f for f in funcs(woke[0]["frames"])), woke[0]
+    assert woke[0]["wakeups"] >= 10
+    threads = {t["comm"]: t for t in cap["threads"]}
+    assert threads["at_napper"]["sleep_us"] > 1_500_000
+    folded = artifact(agent, iid, "offcpu.folded")
+    assert "at_napper;[S];" in folded and "do_nanosleep_[k]" in folded
+
+
+def test_timeline_spinner_and_sleeper(agent, spawn):
+    prog = spawn(SPIN_AND_SLEEP, "at_timeline")
+    time.sleep(0.5)
+    iid = trigger(agent, "--capture", "timeline", "--pid", str(prog.pid), "--duration", "2s")
+    _, cap = capture_of(agent, iid, "timeline")
+    assert cap["status"] in ("ok", "partial"), cap
+    lanes = {t["comm"]: t for t in cap["threads"]}
+    assert {"at_spin", "at_sleep"} <= set(lanes), list(lanes)
+    spin, nap = lanes["at_spin"], lanes["at_sleep"]
+    assert spin["on_cpu_pct"] > 50 and spin["off_cpu_pct"] < 5, spin
+    assert nap["off_cpu_pct"] > 90 and nap["switches"] >= 50, {
+        k: v for k, v in nap.items() if k != "timeline"}
+    for lane in (spin, nap):
+        assert lane["observed_ms"] > 0.95 * cap["window_ms"]
+        assert all(len(iv) == 4 for iv in lane["timeline"])
+    states = {iv[2] for iv in nap["timeline"]}
+    assert {"S", "C"} <= states, states
+    svg = artifact(agent, iid, "timeline.svg")
+    assert svg.startswith("<?xml") and svg.rstrip().endswith("</svg>")
+    assert "at_spin" in svg and "at_sleep" in svg and "do_nanosleep" in svg
+
+
+def test_guard_cuts_costly_offcpu_short(tmp_path):
+    """An offcpu capture of the whole host under a context-switch storm costs
+    more than guard.capture_cpu_pct: 1 allows, so the guard ends it early."""
+    a = Agent(rules_yaml=RULES, config_extra=(
+        "capture:\n  max_seconds_per_hour: 600\n"
+        "guard:\n  capture_cpu_pct: 1\n")).start()
+    bench = subprocess.Popen(["perf", "bench", "sched", "pipe", "-l", "100000000"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        iid = trigger(a, "--capture", "offcpu", "--duration", "30s")
+        took = time.monotonic() - t0
+        _, cap = capture_of(a, iid, "offcpu")
+    finally:
+        bench.kill()
+        bench.wait()
+        a.stop()
+        log = a.read_log()
+        a.cleanup()
+    assert cap["status"] == "truncated", cap
+    assert "capture programs used" in cap["truncated_reason"], cap
+    assert cap["duration_ms"] < 20000 and took < 25, (cap["duration_ms"], took)
+    # what it captured before the cut is still there
+    assert cap["blocks"] > 0 and cap["top_stacks"]
+    assert "cut short" in log
