@@ -48,29 +48,26 @@ static const struct {
 	const char *label;
 	const char *globs;
 } builtin_patterns[] = {
-	{ "vfork: parent waits for the child to exec or exit",
-	  "__do_sys_vfork|__x64_sys_vfork|wait_for_vfork_done" },
-	{ "jbd2: waiting for the ext4 journal",
-	  "jbd2_*|__jbd2_*|start_this_handle|wait_transaction_locked|add_transaction_credits" },
-	{ "xfs: waiting for the log", "xlog_*|xfs_log_force*|xfs_trans_reserve" },
-	{ "nfs: waiting for the NFS server", "nfs_*|nfs4_*|rpc_wait_bit_killable|__rpc_execute" },
-	{ "fuse: waiting for the userspace filesystem", "fuse_*|request_wait_answer" },
-	{ "writeback throttling (dirty page limits)",
-	  "balance_dirty_pages*|wbt_wait|rq_qos_wait|wb_wait_for_completion" },
-	{ "memory reclaim or compaction",
-	  "try_to_free_pages|try_to_free_mem_cgroup_pages|shrink_*|reclaim_throttle|"
-	  "throttle_direct_reclaim|__alloc_pages_slowpath*|compact_zone*|mem_cgroup_handle_over_high" },
-	{ "fsync: waiting for data to reach the disk",
-	  "do_fsync|vfs_fsync_range|file_write_and_wait_range|filemap_fdatawait*|"
-	  "blkdev_issue_flush|submit_bio_wait" },
-	{ "page lock or page writeback wait",
+	{ "vfork wait", "__do_sys_vfork|__x64_sys_vfork|wait_for_vfork_done" },
+	{ "jbd2 journal", "jbd2_*|__jbd2_*|start_this_handle|wait_transaction_locked|"
+			  "add_transaction_credits" },
+	{ "xfs log", "xlog_*|xfs_log_force*|xfs_trans_reserve" },
+	{ "nfs server", "nfs_*|nfs4_*|rpc_wait_bit_killable|__rpc_execute" },
+	{ "fuse daemon", "fuse_*|request_wait_answer" },
+	{ "writeback throttling", "balance_dirty_pages*|wbt_wait|rq_qos_wait|wb_wait_for_completion" },
+	{ "memory reclaim", "try_to_free_pages|try_to_free_mem_cgroup_pages|shrink_*|"
+			    "reclaim_throttle|throttle_direct_reclaim|__alloc_pages_slowpath*|"
+			    "compact_zone*|mem_cgroup_handle_over_high" },
+	{ "fsync flush", "do_fsync|vfs_fsync_range|file_write_and_wait_range|filemap_fdatawait*|"
+			 "blkdev_issue_flush|submit_bio_wait" },
+	{ "page lock or writeback",
 	  "folio_wait_bit*|__folio_lock*|folio_wait_writeback|wait_on_page_bit*|__lock_page*" },
-	{ "block IO: waiting for the device", "io_schedule*|blk_mq_get_tag|bit_wait_io|blk_*" },
-	{ "RCU grace period", "synchronize_rcu*|wait_rcu_gp|__wait_rcu_gp|synchronize_srcu*" },
-	{ "mmap lock (mmap_lock contention)", "lock_mm_and_find_vma|mmap_*lock*" },
-	{ "mutex wait", "__mutex_lock*|mutex_lock*" },
-	{ "rwsem wait", "rwsem_down_*|down_read*|down_write*|percpu_down_*|percpu_rwsem_wait" },
-	{ "completion wait", "wait_for_completion*|__wait_for_common" },
+	{ "block IO", "io_schedule*|blk_mq_get_tag|bit_wait_io|blk_*" },
+	{ "rcu grace period", "synchronize_rcu*|wait_rcu_gp|__wait_rcu_gp|synchronize_srcu*" },
+	{ "mmap_lock", "lock_mm_and_find_vma|mmap_*lock*" },
+	{ "mutex", "__mutex_lock*|mutex_lock*" },
+	{ "rwsem", "rwsem_down_*|down_read*|down_write*|percpu_down_*|percpu_rwsem_wait" },
+	{ "completion", "wait_for_completion*|__wait_for_common" },
 };
 
 struct dstate_task {

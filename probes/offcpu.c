@@ -258,6 +258,48 @@ struct waker_row {
 	struct offcpu_val v;
 };
 
+static int cmp_waker_key(const void *a, const void *b)
+{
+	const struct waker_row *x = a, *y = b;
+
+	return memcmp(&x->k, &y->k, sizeof(x->k));
+}
+
+/*
+ * A wakeup from an interrupt (a timer for nanosleep, a device completion) runs
+ * on the back of whatever task was current: that task is not the waker. Such
+ * rows are merged under "[interrupt]", keyed by the interrupt's stack alone.
+ */
+static size_t merge_interrupt_wakers(struct offcpu_state *st, struct waker_row *rows, size_t n)
+{
+	uint64_t frames[SCHED_MAX_DEPTH];
+	size_t out = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned nf;
+
+		if (sched_stack_read(st->skel->maps.stacks, rows[i].k.waker_stack_id, frames, &nf) ||
+		    !sched_stack_in_interrupt(st->env.sym, frames, nf))
+			continue;
+		rows[i].k.waker_tgid = 0;
+		rows[i].k.waker_pid = 0;
+		memset(rows[i].k.waker_comm, 0, sizeof(rows[i].k.waker_comm));
+		snprintf(rows[i].k.waker_comm, sizeof(rows[i].k.waker_comm), "[interrupt]");
+	}
+	if (n)
+		qsort(rows, n, sizeof(*rows), cmp_waker_key);
+	for (size_t i = 0; i < n; i++) {
+		if (out && memcmp(&rows[out - 1].k, &rows[i].k, sizeof(rows[i].k)) == 0) {
+			rows[out - 1].v.total_ns += rows[i].v.total_ns;
+			rows[out - 1].v.count += rows[i].v.count;
+			rows[out - 1].v.max_ns = MAX(rows[out - 1].v.max_ns, rows[i].v.max_ns);
+			continue;
+		}
+		rows[out++] = rows[i];
+	}
+	return out;
+}
+
 static int cmp_waker(const void *a, const void *b)
 {
 	const struct waker_row *x = a, *y = b;
@@ -291,6 +333,7 @@ static json_t *wakers_json(struct offcpu_state *st, unsigned top_n, uint64_t *mi
 		if (bpf_map_lookup_elem(fd, &key, &rows[n].v) == 0)
 			n++;
 	}
+	n = merge_interrupt_wakers(st, rows, n);
 	if (n)
 		qsort(rows, n, sizeof(*rows), cmp_waker);
 	for (size_t i = 0; i < n && i < top_n; i++) {
@@ -312,7 +355,8 @@ static json_t *wakers_json(struct offcpu_state *st, unsigned top_n, uint64_t *mi
 		sched_comm(comm, r->k.waker_comm);
 		json_object_set_new(o, "waker_pid", json_integer(r->k.waker_tgid));
 		json_object_set_new(o, "waker_tid", json_integer(r->k.waker_pid));
-		json_object_set_new(o, "waker_comm", json_string(r->k.waker_pid ? comm : "[idle]"));
+		json_object_set_new(o, "waker_comm",
+				    json_string(r->k.waker_pid || comm[0] ? comm : "[idle]"));
 		json_object_set_new(o, "blocked_us", json_integer((json_int_t)(r->v.total_ns / 1000)));
 		json_object_set_new(o, "wakeups", json_integer((json_int_t)r->v.count));
 		if (sched_stack_read(st->skel->maps.stacks, r->k.waker_stack_id, frames, &nf))

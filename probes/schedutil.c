@@ -110,6 +110,26 @@ unsigned sched_trace_frames(struct symbolizer *sym, const uint64_t *frames, unsi
 	return skip;
 }
 
+bool sched_stack_in_interrupt(struct symbolizer *sym, const uint64_t *frames, unsigned n)
+{
+	static const char *const irq[] = { "asm_sysvec_", "asm_common_interrupt", "sysvec_",
+					   "__sysvec_",	  "common_interrupt",	  "handle_softirqs",
+					   "__do_softirq", "__irq_exit_rcu",	  "irq_exit" };
+
+	if (!sym)
+		return false;
+	for (unsigned i = 0; i < n; i++) {
+		struct sym_frame f;
+
+		if (symbolizer_kernel(sym, frames[i], &f))
+			continue;
+		for (size_t j = 0; j < sizeof(irq) / sizeof(irq[0]); j++)
+			if (strncmp(f.name, irq[j], strlen(irq[j])) == 0)
+				return true;
+	}
+	return false;
+}
+
 static json_t *frame_json(const struct sym_frame *f)
 {
 	json_t *j = json_object();

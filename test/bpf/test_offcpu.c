@@ -226,6 +226,27 @@ static void check_blockers_seen(json_t *data, const struct capture_result *res)
 		dump(json_object_get(data, "wakers"));
 	assert_true(waker_seen);
 
+	/* the napper's timer fires in an interrupt: one "[interrupt]" waker row,
+	 * not one row per task the interrupt happened to land on */
+	waker_seen = false;
+	json_array_foreach(json_object_get(data, "wakers"), i, w)
+	{
+		static const char *const timer[] = { "hrtimer_wakeup", NULL };
+
+		if (json_integer_value(json_object_get(w, "tid")) != sleeper_tid)
+			continue;
+		assert_false(waker_seen);
+		waker_seen = true;
+		assert_string_equal(json_string_value(json_object_get(w, "waker_comm")),
+				    "[interrupt]");
+		assert_int_equal(json_integer_value(json_object_get(w, "waker_tid")), 0);
+		assert_true(frames_have(json_object_get(w, "frames"), timer, true));
+		assert_true(json_integer_value(json_object_get(w, "wakeups")) >= 20);
+	}
+	if (!waker_seen)
+		dump(json_object_get(data, "wakers"));
+	assert_true(waker_seen);
+
 	assert_true(json_integer_value(json_object_get(
 			    json_object_get(data, "blocked_us_by_state"), "D")) > 250000);
 	assert_int_equal(res->nartifacts, 1);
