@@ -25,21 +25,21 @@
 #include "probes/schedutil.h"
 
 #define DSTATE_MAX_TASKS    4096 /* distinct tasks remembered over a window */
-#define DSTATE_MAX_PATTERNS 32   /* a rule's own patterns */
+#define DSTATE_MAX_PATTERNS 32	 /* a rule's own patterns */
 
 enum { P_THRESHOLD, P_INTERVAL, P_PATTERNS };
 
 static int pattern_check(const char *entry, char *why, size_t whylen);
 
 static const struct capture_param_desc dstate_params[] = {
-	[P_THRESHOLD] = { "threshold", CPARAM_DURATION, 0, 3600000, "500ms",
-			  "report tasks blocked in D state at least this long" },
-	[P_INTERVAL] = { "interval", CPARAM_DURATION, 0, 60000, "1s",
-			 "snapshot period within the window (0: only at its start and end)" },
-	[P_PATTERNS] = { "patterns", CPARAM_STRINGS, 0, DSTATE_MAX_PATTERNS, "",
-			 "known-issue labels, 'label=glob|glob...' over kernel function names, "
-			 "checked before the built-in ones",
-			 pattern_check },
+	[P_THRESHOLD] = {"threshold", CPARAM_DURATION, 0, 3600000, "500ms",
+			 "report tasks blocked in D state at least this long"},
+	[P_INTERVAL] = {"interval", CPARAM_DURATION, 0, 60000, "1s",
+			"snapshot period within the window (0: only at its start and end)"},
+	[P_PATTERNS] = {"patterns", CPARAM_STRINGS, 0, DSTATE_MAX_PATTERNS, "",
+			"known-issue labels, 'label=glob|glob...' over kernel function names, "
+			"checked before the built-in ones",
+			pattern_check},
 };
 
 /* Known causes of long D states, most specific first: the first pattern with a
@@ -48,26 +48,27 @@ static const struct {
 	const char *label;
 	const char *globs;
 } builtin_patterns[] = {
-	{ "vfork wait", "__do_sys_vfork|__x64_sys_vfork|wait_for_vfork_done" },
-	{ "jbd2 journal", "jbd2_*|__jbd2_*|start_this_handle|wait_transaction_locked|"
-			  "add_transaction_credits" },
-	{ "xfs log", "xlog_*|xfs_log_force*|xfs_trans_reserve" },
-	{ "nfs server", "nfs_*|nfs4_*|rpc_wait_bit_killable|__rpc_execute" },
-	{ "fuse daemon", "fuse_*|request_wait_answer" },
-	{ "writeback throttling", "balance_dirty_pages*|wbt_wait|rq_qos_wait|wb_wait_for_completion" },
-	{ "memory reclaim", "try_to_free_pages|try_to_free_mem_cgroup_pages|shrink_*|"
-			    "reclaim_throttle|throttle_direct_reclaim|__alloc_pages_slowpath*|"
-			    "compact_zone*|mem_cgroup_handle_over_high" },
-	{ "fsync flush", "do_fsync|vfs_fsync_range|file_write_and_wait_range|filemap_fdatawait*|"
-			 "blkdev_issue_flush|submit_bio_wait" },
-	{ "page lock or writeback",
-	  "folio_wait_bit*|__folio_lock*|folio_wait_writeback|wait_on_page_bit*|__lock_page*" },
-	{ "block IO", "io_schedule*|blk_mq_get_tag|bit_wait_io|blk_*" },
-	{ "rcu grace period", "synchronize_rcu*|wait_rcu_gp|__wait_rcu_gp|synchronize_srcu*" },
-	{ "mmap_lock", "lock_mm_and_find_vma|mmap_*lock*" },
-	{ "mutex", "__mutex_lock*|mutex_lock*" },
-	{ "rwsem", "rwsem_down_*|down_read*|down_write*|percpu_down_*|percpu_rwsem_wait" },
-	{ "completion", "wait_for_completion*|__wait_for_common" },
+	{"vfork wait", "__do_sys_vfork|__x64_sys_vfork|wait_for_vfork_done"},
+	{"jbd2 journal", "jbd2_*|__jbd2_*|start_this_handle|wait_transaction_locked|"
+			 "add_transaction_credits"},
+	{"xfs log", "xlog_*|xfs_log_force*|xfs_trans_reserve"},
+	{"nfs server", "nfs_*|nfs4_*|rpc_wait_bit_killable|__rpc_execute"},
+	{"fuse daemon", "fuse_*|request_wait_answer"},
+	{"writeback throttling",
+	 "balance_dirty_pages*|wbt_wait|rq_qos_wait|wb_wait_for_completion"},
+	{"memory reclaim", "try_to_free_pages|try_to_free_mem_cgroup_pages|shrink_*|"
+			   "reclaim_throttle|throttle_direct_reclaim|__alloc_pages_slowpath*|"
+			   "compact_zone*|mem_cgroup_handle_over_high"},
+	{"fsync flush", "do_fsync|vfs_fsync_range|file_write_and_wait_range|filemap_fdatawait*|"
+			"blkdev_issue_flush|submit_bio_wait"},
+	{"page lock or writeback",
+	 "folio_wait_bit*|__folio_lock*|folio_wait_writeback|wait_on_page_bit*|__lock_page*"},
+	{"block IO", "io_schedule*|blk_mq_get_tag|bit_wait_io|blk_*"},
+	{"rcu grace period", "synchronize_rcu*|wait_rcu_gp|__wait_rcu_gp|synchronize_srcu*"},
+	{"mmap_lock", "lock_mm_and_find_vma|mmap_*lock*"},
+	{"mutex", "__mutex_lock*|mutex_lock*"},
+	{"rwsem", "rwsem_down_*|down_read*|down_write*|percpu_down_*|percpu_rwsem_wait"},
+	{"completion", "wait_for_completion*|__wait_for_common"},
 };
 
 struct dstate_task {
@@ -75,9 +76,9 @@ struct dstate_task {
 	uint64_t cgroup_id;
 	char comm[SCHED_TASK_COMM_LEN];
 	uint32_t state;
-	uint64_t blocked_ns;     /* longest seen */
-	uint64_t last_arrival;   /* of the latest sighting */
-	uint64_t start_arrival;  /* of the start snapshot's sighting */
+	uint64_t blocked_ns;	/* longest seen */
+	uint64_t last_arrival;	/* of the latest sighting */
+	uint64_t start_arrival; /* of the start snapshot's sighting */
 	bool at_start, at_end;
 	unsigned snapshots;
 	unsigned nframes;
@@ -305,7 +306,7 @@ static int snapshot(struct dstate_state *st, enum snap_kind kind)
 
 static void arm_timer(struct dstate_state *st, uint64_t ms)
 {
-	struct itimerspec its = { 0 };
+	struct itimerspec its = {0};
 
 	its.it_value.tv_sec = (time_t)(ms / 1000);
 	its.it_value.tv_nsec = (long)(ms % 1000) * 1000000;
@@ -328,7 +329,7 @@ static void dstate_stop(void *state)
 static int dstate_start(void *state, const struct capture_target *t, const struct capture_params *p)
 {
 	struct dstate_state *st = state;
-	struct dstate_config c = { 0 };
+	struct dstate_config c = {0};
 	struct capture_filter f;
 	uint32_t zero = 0;
 	uint64_t junk;
@@ -403,9 +404,9 @@ static int dstate_collect(void *state, struct capture_result *out)
 {
 	struct dstate_state *st = state;
 	const struct agent_config *cfg = st->env.cfg;
-	uint64_t stats[DSTATE_STAT_MAX] = { 0 };
+	uint64_t stats[DSTATE_STAT_MAX] = {0};
 	struct stackset *ss = NULL;
-	struct stackset_render r = { 0 };
+	struct stackset_render r = {0};
 	struct stackset_render_opts ro = {
 		.top_n = 1,
 		.folded_max = cfg->local.max_incident_size / 4,
@@ -414,7 +415,7 @@ static int dstate_collect(void *state, struct capture_result *out)
 		.cgroups = st->env.cgroups,
 	};
 	struct label_count labels[ARRAY_SIZE(builtin_patterns) + DSTATE_MAX_PATTERNS + 1];
-	char (*names)[128] = NULL;
+	char(*names)[128] = NULL;
 	char rule_labels[DSTATE_MAX_PATTERNS + 1][CAPTURE_PARAM_ENTRY];
 	unsigned nlabels = 0, nrule_labels = 0, at_start = 0, at_end = 0, stayed = 0;
 	json_t *tasks = json_array(), *larr = json_array();
@@ -468,7 +469,7 @@ static int dstate_collect(void *state, struct capture_result *out)
 				if (labels[l].label == label)
 					break;
 			if (l == nlabels && nlabels < ARRAY_SIZE(labels))
-				labels[nlabels++] = (struct label_count){ label, 0 };
+				labels[nlabels++] = (struct label_count){label, 0};
 			if (l < nlabels)
 				labels[l].tasks++;
 		}
@@ -481,7 +482,8 @@ static int dstate_collect(void *state, struct capture_result *out)
 		json_object_set_new(o, "pid", json_integer(t->tgid));
 		json_object_set_new(o, "tid", json_integer(t->pid));
 		json_object_set_new(o, "comm", json_string(t->comm));
-		json_object_set_new(o, "blocked_ms", json_integer((json_int_t)(t->blocked_ns / 1000000)));
+		json_object_set_new(o, "blocked_ms",
+				    json_integer((json_int_t)(t->blocked_ns / 1000000)));
 		json_object_set_new(o, "wchan", json_string(t->nframes ? names[0] : ""));
 		json_object_set_new(o, "label", label ? json_string(label) : json_null());
 		json_object_set_new(o, "at_start", json_boolean(t->at_start));
@@ -490,13 +492,14 @@ static int dstate_collect(void *state, struct capture_result *out)
 		json_object_set_new(o, "snapshots", json_integer(t->snapshots));
 		json_object_set_new(o, "killable", json_boolean(t->state & 0x100));
 		sched_json_set_cgroup(o, st->env.cgroups, t->cgroup_id);
-		json_object_set_new(o, "frames",
-				    sched_frames_json(st->env.sym, 0, t->frames, t->nframes, NULL, 0));
+		json_object_set_new(
+			o, "frames",
+			sched_frames_json(st->env.sym, 0, t->frames, t->nframes, NULL, 0));
 		json_array_append_new(tasks, o);
 	}
 	for (unsigned l = 0; l < nlabels; l++)
-		json_array_append_new(larr, json_pack("{s:s,s:i}", "label", labels[l].label, "tasks",
-						      labels[l].tasks));
+		json_array_append_new(larr, json_pack("{s:s,s:i}", "label", labels[l].label,
+						      "tasks", labels[l].tasks));
 	err = stackset_render(ss, &ro, &r);
 	if (err)
 		goto cleanup;
@@ -509,9 +512,9 @@ static int dstate_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "stuck_at_start", json_integer(at_start));
 	json_object_set_new(out->data, "stuck_at_end", json_integer(at_end));
 	json_object_set_new(out->data, "stayed_stuck", json_integer(stayed));
-	json_object_set_new(out->data, "max_blocked_ms",
-			    json_integer(st->ntasks ? (json_int_t)(st->tasks[0].blocked_ns / 1000000) :
-						      0));
+	json_object_set_new(
+		out->data, "max_blocked_ms",
+		json_integer(st->ntasks ? (json_int_t)(st->tasks[0].blocked_ns / 1000000) : 0));
 	json_object_set_new(out->data, "short_sightings",
 			    json_integer((json_int_t)stats[DSTATE_STAT_SHORT]));
 	json_object_set_new(out->data, "labels", larr);

@@ -16,19 +16,19 @@ struct dstate_rec {
 	u32 type; /* enum dstate_rec_type */
 	u32 tgid;
 	u32 pid;
-	u32 state;        /* task->__state */
+	u32 state; /* task->__state */
 	u64 cgroup_id;
-	u64 blocked_ns;   /* run-queue clock now - sched_info.last_arrival */
+	u64 blocked_ns;	  /* run-queue clock now - sched_info.last_arrival */
 	u64 last_arrival; /* identifies this sleep: unchanged while the task stays off CPU */
 	char comm[SCHED_TASK_COMM_LEN];
-	s32 nframes;      /* kernel frames, or a negative errno from bpf_get_task_stack */
+	s32 nframes; /* kernel frames, or a negative errno from bpf_get_task_stack */
 	u32 pad;
 	u64 frames[SCHED_MAX_DEPTH];
 };
 
 enum dstate_stat {
-	DSTATE_STAT_SEEN,       /* tasks in D state seen (target, any duration) */
-	DSTATE_STAT_SHORT,      /* ... blocked for less than the threshold */
+	DSTATE_STAT_SEEN,	/* tasks in D state seen (target, any duration) */
+	DSTATE_STAT_SHORT,	/* ... blocked for less than the threshold */
 	DSTATE_STAT_STACK_LOST, /* stacks bpf_get_task_stack could not take */
 	DSTATE_STAT_WRITE_LOST, /* records the seq file refused */
 	DSTATE_STAT_MAX

@@ -50,6 +50,14 @@ struct {
 	__type(value, struct offcpu_config);
 } offcpu_cfg SEC(".maps");
 
+/* a waker key is too big for the BPF stack */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct offcpu_waker_key);
+} waker_scratch SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, OFFCPU_STAT_MAX);
@@ -78,7 +86,7 @@ static __always_inline s32 stack_id(void *ctx, u64 flags)
 static __always_inline void add(void *map, void *key, u64 delta, u32 full_stat)
 {
 	struct offcpu_val *v = bpf_map_lookup_elem(map, key);
-	struct offcpu_val init = { .total_ns = delta, .count = 1, .max_ns = delta };
+	struct offcpu_val init = {.total_ns = delta, .count = 1, .max_ns = delta};
 
 	if (!v) {
 		if (!bpf_map_update_elem(map, key, &init, BPF_NOEXIST))
@@ -102,7 +110,8 @@ static __always_inline int on_switch(void *ctx, bool preempt, struct task_struct
 	struct capture_filter *f = get_filter();
 	u32 zero = 0, prev_pid, next_pid;
 	struct offcpu_config *cfg = bpf_map_lookup_elem(&offcpu_cfg, &zero);
-	struct offcpu_start *s, st;
+	struct offcpu_waker_key *wk = NULL;
+	struct offcpu_start *s;
 	u64 now, delta;
 
 	if (!f || !cfg)
@@ -119,14 +128,13 @@ static __always_inline int on_switch(void *ctx, bool preempt, struct task_struct
 				.ts = now,
 				.cgroup_id = task_cgid(f, prev),
 				.state = state,
-				.waker_stack_id = -1,
 			};
 
 			/* sched_switch runs in prev's context: these are its stacks */
 			ns.kern_stack_id = stack_id(ctx, 0);
-			ns.user_stack_id = (cfg->flags & OFFCPU_F_USER_STACK) ?
-						   stack_id(ctx, BPF_F_USER_STACK) :
-						   -1;
+			ns.user_stack_id = (cfg->flags & OFFCPU_F_USER_STACK)
+						   ? stack_id(ctx, BPF_F_USER_STACK)
+						   : -1;
 			if (bpf_map_update_elem(&start, &prev_pid, &ns, BPF_ANY))
 				stat_inc(OFFCPU_STAT_START_FULL);
 		}
@@ -137,10 +145,9 @@ static __always_inline int on_switch(void *ctx, bool preempt, struct task_struct
 	s = bpf_map_lookup_elem(&start, &next_pid);
 	if (!s)
 		return 0;
-	st = *s;
-	bpf_map_delete_elem(&start, &next_pid);
-	delta = now - st.ts;
+	delta = now - s->ts;
 	if (delta < cfg->min_block_ns) {
+		bpf_map_delete_elem(&start, &next_pid);
 		stat_inc(OFFCPU_STAT_SHORT);
 		return 0;
 	}
@@ -148,31 +155,34 @@ static __always_inline int on_switch(void *ctx, bool preempt, struct task_struct
 	struct offcpu_key key = {
 		.tgid = BPF_CORE_READ(next, tgid),
 		.pid = next_pid,
-		.cgroup_id = st.cgroup_id,
-		.user_stack_id = st.user_stack_id,
-		.kern_stack_id = st.kern_stack_id,
-		.state = st.state,
+		.cgroup_id = s->cgroup_id,
+		.user_stack_id = s->user_stack_id,
+		.kern_stack_id = s->kern_stack_id,
+		.state = s->state,
 	};
 
 	BPF_CORE_READ_STR_INTO(&key.comm, next, comm);
+	if (s->waker_nframes || s->waker_pid || s->waker_tgid)
+		wk = bpf_map_lookup_elem(&waker_scratch, &zero);
+	if (wk) {
+		wk->tgid = key.tgid;
+		wk->pid = key.pid;
+		wk->waker_tgid = s->waker_tgid;
+		wk->waker_pid = s->waker_pid;
+		wk->kern_stack_id = s->kern_stack_id;
+		wk->waker_nframes = s->waker_nframes;
+		wk->state = s->state;
+		wk->pad = 0;
+		__builtin_memcpy(wk->comm, key.comm, sizeof(wk->comm));
+		__builtin_memcpy(wk->waker_comm, s->waker_comm, sizeof(wk->waker_comm));
+		__builtin_memcpy(wk->waker_frames, s->waker_frames, sizeof(wk->waker_frames));
+	}
+	/* copied out: the record may be reused as soon as it is deleted */
+	bpf_map_delete_elem(&start, &next_pid);
 	add(&counts, &key, delta, OFFCPU_STAT_KEYS_FULL);
 	stat_inc(OFFCPU_STAT_BLOCKS);
-
-	if (st.waker_pid || st.waker_stack_id >= 0) {
-		struct offcpu_waker_key wk = {
-			.tgid = key.tgid,
-			.pid = key.pid,
-			.waker_tgid = st.waker_tgid,
-			.waker_pid = st.waker_pid,
-			.kern_stack_id = st.kern_stack_id,
-			.waker_stack_id = st.waker_stack_id,
-			.state = st.state,
-		};
-
-		__builtin_memcpy(wk.comm, key.comm, sizeof(wk.comm));
-		__builtin_memcpy(wk.waker_comm, st.waker_comm, sizeof(wk.waker_comm));
-		add(&wakers, &wk, delta, OFFCPU_STAT_WAKERS_FULL);
-	}
+	if (wk)
+		add(&wakers, wk, delta, OFFCPU_STAT_WAKERS_FULL);
 	return 0;
 }
 
@@ -183,14 +193,26 @@ static __always_inline int on_waking(void *ctx, struct task_struct *p)
 	struct offcpu_config *cfg = bpf_map_lookup_elem(&offcpu_cfg, &zero);
 	struct offcpu_start *s = bpf_map_lookup_elem(&start, &pid);
 	u64 id;
+	long n;
 
 	if (!s || !cfg || !(cfg->flags & OFFCPU_F_WAKER))
 		return 0;
 	id = bpf_get_current_pid_tgid();
 	s->waker_tgid = id >> 32;
 	s->waker_pid = (u32)id;
-	s->waker_stack_id = stack_id(ctx, 0);
 	bpf_get_current_comm(s->waker_comm, sizeof(s->waker_comm));
+	n = bpf_get_stack(ctx, s->waker_frames, sizeof(s->waker_frames), 0);
+	if (n > 0) {
+		s->waker_nframes = (u32)(n / sizeof(u64));
+		/* a shorter stack leaves older frames behind: zero them, they are keys */
+		for (int i = 0; i < OFFCPU_WAKER_DEPTH; i++)
+			if (i >= s->waker_nframes)
+				s->waker_frames[i] = 0;
+	} else {
+		/* no stack, but the wakeup still names the waker */
+		s->waker_nframes = 0;
+		stat_inc(OFFCPU_STAT_STACK_LOST);
+	}
 	return 0;
 }
 

@@ -22,17 +22,18 @@
 enum { P_MIN_BLOCK_US, P_WAKER, P_USER_STACKS };
 
 static const struct capture_param_desc offcpu_params[] = {
-	[P_MIN_BLOCK_US] = { "min_block_us", CPARAM_UINT, 0, 60000000, "1000",
-			     "blocks shorter than this (microseconds) are counted, not kept by stack" },
-	[P_WAKER] = { "waker", CPARAM_BOOL, 0, 1, "true",
-		      "record who woke each blocked thread, with the waker's kernel stack" },
-	[P_USER_STACKS] = { "user_stacks", CPARAM_BOOL, 0, 1, "true",
-			    "record user stacks as well as kernel stacks" },
+	[P_MIN_BLOCK_US] =
+		{"min_block_us", CPARAM_UINT, 0, 60000000, "1000",
+		 "blocks shorter than this (microseconds) are counted, not kept by stack"},
+	[P_WAKER] = {"waker", CPARAM_BOOL, 0, 1, "true",
+		     "record who woke each blocked thread, with the waker's kernel stack"},
+	[P_USER_STACKS] = {"user_stacks", CPARAM_BOOL, 0, 1, "true",
+			   "record user stacks as well as kernel stacks"},
 };
 
 /* the states a blocked thread can be in, each its own stack set */
-static const unsigned offcpu_states[] = { SCHED_ST_SLEEP, SCHED_ST_DISK, SCHED_ST_IDLE,
-					  SCHED_ST_OTHER };
+static const unsigned offcpu_states[] = {SCHED_ST_SLEEP, SCHED_ST_DISK, SCHED_ST_IDLE,
+					 SCHED_ST_OTHER};
 #define NSTATES (sizeof(offcpu_states) / sizeof(offcpu_states[0]))
 
 struct offcpu_state {
@@ -108,7 +109,7 @@ static void offcpu_stop(void *state)
 static int offcpu_start(void *state, const struct capture_target *t, const struct capture_params *p)
 {
 	struct offcpu_state *st = state;
-	struct offcpu_config c = { 0 };
+	struct offcpu_config c = {0};
 	struct capture_filter f;
 	uint32_t zero = 0;
 	int err;
@@ -125,7 +126,8 @@ static int offcpu_start(void *state, const struct capture_target *t, const struc
 	c.min_block_ns = st->min_block_us * 1000;
 	c.flags = (p->v[P_WAKER] ? OFFCPU_F_WAKER : 0) |
 		  (p->v[P_USER_STACKS] ? OFFCPU_F_USER_STACK : 0);
-	err = bpf_map__update_elem(st->skel->maps.offcpu_cfg, &zero, sizeof(zero), &c, sizeof(c), 0);
+	err = bpf_map__update_elem(st->skel->maps.offcpu_cfg, &zero, sizeof(zero), &c, sizeof(c),
+				   0);
 	if (err)
 		return err;
 	return sched_attach(st->skel->obj, st->links, &st->nlinks);
@@ -218,15 +220,19 @@ static json_t *threads_json(struct offcpu_state *st, struct thread_table *t, uns
 		json_object_set_new(o, "pid", json_integer(s->tgid));
 		json_object_set_new(o, "tid", json_integer(s->pid));
 		json_object_set_new(o, "comm", json_string(s->comm));
-		json_object_set_new(o, "blocked_us", json_integer((json_int_t)(thread_total(s) / 1000)));
+		json_object_set_new(o, "blocked_us",
+				    json_integer((json_int_t)(thread_total(s) / 1000)));
 		json_object_set_new(o, "sleep_us",
 				    json_integer((json_int_t)(s->ns[SCHED_ST_SLEEP] / 1000)));
-		json_object_set_new(o, "disk_us", json_integer((json_int_t)(s->ns[SCHED_ST_DISK] / 1000)));
-		json_object_set_new(o, "other_us",
-				    json_integer((json_int_t)((s->ns[SCHED_ST_IDLE] +
-							       s->ns[SCHED_ST_OTHER]) / 1000)));
+		json_object_set_new(o, "disk_us",
+				    json_integer((json_int_t)(s->ns[SCHED_ST_DISK] / 1000)));
+		json_object_set_new(
+			o, "other_us",
+			json_integer((json_int_t)((s->ns[SCHED_ST_IDLE] + s->ns[SCHED_ST_OTHER]) /
+						  1000)));
 		json_object_set_new(o, "blocks", json_integer((json_int_t)s->blocks));
-		json_object_set_new(o, "max_block_us", json_integer((json_int_t)(s->max_ns / 1000)));
+		json_object_set_new(o, "max_block_us",
+				    json_integer((json_int_t)(s->max_ns / 1000)));
 		sched_json_set_cgroup(o, st->env.cgroups, s->cgroup_id);
 		json_array_append_new(arr, o);
 	}
@@ -237,9 +243,9 @@ static json_t *threads_json(struct offcpu_state *st, struct thread_table *t, uns
 static void blocked_in(struct offcpu_state *st, const uint64_t *frames, unsigned n, char *buf,
 		       size_t len)
 {
-	static const char *const sched_prefixes[] = { "__schedule", "schedule",	 "__traceiter_",
-						      "bpf_",	    "__bpf_",	 "preempt_schedule",
-						      "trace_call_bpf", "perf_" };
+	static const char *const sched_prefixes[] = {
+		"__schedule", "schedule",	  "__traceiter_",   "bpf_",
+		"__bpf_",     "preempt_schedule", "trace_call_bpf", "perf_"};
 
 	buf[0] = '\0';
 	for (unsigned i = 0; i < n; i++) {
@@ -272,19 +278,23 @@ static int cmp_waker_key(const void *a, const void *b)
  */
 static size_t merge_interrupt_wakers(struct offcpu_state *st, struct waker_row *rows, size_t n)
 {
-	uint64_t frames[SCHED_MAX_DEPTH];
 	size_t out = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		unsigned nf;
+		struct offcpu_waker_key *k = &rows[i].k;
+		unsigned nf = MIN(k->waker_nframes, OFFCPU_WAKER_DEPTH);
+		unsigned irq =
+			sched_stack_irq_frames(st->env.sym, (const uint64_t *)k->waker_frames, nf);
 
-		if (sched_stack_read(st->skel->maps.stacks, rows[i].k.waker_stack_id, frames, &nf) ||
-		    !sched_stack_in_interrupt(st->env.sym, frames, nf))
+		if (!irq)
 			continue;
-		rows[i].k.waker_tgid = 0;
-		rows[i].k.waker_pid = 0;
-		memset(rows[i].k.waker_comm, 0, sizeof(rows[i].k.waker_comm));
-		snprintf(rows[i].k.waker_comm, sizeof(rows[i].k.waker_comm), "[interrupt]");
+		k->waker_tgid = 0;
+		k->waker_pid = 0;
+		memset(k->waker_comm, 0, sizeof(k->waker_comm));
+		snprintf(k->waker_comm, sizeof(k->waker_comm), "[interrupt]");
+		/* the interrupted task's frames below the entry point are not the waker's */
+		memset(k->waker_frames + irq, 0, (OFFCPU_WAKER_DEPTH - irq) * sizeof(uint64_t));
+		k->waker_nframes = irq;
 	}
 	if (n)
 		qsort(rows, n, sizeof(*rows), cmp_waker_key);
@@ -357,13 +367,15 @@ static json_t *wakers_json(struct offcpu_state *st, unsigned top_n, uint64_t *mi
 		json_object_set_new(o, "waker_tid", json_integer(r->k.waker_pid));
 		json_object_set_new(o, "waker_comm",
 				    json_string(r->k.waker_pid || comm[0] ? comm : "[idle]"));
-		json_object_set_new(o, "blocked_us", json_integer((json_int_t)(r->v.total_ns / 1000)));
+		json_object_set_new(o, "blocked_us",
+				    json_integer((json_int_t)(r->v.total_ns / 1000)));
 		json_object_set_new(o, "wakeups", json_integer((json_int_t)r->v.count));
-		if (sched_stack_read(st->skel->maps.stacks, r->k.waker_stack_id, frames, &nf))
-			(*missing)++;
-		skip = sched_trace_frames(st->env.sym, frames, nf);
-		json_object_set_new(o, "frames", sched_frames_json(st->env.sym, 0, frames + skip,
-								   nf - skip, NULL, 0));
+		nf = MIN(r->k.waker_nframes, OFFCPU_WAKER_DEPTH);
+		skip = sched_trace_frames(st->env.sym, (const uint64_t *)r->k.waker_frames, nf);
+		json_object_set_new(o, "frames",
+				    sched_frames_json(st->env.sym, 0,
+						      (const uint64_t *)r->k.waker_frames + skip,
+						      nf - skip, NULL, 0));
 		json_array_append_new(arr, o);
 	}
 	free(rows);
@@ -418,11 +430,11 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	struct offcpu_state *st = state;
 	const struct agent_config *cfg = st->env.cfg;
 	unsigned top_n = (unsigned)cfg->capture.top_stacks;
-	uint64_t stats[OFFCPU_STAT_MAX] = { 0 };
+	uint64_t stats[OFFCPU_STAT_MAX] = {0};
 	uint64_t kframes[SCHED_MAX_DEPTH], uframes[SCHED_MAX_DEPTH];
-	struct stackset *ss[NSTATES] = { 0 };
+	struct stackset *ss[NSTATES] = {0};
 	struct stackset_render r[NSTATES];
-	struct thread_table threads = { 0 };
+	struct thread_table threads = {0};
 	struct offcpu_key key, next;
 	struct count_row *rows = NULL;
 	size_t nrows = 0, rows_cap = 0;
@@ -462,7 +474,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 		qsort(rows, nrows, sizeof(*rows), cmp_row_thread);
 	for (size_t i = 0; i < nrows; i++) {
 		struct offcpu_key *k = &rows[i].k;
-		struct stack_sample s = { 0 };
+		struct stack_sample s = {0};
 		unsigned si = 0, skip;
 
 		for (unsigned j = 0; j < NSTATES; j++)
@@ -531,9 +543,9 @@ static int offcpu_collect(void *state, struct capture_result *out)
 		for (size_t i = 0; i < n && i < top_n; i++) {
 			double us = (double)json_integer_value(json_object_get(v[i], "blocked_us"));
 
-			json_object_set_new(v[i], "pct",
-					    json_real(total_ns ? 100.0 * us * 1000 / (double)total_ns :
-								 0));
+			json_object_set_new(
+				v[i], "pct",
+				json_real(total_ns ? 100.0 * us * 1000 / (double)total_ns : 0));
 			json_array_append(sorted, v[i]);
 		}
 		free(v);
@@ -543,17 +555,18 @@ static int offcpu_collect(void *state, struct capture_result *out)
 
 	out->data = json_object();
 	json_object_set_new(out->data, "min_block_us", json_integer((json_int_t)st->min_block_us));
-	json_object_set_new(out->data, "blocks", json_integer((json_int_t)stats[OFFCPU_STAT_BLOCKS]));
+	json_object_set_new(out->data, "blocks",
+			    json_integer((json_int_t)stats[OFFCPU_STAT_BLOCKS]));
 	json_object_set_new(out->data, "short_blocks",
 			    json_integer((json_int_t)stats[OFFCPU_STAT_SHORT]));
 	json_object_set_new(out->data, "blocked_us", json_integer((json_int_t)(total_ns / 1000)));
 	json_object_set_new(out->data, "blocked_us_by_state", by_state);
 	by_state = NULL;
 	json_object_set_new(out->data, "tracepoints", json_string(st->btf ? "tp_btf" : "raw_tp"));
-	json_object_set_new(out->data, "distinct_stacks",
-			    json_integer((json_int_t)(stackset_count(ss[0]) + stackset_count(ss[1]) +
-						      stackset_count(ss[2]) +
-						      stackset_count(ss[3]))));
+	json_object_set_new(
+		out->data, "distinct_stacks",
+		json_integer((json_int_t)(stackset_count(ss[0]) + stackset_count(ss[1]) +
+					  stackset_count(ss[2]) + stackset_count(ss[3]))));
 	json_object_set_new(out->data, "folded_stacks_dropped",
 			    json_integer((json_int_t)folded_dropped));
 	json_object_set_new(out->data, "top_stacks", tops);
@@ -596,7 +609,8 @@ static void offcpu_release(void *state)
 
 const struct capture_ops offcpu_capture = {
 	.kind = "offcpu",
-	.help = "blocked (off-CPU) time by thread, state (S/D) and kernel + user stack, with wakers",
+	.help = "blocked (off-CPU) time by thread, state (S/D) and kernel + user stack, with "
+		"wakers",
 	.params = offcpu_params,
 	.nparams = ARRAY_SIZE(offcpu_params),
 	.prepare = offcpu_prepare,

@@ -7,11 +7,15 @@
 
 struct offcpu_config {
 	u64 min_block_ns; /* shorter blocks are counted, not recorded by stack */
-	u32 flags;        /* OFFCPU_F_* */
+	u32 flags;	  /* OFFCPU_F_* */
 	u32 pad;
 };
 
-#define OFFCPU_F_WAKER      1u /* record who woke each blocked thread */
+#define OFFCPU_F_WAKER 1u /* record who woke each blocked thread */
+/* Waker stacks are kept inline (not in the stack map), short: a wakeup from an
+ * interrupt carries the interrupted task's frames below it, which would make
+ * every such stack distinct and crowd out the others. */
+#define OFFCPU_WAKER_DEPTH  20
 #define OFFCPU_F_USER_STACK 2u /* record user stacks too */
 
 /* A thread switched out blocked: when and where, kept until it runs again. */
@@ -24,8 +28,9 @@ struct offcpu_start {
 	/* filled by sched_waking, which runs in the waker's context */
 	u32 waker_tgid;
 	u32 waker_pid;
-	s32 waker_stack_id;
+	u32 waker_nframes; /* 0: no wakeup seen */
 	char waker_comm[SCHED_TASK_COMM_LEN];
+	u64 waker_frames[OFFCPU_WAKER_DEPTH];
 };
 
 struct offcpu_key {
@@ -52,25 +57,27 @@ struct offcpu_waker_key {
 	u32 waker_tgid;
 	u32 waker_pid;
 	s32 kern_stack_id;
-	s32 waker_stack_id;
+	u32 waker_nframes;
 	u32 state;
 	u32 pad;
 	char comm[SCHED_TASK_COMM_LEN];
 	char waker_comm[SCHED_TASK_COMM_LEN];
+	u64 waker_frames[OFFCPU_WAKER_DEPTH]; /* leaf first, zero-padded */
 };
 
 enum offcpu_stat {
-	OFFCPU_STAT_BLOCKS,       /* blocks recorded by stack */
-	OFFCPU_STAT_SHORT,        /* blocks under min_block, not recorded */
-	OFFCPU_STAT_START_FULL,   /* switch-outs lost: start map full */
-	OFFCPU_STAT_KEYS_FULL,    /* blocks lost: counts map full */
-	OFFCPU_STAT_WAKERS_FULL,  /* waker records lost: wakers map full */
-	OFFCPU_STAT_STACK_LOST,   /* stacks lost: stack map full or colliding */
+	OFFCPU_STAT_BLOCKS,	 /* blocks recorded by stack */
+	OFFCPU_STAT_SHORT,	 /* blocks under min_block, not recorded */
+	OFFCPU_STAT_START_FULL,	 /* switch-outs lost: start map full */
+	OFFCPU_STAT_KEYS_FULL,	 /* blocks lost: counts map full */
+	OFFCPU_STAT_WAKERS_FULL, /* waker records lost: wakers map full */
+	OFFCPU_STAT_STACK_LOST,	 /* stacks lost: stack map full or colliding */
 	OFFCPU_STAT_MAX
 };
 
 _Static_assert(sizeof(struct offcpu_config) == 16, "offcpu_config ABI");
-_Static_assert(sizeof(struct offcpu_start) == 56, "offcpu_start ABI");
+_Static_assert(sizeof(struct offcpu_start) == 56 + OFFCPU_WAKER_DEPTH * 8, "offcpu_start ABI");
 _Static_assert(sizeof(struct offcpu_key) == 48, "offcpu_key ABI");
 _Static_assert(sizeof(struct offcpu_val) == 24, "offcpu_val ABI");
-_Static_assert(sizeof(struct offcpu_waker_key) == 64, "offcpu_waker_key ABI");
+_Static_assert(sizeof(struct offcpu_waker_key) == 64 + OFFCPU_WAKER_DEPTH * 8,
+	       "offcpu_waker_key ABI");

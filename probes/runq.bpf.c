@@ -81,7 +81,7 @@ static __always_inline u32 log2_slot(u64 v)
 
 static __always_inline void enqueued(struct task_struct *p, u32 reason, u64 now)
 {
-	struct runq_enqueue e = { .ts = now, .reason = reason };
+	struct runq_enqueue e = {.ts = now, .reason = reason};
 	u32 pid = BPF_CORE_READ(p, pid);
 
 	if (pid && bpf_map_update_elem(&enq, &pid, &e, BPF_ANY))
@@ -204,9 +204,9 @@ static __always_inline int on_switch(bool preempt, struct task_struct *prev,
 	}
 	inc(&stats, RUNQ_STAT_EVENTS);
 	/* batch: wake the agent only once a good amount is queued */
-	bpf_ringbuf_submit(ev, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wakeup_bytes ?
-				       BPF_RB_FORCE_WAKEUP :
-				       BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(ev, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wakeup_bytes
+				       ? BPF_RB_FORCE_WAKEUP
+				       : BPF_RB_NO_WAKEUP);
 	return 0;
 }
 

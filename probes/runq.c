@@ -19,17 +19,17 @@
 #include "probes/schedutil.h"
 #include "runq.skel.h"
 
-#define RUNQ_MAX_TASKS 4096 /* distinct victims, and culprits, summed per window */
+#define RUNQ_MAX_TASKS	  4096 /* distinct victims, and culprits, summed per window */
 #define RUNQ_WAKEUP_BYTES (64 * 1024)
 
 enum { P_THRESHOLD_US, P_TOP, P_QLEN_FREQUENCY };
 
 static const struct capture_param_desc runq_params[] = {
-	[P_THRESHOLD_US] = { "threshold_us", CPARAM_UINT, 1, 10000000, "5000",
-			     "run-queue waits at least this long (microseconds) are reported" },
-	[P_TOP] = { "top", CPARAM_UINT, 1, 1000, "50", "worst waits kept in the incident" },
-	[P_QLEN_FREQUENCY] = { "qlen_frequency", CPARAM_UINT, 0, 1000, "99",
-			       "run-queue length samples per second per CPU (0: none)" },
+	[P_THRESHOLD_US] = {"threshold_us", CPARAM_UINT, 1, 10000000, "5000",
+			    "run-queue waits at least this long (microseconds) are reported"},
+	[P_TOP] = {"top", CPARAM_UINT, 1, 1000, "50", "worst waits kept in the incident"},
+	[P_QLEN_FREQUENCY] = {"qlen_frequency", CPARAM_UINT, 0, 1000, "99",
+			      "run-queue length samples per second per CPU (0: none)"},
 };
 
 struct task_sum {
@@ -218,7 +218,7 @@ static void runq_stop(void *state)
 static int runq_start(void *state, const struct capture_target *t, const struct capture_params *p)
 {
 	struct runq_state *st = state;
-	struct runq_config c = { .wakeup_bytes = RUNQ_WAKEUP_BYTES };
+	struct runq_config c = {.wakeup_bytes = RUNQ_WAKEUP_BYTES};
 	struct capture_filter f;
 	uint32_t zero = 0;
 	int err;
@@ -255,9 +255,8 @@ static int runq_start(void *state, const struct capture_target *t, const struct 
 	err = sched_attach(st->skel->obj, st->links, &st->nlinks);
 	if (err)
 		return err;
-	if (st->qlen_freq &&
-	    perf_clock_attach(st->skel->progs.runq_qlen, st->qlen_freq, st->perf_links,
-			      st->perf_fds, st->ncpus) == 0)
+	if (st->qlen_freq && perf_clock_attach(st->skel->progs.runq_qlen, st->qlen_freq,
+					       st->perf_links, st->perf_fds, st->ncpus) == 0)
 		log_warn("runq: no CPU accepted a cpu-clock perf event; no run-queue lengths");
 	return 0;
 }
@@ -278,8 +277,10 @@ static void runq_ring_ready(void *state)
 
 static const char *reason_name(uint32_t r)
 {
-	return r == RUNQ_WAKEUP ? "wakeup" : r == RUNQ_WAKEUP_NEW ? "new" :
-		r == RUNQ_PREEMPTED ? "preempted" : "?";
+	return r == RUNQ_WAKEUP	      ? "wakeup"
+	       : r == RUNQ_WAKEUP_NEW ? "new"
+	       : r == RUNQ_PREEMPTED  ? "preempted"
+				      : "?";
 }
 
 static int cmp_event(const void *a, const void *b)
@@ -304,10 +305,10 @@ static json_t *event_json(struct runq_state *st, const struct runq_event *e)
 	json_object_set_new(o, "cpu", json_integer(e->cpu));
 	json_object_set_new(o, "reason", json_string(reason_name(e->reason)));
 	json_object_set_new(o, "nr_running", json_integer(e->nr_running));
-	json_object_set_new(o, "at_ms", json_integer(e->ts > st->started_ns ?
-							     (json_int_t)((e->ts - st->started_ns) /
-									  1000000) :
-							     0));
+	json_object_set_new(o, "at_ms",
+			    json_integer(e->ts > st->started_ns
+						 ? (json_int_t)((e->ts - st->started_ns) / 1000000)
+						 : 0));
 	for (unsigned i = 1; i < e->nculprits && i < RUNQ_MAX_CULPRITS; i++)
 		if (e->culprits[i].ns > e->culprits[best].ns)
 			best = i;
@@ -315,10 +316,10 @@ static json_t *event_json(struct runq_state *st, const struct runq_event *e)
 		const struct runq_culprit *c = &e->culprits[i];
 
 		sched_comm(comm, c->comm);
-		json_array_append_new(cul, json_pack("{s:i,s:i,s:s,s:I}", "pid", (int)c->tgid, "tid",
-						     (int)c->pid, "comm",
-						     c->pid ? comm : "[idle]", "held_us",
-						     (json_int_t)(c->ns / 1000)));
+		json_array_append_new(cul,
+				      json_pack("{s:i,s:i,s:s,s:I}", "pid", (int)c->tgid, "tid",
+						(int)c->pid, "comm", c->pid ? comm : "[idle]",
+						"held_us", (json_int_t)(c->ns / 1000)));
 	}
 	/* the main culprit in words, for tables */
 	if (e->nculprits) {
@@ -336,7 +337,8 @@ static json_t *event_json(struct runq_state *st, const struct runq_event *e)
 	json_object_set_new(o, "culprits", cul);
 	json_object_set_new(o, "culprits_complete", json_boolean(e->complete));
 	if (e->other_ns)
-		json_object_set_new(o, "others_held_us", json_integer((json_int_t)(e->other_ns / 1000)));
+		json_object_set_new(o, "others_held_us",
+				    json_integer((json_int_t)(e->other_ns / 1000)));
 	sched_json_set_cgroup(o, st->env.cgroups, e->cgroup_id);
 	return o;
 }
@@ -425,7 +427,8 @@ static json_t *qlen_json(struct runq_state *st)
 		for (unsigned k = 0; k <= max; k++)
 			json_array_append_new(hist, json_integer((json_int_t)h[k]));
 		snprintf(dist, sizeof(dist), "0:%.0f%% 1:%.0f%% 2:%.0f%% 3+:%.0f%%",
-			 100.0 * (double)h[0] / (double)samples, 100.0 * (double)h[1] / (double)samples,
+			 100.0 * (double)h[0] / (double)samples,
+			 100.0 * (double)h[1] / (double)samples,
 			 100.0 * (double)h[2] / (double)samples,
 			 100.0 * (double)(samples - h[0] - h[1] - h[2]) / (double)samples);
 		o = json_object();
@@ -433,7 +436,8 @@ static json_t *qlen_json(struct runq_state *st)
 		json_object_set_new(o, "samples", json_integer((json_int_t)samples));
 		json_object_set_new(o, "mean", json_real((double)sum / (double)samples));
 		json_object_set_new(o, "max", json_integer((json_int_t)max));
-		json_object_set_new(o, "queued_pct", json_real(100.0 * (double)queued / (double)samples));
+		json_object_set_new(o, "queued_pct",
+				    json_real(100.0 * (double)queued / (double)samples));
 		json_object_set_new(o, "dist", json_string(dist));
 		json_object_set_new(o, "histogram", hist);
 		json_array_append_new(arr, o);
@@ -445,7 +449,7 @@ static json_t *qlen_json(struct runq_state *st)
 static int runq_collect(void *state, struct capture_result *out)
 {
 	struct runq_state *st = state;
-	uint64_t stats[RUNQ_STAT_MAX] = { 0 }, hist[RUNQ_WAIT_SLOTS] = { 0 }, total = 0, seen = 0;
+	uint64_t stats[RUNQ_STAT_MAX] = {0}, hist[RUNQ_WAIT_SLOTS] = {0}, total = 0, seen = 0;
 	uint64_t p50 = 0, p99 = 0, max_us = 0;
 	json_t *evs = json_array(), *h = json_array();
 
@@ -483,8 +487,8 @@ static int runq_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "wait_p50_us", json_integer((json_int_t)p50));
 	json_object_set_new(out->data, "wait_p99_us", json_integer((json_int_t)p99));
 	json_object_set_new(out->data, "max_wait_us",
-			    json_integer(st->ntop ? (json_int_t)(st->top[0].wait_ns / 1000) :
-						    (json_int_t)max_us));
+			    json_integer(st->ntop ? (json_int_t)(st->top[0].wait_ns / 1000)
+						  : (json_int_t)max_us));
 	json_object_set_new(out->data, "worst", evs);
 	json_object_set_new(out->data, "victims", table_json(st, &st->victims, true));
 	json_object_set_new(out->data, "culprits", table_json(st, &st->culprits, false));

@@ -5,10 +5,10 @@
 #include "filter.h"
 #include "sched.h"
 
-#define RUNQ_HIST_SLOTS   16 /* switches remembered per CPU (a power of two) */
+#define RUNQ_HIST_SLOTS	  16 /* switches remembered per CPU (a power of two) */
 #define RUNQ_MAX_CULPRITS 4  /* distinct tasks named per wait */
-#define RUNQ_WAIT_SLOTS   32 /* log2 microsecond buckets of every wait */
-#define RUNQ_QLEN_SLOTS   32 /* run-queue length buckets; the last is "31 or more" */
+#define RUNQ_WAIT_SLOTS	  32 /* log2 microsecond buckets of every wait */
+#define RUNQ_QLEN_SLOTS	  32 /* run-queue length buckets; the last is "31 or more" */
 
 struct runq_config {
 	u64 threshold_ns; /* waits at least this long become events */
@@ -54,22 +54,22 @@ struct runq_event {
 	u32 tgid;
 	u64 cgroup_id;
 	u64 wait_ns;
-	u64 ts;          /* when it got the CPU (CLOCK_MONOTONIC) */
-	u32 reason;      /* enum runq_reason */
-	u32 nr_running;  /* tasks runnable on the CPU then, itself included */
+	u64 ts;		/* when it got the CPU (CLOCK_MONOTONIC) */
+	u32 reason;	/* enum runq_reason */
+	u32 nr_running; /* tasks runnable on the CPU then, itself included */
 	u32 nculprits;
-	u32 complete;    /* the CPU's history reached back to the wakeup */
+	u32 complete; /* the CPU's history reached back to the wakeup */
 	char comm[SCHED_TASK_COMM_LEN];
-	u64 other_ns;    /* CPU time of tasks beyond the named culprits */
+	u64 other_ns; /* CPU time of tasks beyond the named culprits */
 	struct runq_culprit culprits[RUNQ_MAX_CULPRITS];
 };
 
 enum runq_stat {
-	RUNQ_STAT_WAITS,      /* waits measured (any length) */
-	RUNQ_STAT_EVENTS,     /* waits above the threshold sent */
-	RUNQ_STAT_RB_FULL,    /* events lost: ring buffer full */
-	RUNQ_STAT_ENQ_FULL,   /* waits lost: enqueue map full */
-	RUNQ_STAT_QLEN,       /* run-queue length samples */
+	RUNQ_STAT_WAITS,    /* waits measured (any length) */
+	RUNQ_STAT_EVENTS,   /* waits above the threshold sent */
+	RUNQ_STAT_RB_FULL,  /* events lost: ring buffer full */
+	RUNQ_STAT_ENQ_FULL, /* waits lost: enqueue map full */
+	RUNQ_STAT_QLEN,	    /* run-queue length samples */
 	RUNQ_STAT_MAX
 };
 

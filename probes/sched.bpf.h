@@ -9,15 +9,15 @@
 /* include/linux/sched.h; the values are ABI (they show in /proc and tracepoints) */
 #define TASK_INTERRUPTIBLE_   0x0001
 #define TASK_UNINTERRUPTIBLE_ 0x0002
-#define TASK_STOPPED_         0x0004
-#define TASK_TRACED_          0x0008
-#define EXIT_DEAD_            0x0010
-#define EXIT_ZOMBIE_          0x0020
-#define TASK_PARKED_          0x0040
-#define TASK_DEAD_            0x0080
-#define TASK_NOLOAD_          0x0400
+#define TASK_STOPPED_	      0x0004
+#define TASK_TRACED_	      0x0008
+#define EXIT_DEAD_	      0x0010
+#define EXIT_ZOMBIE_	      0x0020
+#define TASK_PARKED_	      0x0040
+#define TASK_DEAD_	      0x0080
+#define TASK_NOLOAD_	      0x0400
 #define TASK_RTLOCK_WAIT_     0x1000
-#define TASK_FROZEN_          0x8000
+#define TASK_FROZEN_	      0x8000
 
 /*
  * What a task switched out at sched_switch is now doing. A preempted task is

@@ -89,9 +89,9 @@ int sched_stack_read(const struct bpf_map *stacks, int32_t id, uint64_t *frames,
 
 unsigned sched_trace_frames(struct symbolizer *sym, const uint64_t *frames, unsigned n)
 {
-	static const char *const glue[] = { "bpf_prog_",	"bpf_trace_run",  "__bpf_trace_",
-					    "__traceiter_",	"__bpf_prog_run", "trace_call_bpf",
-					    "bpf_dispatcher_", "perf_trace_" };
+	static const char *const glue[] = {"bpf_prog_",	      "bpf_trace_run",	"__bpf_trace_",
+					   "__traceiter_",    "__bpf_prog_run", "trace_call_bpf",
+					   "bpf_dispatcher_", "perf_trace_"};
 	unsigned skip = 0;
 
 	if (!sym)
@@ -110,24 +110,30 @@ unsigned sched_trace_frames(struct symbolizer *sym, const uint64_t *frames, unsi
 	return skip;
 }
 
-bool sched_stack_in_interrupt(struct symbolizer *sym, const uint64_t *frames, unsigned n)
+unsigned sched_stack_irq_frames(struct symbolizer *sym, const uint64_t *frames, unsigned n)
 {
-	static const char *const irq[] = { "asm_sysvec_", "asm_common_interrupt", "sysvec_",
-					   "__sysvec_",	  "common_interrupt",	  "handle_softirqs",
-					   "__do_softirq", "__irq_exit_rcu",	  "irq_exit" };
+	static const char *const entry[] = {"asm_sysvec_", "asm_common_interrupt"};
+	static const char *const irq[] = {"sysvec_",	     "__sysvec_",    "common_interrupt",
+					  "handle_softirqs", "__do_softirq", "__irq_exit_rcu",
+					  "irq_exit"};
+	unsigned last = 0;
 
 	if (!sym)
-		return false;
+		return 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct sym_frame f;
 
 		if (symbolizer_kernel(sym, frames[i], &f))
 			continue;
+		/* the entry point ends the interrupt: below it is the interrupted task */
+		for (size_t j = 0; j < sizeof(entry) / sizeof(entry[0]); j++)
+			if (strncmp(f.name, entry[j], strlen(entry[j])) == 0)
+				return i + 1;
 		for (size_t j = 0; j < sizeof(irq) / sizeof(irq[0]); j++)
 			if (strncmp(f.name, irq[j], strlen(irq[j])) == 0)
-				return true;
+				last = i + 1;
 	}
-	return false;
+	return last;
 }
 
 static json_t *frame_json(const struct sym_frame *f)
@@ -219,9 +225,9 @@ void sched_json_set_cgroup(json_t *o, struct cgroups *cg, uint64_t cgroup_id)
 const char *sched_state_name(unsigned state)
 {
 	static const char *const names[SCHED_ST_MAX] = {
-		[SCHED_ST_UNKNOWN] = "?",  [SCHED_ST_ON_CPU] = "on_cpu", [SCHED_ST_RUNNABLE] = "R",
-		[SCHED_ST_SLEEP] = "S",	   [SCHED_ST_DISK] = "D",	 [SCHED_ST_IDLE] = "I",
-		[SCHED_ST_OTHER] = "T",	   [SCHED_ST_DEAD] = "X",
+		[SCHED_ST_UNKNOWN] = "?", [SCHED_ST_ON_CPU] = "on_cpu", [SCHED_ST_RUNNABLE] = "R",
+		[SCHED_ST_SLEEP] = "S",	  [SCHED_ST_DISK] = "D",	[SCHED_ST_IDLE] = "I",
+		[SCHED_ST_OTHER] = "T",	  [SCHED_ST_DEAD] = "X",
 	};
 
 	return state < SCHED_ST_MAX ? names[state] : "?";

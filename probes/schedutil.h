@@ -37,9 +37,10 @@ int sched_stack_read(const struct bpf_map *stacks, int32_t id, uint64_t *frames,
  * BPF program and the tracing glue, not to the traced task: skip them. */
 unsigned sched_trace_frames(struct symbolizer *sym, const uint64_t *frames, unsigned n);
 
-/* Was this kernel stack taken in interrupt context (hard or soft irq run on
- * the back of whatever task was current)? */
-bool sched_stack_in_interrupt(struct symbolizer *sym, const uint64_t *frames, unsigned n);
+/* Was this kernel stack taken in interrupt context (a hard or soft irq run on
+ * the back of whatever task was current)? Returns how many leaf frames belong
+ * to the interrupt (through its entry point), or 0. */
+unsigned sched_stack_irq_frames(struct symbolizer *sym, const uint64_t *frames, unsigned n);
 
 /* Frames as stacks.c renders them (func, offset, module, kernel, addr...). */
 json_t *sched_frames_json(struct symbolizer *sym, int tgid, const uint64_t *kframes, unsigned nk,

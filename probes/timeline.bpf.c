@@ -63,8 +63,8 @@ static __always_inline struct timeline_config *tl_config(void)
 	return bpf_map_lookup_elem(&tl_cfg, &zero);
 }
 
-static __always_inline void emit(struct timeline_config *cfg, struct task_struct *task,
-				 u32 state, u32 next, u64 start, u64 end, s32 kstack, s32 ustack)
+static __always_inline void emit(struct timeline_config *cfg, struct task_struct *task, u32 state,
+				 u32 next, u64 start, u64 end, s32 kstack, s32 ustack)
 {
 	struct tl_interval *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 
@@ -84,16 +84,15 @@ static __always_inline void emit(struct timeline_config *cfg, struct task_struct
 	r->user_stack_id = ustack;
 	BPF_CORE_READ_STR_INTO(&r->comm, task, comm);
 	stat_inc(TL_STAT_INTERVALS);
-	bpf_ringbuf_submit(r, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wakeup_bytes ?
-				      BPF_RB_FORCE_WAKEUP :
-				      BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(r, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wakeup_bytes
+				      ? BPF_RB_FORCE_WAKEUP
+				      : BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline void set_state(u32 pid, u64 since, u32 state, s32 kstack, s32 ustack)
 {
 	struct tl_thread t = {
-		.since = since, .state = state, .kern_stack_id = kstack, .user_stack_id = ustack
-	};
+		.since = since, .state = state, .kern_stack_id = kstack, .user_stack_id = ustack};
 
 	if (bpf_map_update_elem(&threads, &pid, &t, BPF_ANY))
 		stat_inc(TL_STAT_THREADS_FULL);
@@ -188,8 +187,7 @@ int BPF_PROG(timeline_switch, bool preempt, struct task_struct *prev, struct tas
 }
 
 SEC("raw_tp/sched_switch")
-int BPF_PROG(timeline_switch_raw, bool preempt, struct task_struct *prev,
-	     struct task_struct *next)
+int BPF_PROG(timeline_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	return on_switch(ctx, preempt, prev, next);
 }
@@ -241,13 +239,12 @@ int timeline_iter(struct bpf_iter__task *ctx)
 		return 0;
 	}
 	if (!t) {
-		u32 state = BPF_CORE_READ(task, on_cpu) ?
-				    SCHED_ST_ON_CPU :
-				    switch_out_state(false, task_state(task));
-		struct tl_thread nt = { .since = cfg->window_start_ns,
-					.state = state,
-					.kern_stack_id = -1,
-					.user_stack_id = -1 };
+		u32 state = BPF_CORE_READ(task, on_cpu) ? SCHED_ST_ON_CPU
+							: switch_out_state(false, task_state(task));
+		struct tl_thread nt = {.since = cfg->window_start_ns,
+				       .state = state,
+				       .kern_stack_id = -1,
+				       .user_stack_id = -1};
 
 		/* events since the window opened win over this guess */
 		bpf_map_update_elem(&threads, &pid, &nt, BPF_NOEXIST);

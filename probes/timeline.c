@@ -19,18 +19,18 @@
 #include "storage/timeline_svg.h"
 #include "timeline.skel.h"
 
-#define TL_MAX_STACKS     2048 /* distinct (kernel, user) stacks named in one incident */
-#define TL_STACK_FRAMES   24   /* frames kept per stack in the incident */
-#define TL_WAKEUP_BYTES   (256 * 1024)
+#define TL_MAX_STACKS	2048 /* distinct (kernel, user) stacks named in one incident */
+#define TL_STACK_FRAMES 24   /* frames kept per stack in the incident */
+#define TL_WAKEUP_BYTES (256 * 1024)
 
 enum { P_MAX_INTERVALS, P_MAX_THREADS, P_USER_STACKS };
 
 static const struct capture_param_desc timeline_params[] = {
-	[P_MAX_INTERVALS] = { "max_intervals", CPARAM_UINT, 10, 100000, "2000",
-			      "intervals kept per thread (later ones are counted, not kept)" },
-	[P_MAX_THREADS] = { "max_threads", CPARAM_UINT, 1, 1024, "64", "threads drawn" },
-	[P_USER_STACKS] = { "user_stacks", CPARAM_BOOL, 0, 1, "true",
-			    "record user stacks at each switch-out as well as kernel stacks" },
+	[P_MAX_INTERVALS] = {"max_intervals", CPARAM_UINT, 10, 100000, "2000",
+			     "intervals kept per thread (later ones are counted, not kept)"},
+	[P_MAX_THREADS] = {"max_threads", CPARAM_UINT, 1, 1024, "64", "threads drawn"},
+	[P_USER_STACKS] = {"user_stacks", CPARAM_BOOL, 0, 1, "true",
+			   "record user stacks at each switch-out as well as kernel stacks"},
 };
 
 struct tl_iv {
@@ -70,7 +70,7 @@ struct timeline_state {
 	size_t nlanes;
 	uint64_t threads_dropped;
 	struct stack_ref *stacks; /* open-addressed, 2 * TL_MAX_STACKS */
-	int32_t *stack_order;     /* slot of stack index i */
+	int32_t *stack_order;	  /* slot of stack index i */
 	unsigned nstacks;
 	uint64_t stacks_dropped;
 };
@@ -224,7 +224,8 @@ static int timeline_prepare(void **out, const struct capture_env *env)
 	st->btf = !sched_force_raw_tp;
 	err = open_load(st, st->btf);
 	if (err && st->btf) {
-		log_info("timeline: tp_btf programs did not load (%s); using raw_tp", strerror(-err));
+		log_info("timeline: tp_btf programs did not load (%s); using raw_tp",
+			 strerror(-err));
 		st->btf = false;
 		err = open_load(st, false);
 	}
@@ -319,7 +320,8 @@ static int timeline_start(void *state, const struct capture_target *t,
 		return err;
 	st->iter = bpf_program__attach_iter(st->skel->progs.timeline_iter, NULL);
 	if (!st->iter)
-		return log_ret(-errno, "timeline: attaching the task iterator: %s", strerror(errno));
+		return log_ret(-errno, "timeline: attaching the task iterator: %s",
+			       strerror(errno));
 	err = sched_attach(st->skel->obj, st->links, &st->nlinks);
 	if (err)
 		return err;
@@ -373,14 +375,14 @@ static json_t *lane_json(struct timeline_state *st, struct tl_lane *l)
 	json_object_set_new(o, "pid", json_integer(l->tgid));
 	json_object_set_new(o, "tid", json_integer(l->pid));
 	json_object_set_new(o, "comm", json_string(l->comm));
-	json_object_set_new(o, "on_cpu_pct",
-			    json_real(observed ? 100.0 * (double)l->ns[SCHED_ST_ON_CPU] /
-							 (double)observed :
-						 0));
-	json_object_set_new(o, "runnable_pct",
-			    json_real(observed ? 100.0 * (double)l->ns[SCHED_ST_RUNNABLE] /
-							 (double)observed :
-						 0));
+	json_object_set_new(
+		o, "on_cpu_pct",
+		json_real(observed ? 100.0 * (double)l->ns[SCHED_ST_ON_CPU] / (double)observed
+				   : 0));
+	json_object_set_new(
+		o, "runnable_pct",
+		json_real(observed ? 100.0 * (double)l->ns[SCHED_ST_RUNNABLE] / (double)observed
+				   : 0));
 	json_object_set_new(o, "off_cpu_pct",
 			    json_real(observed ? 100.0 * (double)off / (double)observed : 0));
 	json_object_set_new(o, "on_cpu_ms", json_real((double)l->ns[SCHED_ST_ON_CPU] / 1e6));
@@ -396,7 +398,8 @@ static json_t *lane_json(struct timeline_state *st, struct tl_lane *l)
 		const struct tl_iv *v = &l->iv[i];
 
 		json_array_append_new(
-			iv, json_pack("[I,I,s,i]", (json_int_t)((v->start_ns - st->window_start_ns) / 1000),
+			iv, json_pack("[I,I,s,i]",
+				      (json_int_t)((v->start_ns - st->window_start_ns) / 1000),
 				      (json_int_t)((v->end_ns - v->start_ns) / 1000),
 				      state_code(v->state), (int)v->stack));
 	}
@@ -443,7 +446,7 @@ static json_t *stacks_json(struct timeline_state *st, int tgid, uint64_t *missin
 static int timeline_collect(void *state, struct capture_result *out)
 {
 	struct timeline_state *st = state;
-	uint64_t stats[TL_STAT_MAX] = { 0 }, dropped = 0, missing = 0, kept = 0;
+	uint64_t stats[TL_STAT_MAX] = {0}, dropped = 0, missing = 0, kept = 0;
 	uint64_t end = st->window_end_ns ? st->window_end_ns : now_mono_ns();
 	json_t *threads = json_array();
 	char *svg = NULL;
@@ -475,10 +478,10 @@ static int timeline_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "intervals_dropped", json_integer((json_int_t)dropped));
 	json_object_set_new(out->data, "states",
 			    json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "C", "on CPU", "R",
-				      "runnable, waiting for a CPU", "S", "sleeping (interruptible)",
-				      "D", "uninterruptible (D state)", "I", "idle kernel thread",
-				      "T", "stopped, traced or parked", "?",
-				      "off CPU since before the window, state unknown"));
+				      "runnable, waiting for a CPU", "S",
+				      "sleeping (interruptible)", "D", "uninterruptible (D state)",
+				      "I", "idle kernel thread", "T", "stopped, traced or parked",
+				      "?", "off CPU since before the window, state unknown"));
 	json_object_set_new(out->data, "threads", threads);
 	json_object_set_new(out->data, "stacks", stacks_json(st, tgid, &missing));
 	out->lost_events = stats[TL_STAT_RB_FULL] + stats[TL_STAT_THREADS_FULL] +
@@ -504,7 +507,8 @@ static void timeline_release(void *state)
 
 const struct capture_ops timeline_capture = {
 	.kind = "timeline",
-	.help = "each thread's intervals on CPU, runnable and off CPU (S/D) with switch-out stacks; "
+	.help = "each thread's intervals on CPU, runnable and off CPU (S/D) with switch-out "
+		"stacks; "
 		"timeline.svg",
 	.params = timeline_params,
 	.nparams = ARRAY_SIZE(timeline_params),

@@ -15,8 +15,8 @@ enum timeline_iter_mode {
 struct timeline_config {
 	u64 window_start_ns; /* CLOCK_MONOTONIC */
 	u64 wakeup_bytes;    /* wake user space once this much is queued */
-	u32 mode;            /* enum timeline_iter_mode */
-	u32 flags;           /* TL_F_* */
+	u32 mode;	     /* enum timeline_iter_mode */
+	u32 flags;	     /* TL_F_* */
 };
 
 /* A thread's current state, since when, and the stacks it left the CPU with. */
@@ -46,10 +46,10 @@ struct tl_interval {
 };
 
 enum timeline_stat {
-	TL_STAT_INTERVALS,   /* intervals sent */
-	TL_STAT_RB_FULL,     /* intervals lost: ring buffer full */
-	TL_STAT_THREADS_FULL,/* state changes lost: thread map full */
-	TL_STAT_STACK_LOST,  /* stacks lost: stack map full or colliding */
+	TL_STAT_INTERVALS,    /* intervals sent */
+	TL_STAT_RB_FULL,      /* intervals lost: ring buffer full */
+	TL_STAT_THREADS_FULL, /* state changes lost: thread map full */
+	TL_STAT_STACK_LOST,   /* stacks lost: stack map full or colliding */
 	TL_STAT_MAX
 };
 

@@ -7,26 +7,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SVG_WIDTH      1200
-#define LABEL_X        8
-#define PLOT_X         250
-#define PLOT_W         (SVG_WIDTH - PLOT_X - 20)
-#define TOP            64
-#define LANE_H         16
-#define LANE_GAP       5
-#define MAX_LANES      256
-#define TITLE_FRAMES   16
+#define SVG_WIDTH    1200
+#define LABEL_X	     8
+#define PLOT_X	     250
+#define PLOT_W	     (SVG_WIDTH - PLOT_X - 20)
+#define TOP	     64
+#define LANE_H	     16
+#define LANE_GAP     5
+#define MAX_LANES    256
+#define TITLE_FRAMES 16
 
 static const struct {
 	const char *code, *name, *color;
 } states[] = {
-	{ "C", "on CPU", "#2e7d32" },
-	{ "R", "runnable (waiting for a CPU)", "#f9a825" },
-	{ "S", "sleeping (S)", "#90caf9" },
-	{ "D", "uninterruptible (D)", "#c62828" },
-	{ "I", "idle kernel thread (I)", "#cfd8dc" },
-	{ "T", "stopped / traced (T)", "#8d6e63" },
-	{ "?", "off CPU, state unknown", "#e0e0e0" },
+	{"C", "on CPU", "#2e7d32"},
+	{"R", "runnable (waiting for a CPU)", "#f9a825"},
+	{"S", "sleeping (S)", "#90caf9"},
+	{"D", "uninterruptible (D)", "#c62828"},
+	{"I", "idle kernel thread (I)", "#cfd8dc"},
+	{"T", "stopped / traced (T)", "#8d6e63"},
+	{"?", "off CPU, state unknown", "#e0e0e0"},
 };
 #define NSTATES (sizeof(states) / sizeof(states[0]))
 
@@ -109,8 +109,8 @@ static void interval_title(FILE *f, json_t *lane, json_t *stacks, double start_m
 	fputs("<title>", f);
 	xml_text(f, json_string_value(json_object_get(lane, "comm")));
 	fprintf(f, " %lld: %s %.3f ms at +%.3f ms",
-		(long long)json_integer_value(json_object_get(lane, "tid")), states[si].name, dur_ms,
-		start_ms);
+		(long long)json_integer_value(json_object_get(lane, "tid")), states[si].name,
+		dur_ms, start_ms);
 	if (json_array_size(names))
 		fputs(si == 0 ? "&#10;switched out at:" : "&#10;blocked in:", f);
 	json_array_foreach(names, i, n)
@@ -127,7 +127,7 @@ static void interval_title(FILE *f, json_t *lane, json_t *stacks, double start_m
 
 static void draw_lane(FILE *f, json_t *lane, json_t *stacks, double window_ms, double y)
 {
-	struct bucket b = { 0 };
+	struct bucket b = {0};
 	json_t *iv;
 	size_t i;
 	char label[96];
@@ -140,16 +140,17 @@ static void draw_lane(FILE *f, json_t *lane, json_t *stacks, double window_ms, d
 	if (!tf)
 		tf = f;
 
-	snprintf(label, sizeof(label), "%s %lld", json_string_value(json_object_get(lane, "comm")) ?
-					       json_string_value(json_object_get(lane, "comm")) :
-					       "?",
+	snprintf(label, sizeof(label), "%s %lld",
+		 json_string_value(json_object_get(lane, "comm"))
+			 ? json_string_value(json_object_get(lane, "comm"))
+			 : "?",
 		 (long long)json_integer_value(json_object_get(lane, "tid")));
 	fprintf(f, "<text x=\"%d\" y=\"%.1f\" class=\"lbl\">", LABEL_X, y + LANE_H - 4);
 	xml_text(f, label);
 	fprintf(f, "<tspan class=\"pct\"> %.0f%% on CPU</tspan></text>\n",
 		json_number_value(json_object_get(lane, "on_cpu_pct")));
-	fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"%d\" height=\"%d\" class=\"lane\"/>\n", PLOT_X,
-		y, PLOT_W, LANE_H);
+	fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"%d\" height=\"%d\" class=\"lane\"/>\n",
+		PLOT_X, y, PLOT_W, LANE_H);
 	json_array_foreach(json_object_get(lane, "timeline"), i, iv)
 	{
 		double start_ms = (double)json_integer_value(json_array_get(iv, 0)) / 1000.0;
@@ -191,7 +192,8 @@ static void draw_lane(FILE *f, json_t *lane, json_t *stacks, double window_ms, d
 
 int timeline_svg_render(const json_t *data, char **out, size_t *len)
 {
-	json_t *threads = json_object_get(data, "threads"), *stacks = json_object_get(data, "stacks");
+	json_t *threads = json_object_get(data, "threads"),
+	       *stacks = json_object_get(data, "stacks");
 	double window_ms = json_number_value(json_object_get(data, "window_ms"));
 	size_t nlanes = json_array_size(threads), drawn = nlanes < MAX_LANES ? nlanes : MAX_LANES;
 	int height = TOP + (int)drawn * (LANE_H + LANE_GAP) + 40;
@@ -217,7 +219,8 @@ int timeline_svg_render(const json_t *data, char **out, size_t *len)
 		"</style>\n"
 		"<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n",
 		SVG_WIDTH, height, SVG_WIDTH, height);
-	fprintf(f, "<text x=\"%d\" y=\"20\" class=\"ttl\">Thread timeline: %zu threads over %.1f ms",
+	fprintf(f,
+		"<text x=\"%d\" y=\"20\" class=\"ttl\">Thread timeline: %zu threads over %.1f ms",
 		LABEL_X, nlanes, window_ms);
 	if (drawn < nlanes)
 		fprintf(f, " (first %zu drawn)", drawn);

@@ -40,7 +40,7 @@ static void *vforker(void *arg)
 	vfork_at_ns = now_mono_ns();
 	child = vfork();
 	if (child == 0) {
-		struct timespec ts = { child_sleep_ms / 1000, (child_sleep_ms % 1000) * 1000000L };
+		struct timespec ts = {child_sleep_ms / 1000, (child_sleep_ms % 1000) * 1000000L};
 
 		nanosleep(&ts, NULL);
 		_exit(0);
@@ -52,7 +52,7 @@ static void *vforker(void *arg)
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = { .cache_bytes = 64 << 20 };
+	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
 	struct capture_env env;
 
 	require_root_or_exit("bpf/dstate");
@@ -60,7 +60,7 @@ static int setup(void **s)
 	config_defaults(&cfg);
 	assert_int_equal(symbolizer_new(&sym, &so), 0);
 	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
-	env = (struct capture_env){ .cfg = &cfg, .sym = sym, .cgroups = cgroups };
+	env = (struct capture_env){.cfg = &cfg, .sym = sym, .cgroups = cgroups};
 	ops = capture_kind_lookup("dstate");
 	assert_non_null(ops);
 	assert_int_equal(ops->prepare(&state, &env), 0);
@@ -80,7 +80,7 @@ static int teardown(void **s)
 static void run(int pid, const struct capture_params *p, int child_ms, int window_ms,
 		struct capture_result *res)
 {
-	struct capture_target t = { .kind = TARGET_PID, .pid = pid };
+	struct capture_target t = {.kind = TARGET_PID, .pid = pid};
 	pthread_t th;
 	int waited = 0;
 
@@ -106,9 +106,8 @@ static json_t *task_of(json_t *data, int tid)
 	json_t *t;
 	size_t i;
 
-	json_array_foreach(json_object_get(data, "tasks"), i, t)
-		if (json_integer_value(json_object_get(t, "tid")) == tid)
-			return t;
+	json_array_foreach(json_object_get(data, "tasks"), i,
+			   t) if (json_integer_value(json_object_get(t, "tid")) == tid) return t;
 	return NULL;
 }
 
@@ -158,7 +157,8 @@ static void test_vfork_parent_stuck(void **s)
 	if (!frames_have(frames, "kernel_clone"))
 		dump(t);
 	assert_true(frames_have(frames, "kernel_clone"));
-	assert_true(frames_have(frames, "__do_sys_vfork") || frames_have(frames, "__x64_sys_vfork"));
+	assert_true(frames_have(frames, "__do_sys_vfork") ||
+		    frames_have(frames, "__x64_sys_vfork"));
 	/* wchan: the first frame outside the scheduler, as /proc/PID/wchan */
 	assert_string_equal(json_string_value(json_object_get(t, "wchan")),
 			    json_string_value(json_object_get(json_array_get(frames, 0), "func")));
@@ -207,7 +207,7 @@ static void test_unstuck_before_end(void **s)
 
 static void test_rule_patterns_first(void **s)
 {
-	const char *const pats[] = { "not-this=no_such_function_*", "our wait=kernel_clone" };
+	const char *const pats[] = {"not-this=no_such_function_*", "our wait=kernel_clone"};
 	struct capture_params p;
 	struct capture_result res;
 	char why[256];
@@ -215,16 +215,18 @@ static void test_rule_patterns_first(void **s)
 
 	capture_params_defaults(ops, &p);
 	p.v[capture_param_index(ops, "threshold")] = 100;
-	assert_int_equal(capture_param_set_strings(ops, (unsigned)capture_param_index(ops, "patterns"),
+	assert_int_equal(capture_param_set_strings(ops,
+						   (unsigned)capture_param_index(ops, "patterns"),
 						   &p, pats, 2, why, sizeof(why)),
 			 0);
 	run(getpid(), &p, 800, 400, &res);
 	t = task_of(res.data, vfork_tid);
 	assert_non_null(t);
 	assert_string_equal(json_string_value(json_object_get(t, "label")), "our wait");
-	assert_string_equal(json_string_value(json_object_get(
-				    json_array_get(json_object_get(res.data, "labels"), 0), "label")),
-			    "our wait");
+	assert_string_equal(
+		json_string_value(json_object_get(
+			json_array_get(json_object_get(res.data, "labels"), 0), "label")),
+		"our wait");
 	capture_result_clear(&res);
 }
 
@@ -251,7 +253,7 @@ static void test_threshold_and_filter(void **s)
 
 static void test_pattern_syntax(void **s)
 {
-	static const char *const bad[] = { "=glob", "label=", "a=b||c", "a=b|" };
+	static const char *const bad[] = {"=glob", "label=", "a=b||c", "a=b|"};
 	struct capture_params p;
 	unsigned idx = (unsigned)capture_param_index(ops, "patterns");
 	char why[256];
@@ -259,9 +261,8 @@ static void test_pattern_syntax(void **s)
 	capture_params_defaults(ops, &p);
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		why[0] = '\0';
-		assert_int_not_equal(capture_param_set_strings(ops, idx, &p, &bad[i], 1, why,
-								 sizeof(why)),
-				     0);
+		assert_int_not_equal(
+			capture_param_set_strings(ops, idx, &p, &bad[i], 1, why, sizeof(why)), 0);
 		assert_non_null(strstr(why, bad[i]));
 	}
 }

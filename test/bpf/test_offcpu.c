@@ -34,7 +34,7 @@ static atomic_int sleeper_tid, futex_tid, vfork_tid;
 
 __attribute__((noinline)) static void offcpu_test_nap(void)
 {
-	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	struct timespec ts = {0, 20 * 1000 * 1000};
 
 	nanosleep(&ts, NULL);
 	__asm__ volatile("" ::: "memory");
@@ -55,7 +55,8 @@ __attribute__((noinline)) static void *offcpu_test_futex_waiter(void *arg)
 	for (int round = 1; round <= 3; round++) {
 		/* wait until the main thread bumps the word to this round */
 		while (atomic_load(&futex_word) < round)
-			syscall(SYS_futex, &futex_word, FUTEX_WAIT_PRIVATE, round - 1, NULL, NULL, 0);
+			syscall(SYS_futex, &futex_word, FUTEX_WAIT_PRIVATE, round - 1, NULL, NULL,
+				0);
 	}
 	return arg;
 }
@@ -67,7 +68,7 @@ __attribute__((noinline)) static void *offcpu_test_vforker(void *arg)
 	vfork_tid = (int)gettid();
 	child = vfork();
 	if (child == 0) {
-		struct timespec ts = { 0, 300 * 1000 * 1000 };
+		struct timespec ts = {0, 300 * 1000 * 1000};
 
 		nanosleep(&ts, NULL);
 		_exit(0);
@@ -79,7 +80,7 @@ __attribute__((noinline)) static void *offcpu_test_vforker(void *arg)
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = { .cache_bytes = 64 << 20 };
+	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
 
 	require_root_or_exit("bpf/offcpu");
 	log_route_libbpf();
@@ -95,7 +96,7 @@ static int setup(void **s)
 
 static void prepare(bool raw_tp)
 {
-	struct capture_env env = { .cfg = &cfg, .sym = sym, .cgroups = cgroups };
+	struct capture_env env = {.cfg = &cfg, .sym = sym, .cgroups = cgroups};
 
 	if (state)
 		ops->release(state);
@@ -117,7 +118,7 @@ static int teardown(void **s)
 /* Runs the three blockers under a capture of this process. */
 static void run_capture(struct capture_params *p, struct capture_result *res)
 {
-	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
+	struct capture_target t = {.kind = TARGET_PID, .pid = getpid()};
 	pthread_t th[3];
 
 	futex_word = 0;
@@ -161,10 +162,10 @@ static json_t *top_of(json_t *data, int tid, const char *state_name)
 	json_t *st;
 	size_t i;
 
-	json_array_foreach(json_object_get(data, "top_stacks"), i, st)
-		if (json_integer_value(json_object_get(st, "tid")) == tid &&
-		    strcmp(json_string_value(json_object_get(st, "state")), state_name) == 0)
-			return st;
+	json_array_foreach(json_object_get(data, "top_stacks"), i,
+			   st) if (json_integer_value(json_object_get(st, "tid")) == tid &&
+				   strcmp(json_string_value(json_object_get(st, "state")),
+					  state_name) == 0) return st;
 	return NULL;
 }
 
@@ -178,11 +179,11 @@ static void dump(json_t *data)
 
 static void check_blockers_seen(json_t *data, const struct capture_result *res)
 {
-	static const char *const nsleep[] = { "do_nanosleep", "hrtimer_nanosleep", NULL };
-	static const char *const futex[] = { "futex_wait", NULL };
-	static const char *const vfork_wait[] = { "kernel_clone", "__do_sys_vfork",
-						  "wait_for_vfork_done", NULL };
-	static const char *const user_sleeper[] = { "offcpu_test_", NULL };
+	static const char *const nsleep[] = {"do_nanosleep", "hrtimer_nanosleep", NULL};
+	static const char *const futex[] = {"futex_wait", NULL};
+	static const char *const vfork_wait[] = {"kernel_clone", "__do_sys_vfork",
+						 "wait_for_vfork_done", NULL};
+	static const char *const user_sleeper[] = {"offcpu_test_", NULL};
 	json_t *st, *w;
 	size_t i;
 	bool waker_seen = false;
@@ -215,7 +216,7 @@ static void check_blockers_seen(json_t *data, const struct capture_result *res)
 	/* the futex waiter was woken by the main thread, in futex_wake */
 	json_array_foreach(json_object_get(data, "wakers"), i, w)
 	{
-		static const char *const wake[] = { "futex_wake", NULL };
+		static const char *const wake[] = {"futex_wake", NULL};
 
 		if (json_integer_value(json_object_get(w, "tid")) == futex_tid &&
 		    json_integer_value(json_object_get(w, "waker_tid")) == getpid() &&
@@ -226,29 +227,35 @@ static void check_blockers_seen(json_t *data, const struct capture_result *res)
 		dump(json_object_get(data, "wakers"));
 	assert_true(waker_seen);
 
-	/* the napper's timer fires in an interrupt: one "[interrupt]" waker row,
-	 * not one row per task the interrupt happened to land on */
-	waker_seen = false;
-	json_array_foreach(json_object_get(data, "wakers"), i, w)
+	/* the napper's timer fires in an interrupt: its waker is "[interrupt]"
+	 * with the timer's stack, not whichever task the interrupt landed on */
 	{
-		static const char *const timer[] = { "hrtimer_wakeup", NULL };
+		static const char *const timer[] = {"hrtimer_wakeup", NULL};
+		json_int_t wakeups = 0;
+		size_t rows = 0;
 
-		if (json_integer_value(json_object_get(w, "tid")) != sleeper_tid)
-			continue;
-		assert_false(waker_seen);
-		waker_seen = true;
-		assert_string_equal(json_string_value(json_object_get(w, "waker_comm")),
-				    "[interrupt]");
-		assert_int_equal(json_integer_value(json_object_get(w, "waker_tid")), 0);
-		assert_true(frames_have(json_object_get(w, "frames"), timer, true));
-		assert_true(json_integer_value(json_object_get(w, "wakeups")) >= 20);
+		json_array_foreach(json_object_get(data, "wakers"), i, w)
+		{
+			if (json_integer_value(json_object_get(w, "tid")) != sleeper_tid)
+				continue;
+			rows++;
+			if (strcmp(json_string_value(json_object_get(w, "waker_comm")),
+				   "[interrupt]"))
+				dump(w);
+			assert_string_equal(json_string_value(json_object_get(w, "waker_comm")),
+					    "[interrupt]");
+			assert_int_equal(json_integer_value(json_object_get(w, "waker_tid")), 0);
+			assert_true(frames_have(json_object_get(w, "frames"), timer, true));
+			wakeups += json_integer_value(json_object_get(w, "wakeups"));
+		}
+		if (rows == 0 || rows > 2 || wakeups < 20)
+			dump(json_object_get(data, "wakers"));
+		assert_true(rows >= 1 && rows <= 2);
+		assert_true(wakeups >= 20);
 	}
-	if (!waker_seen)
-		dump(json_object_get(data, "wakers"));
-	assert_true(waker_seen);
 
-	assert_true(json_integer_value(json_object_get(
-			    json_object_get(data, "blocked_us_by_state"), "D")) > 250000);
+	assert_true(json_integer_value(json_object_get(json_object_get(data, "blocked_us_by_state"),
+						       "D")) > 250000);
 	assert_int_equal(res->nartifacts, 1);
 	assert_string_equal(res->artifacts[0].name, "offcpu.folded");
 	assert_non_null(strstr(res->artifacts[0].data, ";[S];"));
@@ -301,9 +308,9 @@ static void test_min_block(void **s)
 
 static void test_nothing_outside_window(void **s)
 {
-	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
+	struct capture_target t = {.kind = TARGET_PID, .pid = getpid()};
 	struct capture_params p;
-	struct capture_result res = { 0 };
+	struct capture_result res = {0};
 	pthread_t th;
 
 	capture_params_defaults(ops, &p);

@@ -46,7 +46,7 @@ static void *victim(void *arg)
 	pin_cpu0();
 	victim_tid = (int)gettid();
 	while (!stop_victim) {
-		struct timespec ts = { 0, 2 * 1000 * 1000 };
+		struct timespec ts = {0, 2 * 1000 * 1000};
 		volatile unsigned long x = 0;
 
 		nanosleep(&ts, NULL);
@@ -83,7 +83,7 @@ static void stop_hogs(void)
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = { .cache_bytes = 64 << 20 };
+	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
 
 	require_root_or_exit("bpf/runq");
 	log_route_libbpf();
@@ -97,7 +97,7 @@ static int setup(void **s)
 
 static void prepare(bool raw_tp)
 {
-	struct capture_env env = { .cfg = &cfg, .sym = sym, .cgroups = cgroups };
+	struct capture_env env = {.cfg = &cfg, .sym = sym, .cgroups = cgroups};
 
 	if (state)
 		ops->release(state);
@@ -118,7 +118,7 @@ static int teardown(void **s)
 
 static void run(struct capture_result *res)
 {
-	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
+	struct capture_target t = {.kind = TARGET_PID, .pid = getpid()};
 	struct capture_params p;
 	pthread_t th;
 
@@ -173,20 +173,20 @@ static void check(json_t *data)
 			continue;
 		victim_seen = true;
 		assert_int_equal(json_integer_value(json_object_get(e, "cpu")), 0);
-		json_array_foreach(json_object_get(e, "culprits"), j, c)
-			hog_culprit |= is_hog(json_integer_value(json_object_get(c, "pid")));
+		json_array_foreach(json_object_get(e, "culprits"), j, c) hog_culprit |=
+			is_hog(json_integer_value(json_object_get(c, "pid")));
 	}
 	if (!victim_seen || !hog_culprit)
 		dump(data);
 	assert_true(victim_seen);
 	assert_true(hog_culprit);
-	json_array_foreach(json_object_get(data, "culprits"), i, c)
-		hog_in_culprits |= is_hog(json_integer_value(json_object_get(c, "pid")));
+	json_array_foreach(json_object_get(data, "culprits"), i, c) hog_in_culprits |=
+		is_hog(json_integer_value(json_object_get(c, "pid")));
 	assert_true(hog_in_culprits);
 	victim_seen = false;
-	json_array_foreach(json_object_get(data, "victims"), i, v)
-		victim_seen |= json_integer_value(json_object_get(v, "tid")) == victim_tid &&
-			       json_integer_value(json_object_get(v, "waits")) >= 5;
+	json_array_foreach(json_object_get(data, "victims"), i, v) victim_seen |=
+		json_integer_value(json_object_get(v, "tid")) == victim_tid &&
+		json_integer_value(json_object_get(v, "waits")) >= 5;
 	assert_true(victim_seen);
 	/* CPU 0 held at least the two hogs most of the time */
 	json_array_foreach(json_object_get(data, "runq_length"), i, v)
@@ -226,9 +226,9 @@ static void test_raw_tp_fallback(void **s)
 
 static void test_nothing_outside_window(void **s)
 {
-	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
+	struct capture_target t = {.kind = TARGET_PID, .pid = getpid()};
 	struct capture_params p;
-	struct capture_result res = { 0 };
+	struct capture_result res = {0};
 	pthread_t th;
 
 	prepare(false);

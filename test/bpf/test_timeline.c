@@ -44,7 +44,7 @@ __attribute__((noinline)) static void *timeline_test_napper(void *arg)
 {
 	nap_tid = (int)gettid();
 	while (!stop_all) {
-		struct timespec ts = { 0, 30 * 1000 * 1000 };
+		struct timespec ts = {0, 30 * 1000 * 1000};
 
 		nanosleep(&ts, NULL);
 	}
@@ -61,7 +61,7 @@ static void *parked(void *arg)
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = { .cache_bytes = 64 << 20 };
+	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
 
 	require_root_or_exit("bpf/timeline");
 	log_route_libbpf();
@@ -75,7 +75,7 @@ static int setup(void **s)
 
 static void prepare(bool raw_tp)
 {
-	struct capture_env env = { .cfg = &cfg, .sym = sym, .cgroups = cgroups };
+	struct capture_env env = {.cfg = &cfg, .sym = sym, .cgroups = cgroups};
 
 	if (state)
 		ops->release(state);
@@ -96,7 +96,7 @@ static int teardown(void **s)
 
 static void run(const struct capture_params *p, struct capture_result *res)
 {
-	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
+	struct capture_target t = {.kind = TARGET_PID, .pid = getpid()};
 	pthread_t th[3];
 
 	stop_all = 0;
@@ -126,9 +126,8 @@ static json_t *lane_of(json_t *data, int tid)
 	json_t *l;
 	size_t i;
 
-	json_array_foreach(json_object_get(data, "threads"), i, l)
-		if (json_integer_value(json_object_get(l, "tid")) == tid)
-			return l;
+	json_array_foreach(json_object_get(data, "threads"), i,
+			   l) if (json_integer_value(json_object_get(l, "tid")) == tid) return l;
 	return NULL;
 }
 
@@ -168,7 +167,7 @@ static void check_lane_shape(json_t *lane, double window_ms)
 
 static void check(json_t *data, const struct capture_result *res, bool bounded)
 {
-	static const char *const want[] = { "do_nanosleep", "hrtimer_nanosleep" };
+	static const char *const want[] = {"do_nanosleep", "hrtimer_nanosleep"};
 	json_t *spin = lane_of(data, spin_tid), *nap = lane_of(data, nap_tid),
 	       *park = lane_of(data, park_tid), *l, *iv;
 	double window_ms = num(data, "window_ms");
@@ -210,9 +209,8 @@ static void check(json_t *data, const struct capture_result *res, bool bounded)
 
 		if (si < 0 || strcmp(json_string_value(json_array_get(iv, 2)), "S"))
 			continue;
-		json_array_foreach(names, j, n)
-			for (size_t k = 0; k < 2; k++)
-				nap_stack |= strcmp(json_string_value(n), want[k]) == 0;
+		json_array_foreach(names, j, n) for (size_t k = 0; k < 2; k++) nap_stack |=
+			strcmp(json_string_value(n), want[k]) == 0;
 	}
 	if (!nap_stack)
 		dump(json_object_get(data, "stacks"));

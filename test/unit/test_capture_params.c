@@ -10,12 +10,12 @@
 #include "probes/capture.h"
 #include "triggers/rules.h"
 
-static const struct rules_limits lim = { .max_capture_ms = 60000 };
+static const struct rules_limits lim = {.max_capture_ms = 60000};
 
 static void test_set_and_iterate(void **s)
 {
 	const struct capture_ops *ops = capture_kind_lookup("dstate");
-	const char *const entries[] = { "a=x_*", "b=y|z", "plain_glob*" };
+	const char *const entries[] = {"a=x_*", "b=y|z", "plain_glob*"};
 	struct capture_params p;
 	unsigned idx;
 	const char *e;
@@ -33,9 +33,10 @@ static void test_set_and_iterate(void **s)
 		assert_string_equal(e, entries[n++]);
 	assert_int_equal(n, 3);
 	/* not a list parameter */
-	assert_int_not_equal(capture_param_set_strings(ops, (unsigned)capture_param_index(ops, "threshold"),
-							 &p, entries, 1, why, sizeof(why)),
-			     0);
+	assert_int_not_equal(
+		capture_param_set_strings(ops, (unsigned)capture_param_index(ops, "threshold"), &p,
+					  entries, 1, why, sizeof(why)),
+		0);
 }
 
 static void test_bounds(void **s)
@@ -45,7 +46,7 @@ static void test_bounds(void **s)
 	struct capture_params p;
 	const char *many[40];
 	char longest[CAPTURE_PARAM_ENTRY + 8], why[256];
-	const char *one[1] = { longest };
+	const char *one[1] = {longest};
 
 	for (int i = 0; i < 40; i++)
 		many[i] = "x=y";
@@ -63,14 +64,15 @@ static void test_bounds(void **s)
 
 static void test_rules_yaml(void **s)
 {
-	static const char *const good = "rules:\n"
-					"  - name: stuck\n"
-					"    metric: cpu.sys_pct\n"
-					"    above: 50\n"
-					"    capture:\n"
-					"      - kind: dstate\n"
-					"        threshold: 2s\n"
-					"        patterns: [\"raid resync=md_do_sync|raid*\", \"drbd_*\"]\n";
+	static const char *const good =
+		"rules:\n"
+		"  - name: stuck\n"
+		"    metric: cpu.sys_pct\n"
+		"    above: 50\n"
+		"    capture:\n"
+		"      - kind: dstate\n"
+		"        threshold: 2s\n"
+		"        patterns: [\"raid resync=md_do_sync|raid*\", \"drbd_*\"]\n";
 	static const char *const bad = "rules:\n"
 				       "  - name: stuck\n"
 				       "    metric: cpu.sys_pct\n"
@@ -86,7 +88,7 @@ static void test_rules_yaml(void **s)
 					   "      - kind: dstate\n"
 					   "        patterns: {a: b}\n";
 	struct ruleset *rs = NULL;
-	struct diag d = { 0 };
+	struct diag d = {0};
 	const struct capture_ops *ops = capture_kind_lookup("dstate");
 	unsigned idx = (unsigned)capture_param_index(ops, "patterns");
 	const char *e;

@@ -31,10 +31,14 @@ static void test_two_lanes(void **s)
 	char *svg = NULL;
 	size_t len = 0;
 
-	json_array_append_new(json_object_get(a, "timeline"), json_pack("[i,i,s,i]", 0, 990000, "C", -1));
-	json_array_append_new(json_object_get(a, "timeline"), json_pack("[i,i,s,i]", 990000, 10000, "R", -1));
-	json_array_append_new(json_object_get(b, "timeline"), json_pack("[i,i,s,i]", 0, 500000, "S", 0));
-	json_array_append_new(json_object_get(b, "timeline"), json_pack("[i,i,s,i]", 500000, 500000, "D", 0));
+	json_array_append_new(json_object_get(a, "timeline"),
+			      json_pack("[i,i,s,i]", 0, 990000, "C", -1));
+	json_array_append_new(json_object_get(a, "timeline"),
+			      json_pack("[i,i,s,i]", 990000, 10000, "R", -1));
+	json_array_append_new(json_object_get(b, "timeline"),
+			      json_pack("[i,i,s,i]", 0, 500000, "S", 0));
+	json_array_append_new(json_object_get(b, "timeline"),
+			      json_pack("[i,i,s,i]", 500000, 500000, "D", 0));
 	json_array_append_new(json_object_get(data, "threads"), a);
 	json_array_append_new(json_object_get(data, "threads"), b);
 
@@ -68,7 +72,8 @@ static void test_many_short_intervals_stay_small(void **s)
 
 	/* 100000 intervals of 10 us: far below a pixel each */
 	for (int i = 0; i < 100000; i++)
-		json_array_append_new(tl, json_pack("[i,i,s,i]", i * 10, 10, i % 2 ? "C" : "S", -1));
+		json_array_append_new(tl,
+				      json_pack("[i,i,s,i]", i * 10, 10, i % 2 ? "C" : "S", -1));
 	json_array_append_new(json_object_get(data, "threads"), l);
 	assert_int_equal(timeline_svg_render(data, &svg, &len), 0);
 	/* at most one merged bar per pixel of the plot */
