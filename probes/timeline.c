@@ -365,8 +365,10 @@ static const char *state_code(unsigned s)
 
 static json_t *lane_json(struct timeline_state *st, struct tl_lane *l)
 {
-	json_t *o = json_object(), *iv = json_array();
+	json_t *o = json_object(), *iv = json_object();
+	json_t *starts = json_array(), *durs = json_array(), *stks = json_array();
 	uint64_t observed = 0, off;
+	char *codes;
 
 	for (unsigned s = 0; s < SCHED_ST_MAX; s++)
 		observed += l->ns[s];
@@ -394,15 +396,27 @@ static json_t *lane_json(struct timeline_state *st, struct tl_lane *l)
 	json_object_set_new(o, "intervals_dropped", json_integer((json_int_t)l->dropped));
 	if (l->n)
 		qsort(l->iv, l->n, sizeof(*l->iv), cmp_iv);
+	/* parallel arrays, each of one type (search engines map arrays by type) */
+	codes = malloc(l->n + 1);
 	for (size_t i = 0; i < l->n; i++) {
 		const struct tl_iv *v = &l->iv[i];
 
 		json_array_append_new(
-			iv, json_pack("[I,I,s,i]",
-				      (json_int_t)((v->start_ns - st->window_start_ns) / 1000),
-				      (json_int_t)((v->end_ns - v->start_ns) / 1000),
-				      state_code(v->state), (int)v->stack));
+			starts,
+			json_integer((json_int_t)((v->start_ns - st->window_start_ns) / 1000)));
+		json_array_append_new(durs,
+				      json_integer((json_int_t)((v->end_ns - v->start_ns) / 1000)));
+		json_array_append_new(stks, json_integer(v->stack));
+		if (codes)
+			codes[i] = state_code(v->state)[0];
 	}
+	if (codes)
+		codes[l->n] = '\0';
+	json_object_set_new(iv, "start_us", starts);
+	json_object_set_new(iv, "dur_us", durs);
+	json_object_set_new(iv, "state", json_string(codes ? codes : ""));
+	json_object_set_new(iv, "stack", stks);
+	free(codes);
 	json_object_set_new(o, "timeline", iv);
 	return o;
 }

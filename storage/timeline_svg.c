@@ -128,8 +128,11 @@ static void interval_title(FILE *f, json_t *lane, json_t *stacks, double start_m
 static void draw_lane(FILE *f, json_t *lane, json_t *stacks, double window_ms, double y)
 {
 	struct bucket b = {0};
-	json_t *iv;
-	size_t i;
+	json_t *tl = json_object_get(lane, "timeline");
+	json_t *starts = json_object_get(tl, "start_us"), *durs = json_object_get(tl, "dur_us");
+	json_t *stk = json_object_get(tl, "stack");
+	const char *codes = json_string_value(json_object_get(tl, "state"));
+	size_t i, n = json_array_size(starts), ncodes = codes ? strlen(codes) : 0;
 	char label[96];
 	/* merged short intervals go on top, so a short run between two long
 	 * sleeps stays visible as a one-pixel tick */
@@ -151,11 +154,11 @@ static void draw_lane(FILE *f, json_t *lane, json_t *stacks, double window_ms, d
 		json_number_value(json_object_get(lane, "on_cpu_pct")));
 	fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"%d\" height=\"%d\" class=\"lane\"/>\n",
 		PLOT_X, y, PLOT_W, LANE_H);
-	json_array_foreach(json_object_get(lane, "timeline"), i, iv)
-	{
-		double start_ms = (double)json_integer_value(json_array_get(iv, 0)) / 1000.0;
-		double dur_ms = (double)json_integer_value(json_array_get(iv, 1)) / 1000.0;
-		unsigned si = state_index(json_string_value(json_array_get(iv, 2)));
+	for (i = 0; i < n; i++) {
+		char code[2] = {i < ncodes ? codes[i] : '?', '\0'};
+		double start_ms = (double)json_integer_value(json_array_get(starts, i)) / 1000.0;
+		double dur_ms = (double)json_integer_value(json_array_get(durs, i)) / 1000.0;
+		unsigned si = state_index(code);
 		double x0 = PLOT_X + start_ms / window_ms * PLOT_W;
 		double w = dur_ms / window_ms * PLOT_W;
 
@@ -170,7 +173,9 @@ static void draw_lane(FILE *f, json_t *lane, json_t *stacks, double window_ms, d
 				"fill=\"%s\">",
 				x0, y, w, LANE_H, states[si].color);
 			interval_title(f, lane, stacks, start_ms, dur_ms, si,
-				       json_integer_value(json_array_get(iv, 3)));
+				       json_is_integer(json_array_get(stk, i))
+					       ? json_integer_value(json_array_get(stk, i))
+					       : -1);
 			fputs("</rect>\n", f);
 			continue;
 		}

@@ -144,17 +144,38 @@ static double num(json_t *o, const char *k)
 	return json_number_value(json_object_get(o, k));
 }
 
+/* Interval i of a lane: its parallel arrays. */
+static size_t iv_count(json_t *lane)
+{
+	json_t *tl = json_object_get(lane, "timeline");
+	size_t n = json_array_size(json_object_get(tl, "start_us"));
+
+	/* every array has one entry per interval */
+	assert_int_equal(json_array_size(json_object_get(tl, "dur_us")), n);
+	assert_int_equal(json_array_size(json_object_get(tl, "stack")), n);
+	assert_int_equal(strlen(json_string_value(json_object_get(tl, "state"))), n);
+	return n;
+}
+
+static json_int_t iv_int(json_t *lane, const char *key, size_t i)
+{
+	return json_integer_value(
+		json_array_get(json_object_get(json_object_get(lane, "timeline"), key), i));
+}
+
+static char iv_state(json_t *lane, size_t i)
+{
+	return json_string_value(json_object_get(json_object_get(lane, "timeline"), "state"))[i];
+}
+
 /* Intervals in order, not overlapping, covering most of the window. */
 static void check_lane_shape(json_t *lane, double window_ms)
 {
-	json_t *iv;
-	size_t i;
 	json_int_t prev_end = 0;
 
-	json_array_foreach(json_object_get(lane, "timeline"), i, iv)
-	{
-		json_int_t start = json_integer_value(json_array_get(iv, 0));
-		json_int_t dur = json_integer_value(json_array_get(iv, 1));
+	for (size_t i = 0; i < iv_count(lane); i++) {
+		json_int_t start = iv_int(lane, "start_us", i);
+		json_int_t dur = iv_int(lane, "dur_us", i);
 
 		assert_true(dur > 0);
 		/* 50 us slack: the two ends come from different CPUs' clocks */
@@ -169,7 +190,7 @@ static void check(json_t *data, const struct capture_result *res, bool bounded)
 {
 	static const char *const want[] = {"do_nanosleep", "hrtimer_nanosleep"};
 	json_t *spin = lane_of(data, spin_tid), *nap = lane_of(data, nap_tid),
-	       *park = lane_of(data, park_tid), *l, *iv;
+	       *park = lane_of(data, park_tid), *l;
 	double window_ms = num(data, "window_ms");
 	bool nap_stack = false;
 	size_t i;
@@ -183,10 +204,11 @@ static void check(json_t *data, const struct capture_result *res, bool bounded)
 	json_array_foreach(json_object_get(data, "threads"), i, l)
 		assert_int_equal(json_integer_value(json_object_get(l, "pid")), getpid());
 
-	/* the spinner is on CPU (or waiting for one, on a busy machine) */
-	if (num(spin, "on_cpu_pct") < 50 || num(spin, "off_cpu_pct") > 5)
+	/* the spinner is on CPU, or waiting for one: the machine may be busy */
+	if (num(spin, "on_cpu_pct") < 20 || num(spin, "off_cpu_pct") > 5)
 		dump(spin);
-	assert_true(num(spin, "on_cpu_pct") > 50);
+	assert_true(num(spin, "on_cpu_pct") > 20);
+	assert_true(num(spin, "on_cpu_pct") + num(spin, "runnable_pct") > 95);
 	assert_true(num(spin, "off_cpu_pct") < 5);
 	/* the napper is off CPU, sleeping, nearly all the time */
 	assert_true(num(nap, "off_cpu_pct") > 90);
@@ -195,19 +217,16 @@ static void check(json_t *data, const struct capture_result *res, bool bounded)
 	/* the parked thread never ran: one interval from the seed to the end */
 	assert_true(num(park, "off_cpu_pct") > 99);
 	assert_int_equal(json_integer_value(json_object_get(park, "switches")), 0);
-	assert_int_equal(json_array_size(json_object_get(park, "timeline")), 1);
-	assert_string_equal(json_string_value(json_array_get(
-				    json_array_get(json_object_get(park, "timeline"), 0), 2)),
-			    "S");
+	assert_int_equal(iv_count(park), 1);
+	assert_int_equal(iv_state(park, 0), 'S');
 
-	json_array_foreach(json_object_get(nap, "timeline"), i, iv)
-	{
-		json_int_t si = json_integer_value(json_array_get(iv, 3));
+	for (i = 0; i < iv_count(nap); i++) {
+		json_int_t si = iv_int(nap, "stack", i);
 		json_t *names = json_array_get(json_object_get(data, "stacks"), (size_t)si);
 		json_t *n;
 		size_t j;
 
-		if (si < 0 || strcmp(json_string_value(json_array_get(iv, 2)), "S"))
+		if (si < 0 || iv_state(nap, i) != 'S')
 			continue;
 		json_array_foreach(names, j, n) for (size_t k = 0; k < 2; k++) nap_stack |=
 			strcmp(json_string_value(n), want[k]) == 0;
@@ -217,7 +236,7 @@ static void check(json_t *data, const struct capture_result *res, bool bounded)
 	assert_true(nap_stack);
 
 	if (bounded) {
-		assert_int_equal(json_array_size(json_object_get(nap, "timeline")), 10);
+		assert_int_equal(iv_count(nap), 10);
 		assert_true(json_integer_value(json_object_get(nap, "intervals_dropped")) > 0);
 		assert_true(json_integer_value(json_object_get(data, "intervals_dropped")) > 0);
 	} else {

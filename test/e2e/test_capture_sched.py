@@ -321,14 +321,23 @@ def test_timeline_spinner_and_sleeper(agent, spawn):
     lanes = {t["comm"]: t for t in cap["threads"]}
     assert {"at_spin", "at_sleep"} <= set(lanes), list(lanes)
     spin, nap = lanes["at_spin"], lanes["at_sleep"]
-    assert spin["on_cpu_pct"] > 50 and spin["off_cpu_pct"] < 5, spin
+    # the spinner is on CPU, or waiting for one (the machine may be busy)
+    assert spin["on_cpu_pct"] > 20 and spin["off_cpu_pct"] < 5, spin
+    assert spin["on_cpu_pct"] + spin["runnable_pct"] > 95, spin
     assert nap["off_cpu_pct"] > 90 and nap["switches"] >= 50, {
         k: v for k, v in nap.items() if k != "timeline"}
     for lane in (spin, nap):
         assert lane["observed_ms"] > 0.95 * cap["window_ms"]
-        assert all(len(iv) == 4 for iv in lane["timeline"])
-    states = {iv[2] for iv in nap["timeline"]}
-    assert {"S", "C"} <= states, states
+        tl = lane["timeline"]
+        # parallel arrays, one entry per interval, each of one type
+        n = len(tl["start_us"])
+        assert n and len(tl["dur_us"]) == n == len(tl["stack"]) == len(tl["state"])
+        assert tl["start_us"] == sorted(tl["start_us"])
+    assert {"S", "C"} <= set(nap["timeline"]["state"]), nap["timeline"]["state"]
+    # the sleeper's S intervals carry the stack it blocked in
+    sleep_stacks = {k for c, k in zip(nap["timeline"]["state"], nap["timeline"]["stack"])
+                    if c == "S" and k >= 0}
+    assert any("do_nanosleep" in cap["stacks"][k] for k in sleep_stacks), cap["stacks"]
     svg = artifact(agent, iid, "timeline.svg")
     assert svg.startswith("<?xml") and svg.rstrip().endswith("</svg>")
     assert "at_spin" in svg and "at_sleep" in svg and "do_nanosleep" in svg

@@ -19,8 +19,27 @@ static size_t count(const char *hay, const char *needle)
 
 static json_t *lane(int tid, const char *comm, double on_pct)
 {
-	return json_pack("{s:i,s:i,s:s,s:f,s:[]}", "pid", 100, "tid", tid, "comm", comm,
-			 "on_cpu_pct", on_pct, "timeline");
+	return json_pack("{s:i,s:i,s:s,s:f,s:{s:[],s:[],s:s,s:[]}}", "pid", 100, "tid", tid, "comm",
+			 comm, "on_cpu_pct", on_pct, "timeline", "start_us", "dur_us", "state", "",
+			 "stack");
+}
+
+/* Appends an interval to a lane's parallel arrays. */
+static void add_iv(json_t *lane, int start_us, int dur_us, char state, int stack)
+{
+	json_t *tl = json_object_get(lane, "timeline");
+	const char *codes = json_string_value(json_object_get(tl, "state"));
+	size_t n = strlen(codes);
+	char *more = malloc(n + 2);
+
+	memcpy(more, codes, n);
+	more[n] = state;
+	more[n + 1] = '\0';
+	json_object_set_new(tl, "state", json_string(more));
+	free(more);
+	json_array_append_new(json_object_get(tl, "start_us"), json_integer(start_us));
+	json_array_append_new(json_object_get(tl, "dur_us"), json_integer(dur_us));
+	json_array_append_new(json_object_get(tl, "stack"), json_integer(stack));
 }
 
 static void test_two_lanes(void **s)
@@ -31,14 +50,10 @@ static void test_two_lanes(void **s)
 	char *svg = NULL;
 	size_t len = 0;
 
-	json_array_append_new(json_object_get(a, "timeline"),
-			      json_pack("[i,i,s,i]", 0, 990000, "C", -1));
-	json_array_append_new(json_object_get(a, "timeline"),
-			      json_pack("[i,i,s,i]", 990000, 10000, "R", -1));
-	json_array_append_new(json_object_get(b, "timeline"),
-			      json_pack("[i,i,s,i]", 0, 500000, "S", 0));
-	json_array_append_new(json_object_get(b, "timeline"),
-			      json_pack("[i,i,s,i]", 500000, 500000, "D", 0));
+	add_iv(a, 0, 990000, 'C', -1);
+	add_iv(a, 990000, 10000, 'R', -1);
+	add_iv(b, 0, 500000, 'S', 0);
+	add_iv(b, 500000, 500000, 'D', 0);
 	json_array_append_new(json_object_get(data, "threads"), a);
 	json_array_append_new(json_object_get(data, "threads"), b);
 
@@ -67,13 +82,20 @@ static void test_many_short_intervals_stay_small(void **s)
 {
 	json_t *data = json_pack("{s:f,s:[],s:[]}", "window_ms", 1000.0, "threads", "stacks");
 	json_t *l = lane(7, "busy", 50.0), *tl = json_object_get(l, "timeline");
+	char *codes = malloc(100001);
 	char *svg = NULL;
 	size_t len = 0;
 
 	/* 100000 intervals of 10 us: far below a pixel each */
-	for (int i = 0; i < 100000; i++)
-		json_array_append_new(tl,
-				      json_pack("[i,i,s,i]", i * 10, 10, i % 2 ? "C" : "S", -1));
+	for (int i = 0; i < 100000; i++) {
+		json_array_append_new(json_object_get(tl, "start_us"), json_integer(i * 10));
+		json_array_append_new(json_object_get(tl, "dur_us"), json_integer(10));
+		json_array_append_new(json_object_get(tl, "stack"), json_integer(-1));
+		codes[i] = i % 2 ? 'C' : 'S';
+	}
+	codes[100000] = '\0';
+	json_object_set_new(tl, "state", json_string(codes));
+	free(codes);
 	json_array_append_new(json_object_get(data, "threads"), l);
 	assert_int_equal(timeline_svg_render(data, &svg, &len), 0);
 	/* at most one merged bar per pixel of the plot */
