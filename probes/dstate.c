@@ -521,6 +521,12 @@ static int dstate_collect(void *state, struct capture_result *out)
 	larr = NULL;
 	json_object_set_new(out->data, "tasks", tasks);
 	tasks = NULL;
+	json_object_set_new(out->data, "lost",
+			    json_pack("{s:I,s:I,s:I,s:I}", "stacks",
+				      (json_int_t)stats[DSTATE_STAT_STACK_LOST], "records",
+				      (json_int_t)stats[DSTATE_STAT_WRITE_LOST], "tasks_full",
+				      (json_int_t)st->dropped, "snapshots_failed",
+				      (json_int_t)st->snapshot_errors));
 	out->lost_events = stats[DSTATE_STAT_STACK_LOST] + stats[DSTATE_STAT_WRITE_LOST] +
 			   st->dropped + st->snapshot_errors;
 	out->partial = out->lost_events > 0 || r.folded_dropped > 0;

@@ -575,6 +575,14 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	arr = wakers_json(st, top_n, &stack_missing);
 	json_object_set_new(out->data, "wakers", arr);
 
+	json_object_set_new(out->data, "lost",
+			    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "start_full",
+				      (json_int_t)stats[OFFCPU_STAT_START_FULL], "keys_full",
+				      (json_int_t)stats[OFFCPU_STAT_KEYS_FULL], "wakers_full",
+				      (json_int_t)stats[OFFCPU_STAT_WAKERS_FULL], "stacks",
+				      (json_int_t)stats[OFFCPU_STAT_STACK_LOST], "stacks_gone",
+				      (json_int_t)stack_missing, "stacks_over_max_stacks",
+				      (json_int_t)dropped));
 	out->lost_events = stats[OFFCPU_STAT_START_FULL] + stats[OFFCPU_STAT_KEYS_FULL] +
 			   stats[OFFCPU_STAT_WAKERS_FULL] + stats[OFFCPU_STAT_STACK_LOST] +
 			   stack_missing + dropped;

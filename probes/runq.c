@@ -494,6 +494,12 @@ static int runq_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "culprits", table_json(st, &st->culprits, false));
 	json_object_set_new(out->data, "wait_histogram", h);
 	json_object_set_new(out->data, "runq_length", qlen_json(st));
+	json_object_set_new(out->data, "lost",
+			    json_pack("{s:I,s:I,s:I,s:I}", "ring_full",
+				      (json_int_t)stats[RUNQ_STAT_RB_FULL], "enqueue_full",
+				      (json_int_t)stats[RUNQ_STAT_ENQ_FULL], "victims_full",
+				      (json_int_t)st->victims.dropped, "culprits_full",
+				      (json_int_t)st->culprits.dropped));
 	out->lost_events = stats[RUNQ_STAT_RB_FULL] + stats[RUNQ_STAT_ENQ_FULL] +
 			   st->victims.dropped + st->culprits.dropped;
 	out->partial = out->lost_events > 0;

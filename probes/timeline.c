@@ -498,6 +498,13 @@ static int timeline_collect(void *state, struct capture_result *out)
 				      "?", "off CPU since before the window, state unknown"));
 	json_object_set_new(out->data, "threads", threads);
 	json_object_set_new(out->data, "stacks", stacks_json(st, tgid, &missing));
+	json_object_set_new(out->data, "lost",
+			    json_pack("{s:I,s:I,s:I,s:I,s:I}", "ring_full",
+				      (json_int_t)stats[TL_STAT_RB_FULL], "threads_full",
+				      (json_int_t)stats[TL_STAT_THREADS_FULL], "stacks",
+				      (json_int_t)stats[TL_STAT_STACK_LOST], "stacks_over_table",
+				      (json_int_t)st->stacks_dropped, "threads_over_max",
+				      (json_int_t)st->threads_dropped));
 	out->lost_events = stats[TL_STAT_RB_FULL] + stats[TL_STAT_THREADS_FULL] +
 			   stats[TL_STAT_STACK_LOST] + st->threads_dropped + st->stacks_dropped;
 	out->partial = out->lost_events > 0 || dropped > 0;
