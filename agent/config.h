@@ -30,6 +30,15 @@ struct agent_config {
 		char control_socket[PATH_MAX];
 	} agent;
 	struct {
+		uint64_t max_cgroups;
+		uint64_t cgroup_scan_ms;
+		uint64_t growth_window_ms;
+		bool task_iterator;
+		bool delayacct;
+		bool runq_hooks;
+		bool block_hooks;
+	} watch;
+	struct {
 		uint64_t max_duration_ms;
 		uint64_t max_concurrent;
 		uint64_t max_seconds_per_hour;

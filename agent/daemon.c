@@ -35,7 +35,6 @@
 #include "triggers/rules.h"
 #include "version.h"
 
-#define TSDB_MAX_SERIES 8192
 #define RETENTION_PERIOD_NS (3600ull * 1000000000ull)
 #define RECENT_INCIDENTS    64 /* outcomes the control socket can report by id */
 
@@ -596,6 +595,20 @@ static unsigned history_points(const struct agent_config *cfg)
 	return (unsigned)MIN(n, 36000);
 }
 
+/* watch.* changed: the watchers (and any opt-in hooks) start over with it. */
+static void reopen_watchers(struct daemon *d)
+{
+	struct watcher_env wenv = { .cfg = &d->cfg, .procfs = "/proc", .sysfs = "/sys",
+				    .cgroups = d->cgroups };
+	struct watchers *w = NULL;
+
+	watchers_free(&d->watchers);
+	if (watchers_open(&w, &wenv) == 0)
+		d->watchers = w;
+	else
+		log_error("reopening the watchers failed: no metrics until the next reload");
+}
+
 static void reload(struct daemon *d)
 {
 	struct agent_config next;
@@ -623,11 +636,12 @@ static void reload(struct daemon *d)
 		log_warn("capture.max_stacks, capture.max_files and symbolizer.cache_size take "
 			 "effect on restart");
 	if (next.agent.interval_ms != d->cfg.agent.interval_ms ||
-	    next.agent.history_ms != d->cfg.agent.history_ms) {
+	    next.agent.history_ms != d->cfg.agent.history_ms ||
+	    watchers_series_budget(&next) != watchers_series_budget(&d->cfg)) {
 		struct tsdb *db = NULL;
 
 		/* the history ring is sized by history/interval: start a new one */
-		if (tsdb_new(&db, TSDB_MAX_SERIES, history_points(&next)) == 0) {
+		if (tsdb_new(&db, watchers_series_budget(&next), history_points(&next)) == 0) {
 			tsdb_free(&d->db);
 			d->db = db;
 		}
@@ -647,7 +661,13 @@ static void reload(struct daemon *d)
 	next.capture.max_stacks = d->cfg.capture.max_stacks;
 	next.capture.max_files = d->cfg.capture.max_files;
 	next.symbolizer.cache_size = d->cfg.symbolizer.cache_size;
-	d->cfg = next;
+	{
+		bool watch_changed = memcmp(&next.watch, &d->cfg.watch, sizeof(next.watch)) != 0;
+
+		d->cfg = next;
+		if (watch_changed)
+			reopen_watchers(d);
+	}
 	{
 		struct guard_opts go = guard_opts_of(&d->cfg);
 
@@ -1314,7 +1334,7 @@ int daemon_run(const char *config_path)
 	sopts = (struct symbolizer_opts){ .cache_bytes = d.cfg.symbolizer.cache_size };
 	if ((err = symbolizer_new(&d.sym, &sopts)))
 		goto fail;
-	if ((err = tsdb_new(&d.db, TSDB_MAX_SERIES, history_points(&d.cfg))))
+	if ((err = tsdb_new(&d.db, watchers_series_budget(&d.cfg), history_points(&d.cfg))))
 		goto fail;
 	wenv = (struct watcher_env){ .cfg = &d.cfg, .procfs = "/proc", .sysfs = "/sys",
 				     .cgroups = d.cgroups };

@@ -9,7 +9,8 @@ enum metric_scope_bits {
 	MSCOPE_HOST = 1 << 0,
 	MSCOPE_CPU = 1 << 1,    /* label cpu */
 	MSCOPE_DEVICE = 1 << 2, /* label device */
-	MSCOPE_CGROUP = 1 << 3, /* labels cgroup, container_id, pod_uid */
+	MSCOPE_CGROUP = 1 << 3, /* labels cgroup, container_id, pod_uid, qos */
+	MSCOPE_HOOK = 1 << 4,   /* label hook: an opt-in always-on hook mode */
 };
 
 struct metric_desc {
@@ -19,6 +20,7 @@ struct metric_desc {
 	const char *source;
 	const char *help;
 	bool opt_in; /* only produced in an opt-in always-on hook mode */
+	const char *cost; /* what producing it costs the node */
 };
 
 size_t metric_count(void);
@@ -28,7 +30,7 @@ int metric_index(const char *name);
 /* "host, per cpu" */
 void metric_scope_text(unsigned scopes, char *buf, size_t len);
 
-/* Indices of the metrics the code produces directly, resolved once. */
+/* Indices of the metrics, in catalogue order. The first eight never move. */
 enum metric_id {
 	M_CPU_USER,
 	M_CPU_NICE,
@@ -38,5 +40,77 @@ enum metric_id {
 	M_CPU_IRQ,
 	M_CPU_SOFTIRQ,
 	M_CPU_STEAL,
-	M_BUILTIN_COUNT
+	M_BUILTIN_COUNT, /* the foundation's metrics end here */
+	/* scheduler: /proc/stat, /proc/loadavg, /proc/schedstat */
+	M_SCHED_CTXSW = M_BUILTIN_COUNT,
+	M_SCHED_FORKS,
+	M_SCHED_PROCS_RUNNING,
+	M_SCHED_PROCS_BLOCKED,
+	M_SCHED_LOAD1,
+	M_SCHED_RUNQ_WAIT,
+	/* scheduler: the task iterator */
+	M_SCHED_DSTATE_TASKS,
+	M_SCHED_DSTATE_MAX,
+	M_SCHED_RUNQ_AVG,
+	M_SCHED_RUNQ_MAX,
+	/* scheduler: opt-in hooks */
+	M_SCHED_RUNQ_P50,
+	M_SCHED_RUNQ_P99,
+	/* pressure stall information */
+	M_PSI_CPU_SOME,
+	M_PSI_MEM_SOME,
+	M_PSI_MEM_FULL,
+	M_PSI_IO_SOME,
+	M_PSI_IO_FULL,
+	/* memory */
+	M_MEM_AVAILABLE_PCT,
+	M_MEM_AVAILABLE_BYTES,
+	M_MEM_ANON_BYTES,
+	M_MEM_FILE_BYTES,
+	M_MEM_ANON_GROWTH_PCT,
+	M_MEM_ANON_GROWTH_BYTES,
+	M_MEM_DIRECT_RECLAIM,
+	M_MEM_ALLOCSTALL,
+	M_MEM_PGSCAN_DIRECT,
+	M_MEM_PGSCAN_KSWAPD,
+	M_MEM_OOM_KILLS,
+	M_MEM_SWAP_USED_PCT,
+	/* block devices */
+	M_IO_UTIL,
+	M_IO_READ_BPS,
+	M_IO_WRITE_BPS,
+	M_IO_READ_IOPS,
+	M_IO_WRITE_IOPS,
+	M_IO_AWAIT,
+	M_IO_QUEUE,
+	M_IO_LAT_P50,
+	M_IO_LAT_P99,
+	M_IO_LAT_MAX,
+	/* cgroups */
+	M_CG_CPU_USAGE,
+	M_CG_CPU_USER,
+	M_CG_CPU_SYS,
+	M_CG_CPU_CORES,
+	M_CG_CPU_LIMIT,
+	M_CG_CPU_THROTTLED,
+	M_CG_CPU_THROTTLED_MS,
+	M_CG_MEM_USAGE_BYTES,
+	M_CG_MEM_USAGE_PCT,
+	M_CG_MEM_LIMIT,
+	M_CG_MEM_GROWTH,
+	M_CG_MEM_DIRECT_RECLAIM,
+	M_CG_MEM_OOM_KILLS,
+	M_CG_DSTATE_TASKS,
+	M_CG_DSTATE_MAX,
+	M_CG_RUNQ_AVG,
+	M_CG_RUNQ_MAX,
+	M_CG_PSI_CPU_SOME,
+	M_CG_PSI_MEM_SOME,
+	M_CG_PSI_MEM_FULL,
+	M_CG_PSI_IO_SOME,
+	M_CG_PSI_IO_FULL,
+	/* the watch layer's own cost */
+	M_WATCH_HOOK_NS,
+	M_WATCH_HOOK_CPU,
+	M_METRIC_COUNT
 };

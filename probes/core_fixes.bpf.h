@@ -140,3 +140,47 @@ static __always_inline unsigned long page_mapping_raw(struct page *page)
 		page = (struct page *)(head - 1);
 	return (unsigned long)BPF_CORE_READ(page, mapping);
 }
+
+/* Before 5.16 (and on architectures without THREAD_INFO_IN_TASK) the CPU a
+ * task last ran on was task->cpu; since, x86 keeps it in thread_info. */
+struct task_struct___cpu {
+	unsigned int cpu;
+};
+
+static __always_inline u32 task_last_cpu(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->thread_info.cpu))
+		return BPF_CORE_READ(t, thread_info.cpu);
+	return BPF_CORE_READ((struct task_struct___cpu *)t, cpu);
+}
+
+/* The run queue a task is on (or last was on), through its CFS run queue:
+ * the per-CPU `runqueues` symbol needs CONFIG_KALLSYMS_ALL. */
+static __always_inline struct rq *task_cpu_rq(struct task_struct *t)
+{
+	struct cfs_rq *cfs;
+
+	if (!bpf_core_field_exists(struct cfs_rq, rq))
+		return NULL;
+	cfs = BPF_CORE_READ(t, se.cfs_rq);
+	return cfs ? BPF_CORE_READ(cfs, rq) : NULL;
+}
+
+/* sched_info.max_run_delay appeared in 6.15; 0 where the kernel lacks it. */
+static __always_inline u64 task_max_run_delay(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->sched_info.max_run_delay))
+		return BPF_CORE_READ(t, sched_info.max_run_delay);
+	return 0;
+}
+
+/* Time spent in direct reclaim (delay accounting), 0 without it. Named
+ * freepages_delay since 2.6.29. */
+static __always_inline u64 task_reclaim_delay_ns(struct task_struct *t)
+{
+	struct task_delay_info *di = BPF_CORE_READ(t, delays);
+
+	if (!di || !bpf_core_field_exists(di->freepages_delay))
+		return 0;
+	return BPF_CORE_READ(di, freepages_delay);
+}

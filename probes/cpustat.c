@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* Host and per-CPU time breakdown from /proc/stat, read with pread on a kept-open fd. */
+/* Host and per-CPU time breakdown, context switches, forks and runnable tasks
+ * from /proc/stat, and the load average, read with pread on kept-open fds. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "agent/util.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
+#include "probes/watchutil.h"
 
 #define CPUSTAT_FIELDS  8 /* user nice system idle iowait irq softirq steal */
 #define CPUSTAT_MAX_CPU 8192
@@ -29,6 +31,9 @@ struct cpustat {
 	struct cpu_times *cpus; /* indexed by cpu number */
 	unsigned ncpus;
 	bool primed;
+	uint64_t ctxt, forks, mono_ns; /* counters of the previous sample */
+	struct kfile loadavg;  /* absent: no sched.load1 */
+	bool have_loadavg;
 };
 
 static const unsigned field_metric[CPUSTAT_FIELDS] = {
@@ -56,6 +61,8 @@ static int cpustat_open(void **out, const struct watcher_env *env)
 		free(cs);
 		return err;
 	}
+	snprintf(path, sizeof(path), "%s/loadavg", env->procfs);
+	cs->have_loadavg = kfile_open(&cs->loadavg, path, 4096) == 0;
 	*out = cs;
 	return 0;
 }
@@ -65,6 +72,8 @@ static void cpustat_close(void *state)
 	struct cpustat *cs = state;
 
 	close(cs->fd);
+	if (cs->have_loadavg)
+		kfile_close(&cs->loadavg);
 	free(cs->buf);
 	free(cs->cpus);
 	free(cs);
@@ -151,9 +160,43 @@ static void put_deltas(struct tsdb *db, const struct cpu_times *prev, const stru
 		tsdb_put(db, field_metric[i], labels, 100.0 * (double)d[i] / (double)total);
 }
 
+/* "name N" -> N for the scheduler counters below the cpu lines. */
+static bool stat_counter(const char *line, const char *name, uint64_t *out)
+{
+	size_t nl = strlen(name);
+	unsigned long long v;
+	char *end;
+
+	if (strncmp(line, name, nl) || line[nl] != ' ' || line[nl + 1] < '0' || line[nl + 1] > '9')
+		return false;
+	errno = 0;
+	v = strtoull(line + nl + 1, &end, 10);
+	if (errno || (*end && *end != ' '))
+		return false;
+	*out = v;
+	return true;
+}
+
+static void put_loadavg(struct cpustat *cs, struct tsdb *db)
+{
+	size_t len;
+	double l1;
+	char *end;
+
+	if (!cs->have_loadavg || kfile_read(&cs->loadavg, &len) || !len)
+		return;
+	errno = 0;
+	l1 = strtod(cs->loadavg.buf, &end);
+	if (errno || end == cs->loadavg.buf || *end != ' ' || !(l1 >= 0) || l1 > 1e9)
+		return;
+	tsdb_put(db, M_SCHED_LOAD1, NULL, l1);
+}
+
 static int cpustat_sample(void *state, struct tsdb *db)
 {
 	struct cpustat *cs = state;
+	uint64_t ctxt = 0, forks = 0, running = 0, blocked = 0, now = watch_now_ns();
+	bool have_ctxt = false, have_forks = false, have_running = false, have_blocked = false;
 	size_t len;
 	int err;
 	bool host_seen = false;
@@ -169,9 +212,10 @@ static int cpustat_sample(void *state, struct tsdb *db)
 		if (nl)
 			*nl = '\0';
 		if (strncmp(line, "cpu", 3) != 0) {
-			/* cpu lines are contiguous at the top */
-			if (host_seen)
-				break;
+			have_ctxt |= stat_counter(line, "ctxt", &ctxt);
+			have_forks |= stat_counter(line, "processes", &forks);
+			have_running |= stat_counter(line, "procs_running", &running);
+			have_blocked |= stat_counter(line, "procs_blocked", &blocked);
 			line = nl ? nl + 1 : NULL;
 			continue;
 		}
@@ -207,6 +251,23 @@ static int cpustat_sample(void *state, struct tsdb *db)
 	}
 	if (!host_seen)
 		return -EPROTO;
+	if (cs->primed && now > cs->mono_ns) {
+		double secs = (double)(now - cs->mono_ns) / 1e9;
+
+		if (have_ctxt)
+			tsdb_put(db, M_SCHED_CTXSW, NULL, (double)counter_delta(ctxt, cs->ctxt) / secs);
+		if (have_forks)
+			tsdb_put(db, M_SCHED_FORKS, NULL,
+				 (double)counter_delta(forks, cs->forks) / secs);
+	}
+	if (have_running)
+		tsdb_put(db, M_SCHED_PROCS_RUNNING, NULL, (double)running);
+	if (have_blocked)
+		tsdb_put(db, M_SCHED_PROCS_BLOCKED, NULL, (double)blocked);
+	put_loadavg(cs, db);
+	cs->ctxt = ctxt;
+	cs->forks = forks;
+	cs->mono_ns = now;
 	cs->primed = true;
 	return 0;
 }

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /* The always-on watch layer: every watcher samples once per interval into the
- * metric history. Watchers hook no per-event path by default. */
+ * metric history. Watchers hook no per-event path by default; the opt-in hook
+ * modes (watch.runq_hooks, watch.block_hooks) report what they cost. */
 #pragma once
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct agent_config;
@@ -13,16 +16,39 @@ struct watcher_env {
 	const struct agent_config *cfg;
 	const char *procfs; /* "/proc", or a crafted tree in tests */
 	const char *sysfs;  /* "/sys" */
-	struct cgroups *cgroups;
+	struct cgroups *cgroups; /* NULL: no per-cgroup metrics */
+	/* open() may say here why a watcher cannot run (watchers_open sets it) */
+	char *why;
+	size_t why_len;
+};
+
+/* open() returns this when the configuration leaves the watcher off. */
+#define WATCHER_OFF 1
+
+/* What an opt-in hook mode costs, from kernel BPF run-time statistics. */
+struct watcher_hook_cost {
+	const char *name;       /* the hook label: "runqlat", "biolat" */
+	double ns_per_event;    /* last interval; 0 when no event ran */
+	double cpu_pct;         /* kernel time, % of all CPUs, last interval */
+	uint64_t events;        /* program runs since the mode was turned on */
+	double ns_per_event_avg; /* since the mode was turned on */
+	bool throttled;
 };
 
 struct watcher_ops {
 	const char *name;
 	const char *help;
+	/* 0, WATCHER_OFF, or a negative errno (then env->why may explain). */
 	int (*open)(void **state, const struct watcher_env *env);
 	/* Puts this round's values; the first call may only prime deltas. */
 	int (*sample)(void *state, struct tsdb *db);
 	void (*close)(void *state);
+	/* Optional: adds to the watcher's status object ("degraded", "reason", counts). */
+	void (*status)(void *state, json_t *o);
+	/* Optional, hook modes: detach the hooks (off) or attach them again. */
+	int (*throttle)(void *state, bool off);
+	/* Optional, hook modes: the cost of the last interval. */
+	int (*cost)(void *state, struct watcher_hook_cost *out);
 };
 
 /* Every watcher this build knows, NULL-terminated. */
@@ -35,6 +61,21 @@ int watchers_open(struct watchers **out, const struct watcher_env *env);
 void watchers_free(struct watchers **w);
 /* One round: begins it in db, samples every working watcher, ends it. */
 int watchers_sample(struct watchers *w, struct tsdb *db, uint64_t real_ms);
-/* [{name, state, error, sample_us_avg, samples}], in watcher_kinds order; the
- * series watcher i writes carry tsdb source tag i + 1. */
+/* [{name, state, error, sample_us_avg, samples, ...}], in watcher_kinds order;
+ * the series watcher i writes carry tsdb source tag i + 1. state is ok, error,
+ * degraded, unavailable (with error: why), off (not enabled), or throttled
+ * (with throttled_reason). Hook modes add ns_per_event, cpu_pct, events. */
 json_t *watchers_status(const struct watchers *w);
+
+/*
+ * The run-time guard's lever on the opt-in hook modes: reason != NULL detaches
+ * the hooks of watcher `name` (its programs stay loaded, its metrics pause,
+ * status shows "throttled" and the reason); reason == NULL attaches them again.
+ * -ENOENT: no such watcher; -EOPNOTSUPP: not a hook mode, or it is not on.
+ */
+int watchers_throttle(struct watchers *w, const char *name, const char *reason);
+/* The hook modes that are on, with their cost; returns how many were filled. */
+unsigned watchers_hook_costs(const struct watchers *w, struct watcher_hook_cost *out,
+			     unsigned max);
+/* How many metric series the configured watch layer may need (sizes the tsdb). */
+unsigned watchers_series_budget(const struct agent_config *cfg);

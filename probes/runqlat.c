@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The opt-in run-queue latency hook mode (watch.runq_hooks): exact per-CPU
+ * latency histograms -> sched.runq_p50_us / sched.runq_p99_us, host and per
+ * CPU, and what the hooks cost per event. */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/tsdb.h"
+#include "probes/catalogue.h"
+#include "probes/hookmode.h"
+#include "probes/runqlat.h"
+#include "probes/watcher.h"
+#include "runqlat.skel.h"
+
+struct runqlat {
+	struct runqlat_bpf *skel;
+	struct hookmode hm;
+	int ncpus;
+	struct runq_hist *cur, *prev;
+	bool primed;
+	uint64_t drops;
+};
+
+static const char *const tracepoints[] = { "sched_wakeup", "sched_wakeup_new", "sched_switch",
+					   NULL };
+
+static void runqlat_close(void *state)
+{
+	struct runqlat *rl = state;
+
+	if (!rl)
+		return;
+	hookmode_stop(&rl->hm);
+	runqlat_bpf__destroy(rl->skel);
+	free(rl->cur);
+	free(rl->prev);
+	free(rl);
+}
+
+static int load(struct runqlat *rl, bool use_btf)
+{
+	int err;
+
+	rl->skel = runqlat_bpf__open();
+	if (!rl->skel)
+		return -errno;
+	hookmode_autoload(rl->skel->obj, use_btf);
+	err = runqlat_bpf__load(rl->skel);
+	if (err) {
+		runqlat_bpf__destroy(rl->skel);
+		rl->skel = NULL;
+	}
+	return err;
+}
+
+static int runqlat_open(void **out, const struct watcher_env *env)
+{
+	struct runqlat *rl;
+	bool use_btf;
+	int err;
+
+	if (!env->cfg->watch.runq_hooks) {
+		snprintf(env->why, env->why_len,
+			 "opt-in: watch.runq_hooks is false (hooks every context switch)");
+		return WATCHER_OFF;
+	}
+	rl = calloc(1, sizeof(*rl));
+	if (!rl)
+		return -ENOMEM;
+	rl->ncpus = libbpf_num_possible_cpus();
+	if (rl->ncpus <= 0) {
+		err = rl->ncpus ? rl->ncpus : -EINVAL;
+		goto fail;
+	}
+	rl->cur = calloc((size_t)rl->ncpus, sizeof(*rl->cur));
+	rl->prev = calloc((size_t)rl->ncpus, sizeof(*rl->prev));
+	if (!rl->cur || !rl->prev) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	use_btf = hookmode_btf_has(tracepoints);
+	err = load(rl, use_btf);
+	if (err && use_btf) {
+		log_info("watch.runq_hooks: tp_btf programs did not load (%s); trying raw_tp",
+			 strerror(-err));
+		use_btf = false;
+		err = load(rl, false);
+	}
+	if (err) {
+		snprintf(env->why, env->why_len, "loading the run-queue hooks: %s",
+			 strerror(-err));
+		goto fail;
+	}
+	err = hookmode_start(&rl->hm, rl->skel->obj, "watch.runqlat", "runqlat", use_btf);
+	if (err) {
+		snprintf(env->why, env->why_len, "attaching the run-queue hooks: %s",
+			 strerror(-err));
+		goto fail;
+	}
+	*out = rl;
+	return 0;
+fail:
+	runqlat_close(rl);
+	return err;
+}
+
+static void put_quantiles(struct tsdb *db, const uint64_t *slots, const struct labels *l)
+{
+	double p50 = lathist_quantile(slots, LATHIST_BUCKETS, 0.50);
+	double p99 = lathist_quantile(slots, LATHIST_BUCKETS, 0.99);
+
+	if (p50 < 0)
+		return;
+	tsdb_put(db, M_SCHED_RUNQ_P50, l, p50 / 1000.0);
+	tsdb_put(db, M_SCHED_RUNQ_P99, l, p99 / 1000.0);
+}
+
+static int runqlat_sample(void *state, struct tsdb *db)
+{
+	struct runqlat *rl = state;
+	uint64_t host[LATHIST_BUCKETS] = { 0 }, drops = 0;
+	__u32 zero = 0;
+	int err;
+
+	hookmode_sample_cost(&rl->hm, db);
+	err = bpf_map__lookup_elem(rl->skel->maps.hist, &zero, sizeof(zero), rl->cur,
+				   (size_t)rl->ncpus * sizeof(*rl->cur), 0);
+	if (err)
+		return err;
+	for (int c = 0; c < rl->ncpus; c++) {
+		uint64_t d[LATHIST_BUCKETS];
+		char num[16];
+		struct labels l = { .n = 1, .k = { "cpu" }, .v = { num } };
+
+		drops += rl->cur[c].drops;
+		if (!rl->primed)
+			continue;
+		for (int b = 0; b < LATHIST_BUCKETS; b++) {
+			d[b] = rl->cur[c].slots[b] >= rl->prev[c].slots[b] ?
+				       rl->cur[c].slots[b] - rl->prev[c].slots[b] :
+				       0;
+			host[b] += d[b];
+		}
+		snprintf(num, sizeof(num), "%d", c);
+		put_quantiles(db, d, &l);
+	}
+	if (rl->primed)
+		put_quantiles(db, host, NULL);
+	rl->drops = drops;
+	memcpy(rl->prev, rl->cur, (size_t)rl->ncpus * sizeof(*rl->cur));
+	rl->primed = true;
+	return 0;
+}
+
+static void runqlat_status(void *state, json_t *o)
+{
+	struct runqlat *rl = state;
+
+	json_object_set_new(o, "attach", json_string(rl->hm.use_btf ? "tp_btf" : "raw_tp"));
+	json_object_set_new(o, "drops", json_integer((json_int_t)rl->drops));
+}
+
+static int runqlat_throttle(void *state, bool off)
+{
+	struct runqlat *rl = state;
+
+	/* a histogram across the pause would mix before and after: start over */
+	rl->primed = false;
+	return hookmode_throttle(&rl->hm, off);
+}
+
+static int runqlat_cost(void *state, struct watcher_hook_cost *out)
+{
+	struct runqlat *rl = state;
+
+	*out = rl->hm.last;
+	return 0;
+}
+
+const struct watcher_ops runqlat_watcher = {
+	.name = "runqlat",
+	.help = "opt-in: run-queue latency histograms from scheduler hooks (watch.runq_hooks)",
+	.open = runqlat_open,
+	.sample = runqlat_sample,
+	.close = runqlat_close,
+	.status = runqlat_status,
+	.throttle = runqlat_throttle,
+	.cost = runqlat_cost,
+};

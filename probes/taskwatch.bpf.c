@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * One pass over every task per interval (iter/task), hooked to nothing: D-state
+ * tasks and how long they have been in D, and run-queue waits from each task's
+ * scheduler accounting (sched_info run_delay/pcount deltas, last_queued for
+ * tasks waiting right now, max_run_delay), summed per CPU, per watched cgroup
+ * and for the host. User space drives the passes and reads the sums.
+ */
+#include "core_fixes.bpf.h"
+#include "taskwatch.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define TASK_UNINTERRUPTIBLE_ 0x0002
+#define TASK_NOLOAD_          0x0400
+
+const volatile int cgroup_subsys = -1; /* hierarchy of the cgroup ids (core_fixes task_cgroup) */
+
+struct tw_globals g;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct tw_task);
+} tasks SEC(".maps");
+
+/* cgroup id -> slot in cg_acc, for the watched cgroups only */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256); /* watch.max_cgroups, set at load */
+	__type(key, __u64);
+	__type(value, __u32);
+} cg_slot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 256); /* watch.max_cgroups, set at load */
+	__type(key, __u32);
+	__type(value, struct tw_acc);
+} cg_acc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1); /* possible CPUs, set at load */
+	__type(key, __u32);
+	__type(value, struct tw_acc);
+} cpu_acc SEC(".maps");
+
+struct tw_sample {
+	__u64 d_rd, d_pc, wait_max;
+	__u64 d_ns, reclaim;
+	bool waiting, dstate;
+};
+
+/* One pass runs in one thread (the reader of the iterator): plain adds suffice. */
+static __always_inline void add(struct tw_acc *a, const struct tw_sample *s)
+{
+	a->run_delay_ns += s->d_rd;
+	a->timeslices += s->d_pc;
+	if (s->wait_max > a->runq_max_ns)
+		a->runq_max_ns = s->wait_max;
+	a->waiting_tasks += s->waiting;
+	if (s->dstate) {
+		a->dstate_tasks++;
+		if (s->d_ns > a->dstate_max_ns)
+			a->dstate_max_ns = s->d_ns;
+	}
+	a->reclaim_ns += s->reclaim;
+}
+
+static __always_inline __u64 delta(__u64 now, __u64 prev)
+{
+	return now >= prev ? now - prev : 0;
+}
+
+/* When did the D episode of a task first seen in it begin? The task stopped
+ * running at se.exec_start, in its run queue's clock_task; that run queue's
+ * clock_task now tells how long ago (a little short when that CPU idles). */
+static __always_inline __u64 d_start_estimate(struct task_struct *t, __u64 now)
+{
+	struct rq *rq = task_cpu_rq(t);
+	__u64 clock = rq ? BPF_CORE_READ(rq, clock_task) : 0;
+	__u64 stopped = BPF_CORE_READ(t, se.exec_start);
+
+	if (clock > stopped && clock - stopped < now)
+		return now - (clock - stopped);
+	return now;
+}
+
+SEC("iter/task")
+int taskwatch(struct bpf_iter__task *ctx)
+{
+	struct task_struct *t = ctx->task;
+	struct tw_sample s = {};
+	struct tw_task *ts;
+	__u64 rd, pc, mrd, lq, rec = 0;
+	unsigned int state;
+	bool fresh;
+	__u32 cpu;
+
+	if (!t || BPF_CORE_READ(t, exit_state))
+		return 0;
+	g.tasks++;
+	state = task_state(t);
+	rd = BPF_CORE_READ(t, sched_info.run_delay);
+	pc = BPF_CORE_READ(t, sched_info.pcount);
+	lq = BPF_CORE_READ(t, sched_info.last_queued);
+	mrd = task_max_run_delay(t);
+	if (g.delayacct)
+		rec = task_reclaim_delay_ns(t);
+
+	ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!ts)
+		g.storage_fail++;
+	fresh = ts && ts->pass == 0;
+	if (fresh) {
+		/* born since the last pass: everything it waited is this interval's;
+		 * older: its history is the baseline */
+		bool born = g.prev_pass_ns && BPF_CORE_READ(t, start_time) > g.prev_pass_ns;
+
+		ts->run_delay = born ? 0 : rd;
+		ts->pcount = born ? 0 : pc;
+		ts->max_run_delay = born ? 0 : mrd;
+		ts->reclaim_ns = born ? 0 : rec;
+	}
+	if (ts) {
+		s.d_rd = delta(rd, ts->run_delay);
+		s.d_pc = delta(pc, ts->pcount);
+		s.reclaim = delta(rec, ts->reclaim_ns);
+		if (s.d_pc)
+			s.wait_max = s.d_rd / s.d_pc;
+		/* a new lifetime maximum was set this interval: that wait is exact */
+		if (mrd > ts->max_run_delay && mrd > s.wait_max)
+			s.wait_max = mrd;
+	}
+	if (lq) {
+		/* queued and not running yet: its wait so far, in its run queue's clock */
+		struct rq *rq = task_cpu_rq(t);
+		__u64 clock = rq ? BPF_CORE_READ(rq, clock) : 0;
+
+		s.waiting = true;
+		if (clock > lq && clock - lq > s.wait_max)
+			s.wait_max = clock - lq;
+	}
+	s.dstate = (state & TASK_UNINTERRUPTIBLE_) && !(state & TASK_NOLOAD_);
+	if (s.dstate) {
+		__u64 now = bpf_ktime_get_ns();
+		__u64 sw = BPF_CORE_READ(t, nvcsw) + BPF_CORE_READ(t, nivcsw) + 1;
+
+		if (ts && ts->d_switches != sw) {
+			/* a new episode (no context switch since means the same one) */
+			__u64 start = d_start_estimate(t, now);
+
+			/* awake at the previous pass: it cannot have begun before it */
+			if (!fresh && ts->pass + 1 == g.pass && !ts->d_switches &&
+			    start < g.prev_pass_ns)
+				start = g.prev_pass_ns;
+			ts->d_switches = sw;
+			ts->d_start_ns = start;
+		}
+		s.d_ns = delta(now, ts ? ts->d_start_ns : d_start_estimate(t, now));
+	} else if (ts) {
+		ts->d_switches = 0;
+	}
+	if (ts) {
+		ts->run_delay = rd;
+		ts->pcount = pc;
+		ts->max_run_delay = mrd;
+		ts->reclaim_ns = rec;
+		ts->pass = g.pass;
+	}
+	/* most tasks sleep through the interval: nothing to add */
+	if (!s.d_pc && !s.d_rd && !s.waiting && !s.dstate && !s.reclaim)
+		return 0;
+
+	add(&g.host, &s);
+	cpu = task_last_cpu(t);
+	{
+		struct tw_acc *a = bpf_map_lookup_elem(&cpu_acc, &cpu);
+
+		if (a)
+			add(a, &s);
+		else
+			g.cpu_overflow++;
+	}
+	{
+		struct cgroup *cg = task_cgroup(t, cgroup_subsys);
+
+		/* the task counts for its cgroup and every watched ancestor */
+		for (int i = 0; i < TW_MAX_LEVELS && cg; i++) {
+			struct cgroup_subsys_state *parent;
+			__u64 id = cgroup_node_id(cg);
+			__u32 *slot = bpf_map_lookup_elem(&cg_slot, &id);
+
+			if (slot) {
+				struct tw_acc *a = bpf_map_lookup_elem(&cg_acc, slot);
+
+				if (a)
+					add(a, &s);
+			}
+			parent = BPF_CORE_READ(cg, self.parent);
+			cg = parent ? BPF_CORE_READ(parent, cgroup) : NULL;
+		}
+	}
+	return 0;
+}

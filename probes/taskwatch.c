@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The task-iterator watcher: drives one taskwatch.bpf.c pass per interval and
+ * turns its sums into D-state and run-queue metrics, host, per CPU and per
+ * watched cgroup. No per-event hook: the cost is the pass itself. */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "agent/cgroups.h"
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/tsdb.h"
+#include "agent/util.h"
+#include "probes/bpfutil.h"
+#include "probes/catalogue.h"
+#include "probes/taskwatch.h"
+#include "probes/watcher.h"
+#include "taskwatch.skel.h"
+
+#define OWNER "watch.taskwatch"
+
+struct taskwatch {
+	struct taskwatch_bpf *skel;
+	struct bpf_link *link;
+	struct cgroups *cg;
+	struct tw_acc *cg_acc, *cpu_acc; /* mmapped BPF arrays */
+	size_t cg_acc_len, cpu_acc_len;
+	unsigned max_cgroups, ncpus;
+	uint64_t gen;        /* watched-set generation the slot map reflects */
+	unsigned nslots;     /* slots in use: cgroups_watch_at(0..nslots-1) */
+	uint64_t prev_pass_ns;
+	uint64_t last_pass_us, tasks;
+	char delayacct_path[256];
+	bool delayacct;      /* reading reclaim stalls */
+	bool delayacct_ours; /* we turned it on, and turn it off at exit */
+	uint64_t storage_fail, cpu_overflow;
+};
+
+static int read_sysctl(const char *path, int *v)
+{
+	char buf[32] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	*v = atoi(buf);
+	return 0;
+}
+
+static int write_sysctl(const char *path, const char *v)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, v, strlen(v)) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/* Delay accounting supplies direct-reclaim stall time; turning it on costs a
+ * few clock reads on each reclaim, IO wait and swap-in of every task. */
+static void delayacct_setup(struct taskwatch *tw, const struct watcher_env *env)
+{
+	int on = 0;
+
+	snprintf(tw->delayacct_path, sizeof(tw->delayacct_path), "%s/sys/kernel/task_delayacct",
+		 env->procfs);
+	if (read_sysctl(tw->delayacct_path, &on))
+		return;
+	if (!on && env->cfg->watch.delayacct) {
+		int err = write_sysctl(tw->delayacct_path, "1");
+
+		if (err)
+			log_warn("watch.delayacct: cannot turn on %s: %s", tw->delayacct_path,
+				 strerror(-err));
+		else
+			log_info("watch.delayacct: kernel.task_delayacct turned on until exit");
+		on = !err;
+		tw->delayacct_ours = !err;
+	}
+	tw->delayacct = on;
+}
+
+static void *map_mmap(const struct bpf_map *map, size_t *len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	void *p;
+
+	*len = ((size_t)bpf_map__value_size(map) * bpf_map__max_entries(map) + page - 1) &
+	       ~(page - 1);
+	p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(map), 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void taskwatch_close(void *state)
+{
+	struct taskwatch *tw = state;
+
+	if (!tw)
+		return;
+	bpf_link__destroy(tw->link);
+	if (tw->cg_acc)
+		munmap(tw->cg_acc, tw->cg_acc_len);
+	if (tw->cpu_acc)
+		munmap(tw->cpu_acc, tw->cpu_acc_len);
+	bpf_owner_forget(OWNER);
+	taskwatch_bpf__destroy(tw->skel);
+	if (tw->delayacct_ours && write_sysctl(tw->delayacct_path, "0"))
+		log_warn("watch.delayacct: could not turn kernel.task_delayacct off again");
+	free(tw);
+}
+
+static int taskwatch_open(void **out, const struct watcher_env *env)
+{
+	struct taskwatch *tw;
+	int err, ncpus;
+
+	if (!env->cfg->watch.task_iterator) {
+		snprintf(env->why, env->why_len, "watch.task_iterator is false");
+		return WATCHER_OFF;
+	}
+	tw = calloc(1, sizeof(*tw));
+	if (!tw)
+		return -ENOMEM;
+	ncpus = libbpf_num_possible_cpus();
+	if (ncpus <= 0) {
+		err = ncpus ? ncpus : -EINVAL;
+		goto fail;
+	}
+	tw->ncpus = (unsigned)ncpus;
+	tw->cg = env->cgroups;
+	tw->gen = UINT64_MAX;
+	tw->max_cgroups = (unsigned)MAX(env->cfg->watch.max_cgroups, 1);
+	tw->skel = taskwatch_bpf__open();
+	if (!tw->skel) {
+		err = -errno;
+		snprintf(env->why, env->why_len, "opening the task iterator: %s", strerror(-err));
+		goto fail;
+	}
+	tw->skel->rodata->cgroup_subsys = tw->cg ? cgroups_bpf_subsys(tw->cg) : -1;
+	bpf_map__set_max_entries(tw->skel->maps.cg_slot, tw->max_cgroups);
+	bpf_map__set_max_entries(tw->skel->maps.cg_acc, tw->max_cgroups);
+	bpf_map__set_max_entries(tw->skel->maps.cpu_acc, tw->ncpus);
+	err = taskwatch_bpf__load(tw->skel);
+	if (err) {
+		snprintf(env->why, env->why_len,
+			 "loading the task iterator: %s (needs BPF iter/task and task storage, "
+			 "Linux 5.11+, and root)",
+			 strerror(-err));
+		goto fail;
+	}
+	bpf_object_log_ids(OWNER, tw->skel->obj);
+	tw->link = bpf_program__attach_iter(tw->skel->progs.taskwatch, NULL);
+	if (!tw->link) {
+		err = -errno;
+		snprintf(env->why, env->why_len, "attaching the task iterator: %s",
+			 strerror(-err));
+		goto fail;
+	}
+	tw->cg_acc = map_mmap(tw->skel->maps.cg_acc, &tw->cg_acc_len);
+	tw->cpu_acc = map_mmap(tw->skel->maps.cpu_acc, &tw->cpu_acc_len);
+	if (!tw->cg_acc || !tw->cpu_acc) {
+		err = -errno ? -errno : -ENOMEM;
+		snprintf(env->why, env->why_len, "mapping the iterator's arrays: %s",
+			 strerror(-err));
+		goto fail;
+	}
+	if (tw->cg)
+		cgroups_watch_setup(tw->cg, (unsigned)env->cfg->watch.max_cgroups,
+				    env->cfg->watch.cgroup_scan_ms);
+	delayacct_setup(tw, env);
+	*out = tw;
+	return 0;
+fail:
+	taskwatch_close(tw);
+	return err;
+}
+
+/* Points the BPF slot map at the cgroups watched now: slot i is entry i. */
+static int sync_slots(struct taskwatch *tw)
+{
+	const struct bpf_map *map = tw->skel->maps.cg_slot;
+	unsigned n = cgroups_watch_count(tw->cg);
+
+	map_clear(map);
+	tw->nslots = 0;
+	for (unsigned i = 0; i < n && i < tw->max_cgroups; i++) {
+		const struct cgroup_entry *e = cgroups_watch_at(tw->cg, i);
+		__u32 slot = i;
+
+		if (e->id && bpf_map__update_elem(map, &e->id, sizeof(e->id), &slot, sizeof(slot),
+						  BPF_ANY))
+			return -errno;
+		tw->nslots = i + 1;
+	}
+	tw->gen = cgroups_watch_generation(tw->cg);
+	return 0;
+}
+
+static int run_pass(struct taskwatch *tw)
+{
+	char buf[256];
+	ssize_t n;
+	int fd = bpf_iter_create(bpf_link__fd(tw->link)), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	/* the program writes nothing: reading to the end runs it over every task */
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		;
+	if (n < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+static double avg_us(const struct tw_acc *a)
+{
+	return a->timeslices ? (double)a->run_delay_ns / (double)a->timeslices / 1000.0 : 0.0;
+}
+
+static int taskwatch_sample(void *state, struct tsdb *db)
+{
+	struct taskwatch *tw = state;
+	struct tw_globals *g = &tw->skel->bss->g;
+	uint64_t start = now_mono_ns();
+	double secs = tw->prev_pass_ns ? (double)(start - tw->prev_pass_ns) / 1e9 : 0;
+	bool rates = g->pass >= 1 && secs > 0; /* the first pass only sets baselines */
+	int err;
+
+	if (tw->cg) {
+		err = cgroups_watch_refresh(tw->cg, start / 1000000, false);
+		if (err < 0)
+			return err;
+		if (tw->gen != cgroups_watch_generation(tw->cg) && (err = sync_slots(tw)))
+			return err;
+	}
+	memset(tw->cg_acc, 0, tw->cg_acc_len);
+	memset(tw->cpu_acc, 0, tw->cpu_acc_len);
+	memset(&g->host, 0, sizeof(g->host));
+	g->tasks = 0;
+	g->pass++;
+	g->prev_pass_ns = tw->prev_pass_ns;
+	g->delayacct = tw->delayacct;
+	err = run_pass(tw);
+	tw->prev_pass_ns = start;
+	tw->last_pass_us = (now_mono_ns() - start) / 1000;
+	tw->tasks = g->tasks;
+	tw->storage_fail += g->storage_fail;
+	tw->cpu_overflow += g->cpu_overflow;
+	g->storage_fail = g->cpu_overflow = 0;
+	if (err)
+		return err;
+
+	tsdb_put(db, M_SCHED_DSTATE_TASKS, NULL, (double)g->host.dstate_tasks);
+	tsdb_put(db, M_SCHED_DSTATE_MAX, NULL, (double)g->host.dstate_max_ns / 1e6);
+	if (rates) {
+		tsdb_put(db, M_SCHED_RUNQ_AVG, NULL, avg_us(&g->host));
+		tsdb_put(db, M_SCHED_RUNQ_MAX, NULL, (double)g->host.runq_max_ns / 1000.0);
+		if (tw->delayacct)
+			tsdb_put(db, M_MEM_DIRECT_RECLAIM, NULL,
+				 (double)g->host.reclaim_ns / 1e6 / secs);
+		for (unsigned c = 0; c < tw->ncpus; c++) {
+			const struct tw_acc *a = &tw->cpu_acc[c];
+			char num[16];
+			struct labels l = { .n = 1, .k = { "cpu" }, .v = { num } };
+
+			/* CPUs nothing ran on (offline) have no series */
+			if (!a->timeslices && !a->waiting_tasks)
+				continue;
+			snprintf(num, sizeof(num), "%u", c);
+			tsdb_put(db, M_SCHED_RUNQ_AVG, &l, avg_us(a));
+			tsdb_put(db, M_SCHED_RUNQ_MAX, &l, (double)a->runq_max_ns / 1000.0);
+		}
+	}
+	for (unsigned i = 0; tw->cg && i < tw->nslots; i++) {
+		const struct cgroup_entry *e = cgroups_watch_at(tw->cg, i);
+		const struct tw_acc *a = &tw->cg_acc[i];
+		struct labels l;
+
+		if (!e || !e->id)
+			continue; /* not in the id hierarchy: the iterator cannot see it */
+		cgroup_entry_labels(e, &l);
+		tsdb_put(db, M_CG_DSTATE_TASKS, &l, (double)a->dstate_tasks);
+		tsdb_put(db, M_CG_DSTATE_MAX, &l, (double)a->dstate_max_ns / 1e6);
+		if (!rates)
+			continue;
+		tsdb_put(db, M_CG_RUNQ_AVG, &l, avg_us(a));
+		tsdb_put(db, M_CG_RUNQ_MAX, &l, (double)a->runq_max_ns / 1000.0);
+		if (tw->delayacct)
+			tsdb_put(db, M_CG_MEM_DIRECT_RECLAIM, &l, (double)a->reclaim_ns / 1e6 / secs);
+	}
+	return 0;
+}
+
+static void taskwatch_status(void *state, json_t *o)
+{
+	struct taskwatch *tw = state;
+
+	json_object_set_new(o, "tasks", json_integer((json_int_t)tw->tasks));
+	json_object_set_new(o, "pass_us", json_integer((json_int_t)tw->last_pass_us));
+	json_object_set_new(o, "cgroups", json_integer(tw->nslots));
+	json_object_set_new(o, "task_state_failures", json_integer((json_int_t)tw->storage_fail));
+	json_object_set_new(o, "delayacct", json_boolean(tw->delayacct));
+	/* a choice, not a fault: the watcher is not degraded for it */
+	if (!tw->delayacct)
+		json_object_set_new(o, "note",
+				    json_string("no mem.direct_reclaim_ms: delay accounting is off "
+						"(kernel.task_delayacct = 0; watch.delayacct: true "
+						"turns it on)"));
+}
+
+const struct watcher_ops taskwatch_watcher = {
+	.name = "taskwatch",
+	.help = "D state and run-queue waits from one BPF task-iterator pass per interval",
+	.open = taskwatch_open,
+	.sample = taskwatch_sample,
+	.close = taskwatch_close,
+	.status = taskwatch_status,
+};

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* ABI of the task-iterator watcher (taskwatch.bpf.c <-> taskwatch.c). */
+#pragma once
+#ifndef __bpf__
+#include <linux/types.h>
+#endif
+
+#define TW_MAX_LEVELS 12 /* cgroup ancestors a task's numbers are added to */
+
+/* What one pass found, per CPU, per watched cgroup, and for the host. */
+struct tw_acc {
+	__u64 run_delay_ns;  /* run-queue wait completed since the last pass */
+	__u64 timeslices;    /* times tasks got a CPU since the last pass */
+	__u64 runq_max_ns;   /* longest wait: finished this interval or going on now */
+	__u64 waiting_tasks; /* runnable, queued, not running, now */
+	__u64 dstate_tasks;  /* in uninterruptible sleep now (TASK_NOLOAD excluded) */
+	__u64 dstate_max_ns; /* longest current uninterruptible sleep */
+	__u64 reclaim_ns;    /* direct reclaim stall since the last pass (delay accounting) */
+	__u64 pad;
+};
+_Static_assert(sizeof(struct tw_acc) == 64, "tw_acc ABI");
+
+/* Shared with user space in .bss: user space sets the first three fields
+ * before each pass and reads the rest after it. */
+struct tw_globals {
+	__u64 pass;         /* pass number, from 1 */
+	__u64 prev_pass_ns; /* CLOCK_MONOTONIC start of the previous pass, 0 before */
+	__u64 delayacct;    /* delay accounting is on: read reclaim stalls */
+	__u64 tasks;        /* tasks visited this pass */
+	__u64 storage_fail; /* tasks without per-task state (allocation failed) */
+	__u64 cpu_overflow; /* tasks on CPUs beyond the per-CPU array */
+	__u64 pad[2];
+	struct tw_acc host;
+};
+_Static_assert(sizeof(struct tw_globals) == 128, "tw_globals ABI");
+
+/* Per-task state between passes (task-local storage). */
+struct tw_task {
+	__u64 run_delay;
+	__u64 pcount;
+	__u64 max_run_delay;
+	__u64 reclaim_ns;
+	__u64 d_switches; /* context switches + 1 when its current D episode began; 0: not in D */
+	__u64 d_start_ns; /* CLOCK_MONOTONIC estimate of when that episode began */
+	__u64 pass;       /* last pass that saw it; 0: new */
+	__u64 pad;
+};
+_Static_assert(sizeof(struct tw_task) == 64, "tw_task ABI");
