@@ -343,10 +343,11 @@ static void print_catalogue(bool json)
 
 		metric_scope_text(md->scopes, scope, sizeof(scope));
 		if (json)
-			json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "name",
+			json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s}", "name",
 							     md->name, "unit", md->unit, "scope",
 							     scope, "source", md->source, "help",
-							     md->help, "opt_in", md->opt_in));
+							     md->help, "opt_in", md->opt_in, "cost",
+							     md->cost));
 		else
 			printf("%-28s %-6s %-28s %s%s\n", md->name, md->unit, scope, md->help,
 			       md->opt_in ? " (opt-in hook mode)" : "");

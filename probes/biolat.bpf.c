@@ -70,6 +70,7 @@ static __always_inline void complete(struct request *rq)
 		}
 	}
 	b = lathist_bucket(delta);
+	barrier_var(b); /* keep the bound check the verifier needs */
 	if (b >= LATHIST_BUCKETS)
 		return;
 	h->slots[b]++;

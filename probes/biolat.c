@@ -186,6 +186,11 @@ static int biolat_sample(void *state, struct tsdb *db)
 			p99 = lathist_quantile(d, LATHIST_BUCKETS, 0.99);
 			/* an idle disk reports nothing rather than zero latency */
 			if (p50 >= 0) {
+				/* interpolation inside the top bucket must not pass the real max */
+				if (max_ns) {
+					p50 = MIN(p50, (double)max_ns);
+					p99 = MIN(p99, (double)max_ns);
+				}
 				tsdb_put(db, M_IO_LAT_P50, &l, p50 / 1000.0);
 				tsdb_put(db, M_IO_LAT_P99, &l, p99 / 1000.0);
 				tsdb_put(db, M_IO_LAT_MAX, &l, (double)max_ns / 1000.0);

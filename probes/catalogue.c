@@ -9,13 +9,13 @@
 #define D  MSCOPE_DEVICE
 #define CG MSCOPE_CGROUP
 
-/* What producing a metric costs, by source (docs/metrics.md explains them). */
-#define COST_PROC    "one pread of a kept-open procfs file per interval"
-#define COST_CGROUP  "a few preads of kept-open cgroupfs files per watched cgroup per interval"
-#define COST_ITER    "one BPF task-iterator pass per interval (~1 us per task), no hook"
-#define COST_RUNQ    "opt-in: BPF on every wakeup and context switch (ns per event reported)"
-#define COST_BLOCK   "opt-in: BPF on every block IO issue and completion (ns per event reported)"
-#define COST_STATS   "reading kernel BPF run-time statistics, held on while a hook mode is on"
+/* What producing a metric costs, by kind (docs/metrics.md explains and measures them). */
+#define COST_PROC   "procfs pread"
+#define COST_CGROUP "cgroupfs pread, per cgroup"
+#define COST_ITER   "task iterator pass"
+#define COST_RUNQ   "hook on every wakeup and switch"
+#define COST_BLOCK  "hook on every block IO"
+#define COST_STATS  "BPF run-time statistics"
 
 #define PROC(n, u, s, src, h)      { n, u, s, src, h, false, COST_PROC }
 #define CGRP(n, u, src, h)         { n, u, CG, src, h, false, COST_CGROUP }
@@ -135,7 +135,8 @@ void metric_scope_text(unsigned scopes, char *buf, size_t len)
 	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (!(scopes & (1u << i)))
 			continue;
-		off += (size_t)snprintf(buf + off, len > off ? len - off : 0, "%s%s",
-					off ? ", " : "", names[i]);
+		if (off >= len)
+			break; /* truncated */
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? ", " : "", names[i]);
 	}
 }

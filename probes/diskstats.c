@@ -86,7 +86,7 @@ static bool name_ok(const char *name)
 	if (!*name)
 		return false;
 	for (const char *p = name; *p; p++)
-		if (*p <= ' ' || *p == '/' || *p == 0x7f || *p == '=')
+		if (*p <= ' ' || *p == 0x7f || *p == '=')
 			return false;
 	return true;
 }

@@ -51,6 +51,7 @@ static __always_inline void record(__u64 queued)
 	if (!h || now < queued)
 		return;
 	b = lathist_bucket(now - queued);
+	barrier_var(b); /* keep the bound check the verifier needs */
 	if (b >= LATHIST_BUCKETS)
 		return;
 	h->slots[b]++;

@@ -1,0 +1,562 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The watched cgroup set and the cgroupfs watcher against crafted v2, v1 and
+ * hybrid trees: identity (docker, containerd, cri-o, kubelet), QoS class,
+ * limits, cgroups that come and go, the bound, hostile names and contents. */
+#include "testutil.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/cgroups.h"
+#include "agent/config.h"
+#include "agent/tsdb.h"
+#include "agent/util.h"
+#include "probes/catalogue.h"
+#include "probes/watcher.h"
+#include "probes/watchutil.h"
+
+extern const struct watcher_ops cgroupstat_watcher;
+
+#define CID1 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define CID2 "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+#define POD1 "11111111-2222-3333-4444-555555555555"
+#define POD1_ "11111111_2222_3333_4444_555555555555"
+
+static uint64_t fake_ns;
+
+static uint64_t fake_clock(void)
+{
+	return fake_ns;
+}
+
+static struct {
+	const char *root;
+	char procfs[256];
+	struct agent_config cfg;
+	struct cgroups *cg;
+	struct tsdb *db;
+	void *state;
+} fx;
+
+static void put_file(const char *rel, const char *text)
+{
+	char path[1024], *slash;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", fx.root, rel);
+	for (slash = strchr(path + strlen(fx.root) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		mkdir(path, 0700);
+		*slash = '/';
+	}
+	f = fopen(path, "r+");
+	if (!f)
+		f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(ftruncate(fileno(f), 0), 0);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void rm_rel(const char *rel)
+{
+	char path[1024];
+
+	snprintf(path, sizeof(path), "%s/%s", fx.root, rel);
+	remove_tree(path);
+}
+
+static int setup(void **s)
+{
+	(void)s;
+	memset(&fx, 0, sizeof(fx));
+	fx.root = test_tmpdir(1);
+	snprintf(fx.procfs, sizeof(fx.procfs), "%s/proc", fx.root);
+	put_file("proc/meminfo", "MemTotal: 8388608 kB\n"); /* 8 GiB */
+	config_defaults(&fx.cfg);
+	assert_int_equal(tsdb_new(&fx.db, 4096, 16), 0);
+	fake_ns = 10ull * 1000000000ull;
+	watch_clock_override(fake_clock);
+	return 0;
+}
+
+static int teardown(void **s)
+{
+	(void)s;
+	if (fx.state)
+		cgroupstat_watcher.close(fx.state);
+	cgroups_free(&fx.cg);
+	tsdb_free(&fx.db);
+	test_rmtree(fx.root);
+	watch_clock_override(NULL);
+	return 0;
+}
+
+static void open_cgroups(const char *sub, enum cgroup_layout layout)
+{
+	char root[512];
+	struct watcher_env env = { .cfg = &fx.cfg, .procfs = fx.procfs, .sysfs = "/sys" };
+
+	snprintf(root, sizeof(root), "%s/%s", fx.root, sub);
+	mkdir(root, 0700);
+	assert_int_equal(cgroups_new_at(&fx.cg, root, layout), 0);
+	env.cgroups = fx.cg;
+	assert_int_equal(cgroupstat_watcher.open(&fx.state, &env), 0);
+}
+
+static int round_(void)
+{
+	int err;
+
+	fake_ns += 1000000000ull;
+	tsdb_begin_round(fx.db, tsdb_rounds(fx.db) + 1);
+	err = cgroupstat_watcher.sample(fx.state, fx.db);
+	tsdb_end_round(fx.db);
+	return err;
+}
+
+/* Latest value of metric for the cgroup at path; NaN when none. */
+static double cg_value(unsigned metric, const char *path)
+{
+	for (struct tsdb_series *s = tsdb_first(fx.db, metric); s; s = tsdb_next(s)) {
+		char buf[512];
+		double v;
+
+		if (tsdb_series_label(s, "cgroup", buf, sizeof(buf)) < 0 || strcmp(buf, path))
+			continue;
+		return tsdb_value(fx.db, s, 0, &v) ? v : NAN;
+	}
+	return NAN;
+}
+
+static void assert_near(double got, double want)
+{
+	if (!(fabs(got - want) <= 1e-6 * fmax(1.0, fabs(want)))) {
+		print_error("got %.9g, want %.9g\n", got, want);
+		fail();
+	}
+}
+
+static const struct cgroup_entry *entry(const char *path)
+{
+	for (unsigned i = 0; i < cgroups_watch_count(fx.cg); i++)
+		if (!strcmp(cgroups_watch_at(fx.cg, i)->path, path))
+			return cgroups_watch_at(fx.cg, i);
+	return NULL;
+}
+
+static void test_identity_from_paths(void **s)
+{
+	char cid[65], pod[37];
+
+	(void)s;
+	cgroup_path_identity("/docker/" CID1, cid, sizeof(cid), pod, sizeof(pod));
+	assert_string_equal(cid, CID1);
+	assert_string_equal(pod, "");
+	cgroup_path_identity("/system.slice/docker-" CID1 ".scope", cid, sizeof(cid), pod,
+			     sizeof(pod));
+	assert_string_equal(cid, CID1);
+	cgroup_path_identity("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" POD1_
+			     ".slice/cri-containerd-" CID2 ".scope",
+			     cid, sizeof(cid), pod, sizeof(pod));
+	assert_string_equal(cid, CID2);
+	assert_string_equal(pod, POD1);
+	cgroup_path_identity("/kubepods/besteffort/pod" POD1 "/" CID1, cid, sizeof(cid), pod,
+			     sizeof(pod));
+	assert_string_equal(cid, CID1);
+	assert_string_equal(pod, POD1);
+	cgroup_path_identity("/machine.slice/libpod-" CID2 ".scope/container", cid, sizeof(cid),
+			     pod, sizeof(pod));
+	assert_string_equal(cid, CID2);
+	/* not ids: too short, upper case, one hex digit too many */
+	cgroup_path_identity("/process_api/950e3d499bbdf3fda2310f6076d63a81", cid, sizeof(cid),
+			     pod, sizeof(pod));
+	assert_string_equal(cid, "");
+	cgroup_path_identity("/docker/0" CID1, cid, sizeof(cid), pod, sizeof(pod));
+	assert_string_equal(cid, "");
+	cgroup_path_identity("/podxyz/pod1234", cid, sizeof(cid), pod, sizeof(pod));
+	assert_string_equal(pod, "");
+
+	assert_string_equal(cgroup_path_qos("/kubepods/besteffort/pod" POD1 "/" CID1),
+			    "besteffort");
+	assert_string_equal(cgroup_path_qos("/kubepods/burstable/pod" POD1), "burstable");
+	assert_string_equal(cgroup_path_qos("/kubepods/pod" POD1 "/" CID1), "guaranteed");
+	assert_string_equal(cgroup_path_qos("/kubepods.slice/kubepods-besteffort.slice/"
+					    "kubepods-besteffort-pod" POD1_ ".slice"),
+			    "besteffort");
+	assert_string_equal(cgroup_path_qos("/kubepods.slice/kubepods-pod" POD1_ ".slice"),
+			    "guaranteed");
+	assert_string_equal(cgroup_path_qos("/kubepods.slice"), "");
+	assert_string_equal(cgroup_path_qos("/system.slice/docker-" CID1 ".scope"), "");
+}
+
+#define DOCKER  "system.slice/docker-" CID1 ".scope"
+#define K8S_POD "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" POD1_ ".slice"
+#define K8S_CTR K8S_POD "/cri-containerd-" CID2 ".scope"
+
+static void v2_cgroup(const char *rel, bool populated)
+{
+	char p[1024];
+
+	snprintf(p, sizeof(p), "v2/%s/cgroup.events", rel);
+	put_file(p, populated ? "populated 1\nfrozen 0\n" : "populated 0\nfrozen 0\n");
+}
+
+static void v2_set(const char *rel, const char *file, const char *text)
+{
+	char p[1024];
+
+	snprintf(p, sizeof(p), "v2/%s/%s", rel, file);
+	put_file(p, text);
+}
+
+static const char *cpu_stat_v2(unsigned long usage, unsigned long user, unsigned long sys,
+			       unsigned long periods, unsigned long throttled,
+			       unsigned long throttled_us)
+{
+	static char buf[512];
+
+	snprintf(buf, sizeof(buf),
+		 "usage_usec %lu\nuser_usec %lu\nsystem_usec %lu\nnr_periods %lu\n"
+		 "nr_throttled %lu\nthrottled_usec %lu\nnr_bursts 0\nburst_usec 0\n",
+		 usage, user, sys, periods, throttled, throttled_us);
+	return buf;
+}
+
+static void test_v2_watch_set_and_metrics(void **s)
+{
+	const struct cgroup_entry *e;
+	struct cgroups_watch_stats st;
+
+	(void)s;
+	v2_cgroup("system.slice", true);
+	v2_cgroup(DOCKER, true);
+	v2_cgroup("kubepods.slice", true);
+	v2_cgroup("kubepods.slice/kubepods-burstable.slice", true);
+	v2_cgroup(K8S_POD, true);
+	v2_cgroup(K8S_CTR, true);
+	v2_cgroup("empty.slice", false);
+	v2_cgroup("bad\x1fname", true); /* would forge a label */
+	v2_cgroup("nofile.slice/x", true);
+	rm_rel("v2/nofile.slice/x/cgroup.events"); /* not a cgroup we can read */
+	v2_set(DOCKER, "cpu.stat", cpu_stat_v2(1000000, 600000, 400000, 10, 0, 0));
+	v2_set(DOCKER, "cpu.max", "50000 100000\n");
+	v2_set(DOCKER, "memory.current", "1073741824\n");
+	v2_set(DOCKER, "memory.max", "2147483648\n");
+	v2_set(DOCKER, "memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n");
+	v2_set(DOCKER, "cpu.pressure", "some avg10=0 avg60=0 avg300=0 total=100\n"
+				       "full avg10=0 avg60=0 avg300=0 total=0\n");
+	v2_set(DOCKER, "memory.pressure", "some avg10=0 avg60=0 avg300=0 total=0\n"
+					  "full avg10=0 avg60=0 avg300=0 total=0\n");
+	v2_set("system.slice", "memory.max", "max\n");
+	v2_set("system.slice", "cpu.max", "max 100000\n");
+	/* the pod's limit binds its container, which has none of its own */
+	v2_set(K8S_POD, "memory.max", "536870912\n");
+	v2_set(K8S_CTR, "memory.max", "max\n");
+	v2_set(K8S_CTR, "memory.current", "268435456\n");
+	v2_set(K8S_CTR, "cpu.stat", cpu_stat_v2(0, 0, 0, 0, 0, 0));
+	v2_set(K8S_CTR, "cpuset.cpus.effective", "0-1,4\n");
+	open_cgroups("v2", CGROUP_V2);
+
+	assert_int_equal(round_(), 0);
+	cgroups_watch_stats(fx.cg, &st);
+	assert_int_equal(st.watched, 6);
+	assert_int_equal(st.unsafe, 1);
+	assert_int_equal(st.dropped, 0);
+	assert_null(entry("/empty.slice"));
+	assert_null(entry("/nofile.slice/x"));
+	e = entry("/" DOCKER);
+	assert_non_null(e);
+	assert_string_equal(e->container_id, CID1);
+	assert_string_equal(e->pod_uid, "");
+	assert_true(e->id != 0);
+	e = entry("/" K8S_CTR);
+	assert_non_null(e);
+	assert_string_equal(e->container_id, CID2);
+	assert_string_equal(e->pod_uid, POD1);
+	assert_string_equal(e->qos, "burstable");
+	assert_ptr_equal(cgroups_watch_find_id(fx.cg, e->id), e);
+	{
+		struct labels l;
+		char key[LABELS_KEY_MAX];
+
+		cgroup_entry_labels(e, &l);
+		assert_int_equal(l.n, 4);
+		assert_int_equal(labels_key(&l, key, sizeof(key)), 0);
+		assert_non_null(strstr(key, "qos=burstable"));
+	}
+	/* gauges from the first round */
+	assert_near(cg_value(M_CG_MEM_USAGE_BYTES, "/" DOCKER), 1073741824.0);
+	assert_near(cg_value(M_CG_MEM_USAGE_PCT, "/" DOCKER), 50);
+	assert_near(cg_value(M_CG_CPU_LIMIT, "/" DOCKER), 0.5);
+	assert_near(cg_value(M_CG_MEM_LIMIT, "/" K8S_CTR), 536870912.0);
+	assert_near(cg_value(M_CG_MEM_USAGE_PCT, "/" K8S_CTR), 50);
+	/* its cpuset has three CPUs; the host may have fewer */
+	assert_near(cg_value(M_CG_CPU_LIMIT, "/" K8S_CTR),
+		    fmin(3.0, (double)sysconf(_SC_NPROCESSORS_ONLN)));
+	assert_true(isnan(cg_value(M_CG_CPU_USAGE, "/" DOCKER)));
+
+	/* one second later: 0.25 CPU used of a 0.5 CPU quota, throttled 4 of 10 periods */
+	v2_set(DOCKER, "cpu.stat", cpu_stat_v2(1250000, 750000, 500000, 20, 4, 200000));
+	v2_set(DOCKER, "memory.events", "low 0\nhigh 0\nmax 3\noom 2\noom_kill 3\n");
+	v2_set(DOCKER, "cpu.pressure", "some avg10=0 avg60=0 avg300=0 total=300100\n"
+				       "full avg10=0 avg60=0 avg300=0 total=0\n");
+	assert_int_equal(round_(), 0);
+	assert_near(cg_value(M_CG_CPU_CORES, "/" DOCKER), 0.25);
+	assert_near(cg_value(M_CG_CPU_USAGE, "/" DOCKER), 50);
+	assert_near(cg_value(M_CG_CPU_USER, "/" DOCKER), 30);
+	assert_near(cg_value(M_CG_CPU_SYS, "/" DOCKER), 20);
+	assert_near(cg_value(M_CG_CPU_THROTTLED, "/" DOCKER), 40);
+	assert_near(cg_value(M_CG_CPU_THROTTLED_MS, "/" DOCKER), 200);
+	assert_near(cg_value(M_CG_MEM_OOM_KILLS, "/" DOCKER), 2);
+	assert_near(cg_value(M_CG_PSI_CPU_SOME, "/" DOCKER), 30);
+	assert_true(isnan(cg_value(M_CG_PSI_IO_SOME, "/" DOCKER))); /* no io.pressure file */
+
+	/* memory growth over the window (10 s), as % of the limit */
+	v2_set(DOCKER, "memory.current", "1610612736\n");
+	assert_int_equal(round_(), 0);
+	assert_int_equal(round_(), 0);
+	assert_near(cg_value(M_CG_MEM_GROWTH, "/" DOCKER), 25);
+}
+
+static void test_v2_come_and_go(void **s)
+{
+	const struct cgroup_entry *e;
+	uint64_t serial, gen;
+
+	(void)s;
+	fx.cfg.watch.cgroup_scan_ms = 5000;
+	v2_cgroup(DOCKER, true);
+	v2_set(DOCKER, "memory.current", "4096\n");
+	open_cgroups("v2", CGROUP_V2);
+	assert_int_equal(round_(), 0);
+	e = entry("/" DOCKER);
+	assert_non_null(e);
+	serial = e->serial;
+	gen = cgroups_watch_generation(fx.cg);
+	assert_near(cg_value(M_CG_MEM_USAGE_BYTES, "/" DOCKER), 4096);
+
+	/* a new container shows up at the next scan, not before */
+	v2_cgroup("system.slice/docker-" CID2 ".scope", true);
+	assert_int_equal(round_(), 0);
+	assert_null(entry("/system.slice/docker-" CID2 ".scope"));
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(round_(), 0);
+	assert_non_null(entry("/system.slice/docker-" CID2 ".scope"));
+	assert_true(cgroups_watch_generation(fx.cg) > gen);
+	assert_int_equal(entry("/" DOCKER)->serial, serial); /* the old one kept its state */
+
+	/* the first goes away: no value from then on, its state freed (ASan checks) */
+	rm_rel("v2/" DOCKER);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(round_(), 0);
+	assert_null(entry("/" DOCKER));
+	assert_true(isnan(cg_value(M_CG_MEM_USAGE_BYTES, "/" DOCKER)));
+	/* and comes back under the same path: a new cgroup, a new serial */
+	v2_cgroup(DOCKER, true);
+	v2_set(DOCKER, "memory.current", "8192\n");
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(round_(), 0);
+	e = entry("/" DOCKER);
+	assert_non_null(e);
+	assert_true(e->serial != serial);
+	assert_near(cg_value(M_CG_MEM_USAGE_BYTES, "/" DOCKER), 8192);
+	{
+		struct cgroups_watch_stats st;
+
+		cgroups_watch_stats(fx.cg, &st);
+		assert_true(st.appeared >= 3);
+		assert_true(st.vanished >= 1);
+	}
+}
+
+static void test_bound_prefers_workloads(void **s)
+{
+	struct cgroups_watch_stats st;
+
+	(void)s;
+	fx.cfg.watch.max_cgroups = 2;
+	v2_cgroup("a.slice", true);
+	v2_cgroup("b.slice", true);
+	v2_cgroup("c.slice/deep", true);
+	v2_cgroup("c.slice", true);
+	v2_cgroup("z/docker/" CID1, true);
+	v2_cgroup("z", true);
+	v2_cgroup("z/docker", true);
+	open_cgroups("v2", CGROUP_V2);
+	assert_int_equal(round_(), 0);
+	cgroups_watch_stats(fx.cg, &st);
+	assert_int_equal(st.watched, 2);
+	assert_int_equal(st.candidates, 7);
+	assert_int_equal(st.dropped, 5);
+	/* the container first, then the shallowest */
+	assert_non_null(entry("/z/docker/" CID1));
+	assert_non_null(entry("/a.slice"));
+	assert_null(entry("/c.slice/deep"));
+}
+
+static void v1_cgroup(const char *ctrl, const char *rel, const char *file, const char *text)
+{
+	char p[1024];
+
+	snprintf(p, sizeof(p), "v1/%s/%s/%s", ctrl, rel, file);
+	put_file(p, text);
+}
+
+static void test_v1_and_hybrid(void **s)
+{
+	(void)s;
+	/* cgroups are populated through their descendants' tasks on v1 */
+	v1_cgroup("cpu", "docker", "cgroup.procs", "");
+	v1_cgroup("cpu", "docker/" CID1, "cgroup.procs", "4242\n");
+	v1_cgroup("cpu", "docker/" CID1, "cpu.cfs_quota_us", "150000\n");
+	v1_cgroup("cpu", "docker/" CID1, "cpu.cfs_period_us", "100000\n");
+	v1_cgroup("cpu", "docker/" CID1, "cpu.stat", "nr_periods 10\nnr_throttled 1\n"
+						     "throttled_time 1000000\n");
+	v1_cgroup("cpu", "docker", "cpu.cfs_quota_us", "-1\n");
+	v1_cgroup("cpu", "docker", "cpu.cfs_period_us", "100000\n");
+	v1_cgroup("cpu", "idle", "cgroup.procs", "");
+	v1_cgroup("cpuacct", "docker/" CID1, "cpuacct.usage", "2000000000\n");
+	v1_cgroup("cpuacct", "docker/" CID1, "cpuacct.usage_user", "1500000000\n");
+	v1_cgroup("cpuacct", "docker/" CID1, "cpuacct.usage_sys", "500000000\n");
+	v1_cgroup("memory", "docker/" CID1, "cgroup.procs", "4242\n");
+	v1_cgroup("memory", "docker/" CID1, "memory.usage_in_bytes", "104857600\n");
+	v1_cgroup("memory", "docker/" CID1, "memory.limit_in_bytes", "9223372036854771712\n");
+	v1_cgroup("memory", "docker/" CID1, "memory.stat",
+		  "cache 0\nrss 0\nhierarchical_memory_limit 209715200\n");
+	v1_cgroup("memory", "docker/" CID1, "memory.oom_control",
+		  "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n");
+	/* only in the memory hierarchy, as some sandboxes do */
+	v1_cgroup("memory", "sandbox", "cgroup.procs", "99\n");
+	v1_cgroup("memory", "sandbox", "memory.usage_in_bytes", "1000\n");
+	/* hybrid: pressure in the v2 tree under the same path */
+	put_file("v1/unified/docker/" CID1 "/cpu.pressure",
+		 "some avg10=0 avg60=0 avg300=0 total=0\nfull avg10=0 avg60=0 avg300=0 total=0\n");
+	open_cgroups("v1", CGROUP_HYBRID);
+	assert_int_equal(round_(), 0);
+	assert_non_null(entry("/docker"));
+	assert_non_null(entry("/docker/" CID1));
+	assert_null(entry("/idle"));
+	assert_non_null(entry("/sandbox"));
+	assert_int_equal(entry("/sandbox")->id, 0); /* not in the id (cpu) hierarchy */
+	assert_near(cg_value(M_CG_CPU_LIMIT, "/docker/" CID1), 1.5);
+	assert_near(cg_value(M_CG_MEM_LIMIT, "/docker/" CID1), 209715200.0);
+	assert_near(cg_value(M_CG_MEM_USAGE_PCT, "/docker/" CID1), 50);
+	assert_near(cg_value(M_CG_MEM_USAGE_BYTES, "/sandbox"), 1000);
+
+	v1_cgroup("cpu", "docker/" CID1, "cpu.stat", "nr_periods 20\nnr_throttled 6\n"
+						     "throttled_time 51000000\n");
+	v1_cgroup("cpuacct", "docker/" CID1, "cpuacct.usage", "2750000000\n");
+	v1_cgroup("cpuacct", "docker/" CID1, "cpuacct.usage_user", "2100000000\n");
+	v1_cgroup("cpuacct", "docker/" CID1, "cpuacct.usage_sys", "650000000\n");
+	v1_cgroup("memory", "docker/" CID1, "memory.oom_control",
+		  "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n");
+	put_file("v1/unified/docker/" CID1 "/cpu.pressure",
+		 "some avg10=0 avg60=0 avg300=0 total=500000\nfull avg10=0 avg60=0 avg300=0 "
+		 "total=0\n");
+	assert_int_equal(round_(), 0);
+	assert_near(cg_value(M_CG_CPU_CORES, "/docker/" CID1), 0.75);
+	assert_near(cg_value(M_CG_CPU_USAGE, "/docker/" CID1), 50);
+	assert_near(cg_value(M_CG_CPU_USER, "/docker/" CID1), 40);
+	assert_near(cg_value(M_CG_CPU_SYS, "/docker/" CID1), 10);
+	assert_near(cg_value(M_CG_CPU_THROTTLED, "/docker/" CID1), 50);
+	assert_near(cg_value(M_CG_CPU_THROTTLED_MS, "/docker/" CID1), 50);
+	assert_near(cg_value(M_CG_MEM_OOM_KILLS, "/docker/" CID1), 1);
+	assert_near(cg_value(M_CG_PSI_CPU_SOME, "/docker/" CID1), 50);
+}
+
+static void test_v1_old_cpuacct(void **s)
+{
+	(void)s;
+	/* before usage_user existed: cpuacct.stat in clock ticks */
+	v1_cgroup("cpu", "svc", "cgroup.procs", "1\n");
+	v1_cgroup("cpuacct", "svc", "cpuacct.usage", "0\n");
+	v1_cgroup("cpuacct", "svc", "cpuacct.stat", "user 0\nsystem 0\n");
+	open_cgroups("v1", CGROUP_V1);
+	assert_int_equal(round_(), 0);
+	{
+		long hz = sysconf(_SC_CLK_TCK);
+		char text[64];
+
+		snprintf(text, sizeof(text), "user %ld\nsystem %ld\n", hz / 2, hz / 4);
+		v1_cgroup("cpuacct", "svc", "cpuacct.stat", text);
+	}
+	v1_cgroup("cpuacct", "svc", "cpuacct.usage", "750000000\n");
+	assert_int_equal(round_(), 0);
+	{
+		double limit = cg_value(M_CG_CPU_LIMIT, "/svc");
+
+		assert_near(cg_value(M_CG_CPU_USER, "/svc"), 50.0 / limit);
+		assert_near(cg_value(M_CG_CPU_SYS, "/svc"), 25.0 / limit);
+	}
+}
+
+static void test_hostile_contents(void **s)
+{
+	(void)s;
+	v2_cgroup("h.slice", true);
+	v2_set("h.slice", "cpu.stat", "usage_usec -5\nuser_usec x\nsystem_usec 1e9\n");
+	v2_set("h.slice", "cpu.max", "0 0\n");
+	v2_set("h.slice", "memory.max", "-1\n");
+	v2_set("h.slice", "memory.current", "99999999999999999999999\n");
+	v2_set("h.slice", "memory.events", "oom_kill\n");
+	v2_set("h.slice", "cpuset.cpus.effective", "99999-1,,x\n");
+	v2_set("h.slice", "cpu.pressure", "some total=\n");
+	v2_cgroup("q.slice", true);
+	v2_set("q.slice", "cpu.max", "1 100000\n"); /* a hundredth of a CPU at most */
+	v2_set("q.slice", "cpu.stat", cpu_stat_v2(0, 0, 0, 0, 0, 0));
+	open_cgroups("v2", CGROUP_V2);
+	assert_int_equal(round_(), 0);
+	assert_int_equal(round_(), 0);
+	assert_true(isnan(cg_value(M_CG_CPU_USAGE, "/h.slice")));
+	assert_true(isnan(cg_value(M_CG_MEM_USAGE_BYTES, "/h.slice")));
+	assert_true(isnan(cg_value(M_CG_MEM_OOM_KILLS, "/h.slice")));
+	/* nonsense limits fall back to the host, never divide by zero */
+	assert_true(cg_value(M_CG_CPU_LIMIT, "/h.slice") >= 1);
+	assert_near(cg_value(M_CG_CPU_LIMIT, "/q.slice"), 0.01);
+	assert_near(cg_value(M_CG_CPU_USAGE, "/q.slice"), 0);
+	/* a file turning into garbage after good values: no value, no crash */
+	v2_set("q.slice", "cpu.stat", "\n\n\n");
+	assert_int_equal(round_(), 0);
+	assert_true(isnan(cg_value(M_CG_CPU_USAGE, "/q.slice")));
+}
+
+static void test_off_and_none(void **s)
+{
+	struct watcher_env env = { .cfg = &fx.cfg, .procfs = fx.procfs };
+	char why[128] = "";
+	void *st = NULL;
+
+	(void)s;
+	env.why = why;
+	env.why_len = sizeof(why);
+	/* no cgroups object or max_cgroups 0: off, with the reason */
+	assert_int_equal(cgroupstat_watcher.open(&st, &env), WATCHER_OFF);
+	assert_int_equal(cgroups_new_at(&fx.cg, fx.root, CGROUP_NONE), 0);
+	env.cgroups = fx.cg;
+	fx.cfg.watch.max_cgroups = 0;
+	assert_int_equal(cgroupstat_watcher.open(&st, &env), WATCHER_OFF);
+	assert_non_null(strstr(why, "max_cgroups"));
+	fx.cfg.watch.max_cgroups = 8;
+	assert_int_equal(cgroupstat_watcher.open(&st, &env), -ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_identity_from_paths),
+		cmocka_unit_test_setup_teardown(test_v2_watch_set_and_metrics, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v2_come_and_go, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bound_prefers_workloads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v1_and_hybrid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v1_old_cpuacct, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_contents, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_off_and_none, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
