@@ -13,6 +13,7 @@
 #include "agent/tsdb.h"
 #include "agent/util.h"
 #include "probes/biolat.h"
+#include "probes/bpfutil.h"
 #include "probes/catalogue.h"
 #include "probes/hookmode.h"
 #include "probes/watcher.h"
@@ -56,7 +57,7 @@ static int load(struct biolat *bl, bool use_btf)
 	bl->skel = biolat_bpf__open();
 	if (!bl->skel)
 		return -errno;
-	hookmode_autoload(bl->skel->obj, use_btf);
+	bpf_object_choose_tp_btf(bl->skel->obj, use_btf);
 	err = biolat_bpf__load(bl->skel);
 	if (err) {
 		biolat_bpf__destroy(bl->skel);

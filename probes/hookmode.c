@@ -19,27 +19,10 @@ bool hookmode_btf_has(const char *const *tracepoints)
 	struct btf *btf = btf__load_vmlinux_btf();
 	bool all = btf != NULL;
 
-	for (const char *const *tp = tracepoints; all && *tp; tp++) {
-		char name[128];
-
-		snprintf(name, sizeof(name), "btf_trace_%s", *tp);
-		all = btf__find_by_name_kind(btf, name, BTF_KIND_TYPEDEF) > 0;
-	}
+	for (const char *const *tp = tracepoints; all && *tp; tp++)
+		all = btf_has_tracepoint(btf, *tp);
 	btf__free(btf);
 	return all;
-}
-
-void hookmode_autoload(struct bpf_object *obj, bool use_btf)
-{
-	struct bpf_program *prog;
-
-	bpf_object__for_each_program(prog, obj)
-	{
-		const char *sec = bpf_program__section_name(prog);
-		bool btf = strncmp(sec, "tp_btf/", 7) == 0;
-
-		bpf_program__set_autoload(prog, btf == use_btf);
-	}
 }
 
 int hookmode_attach(struct hookmode *h)

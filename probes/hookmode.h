@@ -29,8 +29,6 @@ struct hookmode {
 
 /* Does this kernel's BTF describe every tracepoint (btf_trace_<name>)? */
 bool hookmode_btf_has(const char *const *tracepoints);
-/* Loads the tp_btf programs of the object (use_btf) or the raw_tp ones. */
-void hookmode_autoload(struct bpf_object *obj, bool use_btf);
 /* After load: registers the programs, holds run-time statistics, attaches. */
 int hookmode_start(struct hookmode *h, struct bpf_object *obj, const char *owner,
 		   const char *label, bool use_btf);

@@ -12,6 +12,7 @@
 #include "agent/config.h"
 #include "agent/log.h"
 #include "agent/tsdb.h"
+#include "probes/bpfutil.h"
 #include "probes/catalogue.h"
 #include "probes/hookmode.h"
 #include "probes/runqlat.h"
@@ -50,7 +51,7 @@ static int load(struct runqlat *rl, bool use_btf)
 	rl->skel = runqlat_bpf__open();
 	if (!rl->skel)
 		return -errno;
-	hookmode_autoload(rl->skel->obj, use_btf);
+	bpf_object_choose_tp_btf(rl->skel->obj, use_btf);
 	err = runqlat_bpf__load(rl->skel);
 	if (err) {
 		runqlat_bpf__destroy(rl->skel);
