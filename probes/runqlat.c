@@ -162,9 +162,18 @@ static int runqlat_sample(void *state, struct tsdb *db)
 static void runqlat_status(void *state, json_t *o)
 {
 	struct runqlat *rl = state;
+	uint64_t waits = 0;
+	__u32 zero = 0;
 
 	json_object_set_new(o, "attach", json_string(rl->hm.use_btf ? "tp_btf" : "raw_tp"));
 	json_object_set_new(o, "drops", json_integer((json_int_t)rl->drops));
+	/* read now, not at the last sample: shows whether the hooks run */
+	if (!bpf_map__lookup_elem(rl->skel->maps.hist, &zero, sizeof(zero), rl->cur,
+				  (size_t)rl->ncpus * sizeof(*rl->cur), 0)) {
+		for (int c = 0; c < rl->ncpus; c++)
+			waits += rl->cur[c].events;
+		json_object_set_new(o, "waits_measured", json_integer((json_int_t)waits));
+	}
 }
 
 static int runqlat_throttle(void *state, bool off)

@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The task-iterator watcher on the real kernel: a vfork parent waiting for
+ * its sleeping child is in D (host and its cgroup) and its D time grows;
+ * 3 x nproc spinners in a test cgroup wait for CPUs and that cgroup shows it;
+ * idle kernel threads (TASK_IDLE) are not counted as D. */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/cgroups.h"
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/tsdb.h"
+#include "agent/util.h"
+#include "probes/catalogue.h"
+#include "probes/watcher.h"
+
+extern const struct watcher_ops taskwatch_watcher;
+
+static struct agent_config cfg;
+static struct cgroups *cg;
+static struct tsdb *db;
+static void *state;
+static char cg_rel[64];                     /* "/autotrace-tw-<pid>" */
+static char cg_dirs[CG_CTRL_COUNT][512];    /* the test cgroup in each hierarchy */
+
+static void msleep(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* The test's own cgroup: in the v2 tree on v2 hosts, else in the v1 cpu (the
+ * id hierarchy), cpuacct and memory controllers under the same path. */
+static void cgroup_create(void)
+{
+	static const enum cgroup_ctrl v1[] = { CG_CTRL_CPU, CG_CTRL_CPUACCT, CG_CTRL_MEMORY };
+
+	snprintf(cg_rel, sizeof(cg_rel), "/autotrace-tw-%d", (int)getpid());
+	if (cgroups_layout(cg) == CGROUP_V2) {
+		snprintf(cg_dirs[0], sizeof(cg_dirs[0]), "%s%s", cgroups_id_root(cg), cg_rel);
+		assert_int_equal(mkdir(cg_dirs[0], 0755), 0);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(v1) / sizeof(v1[0]); i++) {
+		const char *root = cgroups_ctrl_root(cg, v1[i]);
+
+		if (!root)
+			continue;
+		snprintf(cg_dirs[i], sizeof(cg_dirs[i]), "%s%s", root, cg_rel);
+		/* cpu and cpuacct may be one mount */
+		if (mkdir(cg_dirs[i], 0755) && errno != EEXIST)
+			fail_msg("mkdir %s: %s", cg_dirs[i], strerror(errno));
+	}
+}
+
+static void cgroup_enter(pid_t pid)
+{
+	for (int i = 0; i < CG_CTRL_COUNT; i++) {
+		char path[600];
+		FILE *f;
+
+		if (!cg_dirs[i][0])
+			continue;
+		snprintf(path, sizeof(path), "%s/cgroup.procs", cg_dirs[i]);
+		f = fopen(path, "w");
+		assert_non_null(f);
+		fprintf(f, "%d\n", (int)pid);
+		assert_int_equal(fclose(f), 0);
+	}
+}
+
+static void cgroup_remove(void)
+{
+	for (int i = 0; i < CG_CTRL_COUNT; i++) {
+		/* the processes are reaped by now; rmdir may need a moment */
+		for (int tries = 0; cg_dirs[i][0] && tries < 50; tries++) {
+			if (rmdir(cg_dirs[i]) == 0 || errno == ENOENT)
+				break;
+			msleep(100);
+		}
+		cg_dirs[i][0] = '\0';
+	}
+}
+
+static int setup(void **s)
+{
+	struct watcher_env env = { .cfg = &cfg, .procfs = "/proc", .sysfs = "/sys" };
+	char why[256] = "";
+
+	(void)s;
+	require_root_or_exit("bpf/taskwatch");
+	log_route_libbpf();
+	config_defaults(&cfg);
+	assert_int_equal(cgroups_new(&cg, "/sys/fs/cgroup"), 0);
+	assert_true(cgroups_layout(cg) != CGROUP_NONE);
+	cgroup_create();
+	env.cgroups = cg;
+	env.why = why;
+	env.why_len = sizeof(why);
+	if (taskwatch_watcher.open(&state, &env))
+		fail_msg("taskwatch unavailable: %s", why);
+	assert_int_equal(tsdb_new(&db, 8192, 64), 0);
+	return 0;
+}
+
+static int teardown(void **s)
+{
+	(void)s;
+	if (state)
+		taskwatch_watcher.close(state);
+	tsdb_free(&db);
+	cgroup_remove();
+	cgroups_free(&cg);
+	return 0;
+}
+
+static void round_(void)
+{
+	/* the test cgroup is new: make the watched set see it now */
+	cgroups_watch_refresh(cg, now_mono_ns() / 1000000, true);
+	tsdb_begin_round(db, now_real_ms());
+	assert_int_equal(taskwatch_watcher.sample(state, db), 0);
+	tsdb_end_round(db);
+}
+
+static double host(unsigned metric)
+{
+	struct tsdb_series *s = tsdb_find(db, metric, NULL);
+	double v;
+
+	return s && tsdb_value(db, s, 0, &v) ? v : NAN;
+}
+
+static double of_test_cgroup(unsigned metric)
+{
+	for (struct tsdb_series *s = tsdb_first(db, metric); s; s = tsdb_next(s)) {
+		char path[512];
+		double v;
+
+		if (tsdb_series_label(s, "cgroup", path, sizeof(path)) >= 0 &&
+		    !strcmp(path, cg_rel) && tsdb_value(db, s, 0, &v))
+			return v;
+	}
+	return NAN;
+}
+
+/* A child in the test cgroup that vforks: the child sleeps, so the parent
+ * waits in D (TASK_UNINTERRUPTIBLE | TASK_KILLABLE) until it exits. */
+static pid_t start_vfork_waiter(unsigned sleep_s)
+{
+	int ready[2];
+	pid_t pid;
+	char c;
+
+	assert_int_equal(pipe(ready), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		pid_t v;
+
+		setpgid(0, 0);
+		close(ready[1]);
+		/* wait until the parent put us in the test cgroup */
+		if (read(ready[0], &c, 1) != 1)
+			_exit(1);
+		v = vfork();
+		if (v == 0) {
+			sleep(sleep_s);
+			_exit(0);
+		}
+		waitpid(v, NULL, 0);
+		_exit(0);
+	}
+	close(ready[0]);
+	setpgid(pid, pid);
+	cgroup_enter(pid);
+	assert_int_equal(write(ready[1], "x", 1), 1);
+	close(ready[1]);
+	return pid;
+}
+
+/* Kills a test process group and reaps its leader. */
+static void kill_group(pid_t leader)
+{
+	kill(-leader, SIGKILL);
+	while (waitpid(leader, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+static void test_vfork_parent_in_dstate(void **s)
+{
+	pid_t pid;
+	double d1, d2;
+
+	(void)s;
+	round_();
+	pid = start_vfork_waiter(5);
+	msleep(700);
+	round_();
+	assert_true(host(M_SCHED_DSTATE_TASKS) >= 1);
+	assert_true(of_test_cgroup(M_CG_DSTATE_TASKS) >= 1);
+	d1 = of_test_cgroup(M_CG_DSTATE_MAX);
+	assert_true(d1 >= 300 && d1 < 5000);
+	assert_true(host(M_SCHED_DSTATE_MAX) >= d1);
+	msleep(1000);
+	round_();
+	d2 = of_test_cgroup(M_CG_DSTATE_MAX);
+	/* it grows with time: about one second more */
+	print_message("D for %.0f ms, then %.0f ms\n", d1, d2);
+	assert_true(d2 >= d1 + 800 && d2 <= d1 + 3000);
+	assert_true(of_test_cgroup(M_CG_DSTATE_TASKS) >= 1);
+	kill_group(pid);
+	msleep(200);
+	round_();
+	/* gone from D (0), or with no task left, gone from the watched set */
+	assert_false(of_test_cgroup(M_CG_DSTATE_TASKS) >= 1);
+}
+
+static void spin(int n, unsigned seconds)
+{
+	/* n spinning processes: more runnable tasks than CPUs */
+	for (int i = 1; i < n; i++)
+		if (fork() == 0)
+			break;
+	alarm(seconds);
+	for (volatile unsigned long x = 0;; x++)
+		;
+}
+
+static void test_spinners_wait_in_their_cgroup(void **s)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int n = (int)(3 * (ncpu > 0 ? ncpu : 1));
+	double best_max = 0, best_avg = 0;
+	pid_t pid;
+	int sock[2];
+
+	(void)s;
+	assert_int_equal(pipe(sock), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char c;
+
+		setpgid(0, 0);
+		close(sock[1]);
+		/* wait until the parent put us in the test cgroup, then spin */
+		if (read(sock[0], &c, 1) != 1)
+			_exit(1);
+		spin(n, 20);
+	}
+	close(sock[0]);
+	setpgid(pid, pid);
+	cgroup_enter(pid);
+	assert_int_equal(write(sock[1], "x", 1), 1);
+	close(sock[1]);
+	round_();
+	for (int i = 0; i < 5; i++) {
+		msleep(1000);
+		round_();
+		best_max = fmax(best_max, of_test_cgroup(M_CG_RUNQ_MAX));
+		best_avg = fmax(best_avg, of_test_cgroup(M_CG_RUNQ_AVG));
+		if (best_max >= 1000 && best_avg > 0)
+			break;
+	}
+	print_message("%d spinners on %ld CPUs: cgroup runq max %.0f us, avg %.0f us; host max %.0f\n",
+		      n, ncpu, best_max, best_avg, host(M_SCHED_RUNQ_MAX));
+	kill_group(pid);
+	/* the spinners' own cgroup shows the waits (at least one millisecond) */
+	assert_true(best_max >= 1000);
+	assert_true(best_avg > 0);
+	assert_true(host(M_SCHED_RUNQ_MAX) >= 1000);
+	/* per CPU too */
+	{
+		char num[16];
+		struct labels l = { .n = 1, .k = { "cpu" }, .v = { num } };
+		double any = 0, v;
+
+		for (long c = 0; c < ncpu; c++) {
+			struct tsdb_series *ser;
+
+			snprintf(num, sizeof(num), "%ld", c);
+			ser = tsdb_find(db, M_SCHED_RUNQ_MAX, &l);
+			if (ser && tsdb_value(db, ser, 0, &v))
+				any = fmax(any, v);
+		}
+		assert_true(any > 0);
+	}
+}
+
+/* Tasks in D and in I (idle kernel threads) according to /proc. */
+static void proc_states(int *d, int *idle)
+{
+	DIR *dir = opendir("/proc");
+	struct dirent *de;
+
+	*d = *idle = 0;
+	assert_non_null(dir);
+	while ((de = readdir(dir))) {
+		char path[300], buf[512], *p;
+		FILE *f;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ') {
+			*d += p[2] == 'D';
+			*idle += p[2] == 'I';
+		}
+		fclose(f);
+	}
+	closedir(dir);
+}
+
+static void test_idle_kthreads_not_counted(void **s)
+{
+	int d, idle;
+	double counted;
+
+	(void)s;
+	round_();
+	counted = host(M_SCHED_DSTATE_TASKS);
+	proc_states(&d, &idle);
+	print_message("D tasks: %.0f counted; /proc: %d in D, %d idle (I)\n", counted, d, idle);
+	/* slack for tasks entering D between the two looks; with more idle kernel
+	 * threads than that (every kernel has idle kworkers) counting them would show */
+	assert_true(counted <= d + 8);
+	if (idle < d + 10)
+		print_message("too few idle kernel threads here to tell them apart\n");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_vfork_parent_in_dstate),
+		cmocka_unit_test(test_spinners_wait_in_their_cgroup),
+		cmocka_unit_test(test_idle_kthreads_not_counted),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
