@@ -36,7 +36,7 @@ struct biolat {
 	char sysfs[200];
 };
 
-static const char *const tracepoints[] = { "block_rq_issue", "block_rq_complete", NULL };
+static const char *const tracepoints[] = {"block_rq_issue", "block_rq_complete", NULL};
 
 static void biolat_close(void *state)
 {
@@ -161,7 +161,7 @@ static int biolat_sample(void *state, struct tsdb *db)
 
 	hookmode_sample_cost(&bl->hm, db);
 	while (bpf_map__get_next_key(map, prev, &key, sizeof(key)) == 0) {
-		uint64_t sum[LATHIST_BUCKETS] = { 0 }, d[LATHIST_BUCKETS], max_ns = 0;
+		uint64_t sum[LATHIST_BUCKETS] = {0}, d[LATHIST_BUCKETS], max_ns = 0;
 		struct dev_hist *h;
 
 		prev = &key;
@@ -178,7 +178,7 @@ static int biolat_sample(void *state, struct tsdb *db)
 		if (!h)
 			continue;
 		if (h->primed) {
-			struct labels l = { .n = 1, .k = { "device" }, .v = { h->name } };
+			struct labels l = {.n = 1, .k = {"device"}, .v = {h->name}};
 			double p50, p99;
 
 			for (int b = 0; b < LATHIST_BUCKETS; b++)

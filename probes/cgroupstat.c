@@ -18,17 +18,17 @@
 #include "probes/watcher.h"
 #include "probes/watchutil.h"
 
-#define CG_FILE_MAX 8192     /* cgroupfs files read here are a few hundred bytes */
+#define CG_FILE_MAX 8192	 /* cgroupfs files read here are a few hundred bytes */
 #define UNLIMITED   (1ull << 62) /* v1 reports "no limit" as a huge page-rounded number */
 
 enum cg_file {
-	CF_CPU_STAT,       /* v2: usage, user/sys and throttling; v1: throttling */
-	CF_CPUACCT_USAGE,  /* v1 */
-	CF_CPUACCT_USER,   /* v1, ns */
-	CF_CPUACCT_SYS,    /* v1, ns */
-	CF_CPUACCT_STAT,   /* v1 before usage_user existed: ticks */
-	CF_MEM_USAGE,      /* memory.current / memory.usage_in_bytes */
-	CF_MEM_EVENTS,     /* memory.events / memory.oom_control */
+	CF_CPU_STAT,	  /* v2: usage, user/sys and throttling; v1: throttling */
+	CF_CPUACCT_USAGE, /* v1 */
+	CF_CPUACCT_USER,  /* v1, ns */
+	CF_CPUACCT_SYS,	  /* v1, ns */
+	CF_CPUACCT_STAT,  /* v1 before usage_user existed: ticks */
+	CF_MEM_USAGE,	  /* memory.current / memory.usage_in_bytes */
+	CF_MEM_EVENTS,	  /* memory.events / memory.oom_control */
 	CF_PSI_CPU,
 	CF_PSI_MEM,
 	CF_PSI_IO,
@@ -194,8 +194,7 @@ static int reconcile(struct cgroupstat *cs)
 
 /* ---- limits ---- */
 
-static bool read_small(const char *root, const char *path, const char *name, char *buf,
-		       size_t len)
+static bool read_small(const char *root, const char *path, const char *name, char *buf, size_t len)
 {
 	char full[1024];
 	char *text = NULL;
@@ -429,11 +428,10 @@ static void put_cpu(struct tsdb *db, const struct labels *l, struct cg_state *s,
 		uint64_t periods = counter_delta(c->periods, s->periods);
 
 		tsdb_put(db, M_CG_CPU_THROTTLED, l,
-			 periods ? MIN(100.0, 100.0 *
-						      (double)counter_delta(c->throttled,
-									    s->throttled) /
-						      (double)periods) :
-				   0.0);
+			 periods ? MIN(100.0,
+				       100.0 * (double)counter_delta(c->throttled, s->throttled) /
+					       (double)periods)
+				 : 0.0);
 		tsdb_put(db, M_CG_CPU_THROTTLED_MS, l,
 			 (double)counter_delta(c->throttled_ns, s->throttled_ns) / 1e6 / secs);
 	}
@@ -443,9 +441,9 @@ static void put_psi(struct cgroupstat *cs, struct tsdb *db, const struct labels 
 		    struct cg_state *s, double secs)
 {
 	static const unsigned metric[3][2] = {
-		{ M_CG_PSI_CPU_SOME, 0 },
-		{ M_CG_PSI_MEM_SOME, M_CG_PSI_MEM_FULL },
-		{ M_CG_PSI_IO_SOME, M_CG_PSI_IO_FULL },
+		{M_CG_PSI_CPU_SOME, 0},
+		{M_CG_PSI_MEM_SOME, M_CG_PSI_MEM_FULL},
+		{M_CG_PSI_IO_SOME, M_CG_PSI_IO_FULL},
 	};
 
 	for (int r = 0; r < 3; r++) {
@@ -504,7 +502,8 @@ static void sample_one(struct cgroupstat *cs, struct tsdb *db, struct cg_state *
 	if ((t = read_text(cs, s, CF_MEM_EVENTS)) && text_u64(t, "oom_kill", &oom)) {
 		have_oom = true;
 		if (secs > 0 && s->have_oom)
-			tsdb_put(db, M_CG_MEM_OOM_KILLS, &l, (double)counter_delta(oom, s->oom_kills));
+			tsdb_put(db, M_CG_MEM_OOM_KILLS, &l,
+				 (double)counter_delta(oom, s->oom_kills));
 	}
 	put_psi(cs, db, &l, s, secs);
 	s->usage_ns = c.usage_ns;
@@ -558,8 +557,7 @@ static void cgroupstat_status(void *state, json_t *o)
 	json_object_set_new(o, "cgroups_vanished", json_integer((json_int_t)st.vanished));
 	json_object_set_new(o, "scan_us", json_integer((json_int_t)st.scan_us));
 	json_object_set_new(o, "files_open", json_integer(kfile_open_count()));
-	json_object_set_new(o, "layout",
-			    json_string(cgroups_layout_name(cgroups_layout(cs->cg))));
+	json_object_set_new(o, "layout", json_string(cgroups_layout_name(cgroups_layout(cs->cg))));
 }
 
 const struct watcher_ops cgroupstat_watcher = {

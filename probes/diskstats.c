@@ -13,16 +13,28 @@
 #include "probes/watcher.h"
 #include "probes/watchutil.h"
 
-#define DISKS_MAX     256        /* devices followed; more are counted, not watched */
+#define DISKS_MAX     256 /* devices followed; more are counted, not watched */
 #define DISKSTATS_MAX (4u << 20)
 #define NAME_MAX_LEN  32
 
-enum { F_RD, F_RD_MERGED, F_RD_SECT, F_RD_MS, F_WR, F_WR_MERGED, F_WR_SECT, F_WR_MS, F_INFLIGHT,
-       F_IO_MS, F_WEIGHTED_MS, F_COUNT };
+enum {
+	F_RD,
+	F_RD_MERGED,
+	F_RD_SECT,
+	F_RD_MS,
+	F_WR,
+	F_WR_MERGED,
+	F_WR_SECT,
+	F_WR_MS,
+	F_INFLIGHT,
+	F_IO_MS,
+	F_WEIGHTED_MS,
+	F_COUNT
+};
 
 struct disk {
 	char name[NAME_MAX_LEN];
-	bool whole;   /* a whole disk (in /sys/block), not a partition */
+	bool whole; /* a whole disk (in /sys/block), not a partition */
 	bool primed;
 	uint64_t seen; /* sample number it was last in the file */
 	uint64_t v[F_COUNT];
@@ -153,15 +165,15 @@ static bool parse_line(char *line, char **name, uint64_t *v)
 
 static void put_disk(struct tsdb *db, const struct disk *d, const uint64_t *v, double secs)
 {
-	struct labels l = { .n = 1, .k = { "device" }, .v = { d->name } };
+	struct labels l = {.n = 1, .k = {"device"}, .v = {d->name}};
 	uint64_t rd = counter_delta(v[F_RD], d->v[F_RD]), wr = counter_delta(v[F_WR], d->v[F_WR]);
-	uint64_t ms = counter_delta(v[F_RD_MS], d->v[F_RD_MS]) +
-		      counter_delta(v[F_WR_MS], d->v[F_WR_MS]);
+	uint64_t ms =
+		counter_delta(v[F_RD_MS], d->v[F_RD_MS]) + counter_delta(v[F_WR_MS], d->v[F_WR_MS]);
 	double interval_ms = secs * 1000.0;
 
-	tsdb_put(db, M_IO_UTIL, &l,
-		 MIN(100.0, 100.0 * (double)counter_delta(v[F_IO_MS], d->v[F_IO_MS]) /
-				    interval_ms));
+	tsdb_put(
+		db, M_IO_UTIL, &l,
+		MIN(100.0, 100.0 * (double)counter_delta(v[F_IO_MS], d->v[F_IO_MS]) / interval_ms));
 	tsdb_put(db, M_IO_READ_BPS, &l,
 		 512.0 * (double)counter_delta(v[F_RD_SECT], d->v[F_RD_SECT]) / secs);
 	tsdb_put(db, M_IO_WRITE_BPS, &l,

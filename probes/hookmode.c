@@ -68,8 +68,8 @@ static void runtime(struct hookmode *h, uint64_t *ns, uint64_t *cnt)
 	bpf_owner_runtime(h->owner, ns, cnt);
 }
 
-int hookmode_start(struct hookmode *h, struct bpf_object *obj, const char *owner,
-		   const char *label, bool use_btf)
+int hookmode_start(struct hookmode *h, struct bpf_object *obj, const char *owner, const char *label,
+		   bool use_btf)
 {
 	int err;
 
@@ -109,7 +109,7 @@ void hookmode_stop(struct hookmode *h)
 
 void hookmode_sample_cost(struct hookmode *h, struct tsdb *db)
 {
-	struct labels l = { .n = 1, .k = { "hook" }, .v = { h->label } };
+	struct labels l = {.n = 1, .k = {"hook"}, .v = {h->label}};
 	uint64_t ns, cnt, now = now_mono_ns();
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	uint64_t dns, dcnt;
@@ -120,10 +120,11 @@ void hookmode_sample_cost(struct hookmode *h, struct tsdb *db)
 	dns = ns >= h->prev_ns ? ns - h->prev_ns : 0;
 	dcnt = cnt >= h->prev_cnt ? cnt - h->prev_cnt : 0;
 	h->last.ns_per_event = dcnt ? (double)dns / (double)dcnt : 0;
-	h->last.cpu_pct = now > h->prev_mono_ns ?
-				  100.0 * (double)dns /
-					  ((double)(now - h->prev_mono_ns) * (double)MAX(ncpu, 1L)) :
-				  0;
+	h->last.cpu_pct =
+		now > h->prev_mono_ns
+			? 100.0 * (double)dns /
+				  ((double)(now - h->prev_mono_ns) * (double)MAX(ncpu, 1L))
+			: 0;
 	h->last.events = cnt - MIN(cnt, h->base_cnt);
 	h->last.ns_per_event_avg =
 		h->last.events ? (double)(ns - MIN(ns, h->base_ns)) / (double)h->last.events : 0;

@@ -22,7 +22,7 @@ struct hookmode {
 	unsigned nlinks;
 	bool use_btf;
 	bool stats_held;
-	uint64_t base_ns, base_cnt;   /* run time when the mode was turned on */
+	uint64_t base_ns, base_cnt; /* run time when the mode was turned on */
 	uint64_t prev_ns, prev_cnt, prev_mono_ns;
 	struct watcher_hook_cost last;
 };
@@ -30,8 +30,8 @@ struct hookmode {
 /* Does this kernel's BTF describe every tracepoint (btf_trace_<name>)? */
 bool hookmode_btf_has(const char *const *tracepoints);
 /* After load: registers the programs, holds run-time statistics, attaches. */
-int hookmode_start(struct hookmode *h, struct bpf_object *obj, const char *owner,
-		   const char *label, bool use_btf);
+int hookmode_start(struct hookmode *h, struct bpf_object *obj, const char *owner, const char *label,
+		   bool use_btf);
 int hookmode_attach(struct hookmode *h);
 void hookmode_detach(struct hookmode *h);
 /* Detaches, releases statistics, forgets the programs (before the object goes). */

@@ -15,12 +15,12 @@
 
 enum { PSI_CPU, PSI_MEM, PSI_IO, PSI_RESOURCES };
 
-static const char *const psi_file[PSI_RESOURCES] = { "cpu", "memory", "io" };
+static const char *const psi_file[PSI_RESOURCES] = {"cpu", "memory", "io"};
 /* metric of the "some" and "full" lines of each resource; -1: not reported */
 static const int psi_metric[PSI_RESOURCES][2] = {
-	[PSI_CPU] = { M_PSI_CPU_SOME, -1 },
-	[PSI_MEM] = { M_PSI_MEM_SOME, M_PSI_MEM_FULL },
-	[PSI_IO] = { M_PSI_IO_SOME, M_PSI_IO_FULL },
+	[PSI_CPU] = {M_PSI_CPU_SOME, -1},
+	[PSI_MEM] = {M_PSI_MEM_SOME, M_PSI_MEM_FULL},
+	[PSI_IO] = {M_PSI_IO_SOME, M_PSI_IO_FULL},
 };
 
 struct psi {
@@ -103,7 +103,8 @@ static int psi_sample(void *state, struct tsdb *db)
 				continue;
 			}
 			if (us > 0 && p->have_prev[r][k]) {
-				double pct = 100.0 * (double)counter_delta(total, p->prev[r][k]) / us;
+				double pct =
+					100.0 * (double)counter_delta(total, p->prev[r][k]) / us;
 
 				/* stall time cannot exceed wall time; rounding can */
 				tsdb_put(db, (unsigned)psi_metric[r][k], NULL, MIN(pct, 100.0));

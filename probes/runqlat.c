@@ -28,8 +28,7 @@ struct runqlat {
 	uint64_t drops;
 };
 
-static const char *const tracepoints[] = { "sched_wakeup", "sched_wakeup_new", "sched_switch",
-					   NULL };
+static const char *const tracepoints[] = {"sched_wakeup", "sched_wakeup_new", "sched_switch", NULL};
 
 static void runqlat_close(void *state)
 {
@@ -94,8 +93,7 @@ static int runqlat_open(void **out, const struct watcher_env *env)
 		err = load(rl, false);
 	}
 	if (err) {
-		snprintf(env->why, env->why_len, "loading the run-queue hooks: %s",
-			 strerror(-err));
+		snprintf(env->why, env->why_len, "loading the run-queue hooks: %s", strerror(-err));
 		goto fail;
 	}
 	err = hookmode_start(&rl->hm, rl->skel->obj, "watch.runqlat", "runqlat", use_btf);
@@ -125,7 +123,7 @@ static void put_quantiles(struct tsdb *db, const uint64_t *slots, const struct l
 static int runqlat_sample(void *state, struct tsdb *db)
 {
 	struct runqlat *rl = state;
-	uint64_t host[LATHIST_BUCKETS] = { 0 }, drops = 0;
+	uint64_t host[LATHIST_BUCKETS] = {0}, drops = 0;
 	__u32 zero = 0;
 	int err;
 
@@ -137,15 +135,15 @@ static int runqlat_sample(void *state, struct tsdb *db)
 	for (int c = 0; c < rl->ncpus; c++) {
 		uint64_t d[LATHIST_BUCKETS];
 		char num[16];
-		struct labels l = { .n = 1, .k = { "cpu" }, .v = { num } };
+		struct labels l = {.n = 1, .k = {"cpu"}, .v = {num}};
 
 		drops += rl->cur[c].drops;
 		if (!rl->primed)
 			continue;
 		for (int b = 0; b < LATHIST_BUCKETS; b++) {
-			d[b] = rl->cur[c].slots[b] >= rl->prev[c].slots[b] ?
-				       rl->cur[c].slots[b] - rl->prev[c].slots[b] :
-				       0;
+			d[b] = rl->cur[c].slots[b] >= rl->prev[c].slots[b]
+				       ? rl->cur[c].slots[b] - rl->prev[c].slots[b]
+				       : 0;
 			host[b] += d[b];
 		}
 		snprintf(num, sizeof(num), "%d", c);

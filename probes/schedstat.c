@@ -13,7 +13,7 @@
 #include "probes/watchutil.h"
 
 #define SCHEDSTAT_MAX_CPU 8192
-#define SCHEDSTAT_MAX     (8u << 20)
+#define SCHEDSTAT_MAX	  (8u << 20)
 
 struct schedstat {
 	struct kfile f;
@@ -122,7 +122,7 @@ static int schedstat_sample(void *state, struct tsdb *db)
 		if (secs > 0 && ss->delay[cpu] != UINT64_MAX) {
 			uint64_t d = counter_delta(delay, ss->delay[cpu]);
 			char num[16];
-			struct labels l = { .n = 1, .k = { "cpu" }, .v = { num } };
+			struct labels l = {.n = 1, .k = {"cpu"}, .v = {num}};
 
 			snprintf(num, sizeof(num), "%d", cpu);
 			tsdb_put(db, M_SCHED_RUNQ_WAIT, &l, 100.0 * (double)d / 1e9 / secs);

@@ -12,7 +12,7 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define TASK_UNINTERRUPTIBLE_ 0x0002
-#define TASK_NOLOAD_          0x0400
+#define TASK_NOLOAD_	      0x0400
 
 const volatile int cgroup_subsys = -1; /* hierarchy of the cgroup ids (core_fixes task_cgroup) */
 

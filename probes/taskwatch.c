@@ -32,12 +32,12 @@ struct taskwatch {
 	struct tw_acc *cg_acc, *cpu_acc; /* mmapped BPF arrays */
 	size_t cg_acc_len, cpu_acc_len;
 	unsigned max_cgroups, ncpus;
-	uint64_t gen;        /* watched-set generation the slot map reflects */
-	unsigned nslots;     /* slots in use: cgroups_watch_at(0..nslots-1) */
+	uint64_t gen;	 /* watched-set generation the slot map reflects */
+	unsigned nslots; /* slots in use: cgroups_watch_at(0..nslots-1) */
 	uint64_t prev_pass_ns;
 	uint64_t last_pass_us, tasks;
 	char delayacct_path[256];
-	bool delayacct;      /* reading reclaim stalls */
+	bool delayacct;	     /* reading reclaim stalls */
 	bool delayacct_ours; /* we turned it on, and turn it off at exit */
 	uint64_t storage_fail, cpu_overflow;
 };
@@ -166,8 +166,7 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 	tw->link = bpf_program__attach_iter(tw->skel->progs.taskwatch, NULL);
 	if (!tw->link) {
 		err = -errno;
-		snprintf(env->why, env->why_len, "attaching the task iterator: %s",
-			 strerror(-err));
+		snprintf(env->why, env->why_len, "attaching the task iterator: %s", strerror(-err));
 		goto fail;
 	}
 	tw->cg_acc = map_mmap(tw->skel->maps.cg_acc, &tw->cg_acc_len);
@@ -201,8 +200,8 @@ static int sync_slots(struct taskwatch *tw)
 		const struct cgroup_entry *e = cgroups_watch_at(tw->cg, i);
 		__u32 slot = i;
 
-		if (e->id && bpf_map__update_elem(map, &e->id, sizeof(e->id), &slot, sizeof(slot),
-						  BPF_ANY))
+		if (e->id &&
+		    bpf_map__update_elem(map, &e->id, sizeof(e->id), &slot, sizeof(slot), BPF_ANY))
 			return -errno;
 		tw->nslots = i + 1;
 	}
@@ -276,7 +275,7 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 		for (unsigned c = 0; c < tw->ncpus; c++) {
 			const struct tw_acc *a = &tw->cpu_acc[c];
 			char num[16];
-			struct labels l = { .n = 1, .k = { "cpu" }, .v = { num } };
+			struct labels l = {.n = 1, .k = {"cpu"}, .v = {num}};
 
 			/* CPUs nothing ran on (offline) have no series */
 			if (!a->timeslices && !a->waiting_tasks)
@@ -301,7 +300,8 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 		tsdb_put(db, M_CG_RUNQ_AVG, &l, avg_us(a));
 		tsdb_put(db, M_CG_RUNQ_MAX, &l, (double)a->runq_max_ns / 1000.0);
 		if (tw->delayacct)
-			tsdb_put(db, M_CG_MEM_DIRECT_RECLAIM, &l, (double)a->reclaim_ns / 1e6 / secs);
+			tsdb_put(db, M_CG_MEM_DIRECT_RECLAIM, &l,
+				 (double)a->reclaim_ns / 1e6 / secs);
 	}
 	return 0;
 }

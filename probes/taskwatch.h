@@ -23,10 +23,10 @@ _Static_assert(sizeof(struct tw_acc) == 64, "tw_acc ABI");
 /* Shared with user space in .bss: user space sets the first three fields
  * before each pass and reads the rest after it. */
 struct tw_globals {
-	__u64 pass;         /* pass number, from 1 */
+	__u64 pass;	    /* pass number, from 1 */
 	__u64 prev_pass_ns; /* CLOCK_MONOTONIC start of the previous pass, 0 before */
 	__u64 delayacct;    /* delay accounting is on: read reclaim stalls */
-	__u64 tasks;        /* tasks visited this pass */
+	__u64 tasks;	    /* tasks visited this pass */
 	__u64 storage_fail; /* tasks without per-task state (allocation failed) */
 	__u64 cpu_overflow; /* tasks on CPUs beyond the per-CPU array */
 	__u64 pad[2];
@@ -42,7 +42,7 @@ struct tw_task {
 	__u64 reclaim_ns;
 	__u64 d_switches; /* context switches + 1 when its current D episode began; 0: not in D */
 	__u64 d_start_ns; /* CLOCK_MONOTONIC estimate of when that episode began */
-	__u64 pass;       /* last pass that saw it; 0: new */
+	__u64 pass;	  /* last pass that saw it; 0: new */
 	__u64 pad;
 };
 _Static_assert(sizeof(struct tw_task) == 64, "tw_task ABI");

@@ -14,8 +14,8 @@ struct cgroups;
 
 struct watcher_env {
 	const struct agent_config *cfg;
-	const char *procfs; /* "/proc", or a crafted tree in tests */
-	const char *sysfs;  /* "/sys" */
+	const char *procfs;	 /* "/proc", or a crafted tree in tests */
+	const char *sysfs;	 /* "/sys" */
 	struct cgroups *cgroups; /* NULL: no per-cgroup metrics */
 	/* open() may say here why a watcher cannot run (watchers_open sets it) */
 	char *why;
@@ -27,10 +27,10 @@ struct watcher_env {
 
 /* What an opt-in hook mode costs, from kernel BPF run-time statistics. */
 struct watcher_hook_cost {
-	const char *name;       /* the hook label: "runqlat", "biolat" */
-	double ns_per_event;    /* last interval; 0 when no event ran */
-	double cpu_pct;         /* kernel time, % of all CPUs, last interval */
-	uint64_t events;        /* program runs since the mode was turned on */
+	const char *name;	 /* the hook label: "runqlat", "biolat" */
+	double ns_per_event;	 /* last interval; 0 when no event ran */
+	double cpu_pct;		 /* kernel time, % of all CPUs, last interval */
+	uint64_t events;	 /* program runs since the mode was turned on */
 	double ns_per_event_avg; /* since the mode was turned on */
 	bool throttled;
 };
@@ -75,7 +75,6 @@ json_t *watchers_status(const struct watchers *w);
  */
 int watchers_throttle(struct watchers *w, const char *name, const char *reason);
 /* The hook modes that are on, with their cost; returns how many were filled. */
-unsigned watchers_hook_costs(const struct watchers *w, struct watcher_hook_cost *out,
-			     unsigned max);
+unsigned watchers_hook_costs(const struct watchers *w, struct watcher_hook_cost *out, unsigned max);
 /* How many metric series the configured watch layer may need (sizes the tsdb). */
 unsigned watchers_series_budget(const struct agent_config *cfg);

@@ -26,16 +26,11 @@ extern const struct watcher_ops biolat_watcher;
 
 /* Order is part of the status contract: cpustat stays first. */
 const struct watcher_ops *const watcher_kinds[] = {
-	&cpustat_watcher,
-	&schedstat_watcher,
-	&psi_watcher,
-	&memstat_watcher,
-	&diskstats_watcher,
-	&cgroupstat_watcher,
-	&taskwatch_watcher,
-	&runqlat_watcher,
-	&biolat_watcher,
-	NULL,
+	&cpustat_watcher,   &schedstat_watcher,
+	&psi_watcher,	    &memstat_watcher,
+	&diskstats_watcher, &cgroupstat_watcher,
+	&taskwatch_watcher, &runqlat_watcher,
+	&biolat_watcher,    NULL,
 };
 
 #define WHY_MAX 256
@@ -43,13 +38,13 @@ const struct watcher_ops *const watcher_kinds[] = {
 struct watcher_slot {
 	const struct watcher_ops *ops;
 	void *state;
-	int open_err;      /* nonzero: not running on this host (WATCHER_OFF: not enabled) */
+	int open_err; /* nonzero: not running on this host (WATCHER_OFF: not enabled) */
 	int last_err;
 	bool throttled;
 	char why[WHY_MAX]; /* why it is unavailable */
 	char throttled_reason[WHY_MAX];
 	uint64_t samples;
-	uint64_t cpu_ns;   /* agent CPU time spent sampling */
+	uint64_t cpu_ns; /* agent CPU time spent sampling */
 	uint64_t max_ns;
 };
 
@@ -173,10 +168,10 @@ json_t *watchers_status(const struct watchers *w)
 		if (s->open_err == WATCHER_OFF && s->why[0])
 			json_object_set_new(o, "reason", json_string(s->why));
 		json_object_set_new(o, "samples", json_integer((json_int_t)s->samples));
-		json_object_set_new(o, "sample_us_avg",
-				    json_real(s->samples ? (double)s->cpu_ns / 1000.0 /
-								   (double)s->samples :
-							   0));
+		json_object_set_new(
+			o, "sample_us_avg",
+			json_real(s->samples ? (double)s->cpu_ns / 1000.0 / (double)s->samples
+					     : 0));
 		json_object_set_new(o, "sample_us_max", json_real((double)s->max_ns / 1000.0));
 		if (s->throttled)
 			json_object_set_new(o, "throttled_reason",
@@ -231,8 +226,7 @@ int watchers_throttle(struct watchers *w, const char *name, const char *reason)
 	return -ENOENT;
 }
 
-unsigned watchers_hook_costs(const struct watchers *w, struct watcher_hook_cost *out,
-			     unsigned max)
+unsigned watchers_hook_costs(const struct watchers *w, struct watcher_hook_cost *out, unsigned max)
 {
 	unsigned n = 0;
 

@@ -26,7 +26,7 @@ static unsigned default_budget(void)
 	if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < 65536) {
 		/* kept-open cgroup files need more than the traditional 1024 */
 		rlim_t want = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
-		struct rlimit raised = { want, rl.rlim_max };
+		struct rlimit raised = {want, rl.rlim_max};
 
 		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
 			rl.rlim_cur = want;

@@ -31,12 +31,12 @@ static struct agent_config cfg;
 static struct cgroups *cg;
 static struct tsdb *db;
 static void *state;
-static char cg_rel[64];                     /* "/autotrace-tw-<pid>" */
-static char cg_dirs[CG_CTRL_COUNT][512];    /* the test cgroup in each hierarchy */
+static char cg_rel[64];			 /* "/autotrace-tw-<pid>" */
+static char cg_dirs[CG_CTRL_COUNT][512]; /* the test cgroup in each hierarchy */
 
 static void msleep(unsigned ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
 }
@@ -45,7 +45,7 @@ static void msleep(unsigned ms)
  * id hierarchy), cpuacct and memory controllers under the same path. */
 static void cgroup_create(void)
 {
-	static const enum cgroup_ctrl v1[] = { CG_CTRL_CPU, CG_CTRL_CPUACCT, CG_CTRL_MEMORY };
+	static const enum cgroup_ctrl v1[] = {CG_CTRL_CPU, CG_CTRL_CPUACCT, CG_CTRL_MEMORY};
 
 	snprintf(cg_rel, sizeof(cg_rel), "/autotrace-tw-%d", (int)getpid());
 	if (cgroups_layout(cg) == CGROUP_V2) {
@@ -96,7 +96,7 @@ static void cgroup_remove(void)
 
 static int setup(void **s)
 {
-	struct watcher_env env = { .cfg = &cfg, .procfs = "/proc", .sysfs = "/sys" };
+	struct watcher_env env = {.cfg = &cfg, .procfs = "/proc", .sysfs = "/sys"};
 	char why[256] = "";
 
 	(void)s;
@@ -275,8 +275,9 @@ static void test_spinners_wait_in_their_cgroup(void **s)
 		if (best_max >= 1000 && best_avg > 0)
 			break;
 	}
-	print_message("%d spinners on %ld CPUs: cgroup runq max %.0f us, avg %.0f us; host max %.0f\n",
-		      n, ncpu, best_max, best_avg, host(M_SCHED_RUNQ_MAX));
+	print_message(
+		"%d spinners on %ld CPUs: cgroup runq max %.0f us, avg %.0f us; host max %.0f\n", n,
+		ncpu, best_max, best_avg, host(M_SCHED_RUNQ_MAX));
 	kill_group(pid);
 	/* the spinners' own cgroup shows the waits (at least one millisecond) */
 	assert_true(best_max >= 1000);
@@ -285,7 +286,7 @@ static void test_spinners_wait_in_their_cgroup(void **s)
 	/* per CPU too */
 	{
 		char num[16];
-		struct labels l = { .n = 1, .k = { "cpu" }, .v = { num } };
+		struct labels l = {.n = 1, .k = {"cpu"}, .v = {num}};
 		double any = 0, v;
 
 		for (long c = 0; c < ncpu; c++) {

@@ -33,14 +33,14 @@ static struct watchers *w;
 
 static void msleep(unsigned ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
 }
 
 static int setup(void **s)
 {
-	struct watcher_env env = { .cfg = &cfg, .procfs = "/proc", .sysfs = "/sys" };
+	struct watcher_env env = {.cfg = &cfg, .procfs = "/proc", .sysfs = "/sys"};
 
 	(void)s;
 	require_root_or_exit("bpf/watchhooks");
@@ -70,9 +70,8 @@ static json_t *status_of(const char *name)
 	json_t *arr = watchers_status(w), *it, *found = NULL;
 	size_t i;
 
-	json_array_foreach(arr, i, it)
-		if (!strcmp(json_string_value(json_object_get(it, "name")), name))
-			found = json_incref(it);
+	json_array_foreach(arr, i, it) if (!strcmp(json_string_value(json_object_get(it, "name")),
+						   name)) found = json_incref(it);
 	json_decref(arr);
 	assert_non_null(found);
 	return found;
@@ -80,7 +79,7 @@ static json_t *status_of(const char *name)
 
 static double labeled(unsigned metric, const char *k, const char *v)
 {
-	struct labels l = { .n = 1, .k = { k }, .v = { v } };
+	struct labels l = {.n = 1, .k = {k}, .v = {v}};
 	struct tsdb_series *s = tsdb_find(db, metric, &l);
 	double out;
 
@@ -207,7 +206,7 @@ static void test_runq_hooks(void **s)
 /* A directory on a real block device and the name of its whole disk. */
 static bool disk_dir(char *dir, size_t dlen, char *disk, size_t klen)
 {
-	const char *cands[] = { getenv("AUTOTRACE_BUILD_DIR"), "/var/tmp", "/tmp", "/root" };
+	const char *cands[] = {getenv("AUTOTRACE_BUILD_DIR"), "/var/tmp", "/tmp", "/root"};
 
 	for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
 		char path[256], link[512], *base;

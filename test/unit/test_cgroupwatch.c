@@ -21,9 +21,9 @@
 
 extern const struct watcher_ops cgroupstat_watcher;
 
-#define CID1 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-#define CID2 "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
-#define POD1 "11111111-2222-3333-4444-555555555555"
+#define CID1  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define CID2  "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+#define POD1  "11111111-2222-3333-4444-555555555555"
 #define POD1_ "11111111_2222_3333_4444_555555555555"
 
 static uint64_t fake_ns;
@@ -48,7 +48,8 @@ static void put_file(const char *rel, const char *text)
 	FILE *f;
 
 	snprintf(path, sizeof(path), "%s/%s", fx.root, rel);
-	for (slash = strchr(path + strlen(fx.root) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+	for (slash = strchr(path + strlen(fx.root) + 1, '/'); slash;
+	     slash = strchr(slash + 1, '/')) {
 		*slash = '\0';
 		mkdir(path, 0700);
 		*slash = '/';
@@ -99,7 +100,7 @@ static int teardown(void **s)
 static void open_cgroups(const char *sub, enum cgroup_layout layout)
 {
 	char root[512];
-	struct watcher_env env = { .cfg = &fx.cfg, .procfs = fx.procfs, .sysfs = "/sys" };
+	struct watcher_env env = {.cfg = &fx.cfg, .procfs = fx.procfs, .sysfs = "/sys"};
 
 	snprintf(root, sizeof(root), "%s/%s", fx.root, sub);
 	mkdir(root, 0700);
@@ -173,8 +174,8 @@ static void test_identity_from_paths(void **s)
 			     pod, sizeof(pod));
 	assert_string_equal(cid, CID2);
 	/* not ids: too short, upper case, one hex digit too many */
-	cgroup_path_identity("/process_api/950e3d499bbdf3fda2310f6076d63a81", cid, sizeof(cid),
-			     pod, sizeof(pod));
+	cgroup_path_identity("/process_api/950e3d499bbdf3fda2310f6076d63a81", cid, sizeof(cid), pod,
+			     sizeof(pod));
 	assert_string_equal(cid, "");
 	cgroup_path_identity("/docker/0" CID1, cid, sizeof(cid), pod, sizeof(pod));
 	assert_string_equal(cid, "");
@@ -194,7 +195,7 @@ static void test_identity_from_paths(void **s)
 	assert_string_equal(cgroup_path_qos("/system.slice/docker-" CID1 ".scope"), "");
 }
 
-#define DOCKER  "system.slice/docker-" CID1 ".scope"
+#define DOCKER	"system.slice/docker-" CID1 ".scope"
 #define K8S_POD "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" POD1_ ".slice"
 #define K8S_CTR K8S_POD "/cri-containerd-" CID2 ".scope"
 
@@ -248,10 +249,12 @@ static void test_v2_watch_set_and_metrics(void **s)
 	v2_set(DOCKER, "memory.current", "1073741824\n");
 	v2_set(DOCKER, "memory.max", "2147483648\n");
 	v2_set(DOCKER, "memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n");
-	v2_set(DOCKER, "cpu.pressure", "some avg10=0 avg60=0 avg300=0 total=100\n"
-				       "full avg10=0 avg60=0 avg300=0 total=0\n");
-	v2_set(DOCKER, "memory.pressure", "some avg10=0 avg60=0 avg300=0 total=0\n"
-					  "full avg10=0 avg60=0 avg300=0 total=0\n");
+	v2_set(DOCKER, "cpu.pressure",
+	       "some avg10=0 avg60=0 avg300=0 total=100\n"
+	       "full avg10=0 avg60=0 avg300=0 total=0\n");
+	v2_set(DOCKER, "memory.pressure",
+	       "some avg10=0 avg60=0 avg300=0 total=0\n"
+	       "full avg10=0 avg60=0 avg300=0 total=0\n");
 	v2_set("system.slice", "memory.max", "max\n");
 	v2_set("system.slice", "cpu.max", "max 100000\n");
 	/* the pod's limit binds its container, which has none of its own */
@@ -303,8 +306,9 @@ static void test_v2_watch_set_and_metrics(void **s)
 	/* one second later: 0.25 CPU used of a 0.5 CPU quota, throttled 4 of 10 periods */
 	v2_set(DOCKER, "cpu.stat", cpu_stat_v2(1250000, 750000, 500000, 20, 4, 200000));
 	v2_set(DOCKER, "memory.events", "low 0\nhigh 0\nmax 3\noom 2\noom_kill 3\n");
-	v2_set(DOCKER, "cpu.pressure", "some avg10=0 avg60=0 avg300=0 total=300100\n"
-				       "full avg10=0 avg60=0 avg300=0 total=0\n");
+	v2_set(DOCKER, "cpu.pressure",
+	       "some avg10=0 avg60=0 avg300=0 total=300100\n"
+	       "full avg10=0 avg60=0 avg300=0 total=0\n");
 	assert_int_equal(round_(), 0);
 	assert_near(cg_value(M_CG_CPU_CORES, "/" DOCKER), 0.25);
 	assert_near(cg_value(M_CG_CPU_USAGE, "/" DOCKER), 50);
@@ -415,8 +419,9 @@ static void test_v1_and_hybrid(void **s)
 	v1_cgroup("cpu", "docker/" CID1, "cgroup.procs", "4242\n");
 	v1_cgroup("cpu", "docker/" CID1, "cpu.cfs_quota_us", "150000\n");
 	v1_cgroup("cpu", "docker/" CID1, "cpu.cfs_period_us", "100000\n");
-	v1_cgroup("cpu", "docker/" CID1, "cpu.stat", "nr_periods 10\nnr_throttled 1\n"
-						     "throttled_time 1000000\n");
+	v1_cgroup("cpu", "docker/" CID1, "cpu.stat",
+		  "nr_periods 10\nnr_throttled 1\n"
+		  "throttled_time 1000000\n");
 	v1_cgroup("cpu", "docker", "cpu.cfs_quota_us", "-1\n");
 	v1_cgroup("cpu", "docker", "cpu.cfs_period_us", "100000\n");
 	v1_cgroup("cpu", "idle", "cgroup.procs", "");
@@ -448,8 +453,9 @@ static void test_v1_and_hybrid(void **s)
 	assert_near(cg_value(M_CG_MEM_USAGE_PCT, "/docker/" CID1), 50);
 	assert_near(cg_value(M_CG_MEM_USAGE_BYTES, "/sandbox"), 1000);
 
-	v1_cgroup("cpu", "docker/" CID1, "cpu.stat", "nr_periods 20\nnr_throttled 6\n"
-						     "throttled_time 51000000\n");
+	v1_cgroup("cpu", "docker/" CID1, "cpu.stat",
+		  "nr_periods 20\nnr_throttled 6\n"
+		  "throttled_time 51000000\n");
 	v1_cgroup("cpuacct", "docker/" CID1, "cpuacct.usage", "2750000000\n");
 	v1_cgroup("cpuacct", "docker/" CID1, "cpuacct.usage_user", "2100000000\n");
 	v1_cgroup("cpuacct", "docker/" CID1, "cpuacct.usage_sys", "650000000\n");
@@ -527,7 +533,7 @@ static void test_hostile_contents(void **s)
 
 static void test_off_and_none(void **s)
 {
-	struct watcher_env env = { .cfg = &fx.cfg, .procfs = fx.procfs };
+	struct watcher_env env = {.cfg = &fx.cfg, .procfs = fx.procfs};
 	char why[128] = "";
 	void *st = NULL;
 

@@ -49,7 +49,8 @@ static void put_file(const char *rel, const char *text)
 	FILE *f;
 
 	snprintf(path, sizeof(path), "%s/%s", fx.root, rel);
-	for (slash = strchr(path + strlen(fx.root) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+	for (slash = strchr(path + strlen(fx.root) + 1, '/'); slash;
+	     slash = strchr(slash + 1, '/')) {
 		*slash = '\0';
 		mkdir(path, 0700);
 		*slash = '/';
@@ -93,8 +94,11 @@ static int teardown(void **s)
 
 static int open_watcher(const struct watcher_ops *ops)
 {
-	struct watcher_env env = { .cfg = &fx.cfg, .procfs = fx.procfs, .sysfs = fx.sysfs,
-				   .why = fx.why, .why_len = sizeof(fx.why) };
+	struct watcher_env env = {.cfg = &fx.cfg,
+				  .procfs = fx.procfs,
+				  .sysfs = fx.sysfs,
+				  .why = fx.why,
+				  .why_len = sizeof(fx.why)};
 	int err = ops->open(&fx.state, &env);
 
 	fx.ops = err ? NULL : ops;
@@ -117,7 +121,7 @@ static int round_(void)
 
 static double value(unsigned metric, const char *k, const char *v)
 {
-	struct labels l = { .n = k ? 1 : 0, .k = { k }, .v = { v } };
+	struct labels l = {.n = k ? 1 : 0, .k = {k}, .v = {v}};
 	struct tsdb_series *s = tsdb_find(fx.db, metric, k ? &l : NULL);
 	double out;
 
@@ -231,12 +235,13 @@ static const char *meminfo(unsigned long anon_kb, unsigned long avail_kb)
 {
 	static char buf[512];
 
-	snprintf(buf, sizeof(buf),
-		 "MemTotal:       1000000 kB\nMemFree:         100000 kB\n"
-		 "MemAvailable:    %lu kB\nCached:          300000 kB\n"
-		 "Active(file):    200000 kB\nInactive(file):  100000 kB\n"
-		 "AnonPages:       %lu kB\nSwapTotal:       100000 kB\nSwapFree:         75000 kB\n",
-		 avail_kb, anon_kb);
+	snprintf(
+		buf, sizeof(buf),
+		"MemTotal:       1000000 kB\nMemFree:         100000 kB\n"
+		"MemAvailable:    %lu kB\nCached:          300000 kB\n"
+		"Active(file):    200000 kB\nInactive(file):  100000 kB\n"
+		"AnonPages:       %lu kB\nSwapTotal:       100000 kB\nSwapFree:         75000 kB\n",
+		avail_kb, anon_kb);
 	return buf;
 }
 
@@ -304,18 +309,16 @@ static void test_diskstats(void **s)
 	put_file("sys/block/vda/size", "1\n");
 	put_file("sys/block/loop0/size", "1\n");
 	put_file("sys/block/cciss!c0d0/size", "1\n");
-	put_file("proc/diskstats",
-		 " 254 0 vda 100 0 800 50 200 0 1600 150 0 300 400 0 0 0 0\n"
-		 " 254 1 vda1 100 0 800 50 200 0 1600 150 0 300 400\n"
-		 "   7 0 loop0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
-		 " 104 0 cciss/c0d0 1 0 8 1 0 0 0 0 0 1 1\n");
+	put_file("proc/diskstats", " 254 0 vda 100 0 800 50 200 0 1600 150 0 300 400 0 0 0 0\n"
+				   " 254 1 vda1 100 0 800 50 200 0 1600 150 0 300 400\n"
+				   "   7 0 loop0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+				   " 104 0 cciss/c0d0 1 0 8 1 0 0 0 0 0 1 1\n");
 	assert_int_equal(open_watcher(&diskstats_watcher), 0);
 	assert_int_equal(round_(), 0);
-	put_file("proc/diskstats",
-		 " 254 0 vda 150 0 1800 150 300 0 3600 250 2 800 1400 0 0 0 0\n"
-		 " 254 1 vda1 150 0 1800 150 300 0 3600 250 2 800 1400\n"
-		 "   7 0 loop0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
-		 " 104 0 cciss/c0d0 1 0 8 1 0 0 0 0 0 1 1\n");
+	put_file("proc/diskstats", " 254 0 vda 150 0 1800 150 300 0 3600 250 2 800 1400 0 0 0 0\n"
+				   " 254 1 vda1 150 0 1800 150 300 0 3600 250 2 800 1400\n"
+				   "   7 0 loop0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+				   " 104 0 cciss/c0d0 1 0 8 1 0 0 0 0 0 1 1\n");
 	assert_int_equal(round_(), 0);
 	assert_near(value(M_IO_READ_IOPS, "device", "vda"), 50);
 	assert_near(value(M_IO_WRITE_IOPS, "device", "vda"), 100);
@@ -349,7 +352,7 @@ static void test_diskstats(void **s)
 static void test_kfile_and_growth(void **s)
 {
 	struct kfile f;
-	struct growth g = { 0 };
+	struct growth g = {0};
 	char big[20000];
 	size_t len;
 	double d;
