@@ -172,8 +172,14 @@ static void print_incidents(json_t *o, json_t *es)
 		       json_is_true(json_object_get(last, "ok")) ? "" : "FAILED: ",
 		       jstring(last, "where", ""));
 	printf("elasticsearch: %s", jstring(es, "state", "?"));
+	if (json_object_get(es, "url"))
+		printf(" (%s -> %s)", jstring(es, "url", "?"), jstring(es, "index", "?"));
 	if (json_object_get(es, "spool_depth"))
 		printf(", spool %lld incidents", (long long)jint(es, "spool_depth"));
+	if (json_object_get(es, "shipped"))
+		printf(", %lld shipped, %lld rejected (%lld parked), %lld evicted since start",
+		       (long long)jint(es, "shipped"), (long long)jint(es, "rejected"),
+		       (long long)jint(es, "parked"), (long long)jint(es, "evicted"));
 	if (json_object_get(es, "last_error"))
 		printf(", last error: %s", jstring(es, "last_error", ""));
 	printf("\n");

@@ -22,11 +22,14 @@ struct cfg_key {
 	const char *def;
 	const char *help;
 	const char *const *choices; /* CFG_STRING restricted to these */
+	const char *charset;        /* CFG_STRING made only of these characters */
 };
 
 #define F(field) offsetof(struct agent_config, field), sizeof(((struct agent_config *)0)->field)
 
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
+/* Elasticsearch index names: lowercase, no separators or wildcards */
+static const char index_name_chars[] = "abcdefghijklmnopqrstuvwxyz0123456789-_.";
 
 #define GiB (1024ull * 1024 * 1024)
 #define MiB (1024ull * 1024)
@@ -94,7 +97,51 @@ static const struct cfg_key config_table[] = {
 	{ "storage.elasticsearch", "enabled", CFG_BOOL, F(es.enabled), 0, 0, "false",
 	  "ship incidents to Elasticsearch" },
 	{ "storage.elasticsearch", "urls", CFG_STRLIST, F(es.urls), 1, CFG_LIST_MAX,
-	  "[\"https://localhost:9200\"]", "Elasticsearch endpoints, tried in order" },
+	  "[\"https://localhost:9200\"]",
+	  "Elasticsearch endpoints (http:// or https://, no credentials); on failure the next one is tried" },
+	{ "storage.elasticsearch", "index_prefix", CFG_STRING, F(es.index_prefix), 0, 0,
+	  "autotrace-incidents",
+	  "daily indices PREFIX-YYYY.MM.DD, data stream PREFIX-default, index template PREFIX",
+	  NULL, index_name_chars },
+	{ "storage.elasticsearch", "data_stream", CFG_BOOL, F(es.data_stream), 0, 0, "false",
+	  "write to a data stream instead of daily indices, when the cluster supports it" },
+	{ "storage.elasticsearch", "manage_template", CFG_BOOL, F(es.manage_template), 0, 0, "true",
+	  "install or update the index template at start-up and after reconnects" },
+	{ "storage.elasticsearch", "username", CFG_STRING, F(es.username), 0, 0, "",
+	  "basic authentication user (with password_file)" },
+	{ "storage.elasticsearch", "password_file", CFG_PATH, F(es.password_file), 0, 0, "",
+	  "file holding the password (root-owned, not readable by group or others)" },
+	{ "storage.elasticsearch", "api_key_file", CFG_PATH, F(es.api_key_file), 0, 0, "",
+	  "file holding an API key, encoded or id:key (root-owned, not readable by group or others)" },
+	{ "storage.elasticsearch", "ca_file", CFG_PATH, F(es.ca_file), 0, 0, "",
+	  "PEM CA bundle that signed the cluster's certificate (empty: the system's)" },
+	{ "storage.elasticsearch", "client_cert", CFG_PATH, F(es.client_cert), 0, 0, "",
+	  "PEM client certificate for TLS client authentication" },
+	{ "storage.elasticsearch", "client_key", CFG_PATH, F(es.client_key), 0, 0, "",
+	  "PEM key of client_cert (root-owned, not readable by group or others)" },
+	{ "storage.elasticsearch", "tls_verify", CFG_BOOL, F(es.tls_verify), 0, 0, "true",
+	  "verify the server certificate and host name (false is logged as a warning)" },
+	{ "storage.elasticsearch", "compression", CFG_BOOL, F(es.compression), 0, 0, "true",
+	  "gzip request bodies" },
+	{ "storage.elasticsearch", "connect_timeout", CFG_DURATION, F(es.connect_timeout_ms), 100,
+	  600000, "5s", "TCP + TLS connection set-up" },
+	{ "storage.elasticsearch", "timeout", CFG_DURATION, F(es.timeout_ms), 1000, 3600000, "60s",
+	  "a whole request, from connecting to the last byte of the answer" },
+	{ "storage.elasticsearch", "bulk_max_docs", CFG_UINT, F(es.bulk_max_docs), 1, 10000, "100",
+	  "incidents per _bulk request" },
+	{ "storage.elasticsearch", "bulk_max_bytes", CFG_SIZE, F(es.bulk_max_bytes), 64 * 1024,
+	  1 * GiB, "8MiB", "uncompressed body of a _bulk request (a larger incident goes alone)" },
+	{ "storage.elasticsearch", "backoff_initial", CFG_DURATION, F(es.backoff_initial_ms), 100,
+	  600000, "1s", "first retry delay; doubles per failure, with jitter" },
+	{ "storage.elasticsearch", "backoff_max", CFG_DURATION, F(es.backoff_max_ms), 100, 3600000,
+	  "2m", "longest retry delay" },
+	{ "storage.elasticsearch", "spool_dir", CFG_PATH, F(es.spool_dir), 0, 0,
+	  "/var/lib/autotrace/spool",
+	  "incidents waiting for Elasticsearch (fsync'd; survives restarts); parked/ holds rejected ones" },
+	{ "storage.elasticsearch", "spool_max_size", CFG_SIZE, F(es.spool_max_size), 1 * MiB,
+	  1024 * GiB, "512MiB", "spool bound; oldest incidents evicted first (counted and logged)" },
+	{ "storage.elasticsearch", "spool_max_age", CFG_DURATION, F(es.spool_max_age_ms), 60000,
+	  3650 * DAY_MS, "7d", "incidents not shipped within this are evicted (counted and logged)" },
 };
 
 static const char *type_name(enum cfg_type t)
@@ -157,7 +204,8 @@ static int parse_scalar(const struct cfg_key *k, const char *s, void *dst, char 
 		return err;
 	case CFG_STRING:
 	case CFG_PATH:
-		if (k->type == CFG_PATH && s[0] != '/') {
+		/* a path whose default is empty is optional: "" means not set */
+		if (k->type == CFG_PATH && s[0] != '/' && (s[0] || k->def[0])) {
 			snprintf(why, wl, "'%s' is not an absolute path", s);
 			return -EINVAL;
 		}
@@ -170,6 +218,12 @@ static int parse_scalar(const struct cfg_key *k, const char *s, void *dst, char 
 				snprintf(why, wl, "'%s' is not one of the allowed values (see --help)", s);
 				return -EINVAL;
 			}
+		}
+		if (k->charset && (!s[0] || s[strspn(s, k->charset)] || s[0] == '-' ||
+				   s[0] == '_' || s[0] == '.')) {
+			snprintf(why, wl, "'%s' may only hold lowercase letters, digits, '-', '_' "
+					  "and '.', and not start with one of the last three", s);
+			return -EINVAL;
 		}
 		if (strlen(s) >= k->size) {
 			snprintf(why, wl, "value longer than %zu characters", k->size - 1);

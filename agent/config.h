@@ -64,6 +64,26 @@ struct agent_config {
 	struct {
 		bool enabled;
 		struct cfg_strlist urls;
+		char index_prefix[128];
+		bool data_stream;
+		bool manage_template;
+		char username[CFG_STR_MAX];
+		char password_file[PATH_MAX];
+		char api_key_file[PATH_MAX];
+		char ca_file[PATH_MAX];
+		char client_cert[PATH_MAX];
+		char client_key[PATH_MAX];
+		bool tls_verify;
+		bool compression;
+		uint64_t connect_timeout_ms;
+		uint64_t timeout_ms;
+		uint64_t bulk_max_docs;
+		uint64_t bulk_max_bytes;
+		uint64_t backoff_initial_ms;
+		uint64_t backoff_max_ms;
+		char spool_dir[PATH_MAX];
+		uint64_t spool_max_size;
+		uint64_t spool_max_age_ms;
 	} es;
 };
 

@@ -30,6 +30,7 @@
 #include "agent/util.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
+#include "storage/essink.h"
 #include "storage/store.h"
 #include "triggers/engine.h"
 #include "triggers/rules.h"
@@ -70,6 +71,7 @@ struct daemon {
 	struct capmgr *caps;
 	struct engine *engine;
 	struct store *store;
+	struct essink *es;  /* NULL unless storage.elasticsearch.enabled */
 	struct incident_host host;
 	uint64_t incidents_written, incidents_failed;
 	uint64_t started_mono_ns;
@@ -295,6 +297,9 @@ static void write_incident(struct daemon *d, struct pending_incident *p,
 		log_info("incident %s for rule %s written to %s", id, p->name, dir);
 		remember_incident(d, p, true, dir);
 	}
+	/* after the local store, and even when it failed: the spool is a second copy */
+	if (d->es)
+		essink_submit(d->es, id, text, strlen(text));
 	free(text);
 }
 
@@ -588,6 +593,14 @@ static int open_store(const struct agent_config *cfg, struct store **out)
 	return store_open(out, &so);
 }
 
+static int open_es(struct daemon *d, const struct agent_config *cfg, struct essink **out)
+{
+	struct essink_opts eo = { .loop = d->loop, .cfg = cfg, .prev = d->es };
+
+	*out = NULL;
+	return cfg->es.enabled ? essink_new(out, &eo) : 0;
+}
+
 static unsigned history_points(const struct agent_config *cfg)
 {
 	uint64_t n = cfg->agent.history_ms / cfg->agent.interval_ms + 1;
@@ -614,6 +627,7 @@ static void reload(struct daemon *d)
 	struct agent_config next;
 	struct ruleset *rules = NULL;
 	struct store *store = NULL;
+	struct essink *es = NULL;
 	int err;
 
 	sd_notify_send("RELOADING=1");
@@ -621,7 +635,12 @@ static void reload(struct daemon *d)
 	err = load_all(d->cfg_path, d->cfg_explicit, &next, &rules);
 	if (!err && strcmp(next.local.dir, d->cfg.local.dir))
 		err = open_store(&next, &store);
+	/* a new sink re-reads the secret files and the spool; the old one's
+	 * request in flight is abandoned and re-sent (the _id makes it harmless) */
+	if (!err)
+		err = open_es(d, &next, &es);
 	if (err) {
+		store_free(&store);
 		snprintf(d->last_reload_error, sizeof(d->last_reload_error),
 			 "reload failed (%s); the previous configuration and rules keep running",
 			 strerror(-err));
@@ -653,6 +672,8 @@ static void reload(struct daemon *d)
 		store_free(&d->store);
 		d->store = store;
 	}
+	essink_free(&d->es);
+	d->es = es;
 	if (strcmp(next.agent.control_socket, d->cfg.agent.control_socket))
 		log_warn("agent.control_socket takes effect on restart");
 	snprintf(next.agent.control_socket, sizeof(next.agent.control_socket), "%s",
@@ -883,11 +904,11 @@ static json_t *status_incidents(struct daemon *d)
 	return o;
 }
 
-/* The Elasticsearch sink reports here once it exists (issue 7). */
 static json_t *status_elasticsearch(struct daemon *d)
 {
-	return json_pack("{s:b,s:s}", "enabled", false, "state",
-			 d->cfg.es.enabled ? "not built into this agent yet" : "disabled");
+	if (d->es)
+		return essink_status(d->es);
+	return json_pack("{s:b,s:s}", "enabled", false, "state", "disabled");
 }
 
 static int ctl_status(void *ctx, const struct control_call *call, json_t **result,
@@ -907,14 +928,16 @@ static int ctl_status(void *ctx, const struct control_call *call, json_t **resul
 	json_object_set_new(o, "elasticsearch", status_elasticsearch(d));
 	json_object_set_new(
 		o, "dropped",
-		json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "metric_series",
+		json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "metric_series",
 			  (json_int_t)tsdb_dropped(d->db), "capture_lost_events",
 			  (json_int_t)d->capture_lost_events, "captures_refused_busy",
 			  json_integer_value(json_object_get(caps, "refused_busy")),
 			  "captures_refused_budget",
 			  json_integer_value(json_object_get(caps, "refused_budget")),
 			  "rule_firings_skipped", (json_int_t)skipped, "incidents_failed",
-			  (json_int_t)d->incidents_failed));
+			  (json_int_t)d->incidents_failed, "es_spool_evicted",
+			  (json_int_t)(d->es ? essink_evicted(d->es) : 0), "es_rejected",
+			  (json_int_t)(d->es ? essink_rejected(d->es) : 0)));
 	json_object_set_new(o, "captures", caps);
 	json_object_set_new(o, "guard", guard_status(d->guard));
 	json_object_set_new(o, "control", control_stats(d->ctl));
@@ -1274,6 +1297,7 @@ static void daemon_cleanup(struct daemon *d)
 	loop_timer_free(&d->tick);
 	loop_timer_free(&d->watchdog);
 	loop_timer_free(&d->retention);
+	essink_free(&d->es); /* before the loop: its sockets and timers live there */
 	if (d->sigfd >= 0) {
 		loop_del_fd(d->loop, d->sigfd);
 		close(d->sigfd);
@@ -1328,6 +1352,9 @@ int daemon_run(const char *config_path)
 	if ((err = loop_add_fd(d.loop, d.sigfd, EPOLLIN, on_signal, &d)))
 		goto fail;
 	if ((err = open_store(&d.cfg, &d.store)))
+		goto fail;
+	/* configuration only: an unreachable cluster is retried from the loop */
+	if ((err = open_es(&d, &d.cfg, &d.es)))
 		goto fail;
 	if ((err = cgroups_new(&d.cgroups, "/sys/fs/cgroup")))
 		goto fail;

@@ -1,0 +1,1329 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "storage/essink.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/loop.h"
+#include "agent/util.h"
+#include "storage/esbulk.h"
+#include "storage/spool.h"
+
+#define RESPONSE_MAX     (64u << 20) /* answers beyond are cut off and the request failed */
+#define SECRET_MAX       4096
+#define IDLE_CHECK_MS    60000 /* spool age bound enforced at least this often */
+#define ERROR_RELOG_MS   60000 /* the same error is logged again at most this often */
+#define STATUS_URL_MAX   CFG_STR_MAX
+
+enum req_kind { REQ_NONE, REQ_DS_PROBE, REQ_TEMPLATE_GET, REQ_TEMPLATE_PUT, REQ_BULK };
+
+struct batch_item {
+	char id[40];
+};
+
+struct request {
+	enum req_kind kind;
+	CURL *easy;
+	struct curl_slist *headers;
+	void *body;
+	size_t body_len, raw_len;
+	struct esbuf resp;
+	char errbuf[CURL_ERROR_SIZE];
+	unsigned url;
+	struct batch_item *items;
+	size_t nitems;
+};
+
+struct counters {
+	uint64_t shipped, duplicates, retried, rejected, requests, request_failures;
+	uint64_t bytes_sent, bytes_raw, spool_errors, evicted_age, evicted_size;
+};
+
+struct essink {
+	struct loop *loop;
+	CURLM *multi;
+	struct loop_timer *curl_timer, *wake;
+	struct spool *spool;
+
+	char urls[CFG_LIST_MAX][CFG_STR_MAX];
+	unsigned nurls, cur;
+	char prefix[128], ds_name[160], template_name[160];
+	bool want_ds, use_ds, ds_probed, manage_template, template_ok;
+	json_t *template_doc;
+	json_int_t template_version;
+	char template_state[64];
+
+	char username[CFG_STR_MAX];
+	char *password;
+	char *auth_header; /* "Authorization: ApiKey ..." */
+	char ca_file[PATH_MAX], client_cert[PATH_MAX], client_key[PATH_MAX];
+	bool tls_verify, gzip;
+	long connect_timeout_ms, timeout_ms;
+	size_t bulk_max_docs, bulk_max_bytes, batch_limit;
+	uint64_t backoff_initial_ms, backoff_max_ms;
+
+	struct request req;
+	unsigned fail_streak;   /* consecutive failed requests */
+	bool unreachable;       /* the last request got no HTTP answer */
+	bool ever_answered;
+	uint64_t backoff_until_ms;
+	char last_error[512];
+	uint64_t last_error_real_ms, last_error_logged_ms, last_ok_real_ms;
+	char last_rejected[40], last_reject_reason[512];
+	uint64_t rnd;
+	struct counters c;
+};
+
+static unsigned curl_users;
+
+static uint64_t mono_ms(void)
+{
+	return now_mono_ns() / 1000000;
+}
+
+static uint32_t next_rand(struct essink *s)
+{
+	/* xorshift64: jitter only needs to differ between agents, not be secret */
+	s->rnd ^= s->rnd << 13;
+	s->rnd ^= s->rnd >> 7;
+	s->rnd ^= s->rnd << 17;
+	return (uint32_t)(s->rnd >> 11);
+}
+
+static const char *cur_url(const struct essink *s)
+{
+	return s->urls[s->cur];
+}
+
+static void set_error(struct essink *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Remembers the error for status; logs it when it is new, and again once a
+ * minute while it lasts, so a cluster down for a day does not flood the log. */
+static void set_error(struct essink *s, const char *fmt, ...)
+{
+	uint64_t now = mono_ms();
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (strcmp(msg, s->last_error) || now - s->last_error_logged_ms >= ERROR_RELOG_MS ||
+	    !s->last_error_logged_ms) {
+		log_error("elasticsearch: %s", msg);
+		s->last_error_logged_ms = now;
+	}
+	snprintf(s->last_error, sizeof(s->last_error), "%s", msg);
+	s->last_error_real_ms = now_real_ms();
+}
+
+/* ---- configuration ---- */
+
+static int read_secret(const char *key, const char *path, char **out)
+{
+	struct stat st;
+	char *buf = NULL;
+	ssize_t n;
+	int fd, err = 0;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		err = -errno;
+		return log_ret(err, "storage.elasticsearch.%s %s: %s", key, path, strerror(-err));
+	}
+	if (fstat(fd, &st)) {
+		err = -errno;
+		log_error("storage.elasticsearch.%s %s: %s", key, path, strerror(-err));
+		goto cleanup;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		err = log_ret(-EINVAL, "storage.elasticsearch.%s %s: not a regular file", key, path);
+		goto cleanup;
+	}
+	/* a secret another user can read or replace is no secret */
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		err = log_ret(-EPERM, "storage.elasticsearch.%s %s: owned by uid %u, not root", key,
+			      path, (unsigned)st.st_uid);
+		goto cleanup;
+	}
+	if (st.st_mode & 077) {
+		err = log_ret(-EPERM,
+			      "storage.elasticsearch.%s %s: accessible by group or others (mode "
+			      "%04o); chmod 600 it",
+			      key, path, (unsigned)(st.st_mode & 07777));
+		goto cleanup;
+	}
+	buf = calloc(1, SECRET_MAX + 1);
+	if (!buf) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	n = read(fd, buf, SECRET_MAX + 1);
+	if (n < 0 || n > SECRET_MAX) {
+		err = n < 0 ? -errno : -EFBIG;
+		log_error("storage.elasticsearch.%s %s: %s", key, path,
+			  n < 0 ? strerror(-err) : "larger than 4 KiB");
+		goto cleanup;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	if (n == 0 || memchr(buf, '\n', (size_t)n)) {
+		err = log_ret(-EINVAL, "storage.elasticsearch.%s %s: %s", key, path,
+			      n ? "more than one line" : "empty");
+		goto cleanup;
+	}
+	*out = buf;
+	buf = NULL;
+cleanup:
+	if (buf) {
+		explicit_bzero(buf, SECRET_MAX + 1);
+		free(buf);
+	}
+	close(fd);
+	return err;
+}
+
+static void free_secret(char **p)
+{
+	if (*p) {
+		explicit_bzero(*p, strlen(*p));
+		free(*p);
+		*p = NULL;
+	}
+}
+
+static char *base64(const char *in)
+{
+	static const char tbl[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t len = strlen(in), o = 0;
+	char *out = malloc(4 * ((len + 2) / 3) + 1);
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
+
+		if (i + 1 < len)
+			v |= (uint32_t)(unsigned char)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= (unsigned char)in[i + 2];
+		out[o++] = tbl[(v >> 18) & 63];
+		out[o++] = tbl[(v >> 12) & 63];
+		out[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
+		out[o++] = i + 2 < len ? tbl[v & 63] : '=';
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static int check_readable(const char *key, const char *path)
+{
+	int fd;
+
+	if (!path[0])
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int err = -errno;
+
+		return log_ret(err, "storage.elasticsearch.%s %s: %s", key, path, strerror(-err));
+	}
+	close(fd);
+	return 0;
+}
+
+static int check_url(const char *url)
+{
+	const char *host;
+	size_t auth_len;
+
+	if (strncmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else if (strncmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else
+		return log_ret(-EINVAL, "storage.elasticsearch.urls: '%s' is not an http:// or "
+					"https:// URL",
+			       url);
+	auth_len = strcspn(host, "/?#");
+	/* credentials in a URL end up in logs and status output: refuse them */
+	if (memchr(host, '@', auth_len))
+		return log_ret(-EINVAL, "storage.elasticsearch.urls: an entry holds credentials; "
+					"use username + password_file or api_key_file");
+	if (!auth_len || strpbrk(url, " \t\r\n?#"))
+		return log_ret(-EINVAL, "storage.elasticsearch.urls: '%s' is not a usable URL "
+					"(no host, or a query or fragment)",
+			       url);
+	return 0;
+}
+
+static int setup_auth(struct essink *s, const struct agent_config *cfg)
+{
+	const char *user = cfg->es.username, *pwfile = cfg->es.password_file;
+	const char *keyfile = cfg->es.api_key_file;
+	char *key = NULL;
+	int err;
+
+	if (keyfile[0] && (user[0] || pwfile[0]))
+		return log_ret(-EINVAL, "storage.elasticsearch: give either username + "
+					"password_file or api_key_file, not both");
+	if (!user[0] != !pwfile[0])
+		return log_ret(-EINVAL, "storage.elasticsearch: username and password_file go "
+					"together");
+	if (user[0]) {
+		snprintf(s->username, sizeof(s->username), "%s", user);
+		return read_secret("password_file", pwfile, &s->password);
+	}
+	if (!keyfile[0])
+		return 0;
+	err = read_secret("api_key_file", keyfile, &key);
+	if (err)
+		return err;
+	{
+		/* "id:api_key" as the create API key call lists them, or its encoded form */
+		char *enc = strchr(key, ':') ? base64(key) : strdup(key);
+		size_t len = enc ? strlen(enc) + 32 : 0;
+
+		s->auth_header = enc ? malloc(len) : NULL;
+		if (s->auth_header)
+			snprintf(s->auth_header, len, "Authorization: ApiKey %s", enc);
+		free_secret(&enc);
+	}
+	free_secret(&key);
+	return s->auth_header ? 0 : -ENOMEM;
+}
+
+static int load_template(struct essink *s, const char *text)
+{
+	json_error_t jerr;
+	json_t *doc = json_loads(text, 0, &jerr);
+
+	if (!json_is_object(doc) || !json_is_integer(json_object_get(doc, "version")) ||
+	    !json_is_object(json_object_get(doc, "template"))) {
+		json_decref(doc);
+		return log_ret(-EINVAL, "elasticsearch index template: %s:%d: %s",
+			       jerr.text[0] ? "invalid JSON" : "no version or template", jerr.line,
+			       jerr.text);
+	}
+	s->template_doc = doc;
+	s->template_version = json_integer_value(json_object_get(doc, "version"));
+	return 0;
+}
+
+/* The template as this sink installs it: its index pattern and mode. */
+static json_t *template_body(const struct essink *s)
+{
+	json_t *t = json_deep_copy(s->template_doc);
+	char pattern[200];
+
+	if (s->use_ds) {
+		json_object_set_new(t, "index_patterns", json_pack("[s]", s->ds_name));
+		json_object_set_new(t, "data_stream", json_object());
+		/* above the daily template, whose PREFIX-* also matches the stream */
+		json_object_set_new(t, "priority",
+				    json_integer(json_integer_value(json_object_get(t, "priority")) +
+						 1));
+	} else {
+		snprintf(pattern, sizeof(pattern), "%s-*", s->prefix);
+		json_object_set_new(t, "index_patterns", json_pack("[s]", pattern));
+		json_object_del(t, "data_stream");
+	}
+	return t;
+}
+
+static void update_template_name(struct essink *s)
+{
+	snprintf(s->template_name, sizeof(s->template_name), "%s", s->use_ds ? s->ds_name : s->prefix);
+}
+
+/* ---- libcurl multi on the event loop ---- */
+
+static void check_done(struct essink *s);
+
+static void on_socket(void *ctx, int fd, uint32_t events)
+{
+	struct essink *s = ctx;
+	int flags = 0, running;
+
+	if (events & EPOLLIN)
+		flags |= CURL_CSELECT_IN;
+	if (events & EPOLLOUT)
+		flags |= CURL_CSELECT_OUT;
+	if (events & (EPOLLERR | EPOLLHUP))
+		flags |= CURL_CSELECT_ERR;
+	curl_multi_socket_action(s->multi, fd, flags, &running);
+	check_done(s);
+}
+
+static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct essink *s = userp;
+	uint32_t ev = 0;
+
+	(void)easy;
+	if (what == CURL_POLL_REMOVE) {
+		if (socketp) {
+			loop_del_fd(s->loop, fd);
+			curl_multi_assign(s->multi, fd, NULL);
+		}
+		return 0;
+	}
+	if (what & CURL_POLL_IN)
+		ev |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		ev |= EPOLLOUT;
+	if (socketp)
+		return loop_mod_fd(s->loop, fd, ev) ? -1 : 0;
+	if (loop_add_fd(s->loop, fd, ev, on_socket, s))
+		return -1;
+	curl_multi_assign(s->multi, fd, s); /* marks it as ours */
+	return 0;
+}
+
+static void on_curl_timer(void *ctx, struct loop_timer *t)
+{
+	struct essink *s = ctx;
+	int running;
+
+	(void)t;
+	curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(s);
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct essink *s = userp;
+
+	(void)multi;
+	/* -1 means "no timeout": park the timer far away instead of disarming */
+	if (timeout_ms < 0)
+		timeout_ms = 3600 * 1000;
+	return loop_timer_set(s->curl_timer, (uint64_t)timeout_ms * 1000000ull + 1, 0) ? -1 : 0;
+}
+
+static size_t write_cb(char *data, size_t size, size_t n, void *userp)
+{
+	struct esbuf *b = userp;
+
+	return esbuf_append(b, data, size * n) ? 0 : size * n;
+}
+
+static void request_clear(struct request *r)
+{
+	if (r->headers)
+		curl_slist_free_all(r->headers);
+	free(r->body);
+	free(r->items);
+	esbuf_free(&r->resp);
+	memset(r, 0, sizeof(*r));
+}
+
+static void request_abort(struct essink *s)
+{
+	if (s->req.easy) {
+		curl_multi_remove_handle(s->multi, s->req.easy);
+		curl_easy_cleanup(s->req.easy);
+	}
+	for (size_t i = 0; i < s->req.nitems; i++) {
+		struct spool_item *it = spool_find(s->spool, s->req.items[i].id);
+
+		if (it)
+			it->inflight = false;
+	}
+	request_clear(&s->req);
+}
+
+/* Starts one request on the current URL; body (malloc'd or NULL) is taken over. */
+static int request_start(struct essink *s, enum req_kind kind, const char *method,
+			 const char *path, const char *content_type, void *body, size_t len)
+{
+	struct request *r = &s->req;
+	char url[CFG_STR_MAX + 512];
+	CURL *e;
+	int err = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->kind = kind;
+	r->url = s->cur;
+	r->body = body;
+	r->body_len = r->raw_len = len;
+	r->resp.max = RESPONSE_MAX;
+	e = r->easy = curl_easy_init();
+	if (!e) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	snprintf(url, sizeof(url), "%s%s", cur_url(s), path);
+	if (body && s->gzip && len > 256) {
+		void *z;
+		size_t zlen;
+
+		err = esbulk_gzip(body, len, &z, &zlen);
+		if (err)
+			goto fail;
+		free(r->body);
+		r->body = z;
+		r->body_len = zlen;
+		r->headers = curl_slist_append(r->headers, "Content-Encoding: gzip");
+	}
+	if (content_type) {
+		char h[96];
+
+		snprintf(h, sizeof(h), "Content-Type: %s", content_type);
+		r->headers = curl_slist_append(r->headers, h);
+	}
+	r->headers = curl_slist_append(r->headers, "Accept: application/json");
+	r->headers = curl_slist_append(r->headers, "Expect:"); /* no 100-continue round trip */
+	if (s->auth_header)
+		r->headers = curl_slist_append(r->headers, s->auth_header);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, s);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &r->resp);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* compressed answers, too */
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, s->tls_verify ? 1L : 0L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, s->tls_verify ? 2L : 0L);
+	if (s->ca_file[0])
+		curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
+	if (s->client_cert[0])
+		curl_easy_setopt(e, CURLOPT_SSLCERT, s->client_cert);
+	if (s->client_key[0])
+		curl_easy_setopt(e, CURLOPT_SSLKEY, s->client_key);
+	if (s->password) {
+		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(e, CURLOPT_USERNAME, s->username);
+		curl_easy_setopt(e, CURLOPT_PASSWORD, s->password);
+	}
+	if (strcmp(method, "GET") == 0) {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	} else {
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+	}
+	if (curl_multi_add_handle(s->multi, e) != CURLM_OK) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	s->c.requests++;
+	return 0;
+fail:
+	if (r->easy)
+		curl_easy_cleanup(r->easy);
+	request_clear(r);
+	return err;
+}
+
+/* ---- scheduling ---- */
+
+static void kick(struct essink *s);
+
+static void on_wake(void *ctx, struct loop_timer *t)
+{
+	struct essink *s = ctx;
+	struct spool_evicted ev = { 0 };
+
+	(void)t;
+	if (s->req.kind == REQ_NONE) {
+		spool_enforce(s->spool, now_real_ms(), &ev);
+		if (ev.by_age || ev.by_size) {
+			s->c.evicted_age += ev.by_age;
+			s->c.evicted_size += ev.by_size;
+			log_warn("elasticsearch spool: evicted %u incidents past spool_max_age and %u "
+				 "over spool_max_size (%s .. %s): never shipped; the local store "
+				 "keeps them while its retention allows",
+				 ev.by_age, ev.by_size, ev.oldest, ev.newest);
+		}
+	}
+	kick(s);
+}
+
+static void wake_in(struct essink *s, uint64_t ms)
+{
+	loop_timer_set(s->wake, ms * 1000000ull + 1, 0);
+}
+
+/* When nothing can be sent now: wake up for the first retry that comes due. */
+static void schedule_idle(struct essink *s, uint64_t now)
+{
+	uint64_t next = now + IDLE_CHECK_MS;
+
+	if (s->backoff_until_ms > now)
+		next = MIN(next, s->backoff_until_ms);
+	for (size_t i = 0; i < spool_count(s->spool); i++) {
+		struct spool_item *it = spool_item_at(s->spool, i);
+
+		if (!it->inflight)
+			next = MIN(next, MAX(it->not_before_ms, now));
+	}
+	wake_in(s, next > now ? next - now : 0);
+}
+
+static void start_bulk(struct essink *s, uint64_t now);
+static void start_template(struct essink *s);
+
+static void kick(struct essink *s)
+{
+	uint64_t now = mono_ms();
+
+	if (s->req.kind != REQ_NONE)
+		return;
+	if (now < s->backoff_until_ms) {
+		schedule_idle(s, now);
+		return;
+	}
+	if (!s->template_ok) {
+		start_template(s);
+		if (s->req.kind != REQ_NONE)
+			return;
+	}
+	start_bulk(s, now);
+	if (s->req.kind == REQ_NONE)
+		schedule_idle(s, now);
+}
+
+/* A request failed as a whole: next URL, and back off once all were tried. */
+static void request_failed(struct essink *s, bool connection)
+{
+	uint64_t now = mono_ms();
+
+	s->c.request_failures++;
+	s->fail_streak++;
+	if (connection) {
+		s->unreachable = true;
+		/* a new connection may be a new cluster: check the template again */
+		if (s->manage_template)
+			s->template_ok = false;
+	}
+	if (s->nurls > 1)
+		s->cur = (s->cur + 1) % s->nurls;
+	if (s->fail_streak % s->nurls == 0) {
+		uint64_t d = esbulk_backoff_ms(s->fail_streak / s->nurls, s->backoff_initial_ms,
+					       s->backoff_max_ms, next_rand(s));
+
+		s->backoff_until_ms = now + d;
+		log_debug("elasticsearch: next attempt in %llums",
+			  (unsigned long long)d);
+	}
+}
+
+static void request_succeeded(struct essink *s)
+{
+	if (s->unreachable && s->ever_answered)
+		log_info("elasticsearch: %s answers again", cur_url(s));
+	else if (!s->ever_answered)
+		log_info("elasticsearch: connected to %s", cur_url(s));
+	s->unreachable = false;
+	s->ever_answered = true;
+	s->fail_streak = 0;
+	s->backoff_until_ms = 0;
+	s->last_ok_real_ms = now_real_ms();
+}
+
+/* The error of a request that got no usable answer, in words an SRE can act on. */
+static void transport_error(struct essink *s, const struct request *r, CURLcode rc)
+{
+	const char *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
+	const char *url = s->urls[r->url];
+
+	switch (rc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+#if LIBCURL_VERSION_NUM < 0x073e00
+	case CURLE_SSL_CACERT:
+#endif
+		set_error(s, "TLS: the certificate of %s is not trusted (%s): set "
+			     "storage.elasticsearch.ca_file to the CA that signed it",
+			  url, detail);
+		break;
+	case CURLE_SSL_CACERT_BADFILE:
+		set_error(s, "TLS: cannot use storage.elasticsearch.ca_file %s (%s)", s->ca_file,
+			  detail);
+		break;
+	case CURLE_SSL_CERTPROBLEM:
+		set_error(s, "TLS: the client certificate or key cannot be used (%s)", detail);
+		break;
+	case CURLE_SSL_CONNECT_ERROR:
+		set_error(s, "TLS handshake with %s failed (%s)", url, detail);
+		break;
+	case CURLE_OPERATION_TIMEDOUT:
+		set_error(s, "%s did not answer in time (%s)", url, detail);
+		break;
+	default:
+		set_error(s, "cannot reach %s (%s)", url, detail);
+		break;
+	}
+}
+
+/* 401 / 403 / other statuses of a whole request. */
+static void http_error(struct essink *s, const struct request *r, const char *what, long status)
+{
+	const char *url = s->urls[r->url];
+	char why[400];
+
+	esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why, sizeof(why));
+	if (status == 401)
+		set_error(s, "%s: authentication failed at %s (HTTP 401: %s): check "
+			     "storage.elasticsearch.username and password_file, or api_key_file",
+			  what, url, why);
+	else if (status == 403)
+		set_error(s, "%s: permission denied at %s (HTTP 403: %s): the user needs "
+			     "create_index and create_doc on %s-*%s",
+			  what, url, why, s->prefix,
+			  s->manage_template ? ", and manage_index_templates (or set "
+					       "manage_template: false)" :
+					       "");
+	else
+		set_error(s, "%s: %s answered HTTP %ld: %s", what, url, status, why);
+}
+
+/* ---- index template (and data stream detection) ---- */
+
+static void start_template(struct essink *s)
+{
+	char path[300];
+
+	if (s->want_ds && !s->ds_probed) {
+		snprintf(path, sizeof(path), "/_data_stream/%s", s->ds_name);
+		request_start(s, REQ_DS_PROBE, "GET", path, NULL, NULL, 0);
+		return;
+	}
+	if (!s->manage_template) {
+		s->template_ok = true;
+		return;
+	}
+	snprintf(path, sizeof(path), "/_index_template/%s", s->template_name);
+	request_start(s, REQ_TEMPLATE_GET, "GET", path, NULL, NULL, 0);
+}
+
+static void put_template(struct essink *s)
+{
+	char path[300];
+	json_t *t = template_body(s);
+	char *body = json_dumps(t, JSON_COMPACT);
+
+	json_decref(t);
+	if (!body)
+		return;
+	snprintf(path, sizeof(path), "/_index_template/%s", s->template_name);
+	request_start(s, REQ_TEMPLATE_PUT, "PUT", path, "application/json", body, strlen(body));
+}
+
+static void ds_probe_done(struct essink *s, const struct request *r, long status)
+{
+	char why[300];
+
+	if (status == 401) {
+		http_error(s, r, "data stream check", status);
+		request_failed(s, false);
+		return;
+	}
+	request_succeeded(s);
+	s->ds_probed = true;
+	if (status == 200 || status == 404 || status == 403) {
+		/* 404: the API exists, the stream is created by the first write */
+		s->use_ds = true;
+		log_info("elasticsearch: writing to data stream %s", s->ds_name);
+	} else {
+		esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why,
+				  sizeof(why));
+		s->use_ds = false;
+		log_warn("elasticsearch: storage.elasticsearch.data_stream is set but %s has no "
+			 "data stream API (GET /_data_stream answered HTTP %ld: %s); writing daily "
+			 "indices %s-YYYY.MM.DD instead",
+			 s->urls[r->url], status, why, s->prefix);
+	}
+	update_template_name(s);
+}
+
+static bool template_current(const struct essink *s, json_t *answer)
+{
+	json_t *it = json_object_get(json_array_get(json_object_get(answer, "index_templates"), 0),
+				     "index_template");
+	json_t *want = template_body(s);
+	json_int_t have = json_integer_value(json_object_get(it, "version"));
+	bool same = false;
+
+	if (have > s->template_version) {
+		/* a newer agent in the fleet installed its template: keep it */
+		same = true;
+	} else if (have == s->template_version) {
+		same = json_equal(json_object_get(it, "index_patterns"),
+				  json_object_get(want, "index_patterns")) &&
+		       !json_object_get(it, "data_stream") == !json_object_get(want, "data_stream");
+	}
+	json_decref(want);
+	return same;
+}
+
+static void template_get_done(struct essink *s, const struct request *r, long status)
+{
+	json_error_t jerr;
+	json_t *answer;
+
+	if (status == 404) {
+		request_succeeded(s);
+		put_template(s);
+		return;
+	}
+	if (status != 200) {
+		http_error(s, r, "reading the index template", status);
+		request_failed(s, false);
+		return;
+	}
+	request_succeeded(s);
+	answer = json_loadb(r->resp.p ? r->resp.p : "", r->resp.len, 0, &jerr);
+	if (template_current(s, answer)) {
+		s->template_ok = true;
+		snprintf(s->template_state, sizeof(s->template_state), "current");
+		log_debug("elasticsearch: index template %s is current", s->template_name);
+	} else {
+		put_template(s);
+	}
+	json_decref(answer);
+}
+
+static void template_put_done(struct essink *s, const struct request *r, long status)
+{
+	if (status == 200) {
+		request_succeeded(s);
+		s->template_ok = true;
+		snprintf(s->template_state, sizeof(s->template_state), "installed");
+		log_info("elasticsearch: index template %s version %lld installed (%s)",
+			 s->template_name, (long long)s->template_version,
+			 s->use_ds ? "data stream" : "daily indices");
+		return;
+	}
+	if (status == 400 && s->use_ds) {
+		char why[300];
+
+		esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why,
+				  sizeof(why));
+		log_warn("elasticsearch: %s refused a data stream template (%s); writing daily "
+			 "indices %s-YYYY.MM.DD instead",
+			 s->urls[r->url], why, s->prefix);
+		s->use_ds = false;
+		update_template_name(s);
+		request_succeeded(s);
+		return;
+	}
+	snprintf(s->template_state, sizeof(s->template_state), "failed (HTTP %ld)", status);
+	http_error(s, r, "installing the index template", status);
+	request_failed(s, false);
+}
+
+/* ---- bulk ---- */
+
+static void start_bulk(struct essink *s, uint64_t now)
+{
+	struct esbuf body = { 0 };
+	struct batch_item *items;
+	size_t n = 0, limit = MIN(s->bulk_max_docs, s->batch_limit);
+
+	items = calloc(limit, sizeof(*items));
+	if (!items)
+		return;
+	for (size_t i = 0; i < spool_count(s->spool) && n < limit;) {
+		struct spool_item *it = spool_item_at(s->spool, i);
+		char index[200], *doc = NULL;
+		size_t len = 0, before = body.len;
+		int err;
+
+		if (it->inflight || it->not_before_ms > now) {
+			i++;
+			continue;
+		}
+		if (n && body.len + it->bytes > s->bulk_max_bytes)
+			break;
+		err = spool_read(s->spool, it->id, &doc, &len);
+		if (err == -ENOENT) {
+			/* removed behind our back: nothing left to send */
+			log_warn("elasticsearch spool: %s/%s.json vanished", spool_dir(s->spool),
+				 it->id);
+			spool_ack(s->spool, it->id);
+			continue;
+		}
+		if (err) {
+			log_error("elasticsearch spool: reading %s: %s", it->id, strerror(-err));
+			it->not_before_ms = now + s->backoff_max_ms;
+			i++;
+			continue;
+		}
+		esbulk_index_name(s->prefix, s->use_ds, it->real_ms, index, sizeof(index));
+		err = esbulk_append(&body, index, it->id, doc, len);
+		free(doc);
+		if (err == -EINVAL) {
+			char id[40];
+
+			body.len = before;
+			snprintf(id, sizeof(id), "%s", it->id);
+			s->c.rejected++;
+			log_error("elasticsearch: spooled incident %s is not a JSON object; parked in "
+				  "%s/parked",
+				  id, spool_dir(s->spool));
+			spool_park(s->spool, id, "not a JSON object");
+			continue;
+		}
+		if (err) {
+			esbuf_free(&body);
+			free(items);
+			return;
+		}
+		it->inflight = true;
+		snprintf(items[n++].id, sizeof(items[0].id), "%s", it->id);
+		i++;
+	}
+	if (!n) {
+		esbuf_free(&body);
+		free(items);
+		return;
+	}
+	/* the answer names each item; nothing else of it is needed */
+	if (request_start(s, REQ_BULK, "POST",
+			  "/_bulk?filter_path=errors,items.*._id,items.*.status,items.*.error",
+			  "application/x-ndjson", body.p, body.len)) {
+		for (size_t i = 0; i < n; i++) {
+			struct spool_item *it = spool_find(s->spool, items[i].id);
+
+			if (it)
+				it->inflight = false;
+		}
+		free(items);
+		return;
+	}
+	s->req.items = items;
+	s->req.nitems = n;
+}
+
+static void park(struct essink *s, const char *id, int status, const char *reason)
+{
+	char why[700];
+	int err;
+
+	snprintf(why, sizeof(why), "HTTP %d: %s", status, reason);
+	err = spool_park(s->spool, id, why);
+	s->c.rejected++;
+	snprintf(s->last_rejected, sizeof(s->last_rejected), "%s", id);
+	snprintf(s->last_reject_reason, sizeof(s->last_reject_reason), "%s", why);
+	/* loud on purpose: this incident will not reach Kibana without a person */
+	log_error("elasticsearch REJECTED incident %s (%s); it is not retried: parked in "
+		  "%s/parked%s, and it stays in the local incident store",
+		  id, why, spool_dir(s->spool), err ? " (parking failed, removed from the queue)" : "");
+	if (err)
+		spool_ack(s->spool, id);
+}
+
+static void bulk_items_done(struct essink *s, const struct request *r)
+{
+	struct esbulk_item *res = calloc(r->nitems, sizeof(*res));
+	const char **ids = calloc(r->nitems, sizeof(*ids));
+	uint64_t now = mono_ms();
+	unsigned ok = 0, dup = 0, retry = 0, rej = 0;
+
+	if (!res || !ids) {
+		free(res);
+		free(ids);
+		return;
+	}
+	for (size_t i = 0; i < r->nitems; i++)
+		ids[i] = r->items[i].id;
+	if (esbulk_parse_response(r->resp.p ? r->resp.p : "", r->resp.len, ids, r->nitems, res))
+		log_warn("elasticsearch: _bulk answer from %s is not a bulk result; retrying its %zu "
+			 "incidents",
+			 s->urls[r->url], r->nitems);
+	for (size_t i = 0; i < r->nitems; i++) {
+		struct spool_item *it = spool_find(s->spool, ids[i]);
+
+		if (!it)
+			continue; /* evicted while in flight */
+		it->inflight = false;
+		switch (res[i].outcome) {
+		case ESB_OK:
+			spool_ack(s->spool, ids[i]);
+			ok++;
+			dup += res[i].duplicate;
+			break;
+		case ESB_RETRY:
+			it->attempts++;
+			it->not_before_ms = now + esbulk_backoff_ms(it->attempts,
+								    s->backoff_initial_ms,
+								    s->backoff_max_ms, next_rand(s));
+			retry++;
+			log_warn("elasticsearch: incident %s not stored (HTTP %d: %s); retry %u in "
+				 "%llums",
+				 ids[i], res[i].status, res[i].reason, it->attempts,
+				 (unsigned long long)(it->not_before_ms - now));
+			break;
+		case ESB_REJECT:
+			park(s, ids[i], res[i].status, res[i].reason);
+			rej++;
+			break;
+		}
+	}
+	s->c.shipped += ok;
+	s->c.duplicates += dup;
+	s->c.retried += retry;
+	log_debug("elasticsearch: _bulk of %zu: %u stored (%u already there), %u to retry, %u "
+		  "rejected",
+		  r->nitems, ok, dup, retry, rej);
+	free(res);
+	free(ids);
+}
+
+static void bulk_done(struct essink *s, const struct request *r, long status)
+{
+	if (status == 200) {
+		request_succeeded(s);
+		s->c.bytes_sent += r->body_len;
+		s->c.bytes_raw += r->raw_len;
+		bulk_items_done(s, r);
+		if (s->batch_limit < s->bulk_max_docs)
+			s->batch_limit = MIN(s->bulk_max_docs, s->batch_limit * 2);
+		return;
+	}
+	/* too large, or one bad line spoiling the request: split until alone */
+	if (status == 413 || status == 400) {
+		char why[300];
+
+		esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why, sizeof(why));
+		request_succeeded(s);
+		for (size_t i = 0; i < r->nitems; i++) {
+			struct spool_item *it = spool_find(s->spool, r->items[i].id);
+
+			if (it)
+				it->inflight = false;
+		}
+		if (r->nitems > 1) {
+			s->batch_limit = MAX(1, r->nitems / 2);
+			log_warn("elasticsearch: %s refused a _bulk of %zu incidents (HTTP %ld: %s); "
+				 "sending at most %zu at once",
+				 s->urls[r->url], r->nitems, status, why, s->batch_limit);
+		} else {
+			park(s, r->items[0].id, (int)status, why);
+		}
+		return;
+	}
+	for (size_t i = 0; i < r->nitems; i++) {
+		struct spool_item *it = spool_find(s->spool, r->items[i].id);
+
+		if (it)
+			it->inflight = false;
+	}
+	http_error(s, r, "_bulk", status);
+	request_failed(s, false);
+}
+
+static void check_done(struct essink *s)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(s->multi, &left))) {
+		struct request r;
+		long status = 0;
+		CURLcode rc;
+
+		if (m->msg != CURLMSG_DONE || m->easy_handle != s->req.easy)
+			continue;
+		rc = m->data.result;
+		curl_easy_getinfo(s->req.easy, CURLINFO_RESPONSE_CODE, &status);
+		curl_multi_remove_handle(s->multi, s->req.easy);
+		curl_easy_cleanup(s->req.easy);
+		/* the sink is idle again: a handler may start the next request */
+		r = s->req;
+		r.easy = NULL;
+		memset(&s->req, 0, sizeof(s->req));
+		if (rc != CURLE_OK) {
+			transport_error(s, &r, rc);
+			for (size_t i = 0; i < r.nitems; i++) {
+				struct spool_item *it = spool_find(s->spool, r.items[i].id);
+
+				if (it)
+					it->inflight = false;
+			}
+			request_failed(s, true);
+		} else if (r.kind == REQ_DS_PROBE) {
+			ds_probe_done(s, &r, status);
+		} else if (r.kind == REQ_TEMPLATE_GET) {
+			template_get_done(s, &r, status);
+		} else if (r.kind == REQ_TEMPLATE_PUT) {
+			template_put_done(s, &r, status);
+		} else if (r.kind == REQ_BULK) {
+			bulk_done(s, &r, status);
+		}
+		request_clear(&r);
+		break;
+	}
+	kick(s);
+}
+
+/* ---- public ---- */
+
+int essink_new(struct essink **out, const struct essink_opts *opts)
+{
+	const struct agent_config *cfg = opts->cfg;
+	struct spool_opts so = {
+		.dir = cfg->es.spool_dir,
+		.max_size = cfg->es.spool_max_size,
+		.max_age_ms = cfg->es.spool_max_age_ms,
+	};
+	struct essink *s;
+	int err = 0;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	if (!curl_users++ && curl_global_init(CURL_GLOBAL_DEFAULT)) {
+		err = log_ret(-ENOMEM, "elasticsearch: libcurl initialisation failed");
+		goto fail;
+	}
+	s->loop = opts->loop;
+	s->nurls = cfg->es.urls.n;
+	for (unsigned i = 0; i < s->nurls; i++) {
+		size_t n;
+
+		err = check_url(cfg->es.urls.v[i]);
+		if (err)
+			goto fail;
+		snprintf(s->urls[i], sizeof(s->urls[i]), "%s", cfg->es.urls.v[i]);
+		n = strlen(s->urls[i]);
+		while (n && s->urls[i][n - 1] == '/')
+			s->urls[i][--n] = '\0';
+	}
+	if (!s->nurls) {
+		err = log_ret(-EINVAL, "storage.elasticsearch.urls: none given");
+		goto fail;
+	}
+	snprintf(s->prefix, sizeof(s->prefix), "%s", cfg->es.index_prefix);
+	esbulk_data_stream_name(s->prefix, s->ds_name, sizeof(s->ds_name));
+	s->want_ds = cfg->es.data_stream;
+	s->manage_template = cfg->es.manage_template;
+	update_template_name(s);
+	snprintf(s->template_state, sizeof(s->template_state), "%s",
+		 s->manage_template ? "pending" : "not managed (manage_template: false)");
+	snprintf(s->ca_file, sizeof(s->ca_file), "%s", cfg->es.ca_file);
+	snprintf(s->client_cert, sizeof(s->client_cert), "%s", cfg->es.client_cert);
+	snprintf(s->client_key, sizeof(s->client_key), "%s", cfg->es.client_key);
+	s->tls_verify = cfg->es.tls_verify;
+	s->gzip = cfg->es.compression;
+	s->connect_timeout_ms = (long)cfg->es.connect_timeout_ms;
+	s->timeout_ms = (long)cfg->es.timeout_ms;
+	s->bulk_max_docs = s->batch_limit = (size_t)cfg->es.bulk_max_docs;
+	s->bulk_max_bytes = (size_t)cfg->es.bulk_max_bytes;
+	s->backoff_initial_ms = cfg->es.backoff_initial_ms;
+	s->backoff_max_ms = MAX(cfg->es.backoff_max_ms, cfg->es.backoff_initial_ms);
+	if (!!s->client_cert[0] != !!s->client_key[0]) {
+		err = log_ret(-EINVAL, "storage.elasticsearch: client_cert and client_key go "
+				       "together");
+		goto fail;
+	}
+	if ((err = check_readable("ca_file", s->ca_file)) ||
+	    (err = check_readable("client_cert", s->client_cert)))
+		goto fail;
+	if (s->client_key[0]) {
+		char *key = NULL;
+
+		/* the key is a secret like the password: same ownership rules */
+		err = read_secret("client_key", s->client_key, &key);
+		if (err == -EINVAL)
+			err = 0; /* a PEM key has many lines; only its permissions matter here */
+		free_secret(&key);
+		if (err)
+			goto fail;
+	}
+	if ((err = setup_auth(s, cfg)))
+		goto fail;
+	if ((err = load_template(s, opts->template_json ? opts->template_json :
+							    es_index_template_json)))
+		goto fail;
+	if ((err = spool_open(&s->spool, &so)))
+		goto fail;
+	if (getrandom(&s->rnd, sizeof(s->rnd), GRND_NONBLOCK) != sizeof(s->rnd) || !s->rnd)
+		s->rnd = now_mono_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+	s->multi = curl_multi_init();
+	if (!s->multi) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
+	curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
+	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)(s->nurls + 1));
+	if ((err = loop_timer_new(s->loop, 3600ull * 1000000000ull, 0, on_curl_timer, s,
+				  &s->curl_timer)))
+		goto fail;
+	/* first connection attempt from the loop: start-up never waits for it */
+	if ((err = loop_timer_new(s->loop, 1, 0, on_wake, s, &s->wake)))
+		goto fail;
+	if (opts->prev)
+		s->c = opts->prev->c;
+	if (!s->tls_verify)
+		log_warn("elasticsearch: storage.elasticsearch.tls_verify is false: the cluster's "
+			 "certificate is NOT checked, anyone on the path can read and alter "
+			 "incidents");
+	for (unsigned i = 0; i < s->nurls; i++)
+		if ((s->password || s->auth_header) && strncmp(s->urls[i], "http://", 7) == 0)
+			log_warn("elasticsearch: credentials are sent unencrypted to %s (use "
+				 "https://)",
+				 s->urls[i]);
+	log_info("elasticsearch: shipping to %s%s (%s %s), spool %s holds %zu incidents",
+		 s->urls[0], s->nurls > 1 ? " and fallbacks" : "",
+		 s->want_ds ? "data stream" : "daily indices",
+		 s->want_ds ? s->ds_name : s->prefix, spool_dir(s->spool),
+		 spool_count(s->spool));
+	*out = s;
+	return 0;
+fail:
+	essink_free(&s);
+	return err;
+}
+
+void essink_free(struct essink **ps)
+{
+	struct essink *s = ps ? *ps : NULL;
+
+	if (!s)
+		return;
+	if (s->multi) {
+		request_abort(s);
+		curl_multi_cleanup(s->multi);
+	}
+	if (s->spool && spool_count(s->spool))
+		log_info("elasticsearch: %zu incidents stay in the spool %s until the next start",
+			 spool_count(s->spool), spool_dir(s->spool));
+	loop_timer_free(&s->curl_timer);
+	loop_timer_free(&s->wake);
+	spool_free(&s->spool);
+	json_decref(s->template_doc);
+	free_secret(&s->password);
+	free_secret(&s->auth_header);
+	if (curl_users && !--curl_users)
+		curl_global_cleanup();
+	free(s);
+	*ps = NULL;
+}
+
+int essink_submit(struct essink *s, const char *id, const char *doc, size_t len)
+{
+	struct spool_evicted ev = { 0 };
+	int err;
+
+	err = spool_put(s->spool, id, doc, len, now_real_ms(), &ev);
+	if (err) {
+		s->c.spool_errors++;
+		log_error("elasticsearch: could not spool incident %s in %s: %s; it is in the local "
+			  "store only and will not be shipped",
+			  id, spool_dir(s->spool), strerror(-err));
+		return err;
+	}
+	if (ev.by_age || ev.by_size) {
+		s->c.evicted_age += ev.by_age;
+		s->c.evicted_size += ev.by_size;
+		log_warn("elasticsearch spool: evicted %u incidents past spool_max_age and %u over "
+			 "spool_max_size (%s .. %s): never shipped; the local store keeps them while "
+			 "its retention allows",
+			 ev.by_age, ev.by_size, ev.oldest, ev.newest);
+	}
+	kick(s);
+	return 0;
+}
+
+static const char *state_of(const struct essink *s)
+{
+	if (s->fail_streak)
+		return s->unreachable ? "unreachable" : "failing";
+	if (!s->ever_answered)
+		return "connecting";
+	if (!s->template_ok)
+		return "installing template";
+	return spool_count(s->spool) ? "shipping" : "ok";
+}
+
+json_t *essink_status(const struct essink *s)
+{
+	struct spool_stats st;
+	json_t *o = json_object(), *urls = json_array();
+	char ts[40], target[200];
+	uint64_t now = mono_ms();
+
+	spool_stats(s->spool, &st);
+	for (unsigned i = 0; i < s->nurls; i++)
+		json_array_append_new(urls, json_string(s->urls[i]));
+	esbulk_index_name(s->prefix, s->use_ds, now_real_ms(), target, sizeof(target));
+	json_object_set_new(o, "enabled", json_true());
+	json_object_set_new(o, "state", json_string(state_of(s)));
+	json_object_set_new(o, "url", json_string(cur_url(s)));
+	json_object_set_new(o, "urls", urls);
+	json_object_set_new(o, "mode", json_string(s->use_ds ? "data_stream" : "daily_indices"));
+	json_object_set_new(o, "index", json_string(target));
+	json_object_set_new(o, "template",
+			    json_pack("{s:s,s:I,s:s}", "name", s->template_name, "version",
+				      s->template_version, "state", s->template_state));
+	json_object_set_new(o, "spool_dir", json_string(spool_dir(s->spool)));
+	json_object_set_new(o, "spool_depth", json_integer((json_int_t)st.queued));
+	json_object_set_new(o, "spool_bytes", json_integer((json_int_t)st.bytes));
+	json_object_set_new(o, "parked", json_integer((json_int_t)st.parked));
+	json_object_set_new(o, "shipped", json_integer((json_int_t)s->c.shipped));
+	json_object_set_new(o, "duplicates", json_integer((json_int_t)s->c.duplicates));
+	json_object_set_new(o, "retried", json_integer((json_int_t)s->c.retried));
+	json_object_set_new(o, "rejected", json_integer((json_int_t)s->c.rejected));
+	json_object_set_new(o, "evicted", json_integer((json_int_t)(s->c.evicted_age +
+								       s->c.evicted_size)));
+	json_object_set_new(o, "spool_errors", json_integer((json_int_t)s->c.spool_errors));
+	json_object_set_new(o, "requests", json_integer((json_int_t)s->c.requests));
+	json_object_set_new(o, "request_failures", json_integer((json_int_t)s->c.request_failures));
+	json_object_set_new(o, "bytes_sent", json_integer((json_int_t)s->c.bytes_sent));
+	json_object_set_new(o, "bytes_uncompressed", json_integer((json_int_t)s->c.bytes_raw));
+	if (s->backoff_until_ms > now)
+		json_object_set_new(o, "next_attempt_in_ms",
+				    json_integer((json_int_t)(s->backoff_until_ms - now)));
+	if (s->last_ok_real_ms) {
+		format_iso8601(s->last_ok_real_ms, ts, sizeof(ts));
+		json_object_set_new(o, "last_success_at", json_string(ts));
+	}
+	if (s->last_error[0]) {
+		format_iso8601(s->last_error_real_ms, ts, sizeof(ts));
+		json_object_set_new(o, "last_error", json_string(s->last_error));
+		json_object_set_new(o, "last_error_at", json_string(ts));
+	}
+	if (s->last_rejected[0])
+		json_object_set_new(o, "last_rejected",
+				    json_pack("{s:s,s:s}", "id", s->last_rejected, "reason",
+					      s->last_reject_reason));
+	return o;
+}
+
+uint64_t essink_evicted(const struct essink *s)
+{
+	return s->c.evicted_age + s->c.evicted_size;
+}
+
+uint64_t essink_rejected(const struct essink *s)
+{
+	return s->c.rejected;
+}
