@@ -270,12 +270,17 @@ void esbulk_error_text(const char *body, size_t len, char *buf, size_t buflen)
 	else if (err)
 		error_text(err, buf, buflen);
 	else {
-		size_t n = 0;
+		const char *title = memmem(body, len, "<title>", 7), *start = body;
+		size_t n = 0, avail = len;
 
-		/* not JSON (a proxy's page): its first printable line */
-		while (n < len && n + 1 < buflen && body[n] != '\n')
+		/* not JSON (a proxy's page): its title, else its first line */
+		if (title) {
+			start = title + 7;
+			avail = len - (size_t)(start - body);
+		}
+		while (n < avail && n + 1 < buflen && start[n] != '\n' && start[n] != '<')
 			n++;
-		snprintf(buf, buflen, "%.*s", (int)n, body);
+		snprintf(buf, buflen, "%.*s", (int)n, start);
 		for (char *p = buf; *p; p++)
 			if ((unsigned char)*p < 0x20)
 				*p = ' ';
