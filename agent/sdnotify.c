@@ -34,7 +34,10 @@ int sd_notify_send(const char *state)
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen) < 0)
+	/* never block the event loop: a receiver that does not read (a stuck
+	 * manager, a test harness) costs a status line, not the agent */
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa,
+		   salen) < 0)
 		err = -errno;
 	close(fd);
 	return err;

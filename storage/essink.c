@@ -45,6 +45,18 @@ struct request {
 	size_t nitems;
 };
 
+/* Sockets libcurl uses, as registered on the loop. The sink opens and closes
+ * them itself (CURLOPT_OPENSOCKETFUNCTION / CLOSESOCKETFUNCTION) so that an fd
+ * always leaves the loop before it is closed: libcurl's own CURL_POLL_REMOVE
+ * may come after the close, when the number already belongs to someone else. */
+#define SOCKS_MAX 32
+
+struct sock {
+	int fd;       /* -1: free slot */
+	bool owned;   /* opened by open_socket_cb */
+	bool on_loop; /* registered with loop_add_fd */
+};
+
 struct counters {
 	uint64_t shipped, duplicates, retried, rejected, requests, request_failures;
 	uint64_t bytes_sent, bytes_raw, spool_errors, evicted_age, evicted_size;
@@ -54,6 +66,7 @@ struct essink {
 	struct loop *loop;
 	CURLM *multi;
 	struct loop_timer *curl_timer, *wake;
+	struct sock socks[SOCKS_MAX];
 	struct spool *spool;
 
 	char urls[CFG_LIST_MAX][CFG_STR_MAX];
@@ -368,16 +381,73 @@ static void on_socket(void *ctx, int fd, uint32_t events)
 	check_done(s);
 }
 
+static struct sock *sock_find(struct essink *s, int fd)
+{
+	for (unsigned i = 0; i < SOCKS_MAX; i++)
+		if (s->socks[i].fd == fd)
+			return &s->socks[i];
+	return NULL;
+}
+
+static struct sock *sock_add(struct essink *s, int fd, bool owned)
+{
+	struct sock *k = sock_find(s, -1);
+
+	if (k)
+		*k = (struct sock){ .fd = fd, .owned = owned };
+	return k;
+}
+
+static void sock_off_loop(struct essink *s, struct sock *k)
+{
+	if (k->on_loop)
+		loop_del_fd(s->loop, k->fd);
+	k->on_loop = false;
+}
+
+static curl_socket_t open_socket_cb(void *userp, curlsocktype purpose,
+				    struct curl_sockaddr *addr)
+{
+	struct essink *s = userp;
+	int fd;
+
+	(void)purpose;
+	fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	if (!sock_add(s, fd, true)) {
+		close(fd);
+		return CURL_SOCKET_BAD;
+	}
+	return fd;
+}
+
+static int close_socket_cb(void *userp, curl_socket_t fd)
+{
+	struct essink *s = userp;
+	struct sock *k = sock_find(s, fd);
+
+	if (k) {
+		sock_off_loop(s, k);
+		k->fd = -1;
+	}
+	return close(fd);
+}
+
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
 	struct essink *s = userp;
+	struct sock *k = sock_find(s, fd);
 	uint32_t ev = 0;
 
 	(void)easy;
+	(void)socketp;
 	if (what == CURL_POLL_REMOVE) {
-		if (socketp) {
-			loop_del_fd(s->loop, fd);
-			curl_multi_assign(s->multi, fd, NULL);
+		/* unknown: already closed through close_socket_cb, the number is not ours */
+		if (k) {
+			sock_off_loop(s, k);
+			if (!k->owned)
+				k->fd = -1;
 		}
 		return 0;
 	}
@@ -385,11 +455,14 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 		ev |= EPOLLIN;
 	if (what & CURL_POLL_OUT)
 		ev |= EPOLLOUT;
-	if (socketp)
+	/* a socket libcurl opened itself (e.g. its resolver's wake-up pair) */
+	if (!k && !(k = sock_add(s, fd, false)))
+		return -1;
+	if (k->on_loop)
 		return loop_mod_fd(s->loop, fd, ev) ? -1 : 0;
 	if (loop_add_fd(s->loop, fd, ev, on_socket, s))
 		return -1;
-	curl_multi_assign(s->multi, fd, s); /* marks it as ours */
+	k->on_loop = true;
 	return 0;
 }
 
@@ -491,6 +564,10 @@ static int request_start(struct essink *s, enum req_kind kind, const char *metho
 		r->headers = curl_slist_append(r->headers, s->auth_header);
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, s);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, s);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, s);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
@@ -573,15 +650,15 @@ static void schedule_idle(struct essink *s, uint64_t now)
 {
 	uint64_t next = now + IDLE_CHECK_MS;
 
-	if (s->backoff_until_ms > now)
-		next = MIN(next, s->backoff_until_ms);
+	/* an item is due at its own retry time, but never while the sink backs off */
 	for (size_t i = 0; i < spool_count(s->spool); i++) {
 		struct spool_item *it = spool_item_at(s->spool, i);
 
 		if (!it->inflight)
-			next = MIN(next, MAX(it->not_before_ms, now));
+			next = MIN(next, MAX(it->not_before_ms, s->backoff_until_ms));
 	}
-	wake_in(s, next > now ? next - now : 0);
+	/* nothing could be sent just now: never spin, whatever the times say */
+	wake_in(s, next > now + 50 ? next - now : 50);
 }
 
 static void start_bulk(struct essink *s, uint64_t now);
@@ -1097,6 +1174,8 @@ int essink_new(struct essink **out, const struct essink_opts *opts)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	for (unsigned i = 0; i < SOCKS_MAX; i++)
+		s->socks[i].fd = -1;
 	if (!curl_users++ && curl_global_init(CURL_GLOBAL_DEFAULT)) {
 		err = log_ret(-ENOMEM, "elasticsearch: libcurl initialisation failed");
 		goto fail;
@@ -1212,6 +1291,17 @@ void essink_free(struct essink **ps)
 	if (s->multi) {
 		request_abort(s);
 		curl_multi_cleanup(s->multi);
+	}
+	/* whatever libcurl did not close itself leaves the loop and goes now */
+	for (unsigned i = 0; i < SOCKS_MAX; i++) {
+		struct sock *k = &s->socks[i];
+
+		if (k->fd < 0)
+			continue;
+		sock_off_loop(s, k);
+		if (k->owned)
+			close(k->fd);
+		k->fd = -1;
 	}
 	if (s->spool && spool_count(s->spool))
 		log_info("elasticsearch: %zu incidents stay in the spool %s until the next start",

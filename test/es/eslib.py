@@ -4,15 +4,12 @@ authentication. Elasticsearch comes from test/es/setup-es.sh (Maven Central
 integ-test-zip); each Elasticsearch instance runs as the unprivileged user
 autotrace-es, on 127.0.0.1 only, on a free port, with a small heap, in its own
 temporary directory, and is stopped by the fixture that started it."""
-import base64
-import gzip
 import json
 import os
 import pwd
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -340,3 +337,93 @@ http {{
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- the agent, shipping to Elasticsearch ---
+
+# A dry-run rule that fires on every sample: incidents without attaching anything.
+ALWAYS = """rules:
+  - name: {name}
+    metric: cpu.idle_pct
+    above: -1
+    dry_run: true
+    cooldown: 1s
+"""
+
+
+def es_agent(urls, prefix, rules_yaml=None, es_extra="", interval="250ms", hostname=None,
+             env=None):
+    """An agentlib.Agent whose incidents go to Elasticsearch under `prefix`, with
+    its own spool, and host.name = hostname (default h-PREFIX)."""
+    from agentlib import Agent, write_private
+    if rules_yaml is None:
+        rules_yaml = ALWAYS.format(name="r-" + prefix)
+    a = Agent(rules_yaml=rules_yaml, interval=interval, env=env)
+    a.spool_dir = os.path.join(a.dir, "spool")
+    a.hostname = hostname or "h-" + prefix
+    a.prefix = prefix
+    url_list = ", ".join(json.dumps(u) for u in urls)
+    a.config_text = (
+        f"agent:\n  interval: {interval}\n  rules_dir: {a.rules_dir}\n"
+        f"  control_socket: {a.socket}\n  hostname: {a.hostname}\n"
+        f"storage:\n  local:\n    dir: {a.incident_dir}\n"
+        f"  elasticsearch:\n    enabled: true\n    urls: [{url_list}]\n"
+        f"    index_prefix: {prefix}\n    spool_dir: {a.spool_dir}\n"
+        f"    backoff_initial: 200ms\n    backoff_max: 2s\n    connect_timeout: 2s\n"
+        f"    timeout: 10s\n" + es_extra)
+    write_private(a.config, a.config_text)
+    return a
+
+
+def rewrite_config(agent, es_extra):
+    """Same agent, other storage.elasticsearch extras (takes effect on SIGHUP)."""
+    from agentlib import write_private
+    base = agent.config_text.split("    timeout: 10s\n")[0] + "    timeout: 10s\n"
+    agent.config_text = base + es_extra
+    write_private(agent.config, agent.config_text)
+
+
+def status(agent):
+    from agentlib import control_call
+    reply = control_call(agent.socket, "status")
+    assert reply.get("ok"), reply
+    return reply["result"]
+
+
+def es_status(agent):
+    return status(agent)["elasticsearch"]
+
+
+def local_ids(agent):
+    return {i["id"] for i in agent.incidents()}
+
+
+def spooled_ids(agent):
+    try:
+        return {f[:-5] for f in os.listdir(agent.spool_dir) if f.endswith(".json")}
+    except FileNotFoundError:
+        return set()
+
+
+def parked_ids(agent):
+    d = os.path.join(agent.spool_dir, "parked")
+    try:
+        return {f[:-5] for f in os.listdir(d) if f.endswith(".json")}
+    except FileNotFoundError:
+        return set()
+
+
+def restart(agent):
+    """Starts a stopped agent again with the same directories. The notify socket
+    still holds the first run's messages: drain them, so READY=1 is this run's."""
+    s = agent.notify.sock
+    s.setblocking(False)
+    try:
+        while True:
+            s.recv(4096)
+    except BlockingIOError:
+        pass
+    s.setblocking(True)
+    agent.notify.messages.clear()
+    agent.start()
+    return agent
