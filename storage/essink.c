@@ -1071,6 +1071,16 @@ static void bulk_items_done(struct essink *s, const struct request *r)
 	free(ids);
 }
 
+static bool is_es_error(const struct request *r)
+{
+	json_error_t jerr;
+	json_t *j = json_loadb(r->resp.p ? r->resp.p : "", r->resp.len, 0, &jerr);
+	bool es = json_is_object(json_object_get(j, "error"));
+
+	json_decref(j);
+	return es;
+}
+
 static void bulk_done(struct essink *s, const struct request *r, long status)
 {
 	if (status == 200) {
@@ -1082,8 +1092,10 @@ static void bulk_done(struct essink *s, const struct request *r, long status)
 			s->batch_limit = MIN(s->bulk_max_docs, s->batch_limit * 2);
 		return;
 	}
-	/* too large, or one bad line spoiling the request: split until alone */
-	if (status == 413 || status == 400) {
+	/* too large, or one bad line spoiling the request: split until alone. A
+	 * 400 that is not Elasticsearch's own (a proxy's page) is no verdict on
+	 * the documents: it is retried like any failed request. */
+	if (status == 413 || (status == 400 && is_es_error(r))) {
 		char why[300];
 
 		esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why, sizeof(why));
