@@ -107,6 +107,9 @@ static const struct cfg_key config_table[] = {
 	  "write to a data stream instead of daily indices, when the cluster supports it" },
 	{ "storage.elasticsearch", "manage_template", CFG_BOOL, F(es.manage_template), 0, 0, "true",
 	  "install or update the index template at start-up and after reconnects" },
+	{ "storage.elasticsearch", "ilm_policy", CFG_STRING, F(es.ilm_policy), 0, 0, "",
+	  "ILM policy named in the template's index.lifecycle.name (empty: none; retention is "
+	  "then yours: docs/elasticsearch.md)" },
 	{ "storage.elasticsearch", "username", CFG_STRING, F(es.username), 0, 0, "",
 	  "basic authentication user (with password_file)" },
 	{ "storage.elasticsearch", "password_file", CFG_PATH, F(es.password_file), 0, 0, "",

@@ -67,6 +67,7 @@ struct agent_config {
 		char index_prefix[128];
 		bool data_stream;
 		bool manage_template;
+		char ilm_policy[128];
 		char username[CFG_STR_MAX];
 		char password_file[PATH_MAX];
 		char api_key_file[PATH_MAX];

@@ -31,6 +31,10 @@ install(FILES ${AUTOTRACE_COMPLETION} DESTINATION share/bash-completion/completi
 file(GLOB AUTOTRACE_DOCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/docs/*.md)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md ${AUTOTRACE_DOCS} ${CMAKE_SOURCE_DIR}/config/debian/copyright
 	DESTINATION ${CMAKE_INSTALL_DOCDIR})
+# for clusters whose template the platform team installs itself, and for Kibana
+install(FILES ${CMAKE_SOURCE_DIR}/config/es-index-template.json
+	${CMAKE_SOURCE_DIR}/docs/kibana/autotrace-incidents.ndjson
+	DESTINATION ${CMAKE_INSTALL_DOCDIR}/elasticsearch)
 # incidents live here; 0700: stacks and command lines are sensitive
 install(DIRECTORY DESTINATION /var/lib/autotrace
 	DIRECTORY_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE)

@@ -68,8 +68,7 @@ void esbulk_index_name(const char *prefix, bool data_stream, uint64_t real_ms, c
 	snprintf(buf, len, "%s-%s", prefix, day);
 }
 
-int esbulk_append(struct esbuf *b, const char *index, const char *id, const char *doc,
-		  size_t len)
+int esbulk_append(struct esbuf *b, const char *index, const char *id, const char *doc, size_t len)
 {
 	json_t *action;
 	char *line;
@@ -109,7 +108,7 @@ int esbulk_append(struct esbuf *b, const char *index, const char *id, const char
 
 int esbulk_gzip(const void *in, size_t len, void **out, size_t *out_len)
 {
-	z_stream z = { 0 };
+	z_stream z = {0};
 	uLong bound;
 	void *buf;
 	int rc;
@@ -194,7 +193,8 @@ int esbulk_parse_response(const char *body, size_t len, const char *const *ids, 
 	for (i = 0; i < n; i++) {
 		memset(&items[i], 0, sizeof(items[i]));
 		items[i].outcome = ESB_RETRY;
-		snprintf(items[i].reason, sizeof(items[i].reason), "no result for it in the answer");
+		snprintf(items[i].reason, sizeof(items[i].reason),
+			 "no result for it in the answer");
 	}
 	root = json_loadb(body, len, 0, &jerr);
 	arr = json_object_get(root, "items");

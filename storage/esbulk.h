@@ -27,22 +27,21 @@ void esbulk_data_stream_name(const char *prefix, char *buf, size_t len);
 
 /* Appends a "create" action with _id = id, then the document on one line. A
  * document that is not single-line JSON is re-encoded; invalid JSON is -EINVAL. */
-int esbulk_append(struct esbuf *b, const char *index, const char *id, const char *doc,
-		  size_t len);
+int esbulk_append(struct esbuf *b, const char *index, const char *id, const char *doc, size_t len);
 
 /* gzip (RFC 1952) of in; *out is malloc'd. */
 int esbulk_gzip(const void *in, size_t len, void **out, size_t *out_len);
 
 enum esbulk_outcome {
-	ESB_OK,     /* stored (201/200), or already there (409 on create) */
+	ESB_OK,	    /* stored (201/200), or already there (409 on create) */
 	ESB_RETRY,  /* 429, 5xx, a blocked cluster, or no answer for it */
 	ESB_REJECT, /* refused for good: mapping conflicts and other 4xx */
 };
 
 struct esbulk_item {
 	enum esbulk_outcome outcome;
-	int status;       /* HTTP status of the item; 0 when the answer had none */
-	bool duplicate;   /* 409: a previous delivery got there */
+	int status;	  /* HTTP status of the item; 0 when the answer had none */
+	bool duplicate;	  /* 409: a previous delivery got there */
 	char reason[512]; /* "type: reason" of a failed item */
 };
 

@@ -20,11 +20,11 @@
 #include "storage/esbulk.h"
 #include "storage/spool.h"
 
-#define RESPONSE_MAX     (64u << 20) /* answers beyond are cut off and the request failed */
-#define SECRET_MAX       4096
-#define IDLE_CHECK_MS    60000 /* spool age bound enforced at least this often */
-#define ERROR_RELOG_MS   60000 /* the same error is logged again at most this often */
-#define STATUS_URL_MAX   CFG_STR_MAX
+#define RESPONSE_MAX   (64u << 20) /* answers beyond are cut off and the request failed */
+#define SECRET_MAX     4096
+#define IDLE_CHECK_MS  60000 /* spool age bound enforced at least this often */
+#define ERROR_RELOG_MS 60000 /* the same error is logged again at most this often */
+#define STATUS_URL_MAX CFG_STR_MAX
 
 enum req_kind { REQ_NONE, REQ_DS_PROBE, REQ_TEMPLATE_GET, REQ_TEMPLATE_PUT, REQ_BULK };
 
@@ -52,7 +52,7 @@ struct request {
 #define SOCKS_MAX 32
 
 struct sock {
-	int fd;       /* -1: free slot */
+	int fd;	      /* -1: free slot */
 	bool owned;   /* opened by open_socket_cb */
 	bool on_loop; /* registered with loop_add_fd */
 };
@@ -73,6 +73,7 @@ struct essink {
 	unsigned nurls, cur;
 	char prefix[128], ds_name[160], template_name[160];
 	bool want_ds, use_ds, ds_probed, manage_template, template_ok;
+	char ilm_policy[128];
 	json_t *template_doc;
 	json_int_t template_version;
 	char template_state[64];
@@ -87,8 +88,8 @@ struct essink {
 	uint64_t backoff_initial_ms, backoff_max_ms;
 
 	struct request req;
-	unsigned fail_streak;   /* consecutive failed requests */
-	bool unreachable;       /* the last request got no HTTP answer */
+	unsigned fail_streak; /* consecutive failed requests */
+	bool unreachable;     /* the last request got no HTTP answer */
 	bool ever_answered;
 	uint64_t backoff_until_ms;
 	char last_error[512];
@@ -162,7 +163,8 @@ static int read_secret(const char *key, const char *path, char **out)
 		goto cleanup;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		err = log_ret(-EINVAL, "storage.elasticsearch.%s %s: not a regular file", key, path);
+		err = log_ret(-EINVAL, "storage.elasticsearch.%s %s: not a regular file", key,
+			      path);
 		goto cleanup;
 	}
 	/* a secret another user can read or replace is no secret */
@@ -268,8 +270,9 @@ static int check_url(const char *url)
 	else if (strncmp(url, "https://", 8) == 0)
 		host = url + 8;
 	else
-		return log_ret(-EINVAL, "storage.elasticsearch.urls: '%s' is not an http:// or "
-					"https:// URL",
+		return log_ret(-EINVAL,
+			       "storage.elasticsearch.urls: '%s' is not an http:// or "
+			       "https:// URL",
 			       url);
 	auth_len = strcspn(host, "/?#");
 	/* credentials in a URL end up in logs and status output: refuse them */
@@ -277,8 +280,9 @@ static int check_url(const char *url)
 		return log_ret(-EINVAL, "storage.elasticsearch.urls: an entry holds credentials; "
 					"use username + password_file or api_key_file");
 	if (!auth_len || strpbrk(url, " \t\r\n?#"))
-		return log_ret(-EINVAL, "storage.elasticsearch.urls: '%s' is not a usable URL "
-					"(no host, or a query or fragment)",
+		return log_ret(-EINVAL,
+			       "storage.elasticsearch.urls: '%s' is not a usable URL "
+			       "(no host, or a query or fragment)",
 			       url);
 	return 0;
 }
@@ -346,20 +350,46 @@ static json_t *template_body(const struct essink *s)
 		json_object_set_new(t, "index_patterns", json_pack("[s]", s->ds_name));
 		json_object_set_new(t, "data_stream", json_object());
 		/* above the daily template, whose PREFIX-* also matches the stream */
-		json_object_set_new(t, "priority",
-				    json_integer(json_integer_value(json_object_get(t, "priority")) +
-						 1));
+		json_object_set_new(
+			t, "priority",
+			json_integer(json_integer_value(json_object_get(t, "priority")) + 1));
 	} else {
 		snprintf(pattern, sizeof(pattern), "%s-*", s->prefix);
 		json_object_set_new(t, "index_patterns", json_pack("[s]", pattern));
 		json_object_del(t, "data_stream");
+	}
+	if (s->ilm_policy[0]) {
+		json_t *settings = json_object_get(json_object_get(t, "template"), "settings");
+		json_t *index = json_object_get(settings, "index");
+
+		if (!json_is_object(index)) {
+			index = json_object();
+			json_object_set_new(settings, "index", index);
+		}
+		json_object_set_new(index, "lifecycle", json_pack("{s:s}", "name", s->ilm_policy));
+	}
+	{
+		/* what this agent would install, so a changed option (prefix, mode,
+		 * ILM policy) is noticed without comparing Elasticsearch's rewrite */
+		char *text = json_dumps(t, JSON_COMPACT | JSON_SORT_KEYS), hex[24];
+		uint64_t h = 1469598103934665603ull;
+
+		for (const char *c = text ? text : ""; *c; c++)
+			h = (h ^ (unsigned char)*c) * 1099511628211ull;
+		free(text);
+		snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)h);
+		if (!json_is_object(json_object_get(t, "_meta")))
+			json_object_set_new(t, "_meta", json_object());
+		json_object_set_new(json_object_get(t, "_meta"), "autotrace_body_hash",
+				    json_string(hex));
 	}
 	return t;
 }
 
 static void update_template_name(struct essink *s)
 {
-	snprintf(s->template_name, sizeof(s->template_name), "%s", s->use_ds ? s->ds_name : s->prefix);
+	snprintf(s->template_name, sizeof(s->template_name), "%s",
+		 s->use_ds ? s->ds_name : s->prefix);
 }
 
 /* ---- libcurl multi on the event loop ---- */
@@ -394,7 +424,7 @@ static struct sock *sock_add(struct essink *s, int fd, bool owned)
 	struct sock *k = sock_find(s, -1);
 
 	if (k)
-		*k = (struct sock){ .fd = fd, .owned = owned };
+		*k = (struct sock){.fd = fd, .owned = owned};
 	return k;
 }
 
@@ -405,8 +435,7 @@ static void sock_off_loop(struct essink *s, struct sock *k)
 	k->on_loop = false;
 }
 
-static curl_socket_t open_socket_cb(void *userp, curlsocktype purpose,
-				    struct curl_sockaddr *addr)
+static curl_socket_t open_socket_cb(void *userp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
 	struct essink *s = userp;
 	int fd;
@@ -520,8 +549,8 @@ static void request_abort(struct essink *s)
 }
 
 /* Starts one request on the current URL; body (malloc'd or NULL) is taken over. */
-static int request_start(struct essink *s, enum req_kind kind, const char *method,
-			 const char *path, const char *content_type, void *body, size_t len)
+static int request_start(struct essink *s, enum req_kind kind, const char *method, const char *path,
+			 const char *content_type, void *body, size_t len)
 {
 	struct request *r = &s->req;
 	char url[CFG_STR_MAX + 512];
@@ -623,7 +652,7 @@ static void kick(struct essink *s);
 static void on_wake(void *ctx, struct loop_timer *t)
 {
 	struct essink *s = ctx;
-	struct spool_evicted ev = { 0 };
+	struct spool_evicted ev = {0};
 
 	(void)t;
 	if (s->req.kind == REQ_NONE) {
@@ -631,7 +660,8 @@ static void on_wake(void *ctx, struct loop_timer *t)
 		if (ev.by_age || ev.by_size) {
 			s->c.evicted_age += ev.by_age;
 			s->c.evicted_size += ev.by_size;
-			log_warn("elasticsearch spool: evicted %u incidents past spool_max_age and %u "
+			log_warn("elasticsearch spool: evicted %u incidents past spool_max_age and "
+				 "%u "
 				 "over spool_max_size (%s .. %s): never shipped; the local store "
 				 "keeps them while its retention allows",
 				 ev.by_age, ev.by_size, ev.oldest, ev.newest);
@@ -704,8 +734,7 @@ static void request_failed(struct essink *s, bool connection)
 					       s->backoff_max_ms, next_rand(s));
 
 		s->backoff_until_ms = now + d;
-		log_debug("elasticsearch: next attempt in %llums",
-			  (unsigned long long)d);
+		log_debug("elasticsearch: next attempt in %llums", (unsigned long long)d);
 	}
 }
 
@@ -733,8 +762,9 @@ static void transport_error(struct essink *s, const struct request *r, CURLcode 
 #if LIBCURL_VERSION_NUM < 0x073e00
 	case CURLE_SSL_CACERT:
 #endif
-		set_error(s, "TLS: the certificate of %s is not trusted (%s): set "
-			     "storage.elasticsearch.ca_file to the CA that signed it",
+		set_error(s,
+			  "TLS: the certificate of %s is not trusted (%s): set "
+			  "storage.elasticsearch.ca_file to the CA that signed it",
 			  url, detail);
 		break;
 	case CURLE_SSL_CACERT_BADFILE:
@@ -764,16 +794,18 @@ static void http_error(struct essink *s, const struct request *r, const char *wh
 
 	esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why, sizeof(why));
 	if (status == 401)
-		set_error(s, "%s: authentication failed at %s (HTTP 401: %s): check "
-			     "storage.elasticsearch.username and password_file, or api_key_file",
+		set_error(s,
+			  "%s: authentication failed at %s (HTTP 401: %s): check "
+			  "storage.elasticsearch.username and password_file, or api_key_file",
 			  what, url, why);
 	else if (status == 403)
-		set_error(s, "%s: permission denied at %s (HTTP 403: %s): the user needs "
-			     "create_index and create_doc on %s-*%s",
+		set_error(s,
+			  "%s: permission denied at %s (HTTP 403: %s): the user needs "
+			  "create_index and create_doc on %s-*%s",
 			  what, url, why, s->prefix,
 			  s->manage_template ? ", and manage_index_templates (or set "
-					       "manage_template: false)" :
-					       "");
+					       "manage_template: false)"
+					     : "");
 	else
 		set_error(s, "%s: %s answered HTTP %ld: %s", what, url, status, why);
 }
@@ -826,8 +858,7 @@ static void ds_probe_done(struct essink *s, const struct request *r, long status
 		s->use_ds = true;
 		log_info("elasticsearch: writing to data stream %s", s->ds_name);
 	} else {
-		esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why,
-				  sizeof(why));
+		esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why, sizeof(why));
 		s->use_ds = false;
 		log_warn("elasticsearch: storage.elasticsearch.data_stream is set but %s has no "
 			 "data stream API (GET /_data_stream answered HTTP %ld: %s); writing daily "
@@ -849,9 +880,10 @@ static bool template_current(const struct essink *s, json_t *answer)
 		/* a newer agent in the fleet installed its template: keep it */
 		same = true;
 	} else if (have == s->template_version) {
-		same = json_equal(json_object_get(it, "index_patterns"),
-				  json_object_get(want, "index_patterns")) &&
-		       !json_object_get(it, "data_stream") == !json_object_get(want, "data_stream");
+		json_t *a = json_object_get(json_object_get(it, "_meta"), "autotrace_body_hash");
+		json_t *b = json_object_get(json_object_get(want, "_meta"), "autotrace_body_hash");
+
+		same = json_is_string(a) && json_equal(a, b);
 	}
 	json_decref(want);
 	return same;
@@ -898,8 +930,7 @@ static void template_put_done(struct essink *s, const struct request *r, long st
 	if (status == 400 && s->use_ds) {
 		char why[300];
 
-		esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why,
-				  sizeof(why));
+		esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why, sizeof(why));
 		log_warn("elasticsearch: %s refused a data stream template (%s); writing daily "
 			 "indices %s-YYYY.MM.DD instead",
 			 s->urls[r->url], why, s->prefix);
@@ -917,7 +948,7 @@ static void template_put_done(struct essink *s, const struct request *r, long st
 
 static void start_bulk(struct essink *s, uint64_t now)
 {
-	struct esbuf body = { 0 };
+	struct esbuf body = {0};
 	struct batch_item *items;
 	size_t n = 0, limit = MIN(s->bulk_max_docs, s->batch_limit);
 
@@ -959,7 +990,8 @@ static void start_bulk(struct essink *s, uint64_t now)
 			body.len = before;
 			snprintf(id, sizeof(id), "%s", it->id);
 			s->c.rejected++;
-			log_error("elasticsearch: spooled incident %s is not a JSON object; parked in "
+			log_error("elasticsearch: spooled incident %s is not a JSON object; parked "
+				  "in "
 				  "%s/parked",
 				  id, spool_dir(s->spool));
 			spool_park(s->spool, id, "not a JSON object");
@@ -1009,7 +1041,8 @@ static void park(struct essink *s, const char *id, int status, const char *reaso
 	/* loud on purpose: this incident will not reach Kibana without a person */
 	log_error("elasticsearch REJECTED incident %s (%s); it is not retried: parked in "
 		  "%s/parked%s, and it stays in the local incident store",
-		  id, why, spool_dir(s->spool), err ? " (parking failed, removed from the queue)" : "");
+		  id, why, spool_dir(s->spool),
+		  err ? " (parking failed, removed from the queue)" : "");
 	if (err)
 		spool_ack(s->spool, id);
 }
@@ -1029,7 +1062,8 @@ static void bulk_items_done(struct essink *s, const struct request *r)
 	for (size_t i = 0; i < r->nitems; i++)
 		ids[i] = r->items[i].id;
 	if (esbulk_parse_response(r->resp.p ? r->resp.p : "", r->resp.len, ids, r->nitems, res))
-		log_warn("elasticsearch: _bulk answer from %s is not a bulk result; retrying its %zu "
+		log_warn("elasticsearch: _bulk answer from %s is not a bulk result; retrying its "
+			 "%zu "
 			 "incidents",
 			 s->urls[r->url], r->nitems);
 	for (size_t i = 0; i < r->nitems; i++) {
@@ -1046,9 +1080,9 @@ static void bulk_items_done(struct essink *s, const struct request *r)
 			break;
 		case ESB_RETRY:
 			it->attempts++;
-			it->not_before_ms = now + esbulk_backoff_ms(it->attempts,
-								    s->backoff_initial_ms,
-								    s->backoff_max_ms, next_rand(s));
+			it->not_before_ms =
+				now + esbulk_backoff_ms(it->attempts, s->backoff_initial_ms,
+							s->backoff_max_ms, next_rand(s));
 			retry++;
 			log_warn("elasticsearch: incident %s not stored (HTTP %d: %s); retry %u in "
 				 "%llums",
@@ -1108,7 +1142,8 @@ static void bulk_done(struct essink *s, const struct request *r, long status)
 		}
 		if (r->nitems > 1) {
 			s->batch_limit = MAX(1, r->nitems / 2);
-			log_warn("elasticsearch: %s refused a _bulk of %zu incidents (HTTP %ld: %s); "
+			log_warn("elasticsearch: %s refused a _bulk of %zu incidents (HTTP %ld: "
+				 "%s); "
 				 "sending at most %zu at once",
 				 s->urls[r->url], r->nitems, status, why, s->batch_limit);
 		} else {
@@ -1213,6 +1248,7 @@ int essink_new(struct essink **out, const struct essink_opts *opts)
 	esbulk_data_stream_name(s->prefix, s->ds_name, sizeof(s->ds_name));
 	s->want_ds = cfg->es.data_stream;
 	s->manage_template = cfg->es.manage_template;
+	snprintf(s->ilm_policy, sizeof(s->ilm_policy), "%s", cfg->es.ilm_policy);
 	update_template_name(s);
 	snprintf(s->template_state, sizeof(s->template_state), "%s",
 		 s->manage_template ? "pending" : "not managed (manage_template: false)");
@@ -1248,8 +1284,8 @@ int essink_new(struct essink **out, const struct essink_opts *opts)
 	}
 	if ((err = setup_auth(s, cfg)))
 		goto fail;
-	if ((err = load_template(s, opts->template_json ? opts->template_json :
-							    es_index_template_json)))
+	if ((err = load_template(s, opts->template_json ? opts->template_json
+							: es_index_template_json)))
 		goto fail;
 	if ((err = spool_open(&s->spool, &so)))
 		goto fail;
@@ -1284,9 +1320,8 @@ int essink_new(struct essink **out, const struct essink_opts *opts)
 				 s->urls[i]);
 	log_info("elasticsearch: shipping to %s%s (%s %s), spool %s holds %zu incidents",
 		 s->urls[0], s->nurls > 1 ? " and fallbacks" : "",
-		 s->want_ds ? "data stream" : "daily indices",
-		 s->want_ds ? s->ds_name : s->prefix, spool_dir(s->spool),
-		 spool_count(s->spool));
+		 s->want_ds ? "data stream" : "daily indices", s->want_ds ? s->ds_name : s->prefix,
+		 spool_dir(s->spool), spool_count(s->spool));
 	*out = s;
 	return 0;
 fail:
@@ -1332,22 +1367,24 @@ void essink_free(struct essink **ps)
 
 int essink_submit(struct essink *s, const char *id, const char *doc, size_t len)
 {
-	struct spool_evicted ev = { 0 };
+	struct spool_evicted ev = {0};
 	int err;
 
 	err = spool_put(s->spool, id, doc, len, now_real_ms(), &ev);
 	if (err) {
 		s->c.spool_errors++;
-		log_error("elasticsearch: could not spool incident %s in %s: %s; it is in the local "
-			  "store only and will not be shipped",
-			  id, spool_dir(s->spool), strerror(-err));
+		log_error(
+			"elasticsearch: could not spool incident %s in %s: %s; it is in the local "
+			"store only and will not be shipped",
+			id, spool_dir(s->spool), strerror(-err));
 		return err;
 	}
 	if (ev.by_age || ev.by_size) {
 		s->c.evicted_age += ev.by_age;
 		s->c.evicted_size += ev.by_size;
 		log_warn("elasticsearch spool: evicted %u incidents past spool_max_age and %u over "
-			 "spool_max_size (%s .. %s): never shipped; the local store keeps them while "
+			 "spool_max_size (%s .. %s): never shipped; the local store keeps them "
+			 "while "
 			 "its retention allows",
 			 ev.by_age, ev.by_size, ev.oldest, ev.newest);
 	}
@@ -1394,8 +1431,8 @@ json_t *essink_status(const struct essink *s)
 	json_object_set_new(o, "duplicates", json_integer((json_int_t)s->c.duplicates));
 	json_object_set_new(o, "retried", json_integer((json_int_t)s->c.retried));
 	json_object_set_new(o, "rejected", json_integer((json_int_t)s->c.rejected));
-	json_object_set_new(o, "evicted", json_integer((json_int_t)(s->c.evicted_age +
-								       s->c.evicted_size)));
+	json_object_set_new(o, "evicted",
+			    json_integer((json_int_t)(s->c.evicted_age + s->c.evicted_size)));
 	json_object_set_new(o, "spool_errors", json_integer((json_int_t)s->c.spool_errors));
 	json_object_set_new(o, "requests", json_integer((json_int_t)s->c.requests));
 	json_object_set_new(o, "request_failures", json_integer((json_int_t)s->c.request_failures));

@@ -18,8 +18,8 @@ extern const char es_index_template_json[];
 struct essink_opts {
 	struct loop *loop;
 	const struct agent_config *cfg; /* storage.elasticsearch.* */
-	const char *template_json;      /* NULL: es_index_template_json */
-	const struct essink *prev;      /* on reload: carry its counters over */
+	const char *template_json;	/* NULL: es_index_template_json */
+	const struct essink *prev;	/* on reload: carry its counters over */
 };
 
 /* Checks the configuration (URLs, secret files and their permissions, TLS

@@ -29,7 +29,7 @@ struct spool {
 /* id -> wall-clock ms of its timestamp prefix (0 when unreadable) */
 static uint64_t id_time_ms(const char *id)
 {
-	struct tm tm = { 0 };
+	struct tm tm = {0};
 	char buf[20];
 
 	snprintf(buf, sizeof(buf), "%.15s", id);
@@ -244,7 +244,7 @@ static void evict_at(struct spool *s, size_t at, bool by_age, struct spool_evict
 static void enforce_parked(struct spool *s, uint64_t now_real_ms)
 {
 	struct dirent *de;
-	char (*ids)[40] = NULL;
+	char(*ids)[40] = NULL;
 	size_t n = 0, cap = 0;
 	DIR *d;
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #define SPOOL_MAX_ENTRIES 100000 /* files indexed at once, whatever max_size says */
-#define SPOOL_PARKED_MAX  1000   /* parked incidents kept; the oldest go first */
+#define SPOOL_PARKED_MAX  1000	 /* parked incidents kept; the oldest go first */
 
 struct spool;
 
@@ -22,8 +22,8 @@ struct spool_opts {
 struct spool_item {
 	char id[40];
 	uint64_t bytes;
-	uint64_t real_ms;       /* incident time */
-	unsigned attempts;      /* failed deliveries so far */
+	uint64_t real_ms;	/* incident time */
+	unsigned attempts;	/* failed deliveries so far */
 	uint64_t not_before_ms; /* monotonic ms: retry no earlier */
 	bool inflight;
 };
@@ -34,11 +34,11 @@ struct spool_evicted {
 };
 
 struct spool_stats {
-	uint64_t queued;   /* items */
+	uint64_t queued; /* items */
 	uint64_t bytes;
 	uint64_t parked;
 	uint64_t evicted_age, evicted_size; /* since open */
-	uint64_t parked_total;              /* since open */
+	uint64_t parked_total;		    /* since open */
 	uint64_t write_errors;
 };
 

@@ -193,3 +193,47 @@ def test_culprit_summary_from_a_real_profile(es, prefix, tmp_path):
         spinner.kill()
         spinner.wait()
         a.cleanup()
+
+
+def test_a_different_template_is_replaced(es, prefix):
+    """Same version number but not what this agent installs (edited by hand, or
+    other options): the agent puts its own back."""
+    first = es_agent([es.url], prefix)
+    try:
+        first.start()
+        assert wait_for(lambda: es_status(first)["template"]["state"] == "installed", 30)
+    finally:
+        first.cleanup()
+    t = es.ok("GET", f"/_index_template/{prefix}")["index_templates"][0]["index_template"]
+    good_hash = t["_meta"]["autotrace_body_hash"]
+    t["_meta"]["autotrace_body_hash"] = "edited"
+    del t["template"]["mappings"]["properties"]["culprit"]
+    es.ok("PUT", f"/_index_template/{prefix}", t)
+    second = es_agent([es.url], prefix)
+    try:
+        second.start()
+        assert wait_for(lambda: es_status(second)["template"]["state"] == "installed", 30), \
+            second.read_log()
+    finally:
+        second.cleanup()
+    t = es.ok("GET", f"/_index_template/{prefix}")["index_templates"][0]["index_template"]
+    assert t["_meta"]["autotrace_body_hash"] == good_hash
+    assert "culprit" in t["template"]["mappings"]["properties"]
+
+
+def test_ilm_policy_on_a_cluster_without_ilm(es, prefix):
+    """The test cluster has no ILM: asking for a policy is a clear error, shipping
+    waits (nothing lost) rather than creating indices without the template."""
+    a = es_agent([es.url], prefix, es_extra="    ilm_policy: autotrace-30d\n")
+    try:
+        a.start()
+        st = wait_for(lambda: (lambda s: s if s.get("last_error") and s["spool_depth"] >= 2
+                               else None)(es_status(a)), 60)
+        assert st, es_status(a)
+        assert "installing the index template" in st["last_error"]
+        assert "index.lifecycle.name" in st["last_error"]
+        assert st["template"]["state"].startswith("failed")
+        assert st["shipped"] == 0
+        assert es.ids(f"{prefix}-*") == {}
+    finally:
+        a.cleanup()

@@ -73,19 +73,19 @@ static void test_template_shape(void **state)
 	m = json_object_get(json_object_get(t, "template"), "mappings");
 	/* unknown fields are stored, never mapped on the fly */
 	assert_true(json_is_false(json_object_get(m, "dynamic")));
-	assert_true(json_is_false(json_object_get(json_object_get(m, "properties"), "captures") ?
-					  json_object_get(json_object_get(json_object_get(m,
-									"properties"),
-								"captures"),
-							  "dynamic") :
-					  NULL));
+	assert_true(json_is_false(
+		json_object_get(json_object_get(m, "properties"), "captures")
+			? json_object_get(
+				  json_object_get(json_object_get(m, "properties"), "captures"),
+				  "dynamic")
+			: NULL));
 	assert_string_equal(type_of(mapping_of(t, "@timestamp")), "date");
 	assert_string_equal(type_of(mapping_of(t, "incident.id")), "keyword");
 	/* large or unbounded data: kept in _source, not indexed */
-	assert_true(json_is_false(json_object_get(mapping_of(t, "history.series.points"),
-						  "enabled")));
-	assert_true(json_is_false(json_object_get(mapping_of(t, "captures.top_stacks.frames"),
-						  "enabled")));
+	assert_true(
+		json_is_false(json_object_get(mapping_of(t, "history.series.points"), "enabled")));
+	assert_true(json_is_false(
+		json_object_get(mapping_of(t, "captures.top_stacks.frames"), "enabled")));
 	assert_true(json_is_false(json_object_get(mapping_of(t, "culprit.stack"), "index")));
 	json_decref(t);
 }
@@ -173,9 +173,10 @@ static unsigned check_schema_row(json_t *tmpl, const char *line, const char *pre
 		}
 		/* one type for the row: check it (rows listing several types are prose) */
 		if (!strchr(type, ',') && !type_matches(type, type_of(m))) {
-			print_error("docs/incident-schema.md:%d: %s is documented as '%s' but mapped "
-				    "as %s\n",
-				    lineno, full, type, type_of(m));
+			print_error(
+				"docs/incident-schema.md:%d: %s is documented as '%s' but mapped "
+				"as %s\n",
+				lineno, full, type, type_of(m));
 			missing++;
 		}
 	}
@@ -252,8 +253,7 @@ static void walk_refs(struct field_refs *f, json_t *v)
 		return;
 	}
 	if (json_is_array(v)) {
-		json_array_foreach(v, i, x)
-			walk_refs(f, x);
+		json_array_foreach(v, i, x) walk_refs(f, x);
 		return;
 	}
 	json_object_foreach(v, key, x)
@@ -265,15 +265,13 @@ static void walk_refs(struct field_refs *f, json_t *v)
 		} else if (!strcmp(key, "columns") && json_is_array(x)) {
 			json_t *c;
 
-			json_array_foreach(x, i, c)
-				if (json_is_string(c))
-					check_field(f, json_string_value(c));
+			json_array_foreach(x, i, c) if (json_is_string(c))
+				check_field(f, json_string_value(c));
 		} else if (!strcmp(key, "sort") && json_is_array(x)) {
 			json_t *c;
 
-			json_array_foreach(x, i, c)
-				if (json_is_string(json_array_get(c, 0)))
-					check_field(f, json_string_value(json_array_get(c, 0)));
+			json_array_foreach(x, i, c) if (json_is_string(json_array_get(c, 0)))
+				check_field(f, json_string_value(json_array_get(c, 0)));
 		} else {
 			walk_refs(f, x);
 		}
@@ -282,7 +280,7 @@ static void walk_refs(struct field_refs *f, json_t *v)
 
 static void test_kibana_fields_in_template(void **state)
 {
-	struct field_refs f = { .tmpl = load_template() };
+	struct field_refs f = {.tmpl = load_template()};
 	char *text = load_text("docs/kibana/autotrace-incidents.ndjson"), *save = NULL;
 	json_t *ids = json_object(), *objs = json_array(), *o;
 	unsigned dashboards = 0, searches = 0, views = 0;
@@ -314,15 +312,14 @@ static void test_kibana_fields_in_template(void **state)
 			assert_string_equal(json_string_value(json_object_get(
 						    json_object_get(o, "attributes"), "title")),
 					    "autotrace-incidents-*");
-			assert_string_equal(json_string_value(json_object_get(
-						    json_object_get(o, "attributes"),
-						    "timeFieldName")),
-					    "@timestamp");
+			assert_string_equal(
+				json_string_value(json_object_get(json_object_get(o, "attributes"),
+								  "timeFieldName")),
+				"@timestamp");
 		}
 		/* everything an object points at is in the same file */
-		json_array_foreach(json_object_get(o, "references"), k, r)
-			assert_non_null(json_object_get(ids, json_string_value(
-								     json_object_get(r, "id"))));
+		json_array_foreach(json_object_get(o, "references"), k, r) assert_non_null(
+			json_object_get(ids, json_string_value(json_object_get(r, "id"))));
 		f.object = json_string_value(json_object_get(o, "id"));
 		walk_refs(&f, json_object_get(o, "attributes"));
 	}

@@ -27,7 +27,7 @@ static void test_index_names(void **state)
 
 static void test_bulk_body(void **state)
 {
-	struct esbuf b = { 0 };
+	struct esbuf b = {0};
 	const char *doc = "{\"@timestamp\":\"2026-11-18T00:00:00.000Z\",\"a\":\"x\\ny\"}";
 	const char *pretty = "{\n  \"a\": 1\n}\n";
 	char *line2;
@@ -58,7 +58,7 @@ static void test_gzip_round_trip(void **state)
 	char in[20000], out[20000];
 	void *z = NULL;
 	size_t zlen = 0;
-	z_stream s = { 0 };
+	z_stream s = {0};
 
 	for (size_t i = 0; i < sizeof(in); i++)
 		in[i] = "{\"incident\":{}}\n"[i % 16];
@@ -81,14 +81,16 @@ static void test_gzip_round_trip(void **state)
 
 static void test_parse_mixed_results(void **state)
 {
-	const char *ids[] = { "a", "b", "c", "d", "e", "f", "g" };
+	const char *ids[] = {"a", "b", "c", "d", "e", "f", "g"};
 	struct esbulk_item it[7];
-	/* what Elasticsearch answers with filter_path=errors,items.*._id,items.*.status,items.*.error */
+	/* what Elasticsearch answers with
+	 * filter_path=errors,items.*._id,items.*.status,items.*.error */
 	const char *body =
 		"{\"errors\":true,\"items\":["
 		"{\"create\":{\"_id\":\"a\",\"status\":201}},"
 		"{\"create\":{\"_id\":\"b\",\"status\":409,\"error\":{\"type\":"
-		"\"version_conflict_engine_exception\",\"reason\":\"[b]: version conflict, document "
+		"\"version_conflict_engine_exception\",\"reason\":\"[b]: version conflict, "
+		"document "
 		"already exists\"}}},"
 		"{\"create\":{\"_id\":\"c\",\"status\":429,\"error\":{\"type\":"
 		"\"es_rejected_execution_exception\",\"reason\":\"rejected execution\"}}},"
@@ -96,7 +98,8 @@ static void test_parse_mixed_results(void **state)
 		"\"unavailable_shards_exception\",\"reason\":\"primary shard is not active\"}}},"
 		"{\"create\":{\"_id\":\"e\",\"status\":400,\"error\":{\"type\":"
 		"\"document_parsing_exception\",\"reason\":\"[1:42] failed to parse field "
-		"[rule.name] of type [long]\",\"caused_by\":{\"type\":\"illegal_argument_exception\","
+		"[rule.name] of type "
+		"[long]\",\"caused_by\":{\"type\":\"illegal_argument_exception\","
 		"\"reason\":\"For input string: \\\"bad\\\"\"}}}},"
 		"{\"create\":{\"_id\":\"f\",\"status\":403,\"error\":{\"type\":"
 		"\"cluster_block_exception\",\"reason\":\"index [x] blocked by: "
@@ -127,16 +130,17 @@ static void test_parse_mixed_results(void **state)
 
 static void test_parse_edge_cases(void **state)
 {
-	const char *ids[] = { "a", "b" };
+	const char *ids[] = {"a", "b"};
 	struct esbulk_item it[2];
 	const char *all_ok = "{\"errors\":false,\"items\":[{\"create\":{\"_id\":\"a\",\"status\":"
 			     "201}},{\"index\":{\"_id\":\"b\",\"status\":200}}]}";
 	const char *swapped = "{\"errors\":false,\"items\":[{\"create\":{\"_id\":\"b\",\"status\":"
 			      "201}},{\"create\":{\"_id\":\"a\",\"status\":201}}]}";
 	const char *html = "<html><body>502 Bad Gateway</body></html>";
-	const char *other_4xx = "{\"errors\":true,\"items\":[{\"create\":{\"_id\":\"a\",\"status\":"
-				"404,\"error\":{\"type\":\"index_not_found_exception\",\"reason\":"
-				"\"no such index\"}}},{\"create\":{\"_id\":\"b\",\"status\":408}}]}";
+	const char *other_4xx =
+		"{\"errors\":true,\"items\":[{\"create\":{\"_id\":\"a\",\"status\":"
+		"404,\"error\":{\"type\":\"index_not_found_exception\",\"reason\":"
+		"\"no such index\"}}},{\"create\":{\"_id\":\"b\",\"status\":408}}]}";
 
 	assert_int_equal(esbulk_parse_response(all_ok, strlen(all_ok), ids, 2, it), 0);
 	assert_int_equal(it[0].outcome, ESB_OK);
@@ -223,14 +227,10 @@ static void test_error_text(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_index_names),
-		cmocka_unit_test(test_bulk_body),
-		cmocka_unit_test(test_gzip_round_trip),
-		cmocka_unit_test(test_parse_mixed_results),
-		cmocka_unit_test(test_parse_edge_cases),
-		cmocka_unit_test(test_status_classes),
-		cmocka_unit_test(test_backoff),
-		cmocka_unit_test(test_error_text),
+		cmocka_unit_test(test_index_names),	 cmocka_unit_test(test_bulk_body),
+		cmocka_unit_test(test_gzip_round_trip),	 cmocka_unit_test(test_parse_mixed_results),
+		cmocka_unit_test(test_parse_edge_cases), cmocka_unit_test(test_status_classes),
+		cmocka_unit_test(test_backoff),		 cmocka_unit_test(test_error_text),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,7 +21,7 @@ static const char *doc = "{\"incident\":{\"id\":\"x\"},\"pad\":\"012345678901234
 
 static struct spool *open_at(const char *dir, uint64_t max_size, uint64_t max_age_ms)
 {
-	struct spool_opts o = { .dir = dir, .max_size = max_size, .max_age_ms = max_age_ms };
+	struct spool_opts o = {.dir = dir, .max_size = max_size, .max_age_ms = max_age_ms};
 	struct spool *s = NULL;
 
 	assert_int_equal(spool_open(&s, &o), 0);
@@ -135,7 +135,7 @@ static void test_size_bound_evicts_oldest(void **state)
 {
 	const char *dir = test_tmpdir(0);
 	size_t len = strlen(doc);
-	struct spool_evicted ev = { 0 };
+	struct spool_evicted ev = {0};
 	struct spool_stats st;
 	char ids[10][64];
 	struct spool *s;
@@ -176,7 +176,7 @@ static void test_size_bound_evicts_oldest(void **state)
 static void test_a_single_large_incident_stays(void **state)
 {
 	const char *dir = test_tmpdir(0);
-	struct spool_evicted ev = { 0 };
+	struct spool_evicted ev = {0};
 	struct spool *s;
 	char id[64];
 
@@ -193,7 +193,7 @@ static void test_a_single_large_incident_stays(void **state)
 static void test_age_bound(void **state)
 {
 	const char *dir = test_tmpdir(0);
-	struct spool_evicted ev = { 0 };
+	struct spool_evicted ev = {0};
 	struct spool_stats st;
 	char old[64], fresh[64];
 	struct spool *s;
@@ -218,8 +218,8 @@ static void test_age_bound(void **state)
 static void test_bad_ids_and_dirs(void **state)
 {
 	const char *dir = test_tmpdir(0);
-	struct spool_opts o = { .dir = "/proc/no/such/spool", .max_size = 1 << 20,
-				.max_age_ms = DAY_MS };
+	struct spool_opts o = {
+		.dir = "/proc/no/such/spool", .max_size = 1 << 20, .max_age_ms = DAY_MS};
 	struct spool *s = NULL;
 
 	assert_int_not_equal(spool_open(&s, &o), 0);
