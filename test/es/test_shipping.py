@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from agentlib import BIN, compile_c
-from eslib import es_agent, es_status, local_ids, wait_for
+from eslib import es_agent, es_status, local_ids, status, wait_for
 
 
 def day_index(prefix, incident_id):
@@ -236,4 +236,94 @@ def test_ilm_policy_on_a_cluster_without_ilm(es, prefix):
         assert st["shipped"] == 0
         assert es.ids(f"{prefix}-*") == {}
     finally:
+        a.cleanup()
+
+
+WORKLOAD = r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+static const char *path;
+static void *spin(void *a) { volatile unsigned long x = 0; for (;;) x++; return a; }
+static void *io(void *a)
+{
+	char buf[65536];
+	memset(buf, 'x', sizeof(buf));
+	for (;;) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		for (int i = 0; i < 16; i++)
+			if (write(fd, buf, sizeof(buf)) < 0)
+				break;
+		fsync(fd);
+		close(fd);
+		usleep(2000);
+	}
+	return a;
+}
+static void *mem(void *a)
+{
+	for (;;) {
+		char *p = malloc(32 << 20);
+		for (size_t i = 0; p && i < (32u << 20); i += 4096)
+			p[i] = 1;
+		usleep(50000);
+		free(p);
+	}
+	return a;
+}
+int main(int argc, char **argv)
+{
+	pthread_t t[3];
+	path = argv[1];
+	prctl(PR_SET_NAME, "atworkload");
+	pthread_create(&t[0], 0, spin, 0);
+	pthread_create(&t[1], 0, io, 0);
+	pthread_create(&t[2], 0, mem, 0);
+	pause();
+}
+"""
+
+
+def test_every_capture_kind_fits_the_mapping(es, prefix, tmp_path):
+    """A real incident with every capture kind this kernel runs, while a workload
+    spins, writes and allocates: Elasticsearch takes it whole (no mapping
+    conflict), and each kind is searchable."""
+    exe = compile_c(WORKLOAD, "atworkload", str(tmp_path))
+    work = subprocess.Popen([exe, str(tmp_path / "data")])
+    a = es_agent([es.url], prefix, rules_yaml=NEVER)
+    try:
+        a.start()
+        kinds = [k["kind"] for k in status(a)["captures"]["kinds"] if k["state"] == "ready"]
+        assert "profile" in kinds, kinds
+        out = subprocess.run([BIN, "trigger", "--capture", ",".join(kinds), "--pid",
+                              str(work.pid), "--duration", "3s", "--socket", a.socket],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr + a.read_log()
+        incident_id = out.stdout.split()[1].rstrip(":")
+        got = es.wait_ids(f"{prefix}-*", [incident_id], timeout=90)
+        st = es_status(a)
+        assert incident_id in got, (st, a.read_log())
+        assert st["rejected"] == 0, st
+        doc = a.incident_doc(incident_id)
+        ran = {c["kind"] for c in doc["captures"]}
+        assert ran == set(kinds)
+        for k in kinds:
+            hits = es.search(f"{prefix}-*", {"bool": {"filter": [
+                {"term": {"captures.kind": k}}, {"term": {"incident.id": incident_id}}]}})
+            assert hits["total"]["value"] == 1, k
+        # capture data the mapping does not know stays out of the mapping
+        idx = day_index(prefix, incident_id)
+        mapping = es.ok("GET", f"/{idx}/_mapping")[idx]["mappings"]
+        with open(os.path.join(os.environ["AUTOTRACE_SOURCE_DIR"], "config",
+                               "es-index-template.json")) as f:
+            tmpl = json.load(f)
+        want = set(tmpl["template"]["mappings"]["properties"]["captures"]["properties"])
+        assert set(mapping["properties"]["captures"]["properties"]) == want
+    finally:
+        work.kill()
+        work.wait()
         a.cleanup()

@@ -119,7 +119,8 @@ static bool type_matches(const char *doc_type, const char *mapped)
 }
 
 /* "| `a.b`, `.c` | type | ..." -> calls check for a.b and a.c */
-static unsigned check_schema_row(json_t *tmpl, const char *line, const char *prefix, int lineno)
+static unsigned check_schema_row(json_t *tmpl, const char *line, const char *doc,
+				 const char *prefix, int lineno)
 {
 	const char *cell_end = strchr(line + 1, '|'), *p = line + 1;
 	char type[128] = "", parent[256] = "";
@@ -165,9 +166,8 @@ static unsigned check_schema_row(json_t *tmpl, const char *line, const char *pre
 		}
 		m = mapping_of(tmpl, full);
 		if (!m) {
-			print_error("docs/incident-schema.md:%d: %s is not mapped by "
-				    "config/es-index-template.json\n",
-				    lineno, full);
+			print_error("%s:%d: %s is not mapped by config/es-index-template.json\n",
+				    doc, lineno, full);
 			missing++;
 			continue;
 		}
@@ -204,11 +204,82 @@ static void test_every_schema_field_mapped(void **state)
 		if (!in_tables || strncmp(line, "| `", 3))
 			continue;
 		rows++;
-		missing += check_schema_row(t, line, prefix, lineno);
+		missing += check_schema_row(t, line, "docs/incident-schema.md", prefix, lineno);
 	}
 	assert_true(rows > 30); /* the parser found the tables */
 	assert_int_equal(missing, 0);
 	free(text);
+	json_decref(t);
+}
+
+/* Each capture kind's own fields (docs/captures.md): the "field" table of every
+ * "## kind" section, relative to captures[]. Tables introduced by prose
+ * ("Each process ...") describe nested rows and are not checked here. */
+static void test_every_capture_field_mapped(void **state)
+{
+	json_t *t = load_template();
+	char *text = load_text("docs/captures.md"), *save = NULL;
+	unsigned missing = 0, rows = 0;
+	bool kind_section = false, field_table = false, after_prose = false;
+	int lineno = 0;
+
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		lineno++;
+		if (strncmp(line, "## ", 3) == 0 || strncmp(line, "### ", 4) == 0) {
+			/* "## profile" is a kind; "### Cost" and "## The scheduler..." are not */
+			kind_section = line[2] == ' ' && !strchr(line + 3, ' ');
+			field_table = after_prose = false;
+			continue;
+		}
+		if (line[0] != '|') {
+			after_prose =
+				strncmp(line, "Each ", 5) == 0 || strncmp(line, "And each", 8) == 0;
+			field_table = false;
+			continue;
+		}
+		if (strncmp(line, "| field |", 9) == 0) {
+			field_table = kind_section && !after_prose;
+			continue;
+		}
+		if (!field_table || strncmp(line, "| `", 3))
+			continue;
+		rows++;
+		missing += check_schema_row(t, line, "docs/captures.md", "captures.", lineno);
+	}
+	assert_true(rows > 60); /* the parser found the tables */
+	assert_int_equal(missing, 0);
+	free(text);
+	json_decref(t);
+}
+
+static unsigned count_fields(json_t *props)
+{
+	const char *k;
+	json_t *v;
+	unsigned n = 0;
+
+	json_object_foreach(props, k, v)
+	{
+		n++;
+		n += count_fields(json_object_get(v, "properties"));
+	}
+	return n;
+}
+
+static void test_field_count_under_limit(void **state)
+{
+	json_t *t = load_template();
+	json_t *m = json_object_get(json_object_get(t, "template"), "mappings");
+	json_t *limit = json_object_get(
+		json_object_get(
+			json_object_get(json_object_get(json_object_get(t, "template"), "settings"),
+					"index"),
+			"mapping"),
+		"total_fields");
+	unsigned n = count_fields(json_object_get(m, "properties"));
+
+	/* room for the dynamic counters (lost.*, vmstat, cgroup events) */
+	assert_true(n + 200 < (unsigned)json_integer_value(json_object_get(limit, "limit")));
 	json_decref(t);
 }
 
@@ -339,6 +410,8 @@ int main(void)
 		cmocka_unit_test(test_template_shape),
 		cmocka_unit_test(test_embedded_template_is_the_file),
 		cmocka_unit_test(test_every_schema_field_mapped),
+		cmocka_unit_test(test_every_capture_field_mapped),
+		cmocka_unit_test(test_field_count_under_limit),
 		cmocka_unit_test(test_kibana_fields_in_template),
 	};
 
