@@ -9,13 +9,8 @@ import time
 
 from eslib import es_agent, es_status, local_ids, parked_ids, spooled_ids, status, wait_for
 
-RULES = """rules:
-  - name: "12345"
-    metric: cpu.idle_pct
-    above: -1
-    dry_run: true
-    cooldown: 1s
-  - name: bad-rule
+RULE = """rules:
+  - name: "{name}"
     metric: cpu.idle_pct
     above: -1
     dry_run: true
@@ -35,15 +30,19 @@ def test_mapping_conflict_is_parked_not_retried(es, prefix):
     for t in (now, now + 86400):
         day = time.strftime("%Y.%m.%d", time.gmtime(t))
         es.ok("PUT", f"/{prefix}-{day}", {"mappings": mappings})
-    a = es_agent([es.url], prefix, rules_yaml=RULES)
+    # two nodes: one whose rule name fits the number, one whose rule name does not
+    good_agent = es_agent([es.url], prefix, rules_yaml=RULE.format(name="12345"),
+                          hostname="good-" + prefix)
+    a = es_agent([es.url], prefix, rules_yaml=RULE.format(name="bad-rule"))
     try:
+        good_agent.start()
         a.start()
 
         def bad_ids():
-            return {i["id"] for i in a.incidents() if i["rule"] == "bad-rule"}
+            return local_ids(a)
 
         def good_ids():
-            return {i["id"] for i in a.incidents() if i["rule"] == "12345"}
+            return local_ids(good_agent)
 
         assert wait_for(lambda: len(bad_ids()) >= 3 and len(good_ids()) >= 3, 60), a.read_log()
         bad = bad_ids()
@@ -82,5 +81,7 @@ def test_mapping_conflict_is_parked_not_retried(es, prefix):
         later = good_ids() - good
         assert later and set(es.wait_ids(f"{prefix}-*", later, timeout=60)) >= later
         assert es_status(a)["state"] in ("ok", "shipping")
+        assert es_status(good_agent)["rejected"] == 0
     finally:
         a.cleanup()
+        good_agent.cleanup()
