@@ -278,7 +278,9 @@ pid {self.dir}/nginx.pid;
 error_log {self.dir}/error.log info;
 events {{ worker_connections 64; }}
 http {{
-  access_log {self.dir}/access.log;
+  log_format conn '$connection $connection_requests $remote_user "$request" $status '
+                  '$http_content_encoding';
+  access_log {self.dir}/access.log conn;
   client_body_temp_path {self.dir}/client_body;
   proxy_temp_path {self.dir}/proxy;
   fastcgi_temp_path {self.dir}/fastcgi;
@@ -352,7 +354,7 @@ ALWAYS = """rules:
 
 
 def es_agent(urls, prefix, rules_yaml=None, es_extra="", interval="250ms", hostname=None,
-             env=None):
+             env=None, timeout="10s"):
     """An agentlib.Agent whose incidents go to Elasticsearch under `prefix`, with
     its own spool, and host.name = hostname (default h-PREFIX)."""
     from agentlib import Agent, write_private
@@ -363,14 +365,15 @@ def es_agent(urls, prefix, rules_yaml=None, es_extra="", interval="250ms", hostn
     a.hostname = hostname or "h-" + prefix
     a.prefix = prefix
     url_list = ", ".join(json.dumps(u) for u in urls)
-    a.config_text = (
+    a.config_base = (
         f"agent:\n  interval: {interval}\n  rules_dir: {a.rules_dir}\n"
         f"  control_socket: {a.socket}\n  hostname: {a.hostname}\n"
         f"storage:\n  local:\n    dir: {a.incident_dir}\n"
         f"  elasticsearch:\n    enabled: true\n    urls: [{url_list}]\n"
         f"    index_prefix: {prefix}\n    spool_dir: {a.spool_dir}\n"
         f"    backoff_initial: 200ms\n    backoff_max: 2s\n    connect_timeout: 2s\n"
-        f"    timeout: 10s\n" + es_extra)
+        f"    timeout: {timeout}\n")
+    a.config_text = a.config_base + es_extra
     write_private(a.config, a.config_text)
     return a
 
@@ -378,8 +381,7 @@ def es_agent(urls, prefix, rules_yaml=None, es_extra="", interval="250ms", hostn
 def rewrite_config(agent, es_extra):
     """Same agent, other storage.elasticsearch extras (takes effect on SIGHUP)."""
     from agentlib import write_private
-    base = agent.config_text.split("    timeout: 10s\n")[0] + "    timeout: 10s\n"
-    agent.config_text = base + es_extra
+    agent.config_text = agent.config_base + es_extra
     write_private(agent.config, agent.config_text)
 
 

@@ -57,11 +57,19 @@ def test_basic_auth_over_tls(es, pki, prefix, tmp_path):
         a.start()
         assert a.wait_incidents(2, timeout=30)
         shipped_all(es, a)
-        # it really went through TLS + basic auth
+        # it really went through TLS + basic auth, gzip-compressed
         log = proxy.access_log()
         assert "autotrace" in log and "POST /_bulk" in log
+        bulk = [l.split() for l in log.splitlines() if "POST /_bulk" in l]
+        assert all(l[-1] == "gzip" for l in bulk), log
+        # ... over kept-alive connections: many requests, few connections
+        lines = [l.split() for l in log.splitlines() if l.strip()]
+        assert len(lines) >= 4, log
+        assert len({l[0] for l in lines}) < len(lines) / 2, log
         assert es_status(a)["url"] == proxy.url
         never_leaked(a, PASSWORD)
+        rc, took = a.stop()
+        assert rc == 0 and took < 2, a.read_log()
     finally:
         a.cleanup()
         proxy.cleanup()

@@ -130,3 +130,26 @@ def test_spool_bounds_evict_and_say_so(prefix):
 
 def status_dropped(a):
     return control_call(a.socket, "status")["result"]["dropped"]
+
+
+def test_a_silent_cluster_times_out_and_fails_over(es, prefix):
+    """The first URL accepts connections and never answers: the request times out
+    (storage.elasticsearch.timeout), the agent says so and ships through the second."""
+    import socket
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # the kernel completes handshakes; nobody ever reads
+    silent_url = "http://127.0.0.1:%d" % silent.getsockname()[1]
+    a = es_agent([silent_url, es.url], prefix, timeout="1s")
+    try:
+        a.start()
+        assert a.wait_incidents(2, timeout=30)
+        ids = local_ids(a)
+        assert set(es.wait_ids(f"{prefix}-*", ids, timeout=60)) >= ids, a.read_log()
+        assert f"{silent_url} did not answer in time" in a.read_log()
+        # a request hanging on the silent cluster does not hold up SIGTERM
+        rc, took = a.stop()
+        assert rc == 0 and took < 2
+    finally:
+        a.cleanup()
+        silent.close()
