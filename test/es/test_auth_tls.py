@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from agentlib import BIN, write_private
-from eslib import (Nginx, es_agent, es_status, local_ids, make_pki, rewrite_config,
+from agentlib import BIN
+from eslib import (Nginx, es_agent, es_status, local_ids, make_pki, rewrite_config, status,
                    spooled_ids, wait_for)
 
 PASSWORD = "s3cret-Pa55-f0r-test"
@@ -206,3 +206,31 @@ def test_credentials_in_a_url_are_refused(prefix):
         assert "holds credentials" in err and PASSWORD not in err
     finally:
         a.cleanup()
+
+
+def test_a_reload_with_a_bad_secret_changes_nothing(es, pki, prefix, tmp_path):
+    """A reload that would read a secret others can read is refused as a whole:
+    the running client keeps shipping with what it had."""
+    proxy = Nginx(es.url, pki, auth="basic", user="autotrace", password=PASSWORD).start()
+    pw = secret(tmp_path, "es.password", PASSWORD)
+    a = es_agent([proxy.url], prefix, es_extra=(
+        f"    username: autotrace\n    password_file: {pw}\n    ca_file: {pki['ca']}\n"))
+    try:
+        a.start()
+        assert a.wait_incidents(1, timeout=30)
+        shipped_all(es, a)
+        os.chmod(pw, 0o644)
+        a.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload failed" in a.read_log(), 20), a.read_log()
+        assert "accessible by group or others" in a.read_log()
+        st = wait_for(lambda: (lambda s: s if "last_reload_error" in s["agent"] else None)(
+            status(a)), 10)
+        assert st
+        # still shipping, with the password read at start-up
+        before = es_status(a)["shipped"]
+        assert wait_for(lambda: es_status(a)["shipped"] > before, 30), a.read_log()
+        shipped_all(es, a)
+        never_leaked(a, PASSWORD)
+    finally:
+        a.cleanup()
+        proxy.cleanup()
