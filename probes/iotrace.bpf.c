@@ -507,6 +507,7 @@ static __always_inline int request_start(struct bio *bio)
 	if (inode)
 		note_file(inode, dentry, p.key.dev, p.key.ino);
 	p.q_ns = bpf_ktime_get_ns();
+	p.sector = BPF_CORE_READ(bio, bi_iter.bi_sector);
 	if (bpf_map_update_elem(&pending, &bio_key, &p, BPF_ANY))
 		stat_inc(IO_STAT_PENDING_FULL);
 	return 0;
@@ -552,6 +553,11 @@ static __always_inline int request_issue(struct request *rq)
 	p = bpf_map_lookup_elem(&pending, &bio_key);
 	if (!p)
 		return 0; /* not the target's, or allocated before the window */
+	if (p->sector != BPF_CORE_READ(rq, __sector)) {
+		/* left by a bio that never became this request's first: stale */
+		bpf_map_delete_elem(&pending, &bio_key);
+		return 0;
+	}
 	p->d_ns = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&inflight, &rq_key, p, BPF_NOEXIST))
 		stat_inc(IO_STAT_PENDING_FULL);

@@ -79,6 +79,7 @@ struct io_proc_info {
 struct io_pending {
 	u64 q_ns;
 	u64 d_ns;
+	u64 sector; /* of the first bio: a recycled bio address with a stale entry differs */
 	struct io_key key;
 	u32 flags; /* IO_PENDING_* */
 	u32 pad;
@@ -137,7 +138,7 @@ _Static_assert(sizeof(struct io_disk_val) == 80, "io_disk_val ABI");
 _Static_assert(sizeof(struct io_file_key) == 16, "io_file_key ABI");
 _Static_assert(sizeof(struct io_file_info) == 8 + IOTRACE_PATH_MAX, "io_file_info ABI");
 _Static_assert(sizeof(struct io_proc_info) == 24, "io_proc_info ABI");
-_Static_assert(sizeof(struct io_pending) == 48, "io_pending ABI");
+_Static_assert(sizeof(struct io_pending) == 56, "io_pending ABI");
 _Static_assert(sizeof(struct io_dev_val) == 64, "io_dev_val ABI");
 _Static_assert(sizeof(struct io_blocked_start) == 16, "io_blocked_start ABI");
 _Static_assert(sizeof(struct io_blocked_key) == 40, "io_blocked_key ABI");

@@ -980,14 +980,22 @@ static int memtrace_collect(void *state, struct capture_result *out)
 		qsort(rs.r, rs.n, sizeof(*rs.r), cmp_row_growth_desc);
 	procs = json_array();
 	for (size_t i = 0, listed = 0; i < rs.n; i++) {
+		const struct proc_row *r = &rs.r[i];
+		uint64_t stalled = 0;
+
+		for (int t = 0; t < MEM_STALL_TYPES; t++)
+			stalled += r->stall_n[t];
 		/* the agent itself is listed only when it is the target */
-		if (rs.r[i].pid == getpid() && st->target.kind != TARGET_PID)
+		if (r->pid == getpid() && st->target.kind != TARGET_PID)
+			continue;
+		/* of a host or cgroup, those that grew or stalled; a process target always */
+		if (st->target.kind != TARGET_PID && r->growth <= 0 && !stalled)
 			continue;
 		if (listed++ >= top) {
 			omitted++;
 			continue;
 		}
-		json_array_append_new(procs, row_json(st, &rs.r[i], window_ms));
+		json_array_append_new(procs, row_json(st, r, window_ms));
 	}
 
 	set_u(out->data, "window_ms", window_ms);
