@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Issue 5 end to end: O_DIRECT writes to a known file make the CPUs wait on IO; the
+"""Issue 5 end to end: O_DIRECT writes to a known file stall tasks on IO (PSI); the
 rule's iotrace capture names that process and that file, with disk writes and
 device latency, and the stacks that waited."""
 import os
@@ -51,10 +51,10 @@ int main(int argc, char **argv) {
 RULES = """
 rules:
   - name: e2e-io-wait
-    description: CPUs idle waiting for the disk
-    metric: cpu.iowait_pct
+    description: tasks stalled on IO
+    metric: psi.io_some_pct
     scope: host
-    above: 5
+    above: 20
     for: 2s
     capture:
       - { kind: iotrace, duration: 3s, top_processes: 50, top_files: 10, blocked_threshold: 0ms }
@@ -96,6 +96,7 @@ def test_direct_writes_name_the_file(agent):
 
         doc = agent.incident_doc(incidents[0]["id"])
         assert doc["rule"]["name"] == "e2e-io-wait"
+        assert doc["trigger"]["metric"] == "psi.io_some_pct"
         (cap,) = doc["captures"]
         assert cap["kind"] == "iotrace"
         # "truncated": the run-time guard ended the window early on a busy
