@@ -17,6 +17,8 @@
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/profile.h"
+#include "profile.skel.h"
+#include <bpf/libbpf.h>
 
 static struct agent_config cfg;
 static struct symbolizer *sym;
@@ -222,6 +224,42 @@ static void test_deep_stacks_kept_to_the_limit(void **s)
 	capture_result_clear(&res);
 }
 
+/* What the once-a-second check does for a CPU that came online: a CPU without
+ * an event gets one (here CPU 0's event is dropped by hand: hotplugging a CPU
+ * of a shared machine is not an option). */
+static void test_cpu_without_event_gets_one(void **s)
+{
+	struct profile_bpf *skel = profile_bpf__open_and_load();
+	int n = libbpf_num_possible_cpus(), opened;
+	struct bpf_link **links;
+	int *fds;
+
+	assert_non_null(skel);
+	assert_true(n > 0);
+	links = calloc((size_t)n, sizeof(*links));
+	fds = calloc((size_t)n, sizeof(*fds));
+	assert_non_null(links);
+	assert_non_null(fds);
+	opened = perf_clock_attach(skel->progs.profile_sample, 99, links, fds, n);
+	assert_true(opened > 0);
+	assert_true(fds[0] >= 0);
+	/* nothing to do while every online CPU has its event */
+	assert_int_equal(perf_clock_refresh(skel->progs.profile_sample, 99, links, fds, n), 0);
+	bpf_link__destroy(links[0]);
+	links[0] = NULL;
+	close(fds[0]);
+	fds[0] = -1;
+	assert_int_equal(perf_clock_refresh(skel->progs.profile_sample, 99, links, fds, n), 1);
+	assert_true(fds[0] >= 0);
+	assert_non_null(links[0]);
+	perf_clock_detach(links, fds, n);
+	for (int c = 0; c < n; c++)
+		assert_int_equal(fds[c], -1);
+	free(links);
+	free(fds);
+	profile_bpf__destroy(skel);
+}
+
 static void test_nothing_sampled_outside_window(void **s)
 {
 	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
@@ -249,6 +287,7 @@ int main(void)
 		cmocka_unit_test(test_pid_filter),
 		cmocka_unit_test(test_cgroup_filter),
 		cmocka_unit_test(test_deep_stacks_kept_to_the_limit),
+		cmocka_unit_test(test_cpu_without_event_gets_one),
 		cmocka_unit_test(test_nothing_sampled_outside_window),
 	};
 
