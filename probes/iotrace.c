@@ -806,8 +806,6 @@ static int blocked_json(struct reader *r, struct capture_result *out, json_t **o
 		err = capture_result_add_artifact(out, "iotrace-blocked.folded", rr.folded,
 						  rr.folded_len);
 		rr.folded = NULL;
-		if (!err)
-			json_object_set_new(o, "artifact", json_string("iotrace-blocked.folded"));
 	}
 	*obj = o;
 	err = 0;
