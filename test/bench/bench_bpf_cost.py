@@ -32,12 +32,14 @@ def prog_stats(ids):
 
 def workload(seconds):
     exe = build_c("bench_syscall", SYSCALL_LOOP)
+    # own sessions: perf bench forks its workers, and all of them must go
     procs = [subprocess.Popen(pinned(["perf", "bench", "sched", "pipe", "-l", "100000000"]),
-                              stdout=subprocess.DEVNULL),
-             subprocess.Popen([exe, "100000000"], stdout=subprocess.DEVNULL)]
+                              stdout=subprocess.DEVNULL, start_new_session=True),
+             subprocess.Popen([exe, "100000000"], stdout=subprocess.DEVNULL,
+                              start_new_session=True)]
     time.sleep(seconds)
     for p in procs:
-        p.kill()
+        os.killpg(p.pid, 9)
         p.wait()
 
 

@@ -54,13 +54,15 @@ def main():
     # short-lived processes so the watchers see churn
     with AgentOn() as agent:
         load = [subprocess.Popen(["taskset", "-c", "1", "perf", "bench", "sched", "pipe",
-                                  "-l", "100000000"], stdout=subprocess.DEVNULL),
-                subprocess.Popen(["sh", "-c", "while :; do /bin/true; done"])]
+                                  "-l", "100000000"], stdout=subprocess.DEVNULL,
+                                 start_new_session=True),
+                subprocess.Popen(["sh", "-c", "while :; do /bin/true; done"],
+                                 start_new_session=True)]
         try:
             out["loaded"] = measure(agent, args.seconds)
         finally:
             for p in load:
-                p.kill()
+                os.killpg(p.pid, 9)
                 p.wait()
     print("| state | agent CPU (% of one core) | max RSS (MiB) | peak RSS (MiB) |")
     print("|---|---|---|---|")
