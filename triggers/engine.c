@@ -259,14 +259,19 @@ static bool cleared(const struct rule *r, double v)
 }
 
 struct label_ctx {
-	char cgroup[512], container[80], pod[48];
+	char cgroup[512], container[80], pod[48], device[64];
+	bool cpu;
 };
 
 static void collect_labels(const char *k, const char *v, void *ctx)
 {
 	struct label_ctx *l = ctx;
 
-	if (!strcmp(k, "cgroup"))
+	if (!strcmp(k, "device"))
+		snprintf(l->device, sizeof(l->device), "%s", v);
+	else if (!strcmp(k, "cpu"))
+		l->cpu = true;
+	else if (!strcmp(k, "cgroup"))
 		snprintf(l->cgroup, sizeof(l->cgroup), "%s", v);
 	else if (!strcmp(k, "container_id"))
 		snprintf(l->container, sizeof(l->container), "%s", v);
@@ -277,11 +282,15 @@ static void collect_labels(const char *k, const char *v, void *ctx)
 /* Which scopes of the primary metric a rule is evaluated on. */
 static bool scope_selected(const struct rule *r, const char *key)
 {
-	struct label_ctx l = { "", "", "" };
+	struct label_ctx l = { "", "", "", "", false };
 
 	if (r->scope == RULE_SCOPE_HOST)
 		return key[0] == '\0';
 	labels_foreach(key, collect_labels, &l);
+	if (r->scope == RULE_SCOPE_DEVICE)
+		return l.device[0] && (!r->match_device[0] || !fnmatch(r->match_device, l.device, 0));
+	if (r->scope == RULE_SCOPE_CPU)
+		return l.cpu && !l.cgroup[0];
 	if (!l.cgroup[0])
 		return false;
 	if (r->match_cgroup[0] && fnmatch(r->match_cgroup, l.cgroup, 0))
@@ -542,8 +551,7 @@ json_t *engine_status(const struct engine *e, uint64_t now_ms)
 		rule_condition_text(r, cond, sizeof(cond));
 		json_object_set_new(o, "name", json_string(r->name));
 		json_object_set_new(o, "condition", json_string(cond));
-		json_object_set_new(o, "scope", json_string(r->scope == RULE_SCOPE_HOST ? "host" :
-											"cgroup"));
+		json_object_set_new(o, "scope", json_string(rule_scope_name(r->scope)));
 		json_object_set_new(o, "enabled", json_boolean(r->enabled));
 		json_object_set_new(o, "dry_run", json_boolean(r->dry_run));
 		json_object_set_new(o, "fires_total", json_integer((json_int_t)rs->total_fires));

@@ -29,7 +29,8 @@ static const char *const rule_keys[] = {
 };
 static const char *const cond_keys[] = { "metric", "above", "below", "increase", "decrease", NULL };
 static const char *const change_keys[] = { "by", "by_pct", "over", NULL };
-static const char *const match_keys[] = { "cgroup", "container_id", "pod_uid", NULL };
+static const char *const match_keys_cgroup[] = { "cgroup", "container_id", "pod_uid", NULL };
+static const char *const match_keys_device[] = { "device", NULL };
 
 static bool key_in(const char *const *keys, const char *k)
 {
@@ -437,12 +438,17 @@ static void parse_match(struct parse_ctx *c, const struct ynode *v, struct rule 
 {
 	const struct ynode *m;
 
-	if (v->type != YNODE_MAP) {
-		diag_at(c->diag, c->file, v,
-			"match: expected a mapping of globs {cgroup, container_id, pod_uid}");
+	if (r->scope != RULE_SCOPE_CGROUP && r->scope != RULE_SCOPE_DEVICE) {
+		diag_at(c->diag, c->file, v, "match: only with scope: cgroup or scope: device");
 		return;
 	}
-	check_keys(c, v, match_keys, "match");
+	if (v->type != YNODE_MAP) {
+		diag_at(c->diag, c->file, v, "match: expected a mapping of globs (%s)",
+			r->scope == RULE_SCOPE_CGROUP ? "cgroup, container_id, pod_uid" : "device");
+		return;
+	}
+	check_keys(c, v, r->scope == RULE_SCOPE_CGROUP ? match_keys_cgroup : match_keys_device,
+		   "match");
 	if ((m = ynode_get(v, "cgroup")))
 		get_string(c, m, "match.cgroup", r->match_cgroup, sizeof(r->match_cgroup));
 	if ((m = ynode_get(v, "container_id")))
@@ -450,6 +456,8 @@ static void parse_match(struct parse_ctx *c, const struct ynode *v, struct rule 
 			   sizeof(r->match_container));
 	if ((m = ynode_get(v, "pod_uid")))
 		get_string(c, m, "match.pod_uid", r->match_pod, sizeof(r->match_pod));
+	if ((m = ynode_get(v, "device")))
+		get_string(c, m, "match.device", r->match_device, sizeof(r->match_device));
 }
 
 static void parse_labels(struct parse_ctx *c, const struct ynode *v, struct rule *r)
@@ -498,7 +506,11 @@ static void parse_captures(struct parse_ctx *c, const struct ynode *v, struct ru
 /* Scopes a metric can be evaluated on, checked for every condition. */
 static void check_scope(struct parse_ctx *c, const struct ynode *at, struct rule *r)
 {
-	unsigned need = r->scope == RULE_SCOPE_HOST ? MSCOPE_HOST : MSCOPE_CGROUP;
+	static const unsigned need_of[] = { [RULE_SCOPE_HOST] = MSCOPE_HOST,
+					    [RULE_SCOPE_CGROUP] = MSCOPE_CGROUP,
+					    [RULE_SCOPE_DEVICE] = MSCOPE_DEVICE,
+					    [RULE_SCOPE_CPU] = MSCOPE_CPU };
+	unsigned need = need_of[r->scope];
 
 	for (unsigned i = 0; i < r->nconds; i++) {
 		const struct metric_desc *md;
@@ -508,7 +520,7 @@ static void check_scope(struct parse_ctx *c, const struct ynode *at, struct rule
 		md = metric_at((size_t)r->conds[i].metric);
 		if (!(md->scopes & need))
 			diag_at(c->diag, c->file, at, "metric %s has no %s scope", md->name,
-				r->scope == RULE_SCOPE_HOST ? "host" : "cgroup");
+				rule_scope_name(r->scope));
 	}
 }
 
@@ -578,24 +590,24 @@ static int parse_rule(struct parse_ctx *c, const struct ynode *n, struct rule *r
 
 	scope_node = ynode_get(n, "scope");
 	if (scope_node && scalar(c, scope_node, "scope")) {
-		if (strcmp(scope_node->scalar, "host") == 0)
-			r->scope = RULE_SCOPE_HOST;
-		else if (strcmp(scope_node->scalar, "cgroup") == 0)
-			r->scope = RULE_SCOPE_CGROUP;
-		else
-			diag_at(c->diag, c->file, scope_node, "scope: '%s' is not host or cgroup",
-				scope_node->scalar);
+		bool known = false;
+
+		for (int sc = RULE_SCOPE_HOST; sc <= RULE_SCOPE_CPU; sc++) {
+			if (strcmp(scope_node->scalar, rule_scope_name(sc)) == 0) {
+				r->scope = sc;
+				known = true;
+			}
+		}
+		if (!known)
+			diag_at(c->diag, c->file, scope_node,
+				"scope: '%s' is not host, cgroup, device or cpu", scope_node->scalar);
 	}
 	check_scope(c, scope_node ? scope_node : n, r);
-	if ((v = ynode_get(n, "match"))) {
-		if (r->scope != RULE_SCOPE_CGROUP)
-			diag_at(c->diag, c->file, v, "match: only with scope: cgroup");
-		else
-			parse_match(c, v, r);
-	}
+	if ((v = ynode_get(n, "match")))
+		parse_match(c, v, r);
 	if ((v = ynode_get(n, "top")) && !get_uint(c, v, "top", 1000, &u)) {
-		if (r->scope != RULE_SCOPE_CGROUP)
-			diag_at(c->diag, c->file, v, "top: only with scope: cgroup");
+		if (r->scope == RULE_SCOPE_HOST)
+			diag_at(c->diag, c->file, v, "top: only with scope cgroup, device or cpu");
 		else if (u == 0)
 			diag_at(c->diag, c->file, v, "top: must be at least 1");
 		r->top = (unsigned)u;
@@ -945,6 +957,13 @@ enum rule_target rule_capture_target(const struct rule *r, const struct rule_cap
 	if (c->target != RTARGET_DEFAULT)
 		return c->target;
 	return r->scope == RULE_SCOPE_CGROUP ? RTARGET_CGROUP : RTARGET_HOST;
+}
+
+const char *rule_scope_name(enum rule_scope sc)
+{
+	static const char *const names[] = { "host", "cgroup", "device", "cpu" };
+
+	return sc <= RULE_SCOPE_CPU ? names[sc] : "?";
 }
 
 const char *rule_target_name(enum rule_target t)

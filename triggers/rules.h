@@ -14,7 +14,9 @@
 #define RULE_MAX_CONDS    8
 #define RULES_MAX         256
 
-enum rule_scope { RULE_SCOPE_HOST, RULE_SCOPE_CGROUP };
+/* What a rule is evaluated on: the host series, or each cgroup / block device /
+ * CPU series of its primary metric (label cgroup, device, cpu). */
+enum rule_scope { RULE_SCOPE_HOST, RULE_SCOPE_CGROUP, RULE_SCOPE_DEVICE, RULE_SCOPE_CPU };
 
 /* What one condition compares. */
 enum rule_cmp {
@@ -64,7 +66,8 @@ struct rule {
 	char match_cgroup[256];    /* globs; empty matches everything */
 	char match_container[128];
 	char match_pod[128];
-	unsigned top;              /* cgroup scope: fire only for the worst N per round (0: all) */
+	char match_device[64];
+	unsigned top;              /* non-host scopes: fire only for the worst N per round (0: all) */
 
 	bool has_clear;
 	double clear; /* hysteresis on the primary condition */
@@ -113,6 +116,7 @@ void rule_condition_text(const struct rule *r, char *buf, size_t len);
 /* The target a capture of a rule actually uses (RTARGET_DEFAULT resolved). */
 enum rule_target rule_capture_target(const struct rule *r, const struct rule_capture *c);
 const char *rule_target_name(enum rule_target t);
+const char *rule_scope_name(enum rule_scope s);
 
 /* Embedded copies of the config/rules.d YAML files (generated at build time). */
 struct builtin_file {

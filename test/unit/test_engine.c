@@ -320,6 +320,31 @@ static void test_rule_cooldown_and_reload(void **s)
 	engine_free(&e);
 }
 
+static void test_cpu_scope(void **s)
+{
+	struct engine *e = make_engine(
+		"rules:\n  - name: hot-cpu\n    metric: cpu.softirq_pct\n    scope: cpu\n"
+		"    above: 50\n    top: 1\n    dry_run: true\n");
+	struct recorder r = { 0 };
+	static const char *const cpus[] = { "0", "1", "2" };
+	static const double vals[] = { 60, 90, 10 };
+
+	now += 1000;
+	tsdb_begin_round(db, now);
+	tsdb_put(db, M_CPU_SOFTIRQ, NULL, 99); /* the host series is not a cpu scope */
+	for (int i = 0; i < 3; i++) {
+		struct labels l = { .n = 1, .k = { "cpu" }, .v = { cpus[i] } };
+
+		tsdb_put(db, M_CPU_SOFTIRQ, &l, vals[i]);
+	}
+	tsdb_end_round(db);
+	engine_evaluate(e, db, now, record, &r);
+	/* two CPUs over, top 1: the worst */
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.fired[0], "hot-cpu@cpu=1");
+	engine_free(&e);
+}
+
 static void test_disabled_and_missing_data(void **s)
 {
 	struct engine *e = make_engine(SYS_RULE("    enabled: false\n"));
@@ -344,6 +369,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_relative_conditions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_all_any, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rule_cooldown_and_reload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cpu_scope, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disabled_and_missing_data, setup, teardown),
 	};
 

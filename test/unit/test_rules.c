@@ -167,13 +167,13 @@ static void test_condition_errors(void **s)
 static void test_scope_errors(void **s)
 {
 	expect_error(HEAD "    metric: cpu.sys_pct\n    above: 1\n    scope: node\n" CAP,
-		     "r.yaml:5:12: scope: 'node' is not host or cgroup");
+		     "r.yaml:5:12: scope: 'node' is not host, cgroup, device or cpu");
 	expect_error(HEAD "    metric: cpu.sys_pct\n    above: 1\n    scope: cgroup\n" CAP,
 		     "metric cpu.sys_pct has no cgroup scope");
 	expect_error(HEAD "    metric: cpu.sys_pct\n    above: 1\n    top: 3\n" CAP,
-		     "top: only with scope: cgroup");
+		     "top: only with scope cgroup, device or cpu");
 	expect_error(HEAD "    metric: cpu.sys_pct\n    above: 1\n    match: { cgroup: \"/x*\" }\n" CAP,
-		     "match: only with scope: cgroup");
+		     "match: only with scope: cgroup or scope: device");
 	expect_error(HEAD "    metric: cpu.sys_pct\n    above: 1\n    top: many\n" CAP,
 		     "top: 'many' is not an integer in [0, 1000]");
 }
