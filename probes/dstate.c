@@ -347,6 +347,8 @@ static int dstate_start(void *state, const struct capture_target *t, const struc
 	if (err)
 		return err;
 	err = capture_filter_set(st->skel->maps.filter, &f);
+	if (!err)
+		err = sched_set_self(st->skel->maps.sched_self, t);
 	if (err)
 		return err;
 	st->threshold_ms = p->v[P_THRESHOLD];

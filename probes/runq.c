@@ -242,6 +242,8 @@ static int runq_start(void *state, const struct capture_target *t, const struct 
 	if (err)
 		return err;
 	err = capture_filter_set(st->skel->maps.filter, &f);
+	if (!err)
+		err = sched_set_self(st->skel->maps.sched_self, t);
 	if (err)
 		return err;
 	st->threshold_us = p->v[P_THRESHOLD_US];

@@ -38,15 +38,26 @@ static __always_inline u32 switch_out_state(bool preempt, unsigned int state)
 	return SCHED_ST_OTHER; /* stopped, traced, parked, frozen */
 }
 
+/* The agent's own process, left out of the target unless it is the target
+ * (its reading and writing while capturing is not what the SRE looks for). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u32);
+} sched_self SEC(".maps");
+
 /* Is the task part of the capture's target? The cgroup is only looked up when
  * the filter needs it: this runs on the scheduler's hot path. */
 static __always_inline bool task_in_target(struct capture_filter *f, struct task_struct *task)
 {
-	u32 tgid;
+	u32 zero = 0, tgid, *self = bpf_map_lookup_elem(&sched_self, &zero);
 
+	tgid = BPF_CORE_READ(task, tgid);
+	if (self && *self && tgid == *self)
+		return false;
 	if (f->mode == FILTER_ALL)
 		return true;
-	tgid = BPF_CORE_READ(task, tgid);
 	if (f->mode == FILTER_TGID)
 		return tgid == f->tgid;
 	return filter_match(f, task, tgid, task_cgid(f, task));

@@ -7,10 +7,12 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/cgroups.h"
 #include "agent/log.h"
 #include "agent/symbolize.h"
+#include "probes/capture.h"
 
 bool sched_force_raw_tp;
 
@@ -32,6 +34,15 @@ void sched_select_flavor(struct bpf_object *obj, bool btf)
 		else if (has_prefix(sec, "raw_tp/"))
 			bpf_program__set_autoload(prog, !btf);
 	}
+}
+
+int sched_set_self(const struct bpf_map *self_map, const struct capture_target *t)
+{
+	uint32_t zero = 0, self = (uint32_t)getpid();
+
+	if (t->kind == TARGET_PID && t->pid == (int)self)
+		self = 0;
+	return bpf_map__update_elem(self_map, &zero, sizeof(zero), &self, sizeof(self), 0);
 }
 
 int sched_attach(struct bpf_object *obj, struct bpf_link **links, unsigned *nlinks)

@@ -14,6 +14,7 @@ struct bpf_link;
 struct bpf_map;
 struct symbolizer;
 struct cgroups;
+struct capture_target;
 
 /* Tests set this to load the raw_tp flavour even where tp_btf works. */
 extern bool sched_force_raw_tp;
@@ -21,6 +22,10 @@ extern bool sched_force_raw_tp;
 /* Makes exactly one flavour of every tracepoint program load: the tp_btf/
  * programs when btf, else their raw_tp/ twins. */
 void sched_select_flavor(struct bpf_object *obj, bool btf);
+
+/* Leaves the agent's own process out of the target (the sched_self map of
+ * sched.bpf.h) unless the target is the agent itself. */
+int sched_set_self(const struct bpf_map *self_map, const struct capture_target *t);
 
 #define SCHED_MAX_LINKS 8
 

@@ -307,6 +307,8 @@ static int timeline_start(void *state, const struct capture_target *t,
 	if (err)
 		return err;
 	err = capture_filter_set(st->skel->maps.filter, &f);
+	if (!err)
+		err = sched_set_self(st->skel->maps.sched_self, t);
 	if (err)
 		return err;
 	st->target_pid = t->kind == TARGET_PID ? t->pid : 0;

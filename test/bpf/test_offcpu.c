@@ -324,9 +324,34 @@ static void test_nothing_outside_window(void **s)
 	/* the instant between start and stop may have seen a block of ours; the
 	 * sleeper, created after the stop, must not be seen at all */
 	assert_true(json_integer_value(json_object_get(res.data, "blocks")) <= 3);
-	json_array_foreach(json_object_get(res.data, "threads"), i, th_json)
-		assert_int_not_equal(json_integer_value(json_object_get(th_json, "tid")),
-				     sleeper_tid);
+	json_array_foreach(json_object_get(res.data, "threads"), i, th_json) assert_int_not_equal(
+		json_integer_value(json_object_get(th_json, "tid")), sleeper_tid);
+	capture_result_clear(&res);
+}
+
+static void test_host_target_leaves_the_agent_out(void **s)
+{
+	struct capture_target t = {.kind = TARGET_HOST};
+	struct capture_params p;
+	struct capture_result res = {0};
+	pthread_t th;
+	json_t *e;
+	size_t i;
+
+	/* this test plays the agent: a host-wide capture must not list it */
+	capture_params_defaults(ops, &p);
+	assert_int_equal(ops->start(state, &t, &p), 0);
+	assert_int_equal(pthread_create(&th, NULL, offcpu_test_sleeper, NULL), 0);
+	pthread_join(th, NULL);
+	ops->stop(state);
+	assert_int_equal(ops->collect(state, &res), 0);
+	/* the rest of the host blocked too (kernel threads, daemons) */
+	assert_true(json_integer_value(json_object_get(res.data, "blocks")) > 0);
+	assert_true(json_array_size(json_object_get(res.data, "threads")) > 0);
+	json_array_foreach(json_object_get(res.data, "threads"), i, e)
+		assert_int_not_equal(json_integer_value(json_object_get(e, "pid")), getpid());
+	json_array_foreach(json_object_get(res.data, "top_stacks"), i, e)
+		assert_int_not_equal(json_integer_value(json_object_get(e, "pid")), getpid());
 	capture_result_clear(&res);
 }
 
@@ -337,6 +362,7 @@ int main(void)
 		cmocka_unit_test(test_raw_tp_fallback),
 		cmocka_unit_test(test_min_block),
 		cmocka_unit_test(test_nothing_outside_window),
+		cmocka_unit_test(test_host_target_leaves_the_agent_out),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
