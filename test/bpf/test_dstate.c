@@ -5,6 +5,7 @@
  * snapshots, and label it. */
 #include "testutil.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -77,10 +78,21 @@ static int teardown(void **s)
 }
 
 /* vfork a child sleeping child_ms; capture pid for window_ms from 300 ms in. */
+static void run_target(const struct capture_target *target, const struct capture_params *p,
+		       int child_ms, int window_ms, struct capture_result *res);
+
 static void run(int pid, const struct capture_params *p, int child_ms, int window_ms,
 		struct capture_result *res)
 {
 	struct capture_target t = {.kind = TARGET_PID, .pid = pid};
+
+	run_target(&t, p, child_ms, window_ms, res);
+}
+
+static void run_target(const struct capture_target *target, const struct capture_params *p,
+		       int child_ms, int window_ms, struct capture_result *res)
+{
+	const struct capture_target t = *target;
 	pthread_t th;
 	int waited = 0;
 
@@ -251,6 +263,74 @@ static void test_threshold_and_filter(void **s)
 	capture_result_clear(&res);
 }
 
+static void move_to(const char *cgroup_dir, int pid)
+{
+	char path[600];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup_dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "%d\n", pid);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void test_cgroup_target(void **s)
+{
+	struct capture_target t = {.kind = TARGET_CGROUP};
+	struct capture_params p;
+	struct capture_result res;
+	char dir[512];
+	json_t *task;
+	pid_t child;
+	int waited = 0;
+
+	/* this process in a fresh cgroup of the hierarchy the BPF side reports;
+	 * the D task is a child (the agent's own process is never reported for
+	 * a cgroup target, and this test plays the agent) */
+	snprintf(dir, sizeof(dir), "%s/autotrace-dstate-%d", cgroups_id_root(cgroups), getpid());
+	assert_int_equal(mkdir_p(dir, 0755), 0);
+	move_to(dir, getpid());
+	snprintf(t.cgroup, sizeof(t.cgroup), "/autotrace-dstate-%d", getpid());
+	assert_int_equal(cgroups_id_of(cgroups, t.cgroup, &t.cgroup_id), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		if (vfork() == 0) {
+			usleep(1500 * 1000);
+			_exit(0);
+		}
+		_exit(0);
+	}
+	usleep(300 * 1000);
+	move_to(cgroups_id_root(cgroups), getpid()); /* the child stays */
+
+	capture_params_defaults(ops, &p);
+	p.v[capture_param_index(ops, "threshold")] = 100;
+	assert_int_equal(ops->start(state, &t, &p), 0);
+	while (waited < 300) {
+		usleep(50 * 1000);
+		waited += 50;
+		ops->ring_ready(state);
+	}
+	ops->stop(state);
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ops->collect(state, &res), 0);
+	waitpid(child, NULL, 0);
+
+	task = task_of(res.data, child);
+	if (!task)
+		dump(res.data);
+	assert_non_null(task);
+	assert_string_equal(json_string_value(json_object_get(task, "cgroup")), t.cgroup);
+	/* only the cgroup's tasks */
+	assert_int_equal(json_array_size(json_object_get(res.data, "tasks")), 1);
+	capture_result_clear(&res);
+	for (int i = 0; i < 50 && rmdir(dir) && errno == EBUSY; i++)
+		usleep(100 * 1000);
+	assert_int_equal(access(dir, F_OK), -1);
+}
+
 static void test_pattern_syntax(void **s)
 {
 	static const char *const bad[] = {"=glob", "label=", "a=b||c", "a=b|"};
@@ -274,6 +354,7 @@ int main(void)
 		cmocka_unit_test(test_unstuck_before_end),
 		cmocka_unit_test(test_rule_patterns_first),
 		cmocka_unit_test(test_threshold_and_filter),
+		cmocka_unit_test(test_cgroup_target),
 		cmocka_unit_test(test_pattern_syntax),
 	};
 
