@@ -15,6 +15,7 @@ induced anomalies, and assertions on the incident each capture writes.
 import glob
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -164,13 +165,14 @@ def spawn(tmp_path):
 
     def run(source, name, *args):
         exe = compile_c(source, name, str(tmp_path), flags=BUILD_FLAGS)
-        p = subprocess.Popen([exe, *map(str, args)])
+        # its own session, so its children (a vfork child) go with it
+        p = subprocess.Popen([exe, *map(str, args)], start_new_session=True)
         procs.append(p)
         return p
 
     yield run
     for p in procs:
-        p.kill()
+        os.killpg(p.pid, signal.SIGKILL)
         p.wait()
 
 
@@ -349,8 +351,10 @@ def test_guard_cuts_costly_offcpu_short(tmp_path):
     a = Agent(rules_yaml=RULES, config_extra=(
         "capture:\n  max_seconds_per_hour: 600\n"
         "guard:\n  capture_cpu_pct: 1\n")).start()
+    # its own session: perf bench forks, and the whole group must go at the end
     bench = subprocess.Popen(["perf", "bench", "sched", "pipe", "-l", "100000000"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
     try:
         time.sleep(0.5)
         t0 = time.monotonic()
@@ -358,7 +362,7 @@ def test_guard_cuts_costly_offcpu_short(tmp_path):
         took = time.monotonic() - t0
         _, cap = capture_of(a, iid, "offcpu")
     finally:
-        bench.kill()
+        os.killpg(bench.pid, signal.SIGKILL)
         bench.wait()
         a.stop()
         log = a.read_log()
