@@ -128,8 +128,10 @@ static __always_inline int on_switch(void *ctx, bool preempt, struct task_struct
 				.ts = now,
 				.cgroup_id = task_cgid(f, prev),
 				.state = state,
+				.tgid = BPF_CORE_READ(prev, tgid),
 			};
 
+			bpf_get_current_comm(ns.comm, sizeof(ns.comm));
 			/* sched_switch runs in prev's context: these are its stacks */
 			ns.kern_stack_id = stack_id(ctx, 0);
 			ns.user_stack_id = (cfg->flags & OFFCPU_F_USER_STACK)

@@ -41,8 +41,9 @@ struct offcpu_state {
 	struct capture_env env;
 	struct bpf_link *links[SCHED_MAX_LINKS];
 	unsigned nlinks;
-	bool btf;
+	bool btf, running;
 	uint64_t min_block_us;
+	uint64_t stopped_ns; /* CLOCK_MONOTONIC, the window's end */
 };
 
 static int open_load(struct offcpu_state *st, bool btf)
@@ -104,6 +105,9 @@ static void offcpu_stop(void *state)
 	struct offcpu_state *st = state;
 
 	sched_detach(st->links, &st->nlinks);
+	if (st->running)
+		st->stopped_ns = now_mono_ns();
+	st->running = false;
 }
 
 static int offcpu_start(void *state, const struct capture_target *t, const struct capture_params *p)
@@ -132,7 +136,10 @@ static int offcpu_start(void *state, const struct capture_target *t, const struc
 				   0);
 	if (err)
 		return err;
-	return sched_attach(st->skel->obj, st->links, &st->nlinks);
+	st->stopped_ns = 0;
+	err = sched_attach(st->skel->obj, st->links, &st->nlinks);
+	st->running = err == 0;
+	return err;
 }
 
 struct thread_sum {
@@ -141,6 +148,7 @@ struct thread_sum {
 	char comm[SCHED_TASK_COMM_LEN];
 	uint64_t ns[SCHED_ST_MAX];
 	uint64_t blocks, max_ns;
+	bool still_blocked;
 };
 
 struct thread_table {
@@ -150,7 +158,7 @@ struct thread_table {
 
 /* Rows come grouped by thread (sorted), so a thread is the last entry or new. */
 static int thread_add(struct thread_table *t, const struct offcpu_key *k,
-		      const struct offcpu_val *v)
+		      const struct offcpu_val *v, bool ongoing)
 {
 	struct thread_sum *s = t->n ? &t->v[t->n - 1] : NULL;
 
@@ -173,6 +181,7 @@ static int thread_add(struct thread_table *t, const struct offcpu_key *k,
 	}
 	if (k->state < SCHED_ST_MAX)
 		s->ns[k->state] += v->total_ns;
+	s->still_blocked |= ongoing;
 	s->blocks += v->count;
 	if (v->max_ns > s->max_ns)
 		s->max_ns = v->max_ns;
@@ -182,6 +191,7 @@ static int thread_add(struct thread_table *t, const struct offcpu_key *k,
 struct count_row {
 	struct offcpu_key k;
 	struct offcpu_val v;
+	bool ongoing; /* still blocked when the window ended */
 };
 
 static int cmp_row_thread(const void *a, const void *b)
@@ -235,6 +245,7 @@ static json_t *threads_json(struct offcpu_state *st, struct thread_table *t, uns
 		json_object_set_new(o, "blocks", json_integer((json_int_t)s->blocks));
 		json_object_set_new(o, "max_block_us",
 				    json_integer((json_int_t)(s->max_ns / 1000)));
+		json_object_set_new(o, "still_blocked", json_boolean(s->still_blocked));
 		sched_json_set_cgroup(o, st->env.cgroups, s->cgroup_id);
 		json_array_append_new(arr, o);
 	}
@@ -427,6 +438,55 @@ static int cmp_top_desc(const void *a, const void *b)
 	return vx > vy ? -1 : vx < vy;
 }
 
+/*
+ * Threads still blocked when the window ended have a start record and no
+ * switch-in: their time so far counts too, or a thread stuck through the
+ * whole window would not show at all.
+ */
+static int add_ongoing(struct offcpu_state *st, struct count_row **rows, size_t *n, size_t *cap,
+		       uint64_t *ongoing)
+{
+	int fd = bpf_map__fd(st->skel->maps.start);
+	uint64_t end = st->stopped_ns ? st->stopped_ns : now_mono_ns();
+	uint32_t tid, next;
+	struct offcpu_start s;
+	bool first = true;
+
+	while (bpf_map_get_next_key(fd, first ? NULL : &tid, &next) == 0) {
+		struct count_row *r;
+
+		first = false;
+		tid = next;
+		if (bpf_map_lookup_elem(fd, &tid, &s) || end <= s.ts ||
+		    end - s.ts < st->min_block_us * 1000)
+			continue;
+		if (*n == *cap) {
+			size_t ncap = *cap ? *cap * 2 : 256;
+			struct count_row *p = realloc(*rows, ncap * sizeof(*p));
+
+			if (!p)
+				return -ENOMEM;
+			*rows = p;
+			*cap = ncap;
+		}
+		r = &(*rows)[(*n)++];
+		memset(r, 0, sizeof(*r));
+		r->k.tgid = s.tgid;
+		r->k.pid = tid;
+		r->k.cgroup_id = s.cgroup_id;
+		r->k.user_stack_id = s.user_stack_id;
+		r->k.kern_stack_id = s.kern_stack_id;
+		r->k.state = s.state;
+		memcpy(r->k.comm, s.comm, sizeof(r->k.comm));
+		r->v.total_ns = end - s.ts;
+		r->v.count = 1;
+		r->v.max_ns = end - s.ts;
+		r->ongoing = true;
+		(*ongoing)++;
+	}
+	return 0;
+}
+
 static int offcpu_collect(void *state, struct capture_result *out)
 {
 	struct offcpu_state *st = state;
@@ -440,6 +500,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	struct offcpu_key key, next;
 	struct count_row *rows = NULL;
 	size_t nrows = 0, rows_cap = 0;
+	uint64_t ongoing = 0;
 	int fd = bpf_map__fd(st->skel->maps.counts);
 	uint64_t stack_missing = 0, total_ns = 0, dropped = 0, folded_dropped = 0;
 	json_t *tops = json_array(), *by_state = json_object(), *arr;
@@ -469,9 +530,13 @@ static int offcpu_collect(void *state, struct capture_result *out)
 			rows_cap = cap;
 		}
 		rows[nrows].k = key;
+		rows[nrows].ongoing = false;
 		if (bpf_map_lookup_elem(fd, &key, &rows[nrows].v) == 0)
 			nrows++;
 	}
+	err = add_ongoing(st, &rows, &nrows, &rows_cap, &ongoing);
+	if (err)
+		goto cleanup;
 	if (nrows)
 		qsort(rows, nrows, sizeof(*rows), cmp_row_thread);
 	for (size_t i = 0; i < nrows; i++) {
@@ -496,7 +561,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 		s.ustack = uframes;
 		s.value = rows[i].v.total_ns / 1000;
 		stackset_add(ss[si], &s);
-		err = thread_add(&threads, k, &rows[i].v);
+		err = thread_add(&threads, k, &rows[i].v, rows[i].ongoing);
 		if (err)
 			goto cleanup;
 		total_ns += rows[i].v.total_ns;
@@ -559,6 +624,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "min_block_us", json_integer((json_int_t)st->min_block_us));
 	json_object_set_new(out->data, "blocks",
 			    json_integer((json_int_t)stats[OFFCPU_STAT_BLOCKS]));
+	json_object_set_new(out->data, "blocks_ongoing", json_integer((json_int_t)ongoing));
 	json_object_set_new(out->data, "short_blocks",
 			    json_integer((json_int_t)stats[OFFCPU_STAT_SHORT]));
 	json_object_set_new(out->data, "blocked_us", json_integer((json_int_t)(total_ns / 1000)));

@@ -24,7 +24,9 @@ struct offcpu_start {
 	u64 cgroup_id;
 	s32 kern_stack_id;
 	s32 user_stack_id;
-	u32 state; /* enum sched_state */
+	u32 state; /* enum sched_st */
+	u32 tgid;  /* so a thread still blocked at the window's end can be named */
+	char comm[SCHED_TASK_COMM_LEN];
 	/* filled by sched_waking, which runs in the waker's context */
 	u32 waker_tgid;
 	u32 waker_pid;
@@ -76,7 +78,7 @@ enum offcpu_stat {
 };
 
 _Static_assert(sizeof(struct offcpu_config) == 16, "offcpu_config ABI");
-_Static_assert(sizeof(struct offcpu_start) == 56 + OFFCPU_WAKER_DEPTH * 8, "offcpu_start ABI");
+_Static_assert(sizeof(struct offcpu_start) == 80 + OFFCPU_WAKER_DEPTH * 8, "offcpu_start ABI");
 _Static_assert(sizeof(struct offcpu_key) == 48, "offcpu_key ABI");
 _Static_assert(sizeof(struct offcpu_val) == 24, "offcpu_val ABI");
 _Static_assert(sizeof(struct offcpu_waker_key) == 64 + OFFCPU_WAKER_DEPTH * 8,

@@ -29,8 +29,8 @@ static struct cgroups *cgroups;
 static const struct capture_ops *ops;
 static void *state;
 
-static atomic_int futex_word;
-static atomic_int sleeper_tid, futex_tid, vfork_tid;
+static atomic_int futex_word, park_word;
+static atomic_int sleeper_tid, futex_tid, vfork_tid, park_tid;
 
 __attribute__((noinline)) static void offcpu_test_nap(void)
 {
@@ -58,6 +58,15 @@ __attribute__((noinline)) static void *offcpu_test_futex_waiter(void *arg)
 			syscall(SYS_futex, &futex_word, FUTEX_WAIT_PRIVATE, round - 1, NULL, NULL,
 				0);
 	}
+	return arg;
+}
+
+/* blocks as the window opens and stays blocked past its end */
+static void *offcpu_test_parked(void *arg)
+{
+	park_tid = (int)gettid();
+	while (!atomic_load(&park_word))
+		syscall(SYS_futex, &park_word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
 	return arg;
 }
 
@@ -119,10 +128,12 @@ static int teardown(void **s)
 static void run_capture(struct capture_params *p, struct capture_result *res)
 {
 	struct capture_target t = {.kind = TARGET_PID, .pid = getpid()};
-	pthread_t th[3];
+	pthread_t th[3], parked;
 
 	futex_word = 0;
+	park_word = 0;
 	assert_int_equal(ops->start(state, &t, p), 0);
+	assert_int_equal(pthread_create(&parked, NULL, offcpu_test_parked, NULL), 0);
 	assert_int_equal(pthread_create(&th[0], NULL, offcpu_test_sleeper, NULL), 0);
 	assert_int_equal(pthread_create(&th[1], NULL, offcpu_test_futex_waiter, NULL), 0);
 	assert_int_equal(pthread_create(&th[2], NULL, offcpu_test_vforker, NULL), 0);
@@ -136,6 +147,9 @@ static void run_capture(struct capture_params *p, struct capture_result *res)
 	ops->stop(state);
 	memset(res, 0, sizeof(*res));
 	assert_int_equal(ops->collect(state, res), 0);
+	park_word = 1;
+	syscall(SYS_futex, &park_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	pthread_join(parked, NULL);
 }
 
 static bool frames_have(json_t *frames, const char *const *names, bool kernel)
@@ -253,6 +267,18 @@ static void check_blockers_seen(json_t *data, const struct capture_result *res)
 		assert_true(rows >= 1 && rows <= 2);
 		assert_true(wakeups >= 20);
 	}
+
+	/* still blocked when the window ended: counted up to its end */
+	st = top_of(data, park_tid, "S");
+	if (!st)
+		dump(data);
+	assert_non_null(st);
+	assert_true(frames_have(json_object_get(st, "frames"), futex, true));
+	assert_true(json_integer_value(json_object_get(st, "blocked_us")) > 400000);
+	assert_true(json_integer_value(json_object_get(data, "blocks_ongoing")) >= 1);
+	json_array_foreach(json_object_get(data, "threads"), i, w)
+		if (json_integer_value(json_object_get(w, "tid")) == park_tid)
+			assert_true(json_is_true(json_object_get(w, "still_blocked")));
 
 	assert_true(json_integer_value(json_object_get(json_object_get(data, "blocked_us_by_state"),
 						       "D")) > 250000);

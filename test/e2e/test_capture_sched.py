@@ -373,3 +373,108 @@ def test_guard_cuts_costly_offcpu_short(tmp_path):
     # what it captured before the cut is still there
     assert cap["blocks"] > 0 and cap["top_stacks"]
     assert "cut short" in log
+
+
+# Three threads each in a vfork wait: the process with the most D threads.
+VFORK_THREADS = r"""
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static int secs;
+static void *vf(void *a) {
+    pid_t p = vfork();
+    if (p == 0) { sleep(secs); _exit(0); }
+    waitpid(p, NULL, 0);
+    return a;
+}
+int main(int argc, char **argv) {
+    pthread_t t[3];
+    secs = atoi(argv[1]);
+    for (int i = 0; i < 3; i++) pthread_create(&t[i], 0, vf, 0);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], 0);
+    return 0;
+}
+"""
+
+FIRING_RULES = """
+rules:
+  - name: stuck-in-d
+    description: a task has been in D state for over a second
+    metric: sched.dstate_max_ms
+    above: 1000
+    for: 1s
+    capture:
+      - { kind: dstate, duration: 2s, threshold: 500ms, target: process }
+    cooldown: 1h
+  - name: runq-latency
+    description: tasks wait for a CPU for over 20 ms
+    metric: sched.runq_max_us
+    above: 20000
+    for: 2s
+    capture:
+      - { kind: runq, duration: 2s, threshold_us: 2000, target: process }
+      - { kind: timeline, duration: 2s, target: process }
+    cooldown: 1h
+"""
+
+
+@pytest.fixture
+def firing_agent():
+    a = Agent(rules_yaml=FIRING_RULES,
+              config_extra="capture:\n  max_seconds_per_hour: 600\n  max_concurrent: 2\n")
+    yield a
+    a.cleanup()
+
+
+def incident_of_rule(agent, rule, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for inc in agent.incidents():
+            doc = agent.incident_doc(inc["id"])
+            if doc["rule"]["name"] == rule:
+                return doc
+        time.sleep(0.5)
+    raise AssertionError(f"no incident of rule {rule}; log:\n" + agent.read_log())
+
+
+def test_rule_on_dstate_metric_captures_the_stuck_process(firing_agent, spawn):
+    """The whole chain: the task-iterator watcher sees a long D state, the rule
+    fires, and its captures, aimed at the process with the most D threads, name
+    the vfork wait."""
+    firing_agent.start()
+    prog = spawn(VFORK_THREADS, "at_vfork3", 15)
+    doc = incident_of_rule(firing_agent, "stuck-in-d", timeout=30)
+    caps = {c["kind"]: c for c in doc["captures"]}
+    dst = caps["dstate"]
+    assert dst["target"] == {"kind": "process", "pid": prog.pid}, (dst["target"], prog.pid)
+    assert doc["trigger"]["metric"] == "sched.dstate_max_ms" and doc["trigger"]["value"] > 1000
+    ours = [t for t in dst["tasks"] if t["pid"] == prog.pid]
+    assert len(ours) == 3, dst["tasks"]
+    for t in ours:
+        assert "kernel_clone" in funcs(t["frames"]) and t["label"] == "vfork wait", t
+        assert t["stayed_stuck"]
+    rc, _ = firing_agent.stop()
+    assert rc == 0
+
+
+def test_rule_on_runq_metric_captures_the_spinners(firing_agent, spawn):
+    """Spinners crowd the CPUs, the run-queue watcher trips the rule, and runq
+    and timeline capture the top process: the spinners."""
+    firing_agent.start()
+    nthreads = NCPU * 2 + 1
+    prog = spawn(SPINNERS, "at_rq_spin", nthreads)
+    doc = incident_of_rule(firing_agent, "runq-latency", timeout=40)
+    caps = {c["kind"]: c for c in doc["captures"]}
+    rq, tl = caps["runq"], caps["timeline"]
+    assert rq["target"] == {"kind": "process", "pid": prog.pid}, (rq["target"], prog.pid)
+    assert rq["events"] > 0 and rq["worst"], rq
+    assert all(e["pid"] == prog.pid for e in rq["worst"])
+    assert any(c["tid"] != rq["worst"][0]["tid"] for c in rq["worst"][0]["culprits"])
+    lanes = [t for t in tl["threads"] if t["pid"] == prog.pid]
+    assert len(lanes) == nthreads, [t["tid"] for t in tl["threads"]]
+    # every spinner is on CPU or waiting for one, never asleep
+    assert all(t["off_cpu_pct"] < 5 for t in lanes), lanes
+    assert "timeline.svg" in tl["artifacts"]
+    rc, _ = firing_agent.stop()
+    assert rc == 0
