@@ -275,30 +275,59 @@ static void blocked_in(struct offcpu_state *st, const uint64_t *frames, unsigned
 struct waker_row {
 	struct offcpu_waker_key k;
 	struct offcpu_val v;
+	char blocked_in[128]; /* where the wakee slept, by name */
 };
 
-static int cmp_waker_key(const void *a, const void *b)
+/* Rows that read the same: same wakee, state and place of sleep, same waker
+ * and waker frames. The wakee's stack id is left out: two stacks that differ
+ * only below the same blocking function read the same. */
+static int cmp_waker_row(const void *a, const void *b)
 {
 	const struct waker_row *x = a, *y = b;
+	const struct offcpu_waker_key *p = &x->k, *q = &y->k;
+	int c;
 
-	return memcmp(&x->k, &y->k, sizeof(x->k));
+	if (p->tgid != q->tgid || p->pid != q->pid)
+		return p->pid != q->pid ? (p->pid < q->pid ? -1 : 1) : (p->tgid < q->tgid ? -1 : 1);
+	if (p->state != q->state)
+		return p->state < q->state ? -1 : 1;
+	if (p->waker_pid != q->waker_pid || p->waker_tgid != q->waker_tgid)
+		return p->waker_pid != q->waker_pid ? (p->waker_pid < q->waker_pid ? -1 : 1)
+						    : (p->waker_tgid < q->waker_tgid ? -1 : 1);
+	if ((c = memcmp(p->waker_comm, q->waker_comm, sizeof(p->waker_comm))) ||
+	    (c = memcmp(p->comm, q->comm, sizeof(p->comm))) ||
+	    (c = memcmp(p->waker_frames, q->waker_frames, sizeof(p->waker_frames))))
+		return c;
+	return strcmp(x->blocked_in, y->blocked_in);
 }
 
 /*
- * A wakeup from an interrupt (a timer for nanosleep, a device completion) runs
- * on the back of whatever task was current: that task is not the waker. Such
- * rows are merged under "[interrupt]", keyed by the interrupt's stack alone.
+ * Makes rows comparable, then merges those that read the same. The tracing
+ * glue at the top of a waker's stack is dropped. A wakeup from an interrupt
+ * (a timer for nanosleep, a device completion) runs on the back of whatever
+ * task was current: that task is not the waker, so such rows become
+ * "[interrupt]", keyed by the interrupt's own frames.
  */
-static size_t merge_interrupt_wakers(struct offcpu_state *st, struct waker_row *rows, size_t n)
+static size_t merge_wakers(struct offcpu_state *st, struct waker_row *rows, size_t n)
 {
+	uint64_t frames[SCHED_MAX_DEPTH];
 	size_t out = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		struct offcpu_waker_key *k = &rows[i].k;
-		unsigned nf = MIN(k->waker_nframes, OFFCPU_WAKER_DEPTH);
-		unsigned irq =
-			sched_stack_irq_frames(st->env.sym, (const uint64_t *)k->waker_frames, nf);
+		uint64_t *wf = (uint64_t *)k->waker_frames;
+		unsigned nf = MIN(k->waker_nframes, OFFCPU_WAKER_DEPTH), skip, irq, nk;
 
+		rows[i].blocked_in[0] = '\0';
+		if (sched_stack_read(st->skel->maps.stacks, k->kern_stack_id, frames, &nk) == 0 &&
+		    nk)
+			blocked_in(st, frames, nk, rows[i].blocked_in, sizeof(rows[i].blocked_in));
+		skip = sched_trace_frames(st->env.sym, wf, nf);
+		memmove(wf, wf + skip, (nf - skip) * sizeof(uint64_t));
+		nf -= skip;
+		memset(wf + nf, 0, (OFFCPU_WAKER_DEPTH - nf) * sizeof(uint64_t));
+		k->waker_nframes = nf;
+		irq = sched_stack_irq_frames(st->env.sym, wf, nf);
 		if (!irq)
 			continue;
 		k->waker_tgid = 0;
@@ -306,13 +335,13 @@ static size_t merge_interrupt_wakers(struct offcpu_state *st, struct waker_row *
 		memset(k->waker_comm, 0, sizeof(k->waker_comm));
 		snprintf(k->waker_comm, sizeof(k->waker_comm), "[interrupt]");
 		/* the interrupted task's frames below the entry point are not the waker's */
-		memset(k->waker_frames + irq, 0, (OFFCPU_WAKER_DEPTH - irq) * sizeof(uint64_t));
+		memset(wf + irq, 0, (OFFCPU_WAKER_DEPTH - irq) * sizeof(uint64_t));
 		k->waker_nframes = irq;
 	}
 	if (n)
-		qsort(rows, n, sizeof(*rows), cmp_waker_key);
+		qsort(rows, n, sizeof(*rows), cmp_waker_row);
 	for (size_t i = 0; i < n; i++) {
-		if (out && memcmp(&rows[out - 1].k, &rows[i].k, sizeof(rows[i].k)) == 0) {
+		if (out && cmp_waker_row(&rows[out - 1], &rows[i]) == 0) {
 			rows[out - 1].v.total_ns += rows[i].v.total_ns;
 			rows[out - 1].v.count += rows[i].v.count;
 			rows[out - 1].v.max_ns = MAX(rows[out - 1].v.max_ns, rows[i].v.max_ns);
@@ -337,7 +366,6 @@ static json_t *wakers_json(struct offcpu_state *st, unsigned top_n, uint64_t *mi
 	struct waker_row *rows = NULL;
 	size_t n = 0, cap = 0;
 	json_t *arr = json_array();
-	uint64_t frames[SCHED_MAX_DEPTH];
 	bool first = true;
 
 	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
@@ -356,25 +384,22 @@ static json_t *wakers_json(struct offcpu_state *st, unsigned top_n, uint64_t *mi
 		if (bpf_map_lookup_elem(fd, &key, &rows[n].v) == 0)
 			n++;
 	}
-	n = merge_interrupt_wakers(st, rows, n);
+	n = merge_wakers(st, rows, n);
 	if (n)
 		qsort(rows, n, sizeof(*rows), cmp_waker);
 	for (size_t i = 0; i < n && i < top_n; i++) {
 		const struct waker_row *r = &rows[i];
 		json_t *o = json_object();
-		char comm[SCHED_TASK_COMM_LEN], text[256];
-		unsigned nf, skip;
+		char comm[SCHED_TASK_COMM_LEN];
+		unsigned nf;
 
 		sched_comm(comm, r->k.comm);
 		json_object_set_new(o, "pid", json_integer(r->k.tgid));
 		json_object_set_new(o, "tid", json_integer(r->k.pid));
 		json_object_set_new(o, "comm", json_string(comm));
 		json_object_set_new(o, "state", json_string(sched_state_name(r->k.state)));
-		if (sched_stack_read(st->skel->maps.stacks, r->k.kern_stack_id, frames, &nf) == 0 &&
-		    nf) {
-			blocked_in(st, frames, nf, text, sizeof(text));
-			json_object_set_new(o, "blocked_in", json_string(text));
-		}
+		if (r->blocked_in[0])
+			json_object_set_new(o, "blocked_in", json_string(r->blocked_in));
 		sched_comm(comm, r->k.waker_comm);
 		json_object_set_new(o, "waker_pid", json_integer(r->k.waker_tgid));
 		json_object_set_new(o, "waker_tid", json_integer(r->k.waker_pid));
@@ -384,11 +409,10 @@ static json_t *wakers_json(struct offcpu_state *st, unsigned top_n, uint64_t *mi
 				    json_integer((json_int_t)(r->v.total_ns / 1000)));
 		json_object_set_new(o, "wakeups", json_integer((json_int_t)r->v.count));
 		nf = MIN(r->k.waker_nframes, OFFCPU_WAKER_DEPTH);
-		skip = sched_trace_frames(st->env.sym, (const uint64_t *)r->k.waker_frames, nf);
 		json_object_set_new(o, "frames",
 				    sched_frames_json(st->env.sym, 0,
-						      (const uint64_t *)r->k.waker_frames + skip,
-						      nf - skip, NULL, 0));
+						      (const uint64_t *)r->k.waker_frames, nf, NULL,
+						      0));
 		json_array_append_new(arr, o);
 	}
 	free(rows);
