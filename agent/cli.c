@@ -113,6 +113,18 @@ const struct cli_command cli_commands[] = {
 	  "  -d, --dir DIR       incident store (default: storage.local.dir)\n"
 	  "  -c, --config FILE   agent configuration\n",
 	  cmd_incidents_show },
+	{ "incidents flamegraph", "ID [--capture KIND] [-o FILE] [--dir DIR]",
+	  "render a flame graph of an incident",
+	  "Renders the folded stacks stored with an incident as an interactive SVG\n"
+	  "flame graph (hover for details, click to zoom, Search to highlight frames;\n"
+	  "kernel frames orange, JIT green, user red to yellow). The agent already\n"
+	  "writes one beside every stack-bearing capture (NAME.svg); this renders one\n"
+	  "on demand, e.g. for an incident copied from another node.\n\n"
+	  "  -k, --capture KIND  which capture's stacks (default: profile, else the first)\n"
+	  "  -o, --output FILE   write the SVG here (default: standard output)\n"
+	  "  -d, --dir DIR       incident store (default: storage.local.dir)\n"
+	  "  -c, --config FILE   agent configuration\n",
+	  cmd_incidents_flamegraph },
 	{ NULL, NULL, NULL, NULL, NULL },
 };
 

@@ -40,6 +40,7 @@ int cmd_rules_check(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 int cmd_incidents_list(int argc, char **argv);
 int cmd_incidents_show(int argc, char **argv);
+int cmd_incidents_flamegraph(int argc, char **argv);
 
 int cmd_status(int argc, char **argv);
 int cmd_trigger(int argc, char **argv);

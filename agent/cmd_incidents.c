@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* `autotrace incidents list | show`: the local store, read without the daemon. */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -11,6 +12,7 @@
 #include "agent/cli.h"
 #include "agent/config.h"
 #include "agent/util.h"
+#include "storage/flamegraph.h"
 #include "storage/store.h"
 
 #define SPARK_WIDTH    60 /* points per sparkline: one per interval, the latest */
@@ -566,4 +568,115 @@ int cmd_incidents_show(int argc, char **argv)
 	printf("\nfiles in %s\n", path);
 	json_decref(doc);
 	return EXIT_OK;
+}
+
+/* The folded artifact to draw: KIND.folded / KIND-*.folded, else profile, else the first. */
+static int pick_folded(const char *path, const char *kind, char *name, size_t len)
+{
+	struct dirent *de;
+	char best[256] = "";
+	DIR *d = opendir(path);
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+
+		if (n < 8 || strcmp(de->d_name + n - 7, ".folded"))
+			continue;
+		if (kind) {
+			size_t k = strlen(kind);
+
+			if (strncmp(de->d_name, kind, k) || (de->d_name[k] != '.' && de->d_name[k] != '-'))
+				continue;
+		}
+		/* deterministic: profile first, then by name */
+		if (!best[0] || (!strcmp(de->d_name, "profile.folded")) ||
+		    (strcmp(best, "profile.folded") && strcmp(de->d_name, best) < 0))
+			snprintf(best, sizeof(best), "%s", de->d_name);
+	}
+	closedir(d);
+	if (!best[0])
+		return -ENOENT;
+	snprintf(name, len, "%s", best);
+	return 0;
+}
+
+int cmd_incidents_flamegraph(int argc, char **argv)
+{
+	static const struct option opts[] = {{"capture", required_argument, NULL, 'k'},
+					     {"output", required_argument, NULL, 'o'},
+					     {"dir", required_argument, NULL, 'd'},
+					     {"config", required_argument, NULL, 'c'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *config = NULL, *dirarg = NULL, *kind = NULL, *output = NULL, *id;
+	char dir[4096], path[4200], file[4500], name[256], title[512];
+	struct flamegraph_opts fo = { 0 };
+	char *folded = NULL, *svg = NULL;
+	size_t flen = 0, slen = 0;
+	int c, rc, err;
+
+	while ((c = getopt_long(argc, argv, "k:o:d:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			kind = optarg;
+			break;
+		case 'o':
+			output = optarg;
+			break;
+		case 'd':
+			dirarg = optarg;
+			break;
+		case 'c':
+			config = optarg;
+			break;
+		case 'h':
+			cli_print_help(cli_find("incidents flamegraph"), stdout);
+			return EXIT_OK;
+		default:
+			return cli_usage_error("incidents flamegraph", "bad option");
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error("incidents flamegraph", "expected exactly one incident ID");
+	id = argv[optind];
+	if (!incident_id_valid(id))
+		return cli_usage_error("incidents flamegraph", "'%s' is not an incident id", id);
+	rc = cli_store_dir(config, dirarg, dir, sizeof(dir));
+	if (rc)
+		return rc;
+	if (store_find(dir, id, path, sizeof(path))) {
+		fprintf(stderr, "autotrace: incident %s not found in %s\n", id, dir);
+		return EXIT_RUNTIME;
+	}
+	if (pick_folded(path, kind, name, sizeof(name))) {
+		fprintf(stderr, "autotrace: incident %s has no %s%sstacks to draw\n", id,
+			kind ? kind : "", kind ? " " : "");
+		return EXIT_RUNTIME;
+	}
+	snprintf(file, sizeof(file), "%s/%s", path, name);
+	err = read_file(file, 1u << 30, &folded, &flen);
+	if (err) {
+		fprintf(stderr, "autotrace: %s: %s\n", file, strerror(-err));
+		return EXIT_RUNTIME;
+	}
+	snprintf(title, sizeof(title), "%.*s, incident %s", (int)(strlen(name) - 7), name, id);
+	fo.title = title;
+	fo.unit = flamegraph_unit_of(name);
+	err = flamegraph_render(folded, flen, &fo, &svg, &slen);
+	free(folded);
+	if (err) {
+		fprintf(stderr, "autotrace: rendering %s: %s\n", file, strerror(-err));
+		return EXIT_RUNTIME;
+	}
+	if (output) {
+		err = write_file_atomic(output, svg, slen, 0600);
+		if (err)
+			fprintf(stderr, "autotrace: writing %s: %s\n", output, strerror(-err));
+	} else if (fwrite(svg, 1, slen, stdout) != slen) {
+		err = -EIO;
+	}
+	free(svg);
+	return err ? EXIT_RUNTIME : EXIT_OK;
 }

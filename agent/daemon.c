@@ -31,6 +31,7 @@
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 #include "storage/essink.h"
+#include "storage/flamegraph.h"
 #include "storage/store.h"
 #include "triggers/engine.h"
 #include "triggers/rules.h"
@@ -230,6 +231,39 @@ static void pending_unlink(struct daemon *d, struct pending_incident *p)
 		*pp = p->next;
 }
 
+/* Every folded-stacks artifact gets a flame graph beside it (NAME.svg). */
+static void add_flamegraphs(struct daemon *d, const struct pending_incident *p,
+			    struct capture_outcome *o)
+{
+	unsigned n = o->result.nartifacts;
+
+	for (unsigned a = 0; a < n; a++) {
+		const struct capture_artifact *art = &o->result.artifacts[a];
+		size_t base = strlen(art->name);
+		struct flamegraph_opts fo = { 0 };
+		char name[64], title[256], sub[256], when[40];
+		char *svg = NULL;
+		size_t len = 0;
+		int err;
+
+		if (base < 7 || strcmp(art->name + base - 7, ".folded"))
+			continue;
+		base -= 7;
+		snprintf(name, sizeof(name), "%.*s.svg", (int)base, art->name);
+		format_iso8601(o->started_real_ms, when, sizeof(when));
+		snprintf(title, sizeof(title), "%.*s: %s", (int)base, art->name, p->name);
+		snprintf(sub, sizeof(sub), "%s, %s, %llu ms, incident %s", d->host.name, when,
+			 (unsigned long long)o->duration_ms, p->id);
+		fo.title = title;
+		fo.subtitle = sub;
+		fo.unit = flamegraph_unit_of(art->name);
+		err = flamegraph_render(art->data, art->len, &fo, &svg, &len);
+		if (err || capture_result_add_artifact(&o->result, name, svg, len))
+			log_warn("incident %s: no flame graph for %s: %s", p->id, art->name,
+				 strerror(err ? -err : ENOSPC));
+	}
+}
+
 static void write_incident(struct daemon *d, struct pending_incident *p,
 			   struct capture_session *session, const char *status)
 {
@@ -245,6 +279,7 @@ static void write_incident(struct daemon *d, struct pending_incident *p,
 	for (unsigned i = 0; session && i < capture_session_count(session); i++) {
 		struct capture_outcome *o = capture_session_outcome(session, i);
 
+		add_flamegraphs(d, p, o);
 		for (unsigned a = 0; a < o->result.nartifacts && nart < 16; a++)
 			arts[nart++] = o->result.artifacts[a];
 		d->capture_lost_events += o->result.lost_events;

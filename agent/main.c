@@ -11,7 +11,7 @@ static void print_top_help(FILE *out)
 {
 	fprintf(out, "usage: autotrace COMMAND [OPTIONS]\n\n%s\n\ncommands:\n", cli_description);
 	for (const struct cli_command *c = cli_commands; c->name; c++)
-		fprintf(out, "  %-20s %s\n", c->name, c->summary);
+		fprintf(out, "  %-22s %s\n", c->name, c->summary);
 	fprintf(out, "\n'autotrace COMMAND --help' describes each command.\n"
 		     "Exit status: 0 ok, 1 runtime failure, 2 usage or validation error.\n"
 		     "'autotrace --man' prints the manual page, 'autotrace --completion bash'\n"

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Issue 2 end to end: a CPU-sys rule captures an on-CPU profile into one local incident."""
 import json
+import xml.etree.ElementTree as ET
 import os
 import signal
 import subprocess
@@ -90,6 +91,26 @@ def test_sys_loop_produces_one_profile_incident(agent):
     assert cap["samples"] > 50
     assert 2500 <= cap["duration_ms"] <= 4500
     assert "profile.folded" in cap["artifacts"]
+    assert "profile.svg" in cap["artifacts"]
+
+    # the flame graph beside it is well-formed SVG that shows the loop's frames
+    inc_dir = incidents[0]["path"]
+    svg = ET.parse(os.path.join(inc_dir, "profile.svg")).getroot()
+    assert svg.tag.endswith("svg")
+    titles = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")]
+    assert any(t.startswith("at_sysloop (") for t in titles), titles[:20]
+    assert any("_[k] (" in t for t in titles)
+    # and `incidents flamegraph` renders the same stacks on demand
+    out = os.path.join(agent.dir, "fg.svg")
+    r = subprocess.run([BIN, "incidents", "flamegraph", incidents[0]["id"], "--dir",
+                        agent.incident_dir, "-o", out], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    again = ET.parse(out).getroot()
+    assert {t.text for t in again.iter("{http://www.w3.org/2000/svg}title")} >= \
+        {t for t in titles if t.startswith("at_sysloop (")}
+    r = subprocess.run([BIN, "incidents", "flamegraph", incidents[0]["id"], "--dir",
+                        agent.incident_dir, "--capture", "offcpu"], capture_output=True, text=True)
+    assert r.returncode == 1 and "no offcpu stacks" in r.stderr
 
     ours = [s for s in cap["top_stacks"] if s["comm"] == "at_sysloop"]
     assert ours, [s["comm"] for s in cap["top_stacks"]]
