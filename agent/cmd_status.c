@@ -95,6 +95,18 @@ static void print_watchers(json_t *arr)
 		       jstring(w, "state", "?"), cost, (long long)jint(w, "samples"), latest);
 		if (json_object_get(w, "error"))
 			printf("%-16s   error: %s\n", "", jstring(w, "error", ""));
+		/* opt-in hook modes: what they cost the node, per event */
+		if (json_object_get(w, "ns_per_event"))
+			printf("%-16s   hooks: %.0f ns per event (%.0f since on), %.3f%% of all CPUs, "
+			       "%lld events\n",
+			       "", jnum(w, "ns_per_event"), jnum(w, "ns_per_event_avg"),
+			       jnum(w, "cpu_pct"), (long long)jint(w, "events"));
+		if (json_object_get(w, "throttled_reason"))
+			printf("%-16s   throttled: %s\n", "", jstring(w, "throttled_reason", ""));
+		if (json_object_get(w, "cgroups_found"))
+			printf("%-16s   %lld cgroups watched of %lld found, %lld dropped\n", "",
+			       (long long)jint(w, "cgroups"), (long long)jint(w, "cgroups_found"),
+			       (long long)jint(w, "cgroups_dropped"));
 	}
 }
 

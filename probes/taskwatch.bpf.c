@@ -76,14 +76,63 @@ static __always_inline __u64 delta(__u64 now, __u64 prev)
 	return now >= prev ? now - prev : 0;
 }
 
+/*
+ * Direct loads through the iterator's BTF task pointer (CO-RE relocated, a
+ * plain memory access each) instead of bpf_probe_read calls: this program
+ * visits every task every interval, and most of them only to find nothing new.
+ */
+struct task_struct___state_old {
+	long state;
+};
+
+static __always_inline unsigned int tw_state(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return t->__state;
+	return (unsigned int)((struct task_struct___state_old *)t)->state;
+}
+
+static __always_inline struct rq *tw_rq(struct task_struct *t)
+{
+	struct cfs_rq *cfs;
+
+	if (!bpf_core_field_exists(struct cfs_rq, rq))
+		return NULL;
+	cfs = t->se.cfs_rq;
+	return cfs ? cfs->rq : NULL;
+}
+
+static __always_inline __u32 tw_cpu(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->thread_info.cpu))
+		return t->thread_info.cpu;
+	return task_last_cpu(t);
+}
+
+static __always_inline __u64 tw_max_run_delay(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->sched_info.max_run_delay))
+		return t->sched_info.max_run_delay;
+	return 0;
+}
+
+static __always_inline __u64 tw_reclaim_ns(struct task_struct *t)
+{
+	struct task_delay_info *di = t->delays;
+
+	if (!di || !bpf_core_field_exists(di->freepages_delay))
+		return 0;
+	return di->freepages_delay;
+}
+
 /* When did the D episode of a task first seen in it begin? The task stopped
  * running at se.exec_start, in its run queue's clock_task; that run queue's
  * clock_task now tells how long ago (a little short when that CPU idles). */
 static __always_inline __u64 d_start_estimate(struct task_struct *t, __u64 now)
 {
-	struct rq *rq = task_cpu_rq(t);
-	__u64 clock = rq ? BPF_CORE_READ(rq, clock_task) : 0;
-	__u64 stopped = BPF_CORE_READ(t, se.exec_start);
+	struct rq *rq = tw_rq(t);
+	__u64 clock = rq ? rq->clock_task : 0;
+	__u64 stopped = t->se.exec_start;
 
 	if (clock > stopped && clock - stopped < now)
 		return now - (clock - stopped);
@@ -101,16 +150,16 @@ int taskwatch(struct bpf_iter__task *ctx)
 	bool fresh;
 	__u32 cpu;
 
-	if (!t || BPF_CORE_READ(t, exit_state))
+	if (!t || t->exit_state)
 		return 0;
 	g.tasks++;
-	state = task_state(t);
-	rd = BPF_CORE_READ(t, sched_info.run_delay);
-	pc = BPF_CORE_READ(t, sched_info.pcount);
-	lq = BPF_CORE_READ(t, sched_info.last_queued);
-	mrd = task_max_run_delay(t);
+	state = tw_state(t);
+	rd = t->sched_info.run_delay;
+	pc = t->sched_info.pcount;
+	lq = t->sched_info.last_queued;
+	mrd = tw_max_run_delay(t);
 	if (g.delayacct)
-		rec = task_reclaim_delay_ns(t);
+		rec = tw_reclaim_ns(t);
 
 	ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!ts)
@@ -119,7 +168,7 @@ int taskwatch(struct bpf_iter__task *ctx)
 	if (fresh) {
 		/* born since the last pass: everything it waited is this interval's;
 		 * older: its history is the baseline */
-		bool born = g.prev_pass_ns && BPF_CORE_READ(t, start_time) > g.prev_pass_ns;
+		bool born = g.prev_pass_ns && t->start_time > g.prev_pass_ns;
 
 		ts->run_delay = born ? 0 : rd;
 		ts->pcount = born ? 0 : pc;
@@ -138,8 +187,8 @@ int taskwatch(struct bpf_iter__task *ctx)
 	}
 	if (lq) {
 		/* queued and not running yet: its wait so far, in its run queue's clock */
-		struct rq *rq = task_cpu_rq(t);
-		__u64 clock = rq ? BPF_CORE_READ(rq, clock) : 0;
+		struct rq *rq = tw_rq(t);
+		__u64 clock = rq ? rq->clock : 0;
 
 		s.waiting = true;
 		if (clock > lq && clock - lq > s.wait_max)
@@ -148,7 +197,7 @@ int taskwatch(struct bpf_iter__task *ctx)
 	s.dstate = (state & TASK_UNINTERRUPTIBLE_) && !(state & TASK_NOLOAD_);
 	if (s.dstate) {
 		__u64 now = bpf_ktime_get_ns();
-		__u64 sw = BPF_CORE_READ(t, nvcsw) + BPF_CORE_READ(t, nivcsw) + 1;
+		__u64 sw = t->nvcsw + t->nivcsw + 1;
 
 		if (ts && ts->d_switches != sw) {
 			/* a new episode (no context switch since means the same one) */
@@ -177,7 +226,7 @@ int taskwatch(struct bpf_iter__task *ctx)
 		return 0;
 
 	add(&g.host, &s);
-	cpu = task_last_cpu(t);
+	cpu = tw_cpu(t);
 	{
 		struct tw_acc *a = bpf_map_lookup_elem(&cpu_acc, &cpu);
 

@@ -237,7 +237,7 @@ static bool disk_dir(char *dir, size_t dlen, char *disk, size_t klen)
 static void test_block_hooks(void **s)
 {
 	char dir[256], disk[64], file[320];
-	void *buf;
+	void *buf = NULL;
 	int fd;
 	double p50 = NAN, p99 = NAN, max = NAN;
 

@@ -16,6 +16,7 @@ host and in the cgroup they happen in, with the real binary.
 """
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -447,3 +448,49 @@ def test_default_has_no_hooks_and_hook_mode_reports_cost(tmp_path):
     assert "runqlat" in text, text
     assert rc == 0, log
     assert ids and not any(prog_exists(i) for i in ids), log
+
+
+def test_reload_turns_a_hook_mode_on_and_off():
+    agent = Agent()
+    try:
+        agent.start()
+        st = control_call(agent.socket, "status")["result"]
+        assert {w["name"]: w for w in st["watchers"]}["runqlat"]["state"] == "off"
+        # SIGHUP with watch.runq_hooks on: the watchers start over with the hooks
+        with open(agent.config, "a") as f:
+            f.write("watch:\n  runq_hooks: true\n")
+        agent.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 15
+        w = None
+        while time.time() < deadline:
+            st = control_call(agent.socket, "status")["result"]
+            w = {x["name"]: x for x in st["watchers"]}["runqlat"]
+            if w["state"] == "ok" and w.get("events", 0) > 0:
+                break
+            time.sleep(0.5)
+        assert w and w["state"] == "ok" and w["events"] > 0, w
+        ids = agent_prog_ids(agent.read_log())
+        # and off again: its programs are gone while the agent keeps running
+        with open(agent.config) as f:
+            text = f.read()
+        with open(agent.config, "w") as f:
+            f.write(text.replace("runq_hooks: true", "runq_hooks: false"))
+        agent.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            st = control_call(agent.socket, "status")["result"]
+            if {x["name"]: x for x in st["watchers"]}["runqlat"]["state"] == "off":
+                break
+            time.sleep(0.5)
+        assert {x["name"]: x for x in st["watchers"]}["runqlat"]["state"] == "off"
+        runq_ids = [int(m) for line in agent.read_log().splitlines()
+                    if "watch.runqlat: BPF programs loaded" in line
+                    for m in re.findall(r"#(\d+)", line)]
+        assert runq_ids and not any(prog_exists(i) for i in runq_ids)
+        assert agent.proc.poll() is None
+    finally:
+        rc, _ = agent.stop()
+        log = agent.read_log()
+        agent.cleanup()
+    assert rc == 0, log
+    assert ids and not any(prog_exists(i) for i in ids)
