@@ -35,7 +35,7 @@ struct taskwatch {
 	uint64_t gen;	 /* watched-set generation the slot map reflects */
 	unsigned nslots; /* slots in use: cgroups_watch_at(0..nslots-1) */
 	uint64_t prev_pass_ns;
-	uint64_t last_pass_us, tasks;
+	uint64_t last_pass_us, tasks, skipped;
 	char delayacct_path[256];
 	bool delayacct;	     /* reading reclaim stalls */
 	bool delayacct_ours; /* we turned it on, and turn it off at exit */
@@ -251,6 +251,7 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 	memset(tw->cpu_acc, 0, tw->cpu_acc_len);
 	memset(&g->host, 0, sizeof(g->host));
 	g->tasks = 0;
+	g->skipped = 0;
 	g->pass++;
 	g->prev_pass_ns = tw->prev_pass_ns;
 	g->delayacct = tw->delayacct;
@@ -258,6 +259,7 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 	tw->prev_pass_ns = start;
 	tw->last_pass_us = (now_mono_ns() - start) / 1000;
 	tw->tasks = g->tasks;
+	tw->skipped = g->skipped;
 	tw->storage_fail += g->storage_fail;
 	tw->cpu_overflow += g->cpu_overflow;
 	g->storage_fail = g->cpu_overflow = 0;
@@ -311,6 +313,7 @@ static void taskwatch_status(void *state, json_t *o)
 	struct taskwatch *tw = state;
 
 	json_object_set_new(o, "tasks", json_integer((json_int_t)tw->tasks));
+	json_object_set_new(o, "tasks_idle", json_integer((json_int_t)tw->skipped));
 	json_object_set_new(o, "pass_us", json_integer((json_int_t)tw->last_pass_us));
 	json_object_set_new(o, "cgroups", json_integer(tw->nslots));
 	json_object_set_new(o, "task_state_failures", json_integer((json_int_t)tw->storage_fail));

@@ -21,18 +21,21 @@ struct tw_acc {
 _Static_assert(sizeof(struct tw_acc) == 64, "tw_acc ABI");
 
 /* Shared with user space in .bss: user space sets the first three fields
- * before each pass and reads the rest after it. */
+ * before each pass and reads the counters after it. */
 struct tw_globals {
 	__u64 pass;	    /* pass number, from 1 */
 	__u64 prev_pass_ns; /* CLOCK_MONOTONIC start of the previous pass, 0 before */
 	__u64 delayacct;    /* delay accounting is on: read reclaim stalls */
 	__u64 tasks;	    /* tasks visited this pass */
+	__u64 skipped;	    /* of them, idle since the previous pass: not looked at closer */
 	__u64 storage_fail; /* tasks without per-task state (allocation failed) */
 	__u64 cpu_overflow; /* tasks on CPUs beyond the per-CPU array */
+	/* the run-queue clock of the CPU running the pass, at its first task */
+	__u64 clock_pass, cur_clock, prev_clock;
 	__u64 pad[2];
 	struct tw_acc host;
 };
-_Static_assert(sizeof(struct tw_globals) == 128, "tw_globals ABI");
+_Static_assert(sizeof(struct tw_globals) == 160, "tw_globals ABI");
 
 /* Per-task state between passes (task-local storage). */
 struct tw_task {
