@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0-only
-# cmake -DOUT=file.c -DFILES="a.yaml;b.yaml" -P embed_rules.cmake
+# cmake -DOUT=file.c -DDIR=config/rules.d -P embed_rules.cmake
 # Writes the default rule files into a C table (the built-in rules).
 set(content "/* Generated from config/rules.d by triggers/embed_rules.cmake; do not edit. */\n")
 string(APPEND content "#include \"triggers/rules.h\"\n\n")
 set(table "const struct builtin_file builtin_rule_files[] = {\n")
 set(i 0)
+file(GLOB FILES ${DIR}/*.yaml)
+list(SORT FILES)
 foreach(f ${FILES})
 	file(READ ${f} hex HEX)
 	string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")

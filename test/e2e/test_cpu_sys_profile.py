@@ -164,9 +164,14 @@ exec {BIN} run
     text = (tmp_path / "agent.log").read_text()
     assert rc == 0, text
     assert "(built-in defaults)" in text and "built-in default rules" in text, text
-    assert len(found) == 1, text
-    doc = json.loads(found[0].read_text())
-    assert doc["rule"]["name"] == "host-cpu-sys-high"
-    assert doc["captures"][0]["kind"] == "profile"
-    assert oct(os.stat(found[0]).st_mode & 0o777) == "0o600"
-    assert oct(os.stat(found[0].parent).st_mode & 0o777) == "0o700"
+    assert found, text
+    # Other default host rules (idle collapse) may fire on the same burst and
+    # share the session: the sys-time rule must be among the triggers.
+    docs = [(f, json.loads(f.read_text())) for f in found]
+    hits = [(f, d) for f, d in docs
+            if "host-cpu-sys-high" in [t["rule"] for t in d["triggers"]]]
+    assert hits, [d["triggers"] for _, d in docs]
+    path, doc = hits[0]
+    assert "profile" in [c["kind"] for c in doc["captures"]]
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(path.parent).st_mode & 0o777) == "0o700"

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/config.h"
 #include "probes/catalogue.h"
 #include "triggers/rules.h"
 
@@ -288,13 +289,29 @@ static void test_builtin_rules_are_valid(void **s)
 {
 	struct ruleset *rs = NULL;
 	struct diag diag = { 0 };
-	struct rules_limits big = { .max_capture_ms = 60000, .max_window_ms = 300000 };
+	struct agent_config cfg;
+	struct rules_limits dlim;
+	static const char *const expected[] = { "host-cpu-sys-high", "host-cpu-idle-collapse",
+						 "container-cpu-spike", "dstate-pileup",
+						 "runq-latency", "io-saturation", "memory-burst",
+						 "memory-pressure" };
 
-	if (ruleset_load_builtin(&big, &rs, &diag)) {
+	/* the defaults must load under the default config's capture limits */
+	config_defaults(&cfg);
+	dlim = rules_limits_from_config(&cfg);
+	if (ruleset_load_builtin(&dlim, &rs, &diag)) {
 		print_error("%s\n", diag.n ? diag.msgs[0] : "?");
 		fail();
 	}
-	assert_true(rs->n >= 1);
+	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++) {
+		bool found = false;
+
+		for (unsigned j = 0; j < rs->n; j++)
+			found |= strcmp(rs->rules[j].name, expected[i]) == 0;
+		if (!found)
+			print_error("built-in rule %s missing\n", expected[i]);
+		assert_true(found);
+	}
 	ruleset_free(&rs);
 	diag_clear(&diag);
 }
