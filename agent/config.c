@@ -84,6 +84,11 @@ static const struct cfg_key config_table[] = {
 	  "kernel time of capture programs, % of all CPUs, before a capture is cut short" },
 	{ "guard", "agent_cpu_pct", CFG_UINT, F(guard.agent_cpu_pct), 1, 1000, "50",
 	  "CPU of the agent process while capturing, % of one CPU, before a capture is cut short" },
+	{ "guard", "hook_cpu_pct", CFG_UINT, F(guard.hook_cpu_pct), 1, 100, "1",
+	  "kernel time of one opt-in hook mode, % of all CPUs, before it is switched off" },
+	{ "guard", "hook_hold", CFG_DURATION, F(guard.hook_hold_ms), 1000, 3600000, "30s",
+	  "a hook mode switched off stays off at least this long (doubling when it keeps coming "
+	  "back over budget), then comes back once its estimated cost is under half the budget" },
 	{ "symbolizer", "cache_size", CFG_SIZE, F(symbolizer.cache_size), 8 * MiB, 64 * GiB,
 	  "256MiB", "memory cap for cached symbol tables (least recently used evicted)" },
 	{ "storage.local", "dir", CFG_PATH, F(local.dir), 0, 0, "/var/lib/autotrace/incidents",

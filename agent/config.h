@@ -51,6 +51,8 @@ struct agent_config {
 		bool enabled;
 		uint64_t capture_cpu_pct;
 		uint64_t agent_cpu_pct;
+		uint64_t hook_cpu_pct;
+		uint64_t hook_hold_ms;
 	} guard;
 	struct {
 		uint64_t cache_size;

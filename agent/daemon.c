@@ -566,6 +566,65 @@ static uint64_t process_cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Sum of the latest values of a metric's series (host or per device). */
+static double latest_sum(const struct tsdb *db, const char *metric)
+{
+	int idx = metric_index(metric);
+	double sum = 0, v;
+	bool any = false;
+
+	if (idx < 0)
+		return -1;
+	for (struct tsdb_series *s = tsdb_first(db, (unsigned)idx); s; s = tsdb_next(s))
+		if (tsdb_value(db, s, 0, &v)) {
+			sum += v;
+			any = true;
+		}
+	return any ? sum : -1;
+}
+
+/* The load that drives a hook mode's events, for the guard's estimate. */
+static double hook_load(const struct daemon *d, const char *hook)
+{
+	if (strcmp(hook, "runqlat") == 0)
+		return latest_sum(d->db, "sched.ctxsw_per_s");
+	if (strcmp(hook, "biolat") == 0) {
+		double r = latest_sum(d->db, "io.read_iops"), w = latest_sum(d->db, "io.write_iops");
+
+		return r < 0 || w < 0 ? -1 : r + w;
+	}
+	return -1;
+}
+
+/* The guard's lever on the opt-in hook modes: off over budget, on when the load passed. */
+static void guard_hooks(struct daemon *d)
+{
+	struct watcher_hook_cost costs[GUARD_MAX_HOOKS];
+	unsigned n = watchers_hook_costs(d->watchers, costs, GUARD_MAX_HOOKS);
+	char why[200];
+
+	for (unsigned i = 0; i < n; i++) {
+		struct guard_hook h = { .name = costs[i].name,
+					.throttled = costs[i].throttled,
+					.cpu_pct = costs[i].cpu_pct,
+					.ns_per_event = costs[i].ns_per_event,
+					.load_per_s = hook_load(d, costs[i].name) };
+
+		switch (guard_hook_sample(d->guard, &h, why, sizeof(why))) {
+		case GUARD_HOOK_THROTTLE:
+			watchers_throttle(d->watchers, h.name, why);
+			break;
+		case GUARD_HOOK_RESUME:
+			if (watchers_throttle(d->watchers, h.name, NULL) == 0)
+				log_info("watcher %s: hooks attached again (the load passed)",
+					 h.name);
+			break;
+		case GUARD_HOOK_KEEP:
+			break;
+		}
+	}
+}
+
 static void on_tick(void *ctx, struct loop_timer *t)
 {
 	struct daemon *d = ctx;
@@ -573,6 +632,7 @@ static void on_tick(void *ctx, struct loop_timer *t)
 	(void)t;
 	watchers_sample(d->watchers, d->db, now_real_ms());
 	engine_evaluate(d->engine, d->db, now_mono_ns() / 1000000, on_fires, d);
+	guard_hooks(d);
 	{
 		const char *kinds[16];
 		unsigned n = capmgr_running_kinds(d->caps, kinds, 16);
@@ -599,7 +659,9 @@ static struct guard_opts guard_opts_of(const struct agent_config *cfg)
 	return (struct guard_opts){ .enabled = cfg->guard.enabled,
 				    .capture_cpu_pct = (double)cfg->guard.capture_cpu_pct,
 				    .agent_cpu_pct = (double)cfg->guard.agent_cpu_pct,
-				    .strikes = 2 };
+				    .strikes = 2,
+				    .hook_cpu_pct = (double)cfg->guard.hook_cpu_pct,
+				    .hook_hold_ms = cfg->guard.hook_hold_ms };
 }
 
 static void on_watchdog(void *ctx, struct loop_timer *t)

@@ -12,8 +12,27 @@
 #include "agent/util.h"
 #include "probes/bpfutil.h"
 
+#define GUARD_HOOKS	 GUARD_MAX_HOOKS
+#define GUARD_HOLD_SHIFT 4 /* a hook mode that keeps coming back over holds 16x at most */
+
+/* What the guard knows about one opt-in hook mode. */
+struct hook_state {
+	char name[32];
+	bool throttled;
+	unsigned over, calm; /* consecutive samples over budget / cheap enough to resume */
+	/* learnt while on, to estimate the cost while off (EWMA) */
+	double ns_per_event, events_per_load;
+	double cpu_pct, est_cpu_pct; /* last measured; estimated while throttled (< 0 unknown) */
+	uint64_t throttled_at_ns, resumed_at_ns;
+	unsigned rethrottles; /* back over budget soon after a resume: the hold doubles */
+	uint64_t throttles;
+	char reason[200];
+};
+
 struct guard {
 	struct guard_opts opts;
+	struct hook_state hooks[GUARD_HOOKS];
+	unsigned nhooks;
 	long ncpus;
 	bool stats_held;
 	bool have_prev;
@@ -89,7 +108,8 @@ bool guard_sample(struct guard *g, const char *const *kinds, unsigned nkinds, ch
 		int err = bpf_stats_hold();
 
 		if (err)
-			log_warn("guard: cannot enable BPF run-time statistics: %s", strerror(-err));
+			log_warn("guard: cannot enable BPF run-time statistics: %s",
+				 strerror(-err));
 		g->stats_held = err == 0;
 	}
 	for (unsigned i = 0; i < nkinds; i++) {
@@ -101,12 +121,13 @@ bool guard_sample(struct guard *g, const char *const *kinds, unsigned nkinds, ch
 	if (g->have_prev && now > g->prev_mono_ns) {
 		elapsed = (double)(now - g->prev_mono_ns);
 		g->agent_pct = 100.0 * (double)(agent - g->prev_agent_ns) / elapsed;
-		g->capture_pct = bpf >= g->prev_bpf_ns ?
-					 100.0 * (double)(bpf - g->prev_bpf_ns) / (elapsed * (double)g->ncpus) :
-					 0;
+		g->capture_pct = bpf >= g->prev_bpf_ns ? 100.0 * (double)(bpf - g->prev_bpf_ns) /
+								 (elapsed * (double)g->ncpus)
+						       : 0;
 		if (g->capture_pct > g->opts.capture_cpu_pct) {
 			snprintf(reason, reason_len,
-				 "capture programs used %.1f%% of all CPUs (guard.capture_cpu_pct %g%%)",
+				 "capture programs used %.1f%% of all CPUs (guard.capture_cpu_pct "
+				 "%g%%)",
 				 g->capture_pct, g->opts.capture_cpu_pct);
 			over = true;
 		} else if (g->agent_pct > g->opts.agent_cpu_pct) {
@@ -131,6 +152,136 @@ bool guard_sample(struct guard *g, const char *const *kinds, unsigned nkinds, ch
 	return false;
 }
 
+static struct hook_state *hook_state_of(struct guard *g, const char *name)
+{
+	for (unsigned i = 0; i < g->nhooks; i++)
+		if (strcmp(g->hooks[i].name, name) == 0)
+			return &g->hooks[i];
+	if (g->nhooks == GUARD_HOOKS)
+		return NULL;
+	snprintf(g->hooks[g->nhooks].name, sizeof(g->hooks[0].name), "%s", name);
+	g->hooks[g->nhooks].est_cpu_pct = -1;
+	return &g->hooks[g->nhooks++];
+}
+
+static double ewma(double prev, double sample)
+{
+	return prev > 0 ? 0.7 * prev + 0.3 * sample : sample;
+}
+
+/* While on: how many events one unit of load makes, and what an event costs. */
+static void hook_learn(const struct guard *g, struct hook_state *st, const struct guard_hook *h)
+{
+	double events_per_s;
+
+	if (h->ns_per_event <= 0 || h->cpu_pct <= 0 || h->load_per_s <= 0)
+		return;
+	events_per_s = h->cpu_pct / 100.0 * (double)g->ncpus * 1e9 / h->ns_per_event;
+	st->ns_per_event = ewma(st->ns_per_event, h->ns_per_event);
+	st->events_per_load = ewma(st->events_per_load, events_per_s / h->load_per_s);
+}
+
+/* While off: the cost the hooks would have at this load; -1 when unknown. */
+static double hook_estimate(const struct guard *g, const struct hook_state *st, double load)
+{
+	if (st->events_per_load <= 0 || st->ns_per_event <= 0 || load < 0)
+		return -1;
+	return 100.0 * load * st->events_per_load * st->ns_per_event / ((double)g->ncpus * 1e9);
+}
+
+static uint64_t hook_hold_ns(const struct guard *g, const struct hook_state *st)
+{
+	return g->opts.hook_hold_ms * 1000000ull << st->rethrottles;
+}
+
+static enum guard_hook_action hook_while_on(struct guard *g, struct hook_state *st,
+					    const struct guard_hook *h, char *reason,
+					    size_t reason_len)
+{
+	uint64_t now = now_mono_ns();
+
+	st->throttled = false;
+	st->cpu_pct = h->cpu_pct;
+	st->est_cpu_pct = -1;
+	hook_learn(g, st, h);
+	st->over = h->cpu_pct > g->opts.hook_cpu_pct ? st->over + 1 : 0;
+	if (st->over < MAX(g->opts.strikes, 1u))
+		return GUARD_HOOK_KEEP;
+	st->over = 0;
+	if (st->resumed_at_ns && now - st->resumed_at_ns < 4 * hook_hold_ns(g, st))
+		st->rethrottles = MIN(st->rethrottles + 1, (unsigned)GUARD_HOLD_SHIFT);
+	else
+		st->rethrottles = 0;
+	st->throttled = true;
+	st->throttled_at_ns = now;
+	st->throttles++;
+	snprintf(reason, reason_len, "%s hooks used %.2f%% of all CPUs (guard.hook_cpu_pct %g%%)",
+		 h->name, h->cpu_pct, g->opts.hook_cpu_pct);
+	snprintf(st->reason, sizeof(st->reason), "%s", reason);
+	return GUARD_HOOK_THROTTLE;
+}
+
+static enum guard_hook_action hook_while_off(struct guard *g, struct hook_state *st,
+					     const struct guard_hook *h)
+{
+	uint64_t now = now_mono_ns();
+
+	st->throttled = true;
+	st->est_cpu_pct = hook_estimate(g, st, h->load_per_s);
+	if (now - st->throttled_at_ns < hook_hold_ns(g, st))
+		return GUARD_HOOK_KEEP;
+	/* without an estimate, the hold alone decides: the next interval measures */
+	if (st->est_cpu_pct >= g->opts.hook_cpu_pct / 2) {
+		st->calm = 0;
+		return GUARD_HOOK_KEEP;
+	}
+	if (++st->calm < MAX(g->opts.strikes, 1u))
+		return GUARD_HOOK_KEEP;
+	st->calm = 0;
+	st->throttled = false;
+	st->resumed_at_ns = now;
+	return GUARD_HOOK_RESUME;
+}
+
+enum guard_hook_action guard_hook_sample(struct guard *g, const struct guard_hook *h, char *reason,
+					 size_t reason_len)
+{
+	struct hook_state *st = hook_state_of(g, h->name);
+
+	if (!st)
+		return GUARD_HOOK_KEEP;
+	if (!g->opts.enabled) {
+		st->throttled = false;
+		return h->throttled ? GUARD_HOOK_RESUME : GUARD_HOOK_KEEP;
+	}
+	if (!h->throttled)
+		return hook_while_on(g, st, h, reason, reason_len);
+	if (!st->throttled_at_ns) /* throttled before this guard knew it (a reload) */
+		st->throttled_at_ns = now_mono_ns();
+	return hook_while_off(g, st, h);
+}
+
+static json_t *hooks_status(const struct guard *g)
+{
+	json_t *arr = json_array();
+
+	for (unsigned i = 0; i < g->nhooks; i++) {
+		const struct hook_state *st = &g->hooks[i];
+		json_t *o = json_object();
+
+		json_object_set_new(o, "name", json_string(st->name));
+		json_object_set_new(o, "state", json_string(st->throttled ? "throttled" : "on"));
+		json_object_set_new(o, "cpu_pct", json_real(st->cpu_pct));
+		if (st->throttled && st->est_cpu_pct >= 0)
+			json_object_set_new(o, "estimated_cpu_pct", json_real(st->est_cpu_pct));
+		json_object_set_new(o, "throttles", json_integer((json_int_t)st->throttles));
+		if (st->reason[0])
+			json_object_set_new(o, "last_throttle_reason", json_string(st->reason));
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
 json_t *guard_status(const struct guard *g)
 {
 	json_t *o = json_object();
@@ -142,5 +293,7 @@ json_t *guard_status(const struct guard *g)
 	json_object_set_new(o, "captures_cut_short", json_integer((json_int_t)g->cuts));
 	if (g->last_cut[0])
 		json_object_set_new(o, "last_cut_reason", json_string(g->last_cut));
+	json_object_set_new(o, "hook_cpu_pct_limit", json_real(g->opts.hook_cpu_pct));
+	json_object_set_new(o, "hooks", hooks_status(g));
 	return o;
 }

@@ -494,3 +494,95 @@ def test_reload_turns_a_hook_mode_on_and_off():
         agent.cleanup()
     assert rc == 0, log
     assert ids and not any(prog_exists(i) for i in ids)
+
+
+PINGPONG = r"""
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+/* Two processes bounce a byte over two pipes on one CPU for argv[1] seconds:
+ * a context-switch storm, every switch a wakeup and a run-queue wait. */
+int main(int argc, char **argv)
+{
+	int ab[2], ba[2];
+	char c = 0;
+	cpu_set_t set;
+	time_t end = time(NULL) + atoi(argv[1]);
+
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	if (pipe(ab) || pipe(ba))
+		return 1;
+	if (fork() == 0) {
+		while (read(ab[0], &c, 1) == 1 && write(ba[1], &c, 1) == 1)
+			;
+		return 0;
+	}
+	while (time(NULL) < end)
+		for (int i = 0; i < 10000; i++)
+			if (write(ab[1], &c, 1) != 1 || read(ba[0], &c, 1) != 1)
+				return 1;
+	return 0;
+}
+"""
+
+
+def runqlat_and_guard(agent):
+    st = control_call(agent.socket, "status")["result"]
+    w = {x["name"]: x for x in st["watchers"]}["runqlat"]
+    g = {h["name"]: h for h in st["guard"]["hooks"]}.get("runqlat", {})
+    return w, g
+
+
+def test_guard_switches_a_costly_hook_mode_off_and_back_on(tmp_path):
+    """A context-switch storm makes the run-queue hooks cost more than
+    guard.hook_cpu_pct: the guard detaches them (status: throttled, with why),
+    keeps them off while the storm lasts, and attaches them again after it."""
+    exe = compile_c(PINGPONG, "at_pingpong", str(tmp_path))
+    agent = Agent(config_extra="watch:\n  runq_hooks: true\n"
+                               "guard:\n  hook_cpu_pct: 1\n  hook_hold: 2s\n")
+    storm = None
+    try:
+        agent.start()
+        time.sleep(2.5)
+        w, _ = runqlat_and_guard(agent)
+        assert w["state"] == "ok", w
+        storm = subprocess.Popen([exe, "40"])
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            w, g = runqlat_and_guard(agent)
+            if w["state"] == "throttled":
+                break
+            time.sleep(0.5)
+        assert w["state"] == "throttled", (w, g)
+        assert "guard.hook_cpu_pct 1%" in w["throttled_reason"], w
+        assert g["state"] == "throttled" and g["throttles"] >= 1, g
+        # the storm goes on past the hold: the estimate keeps the hooks off
+        time.sleep(5)
+        w, g = runqlat_and_guard(agent)
+        assert w["state"] == "throttled", (w, g)
+        assert g.get("estimated_cpu_pct", 0) > 0.5, g
+        storm.kill()
+        storm.wait()
+        storm = None
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            w, g = runqlat_and_guard(agent)
+            if w["state"] == "ok":
+                break
+            time.sleep(0.5)
+        assert w["state"] == "ok", (w, g)
+        assert "hooks attached again" in agent.read_log()
+    finally:
+        if storm:
+            storm.kill()
+            storm.wait()
+        rc, _ = agent.stop()
+        log = agent.read_log()
+        agent.cleanup()
+    assert rc == 0, log
+    ids = agent_prog_ids(log)
+    assert ids and not any(prog_exists(i) for i in ids)
