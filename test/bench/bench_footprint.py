@@ -4,6 +4,9 @@
 
     test/bench/bench_footprint.py [--seconds 60]
 
+The agent runs its default rules in dry-run mode (watched and evaluated, no
+capture attached), so this is the always-on footprint.
+
 Targets: idle agent <= 0.5% of one core and <= 32 MiB RSS.
 """
 import argparse
@@ -48,11 +51,11 @@ def main():
     args = ap.parse_args()
     need_root()
     out = {}
-    with AgentOn() as agent:
+    with AgentOn(dry_run=True) as agent:
         out["idle"] = measure(agent, args.seconds)
     # load: context switches on one CPU and a busy loop on the other, with many
     # short-lived processes so the watchers see churn
-    with AgentOn() as agent:
+    with AgentOn(dry_run=True) as agent:
         load = [subprocess.Popen(["taskset", "-c", "1", "perf", "bench", "sched", "pipe",
                                   "-l", "100000000"], stdout=subprocess.DEVNULL,
                                  start_new_session=True),

@@ -117,11 +117,13 @@ class Off(Variant):
 class AgentOn(Variant):
     """The real agent with its default rules, or the given rules/config."""
 
-    def __init__(self, name="autotrace", rules=None, config_extra="", interval="1s"):
+    def __init__(self, name="autotrace", rules=None, config_extra="", interval="1s",
+                 dry_run=False):
         self.name = name
         self.rules = rules
         self.config_extra = config_extra
         self.interval = interval
+        self.dry_run = dry_run  # rules evaluate and log, nothing is attached
         self.proc = None
 
     def __enter__(self):
@@ -136,6 +138,7 @@ class AgentOn(Variant):
         cfg = _write_private(os.path.join(self.dir, "autotrace.yaml"), (
             f"agent:\n  interval: {self.interval}\n  rules_dir: {rules_dir}\n"
             f"  control_socket: {self.dir}/control.sock\n"
+            + ("  dry_run: true\n" if self.dry_run else "") +
             f"storage:\n  local:\n    dir: {self.dir}/incidents\n" + self.config_extra))
         notify = os.path.join(self.dir, "notify.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
