@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import (BIN, AgentOn, Background, EmptyTp, Off, ensure_tracefs, machine,
+from benchlib import (BIN, RUNQLAT_BT, AgentOn, Background, EmptyTp, Off, ensure_tracefs, machine,
                       need_root, pinned, report, save)
 
 # a rule that never fires: the watch layer alone, no capture in the way
@@ -38,13 +38,6 @@ rules:
     above: 1000
     dry_run: true
 """
-
-# the runqlat one-liner; bpftrace 0.17 spells tracepoint arguments args->x
-RUNQLAT_BT = ("tracepoint:sched:sched_wakeup,tracepoint:sched:sched_wakeup_new "
-              "{ @qtime[args->pid] = nsecs; } "
-              "tracepoint:sched:sched_switch { if (args->prev_state == 0) "
-              "{ @qtime[args->prev_pid] = nsecs; } $ns = @qtime[args->next_pid]; "
-              "if ($ns) { @usecs = hist((nsecs - $ns) / 1000); } delete(@qtime[args->next_pid]); }")
 
 HOOKS = "watch:\n  runq_hooks: true\n"
 ALL_HOOKS = "watch:\n  runq_hooks: true\n  block_hooks: true\n"

@@ -98,6 +98,14 @@ def syscall_loop(n=2000000):
     return float(out.stdout.strip())
 
 
+# the runqlat one-liner; bpftrace 0.17 spells tracepoint arguments args->x
+RUNQLAT_BT = ("tracepoint:sched:sched_wakeup,tracepoint:sched:sched_wakeup_new "
+              "{ @qtime[args->pid] = nsecs; } "
+              "tracepoint:sched:sched_switch { if (args->prev_state == 0) "
+              "{ @qtime[args->prev_pid] = nsecs; } $ns = @qtime[args->next_pid]; "
+              "if ($ns) { @usecs = hist((nsecs - $ns) / 1000); } delete(@qtime[args->next_pid]); }")
+
+
 # --- variants: context managers that set something up around the workload --
 
 class Variant:
