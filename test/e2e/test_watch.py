@@ -537,6 +537,15 @@ def runqlat_and_guard(agent):
     return w, g
 
 
+def wait_runqlat_state(agent, state, timeout=20):
+    deadline = time.time() + timeout
+    while True:
+        w, g = runqlat_and_guard(agent)
+        if w["state"] == state or time.time() > deadline:
+            return w, g
+        time.sleep(0.5)
+
+
 def test_guard_switches_a_costly_hook_mode_off_and_back_on(tmp_path):
     """A context-switch storm makes the run-queue hooks cost more than
     guard.hook_cpu_pct: the guard detaches them (status: throttled, with why),
@@ -551,12 +560,7 @@ def test_guard_switches_a_costly_hook_mode_off_and_back_on(tmp_path):
         w, _ = runqlat_and_guard(agent)
         assert w["state"] == "ok", w
         storm = subprocess.Popen([exe, "40"])
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            w, g = runqlat_and_guard(agent)
-            if w["state"] == "throttled":
-                break
-            time.sleep(0.5)
+        w, g = wait_runqlat_state(agent, "throttled")
         assert w["state"] == "throttled", (w, g)
         assert "guard.hook_cpu_pct 1%" in w["throttled_reason"], w
         assert g["state"] == "throttled" and g["throttles"] >= 1, g
@@ -568,12 +572,7 @@ def test_guard_switches_a_costly_hook_mode_off_and_back_on(tmp_path):
         storm.kill()
         storm.wait()
         storm = None
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            w, g = runqlat_and_guard(agent)
-            if w["state"] == "ok":
-                break
-            time.sleep(0.5)
+        w, g = wait_runqlat_state(agent, "ok")
         assert w["state"] == "ok", (w, g)
         assert "hooks attached again" in agent.read_log()
     finally:
