@@ -50,6 +50,20 @@ struct {
 	__type(value, struct offcpu_config);
 } offcpu_cfg SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct offcpu_budget);
+} budget SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u32);
+	__type(value, struct offcpu_last);
+} last SEC(".maps");
+
 /* a waker key is too big for the BPF stack */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -81,6 +95,55 @@ static __always_inline s32 stack_id(void *ctx, u64 flags)
 	if (id < 0 && id != -EFAULT)
 		stat_inc(OFFCPU_STAT_STACK_LOST);
 	return id;
+}
+
+/* May this CPU unwind another stack in this tick? */
+static __always_inline bool walk_allowed(const struct offcpu_config *cfg, u64 now)
+{
+	u32 zero = 0;
+	struct offcpu_budget *b;
+	u64 tick;
+
+	if (!cfg->walks_per_tick)
+		return true;
+	b = bpf_map_lookup_elem(&budget, &zero);
+	if (!b)
+		return true;
+	tick = now / OFFCPU_TICK_NS;
+	if (b->tick != tick) {
+		b->tick = tick;
+		b->walks = 0;
+	}
+	if (b->walks >= cfg->walks_per_tick)
+		return false;
+	b->walks++;
+	return true;
+}
+
+/* sched_switch runs in prev's context: these are its stacks */
+static __always_inline void blocked_stacks(void *ctx, const struct offcpu_config *cfg, u32 pid,
+					   u64 now, struct offcpu_start *ns)
+{
+	struct offcpu_last *l = bpf_map_lookup_elem(&last, &pid), fresh = {};
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+
+	fresh.user_ip = PT_REGS_IP_CORE(regs);
+	fresh.user_sp = PT_REGS_SP_CORE(regs);
+	fresh.state = ns->state;
+	if (l && now - l->walked_ns < OFFCPU_REWALK_NS && l->state == fresh.state &&
+	    l->user_ip == fresh.user_ip && l->user_sp == fresh.user_sp && !walk_allowed(cfg, now)) {
+		ns->kern_stack_id = l->kern_stack_id;
+		ns->user_stack_id = l->user_stack_id;
+		stat_inc(OFFCPU_STAT_REUSED);
+		return;
+	}
+	ns->kern_stack_id = stack_id(ctx, 0);
+	ns->user_stack_id =
+		(cfg->flags & OFFCPU_F_USER_STACK) ? stack_id(ctx, BPF_F_USER_STACK) : -1;
+	fresh.walked_ns = now;
+	fresh.kern_stack_id = ns->kern_stack_id;
+	fresh.user_stack_id = ns->user_stack_id;
+	bpf_map_update_elem(&last, &pid, &fresh, BPF_ANY);
 }
 
 static __always_inline void add(void *map, void *key, u64 delta, u32 full_stat)
@@ -132,11 +195,7 @@ static __always_inline int on_switch(void *ctx, bool preempt, struct task_struct
 			};
 
 			bpf_get_current_comm(ns.comm, sizeof(ns.comm));
-			/* sched_switch runs in prev's context: these are its stacks */
-			ns.kern_stack_id = stack_id(ctx, 0);
-			ns.user_stack_id = (cfg->flags & OFFCPU_F_USER_STACK)
-						   ? stack_id(ctx, BPF_F_USER_STACK)
-						   : -1;
+			blocked_stacks(ctx, cfg, prev_pid, now, &ns);
 			if (bpf_map_update_elem(&start, &prev_pid, &ns, BPF_ANY))
 				stat_inc(OFFCPU_STAT_START_FULL);
 		}
@@ -203,6 +262,12 @@ static __always_inline int on_waking(void *ctx, struct task_struct *p)
 	s->waker_tgid = id >> 32;
 	s->waker_pid = (u32)id;
 	bpf_get_current_comm(s->waker_comm, sizeof(s->waker_comm));
+	if (!walk_allowed(cfg, bpf_ktime_get_ns())) {
+		s->waker_nframes = 0;
+		__builtin_memset(s->waker_frames, 0, sizeof(s->waker_frames));
+		stat_inc(OFFCPU_STAT_WAKER_UNWALKED);
+		return 0;
+	}
 	n = bpf_get_stack(ctx, s->waker_frames, sizeof(s->waker_frames), 0);
 	if (n > 0) {
 		s->waker_nframes = (u32)(n / sizeof(u64));

@@ -19,7 +19,7 @@
 #include "probes/offcpu.h"
 #include "probes/schedutil.h"
 
-enum { P_MIN_BLOCK_US, P_WAKER, P_USER_STACKS };
+enum { P_MIN_BLOCK_US, P_WAKER, P_USER_STACKS, P_MAX_WALKS };
 
 static const struct capture_param_desc offcpu_params[] = {
 	[P_MIN_BLOCK_US] =
@@ -29,6 +29,9 @@ static const struct capture_param_desc offcpu_params[] = {
 		     "record who woke each blocked thread, with the waker's kernel stack"},
 	[P_USER_STACKS] = {"user_stacks", CPARAM_BOOL, 0, 1, "true",
 			   "record user stacks as well as kernel stacks"},
+	[P_MAX_WALKS] = {"max_walks_per_s", CPARAM_UINT, 0, 10000000, "2000",
+			 "stack walks per CPU per second (0: no limit); past it a thread "
+			 "blocking again within 100 ms reuses the stacks of its previous block"},
 };
 
 /* the states a blocked thread can be in, each its own stack set */
@@ -43,6 +46,7 @@ struct offcpu_state {
 	unsigned nlinks;
 	bool btf, running;
 	uint64_t min_block_us;
+	uint64_t max_walks_per_s;
 	uint64_t stopped_ns; /* CLOCK_MONOTONIC, the window's end */
 };
 
@@ -98,6 +102,7 @@ static void clear_maps(struct offcpu_state *st)
 	map_clear(st->skel->maps.counts);
 	map_clear(st->skel->maps.wakers);
 	map_clear(st->skel->maps.stacks);
+	map_clear(st->skel->maps.last); /* its ids point into the stacks just cleared */
 }
 
 static void offcpu_stop(void *state)
@@ -132,6 +137,10 @@ static int offcpu_start(void *state, const struct capture_target *t, const struc
 	c.min_block_ns = st->min_block_us * 1000;
 	c.flags = (p->v[P_WAKER] ? OFFCPU_F_WAKER : 0) |
 		  (p->v[P_USER_STACKS] ? OFFCPU_F_USER_STACK : 0);
+	st->max_walks_per_s = p->v[P_MAX_WALKS];
+	if (st->max_walks_per_s)
+		c.walks_per_tick =
+			(uint32_t)MAX(1u, st->max_walks_per_s * OFFCPU_TICK_NS / 1000000000ull);
 	err = bpf_map__update_elem(st->skel->maps.offcpu_cfg, &zero, sizeof(zero), &c, sizeof(c),
 				   0);
 	if (err)
@@ -651,6 +660,12 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "blocks_ongoing", json_integer((json_int_t)ongoing));
 	json_object_set_new(out->data, "short_blocks",
 			    json_integer((json_int_t)stats[OFFCPU_STAT_SHORT]));
+	json_object_set_new(out->data, "max_walks_per_s",
+			    json_integer((json_int_t)st->max_walks_per_s));
+	json_object_set_new(out->data, "stacks_reused",
+			    json_integer((json_int_t)stats[OFFCPU_STAT_REUSED]));
+	json_object_set_new(out->data, "waker_stacks_unwalked",
+			    json_integer((json_int_t)stats[OFFCPU_STAT_WAKER_UNWALKED]));
 	json_object_set_new(out->data, "blocked_us", json_integer((json_int_t)(total_ns / 1000)));
 	json_object_set_new(out->data, "blocked_us_by_state", by_state);
 	by_state = NULL;

@@ -6,8 +6,36 @@
 #include "sched.h"
 
 struct offcpu_config {
-	u64 min_block_ns; /* shorter blocks are counted, not recorded by stack */
-	u32 flags;	  /* OFFCPU_F_* */
+	u64 min_block_ns;   /* shorter blocks are counted, not recorded by stack */
+	u32 flags;	    /* OFFCPU_F_* */
+	u32 walks_per_tick; /* stack walks per CPU per OFFCPU_TICK_NS; 0: no limit */
+};
+
+/* The walk budget's accounting period. Over budget, a blocking thread reuses
+ * the stacks walked at its previous block if it blocks the same way from the
+ * same place (a thread in a switch storm does, again and again) and they are
+ * younger than OFFCPU_REWALK_NS, and a wakeup names its waker without a stack: the
+ * cost of a storm stays that of the bookkeeping, not of unwinding, while a
+ * one-off block (often the interesting one) still gets its own stacks. */
+#define OFFCPU_TICK_NS	 10000000ull
+#define OFFCPU_REWALK_NS 100000000ull
+
+struct offcpu_budget {
+	u64 tick;  /* now / OFFCPU_TICK_NS */
+	u32 walks; /* in this tick */
+	u32 pad;
+};
+
+/* A thread's stacks from its last walked block, and where it blocked then:
+ * reused only for a block in the same state from the same user call site
+ * (user instruction and stack pointer). */
+struct offcpu_last {
+	u64 walked_ns;
+	u64 user_ip;
+	u64 user_sp;
+	s32 kern_stack_id;
+	s32 user_stack_id;
+	u32 state;
 	u32 pad;
 };
 
@@ -68,12 +96,14 @@ struct offcpu_waker_key {
 };
 
 enum offcpu_stat {
-	OFFCPU_STAT_BLOCKS,	 /* blocks recorded by stack */
-	OFFCPU_STAT_SHORT,	 /* blocks under min_block, not recorded */
-	OFFCPU_STAT_START_FULL,	 /* switch-outs lost: start map full */
-	OFFCPU_STAT_KEYS_FULL,	 /* blocks lost: counts map full */
-	OFFCPU_STAT_WAKERS_FULL, /* waker records lost: wakers map full */
-	OFFCPU_STAT_STACK_LOST,	 /* stacks lost: stack map full or colliding */
+	OFFCPU_STAT_BLOCKS,	    /* blocks recorded by stack */
+	OFFCPU_STAT_SHORT,	    /* blocks under min_block, not recorded */
+	OFFCPU_STAT_START_FULL,	    /* switch-outs lost: start map full */
+	OFFCPU_STAT_KEYS_FULL,	    /* blocks lost: counts map full */
+	OFFCPU_STAT_WAKERS_FULL,    /* waker records lost: wakers map full */
+	OFFCPU_STAT_STACK_LOST,	    /* stacks lost: stack map full or colliding */
+	OFFCPU_STAT_REUSED,	    /* over the walk budget: the thread's previous stacks */
+	OFFCPU_STAT_WAKER_UNWALKED, /* over the walk budget: waker named, no stack */
 	OFFCPU_STAT_MAX
 };
 

@@ -276,9 +276,9 @@ static void check_blockers_seen(json_t *data, const struct capture_result *res)
 	assert_true(frames_have(json_object_get(st, "frames"), futex, true));
 	assert_true(json_integer_value(json_object_get(st, "blocked_us")) > 400000);
 	assert_true(json_integer_value(json_object_get(data, "blocks_ongoing")) >= 1);
-	json_array_foreach(json_object_get(data, "threads"), i, w)
-		if (json_integer_value(json_object_get(w, "tid")) == park_tid)
-			assert_true(json_is_true(json_object_get(w, "still_blocked")));
+	json_array_foreach(json_object_get(data, "threads"), i,
+			   w) if (json_integer_value(json_object_get(w, "tid")) == park_tid)
+		assert_true(json_is_true(json_object_get(w, "still_blocked")));
 
 	assert_true(json_integer_value(json_object_get(json_object_get(data, "blocked_us_by_state"),
 						       "D")) > 250000);
@@ -329,6 +329,69 @@ static void test_min_block(void **s)
 	assert_int_equal(json_integer_value(json_object_get(res.data, "blocks")), 0);
 	assert_true(json_integer_value(json_object_get(res.data, "short_blocks")) > 25);
 	assert_int_equal(json_array_size(json_object_get(res.data, "top_stacks")), 0);
+	capture_result_clear(&res);
+}
+
+static atomic_int storm_stop;
+
+/* one end of a pipe ping-pong: a block and a wakeup per byte */
+static void *offcpu_test_storm(void *arg)
+{
+	int *fds = arg; /* read end, write end */
+	char c = 0;
+
+	while (!atomic_load(&storm_stop))
+		if (write(fds[1], &c, 1) != 1 || read(fds[0], &c, 1) != 1)
+			break;
+	return NULL;
+}
+
+static void test_walk_budget_under_a_storm(void **s)
+{
+	struct capture_params p;
+	struct capture_result res;
+	int ab[2], ba[2], a_end[2], b_end[2];
+	pthread_t a, b;
+	json_t *st;
+	static const char *const nsleep[] = {"do_nanosleep", NULL};
+	static const char *const vfork_wait[] = {"kernel_clone", "__do_sys_vfork",
+						 "wait_for_vfork_done", NULL};
+
+	prepare(false);
+	capture_params_defaults(ops, &p);
+	p.v[capture_param_index(ops, "max_walks_per_s")] = 100;
+	assert_int_equal(pipe(ab), 0);
+	assert_int_equal(pipe(ba), 0);
+	a_end[0] = ba[0];
+	a_end[1] = ab[1];
+	b_end[0] = ab[0];
+	b_end[1] = ba[1];
+	storm_stop = 0;
+	assert_int_equal(pthread_create(&a, NULL, offcpu_test_storm, a_end), 0);
+	assert_int_equal(pthread_create(&b, NULL, offcpu_test_storm, b_end), 0);
+	run_capture(&p, &res);
+	storm_stop = 1;
+	close(ab[1]);
+	close(ba[1]);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	close(ab[0]);
+	close(ba[0]);
+
+	/* the storm's blocks reused their stacks instead of walking them */
+	assert_int_equal(json_integer_value(json_object_get(res.data, "max_walks_per_s")), 100);
+	assert_true(json_integer_value(json_object_get(res.data, "stacks_reused")) > 1000);
+	/* and the one-off blocks still got their own */
+	st = top_of(res.data, sleeper_tid, "S");
+	if (!st)
+		dump(res.data);
+	assert_non_null(st);
+	assert_true(frames_have(json_object_get(st, "frames"), nsleep, true));
+	st = top_of(res.data, vfork_tid, "D");
+	if (!st)
+		dump(res.data);
+	assert_non_null(st);
+	assert_true(frames_have(json_object_get(st, "frames"), vfork_wait, true));
 	capture_result_clear(&res);
 }
 
@@ -387,6 +450,7 @@ int main(void)
 		cmocka_unit_test(test_blocking_paths),
 		cmocka_unit_test(test_raw_tp_fallback),
 		cmocka_unit_test(test_min_block),
+		cmocka_unit_test(test_walk_budget_under_a_storm),
 		cmocka_unit_test(test_nothing_outside_window),
 		cmocka_unit_test(test_host_target_leaves_the_agent_out),
 	};
