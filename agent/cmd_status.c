@@ -97,7 +97,8 @@ static void print_watchers(json_t *arr)
 			printf("%-16s   error: %s\n", "", jstring(w, "error", ""));
 		/* opt-in hook modes: what they cost the node, per event */
 		if (json_object_get(w, "ns_per_event"))
-			printf("%-16s   hooks: %.0f ns per event (%.0f since on), %.3f%% of all CPUs, "
+			printf("%-16s   hooks: %.0f ns per event (%.0f since on), %.3f%% of all "
+			       "CPUs, "
 			       "%lld events\n",
 			       "", jnum(w, "ns_per_event"), jnum(w, "ns_per_event_avg"),
 			       jnum(w, "cpu_pct"), (long long)jint(w, "events"));
@@ -167,6 +168,36 @@ static void print_captures(json_t *c)
 			printf(" (%s)", jstring(k, "error", ""));
 	}
 	printf("\n");
+}
+
+static void print_guard(json_t *g)
+{
+	json_t *h;
+	size_t i;
+
+	if (!g)
+		return;
+	if (!json_is_true(json_object_get(g, "enabled"))) {
+		printf("guard: off\n");
+		return;
+	}
+	printf("guard: captures %.1f%% of all CPUs (limit %.0f%%), %lld cut short",
+	       jnum(g, "capture_cpu_pct"), jnum(g, "capture_cpu_pct_limit"),
+	       (long long)jint(g, "captures_cut_short"));
+	if (json_object_get(g, "last_cut_reason"))
+		printf(" (last: %s)", jstring(g, "last_cut_reason", ""));
+	printf("\n");
+	json_array_foreach(json_object_get(g, "hooks"), i, h)
+	{
+		printf("  hook mode %s: %s, %.3f%% of all CPUs (limit %.0f%%), throttled %lld "
+		       "time%s",
+		       jstring(h, "name", "?"), jstring(h, "state", "?"), jnum(h, "cpu_pct"),
+		       jnum(g, "hook_cpu_pct_limit"), (long long)jint(h, "throttles"),
+		       jint(h, "throttles") == 1 ? "" : "s");
+		if (json_object_get(h, "estimated_cpu_pct"))
+			printf(", would cost %.2f%% now", jnum(h, "estimated_cpu_pct"));
+		printf("\n");
+	}
 }
 
 static void print_incidents(json_t *o, json_t *es)
@@ -269,6 +300,7 @@ int cmd_status(int argc, char **argv)
 		print_watchers(json_object_get(st, "watchers"));
 		print_rules(json_object_get(st, "rules"));
 		print_captures(json_object_get(st, "captures"));
+		print_guard(json_object_get(st, "guard"));
 		print_incidents(json_object_get(st, "incidents"),
 				json_object_get(st, "elasticsearch"));
 		print_dropped(json_object_get(st, "dropped"), json_object_get(st, "control"));

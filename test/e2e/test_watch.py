@@ -564,6 +564,9 @@ def test_guard_switches_a_costly_hook_mode_off_and_back_on(tmp_path):
         assert w["state"] == "throttled", (w, g)
         assert "guard.hook_cpu_pct 1%" in w["throttled_reason"], w
         assert g["state"] == "throttled" and g["throttles"] >= 1, g
+        text = subprocess.run([BIN, "status", "--socket", agent.socket], capture_output=True,
+                              text=True).stdout
+        assert "hook mode runqlat: throttled" in text, text
         # the storm goes on past the hold: the estimate keeps the hooks off
         time.sleep(5)
         w, g = runqlat_and_guard(agent)
