@@ -17,8 +17,8 @@ ROOT=$(pwd)
 # Everything the build, the agent and the tests need, from Debian 12.
 BUILD_PKGS=(build-essential cmake ninja-build pkg-config clang llvm bpftool
 	libbpf-dev libelf-dev libdw-dev zlib1g-dev libyaml-dev libjansson-dev
-	libcurl4-openssl-dev libcmocka-dev dpkg-dev gzip)
-RUN_PKGS=(libbpf1 libelf1 libdw1 libyaml-0-2 libjansson4 libcurl4)
+	libcurl4-openssl-dev libcmocka-dev liblzma-dev dpkg-dev gzip)
+RUN_PKGS=(libbpf1 libelf1 libdw1 libyaml-0-2 libjansson4 libcurl4 liblzma5)
 TEST_PKGS=(python3 python3-pytest bpftool util-linux iproute2 systemd procps
 	curl unzip openjdk-17-jre-headless nginx-light openssl linux-perf bpftrace
 	bpfcc-tools libclang-rt-14-dev file binutils elfutils strace gdb

@@ -1037,6 +1037,7 @@ static int ctl_status(void *ctx, const struct control_call *call, json_t **resul
 			  (json_int_t)(d->es ? essink_rejected(d->es) : 0)));
 	json_object_set_new(o, "captures", caps);
 	json_object_set_new(o, "guard", guard_status(d->guard));
+	json_object_set_new(o, "symbolizer", symbolizer_stats_json(d->sym));
 	json_object_set_new(o, "control", control_stats(d->ctl));
 	*result = o;
 	return 0;

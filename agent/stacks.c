@@ -174,13 +174,13 @@ static void resolve(const struct stackset_render_opts *o, const struct stack_ent
 /* Root-first folded frames for one entry: user outermost ... kernel leaf. */
 static char *render_folded(const struct stackset_render_opts *o, const struct stack_entry *e)
 {
-	struct strbuf b = { 0 };
+	struct strbuf b = {0};
 	struct sym_frame f;
 
 	for (unsigned j = e->nu; j-- > 0;) {
 		resolve(o, e, e->nk + j, &f);
 		if (f.name[0]) {
-			sb_frame_name(&b, f.name, "");
+			sb_frame_name(&b, f.name, f.jit ? "_[j]" : "");
 		} else if (f.module[0]) {
 			const char *base = strrchr(f.module, '/');
 
@@ -202,30 +202,6 @@ static char *render_folded(const struct stackset_render_opts *o, const struct st
 		return NULL;
 	}
 	return b.p ? b.p : strdup("");
-}
-
-static json_t *frame_json(const struct sym_frame *f)
-{
-	json_t *j = json_object();
-	char hex[32];
-
-	snprintf(hex, sizeof(hex), "0x%" PRIx64, f->addr);
-	json_object_set_new(j, "addr", json_string(hex));
-	if (f->name[0]) {
-		json_object_set_new(j, "func", json_string(f->name));
-		json_object_set_new(j, "offset", json_integer((json_int_t)f->offset));
-	}
-	if (f->module[0])
-		json_object_set_new(j, "module", json_string(f->module));
-	if (!f->kernel) {
-		if (f->build_id[0])
-			json_object_set_new(j, "build_id", json_string(f->build_id));
-		snprintf(hex, sizeof(hex), "0x%" PRIx64, f->file_offset);
-		if (!f->name[0] && f->module[0])
-			json_object_set_new(j, "file_offset", json_string(hex));
-	}
-	json_object_set_new(j, "kernel", json_boolean(f->kernel));
-	return j;
 }
 
 static int cmp_value_desc(const void *a, const void *b)
@@ -267,7 +243,8 @@ static json_t *entry_json(const struct stackset_render_opts *o, const struct sta
 	json_object_set_new(j, "tid", json_integer(e->pid));
 	json_object_set_new(j, "comm", json_string(e->comm));
 	json_object_set_new(j, o->value_key, json_integer((json_int_t)e->value));
-	json_object_set_new(j, "pct", json_real(total ? 100.0 * (double)e->value / (double)total : 0));
+	json_object_set_new(j, "pct",
+			    json_real(total ? 100.0 * (double)e->value / (double)total : 0));
 	if (e->cgroup_id && o->cgroups &&
 	    cgroups_path_of(o->cgroups, e->cgroup_id, path, sizeof(path)) == 0) {
 		char cid[65], pod[37];
@@ -281,7 +258,7 @@ static json_t *entry_json(const struct stackset_render_opts *o, const struct sta
 	}
 	for (unsigned i = 0; i < e->nk + e->nu; i++) {
 		resolve(o, e, i, &f);
-		json_array_append_new(frames, frame_json(&f));
+		json_array_append_new(frames, sym_frame_json(&f));
 	}
 	json_object_set_new(j, "frames", frames);
 	return j;
@@ -291,7 +268,7 @@ int stackset_render(struct stackset *ss, const struct stackset_render_opts *o,
 		    struct stackset_render *out)
 {
 	struct stack_entry **order = NULL;
-	struct strbuf b = { 0 };
+	struct strbuf b = {0};
 	size_t n = ss->n, merged = 0;
 	int err = 0;
 
@@ -339,8 +316,9 @@ int stackset_render(struct stackset *ss, const struct stackset_render_opts *o,
 
 		for (keep = 0; keep < n; keep++) {
 			/* "comm" "folded" " <value>\n" */
-			size_t line = strlen(order[keep]->comm) + strlen(order[keep]->folded) +
-				      (size_t)snprintf(NULL, 0, " %" PRIu64 "\n", order[keep]->value);
+			size_t line =
+				strlen(order[keep]->comm) + strlen(order[keep]->folded) +
+				(size_t)snprintf(NULL, 0, " %" PRIu64 "\n", order[keep]->value);
 
 			if (used + line > budget)
 				break;

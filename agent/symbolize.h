@@ -1,35 +1,67 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* Kernel and user-space address -> symbol. */
+/* Kernel and user-space address -> symbol, for the stacks of an incident.
+ *
+ * Kernel: /proc/kallsyms with modules, reloaded when /proc/modules changes.
+ * User: the binary's .symtab; else a separate debug file (by build-id, then
+ * .gnu_debuglink, looked up in the process's root and on the host), else
+ * .gnu_debugdata (MiniDebugInfo) merged with .dynsym, else .dynsym. Binaries
+ * are opened through /proc/PID/map_files (deleted, replaced or in another
+ * mount namespace), [vdso] from the agent's own copy, JIT code from
+ * /tmp/perf-PID.map in the process's root. Symbol tables live in an LRU
+ * cache under a byte cap; a table that alone would not fit is refused and
+ * its frames keep build-id + file offset. */
 #pragma once
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 struct symbolizer;
 
 struct symbolizer_opts {
-	uint64_t cache_bytes; /* cap for cached symbol tables */
+	uint64_t cache_bytes; /* cap for cached symbol tables and process maps */
 	const char *procfs;   /* "/proc" unless testing */
 };
 
 struct sym_frame {
 	uint64_t addr;
-	char name[256];    /* function; empty when unresolved */
-	uint64_t offset;   /* addr - function start */
-	char module[256];  /* "[kernel]", "[ext4]", or the binary's path */
-	char build_id[41]; /* hex, user frames, when the binary has one */
+	char name[256];	      /* function; empty when unresolved */
+	uint64_t offset;      /* addr - function start */
+	char module[256];     /* "[kernel]", "[ext4]", "[vdso]", "[jit]" or the binary's path */
+	char build_id[41];    /* hex, user frames, when the binary has one */
 	uint64_t file_offset; /* user frames: offset in the binary, for offline symbolization */
 	bool kernel;
+	bool jit; /* from a perf map */
+};
+
+struct symbolizer_stats {
+	uint64_t cache_bytes, cache_cap;
+	uint64_t binaries_cached;
+	uint64_t evictions;	   /* tables dropped to make room (LRU) */
+	uint64_t refused_too_big;  /* tables that alone would pass the cap */
+	uint64_t refused_procs;	   /* processes not tracked: the maps budget was spent */
+	uint64_t debug_files;	   /* tables read from separate debug files */
+	uint64_t minidebuginfo;	   /* tables read from .gnu_debugdata */
+	uint64_t jit_maps;	   /* perf maps read */
+	uint64_t kallsyms_reloads; /* modules changed */
 };
 
 int symbolizer_new(struct symbolizer **out, const struct symbolizer_opts *opts);
 void symbolizer_free(struct symbolizer **s);
 
 int symbolizer_kernel(struct symbolizer *s, uint64_t addr, struct sym_frame *out);
-/* Records pid's executable mappings now, so its frames resolve even if it exits
- * before the capture is read out. Cheap when already tracked. */
+/* Records pid's executable mappings now and reads the symbols they need, so
+ * its frames resolve even if it exits or its binary is deleted before the
+ * capture is read out. Cheap when already tracked. */
 int symbolizer_track(struct symbolizer *s, int pid);
 int symbolizer_user(struct symbolizer *s, int pid, uint64_t addr, struct sym_frame *out);
-/* Drops per-process state (after an incident is written). */
+/* Drops per-process state (after an incident is written); the next kernel
+ * lookup checks whether modules changed. */
 void symbolizer_forget_processes(struct symbolizer *s);
 /* Bytes currently held by caches. */
 uint64_t symbolizer_cache_bytes(const struct symbolizer *s);
+void symbolizer_get_stats(const struct symbolizer *s, struct symbolizer_stats *out);
+json_t *symbolizer_stats_json(const struct symbolizer *s);
+
+/* One frame as incidents carry it (addr, func, offset, module, build_id,
+ * file_offset when unresolved, kernel, jit). */
+json_t *sym_frame_json(const struct sym_frame *f);

@@ -12,6 +12,7 @@
 #include "agent/config.h"
 #include "agent/log.h"
 #include "agent/stacks.h"
+#include "agent/symbolize.h"
 #include "agent/util.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
@@ -21,10 +22,10 @@
 enum { P_FREQUENCY, P_INCLUDE_IDLE };
 
 static const struct capture_param_desc profile_params[] = {
-	[P_FREQUENCY] = { "frequency", CPARAM_UINT, 1, 1000, "99",
-			  "samples per second per CPU (99 avoids lockstep with timers)" },
-	[P_INCLUDE_IDLE] = { "include_idle", CPARAM_BOOL, 0, 1, "false",
-			     "also count samples of idle CPUs" },
+	[P_FREQUENCY] = {"frequency", CPARAM_UINT, 1, 1000, "99",
+			 "samples per second per CPU (99 avoids lockstep with timers)"},
+	[P_INCLUDE_IDLE] = {"include_idle", CPARAM_BOOL, 0, 1, "false",
+			    "also count samples of idle CPUs"},
 };
 
 #define CPU_RECHECK_NS 1000000000ull /* how often a window looks for CPUs that came online */
@@ -125,7 +126,7 @@ cleanup:
 static void profile_stop(void *state)
 {
 	struct profile_state *st = state;
-	struct itimerspec off = { 0 };
+	struct itimerspec off = {0};
 
 	st->running = false;
 	timerfd_settime(st->timer_fd, 0, &off, NULL);
@@ -138,7 +139,28 @@ static int profile_timer_fd(void *state)
 	return ((struct profile_state *)state)->timer_fd;
 }
 
-/* Once a second while a window runs: CPUs that came online get an event too. */
+/* Records the maps (and reads the symbols) of every process sampled so far,
+ * so a process that exits before the window ends still resolves. */
+static void track_sampled(struct profile_state *st)
+{
+	int fd = bpf_map__fd(st->skel->maps.counts);
+	struct profile_key key, next;
+	uint32_t last = 0;
+	bool first = true;
+
+	if (!st->env.sym)
+		return;
+	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
+		first = false;
+		key = next;
+		if (key.tgid && key.tgid != last && key.user_stack_id >= 0)
+			symbolizer_track(st->env.sym, (int)key.tgid);
+		last = key.tgid;
+	}
+}
+
+/* Once a second while a window runs: CPUs that came online get an event too,
+ * and the processes sampled so far are tracked while they are alive. */
 static void profile_timer_ready(void *state)
 {
 	struct profile_state *st = state;
@@ -149,6 +171,7 @@ static void profile_timer_ready(void *state)
 		;
 	if (!st->running)
 		return;
+	track_sampled(st);
 	added = perf_clock_refresh(st->skel->progs.profile_sample, st->frequency, st->links,
 				   st->fds, st->ncpus);
 	if (added > 0)
@@ -202,11 +225,10 @@ static int profile_start(void *state, const struct capture_target *t,
 	if (st->attached == 0)
 		return log_ret(-ENODEV, "profile: no CPU accepted a cpu-clock perf event");
 	st->running = true;
-	timerfd_settime(
-		st->timer_fd, 0,
-		&(struct itimerspec){ .it_interval = { .tv_sec = CPU_RECHECK_NS / 1000000000 },
-				      .it_value = { .tv_sec = CPU_RECHECK_NS / 1000000000 } },
-		NULL);
+	timerfd_settime(st->timer_fd, 0,
+			&(struct itimerspec){.it_interval = {.tv_sec = CPU_RECHECK_NS / 1000000000},
+					     .it_value = {.tv_sec = CPU_RECHECK_NS / 1000000000}},
+			NULL);
 	return 0;
 }
 
@@ -214,11 +236,11 @@ static int profile_collect(void *state, struct capture_result *out)
 {
 	struct profile_state *st = state;
 	const struct agent_config *cfg = st->env.cfg;
-	uint64_t stats[PROFILE_STAT_MAX] = { 0 };
+	uint64_t stats[PROFILE_STAT_MAX] = {0};
 	uint64_t kframes[PROFILE_MAX_DEPTH], uframes[PROFILE_MAX_DEPTH], truncated = 0;
 	struct profile_key key, next;
 	struct stackset *ss = NULL;
-	struct stackset_render r = { 0 };
+	struct stackset_render r = {0};
 	struct stackset_render_opts ro = {
 		.top_n = (unsigned)cfg->capture.top_stacks,
 		.folded_max = cfg->local.max_incident_size / 2,
@@ -237,7 +259,7 @@ static int profile_collect(void *state, struct capture_result *out)
 		return err;
 	percpu_counters_read(st->skel->maps.stats, stats, PROFILE_STAT_MAX);
 	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
-		struct stack_sample s = { 0 };
+		struct stack_sample s = {0};
 		uint64_t count;
 
 		first = false;

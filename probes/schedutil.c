@@ -147,30 +147,6 @@ unsigned sched_stack_irq_frames(struct symbolizer *sym, const uint64_t *frames, 
 	return last;
 }
 
-static json_t *frame_json(const struct sym_frame *f)
-{
-	json_t *j = json_object();
-	char hex[32];
-
-	snprintf(hex, sizeof(hex), "0x%" PRIx64, f->addr);
-	json_object_set_new(j, "addr", json_string(hex));
-	if (f->name[0]) {
-		json_object_set_new(j, "func", json_string(f->name));
-		json_object_set_new(j, "offset", json_integer((json_int_t)f->offset));
-	}
-	if (f->module[0])
-		json_object_set_new(j, "module", json_string(f->module));
-	if (!f->kernel) {
-		if (f->build_id[0])
-			json_object_set_new(j, "build_id", json_string(f->build_id));
-		snprintf(hex, sizeof(hex), "0x%" PRIx64, f->file_offset);
-		if (!f->name[0] && f->module[0])
-			json_object_set_new(j, "file_offset", json_string(hex));
-	}
-	json_object_set_new(j, "kernel", json_boolean(f->kernel));
-	return j;
-}
-
 json_t *sched_frames_json(struct symbolizer *sym, int tgid, const uint64_t *kframes, unsigned nk,
 			  const uint64_t *uframes, unsigned nu)
 {
@@ -183,14 +159,14 @@ json_t *sched_frames_json(struct symbolizer *sym, int tgid, const uint64_t *kfra
 		f.kernel = true;
 		if (sym)
 			symbolizer_kernel(sym, kframes[i], &f);
-		json_array_append_new(arr, frame_json(&f));
+		json_array_append_new(arr, sym_frame_json(&f));
 	}
 	for (unsigned i = 0; i < nu; i++) {
 		memset(&f, 0, sizeof(f));
 		f.addr = uframes[i];
 		if (sym)
 			symbolizer_user(sym, tgid, uframes[i], &f);
-		json_array_append_new(arr, frame_json(&f));
+		json_array_append_new(arr, sym_frame_json(&f));
 	}
 	return arr;
 }

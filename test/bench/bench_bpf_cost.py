@@ -61,15 +61,19 @@ def main():
     print("## empty programs (floor)")
     print(floor_out)
 
-    with AgentOn(rules="rules: []\n", config_extra="guard:\n  enabled: false\n") as agent:
+    # the guard keeps the kernel's run-time statistics on while a capture runs;
+    # limits it cannot reach, so nothing is cut short
+    with AgentOn(rules="rules: []\n", config_extra=(
+            "guard:\n  capture_cpu_pct: 100\n  agent_cpu_pct: 1000\n"
+            "capture:\n  max_duration: 60s\n")) as agent:
+        cfg = os.path.join(agent.dir, "autotrace.yaml")
+        subprocess.run([BIN, "trigger", "-c", cfg, "--capture", args.kinds, "--duration",
+                        f"{args.seconds + 5}s", "--no-wait"], check=True, capture_output=True)
+        workload(args.seconds)
+        # read while the window is still open: the programs are loaded at the trigger
         log = open(agent.log.name).read()
         ids = {int(m) for line in re.findall(r"BPF programs loaded:.*", log)
                for m in re.findall(r"#(\d+)", line)}
-        cfg = os.path.join(agent.dir, "autotrace.yaml")
-        subprocess.run([BIN, "trigger", "-c", cfg, "--capture", args.kinds, "--duration",
-                        f"{args.seconds}s", "--no-wait"], check=True, capture_output=True)
-        workload(args.seconds)
-        time.sleep(1)
         stats = prog_stats(ids)
     print("## autotrace capture programs")
     print("| program | events | ns/event |")
