@@ -30,102 +30,118 @@ const char cli_description[] =
 	"and one incident is written.";
 
 const struct cli_command cli_commands[] = {
-	{ "run", "[-c FILE]", "run the agent in the foreground (systemd Type=notify)",
-	  "Runs the agent: watchers every interval, rules evaluated on every sample,\n"
-	  "captures attached when a rule fires, incidents written to the local store.\n"
-	  "SIGTERM/SIGINT detach everything and exit; SIGHUP reloads config and rules\n"
-	  "(on any error the running set is kept).\n\n"
-	  "  -c, --config FILE   agent configuration (default /etc/autotrace/autotrace.yaml;\n"
-	  "                      built-in defaults when that file does not exist)\n"
-	  "      --print-config  print the effective configuration reference and exit\n\n"
-	  "Environment: AUTOTRACE_LOG_LEVEL overrides agent.log_level.\n",
-	  cmd_run },
-	{ "rules check", "[-c FILE] [PATH...]", "validate rule files or directories",
-	  "Parses and validates rule files (or every *.yaml in directories). With no\n"
-	  "PATH the configured agent.rules_dir is checked. Errors are printed as\n"
-	  "FILE:LINE:COL: message; exit status 2 when any rule is invalid.\n\n"
-	  "  -c, --config FILE   take limits (capture.max_duration) from this config\n"
-	  "  -q, --quiet         print nothing when everything is valid\n",
-	  cmd_rules_check },
-	{ "metrics", "[--json] [--count N]", "sample every watcher and print the values",
-	  "Samples every watcher without a daemon and prints each metric's value.\n"
-	  "Rates and percentages need two samples, so the first is taken one interval\n"
-	  "before the first printed one.\n\n"
-	  "  -j, --json          one JSON object per sample:\n"
-	  "                      {\"timestamp\": ..., \"metrics\": [{\"name\", \"value\", \"labels\"}]}\n"
-	  "  -n, --count N       samples to print (default 1)\n"
-	  "  -i, --interval D    time between samples (default: agent.interval)\n"
-	  "  -l, --list          list the metric catalogue (name, unit, scope, source)\n"
-	  "  -c, --config FILE   agent configuration\n",
-	  cmd_metrics },
-	{ "probes", "[--json]", "what this kernel supports, per watcher, capture and rule",
-	  "Tests what this kernel supports by loading, attaching and running a tiny BPF\n"
-	  "program for each feature (BTF, tp_btf, raw_tp, tracepoints, kprobes, fentry,\n"
-	  "perf events, task iterators, ring buffer, uprobes), and reads PSI, the cgroup\n"
-	  "layout and the settings that matter. Then opens every watcher and prepares\n"
-	  "every capture kind exactly as the agent does, and says which work here and\n"
-	  "why not, and which configured rules are degraded. No daemon needed; run as\n"
-	  "root. Nothing stays loaded.\n\n"
-	  "  -j, --json          one JSON document: features, watchers, captures, rules\n"
-	  "  -c, --config FILE   agent configuration (rules_dir, capture limits)\n",
-	  cmd_probes },
-	{ "status", "[--json]", "ask the running agent what it is doing",
-	  "Asks the running agent over its control socket: version and uptime; each\n"
-	  "watcher with its latest values and cost; each rule's state (ok, pending,\n"
-	  "firing, capturing, cooldown), when it last fired, fires this hour and its\n"
-	  "last error; captures running and the capture budget; incidents written;\n"
-	  "Elasticsearch shipping; everything dropped; the agent's own CPU and memory.\n"
-	  "Needs root (the socket is root-only).\n\n"
-	  "  -j, --json          the whole status document (docs/control-protocol.md)\n"
-	  "  -s, --socket PATH   control socket (default: agent.control_socket)\n"
-	  "  -c, --config FILE   agent configuration\n",
-	  cmd_status },
-	{ "trigger", "(--rule NAME | --capture KIND[,KIND]) [--duration D] [--pid P | --cgroup PATH]",
-	  "capture now and write an incident",
-	  "Asks the running agent to capture now, within its capture budget, and waits\n"
-	  "until the incident is written. By rule: that rule's captures with their\n"
-	  "parameters (the incident carries the rule's name). By kinds: each kind with\n"
-	  "its default parameters (the incident's rule is 'manual'). Needs root.\n\n"
-	  "  -r, --rule NAME     run this loaded rule's captures\n"
-	  "  -k, --capture KINDS comma-separated capture kinds, e.g. profile,offcpu\n"
-	  "  -d, --duration D    capture window for every kind (default: the rule's,\n"
-	  "                      or 10s; at most capture.max_duration)\n"
-	  "  -p, --pid P         capture only this process (all its threads)\n"
-	  "  -g, --cgroup PATH   capture only this cgroup and its descendants\n"
-	  "  -W, --no-wait       print the incident id and return at once\n"
-	  "  -j, --json          print the result as JSON\n"
-	  "  -s, --socket PATH   control socket (default: agent.control_socket)\n"
-	  "  -c, --config FILE   agent configuration\n",
-	  cmd_trigger },
-	{ "incidents list", "[--json | --quiet] [--dir DIR]", "list stored incidents, oldest first",
-	  "Reads the local incident store (no daemon needed).\n\n"
-	  "  -j, --json          one JSON array of {id, timestamp, rule, status, captures, path}\n"
-	  "  -q, --quiet         only the incident ids, one a line\n"
-	  "  -d, --dir DIR       incident store (default: storage.local.dir)\n"
-	  "  -c, --config FILE   agent configuration\n",
-	  cmd_incidents_list },
-	{ "incidents show", "ID [--json] [--dir DIR]", "print one incident",
-	  "Renders an incident for a terminal (no daemon needed): what triggered it,\n"
-	  "a sparkline of each watched series before and during it, and for each\n"
-	  "capture its counters, top stacks and the top rows of its tables (IO files,\n"
-	  "processes, D-state tasks...). --json prints incident.json unchanged.\n\n"
-	  "  -j, --json          the raw incident document\n"
-	  "  -d, --dir DIR       incident store (default: storage.local.dir)\n"
-	  "  -c, --config FILE   agent configuration\n",
-	  cmd_incidents_show },
-	{ "incidents flamegraph", "ID [--capture KIND] [-o FILE] [--dir DIR]",
-	  "render a flame graph of an incident",
-	  "Renders the folded stacks stored with an incident as an interactive SVG\n"
-	  "flame graph (hover for details, click to zoom, Search to highlight frames;\n"
-	  "kernel frames orange, JIT green, user red to yellow). The agent already\n"
-	  "writes one beside every stack-bearing capture (NAME.svg); this renders one\n"
-	  "on demand, e.g. for an incident copied from another node.\n\n"
-	  "  -k, --capture KIND  which capture's stacks (default: profile, else the first)\n"
-	  "  -o, --output FILE   write the SVG here (default: standard output)\n"
-	  "  -d, --dir DIR       incident store (default: storage.local.dir)\n"
-	  "  -c, --config FILE   agent configuration\n",
-	  cmd_incidents_flamegraph },
-	{ NULL, NULL, NULL, NULL, NULL },
+	{"run", "[-c FILE]", "run the agent in the foreground (systemd Type=notify)",
+	 "Runs the agent: watchers every interval, rules evaluated on every sample,\n"
+	 "captures attached when a rule fires, incidents written to the local store.\n"
+	 "SIGTERM/SIGINT detach everything and exit; SIGHUP reloads config and rules\n"
+	 "(on any error the running set is kept).\n\n"
+	 "  -c, --config FILE   agent configuration (default /etc/autotrace/autotrace.yaml;\n"
+	 "                      built-in defaults when that file does not exist)\n"
+	 "      --print-config  print the effective configuration reference and exit\n\n"
+	 "Environment: AUTOTRACE_LOG_LEVEL overrides agent.log_level.\n",
+	 cmd_run},
+	{"rules check", "[-c FILE] [PATH...]", "validate rule files or directories",
+	 "Parses and validates rule files (or every *.yaml in directories). With no\n"
+	 "PATH the configured agent.rules_dir is checked. Errors are printed as\n"
+	 "FILE:LINE:COL: message; exit status 2 when any rule is invalid.\n\n"
+	 "  -c, --config FILE   take limits (capture.max_duration) from this config\n"
+	 "  -q, --quiet         print nothing when everything is valid\n",
+	 cmd_rules_check},
+	{"metrics", "[--json] [--count N]", "sample every watcher and print the values",
+	 "Samples every watcher without a daemon and prints each metric's value.\n"
+	 "Rates and percentages need two samples, so the first is taken one interval\n"
+	 "before the first printed one.\n\n"
+	 "  -j, --json          one JSON object per sample:\n"
+	 "                      {\"timestamp\": ..., \"metrics\": [{\"name\", \"value\", "
+	 "\"labels\"}]}\n"
+	 "  -n, --count N       samples to print (default 1)\n"
+	 "  -i, --interval D    time between samples (default: agent.interval)\n"
+	 "  -l, --list          list the metric catalogue (name, unit, scope, source)\n"
+	 "  -c, --config FILE   agent configuration\n",
+	 cmd_metrics},
+	{"probes", "[--json]", "what this kernel supports, per watcher, capture and rule",
+	 "Tests what this kernel supports by loading, attaching and running a tiny BPF\n"
+	 "program for each feature (BTF, tp_btf, raw_tp, tracepoints, kprobes, fentry,\n"
+	 "perf events, task iterators, ring buffer, uprobes), and reads PSI, the cgroup\n"
+	 "layout and the settings that matter. Then opens every watcher and prepares\n"
+	 "every capture kind exactly as the agent does, and says which work here and\n"
+	 "why not, and which configured rules are degraded. No daemon needed; run as\n"
+	 "root. Nothing stays loaded.\n\n"
+	 "  -j, --json          one JSON document: features, watchers, captures, rules\n"
+	 "  -c, --config FILE   agent configuration (rules_dir, capture limits)\n",
+	 cmd_probes},
+	{"status", "[--json]", "ask the running agent what it is doing",
+	 "Asks the running agent over its control socket: version and uptime; each\n"
+	 "watcher with its latest values and cost; each rule's state (ok, pending,\n"
+	 "firing, capturing, cooldown), when it last fired, fires this hour and its\n"
+	 "last error; captures running and the capture budget; incidents written;\n"
+	 "Elasticsearch shipping; everything dropped; the agent's own CPU and memory.\n"
+	 "Needs root (the socket is root-only).\n\n"
+	 "  -j, --json          the whole status document (docs/control-protocol.md)\n"
+	 "  -s, --socket PATH   control socket (default: agent.control_socket)\n"
+	 "  -c, --config FILE   agent configuration\n",
+	 cmd_status},
+	{"trigger",
+	 "(--rule NAME | --capture KIND[,KIND]) [--duration D] [--pid P | --cgroup PATH]",
+	 "capture now and write an incident",
+	 "Asks the running agent to capture now, within its capture budget, and waits\n"
+	 "until the incident is written. By rule: that rule's captures with their\n"
+	 "parameters (the incident carries the rule's name). By kinds: each kind with\n"
+	 "its default parameters (the incident's rule is 'manual'). Needs root.\n\n"
+	 "  -r, --rule NAME     run this loaded rule's captures\n"
+	 "  -k, --capture KINDS comma-separated capture kinds, e.g. profile,offcpu\n"
+	 "  -d, --duration D    capture window for every kind (default: the rule's,\n"
+	 "                      or 10s; at most capture.max_duration)\n"
+	 "  -p, --pid P         capture only this process (all its threads)\n"
+	 "  -g, --cgroup PATH   capture only this cgroup and its descendants\n"
+	 "  -W, --no-wait       print the incident id and return at once\n"
+	 "  -j, --json          print the result as JSON\n"
+	 "  -s, --socket PATH   control socket (default: agent.control_socket)\n"
+	 "  -c, --config FILE   agent configuration\n",
+	 cmd_trigger},
+	{"incidents list", "[--json | --quiet] [--dir DIR]", "list stored incidents, oldest first",
+	 "Reads the local incident store (no daemon needed).\n\n"
+	 "  -j, --json          one JSON array of {id, timestamp, rule, status, captures, path}\n"
+	 "  -q, --quiet         only the incident ids, one a line\n"
+	 "  -d, --dir DIR       incident store (default: storage.local.dir)\n"
+	 "  -c, --config FILE   agent configuration\n",
+	 cmd_incidents_list},
+	{"incidents show", "ID [--json] [--dir DIR]", "print one incident",
+	 "Renders an incident for a terminal (no daemon needed): what triggered it,\n"
+	 "a sparkline of each watched series before and during it, and for each\n"
+	 "capture its counters, top stacks and the top rows of its tables (IO files,\n"
+	 "processes, D-state tasks...). --json prints incident.json unchanged.\n\n"
+	 "  -j, --json          the raw incident document\n"
+	 "  -d, --dir DIR       incident store (default: storage.local.dir)\n"
+	 "  -c, --config FILE   agent configuration\n",
+	 cmd_incidents_show},
+	{"incidents flamegraph", "ID [--capture KIND] [-o FILE] [--dir DIR]",
+	 "render a flame graph of an incident",
+	 "Renders the folded stacks stored with an incident as an interactive SVG\n"
+	 "flame graph (hover for details, click to zoom, Search to highlight frames;\n"
+	 "kernel frames orange, JIT green, user red to yellow). The agent already\n"
+	 "writes one beside every stack-bearing capture (NAME.svg); this renders one\n"
+	 "on demand, e.g. for an incident copied from another node.\n\n"
+	 "  -k, --capture KIND  which capture's stacks (default: profile, else the first)\n"
+	 "  -o, --output FILE   write the SVG here (default: standard output)\n"
+	 "  -d, --dir DIR       incident store (default: storage.local.dir)\n"
+	 "  -c, --config FILE   agent configuration\n",
+	 cmd_incidents_flamegraph},
+	{"symbolize", "(--pid P | --kernel) [--json] [ADDR...]",
+	 "resolve addresses with the agent's symbolizer",
+	 "Resolves hex addresses (arguments, or one a line on standard input) in a\n"
+	 "running process, or in the kernel, exactly as incidents do: debug files by\n"
+	 "build-id or debuglink, MiniDebugInfo, binaries inside containers, the vDSO\n"
+	 "and JIT perf maps. Prints ADDR FUNC+OFFSET MODULE, or for an unresolved\n"
+	 "frame the module, file offset and build-id to symbolize it elsewhere.\n"
+	 "Needs root for other users' processes.\n\n"
+	 "  -p, --pid P         the process the addresses belong to\n"
+	 "  -k, --kernel        kernel addresses\n"
+	 "  -j, --json          one JSON frame a line, as in incidents\n"
+	 "  -s, --stats         print the symbolizer's counters to standard error at the end\n"
+	 "  -c, --config FILE   agent configuration (symbolizer.cache_size)\n",
+	 cmd_symbolize},
+	{NULL, NULL, NULL, NULL, NULL},
 };
 
 const struct cli_command *cli_find(const char *name)
@@ -138,8 +154,7 @@ const struct cli_command *cli_find(const char *name)
 
 void cli_print_help(const struct cli_command *c, FILE *out)
 {
-	fprintf(out, "usage: autotrace %s %s\n\n%s.\n\n%s", c->name, c->args, c->summary,
-		c->usage);
+	fprintf(out, "usage: autotrace %s %s\n\n%s.\n\n%s", c->name, c->args, c->summary, c->usage);
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
@@ -162,7 +177,7 @@ static void print_diag_stderr(const char *msg, void *ctx)
 
 int cli_load_config(const char *path, struct agent_config *cfg)
 {
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 	struct stat st;
 	int err = 0;
 
@@ -176,11 +191,11 @@ int cli_load_config(const char *path, struct agent_config *cfg)
 
 int cmd_run(int argc, char **argv)
 {
-	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
-					      { "print-config", no_argument, NULL, 'p' },
-					      { "print-config-markdown", no_argument, NULL, 'm' },
-					      { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"print-config", no_argument, NULL, 'p'},
+					     {"print-config-markdown", no_argument, NULL, 'm'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
 	const char *config = NULL;
 	int c;
 
@@ -212,14 +227,14 @@ int cmd_run(int argc, char **argv)
 
 int cmd_rules_check(int argc, char **argv)
 {
-	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
-					      { "quiet", no_argument, NULL, 'q' },
-					      { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"quiet", no_argument, NULL, 'q'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
 	struct agent_config cfg;
 	const char *config = NULL;
 	struct ruleset *rs = NULL;
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 	struct rules_limits lim;
 	bool quiet = false;
 	int c, rc, err;
@@ -324,7 +339,7 @@ static void print_round(const struct tsdb *db, bool json)
 				json_array_append_new(arr, o);
 			} else {
 				char lbuf[LABELS_KEY_MAX + 16] = "";
-				struct label_text t = { lbuf, sizeof(lbuf), 0 };
+				struct label_text t = {lbuf, sizeof(lbuf), 0};
 
 				if (tsdb_series_key(s)[0]) {
 					t.off = (size_t)snprintf(lbuf, sizeof(lbuf), "{");
@@ -355,11 +370,11 @@ static void print_catalogue(bool json)
 
 		metric_scope_text(md->scopes, scope, sizeof(scope));
 		if (json)
-			json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s}", "name",
-							     md->name, "unit", md->unit, "scope",
-							     scope, "source", md->source, "help",
-							     md->help, "opt_in", md->opt_in, "cost",
-							     md->cost));
+			json_array_append_new(arr,
+					      json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s}", "name",
+							md->name, "unit", md->unit, "scope", scope,
+							"source", md->source, "help", md->help,
+							"opt_in", md->opt_in, "cost", md->cost));
 		else
 			printf("%-28s %-6s %-28s %s%s\n", md->name, md->unit, scope, md->help,
 			       md->opt_in ? " (opt-in hook mode)" : "");
@@ -373,13 +388,13 @@ static void print_catalogue(bool json)
 
 int cmd_metrics(int argc, char **argv)
 {
-	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
-					      { "count", required_argument, NULL, 'n' },
-					      { "interval", required_argument, NULL, 'i' },
-					      { "list", no_argument, NULL, 'l' },
-					      { "config", required_argument, NULL, 'c' },
-					      { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+					     {"count", required_argument, NULL, 'n'},
+					     {"interval", required_argument, NULL, 'i'},
+					     {"list", no_argument, NULL, 'l'},
+					     {"config", required_argument, NULL, 'c'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
 	struct agent_config cfg;
 	struct watcher_env env;
 	struct watchers *w = NULL;
@@ -397,14 +412,16 @@ int cmd_metrics(int argc, char **argv)
 			break;
 		case 'n':
 			if (parse_u64(optarg, &count) || count == 0 || count > 1000000)
-				return cli_usage_error("metrics", "--count: '%s' is not in [1, 1000000]",
-						   optarg);
+				return cli_usage_error(
+					"metrics", "--count: '%s' is not in [1, 1000000]", optarg);
 			break;
 		case 'i':
 			if (parse_duration_ms(optarg, &interval_ms) || interval_ms < 10 ||
 			    interval_ms > 3600000)
-				return cli_usage_error("metrics", "--interval: '%s' is not a duration "
-							      "in [10ms, 1h]", optarg);
+				return cli_usage_error("metrics",
+						       "--interval: '%s' is not a duration "
+						       "in [10ms, 1h]",
+						       optarg);
 			break;
 		case 'l':
 			list = true;
@@ -435,7 +452,7 @@ int cmd_metrics(int argc, char **argv)
 		rc = EXIT_RUNTIME;
 		goto out;
 	}
-	env = (struct watcher_env){ .cfg = &cfg, .procfs = "/proc", .sysfs = "/sys", .cgroups = cg };
+	env = (struct watcher_env){.cfg = &cfg, .procfs = "/proc", .sysfs = "/sys", .cgroups = cg};
 	if (watchers_open(&w, &env)) {
 		rc = EXIT_RUNTIME;
 		goto out;
@@ -443,8 +460,8 @@ int cmd_metrics(int argc, char **argv)
 	/* the priming round gives rates and percentages their first reference */
 	watchers_sample(w, db, now_real_ms());
 	for (uint64_t i = 0; i < count; i++) {
-		struct timespec ts = { (time_t)(interval_ms / 1000),
-				       (long)(interval_ms % 1000) * 1000000L };
+		struct timespec ts = {(time_t)(interval_ms / 1000),
+				      (long)(interval_ms % 1000) * 1000000L};
 
 		nanosleep(&ts, NULL);
 		watchers_sample(w, db, now_real_ms());
