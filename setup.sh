@@ -19,7 +19,7 @@ BUILD_PKGS=(build-essential cmake ninja-build pkg-config clang llvm bpftool
 	libbpf-dev libelf-dev libdw-dev zlib1g-dev libyaml-dev libjansson-dev
 	libcurl4-openssl-dev libcmocka-dev liblzma-dev dpkg-dev gzip)
 RUN_PKGS=(libbpf1 libelf1 libdw1 libyaml-0-2 libjansson4 libcurl4 liblzma5)
-TEST_PKGS=(python3 python3-pytest bpftool util-linux iproute2 systemd procps
+TEST_PKGS=(python3 python3-pytest bpftool util-linux iproute2 systemd procps clang-format
 	curl unzip openjdk-17-jre-headless nginx-light openssl linux-perf bpftrace
 	bpfcc-tools libclang-rt-14-dev file binutils elfutils strace gdb
 	mmdebstrap groff-base bash-completion)
@@ -68,12 +68,13 @@ deps)
 	install_pkgs "${BUILD_PKGS[@]}" "${RUN_PKGS[@]}" "${TEST_PKGS[@]}"
 	;;
 build)
-	build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAUTOTRACE_TESTS=OFF
 	;;
 run)
 	need_root
 	install_pkgs "${BUILD_PKGS[@]}" "${RUN_PKGS[@]}"
-	build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	# the agent alone: the tests' tools (cmocka, python, clang-format) are not needed
+	build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAUTOTRACE_TESTS=OFF
 	mount_fs
 	shift
 	exec "$ROOT/build/autotrace" run "$@"

@@ -12,7 +12,7 @@
 #include "agent/util.h"
 
 #define BUDGET_SLOTS 256 /* capture windows remembered for the per-hour budget */
-#define HOUR_MS      3600000ull
+#define HOUR_MS	     3600000ull
 
 struct kind_slot {
 	const struct capture_ops *ops;
@@ -41,7 +41,7 @@ struct capture_session {
 	void *ctx;
 	uint64_t started_ms;
 	bool interrupted;
-	char cut_reason[160]; /* non-empty: the guard ended the window early */
+	char cut_reason[160];		   /* non-empty: the guard ended the window early */
 	struct loop_timer *complete_timer; /* completes sessions with nothing attached */
 	struct capture_session *next;
 };
@@ -63,9 +63,7 @@ struct capmgr {
 int capmgr_new(struct capmgr **out, const struct capmgr_opts *opts)
 {
 	struct capmgr *m = calloc(1, sizeof(*m));
-	struct capture_env env = {
-		.cfg = opts->cfg, .sym = opts->sym, .cgroups = opts->cgroups
-	};
+	struct capture_env env = {.cfg = opts->cfg, .sym = opts->sym, .cgroups = opts->cgroups};
 	unsigned n = 0;
 
 	if (!m)
@@ -245,7 +243,7 @@ static void session_finish_one(struct running_capture *rc)
 		}
 		slot->busy = NULL;
 		m->spent[m->nspent++ % BUDGET_SLOTS] =
-			(typeof(m->spent[0])){ now_real_ms(), (rc->out.duration_ms + 999) / 1000 };
+			(typeof(m->spent[0])){now_real_ms(), (rc->out.duration_ms + 999) / 1000};
 	}
 	if (--s->pending == 0)
 		session_complete(s);
@@ -403,7 +401,8 @@ void capmgr_cut_short(struct capmgr *m, const char *reason)
 					continue;
 				log_warn("capture %s cut short: %s", s->caps[i].out.kind, reason);
 				session_finish_one(&s->caps[i]);
-				/* the last one completed the session, which its done callback freed */
+				/* the last one completed the session, which its done callback freed
+				 */
 				if (last)
 					break;
 			}
@@ -458,9 +457,10 @@ json_t *capmgr_status(const struct capmgr *m)
 		json_t *k = json_object();
 
 		json_object_set_new(k, "kind", json_string(s->ops->kind));
-		json_object_set_new(k, "state", json_string(s->prepare_err ? "unavailable" :
-							    s->busy	     ? "running" :
-									       "ready"));
+		json_object_set_new(k, "state",
+				    json_string(s->prepare_err ? "unavailable"
+						: s->busy      ? "running"
+							       : "ready"));
 		if (s->prepare_err)
 			json_object_set_new(k, "error", json_string(strerror(-s->prepare_err)));
 		json_object_set_new(k, "runs", json_integer((json_int_t)s->runs));

@@ -22,7 +22,7 @@ struct capmgr_opts {
 struct capture_request_item {
 	const struct capture_ops *ops;
 	struct capture_params params;
-	bool own_target;              /* use target below, not the request's */
+	bool own_target; /* use target below, not the request's */
 	struct capture_target target;
 };
 
@@ -38,8 +38,8 @@ struct capture_outcome {
 	const char *kind;
 	uint64_t started_real_ms;
 	uint64_t duration_ms;
-	const char *status; /* ok | partial | failed | dry_run | interrupted | unavailable |
-			       truncated */
+	const char *status;	    /* ok | partial | failed | dry_run | interrupted | unavailable |
+				       truncated */
 	char truncated_reason[160]; /* with "truncated": why the window was cut short */
 	struct capture_target target; /* what it was filtered to */
 	struct capture_result result;

@@ -27,8 +27,8 @@
 #define ID_CACHE_MAX   65536
 #define WALK_MAX_DEPTH 16
 #define RESCAN_MIN_NS  1000000000ull /* a miss rescans the tree at most once a second */
-#define WATCH_MAX_DIRS 65536 /* directories one scan of the watched set visits at most */
-#define WATCH_PATH_MAX 400   /* longer paths would not fit a series' label key */
+#define WATCH_MAX_DIRS 65536	     /* directories one scan of the watched set visits at most */
+#define WATCH_PATH_MAX 400	     /* longer paths would not fit a series' label key */
 
 struct id_entry {
 	uint64_t id;
@@ -77,8 +77,8 @@ static int cpu_subsys_index(void)
 		const struct btf_type *t = btf__type_by_id(btf, id);
 		const struct btf_enum *e;
 
-		if (!btf_is_enum(t) || strcmp(btf__name_by_offset(btf, t->name_off),
-					      "cgroup_subsys_id"))
+		if (!btf_is_enum(t) ||
+		    strcmp(btf__name_by_offset(btf, t->name_off), "cgroup_subsys_id"))
 			continue;
 		e = btf_enum(t);
 		for (unsigned i = 0; i < btf_vlen(t); i++)
@@ -91,11 +91,8 @@ static int cpu_subsys_index(void)
 }
 
 static const char *const ctrl_dir[CG_CTRL_COUNT] = {
-	[CG_CTRL_CPU] = "cpu",
-	[CG_CTRL_CPUACCT] = "cpuacct",
-	[CG_CTRL_MEMORY] = "memory",
-	[CG_CTRL_CPUSET] = "cpuset",
-	[CG_CTRL_V2] = "unified",
+	[CG_CTRL_CPU] = "cpu",	     [CG_CTRL_CPUACCT] = "cpuacct", [CG_CTRL_MEMORY] = "memory",
+	[CG_CTRL_CPUSET] = "cpuset", [CG_CTRL_V2] = "unified",
 };
 
 static bool is_dir(const char *path)
@@ -128,7 +125,8 @@ static void find_ctrl_roots(struct cgroups *cg, bool forced)
 		if (forced)
 			ok = is_dir(path);
 		else
-			ok = is_fs(path, c == CG_CTRL_V2 ? CGROUP2_SUPER_MAGIC : CGROUP_SUPER_MAGIC);
+			ok = is_fs(path,
+				   c == CG_CTRL_V2 ? CGROUP2_SUPER_MAGIC : CGROUP_SUPER_MAGIC);
 		if (ok)
 			snprintf(cg->ctrl_root[c], sizeof(cg->ctrl_root[c]), "%s", path);
 	}
@@ -342,7 +340,7 @@ static void rescan(struct cgroups *cg)
 
 static const struct id_entry *cache_find(const struct cgroups *cg, uint64_t id)
 {
-	struct id_entry key = { .id = id };
+	struct id_entry key = {.id = id};
 
 	if (!cg->cache)
 		return NULL;
@@ -653,7 +651,7 @@ static int reconcile(struct cgroups *cg, struct candidate *c, size_t n)
 
 int cgroups_watch_refresh(struct cgroups *cg, uint64_t now_ms, bool force)
 {
-	struct scan_ctx s = { 0 };
+	struct scan_ctx s = {0};
 	uint64_t t0;
 	size_t n = 0;
 	int err;

@@ -12,11 +12,11 @@ enum cgroup_layout { CGROUP_V2, CGROUP_V1, CGROUP_HYBRID, CGROUP_NONE };
 
 /* Where a cgroup's files of one kind live. */
 enum cgroup_ctrl {
-	CG_CTRL_CPU,     /* v1 cpu (quota, throttling) */
+	CG_CTRL_CPU,	 /* v1 cpu (quota, throttling) */
 	CG_CTRL_CPUACCT, /* v1 cpuacct (usage, user/sys) */
-	CG_CTRL_MEMORY,  /* v1 memory */
-	CG_CTRL_CPUSET,  /* v1 cpuset */
-	CG_CTRL_V2,      /* the v2 hierarchy (every controller, PSI) */
+	CG_CTRL_MEMORY,	 /* v1 memory */
+	CG_CTRL_CPUSET,	 /* v1 cpuset */
+	CG_CTRL_V2,	 /* the v2 hierarchy (every controller, PSI) */
 	CG_CTRL_COUNT
 };
 
@@ -60,7 +60,7 @@ const char *cgroup_path_qos(const char *path);
  */
 struct cgroup_entry {
 	uint64_t serial; /* new for every cgroup that appears, never reused */
-	uint64_t id;     /* inode in the id hierarchy; 0 when the path is not there */
+	uint64_t id;	 /* inode in the id hierarchy; 0 when the path is not there */
 	char *path;
 	char container_id[65];
 	char pod_uid[37];
@@ -74,7 +74,7 @@ struct cgroups_watch_stats {
 	uint64_t dropped;    /* candidates left out for lack of room, last scan */
 	uint64_t unsafe;     /* cgroups skipped for control characters or overlong paths */
 	uint64_t scans, appeared, vanished;
-	uint64_t scan_us;    /* wall time of the last scan */
+	uint64_t scan_us; /* wall time of the last scan */
 };
 
 /* max 0 watches nothing. */

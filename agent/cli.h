@@ -11,10 +11,10 @@
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
 struct cli_command {
-	const char *name;   /* "rules check" */
-	const char *args;   /* "[PATH...]" */
+	const char *name; /* "rules check" */
+	const char *args; /* "[PATH...]" */
 	const char *summary;
-	const char *usage;  /* full --help text after the synopsis */
+	const char *usage; /* full --help text after the synopsis */
 	int (*fn)(int argc, char **argv);
 };
 

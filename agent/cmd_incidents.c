@@ -587,7 +587,8 @@ static int pick_folded(const char *path, const char *kind, char *name, size_t le
 		if (kind) {
 			size_t k = strlen(kind);
 
-			if (strncmp(de->d_name, kind, k) || (de->d_name[k] != '.' && de->d_name[k] != '-'))
+			if (strncmp(de->d_name, kind, k) ||
+			    (de->d_name[k] != '.' && de->d_name[k] != '-'))
 				continue;
 		}
 		/* deterministic: profile first, then by name */
@@ -604,15 +605,13 @@ static int pick_folded(const char *path, const char *kind, char *name, size_t le
 
 int cmd_incidents_flamegraph(int argc, char **argv)
 {
-	static const struct option opts[] = {{"capture", required_argument, NULL, 'k'},
-					     {"output", required_argument, NULL, 'o'},
-					     {"dir", required_argument, NULL, 'd'},
-					     {"config", required_argument, NULL, 'c'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+		{"capture", required_argument, NULL, 'k'}, {"output", required_argument, NULL, 'o'},
+		{"dir", required_argument, NULL, 'd'},	   {"config", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},	   {NULL, 0, NULL, 0}};
 	const char *config = NULL, *dirarg = NULL, *kind = NULL, *output = NULL, *id;
 	char dir[4096], path[4200], file[4500], name[256], title[512];
-	struct flamegraph_opts fo = { 0 };
+	struct flamegraph_opts fo = {0};
 	char *folded = NULL, *svg = NULL;
 	size_t flen = 0, slen = 0;
 	int c, rc, err;

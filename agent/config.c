@@ -16,140 +16,145 @@ struct cfg_key {
 	const char *key;
 	enum cfg_type type;
 	size_t offset;
-	size_t size;   /* destination buffer size for strings */
-	uint64_t min;  /* inclusive, in the unit the type parses to (ms, bytes, count) */
+	size_t size;  /* destination buffer size for strings */
+	uint64_t min; /* inclusive, in the unit the type parses to (ms, bytes, count) */
 	uint64_t max;
 	const char *def;
 	const char *help;
 	const char *const *choices; /* CFG_STRING restricted to these */
-	const char *charset;        /* CFG_STRING made only of these characters */
+	const char *charset;	    /* CFG_STRING made only of these characters */
 };
 
 #define F(field) offsetof(struct agent_config, field), sizeof(((struct agent_config *)0)->field)
 
-static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 /* Elasticsearch index names: lowercase, no separators or wildcards */
 static const char index_name_chars[] = "abcdefghijklmnopqrstuvwxyz0123456789-_.";
 
-#define GiB (1024ull * 1024 * 1024)
-#define MiB (1024ull * 1024)
+#define GiB    (1024ull * 1024 * 1024)
+#define MiB    (1024ull * 1024)
 #define DAY_MS 86400000ull
 
 static const struct cfg_key config_table[] = {
-	{ "agent", "interval", CFG_DURATION, F(agent.interval_ms), 100, 60000, "1s",
-	  "watcher sampling period" },
-	{ "agent", "history", CFG_DURATION, F(agent.history_ms), 10000, 3600000, "5m",
-	  "how much metric history is kept in memory (incidents carry what led to them)" },
-	{ "agent", "rules_dir", CFG_PATH, F(agent.rules_dir), 0, 0, "/etc/autotrace/rules.d",
-	  "directory of *.yaml rule files; when it does not exist the built-in default rules run" },
-	{ "agent", "log_level", CFG_STRING, F(agent.log_level), 0, 0, "info",
-	  "error | warn | info | debug", log_levels },
-	{ "agent", "dry_run", CFG_BOOL, F(agent.dry_run), 0, 0, "false",
-	  "record 'would capture' incidents without attaching any capture program" },
-	{ "agent", "hostname", CFG_STRING, F(agent.hostname), 0, 0, "",
-	  "host.name in incidents (empty: the kernel's hostname)" },
-	{ "agent", "control_socket", CFG_PATH, F(agent.control_socket), 0, 0,
-	  "/run/autotrace/control.sock", "root-only control socket used by status and trigger" },
-	{ "watch", "max_cgroups", CFG_UINT, F(watch.max_cgroups), 0, 4096, "256",
-	  "cgroups watched with their own metrics (containers and pods first); 0: none" },
-	{ "watch", "cgroup_scan", CFG_DURATION, F(watch.cgroup_scan_ms), 1000, 300000, "5s",
-	  "how often the cgroup hierarchies are walked for cgroups that came or went" },
-	{ "watch", "growth_window", CFG_DURATION, F(watch.growth_window_ms), 2000, 3600000, "10s",
-	  "window of mem.anon_growth_pct and cgroup.mem.growth_pct (the memory burst signal)" },
-	{ "watch", "task_iterator", CFG_BOOL, F(watch.task_iterator), 0, 0, "true",
-	  "one BPF task-iterator pass per interval: D state and run-queue waits, host and per cgroup" },
-	{ "watch", "delayacct", CFG_BOOL, F(watch.delayacct), 0, 0, "false",
-	  "turn on kernel.task_delayacct while running, for direct-reclaim stall time per cgroup" },
-	{ "watch", "runq_hooks", CFG_BOOL, F(watch.runq_hooks), 0, 0, "false",
-	  "opt-in always-on hooks on every wakeup and context switch: sched.runq_p50_us/p99_us" },
-	{ "watch", "block_hooks", CFG_BOOL, F(watch.block_hooks), 0, 0, "false",
-	  "opt-in always-on hooks on every block IO: io.latency_p50_us/p99_us/max_us per device" },
-	{ "capture", "max_duration", CFG_DURATION, F(capture.max_duration_ms), 1000, 600000, "60s",
-	  "longest capture window a rule may ask for" },
-	{ "capture", "max_concurrent", CFG_UINT, F(capture.max_concurrent), 1, 16, "1",
-	  "captures running at the same time" },
-	{ "capture", "max_seconds_per_hour", CFG_UINT, F(capture.max_seconds_per_hour), 1, 3600,
-	  "600", "capture seconds allowed per rolling hour (all rules together)" },
-	{ "capture", "max_stacks", CFG_UINT, F(capture.max_stacks), 256, 262144, "16384",
-	  "distinct stacks kept per capture; more are counted as dropped" },
-	{ "capture", "max_files", CFG_UINT, F(capture.max_files), 256, 262144, "8192",
-	  "(process, file) pairs iotrace tracks per capture; more are counted as dropped" },
-	{ "capture", "top_stacks", CFG_UINT, F(capture.top_stacks), 1, 1000, "20",
-	  "stacks listed in incident.json per capture (the folded file keeps all)" },
-	{ "capture", "history_before", CFG_DURATION, F(capture.history_before_ms), 0, 3600000,
-	  "60s", "metric history an incident carries from before its trigger (within agent.history)" },
-	{ "guard", "enabled", CFG_BOOL, F(guard.enabled), 0, 0, "true",
-	  "measure the agent's own cost while capturing and cut captures short past the limits" },
-	{ "guard", "capture_cpu_pct", CFG_UINT, F(guard.capture_cpu_pct), 1, 100, "5",
-	  "kernel time of capture programs, % of all CPUs, before a capture is cut short" },
-	{ "guard", "agent_cpu_pct", CFG_UINT, F(guard.agent_cpu_pct), 1, 1000, "50",
-	  "CPU of the agent process while capturing, % of one CPU, before a capture is cut short" },
-	{ "guard", "hook_cpu_pct", CFG_UINT, F(guard.hook_cpu_pct), 1, 100, "1",
-	  "kernel time of one opt-in hook mode, % of all CPUs, before it is switched off" },
-	{ "guard", "hook_hold", CFG_DURATION, F(guard.hook_hold_ms), 1000, 3600000, "30s",
-	  "a hook mode switched off stays off at least this long (doubling when it keeps coming "
-	  "back over budget), then comes back once its estimated cost is under half the budget" },
-	{ "symbolizer", "cache_size", CFG_SIZE, F(symbolizer.cache_size), 8 * MiB, 64 * GiB,
-	  "256MiB", "memory cap for cached symbol tables (least recently used evicted)" },
-	{ "storage.local", "dir", CFG_PATH, F(local.dir), 0, 0, "/var/lib/autotrace/incidents",
-	  "incident store: DIR/YYYY-MM-DD/ID/incident.json + artifacts" },
-	{ "storage.local", "max_size", CFG_SIZE, F(local.max_size), 1 * MiB, 1024 * GiB, "1GiB",
-	  "total size of the store; oldest incidents removed first" },
-	{ "storage.local", "max_age", CFG_DURATION, F(local.max_age_ms), 60000, 3650 * DAY_MS, "7d",
-	  "incidents older than this are removed" },
-	{ "storage.local", "max_incident_size", CFG_SIZE, F(local.max_incident_size), 64 * 1024,
-	  1 * GiB, "16MiB", "largest single incident (JSON + artifacts); captures are trimmed to fit" },
-	{ "storage.elasticsearch", "enabled", CFG_BOOL, F(es.enabled), 0, 0, "false",
-	  "ship incidents to Elasticsearch" },
-	{ "storage.elasticsearch", "urls", CFG_STRLIST, F(es.urls), 1, CFG_LIST_MAX,
-	  "[\"https://localhost:9200\"]",
-	  "Elasticsearch endpoints (http:// or https://, no credentials); on failure the next one is tried" },
-	{ "storage.elasticsearch", "index_prefix", CFG_STRING, F(es.index_prefix), 0, 0,
-	  "autotrace-incidents",
-	  "daily indices PREFIX-YYYY.MM.DD, data stream PREFIX-default, index template PREFIX",
-	  NULL, index_name_chars },
-	{ "storage.elasticsearch", "data_stream", CFG_BOOL, F(es.data_stream), 0, 0, "false",
-	  "write to a data stream instead of daily indices, when the cluster supports it" },
-	{ "storage.elasticsearch", "manage_template", CFG_BOOL, F(es.manage_template), 0, 0, "true",
-	  "install or update the index template at start-up and after reconnects" },
-	{ "storage.elasticsearch", "ilm_policy", CFG_STRING, F(es.ilm_policy), 0, 0, "",
-	  "ILM policy named in the template's index.lifecycle.name (empty: none; retention is "
-	  "then yours: docs/elasticsearch.md)" },
-	{ "storage.elasticsearch", "username", CFG_STRING, F(es.username), 0, 0, "",
-	  "basic authentication user (with password_file)" },
-	{ "storage.elasticsearch", "password_file", CFG_PATH, F(es.password_file), 0, 0, "",
-	  "file holding the password (root-owned, not readable by group or others)" },
-	{ "storage.elasticsearch", "api_key_file", CFG_PATH, F(es.api_key_file), 0, 0, "",
-	  "file holding an API key, encoded or id:key (root-owned, not readable by group or others)" },
-	{ "storage.elasticsearch", "ca_file", CFG_PATH, F(es.ca_file), 0, 0, "",
-	  "PEM CA bundle that signed the cluster's certificate (empty: the system's)" },
-	{ "storage.elasticsearch", "client_cert", CFG_PATH, F(es.client_cert), 0, 0, "",
-	  "PEM client certificate for TLS client authentication" },
-	{ "storage.elasticsearch", "client_key", CFG_PATH, F(es.client_key), 0, 0, "",
-	  "PEM key of client_cert (root-owned, not readable by group or others)" },
-	{ "storage.elasticsearch", "tls_verify", CFG_BOOL, F(es.tls_verify), 0, 0, "true",
-	  "verify the server certificate and host name (false is logged as a warning)" },
-	{ "storage.elasticsearch", "compression", CFG_BOOL, F(es.compression), 0, 0, "true",
-	  "gzip request bodies" },
-	{ "storage.elasticsearch", "connect_timeout", CFG_DURATION, F(es.connect_timeout_ms), 100,
-	  600000, "5s", "TCP + TLS connection set-up" },
-	{ "storage.elasticsearch", "timeout", CFG_DURATION, F(es.timeout_ms), 1000, 3600000, "60s",
-	  "a whole request, from connecting to the last byte of the answer" },
-	{ "storage.elasticsearch", "bulk_max_docs", CFG_UINT, F(es.bulk_max_docs), 1, 10000, "100",
-	  "incidents per _bulk request" },
-	{ "storage.elasticsearch", "bulk_max_bytes", CFG_SIZE, F(es.bulk_max_bytes), 64 * 1024,
-	  1 * GiB, "8MiB", "uncompressed body of a _bulk request (a larger incident goes alone)" },
-	{ "storage.elasticsearch", "backoff_initial", CFG_DURATION, F(es.backoff_initial_ms), 100,
-	  600000, "1s", "first retry delay; doubles per failure, with jitter" },
-	{ "storage.elasticsearch", "backoff_max", CFG_DURATION, F(es.backoff_max_ms), 100, 3600000,
-	  "2m", "longest retry delay" },
-	{ "storage.elasticsearch", "spool_dir", CFG_PATH, F(es.spool_dir), 0, 0,
-	  "/var/lib/autotrace/spool",
-	  "incidents waiting for Elasticsearch (fsync'd; survives restarts); parked/ holds rejected ones" },
-	{ "storage.elasticsearch", "spool_max_size", CFG_SIZE, F(es.spool_max_size), 1 * MiB,
-	  1024 * GiB, "512MiB", "spool bound; oldest incidents evicted first (counted and logged)" },
-	{ "storage.elasticsearch", "spool_max_age", CFG_DURATION, F(es.spool_max_age_ms), 60000,
-	  3650 * DAY_MS, "7d", "incidents not shipped within this are evicted (counted and logged)" },
+	{"agent", "interval", CFG_DURATION, F(agent.interval_ms), 100, 60000, "1s",
+	 "watcher sampling period"},
+	{"agent", "history", CFG_DURATION, F(agent.history_ms), 10000, 3600000, "5m",
+	 "how much metric history is kept in memory (incidents carry what led to them)"},
+	{"agent", "rules_dir", CFG_PATH, F(agent.rules_dir), 0, 0, "/etc/autotrace/rules.d",
+	 "directory of *.yaml rule files; when it does not exist the built-in default rules run"},
+	{"agent", "log_level", CFG_STRING, F(agent.log_level), 0, 0, "info",
+	 "error | warn | info | debug", log_levels},
+	{"agent", "dry_run", CFG_BOOL, F(agent.dry_run), 0, 0, "false",
+	 "record 'would capture' incidents without attaching any capture program"},
+	{"agent", "hostname", CFG_STRING, F(agent.hostname), 0, 0, "",
+	 "host.name in incidents (empty: the kernel's hostname)"},
+	{"agent", "control_socket", CFG_PATH, F(agent.control_socket), 0, 0,
+	 "/run/autotrace/control.sock", "root-only control socket used by status and trigger"},
+	{"watch", "max_cgroups", CFG_UINT, F(watch.max_cgroups), 0, 4096, "256",
+	 "cgroups watched with their own metrics (containers and pods first); 0: none"},
+	{"watch", "cgroup_scan", CFG_DURATION, F(watch.cgroup_scan_ms), 1000, 300000, "5s",
+	 "how often the cgroup hierarchies are walked for cgroups that came or went"},
+	{"watch", "growth_window", CFG_DURATION, F(watch.growth_window_ms), 2000, 3600000, "10s",
+	 "window of mem.anon_growth_pct and cgroup.mem.growth_pct (the memory burst signal)"},
+	{"watch", "task_iterator", CFG_BOOL, F(watch.task_iterator), 0, 0, "true",
+	 "one BPF task-iterator pass per interval: D state and run-queue waits, host and per "
+	 "cgroup"},
+	{"watch", "delayacct", CFG_BOOL, F(watch.delayacct), 0, 0, "false",
+	 "turn on kernel.task_delayacct while running, for direct-reclaim stall time per cgroup"},
+	{"watch", "runq_hooks", CFG_BOOL, F(watch.runq_hooks), 0, 0, "false",
+	 "opt-in always-on hooks on every wakeup and context switch: sched.runq_p50_us/p99_us"},
+	{"watch", "block_hooks", CFG_BOOL, F(watch.block_hooks), 0, 0, "false",
+	 "opt-in always-on hooks on every block IO: io.latency_p50_us/p99_us/max_us per device"},
+	{"capture", "max_duration", CFG_DURATION, F(capture.max_duration_ms), 1000, 600000, "60s",
+	 "longest capture window a rule may ask for"},
+	{"capture", "max_concurrent", CFG_UINT, F(capture.max_concurrent), 1, 16, "1",
+	 "captures running at the same time"},
+	{"capture", "max_seconds_per_hour", CFG_UINT, F(capture.max_seconds_per_hour), 1, 3600,
+	 "600", "capture seconds allowed per rolling hour (all rules together)"},
+	{"capture", "max_stacks", CFG_UINT, F(capture.max_stacks), 256, 262144, "16384",
+	 "distinct stacks kept per capture; more are counted as dropped"},
+	{"capture", "max_files", CFG_UINT, F(capture.max_files), 256, 262144, "8192",
+	 "(process, file) pairs iotrace tracks per capture; more are counted as dropped"},
+	{"capture", "top_stacks", CFG_UINT, F(capture.top_stacks), 1, 1000, "20",
+	 "stacks listed in incident.json per capture (the folded file keeps all)"},
+	{"capture", "history_before", CFG_DURATION, F(capture.history_before_ms), 0, 3600000, "60s",
+	 "metric history an incident carries from before its trigger (within agent.history)"},
+	{"guard", "enabled", CFG_BOOL, F(guard.enabled), 0, 0, "true",
+	 "measure the agent's own cost while capturing and cut captures short past the limits"},
+	{"guard", "capture_cpu_pct", CFG_UINT, F(guard.capture_cpu_pct), 1, 100, "5",
+	 "kernel time of capture programs, % of all CPUs, before a capture is cut short"},
+	{"guard", "agent_cpu_pct", CFG_UINT, F(guard.agent_cpu_pct), 1, 1000, "50",
+	 "CPU of the agent process while capturing, % of one CPU, before a capture is cut short"},
+	{"guard", "hook_cpu_pct", CFG_UINT, F(guard.hook_cpu_pct), 1, 100, "1",
+	 "kernel time of one opt-in hook mode, % of all CPUs, before it is switched off"},
+	{"guard", "hook_hold", CFG_DURATION, F(guard.hook_hold_ms), 1000, 3600000, "30s",
+	 "a hook mode switched off stays off at least this long (doubling when it keeps coming "
+	 "back over budget), then comes back once its estimated cost is under half the budget"},
+	{"symbolizer", "cache_size", CFG_SIZE, F(symbolizer.cache_size), 8 * MiB, 64 * GiB,
+	 "256MiB", "memory cap for cached symbol tables (least recently used evicted)"},
+	{"storage.local", "dir", CFG_PATH, F(local.dir), 0, 0, "/var/lib/autotrace/incidents",
+	 "incident store: DIR/YYYY-MM-DD/ID/incident.json + artifacts"},
+	{"storage.local", "max_size", CFG_SIZE, F(local.max_size), 1 * MiB, 1024 * GiB, "1GiB",
+	 "total size of the store; oldest incidents removed first"},
+	{"storage.local", "max_age", CFG_DURATION, F(local.max_age_ms), 60000, 3650 * DAY_MS, "7d",
+	 "incidents older than this are removed"},
+	{"storage.local", "max_incident_size", CFG_SIZE, F(local.max_incident_size), 64 * 1024,
+	 1 * GiB, "16MiB",
+	 "largest single incident (JSON + artifacts); captures are trimmed to fit"},
+	{"storage.elasticsearch", "enabled", CFG_BOOL, F(es.enabled), 0, 0, "false",
+	 "ship incidents to Elasticsearch"},
+	{"storage.elasticsearch", "urls", CFG_STRLIST, F(es.urls), 1, CFG_LIST_MAX,
+	 "[\"https://localhost:9200\"]",
+	 "Elasticsearch endpoints (http:// or https://, no credentials); on failure the next one "
+	 "is tried"},
+	{"storage.elasticsearch", "index_prefix", CFG_STRING, F(es.index_prefix), 0, 0,
+	 "autotrace-incidents",
+	 "daily indices PREFIX-YYYY.MM.DD, data stream PREFIX-default, index template PREFIX", NULL,
+	 index_name_chars},
+	{"storage.elasticsearch", "data_stream", CFG_BOOL, F(es.data_stream), 0, 0, "false",
+	 "write to a data stream instead of daily indices, when the cluster supports it"},
+	{"storage.elasticsearch", "manage_template", CFG_BOOL, F(es.manage_template), 0, 0, "true",
+	 "install or update the index template at start-up and after reconnects"},
+	{"storage.elasticsearch", "ilm_policy", CFG_STRING, F(es.ilm_policy), 0, 0, "",
+	 "ILM policy named in the template's index.lifecycle.name (empty: none; retention is "
+	 "then yours: docs/elasticsearch.md)"},
+	{"storage.elasticsearch", "username", CFG_STRING, F(es.username), 0, 0, "",
+	 "basic authentication user (with password_file)"},
+	{"storage.elasticsearch", "password_file", CFG_PATH, F(es.password_file), 0, 0, "",
+	 "file holding the password (root-owned, not readable by group or others)"},
+	{"storage.elasticsearch", "api_key_file", CFG_PATH, F(es.api_key_file), 0, 0, "",
+	 "file holding an API key, encoded or id:key (root-owned, not readable by group or "
+	 "others)"},
+	{"storage.elasticsearch", "ca_file", CFG_PATH, F(es.ca_file), 0, 0, "",
+	 "PEM CA bundle that signed the cluster's certificate (empty: the system's)"},
+	{"storage.elasticsearch", "client_cert", CFG_PATH, F(es.client_cert), 0, 0, "",
+	 "PEM client certificate for TLS client authentication"},
+	{"storage.elasticsearch", "client_key", CFG_PATH, F(es.client_key), 0, 0, "",
+	 "PEM key of client_cert (root-owned, not readable by group or others)"},
+	{"storage.elasticsearch", "tls_verify", CFG_BOOL, F(es.tls_verify), 0, 0, "true",
+	 "verify the server certificate and host name (false is logged as a warning)"},
+	{"storage.elasticsearch", "compression", CFG_BOOL, F(es.compression), 0, 0, "true",
+	 "gzip request bodies"},
+	{"storage.elasticsearch", "connect_timeout", CFG_DURATION, F(es.connect_timeout_ms), 100,
+	 600000, "5s", "TCP + TLS connection set-up"},
+	{"storage.elasticsearch", "timeout", CFG_DURATION, F(es.timeout_ms), 1000, 3600000, "60s",
+	 "a whole request, from connecting to the last byte of the answer"},
+	{"storage.elasticsearch", "bulk_max_docs", CFG_UINT, F(es.bulk_max_docs), 1, 10000, "100",
+	 "incidents per _bulk request"},
+	{"storage.elasticsearch", "bulk_max_bytes", CFG_SIZE, F(es.bulk_max_bytes), 64 * 1024,
+	 1 * GiB, "8MiB", "uncompressed body of a _bulk request (a larger incident goes alone)"},
+	{"storage.elasticsearch", "backoff_initial", CFG_DURATION, F(es.backoff_initial_ms), 100,
+	 600000, "1s", "first retry delay; doubles per failure, with jitter"},
+	{"storage.elasticsearch", "backoff_max", CFG_DURATION, F(es.backoff_max_ms), 100, 3600000,
+	 "2m", "longest retry delay"},
+	{"storage.elasticsearch", "spool_dir", CFG_PATH, F(es.spool_dir), 0, 0,
+	 "/var/lib/autotrace/spool",
+	 "incidents waiting for Elasticsearch (fsync'd; survives restarts); parked/ holds rejected "
+	 "ones"},
+	{"storage.elasticsearch", "spool_max_size", CFG_SIZE, F(es.spool_max_size), 1 * MiB,
+	 1024 * GiB, "512MiB", "spool bound; oldest incidents evicted first (counted and logged)"},
+	{"storage.elasticsearch", "spool_max_age", CFG_DURATION, F(es.spool_max_age_ms), 60000,
+	 3650 * DAY_MS, "7d", "incidents not shipped within this are evicted (counted and logged)"},
 };
 
 static const char *type_name(enum cfg_type t)
@@ -223,14 +228,17 @@ static int parse_scalar(const struct cfg_key *k, const char *s, void *dst, char 
 			for (const char *const *c = k->choices; *c; c++)
 				ok |= strcmp(*c, s) == 0;
 			if (!ok) {
-				snprintf(why, wl, "'%s' is not one of the allowed values (see --help)", s);
+				snprintf(why, wl,
+					 "'%s' is not one of the allowed values (see --help)", s);
 				return -EINVAL;
 			}
 		}
 		if (k->charset && (!s[0] || s[strspn(s, k->charset)] || s[0] == '-' ||
 				   s[0] == '_' || s[0] == '.')) {
-			snprintf(why, wl, "'%s' may only hold lowercase letters, digits, '-', '_' "
-					  "and '.', and not start with one of the last three", s);
+			snprintf(why, wl,
+				 "'%s' may only hold lowercase letters, digits, '-', '_' "
+				 "and '.', and not start with one of the last three",
+				 s);
 			return -EINVAL;
 		}
 		if (strlen(s) >= k->size) {
@@ -362,7 +370,7 @@ static void walk_map(const struct ynode *map, const char *section, struct agent_
 
 void config_defaults(struct agent_config *cfg)
 {
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 
 	memset(cfg, 0, sizeof(*cfg));
 	strcpy(cfg->source, "(built-in defaults)");
@@ -373,7 +381,8 @@ void config_defaults(struct agent_config *cfg)
 		if (k->type == CFG_STRLIST) {
 			struct ydoc *doc = NULL;
 
-			if (ydoc_load_string("defaults", k->def, strlen(k->def), &doc, &diag) == 0 &&
+			if (ydoc_load_string("defaults", k->def, strlen(k->def), &doc, &diag) ==
+				    0 &&
 			    doc->root)
 				parse_value(k, doc->root, cfg, "defaults", &diag);
 			ydoc_free(&doc);
@@ -483,8 +492,8 @@ void config_print_reference_markdown(FILE *out)
 		char range[64];
 
 		range_text(k, range, sizeof(range));
-		fprintf(out, "| `%s.%s` | %s | `%s` | %s | ", k->section, k->key, type_name(k->type),
-			k->def[0] ? k->def : "\"\"", range);
+		fprintf(out, "| `%s.%s` | %s | `%s` | %s | ", k->section, k->key,
+			type_name(k->type), k->def[0] ? k->def : "\"\"", range);
 		/* a '|' in the help text would end the table cell */
 		for (const char *h = k->help; *h; h++)
 			fprintf(out, *h == '|' ? "\\|" : "%c", *h);

@@ -72,7 +72,7 @@ struct daemon {
 	struct capmgr *caps;
 	struct engine *engine;
 	struct store *store;
-	struct essink *es;  /* NULL unless storage.elasticsearch.enabled */
+	struct essink *es; /* NULL unless storage.elasticsearch.enabled */
 	struct incident_host host;
 	uint64_t incidents_written, incidents_failed;
 	uint64_t started_mono_ns;
@@ -81,15 +81,15 @@ struct daemon {
 	bool stopping;
 	/* control socket and what it reports */
 	struct control *ctl;
-	struct pending_incident *pending;         /* captures running */
+	struct pending_incident *pending; /* captures running */
 	struct recent_incident recent[RECENT_INCIDENTS];
 	unsigned nrecent;
-	struct rule_note *notes;                  /* RULES_MAX of them */
+	struct rule_note *notes; /* RULES_MAX of them */
 	uint64_t capture_lost_events;
 	struct store_retention store_stats;
 	struct {
 		uint64_t mono_ns, cpu_ns;
-	} cpu_prev, cpu_last;                     /* agent CPU, sampled every 10 ticks */
+	} cpu_prev, cpu_last; /* agent CPU, sampled every 10 ticks */
 };
 
 #define PENDING_TRIGGERS_MAX 8
@@ -109,14 +109,14 @@ struct pending_incident {
 	struct daemon *d;
 	struct fired_rule trig[PENDING_TRIGGERS_MAX]; /* [0] is the primary trigger */
 	unsigned ntrig;
-	char name[128]; /* the primary rule, or "manual" */
+	char name[128];					    /* the primary rule, or "manual" */
 	const struct capture_ops *kinds[RULE_MAX_CAPTURES]; /* what the session runs */
 	unsigned nkinds;
 	uint64_t fired_real_ms;
 	bool dry_run;
-	bool manual;             /* asked for on the control socket */
-	char id[64];             /* chosen when it fires, so a manual trigger can name it */
-	uint64_t ends_mono_ms;   /* when the longest capture window closes */
+	bool manual;	       /* asked for on the control socket */
+	char id[64];	       /* chosen when it fires, so a manual trigger can name it */
+	uint64_t ends_mono_ms; /* when the longest capture window closes */
 	struct pending_incident *next;
 };
 
@@ -135,7 +135,7 @@ static struct rules_limits limits_of(const struct agent_config *cfg)
 static int load_all(const char *path, bool explicit_path, struct agent_config *cfg,
 		    struct ruleset **rules)
 {
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 	struct rules_limits lim;
 	struct stat st;
 	int err = 0;
@@ -240,7 +240,7 @@ static void add_flamegraphs(struct daemon *d, const struct pending_incident *p,
 	for (unsigned a = 0; a < n; a++) {
 		const struct capture_artifact *art = &o->result.artifacts[a];
 		size_t base = strlen(art->name);
-		struct flamegraph_opts fo = { 0 };
+		struct flamegraph_opts fo = {0};
 		char name[64], title[256], sub[256], when[40];
 		char *svg = NULL;
 		size_t len = 0;
@@ -301,9 +301,10 @@ static void write_incident(struct daemon *d, struct pending_incident *p,
 		json_object_set_new(json_object_get(doc, "trigger"), "manual", json_true());
 		/* no metric tripped: the host's CPU breakdown is the context an SRE reads first */
 		if (p->trig[0].metric < 0) {
-			uint64_t from = p->fired_real_ms > d->cfg.capture.history_before_ms ?
-						p->fired_real_ms - d->cfg.capture.history_before_ms :
-						0;
+			uint64_t from =
+				p->fired_real_ms > d->cfg.capture.history_before_ms
+					? p->fired_real_ms - d->cfg.capture.history_before_ms
+					: 0;
 
 			json_object_set_new(json_object_get(doc, "history"), "series",
 					    incident_history(d->db, M_CPU_SYS, "", from));
@@ -379,7 +380,7 @@ static bool scope_cgroup(struct daemon *d, const char *series_key, struct captur
 
 	if (!series_key[0])
 		return false;
-	labels_foreach(series_key, scope_cgroup_label, &(struct label_out){ cg, sizeof(cg) });
+	labels_foreach(series_key, scope_cgroup_label, &(struct label_out){cg, sizeof(cg)});
 	if (!cg[0] || cgroups_id_of(d->cgroups, cg, &id))
 		return false;
 	t->kind = TARGET_CGROUP;
@@ -393,7 +394,7 @@ static void capture_target_for(struct daemon *d, const struct rule *r, const str
 			       const char *series_key, struct capture_target *t)
 {
 	enum rule_target want = rule_capture_target(r, c);
-	struct capture_target cg = { .kind = TARGET_HOST };
+	struct capture_target cg = {.kind = TARGET_HOST};
 	bool have_cg = scope_cgroup(d, series_key, &cg);
 
 	memset(t, 0, sizeof(*t));
@@ -462,7 +463,7 @@ static void on_fires(void *ctx, struct engine_fire *fires, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		struct engine_fire *f = &fires[i];
 		bool dry = d->cfg.agent.dry_run || f->rule->dry_run;
-		struct capture_request req = { 0 };
+		struct capture_request req = {0};
 		struct pending_incident *p;
 		uint64_t longest = 0;
 		unsigned members[PENDING_TRIGGERS_MAX], nmembers = 0;
@@ -479,7 +480,8 @@ static void on_fires(void *ctx, struct engine_fire *fires, unsigned n)
 			if (all) {
 				add_trigger(p, f);
 				f->result = 0;
-				log_info("rule %s fired: %s = %g; joins the running capture of rule %s",
+				log_info("rule %s fired: %s = %g; joins the running capture of "
+					 "rule %s",
 					 f->rule->name, metric_at((size_t)f->rule->metric)->name,
 					 f->value, p->name);
 				continue;
@@ -512,7 +514,8 @@ static void on_fires(void *ctx, struct engine_fire *fires, unsigned n)
 					if (req.items[m].ops == c->ops)
 						it = &req.items[m];
 				if (it) {
-					/* shared: one capture of the kind, the longest window asked */
+					/* shared: one capture of the kind, the longest window asked
+					 */
 					it->params.duration_ms =
 						MAX(it->params.duration_ms, c->params.duration_ms);
 					continue;
@@ -529,7 +532,8 @@ static void on_fires(void *ctx, struct engine_fire *fires, unsigned n)
 		}
 		for (unsigned m = 0; m < req.n; m++)
 			longest = MAX(longest, req.items[m].params.duration_ms);
-		req.target = req.n ? req.items[0].target : (struct capture_target){ .kind = TARGET_HOST };
+		req.target =
+			req.n ? req.items[0].target : (struct capture_target){.kind = TARGET_HOST};
 		req.dry_run = dry;
 		p->ends_mono_ms = now_mono_ns() / 1000000 + longest;
 		err = capmgr_start(d->caps, &req, session_done, p, now_mono_ns() / 1000000);
@@ -538,7 +542,8 @@ static void on_fires(void *ctx, struct engine_fire *fires, unsigned n)
 		if (err) {
 			free(p);
 			if (err == -EBUSY)
-				log_debug("rule %s fired (%g) but the capture budget is busy; retrying",
+				log_debug("rule %s fired (%g) but the capture budget is busy; "
+					  "retrying",
 					  f->rule->name, f->value);
 			else
 				note_rule_error(d, f->rule->name, "starting captures: %s",
@@ -553,7 +558,8 @@ static void on_fires(void *ctx, struct engine_fire *fires, unsigned n)
 			log_info("rule %s fired: %s = %g%s%s", mf->rule->name,
 				 metric_at((size_t)mf->rule->metric)->name, mf->value,
 				 dry ? " (dry run: nothing attached)" : "",
-				 nmembers > 1 ? " (captures shared with the rules firing with it)" : "");
+				 nmembers > 1 ? " (captures shared with the rules firing with it)"
+					      : "");
 		}
 	}
 }
@@ -589,7 +595,8 @@ static double hook_load(const struct daemon *d, const char *hook)
 	if (strcmp(hook, "runqlat") == 0)
 		return latest_sum(d->db, "sched.ctxsw_per_s");
 	if (strcmp(hook, "biolat") == 0) {
-		double r = latest_sum(d->db, "io.read_iops"), w = latest_sum(d->db, "io.write_iops");
+		double r = latest_sum(d->db, "io.read_iops"),
+		       w = latest_sum(d->db, "io.write_iops");
 
 		return r < 0 || w < 0 ? -1 : r + w;
 	}
@@ -604,11 +611,11 @@ static void guard_hooks(struct daemon *d)
 	char why[200];
 
 	for (unsigned i = 0; i < n; i++) {
-		struct guard_hook h = { .name = costs[i].name,
-					.throttled = costs[i].throttled,
-					.cpu_pct = costs[i].cpu_pct,
-					.ns_per_event = costs[i].ns_per_event,
-					.load_per_s = hook_load(d, costs[i].name) };
+		struct guard_hook h = {.name = costs[i].name,
+				       .throttled = costs[i].throttled,
+				       .cpu_pct = costs[i].cpu_pct,
+				       .ns_per_event = costs[i].ns_per_event,
+				       .load_per_s = hook_load(d, costs[i].name)};
 
 		switch (guard_hook_sample(d->guard, &h, why, sizeof(why))) {
 		case GUARD_HOOK_THROTTLE:
@@ -656,12 +663,12 @@ static void on_tick(void *ctx, struct loop_timer *t)
 
 static struct guard_opts guard_opts_of(const struct agent_config *cfg)
 {
-	return (struct guard_opts){ .enabled = cfg->guard.enabled,
-				    .capture_cpu_pct = (double)cfg->guard.capture_cpu_pct,
-				    .agent_cpu_pct = (double)cfg->guard.agent_cpu_pct,
-				    .strikes = 2,
-				    .hook_cpu_pct = (double)cfg->guard.hook_cpu_pct,
-				    .hook_hold_ms = cfg->guard.hook_hold_ms };
+	return (struct guard_opts){.enabled = cfg->guard.enabled,
+				   .capture_cpu_pct = (double)cfg->guard.capture_cpu_pct,
+				   .agent_cpu_pct = (double)cfg->guard.agent_cpu_pct,
+				   .strikes = 2,
+				   .hook_cpu_pct = (double)cfg->guard.hook_cpu_pct,
+				   .hook_hold_ms = cfg->guard.hook_hold_ms};
 }
 
 static void on_watchdog(void *ctx, struct loop_timer *t)
@@ -692,7 +699,7 @@ static int open_store(const struct agent_config *cfg, struct store **out)
 
 static int open_es(struct daemon *d, const struct agent_config *cfg, struct essink **out)
 {
-	struct essink_opts eo = { .loop = d->loop, .cfg = cfg, .prev = d->es };
+	struct essink_opts eo = {.loop = d->loop, .cfg = cfg, .prev = d->es};
 
 	*out = NULL;
 	return cfg->es.enabled ? essink_new(out, &eo) : 0;
@@ -708,8 +715,8 @@ static unsigned history_points(const struct agent_config *cfg)
 /* watch.* changed: the watchers (and any opt-in hooks) start over with it. */
 static void reopen_watchers(struct daemon *d)
 {
-	struct watcher_env wenv = { .cfg = &d->cfg, .procfs = "/proc", .sysfs = "/sys",
-				    .cgroups = d->cgroups };
+	struct watcher_env wenv = {
+		.cfg = &d->cfg, .procfs = "/proc", .sysfs = "/sys", .cgroups = d->cgroups};
 	struct watchers *w = NULL;
 
 	watchers_free(&d->watchers);
@@ -863,7 +870,8 @@ static json_t *status_agent(struct daemon *d)
 	json_object_set_new(o, "interval_ms", json_integer((json_int_t)d->cfg.agent.interval_ms));
 	json_object_set_new(o, "dry_run", json_boolean(d->cfg.agent.dry_run));
 	json_object_set_new(o, "cpu_seconds", json_real((double)cpu / 1e9));
-	json_object_set_new(o, "cpu_pct", json_real(up_ns ? 100.0 * (double)cpu / (double)up_ns : 0));
+	json_object_set_new(o, "cpu_pct",
+			    json_real(up_ns ? 100.0 * (double)cpu / (double)up_ns : 0));
 	/* the last 10-20 intervals: what the agent costs now, not on average */
 	if (now > d->cpu_prev.mono_ns)
 		json_object_set_new(o, "cpu_pct_recent",
@@ -953,9 +961,10 @@ static json_t *target_json(const struct capture_target *t)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "kind", json_string(t->kind == TARGET_PID    ? "process" :
-						   t->kind == TARGET_CGROUP ? "cgroup" :
-									      "host"));
+	json_object_set_new(o, "kind",
+			    json_string(t->kind == TARGET_PID	   ? "process"
+					: t->kind == TARGET_CGROUP ? "cgroup"
+								   : "host"));
 	if (t->kind == TARGET_PID)
 		json_object_set_new(o, "pid", json_integer(t->pid));
 	if (t->kind == TARGET_CGROUP)
@@ -969,12 +978,11 @@ static json_t *status_captures(struct daemon *d)
 	uint64_t now = now_mono_ns() / 1000000;
 
 	for (struct pending_incident *p = d->pending; p; p = p->next)
-		json_array_append_new(sessions,
-				      json_pack("{s:s,s:s,s:b,s:I}", "incident_id", p->id, "rule",
-						p->name, "manual", p->manual, "ends_in_ms",
-						(json_int_t)(p->ends_mono_ms > now ?
-								     p->ends_mono_ms - now :
-								     0)));
+		json_array_append_new(
+			sessions,
+			json_pack("{s:s,s:s,s:b,s:I}", "incident_id", p->id, "rule", p->name,
+				  "manual", p->manual, "ends_in_ms",
+				  (json_int_t)(p->ends_mono_ms > now ? p->ends_mono_ms - now : 0)));
 	json_object_set_new(o, "sessions", sessions);
 	json_object_set_new(o, "max_concurrent",
 			    json_integer((json_int_t)d->cfg.capture.max_concurrent));
@@ -995,8 +1003,9 @@ static json_t *status_incidents(struct daemon *d)
 	if (d->nrecent) {
 		const struct recent_incident *r = &d->recent[(d->nrecent - 1) % RECENT_INCIDENTS];
 
-		json_object_set_new(o, "last", json_pack("{s:s,s:s,s:b,s:s}", "id", r->id, "rule",
-							 r->rule, "ok", r->ok, "where", r->where));
+		json_object_set_new(o, "last",
+				    json_pack("{s:s,s:s,s:b,s:s}", "id", r->id, "rule", r->rule,
+					      "ok", r->ok, "where", r->where));
 	}
 	return o;
 }
@@ -1155,10 +1164,9 @@ static int request_from_kinds(struct daemon *d, json_t *kinds, struct capture_re
 
 			known[0] = '\0';
 			for (const struct capture_ops *const *c = capture_kinds; *c; c++)
-				off += (size_t)snprintf(known + off,
-							sizeof(known) > off ? sizeof(known) - off :
-									      0,
-							"%s%s", off ? ", " : "", (*c)->kind);
+				off += (size_t)snprintf(
+					known + off, sizeof(known) > off ? sizeof(known) - off : 0,
+					"%s%s", off ? ", " : "", (*c)->kind);
 			control_error_set(err, "invalid_request",
 					  "unknown capture kind '%s' (known: %s)", kind, known);
 			return -EINVAL;
@@ -1191,7 +1199,7 @@ static int ctl_trigger(void *ctx, const struct control_call *call, json_t **resu
 	json_t *kinds = json_object_get(call->args, "captures");
 	json_t *jdur = json_object_get(call->args, "duration_ms");
 	json_t *jpid = json_object_get(call->args, "pid");
-	struct capture_request req = { 0 };
+	struct capture_request req = {0};
 	struct pending_incident *p;
 	json_int_t busy0, budget0;
 	json_t *st, *caps;
@@ -1199,13 +1207,15 @@ static int ctl_trigger(void *ctx, const struct control_call *call, json_t **resu
 	int ret;
 
 	if (!rule == !kinds) {
-		control_error_set(err, "invalid_request", "give exactly one of args.rule and "
-							  "args.captures");
+		control_error_set(err, "invalid_request",
+				  "give exactly one of args.rule and "
+				  "args.captures");
 		return -EINVAL;
 	}
 	if (jpid && cgroup) {
-		control_error_set(err, "invalid_request", "give at most one of args.pid and "
-							  "args.cgroup");
+		control_error_set(err, "invalid_request",
+				  "give at most one of args.pid and "
+				  "args.cgroup");
 		return -EINVAL;
 	}
 	if (jdur && (uint64_t)json_integer_value(jdur) > d->cfg.capture.max_duration_ms) {
@@ -1225,8 +1235,8 @@ static int ctl_trigger(void *ctx, const struct control_call *call, json_t **resu
 	p->ntrig = 1;
 	p->trig[0].metric = -1;
 	req.target.kind = TARGET_HOST;
-	ret = rule ? request_from_rule(d, rule, &req, p, err) :
-		     request_from_kinds(d, kinds, &req, err);
+	ret = rule ? request_from_rule(d, rule, &req, p, err)
+		   : request_from_kinds(d, kinds, &req, err);
 	if (ret)
 		goto fail;
 	snprintf(p->name, sizeof(p->name), "%s", rule ? rule : "manual");
@@ -1275,9 +1285,9 @@ static int ctl_trigger(void *ctx, const struct control_call *call, json_t **resu
 					  "capture.max_concurrent (%llu) sessions are; retry when "
 					  "they end",
 					  json_integer_value(json_object_get(st, "refused_busy")) >
-							  busy0 ?
-						  "captures busy" :
-						  "not now",
+							  busy0
+						  ? "captures busy"
+						  : "not now",
 					  (unsigned long long)d->cfg.capture.max_concurrent);
 		json_decref(st);
 		goto fail;
@@ -1316,11 +1326,10 @@ static int ctl_incident(void *ctx, const struct control_call *call, json_t **res
 
 	for (struct pending_incident *p = d->pending; p; p = p->next) {
 		if (strcmp(p->id, id) == 0) {
-			*result = json_pack("{s:s,s:s,s:s,s:I}", "id", id, "state", "capturing",
-					    "rule", p->name, "ends_in_ms",
-					    (json_int_t)(p->ends_mono_ms > now ?
-								 p->ends_mono_ms - now :
-								 0));
+			*result = json_pack(
+				"{s:s,s:s,s:s,s:I}", "id", id, "state", "capturing", "rule",
+				p->name, "ends_in_ms",
+				(json_int_t)(p->ends_mono_ms > now ? p->ends_mono_ms - now : 0));
 			return 0;
 		}
 	}
@@ -1344,25 +1353,25 @@ static int ctl_incident(void *ctx, const struct control_call *call, json_t **res
 }
 
 static const struct control_arg trigger_args[] = {
-	{ "rule", CARG_STRING, 1, 127 },
-	{ "captures", CARG_STRLIST, 1, RULE_MAX_CAPTURES },
-	{ "duration_ms", CARG_UINT, 100, 3600000 },
-	{ "pid", CARG_UINT, 1, 4194304 },
-	{ "cgroup", CARG_STRING, 1, 511 },
-	{ NULL },
+	{"rule", CARG_STRING, 1, 127},
+	{"captures", CARG_STRLIST, 1, RULE_MAX_CAPTURES},
+	{"duration_ms", CARG_UINT, 100, 3600000},
+	{"pid", CARG_UINT, 1, 4194304},
+	{"cgroup", CARG_STRING, 1, 511},
+	{NULL},
 };
 
 static const struct control_arg incident_args[] = {
-	{ "id", CARG_STRING, 1, 63 },
-	{ NULL },
+	{"id", CARG_STRING, 1, 63},
+	{NULL},
 };
 
 static const struct control_command daemon_commands[] = {
-	{ "ping", NULL, ctl_ping },
-	{ "status", NULL, ctl_status },
-	{ "trigger", trigger_args, ctl_trigger },
-	{ "incident", incident_args, ctl_incident },
-	{ NULL },
+	{"ping", NULL, ctl_ping},
+	{"status", NULL, ctl_status},
+	{"trigger", trigger_args, ctl_trigger},
+	{"incident", incident_args, ctl_incident},
+	{NULL},
 };
 
 static int control_open(struct daemon *d)
@@ -1410,7 +1419,7 @@ static void daemon_cleanup(struct daemon *d)
 
 int daemon_run(const char *config_path)
 {
-	struct daemon d = { .sigfd = -1 };
+	struct daemon d = {.sigfd = -1};
 	struct ruleset *rules = NULL;
 	struct watcher_env wenv;
 	struct capmgr_opts copts;
@@ -1456,17 +1465,17 @@ int daemon_run(const char *config_path)
 		goto fail;
 	if ((err = cgroups_new(&d.cgroups, "/sys/fs/cgroup")))
 		goto fail;
-	sopts = (struct symbolizer_opts){ .cache_bytes = d.cfg.symbolizer.cache_size };
+	sopts = (struct symbolizer_opts){.cache_bytes = d.cfg.symbolizer.cache_size};
 	if ((err = symbolizer_new(&d.sym, &sopts)))
 		goto fail;
 	if ((err = tsdb_new(&d.db, watchers_series_budget(&d.cfg), history_points(&d.cfg))))
 		goto fail;
-	wenv = (struct watcher_env){ .cfg = &d.cfg, .procfs = "/proc", .sysfs = "/sys",
-				     .cgroups = d.cgroups };
+	wenv = (struct watcher_env){
+		.cfg = &d.cfg, .procfs = "/proc", .sysfs = "/sys", .cgroups = d.cgroups};
 	if ((err = watchers_open(&d.watchers, &wenv)))
 		goto fail;
-	copts = (struct capmgr_opts){ .loop = d.loop, .cfg = &d.cfg, .sym = d.sym,
-				      .cgroups = d.cgroups };
+	copts = (struct capmgr_opts){
+		.loop = d.loop, .cfg = &d.cfg, .sym = d.sym, .cgroups = d.cgroups};
 	if ((err = capmgr_new(&d.caps, &copts)))
 		goto fail;
 	{
@@ -1500,7 +1509,8 @@ int daemon_run(const char *config_path)
 	 * manual triggers are what is lost, and the log says why */
 	if (control_open(&d))
 		log_error("control socket %s unavailable: autotrace status and trigger will "
-			  "not work", d.cfg.agent.control_socket);
+			  "not work",
+			  d.cfg.agent.control_socket);
 
 	sd_notify_send("READY=1");
 	sd_notify_status("watching: %u rules", engine_rules(d.engine)->n);

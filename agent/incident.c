@@ -87,8 +87,9 @@ json_t *incident_history(const struct tsdb *db, int metric, const char *series_k
 			const struct metric_desc *d = metric_at(m);
 			struct tsdb_series *s;
 
-			if (pass == 0 ? (int)m != metric :
-					((int)m == metric || strncmp(d->name, md->name, family_len)))
+			if (pass == 0
+				    ? (int)m != metric
+				    : ((int)m == metric || strncmp(d->name, md->name, family_len)))
 				continue;
 			s = tsdb_find_key(db, (unsigned)m, series_key);
 			if (!s)
@@ -156,7 +157,8 @@ static json_t *folded_of(const char *comm, json_t *frames)
 		if (func)
 			snprintf(buf, sizeof(buf), "%s", func);
 		else if (mod && !kernel)
-			snprintf(buf, sizeof(buf), "[%s]", strrchr(mod, '/') ? strrchr(mod, '/') + 1 : mod);
+			snprintf(buf, sizeof(buf), "[%s]",
+				 strrchr(mod, '/') ? strrchr(mod, '/') + 1 : mod);
 		else
 			snprintf(buf, sizeof(buf), "%s", addr ? addr : "?");
 		off += (size_t)snprintf(text + off, len - off, ";%s%s", buf, kernel ? "_[k]" : "");
@@ -202,8 +204,8 @@ static json_t *culprit_of(json_t *caps)
 	json_object_set(c, "comm", json_object_get(row, "comm"));
 	if (kind)
 		json_object_set_new(c, "capture", json_string(kind));
-	for (const char *const *k = (const char *const[]){ "pid", "tid", "pct", "cgroup",
-							  "container_id", NULL };
+	for (const char *const *k =
+		     (const char *const[]){"pid", "tid", "pct", "cgroup", "container_id", NULL};
 	     *k; k++)
 		if (json_object_get(row, *k))
 			json_object_set(c, *k, json_object_get(row, *k));
@@ -287,8 +289,9 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 	json_object_set_new(o, "name", json_string(host->name));
 	json_object_set_new(o, "os", json_pack("{s:s}", "kernel", host->kernel));
 	json_object_set_new(doc, "host", o);
-	json_object_set_new(doc, "agent", json_pack("{s:s,s:s}", "name", "autotrace", "version",
-						    AUTOTRACE_VERSION));
+	json_object_set_new(
+		doc, "agent",
+		json_pack("{s:s,s:s}", "name", "autotrace", "version", AUTOTRACE_VERSION));
 
 	o = json_object();
 	json_object_set_new(o, "name", json_string(trig->name));
@@ -340,9 +343,9 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 
 	o = json_object();
 	{
-		uint64_t from = trig->fired_real_ms > history_before_ms ?
-					trig->fired_real_ms - history_before_ms :
-					0;
+		uint64_t from = trig->fired_real_ms > history_before_ms
+					? trig->fired_real_ms - history_before_ms
+					: 0;
 		const char *key = trig->series_key ? trig->series_key : "";
 		json_t *series = incident_history(db, trig->metric, key, from);
 
@@ -354,18 +357,19 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 			if (trigs[i].metric < 0 || trigs[i].metric == trig->metric)
 				continue;
 			more = incident_history(db, trigs[i].metric,
-						trigs[i].series_key ? trigs[i].series_key : "", from);
+						trigs[i].series_key ? trigs[i].series_key : "",
+						from);
 			json_array_foreach(more, k, m)
 			{
 				bool dup = false;
 				json_t *have;
 				size_t h;
 
-				json_array_foreach(series, h, have)
-					dup |= json_equal(json_object_get(have, "metric"),
-							  json_object_get(m, "metric")) &&
-					       json_equal(json_object_get(have, "labels"),
-							  json_object_get(m, "labels"));
+				json_array_foreach(series, h, have) dup |=
+					json_equal(json_object_get(have, "metric"),
+						   json_object_get(m, "metric")) &&
+					json_equal(json_object_get(have, "labels"),
+						   json_object_get(m, "labels"));
 				if (!dup)
 					json_array_append(series, m);
 			}
@@ -438,8 +442,8 @@ char *incident_serialize_fit(json_t *doc, struct capture_artifact *arts, unsigne
 		/* keep what every capture has in common, drop its kind-specific data */
 		json_array_foreach(json_object_get(doc, "captures"), i, cap)
 		{
-			static const char *const keep[] = { "kind", "started", "duration_ms",
-							    "status", "lost_events", "error" };
+			static const char *const keep[] = {"kind",   "started",	    "duration_ms",
+							   "status", "lost_events", "error"};
 			const char *key;
 			json_t *v, *tmp;
 

@@ -11,9 +11,9 @@ struct agent_config;
 
 struct incident_trigger {
 	const struct rule *rule; /* NULL for a manual trigger */
-	const char *name;        /* rule name, or "manual" */
-	const char *series_key;  /* labels of the series that tripped ("" = host) */
-	int metric;              /* catalogue index, -1 for manual */
+	const char *name;	 /* rule name, or "manual" */
+	const char *series_key;	 /* labels of the series that tripped ("" = host) */
+	int metric;		 /* catalogue index, -1 for manual */
 	double value;
 	uint64_t fired_real_ms;
 };

@@ -13,9 +13,9 @@
 static enum log_level current_level = LOG_LVL_INFO;
 static int journald = -1; /* lazily detected: stderr connected to journald */
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
 /* syslog priorities journald understands as a "<N>" line prefix */
-static const int level_prio[] = { 3, 4, 6, 7 };
+static const int level_prio[] = {3, 4, 6, 7};
 
 void log_set_level(enum log_level level)
 {

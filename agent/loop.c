@@ -90,7 +90,7 @@ static struct loop_src *find_src(struct loop *l, int fd)
 
 int loop_add_fd(struct loop *l, int fd, uint32_t events, loop_fd_cb cb, void *ctx)
 {
-	struct epoll_event ev = { .events = events };
+	struct epoll_event ev = {.events = events};
 	struct loop_src *s;
 
 	if (find_src(l, fd))
@@ -116,7 +116,7 @@ int loop_add_fd(struct loop *l, int fd, uint32_t events, loop_fd_cb cb, void *ct
 int loop_mod_fd(struct loop *l, int fd, uint32_t events)
 {
 	struct loop_src *s = find_src(l, fd);
-	struct epoll_event ev = { .events = events };
+	struct epoll_event ev = {.events = events};
 
 	if (!s)
 		return -ENOENT;
@@ -149,7 +149,7 @@ static void timer_fired(void *ctx, int fd, uint32_t events)
 
 int loop_timer_set(struct loop_timer *t, uint64_t first_ns, uint64_t period_ns)
 {
-	struct itimerspec its = { 0 };
+	struct itimerspec its = {0};
 
 	/* a zero it_value disarms a timerfd; fire "immediately" as 1 ns instead */
 	if (first_ns == 0)

@@ -67,17 +67,19 @@ int main(int argc, char **argv)
 
 			if (!strncmp(k->name, argv[1], n) && k->name[n] == ' ') {
 				if (!group)
-					fprintf(argc >= 3 ? stdout : stderr, "%s commands:\n", argv[1]);
+					fprintf(argc >= 3 ? stdout : stderr, "%s commands:\n",
+						argv[1]);
 				group = true;
-				fprintf(argc >= 3 ? stdout : stderr, "  autotrace %-18s %s\n", k->name,
-					k->summary);
+				fprintf(argc >= 3 ? stdout : stderr, "  autotrace %-18s %s\n",
+					k->name, k->summary);
 			}
 		}
 		if (group)
-			return argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")) ?
-				       EXIT_OK :
-				       EXIT_USAGE;
-		fprintf(stderr, "autotrace: unknown command '%s' (see autotrace --help)\n", argv[1]);
+			return argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))
+				       ? EXIT_OK
+				       : EXIT_USAGE;
+		fprintf(stderr, "autotrace: unknown command '%s' (see autotrace --help)\n",
+			argv[1]);
 		return EXIT_USAGE;
 	}
 	argv[1] = argv[0];

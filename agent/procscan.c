@@ -34,7 +34,7 @@ enum procscan_by procscan_by_for_metric(const char *metric)
 
 const char *procscan_by_name(enum procscan_by by)
 {
-	static const char *const names[] = { "cpu", "dstate", "rss", "io" };
+	static const char *const names[] = {"cpu", "dstate", "rss", "io"};
 
 	return by <= PROCSCAN_IO ? names[by] : "?";
 }
@@ -116,8 +116,10 @@ static bool value_of(const char *procfs, int pid, enum procscan_by by, uint64_t 
 		}
 		/* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
 		 * cutime cstime priority nice threads itrealvalue starttime vsize rss */
-		if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d "
-				  "%*d %*d %*d %*d %*u %*u %ld", &ut, &st, &rss) != 3)
+		if (sscanf(p + 2,
+			   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d "
+			   "%*d %*d %*d %*d %*u %*u %ld",
+			   &ut, &st, &rss) != 3)
 			return false;
 		*v = by == PROCSCAN_CPU ? ut + st : (uint64_t)(rss > 0 ? rss : 0);
 		return true;
@@ -136,7 +138,8 @@ static bool value_of(const char *procfs, int pid, enum procscan_by by, uint64_t 
 
 			if (!isdigit((unsigned char)de->d_name[0]))
 				continue;
-			snprintf(tpath, sizeof(tpath), "%s/%d/task/%s/stat", procfs, pid, de->d_name);
+			snprintf(tpath, sizeof(tpath), "%s/%d/task/%s/stat", procfs, pid,
+				 de->d_name);
 			if (read_small(tpath, buf, sizeof(buf)) <= 0)
 				continue;
 			q = strrchr(buf, ')');
@@ -209,7 +212,7 @@ static int scan(const char *procfs, const char *cgroup, enum procscan_by by, str
 			s = p;
 			cap = ncap;
 		}
-		s[cnt++] = (struct sample){ (int)pid, v };
+		s[cnt++] = (struct sample){(int)pid, v};
 	}
 	closedir(d);
 	*out = s;
@@ -233,7 +236,8 @@ int procscan_top(const char *procfs, const char *cgroup, enum procscan_by by, un
 	if (err)
 		return err;
 	if (rate) {
-		struct timespec ts = { (time_t)(sample_ms / 1000), (long)(sample_ms % 1000) * 1000000L };
+		struct timespec ts = {(time_t)(sample_ms / 1000),
+				      (long)(sample_ms % 1000) * 1000000L};
 
 		nanosleep(&ts, NULL);
 		err = scan(procfs, cgroup, by, &b, &nb);

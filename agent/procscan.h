@@ -5,10 +5,10 @@
 #include <stdint.h>
 
 enum procscan_by {
-	PROCSCAN_CPU,    /* most CPU time over a short sample */
+	PROCSCAN_CPU,	 /* most CPU time over a short sample */
 	PROCSCAN_DSTATE, /* most threads in uninterruptible sleep */
-	PROCSCAN_RSS,    /* largest resident set */
-	PROCSCAN_IO,     /* most bytes read + written over a short sample */
+	PROCSCAN_RSS,	 /* largest resident set */
+	PROCSCAN_IO,	 /* most bytes read + written over a short sample */
 };
 
 struct top_process {

@@ -15,7 +15,7 @@
 int sd_notify_send(const char *state)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	socklen_t salen;
 	size_t plen;
 	int fd, err = 0;

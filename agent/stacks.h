@@ -23,7 +23,7 @@ struct stack_sample {
 struct stackset;
 
 struct stackset_render_opts {
-	unsigned top_n;        /* stacks listed in the JSON */
+	unsigned top_n;	       /* stacks listed in the JSON */
 	size_t folded_max;     /* bytes of folded text; smallest stacks dropped beyond */
 	const char *value_key; /* JSON name of the value: "samples", "blocked_us", ... */
 	struct symbolizer *sym;
@@ -31,10 +31,10 @@ struct stackset_render_opts {
 };
 
 struct stackset_render {
-	json_t *top;        /* array of stacks, largest first */
-	char *folded;       /* "comm;outer;...;leaf value\n" lines, malloc'd */
+	json_t *top;  /* array of stacks, largest first */
+	char *folded; /* "comm;outer;...;leaf value\n" lines, malloc'd */
 	size_t folded_len;
-	uint64_t total;     /* sum of values */
+	uint64_t total;		 /* sum of values */
 	uint64_t folded_dropped; /* stacks left out of the folded text for size */
 };
 

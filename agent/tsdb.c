@@ -14,10 +14,10 @@
 struct tsdb_series {
 	unsigned metric;
 	char *key;
-	uint64_t last_round;   /* round of the latest put */
+	uint64_t last_round; /* round of the latest put */
 	uint64_t first_round;
-	unsigned source;       /* tsdb_set_source() tag of the latest put */
-	float *values;         /* ring of tsdb.points; NaN = no value */
+	unsigned source; /* tsdb_set_source() tag of the latest put */
+	float *values;	 /* ring of tsdb.points; NaN = no value */
 	struct tsdb_series *next_in_metric, *prev_in_metric;
 	struct tsdb_series *next_in_bucket;
 	const struct tsdb *db;
@@ -60,8 +60,7 @@ int labels_key(const struct labels *labels, char *buf, size_t len)
 	return 0;
 }
 
-void labels_foreach(const char *key, void (*fn)(const char *k, const char *v, void *ctx),
-		    void *ctx)
+void labels_foreach(const char *key, void (*fn)(const char *k, const char *v, void *ctx), void *ctx)
 {
 	char buf[LABELS_KEY_MAX];
 	char *p = buf;
@@ -347,7 +346,7 @@ static void label_find_cb(const char *k, const char *v, void *ctx)
 
 int tsdb_series_label(const struct tsdb_series *s, const char *name, char *buf, size_t len)
 {
-	struct label_find f = { .name = name, .buf = buf, .len = len, .found = -ENOENT };
+	struct label_find f = {.name = name, .buf = buf, .len = len, .found = -ENOENT};
 
 	labels_foreach(s->key, label_find_cb, &f);
 	return f.found;

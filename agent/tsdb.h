@@ -30,10 +30,10 @@ int tsdb_put(struct tsdb *db, unsigned metric, const struct labels *labels, doub
  * whole history window are forgotten (cgroups that went away). */
 void tsdb_end_round(struct tsdb *db);
 
-uint64_t tsdb_rounds(const struct tsdb *db);         /* rounds completed or in progress */
-unsigned tsdb_points(const struct tsdb *db);          /* ring length */
+uint64_t tsdb_rounds(const struct tsdb *db); /* rounds completed or in progress */
+unsigned tsdb_points(const struct tsdb *db); /* ring length */
 unsigned tsdb_series_count(const struct tsdb *db);
-uint64_t tsdb_dropped(const struct tsdb *db);         /* puts refused for lack of room */
+uint64_t tsdb_dropped(const struct tsdb *db);		       /* puts refused for lack of room */
 uint64_t tsdb_round_time(const struct tsdb *db, unsigned ago); /* real_ms, 0 if none */
 
 /* Series of one metric, in creation order; NULL at the end. */

@@ -79,8 +79,8 @@ int parse_duration_ms(const char *s, uint64_t *out_ms)
 	static const struct {
 		const char *unit;
 		double ms;
-	} units[] = { { "ms", 1 },       { "s", 1000 },     { "", 1000 },       { "m", 60000 },
-		      { "h", 3600000 }, { "d", 86400000 } };
+	} units[] = {{"ms", 1},	   {"s", 1000},	   {"", 1000},
+		     {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
 	const char *unit;
 	double num;
 
@@ -104,16 +104,16 @@ int parse_size(const char *s, uint64_t *out)
 	static const struct {
 		const char *unit;
 		double mult;
-	} units[] = { { "", 1 },
-		      { "B", 1 },
-		      { "KiB", 1024.0 },
-		      { "MiB", 1024.0 * 1024 },
-		      { "GiB", 1024.0 * 1024 * 1024 },
-		      { "TiB", 1024.0 * 1024 * 1024 * 1024 },
-		      { "KB", 1e3 },
-		      { "MB", 1e6 },
-		      { "GB", 1e9 },
-		      { "TB", 1e12 } };
+	} units[] = {{"", 1},
+		     {"B", 1},
+		     {"KiB", 1024.0},
+		     {"MiB", 1024.0 * 1024},
+		     {"GiB", 1024.0 * 1024 * 1024},
+		     {"TiB", 1024.0 * 1024 * 1024 * 1024},
+		     {"KB", 1e3},
+		     {"MB", 1e6},
+		     {"GB", 1e9},
+		     {"TB", 1e12}};
 	const char *unit;
 	double num;
 
@@ -150,7 +150,7 @@ void format_duration(uint64_t ms, char *buf, size_t len)
 
 void format_size(uint64_t bytes, char *buf, size_t len)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	unsigned u = 0;
 
 	while (u + 1 < ARRAY_SIZE(units) && bytes >= 1024 && bytes % 1024 == 0) {

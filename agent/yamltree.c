@@ -251,7 +251,8 @@ static struct ynode *load_node(struct loader *l, yaml_event_t *ev, unsigned dept
 				}
 				if (n->n >= YDOC_MAX_MAP_KEYS) {
 					diag_add(l->diag, l->file, key->line, key->col,
-						 "mapping has more than %u keys", YDOC_MAX_MAP_KEYS);
+						 "mapping has more than %u keys",
+						 YDOC_MAX_MAP_KEYS);
 					l->err = -E2BIG;
 					ynode_free(key);
 					goto fail;
@@ -295,7 +296,7 @@ fail:
 int ydoc_load_string(const char *name, const char *text, size_t len, struct ydoc **out,
 		     struct diag *diag)
 {
-	struct loader l = { .file = name, .diag = diag };
+	struct loader l = {.file = name, .diag = diag};
 	struct ydoc *doc = NULL;
 	yaml_event_t ev;
 	bool have_ev = false;

@@ -10,8 +10,8 @@ enum ynode_type { YNODE_SCALAR, YNODE_MAP, YNODE_SEQ };
 struct ynode {
 	enum ynode_type type;
 	unsigned line, col; /* 1-based */
-	char *scalar;       /* YNODE_SCALAR */
-	bool plain;         /* unquoted scalar: "null"/"~" mean nothing */
+	char *scalar;	    /* YNODE_SCALAR */
+	bool plain;	    /* unquoted scalar: "null"/"~" mean nothing */
 	/* YNODE_MAP: keys[i] -> items[i]; YNODE_SEQ: items[i] */
 	struct ynode **keys;
 	struct ynode **items;
@@ -27,8 +27,8 @@ struct ydoc {
 #define DIAG_MAX_MSGS 64
 struct diag {
 	char *msgs[DIAG_MAX_MSGS];
-	unsigned n;       /* messages kept */
-	unsigned errors;  /* errors seen, including those not kept */
+	unsigned n;	 /* messages kept */
+	unsigned errors; /* errors seen, including those not kept */
 };
 
 void diag_add(struct diag *d, const char *file, unsigned line, unsigned col, const char *fmt, ...)
@@ -39,9 +39,9 @@ void diag_print(const struct diag *d, void (*out)(const char *msg, void *ctx), v
 void diag_clear(struct diag *d);
 
 /* Limits for a loaded document; the loader refuses anything larger. */
-#define YDOC_MAX_BYTES (1u << 20)
-#define YDOC_MAX_DEPTH 32
-#define YDOC_MAX_NODES 100000
+#define YDOC_MAX_BYTES	  (1u << 20)
+#define YDOC_MAX_DEPTH	  32
+#define YDOC_MAX_NODES	  100000
 #define YDOC_MAX_MAP_KEYS 4096 /* duplicate-key check is quadratic */
 
 /* Returns 0, or a negative errno with the reason added to diag. */

@@ -276,8 +276,8 @@ int stack_map_read(const struct bpf_map *map, int32_t id, uint64_t *frames, unsi
 
 unsigned stack_bpf_frames(struct symbolizer *sym, const uint64_t *kframes, unsigned n)
 {
-	static const char *const glue[] = { "bpf_prog_", "bpf_trace_run", "__bpf_trace_",
-					    "__traceiter_", "bpf_trampoline_" };
+	static const char *const glue[] = {"bpf_prog_", "bpf_trace_run", "__bpf_trace_",
+					   "__traceiter_", "bpf_trampoline_"};
 	unsigned skip = 0;
 
 	for (; skip < n && skip < 4; skip++) {
@@ -341,7 +341,7 @@ void bpf_object_log_ids(const char *what, const struct bpf_object *obj)
 	buf[0] = '\0';
 	bpf_object__for_each_program(prog, obj)
 	{
-		struct bpf_prog_info info = { 0 };
+		struct bpf_prog_info info = {0};
 		__u32 len = sizeof(info);
 		int fd = bpf_program__fd(prog);
 
@@ -354,7 +354,7 @@ void bpf_object_log_ids(const char *what, const struct bpf_object *obj)
 	log_info("%s: BPF programs loaded:%s", what, buf[0] ? buf : " none");
 	bpf_object__for_each_program(prog, obj)
 	{
-		struct bpf_prog_info info = { 0 };
+		struct bpf_prog_info info = {0};
 		__u32 len = sizeof(info);
 		int fd = bpf_program__fd(prog);
 
@@ -378,7 +378,7 @@ int bpf_owner_runtime(const char *what, uint64_t *run_ns, uint64_t *run_cnt)
 	*run_ns = 0;
 	*run_cnt = 0;
 	for (unsigned i = 0; i < nowned; i++) {
-		struct bpf_prog_info info = { 0 };
+		struct bpf_prog_info info = {0};
 		__u32 len = sizeof(info);
 		int fd;
 

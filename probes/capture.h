@@ -16,7 +16,7 @@ enum capture_target_kind { TARGET_HOST = 0, TARGET_CGROUP, TARGET_PID };
 
 struct capture_target {
 	enum capture_target_kind kind;
-	int pid;            /* TARGET_PID: a process (all its threads) */
+	int pid;	    /* TARGET_PID: a process (all its threads) */
 	uint64_t cgroup_id; /* TARGET_CGROUP: this cgroup and its descendants */
 	char cgroup[512];   /* its path, for the incident */
 };
@@ -63,10 +63,10 @@ struct capture_artifact {
 };
 
 struct capture_result {
-	json_t *data;          /* kind-specific fields, merged into captures[i] */
-	uint64_t lost_events;  /* everything the kernel side could not record */
-	bool partial;          /* some data missing (lost events, truncated tables) */
-	char error[256];       /* non-empty: the capture failed and says why */
+	json_t *data;	      /* kind-specific fields, merged into captures[i] */
+	uint64_t lost_events; /* everything the kernel side could not record */
+	bool partial;	      /* some data missing (lost events, truncated tables) */
+	char error[256];      /* non-empty: the capture failed and says why */
 	struct capture_artifact artifacts[CAPTURE_MAX_ARTIFACTS];
 	unsigned nartifacts;
 };
@@ -94,16 +94,14 @@ const struct capture_ops *capture_kind_lookup(const char *kind);
 int capture_param_index(const struct capture_ops *ops, const char *name);
 /* Fills p with the kind's defaults. */
 void capture_params_defaults(const struct capture_ops *ops, struct capture_params *p);
-int capture_param_parse(const struct capture_param_desc *d, const char *s, uint64_t *out,
-			char *why, size_t whylen);
+int capture_param_parse(const struct capture_param_desc *d, const char *s, uint64_t *out, char *why,
+			size_t whylen);
 /* Sets the CPARAM_STRINGS parameter idx of ops from n entries; checks each. */
-int capture_param_set_strings(const struct capture_ops *ops, unsigned idx,
-			      struct capture_params *p, const char *const *entries, size_t n,
-			      char *why, size_t whylen);
+int capture_param_set_strings(const struct capture_ops *ops, unsigned idx, struct capture_params *p,
+			      const char *const *entries, size_t n, char *why, size_t whylen);
 /* The entry after prev (NULL: the first) of a CPARAM_STRINGS parameter; NULL at the end. */
 const char *capture_param_next_string(const struct capture_params *p, unsigned idx,
 				      const char *prev);
 
 void capture_result_clear(struct capture_result *r);
-int capture_result_add_artifact(struct capture_result *r, const char *name, char *data,
-				size_t len);
+int capture_result_add_artifact(struct capture_result *r, const char *name, char *data, size_t len);

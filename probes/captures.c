@@ -18,14 +18,8 @@ extern const struct capture_ops runq_capture;
 extern const struct capture_ops timeline_capture;
 
 const struct capture_ops *const capture_kinds[] = {
-	&profile_capture,
-	&iotrace_capture,
-	&memtrace_capture,
-	&offcpu_capture,
-	&dstate_capture,
-	&runq_capture,
-	&timeline_capture,
-	NULL,
+	&profile_capture, &iotrace_capture, &memtrace_capture, &offcpu_capture,
+	&dstate_capture,  &runq_capture,    &timeline_capture, NULL,
 };
 
 const struct capture_ops *capture_kind_lookup(const char *kind)
@@ -44,8 +38,8 @@ int capture_param_index(const struct capture_ops *ops, const char *name)
 	return -1;
 }
 
-int capture_param_parse(const struct capture_param_desc *d, const char *s, uint64_t *out,
-			char *why, size_t whylen)
+int capture_param_parse(const struct capture_param_desc *d, const char *s, uint64_t *out, char *why,
+			size_t whylen)
 {
 	uint64_t v = 0;
 	bool b;
@@ -103,9 +97,8 @@ void capture_params_defaults(const struct capture_ops *ops, struct capture_param
 					    sizeof(why));
 }
 
-int capture_param_set_strings(const struct capture_ops *ops, unsigned idx,
-			      struct capture_params *p, const char *const *entries, size_t n,
-			      char *why, size_t whylen)
+int capture_param_set_strings(const struct capture_ops *ops, unsigned idx, struct capture_params *p,
+			      const char *const *entries, size_t n, char *why, size_t whylen)
 {
 	const struct capture_param_desc *d;
 	size_t off = 0;

@@ -7,10 +7,10 @@
 
 enum metric_scope_bits {
 	MSCOPE_HOST = 1 << 0,
-	MSCOPE_CPU = 1 << 1,    /* label cpu */
+	MSCOPE_CPU = 1 << 1,	/* label cpu */
 	MSCOPE_DEVICE = 1 << 2, /* label device */
 	MSCOPE_CGROUP = 1 << 3, /* labels cgroup, container_id, pod_uid, qos */
-	MSCOPE_HOOK = 1 << 4,   /* label hook: an opt-in always-on hook mode */
+	MSCOPE_HOOK = 1 << 4,	/* label hook: an opt-in always-on hook mode */
 };
 
 struct metric_desc {
@@ -19,7 +19,7 @@ struct metric_desc {
 	unsigned scopes; /* enum metric_scope_bits */
 	const char *source;
 	const char *help;
-	bool opt_in; /* only produced in an opt-in always-on hook mode */
+	bool opt_in;	  /* only produced in an opt-in always-on hook mode */
 	const char *cost; /* what producing it costs the node */
 };
 

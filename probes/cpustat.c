@@ -14,7 +14,7 @@
 #include "probes/watcher.h"
 #include "probes/watchutil.h"
 
-#define CPUSTAT_FIELDS  8 /* user nice system idle iowait irq softirq steal */
+#define CPUSTAT_FIELDS	8 /* user nice system idle iowait irq softirq steal */
 #define CPUSTAT_MAX_CPU 8192
 #define CPUSTAT_BUF_MAX (4u << 20) /* /proc/stat of a huge host, with its intr line */
 
@@ -32,13 +32,13 @@ struct cpustat {
 	unsigned ncpus;
 	bool primed;
 	uint64_t ctxt, forks, mono_ns; /* counters of the previous sample */
-	struct kfile loadavg;  /* absent: no sched.load1 */
+	struct kfile loadavg;	       /* absent: no sched.load1 */
 	bool have_loadavg;
 };
 
 static const unsigned field_metric[CPUSTAT_FIELDS] = {
-	M_CPU_USER, M_CPU_NICE, M_CPU_SYS, M_CPU_IDLE,
-	M_CPU_IOWAIT, M_CPU_IRQ, M_CPU_SOFTIRQ, M_CPU_STEAL,
+	M_CPU_USER,   M_CPU_NICE, M_CPU_SYS,	 M_CPU_IDLE,
+	M_CPU_IOWAIT, M_CPU_IRQ,  M_CPU_SOFTIRQ, M_CPU_STEAL,
 };
 
 static int cpustat_open(void **out, const struct watcher_env *env)
@@ -206,7 +206,7 @@ static int cpustat_sample(void *state, struct tsdb *db)
 		return err;
 	for (char *line = cs->buf; line && *line;) {
 		char *nl = strchr(line, '\n');
-		struct cpu_times t = { .seen = true };
+		struct cpu_times t = {.seen = true};
 		int cpu;
 
 		if (nl)
@@ -242,7 +242,7 @@ static int cpustat_sample(void *state, struct tsdb *db)
 		}
 		if (cs->primed && cs->cpus[cpu].seen) {
 			char num[16];
-			struct labels l = { .n = 1, .k = { "cpu" }, .v = { num } };
+			struct labels l = {.n = 1, .k = {"cpu"}, .v = {num}};
 
 			snprintf(num, sizeof(num), "%d", cpu);
 			put_deltas(db, &cs->cpus[cpu], &t, &l);
@@ -255,7 +255,8 @@ static int cpustat_sample(void *state, struct tsdb *db)
 		double secs = (double)(now - cs->mono_ns) / 1e9;
 
 		if (have_ctxt)
-			tsdb_put(db, M_SCHED_CTXSW, NULL, (double)counter_delta(ctxt, cs->ctxt) / secs);
+			tsdb_put(db, M_SCHED_CTXSW, NULL,
+				 (double)counter_delta(ctxt, cs->ctxt) / secs);
 		if (have_forks)
 			tsdb_put(db, M_SCHED_FORKS, NULL,
 				 (double)counter_delta(forks, cs->forks) / secs);

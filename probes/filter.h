@@ -15,11 +15,11 @@ enum filter_mode { FILTER_ALL = 0, FILTER_TGID = 1, FILTER_CGROUP = 2 };
 #define FILTER_F_IDLE 1u
 
 struct capture_filter {
-	u32 mode;          /* enum filter_mode */
-	u32 tgid;          /* FILTER_TGID */
-	u64 cgroup_id;     /* FILTER_CGROUP */
+	u32 mode;	   /* enum filter_mode */
+	u32 tgid;	   /* FILTER_TGID */
+	u64 cgroup_id;	   /* FILTER_CGROUP */
 	s32 cgroup_subsys; /* hierarchy for cgroup ids: -1 = v2, else v1 controller index */
-	u32 flags;         /* FILTER_F_* */
+	u32 flags;	   /* FILTER_F_* */
 };
 
 _Static_assert(sizeof(struct capture_filter) == 24, "capture_filter ABI");

@@ -199,7 +199,7 @@ static __always_inline void dentry_path(struct dentry *d, struct path_scratch *s
  * dentry of the inode (page cache and writeback IO come with an inode only). */
 static __always_inline void note_file(struct inode *inode, struct dentry *d, u32 dev, u64 ino)
 {
-	struct io_file_key fk = { .ino = ino, .dev = dev };
+	struct io_file_key fk = {.ino = ino, .dev = dev};
 	struct path_scratch *s;
 	u32 zero = 0;
 
@@ -228,7 +228,7 @@ static __always_inline void note_file(struct inode *inode, struct dentry *d, u32
 
 static __always_inline void note_proc(struct task_struct *task, u32 tgid, u64 cgid)
 {
-	struct io_proc_info pi = { .cgroup_id = cgid };
+	struct io_proc_info pi = {.cgroup_id = cgid};
 
 	if (bpf_map_lookup_elem(&procs, &tgid))
 		return;
@@ -486,7 +486,7 @@ static __always_inline int request_start(struct bio *bio)
 		p.key.dev = bio_dev(bio);
 
 	if (kthread && p.key.kind == IO_FILE) {
-		struct io_file_key fk = { .ino = p.key.ino, .dev = p.key.dev };
+		struct io_file_key fk = {.ino = p.key.ino, .dev = p.key.dev};
 
 		dirtier = bpf_map_lookup_elem(&dirtiers, &fk);
 		if (dirtier) {

@@ -26,15 +26,15 @@
 enum { P_TOP_PROCESSES, P_TOP_FILES, P_BLOCKED_STACKS, P_BLOCKED_THRESHOLD };
 
 static const struct capture_param_desc iotrace_params[] = {
-	[P_TOP_PROCESSES] = { "top_processes", CPARAM_UINT, 1, 1000, "10",
-			      "processes listed, the most IO first" },
-	[P_TOP_FILES] = { "top_files", CPARAM_UINT, 1, 1000, "10",
-			  "files listed per process, the most IO first" },
-	[P_BLOCKED_STACKS] = { "blocked_stacks", CPARAM_BOOL, 0, 1, "true",
-			       "stacks of tasks blocked on IO (hooks sched_switch while "
-			       "capturing)" },
-	[P_BLOCKED_THRESHOLD] = { "blocked_threshold", CPARAM_DURATION, 0, 60000, "10ms",
-				  "shortest block on IO whose stack is kept (0: every one)" },
+	[P_TOP_PROCESSES] = {"top_processes", CPARAM_UINT, 1, 1000, "10",
+			     "processes listed, the most IO first"},
+	[P_TOP_FILES] = {"top_files", CPARAM_UINT, 1, 1000, "10",
+			 "files listed per process, the most IO first"},
+	[P_BLOCKED_STACKS] = {"blocked_stacks", CPARAM_BOOL, 0, 1, "true",
+			      "stacks of tasks blocked on IO (hooks sched_switch while "
+			      "capturing)"},
+	[P_BLOCKED_THRESHOLD] = {"blocked_threshold", CPARAM_DURATION, 0, 60000, "10ms",
+				 "shortest block on IO whose stack is kept (0: every one)"},
 };
 
 #define IOTRACE_MAX_LINKS 32
@@ -97,11 +97,11 @@ static int iotrace_open_load(struct iotrace_state *st, const struct btf *btf, bo
 		int nr;
 		uint8_t dir;
 	} rw[] = {
-		{ SYS_read, IO_SYSCALL_READ },	  { SYS_write, IO_SYSCALL_WRITE },
-		{ SYS_pread64, IO_SYSCALL_READ }, { SYS_pwrite64, IO_SYSCALL_WRITE },
-		{ SYS_readv, IO_SYSCALL_READ },	  { SYS_writev, IO_SYSCALL_WRITE },
-		{ SYS_preadv, IO_SYSCALL_READ },  { SYS_pwritev, IO_SYSCALL_WRITE },
-		{ SYS_preadv2, IO_SYSCALL_READ }, { SYS_pwritev2, IO_SYSCALL_WRITE },
+		{SYS_read, IO_SYSCALL_READ},	{SYS_write, IO_SYSCALL_WRITE},
+		{SYS_pread64, IO_SYSCALL_READ}, {SYS_pwrite64, IO_SYSCALL_WRITE},
+		{SYS_readv, IO_SYSCALL_READ},	{SYS_writev, IO_SYSCALL_WRITE},
+		{SYS_preadv, IO_SYSCALL_READ},	{SYS_pwritev, IO_SYSCALL_WRITE},
+		{SYS_preadv2, IO_SYSCALL_READ}, {SYS_pwritev2, IO_SYSCALL_WRITE},
 	};
 	uint32_t files = (uint32_t)cfg->capture.max_files;
 	/* stack maps collide long before they fill: keep buckets well above use */
@@ -460,7 +460,7 @@ static int read_files(struct reader *r)
 
 static const struct io_file_info *file_info(const struct reader *r, uint32_t dev, uint64_t ino)
 {
-	struct file_ent k = { .key = { .ino = ino, .dev = dev } };
+	struct file_ent k = {.key = {.ino = ino, .dev = dev}};
 	struct file_ent *hit;
 
 	if (!r->nfiles)
@@ -746,7 +746,7 @@ static int blocked_json(struct reader *r, struct capture_result *out, json_t **o
 		.sym = st->env.sym,
 		.cgroups = st->env.cgroups,
 	};
-	struct stackset_render rr = { 0 };
+	struct stackset_render rr = {0};
 	struct io_blocked_key key, next;
 	struct stackset *ss = NULL;
 	int fd = bpf_map__fd(m), err;
@@ -765,7 +765,7 @@ static int blocked_json(struct reader *r, struct capture_result *out, json_t **o
 	for (int more = bpf_map_get_next_key(fd, NULL, &next) == 0; more;
 	     more = bpf_map_get_next_key(fd, &key, &next) == 0) {
 		struct io_blocked_val v;
-		struct stack_sample s = { 0 };
+		struct stack_sample s = {0};
 		unsigned skip;
 
 		key = next;
@@ -820,8 +820,8 @@ cleanup:
 static int iotrace_collect(void *state, struct capture_result *out)
 {
 	struct iotrace_state *st = state;
-	uint64_t stats[IO_STAT_MAX] = { 0 }, omitted = 0, stack_lost = 0;
-	struct reader r = { .st = st };
+	uint64_t stats[IO_STAT_MAX] = {0}, omitted = 0, stack_lost = 0;
+	struct reader r = {.st = st};
 	json_t *lost, *blocked = NULL;
 	int err;
 

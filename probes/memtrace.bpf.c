@@ -69,7 +69,7 @@ static __always_inline void stat_inc(u32 which)
 
 static __always_inline void note_proc(struct task_struct *task, u32 tgid, u64 cgid)
 {
-	struct mem_proc_info pi = { .cgroup_id = cgid };
+	struct mem_proc_info pi = {.cgroup_id = cgid};
 
 	if (bpf_map_lookup_elem(&procs, &tgid))
 		return;
@@ -184,7 +184,7 @@ static __always_inline int stall_begin(void *ctx, u32 type)
 static __always_inline int stall_end(u32 type)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	struct mem_stall_start_key k = { .pid = (u32)id, .type = type };
+	struct mem_stall_start_key k = {.pid = (u32)id, .type = type};
 	struct mem_stall_start *s = bpf_map_lookup_elem(&stall_start, &k);
 	struct capture_filter *f = get_filter();
 	struct mem_stall_key key = {};

@@ -28,11 +28,11 @@
 enum { P_TOP_PROCESSES, P_FAULTS };
 
 static const struct capture_param_desc memtrace_params[] = {
-	[P_TOP_PROCESSES] = { "top_processes", CPARAM_UINT, 1, 1000, "10",
-			      "processes listed, the largest RSS growth first" },
-	[P_FAULTS] = { "faults", CPARAM_BOOL, 0, 1, "true",
-		       "count page faults per process in the kernel (a small program on "
-		       "every fault while capturing)" },
+	[P_TOP_PROCESSES] = {"top_processes", CPARAM_UINT, 1, 1000, "10",
+			     "processes listed, the largest RSS growth first"},
+	[P_FAULTS] = {"faults", CPARAM_BOOL, 0, 1, "true",
+		      "count page faults per process in the kernel (a small program on "
+		      "every fault while capturing)"},
 };
 
 #define PROC_ROOT	   "/proc"
@@ -649,7 +649,7 @@ static int cmp_row_growth_desc(const void *a, const void *b)
 
 static struct proc_row *row_get(struct rows *rs, int pid)
 {
-	struct proc_row k = { .pid = pid }, *hit;
+	struct proc_row k = {.pid = pid}, *hit;
 
 	hit = rs->n ? bsearch(&k, rs->r, rs->n, sizeof(k), cmp_row_pid) : NULL;
 	if (hit)
@@ -785,7 +785,7 @@ static json_t *row_json(struct memtrace_state *st, const struct proc_row *r, uin
 	set_u(o, "rss_end_bytes", r->have_end ? rss(&r->b) : 0);
 	set_i(o, "rss_growth_bytes", r->growth);
 	if (r->have_end) {
-		const struct proc_snap *a = r->have_start ? &r->a : &(struct proc_snap){ 0 };
+		const struct proc_snap *a = r->have_start ? &r->a : &(struct proc_snap){0};
 
 		set_i(o, "anon_growth_bytes", (int64_t)r->b.anon - (int64_t)a->anon);
 		set_i(o, "file_growth_bytes", (int64_t)r->b.file - (int64_t)a->file);
@@ -822,8 +822,8 @@ static int stalls_json(struct memtrace_state *st, struct rows *rs, struct captur
 {
 	const struct agent_config *cfg = st->env.cfg;
 	const struct bpf_map *m = st->skel->maps.stalls;
-	struct stackset *ss[MEM_STALL_TYPES] = { 0 };
-	uint64_t count[MEM_STALL_TYPES] = { 0 }, max_ns[MEM_STALL_TYPES] = { 0 };
+	struct stackset *ss[MEM_STALL_TYPES] = {0};
+	uint64_t count[MEM_STALL_TYPES] = {0}, max_ns[MEM_STALL_TYPES] = {0};
 	uint64_t *kframes = NULL, *uframes = NULL;
 	struct mem_stall_key key, next;
 	char *folded = NULL;
@@ -845,7 +845,7 @@ static int stalls_json(struct memtrace_state *st, struct rows *rs, struct captur
 	for (int more = bpf_map_get_next_key(fd, NULL, &next) == 0; more;
 	     more = bpf_map_get_next_key(fd, &key, &next) == 0) {
 		struct mem_stall_val v;
-		struct stack_sample s = { 0 };
+		struct stack_sample s = {0};
 		struct proc_row *r;
 		unsigned skip;
 
@@ -884,7 +884,7 @@ static int stalls_json(struct memtrace_state *st, struct rows *rs, struct captur
 			.sym = st->env.sym,
 			.cgroups = st->env.cgroups,
 		};
-		struct stackset_render rr = { 0 };
+		struct stackset_render rr = {0};
 		json_t *so = json_object();
 
 		err = stackset_render(ss[t], &ro, &rr);
@@ -940,11 +940,11 @@ cleanup:
 static int memtrace_collect(void *state, struct capture_result *out)
 {
 	struct memtrace_state *st = state;
-	uint64_t stats[MEM_STAT_MAX] = { 0 }, vm_end[NVMSTAT], window_ms, stack_lost = 0;
+	uint64_t stats[MEM_STAT_MAX] = {0}, vm_end[NVMSTAT], window_ms, stack_lost = 0;
 	unsigned top = (unsigned)st->params.v[P_TOP_PROCESSES];
-	struct snapshot end = { 0 };
+	struct snapshot end = {0};
 	struct memcg_read cg_end;
-	struct rows rs = { 0 };
+	struct rows rs = {0};
 	json_t *procs, *lost, *stalls = NULL;
 	size_t omitted = 0;
 	int err;

@@ -4,7 +4,7 @@
 #include "filter.h"
 
 #define PROFILE_MAX_DEPTH 127 /* frames per stack, each side (kernel, user) */
-#define TASK_COMM_LEN_    16
+#define TASK_COMM_LEN_	  16
 
 struct profile_key {
 	u32 tgid;
@@ -16,10 +16,10 @@ struct profile_key {
 };
 
 enum profile_stat {
-	PROFILE_STAT_SAMPLES,      /* samples counted into a key */
-	PROFILE_STAT_IDLE,         /* idle samples skipped */
-	PROFILE_STAT_KEYS_FULL,    /* samples lost: counts map full */
-	PROFILE_STAT_STACK_LOST,   /* stacks lost: stack map full or colliding */
+	PROFILE_STAT_SAMPLES,	 /* samples counted into a key */
+	PROFILE_STAT_IDLE,	 /* idle samples skipped */
+	PROFILE_STAT_KEYS_FULL,	 /* samples lost: counts map full */
+	PROFILE_STAT_STACK_LOST, /* stacks lost: stack map full or colliding */
 	PROFILE_STAT_MAX
 };
 

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #define FRAME_HEIGHT 16
-#define PAD_TOP      56
+#define PAD_TOP	     56
 #define PAD_BOTTOM   40
 #define PAD_SIDE     10
 #define MIN_WIDTH_PX 0.1 /* frames narrower than this are not drawn */
@@ -19,9 +19,9 @@
 
 struct node {
 	char *name;
-	uint64_t value;       /* total: self + children */
+	uint64_t value;	      /* total: self + children */
 	uint32_t first_child; /* index into the node array, 0 = none */
-	uint32_t next;        /* next sibling */
+	uint32_t next;	      /* next sibling */
 };
 
 struct tree {
@@ -276,10 +276,11 @@ static void draw(struct layout *l, uint32_t n, double x, unsigned depth)
 	colour(nd->name, depth, fill, sizeof(fill));
 	put(l->o, "<g><title>");
 	put_escaped(l->o, nd->name, strlen(nd->name));
-	put(l->o, " (%" PRIu64 " %s, %.2f%%)</title><rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" "
-		  "height=\"%d\" fill=\"%s\" rx=\"2\"/><text x=\"%.2f\" y=\"%.1f\">",
-	    nd->value, l->unit, 100.0 * (double)nd->value / (double)l->t->nodes[0].value, x, y,
-	    w, FRAME_HEIGHT - 1, fill, x + 3, y + 11.5);
+	put(l->o,
+	    " (%" PRIu64 " %s, %.2f%%)</title><rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" "
+	    "height=\"%d\" fill=\"%s\" rx=\"2\"/><text x=\"%.2f\" y=\"%.1f\">",
+	    nd->value, l->unit, 100.0 * (double)nd->value / (double)l->t->nodes[0].value, x, y, w,
+	    FRAME_HEIGHT - 1, fill, x + 3, y + 11.5);
 	/* as much of the name as fits at ~7px per character */
 	shown = w > 21 ? (size_t)((w - 6) / 7) : 0;
 	if (shown >= strlen(nd->name)) {
@@ -305,7 +306,8 @@ static const char script[] =
 	"  frames.forEach(function (g) {\n"
 	"    var r = g.querySelector('rect'), t = g.querySelector('text');\n"
 	"    g.dataset.x = r.getAttribute('x'); g.dataset.w = r.getAttribute('width');\n"
-	"    g.dataset.label = t.textContent; g.dataset.name = g.querySelector('title').textContent;\n"
+	"    g.dataset.label = t.textContent; g.dataset.name = "
+	"g.querySelector('title').textContent;\n"
 	"    g.onmouseover = function () { details.textContent = g.dataset.name; };\n"
 	"    g.onmouseout = function () { details.textContent = ' '; };\n"
 	"    g.onclick = function () { zoom(g); };\n"
@@ -317,7 +319,8 @@ static const char script[] =
 	"  r.setAttribute('x', x); r.setAttribute('width', Math.max(w, 0));\n"
 	"  t.setAttribute('x', x + 3);\n"
 	"  var name = g.dataset.name.replace(/ \\([^(]*\\)$/, ''), n = Math.floor((w - 6) / 7);\n"
-	"  t.textContent = w < 21 ? '' : (n >= name.length ? name : name.substr(0, n - 2) + '..');\n"
+	"  t.textContent = w < 21 ? '' : (n >= name.length ? name : name.substr(0, n - 2) + "
+	"'..');\n"
 	"}\n"
 	"function zoom(target) {\n"
 	"  var x0 = parseFloat(target.dataset.x), w0 = parseFloat(target.dataset.w);\n"
@@ -366,9 +369,9 @@ static const char script[] =
 int flamegraph_render(const char *folded, size_t len, const struct flamegraph_opts *opt, char **svg,
 		      size_t *svg_len)
 {
-	struct tree t = { .max = opt->max_nodes ? opt->max_nodes : 100000 };
+	struct tree t = {.max = opt->max_nodes ? opt->max_nodes : 100000};
 	unsigned width = opt->width ? opt->width : 1200, depth, height;
-	struct out o = { 0 };
+	struct out o = {0};
 	struct layout l;
 	const char *p = folded, *end = folded + len;
 
@@ -386,9 +389,10 @@ int flamegraph_render(const char *folded, size_t len, const struct flamegraph_op
 	depth = max_depth(&t, 0, 0) + 1;
 	height = PAD_TOP + PAD_BOTTOM + depth * FRAME_HEIGHT;
 
-	put(&o, "<?xml version=\"1.0\" standalone=\"no\"?>\n"
-		"<svg version=\"1.1\" width=\"%u\" height=\"%u\" onload=\"init(evt)\" "
-		"viewBox=\"0 0 %u %u\" xmlns=\"http://www.w3.org/2000/svg\">\n",
+	put(&o,
+	    "<?xml version=\"1.0\" standalone=\"no\"?>\n"
+	    "<svg version=\"1.1\" width=\"%u\" height=\"%u\" onload=\"init(evt)\" "
+	    "viewBox=\"0 0 %u %u\" xmlns=\"http://www.w3.org/2000/svg\">\n",
 	    width, height, width, height);
 	put(&o, "<style>text { font-family: monospace; font-size: 12px; fill: rgb(0,0,0); }\n"
 		"#frames rect:hover { stroke: black; stroke-width: 0.5; cursor: pointer; }\n"
@@ -397,7 +401,8 @@ int flamegraph_render(const char *folded, size_t len, const struct flamegraph_op
 	put(&o, "%s", script);
 	put(&o, "<rect x=\"0\" y=\"0\" width=\"%u\" height=\"%u\" fill=\"rgb(250,250,244)\"/>\n",
 	    width, height);
-	put(&o, "<text x=\"%u\" y=\"20\" text-anchor=\"middle\" style=\"font-size:16px\">", width / 2);
+	put(&o, "<text x=\"%u\" y=\"20\" text-anchor=\"middle\" style=\"font-size:16px\">",
+	    width / 2);
 	put_escaped(&o, opt->title ? opt->title : "Flame graph", 4096);
 	put(&o, "</text>\n");
 	if (opt->subtitle) {
@@ -406,16 +411,20 @@ int flamegraph_render(const char *folded, size_t len, const struct flamegraph_op
 		put_escaped(&o, opt->subtitle, 4096);
 		put(&o, "</text>\n");
 	}
-	put(&o, "<text id=\"unzoom\" class=\"button\" x=\"%d\" y=\"20\" onclick=\"unzoom()\" "
-		"style=\"display:none\">Reset zoom</text>\n", PAD_SIDE);
-	put(&o, "<text id=\"search\" class=\"button\" x=\"%u\" y=\"20\" text-anchor=\"end\" "
-		"onclick=\"search()\">Search</text>\n", width - PAD_SIDE);
+	put(&o,
+	    "<text id=\"unzoom\" class=\"button\" x=\"%d\" y=\"20\" onclick=\"unzoom()\" "
+	    "style=\"display:none\">Reset zoom</text>\n",
+	    PAD_SIDE);
+	put(&o,
+	    "<text id=\"search\" class=\"button\" x=\"%u\" y=\"20\" text-anchor=\"end\" "
+	    "onclick=\"search()\">Search</text>\n",
+	    width - PAD_SIDE);
 	put(&o, "<text id=\"matched\" x=\"%u\" y=\"%u\" text-anchor=\"end\"> </text>\n",
 	    width - PAD_SIDE, height - 12);
 	put(&o, "<text id=\"details\" x=\"%d\" y=\"%u\"> </text>\n", PAD_SIDE, height - 12);
 
-	l = (struct layout){ .o = &o, .t = &t, .height = height,
-			     .unit = opt->unit ? opt->unit : "samples" };
+	l = (struct layout){
+		.o = &o, .t = &t, .height = height, .unit = opt->unit ? opt->unit : "samples"};
 	l.scale = t.nodes[0].value ? (double)(width - 2 * PAD_SIDE) / (double)t.nodes[0].value : 0;
 	put(&o, "<g id=\"frames\">\n");
 	if (t.nodes[0].value)
@@ -423,9 +432,10 @@ int flamegraph_render(const char *folded, size_t len, const struct flamegraph_op
 	put(&o, "</g>\n");
 	/* nothing is hidden silently: say what was left out and why */
 	if (l.hidden || t.dropped_lines || t.dropped_frames)
-		put(&o, "<text x=\"%u\" y=\"%u\" text-anchor=\"middle\" fill=\"rgb(120,120,120)\">"
-			"not drawn: %" PRIu64 " frames too narrow, %" PRIu64 " frames over the size "
-			"cap, %" PRIu64 " malformed lines</text>\n",
+		put(&o,
+		    "<text x=\"%u\" y=\"%u\" text-anchor=\"middle\" fill=\"rgb(120,120,120)\">"
+		    "not drawn: %" PRIu64 " frames too narrow, %" PRIu64 " frames over the size "
+		    "cap, %" PRIu64 " malformed lines</text>\n",
 		    width / 2, height - 28, l.hidden, t.dropped_frames, t.dropped_lines);
 	put(&o, "</svg>\n");
 
@@ -446,8 +456,8 @@ const char *flamegraph_unit_of(const char *artifact_name)
 	static const struct {
 		const char *prefix, *unit;
 	} units[] = {
-		{ "profile", "samples" },     { "offcpu", "us" },       { "dstate", "ms" },
-		{ "iotrace-blocked", "us" }, { "memtrace-stalls", "us" },
+		{"profile", "samples"},	   {"offcpu", "us"},	      {"dstate", "ms"},
+		{"iotrace-blocked", "us"}, {"memtrace-stalls", "us"},
 	};
 
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)

@@ -9,7 +9,7 @@ struct flamegraph_opts {
 	const char *title;    /* top line */
 	const char *subtitle; /* second line, may be NULL */
 	const char *unit;     /* what the counts are: "samples", "us", "ms" */
-	unsigned width;       /* pixels, 0: 1200 */
+	unsigned width;	      /* pixels, 0: 1200 */
 	size_t max_nodes;     /* tree size cap, 0: 100000; the rest is counted, not drawn */
 };
 

@@ -26,7 +26,7 @@ struct store {
 void incident_id_new(uint64_t real_ms, char *buf, size_t len)
 {
 	time_t secs = (time_t)(real_ms / 1000);
-	unsigned char rnd[8] = { 0 };
+	unsigned char rnd[8] = {0};
 	struct tm tm;
 	char stamp[32];
 
@@ -39,8 +39,8 @@ void incident_id_new(uint64_t real_ms, char *buf, size_t len)
 	gmtime_r(&secs, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
 	snprintf(buf, len, "%s%03uZ-%02x%02x%02x%02x%02x%02x%02x%02x", stamp,
-		 (unsigned)(real_ms % 1000), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5],
-		 rnd[6], rnd[7]);
+		 (unsigned)(real_ms % 1000), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6],
+		 rnd[7]);
 }
 
 int incident_id_valid(const char *id)
@@ -52,8 +52,7 @@ int incident_id_valid(const char *id)
 	for (size_t i = 0; i < n; i++) {
 		if (i == 8 || i == 18 || i == 19)
 			continue;
-		if (i < 18 ? !isdigit((unsigned char)id[i]) :
-			     !isxdigit((unsigned char)id[i]))
+		if (i < 18 ? !isdigit((unsigned char)id[i]) : !isxdigit((unsigned char)id[i]))
 			return 0;
 	}
 	return 1;
@@ -305,7 +304,7 @@ int store_find(const char *dir, const char *id, char *path, size_t len)
 /* id -> wall-clock ms of its timestamp prefix */
 static uint64_t id_time_ms(const char *id)
 {
-	struct tm tm = { 0 };
+	struct tm tm = {0};
 	char buf[20];
 
 	snprintf(buf, sizeof(buf), "%.15s", id);
@@ -362,7 +361,8 @@ int store_enforce_retention(struct store *s, uint64_t now_real_ms, struct store_
 	if (st->removed_age || st->removed_size) {
 		remove_empty_day_dirs(s->dir);
 		log_info("retention: removed %u incidents past max_age and %u over max_size; "
-			 "%u left", st->removed_age, st->removed_size, st->incidents);
+			 "%u left",
+			 st->removed_age, st->removed_size, st->incidents);
 	}
 	free(list);
 	return 0;

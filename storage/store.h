@@ -11,15 +11,15 @@ struct store;
 
 struct store_opts {
 	const char *dir;
-	uint64_t max_size;   /* bytes, all incidents together */
+	uint64_t max_size; /* bytes, all incidents together */
 	uint64_t max_age_ms;
 };
 
 struct store_retention {
 	unsigned removed_age;
 	unsigned removed_size;
-	uint64_t bytes;      /* total after enforcement */
-	unsigned incidents;  /* count after enforcement */
+	uint64_t bytes;	    /* total after enforcement */
+	unsigned incidents; /* count after enforcement */
 };
 
 struct store_entry {
@@ -41,8 +41,7 @@ const char *store_dir(const struct store *s);
 
 /* Writes one incident atomically; out_dir receives its directory. */
 int store_write(struct store *s, const char *id, uint64_t real_ms, const char *json, size_t len,
-		const struct capture_artifact *arts, unsigned nart, char *out_dir,
-		size_t out_len);
+		const struct capture_artifact *arts, unsigned nart, char *out_dir, size_t out_len);
 /* Removes incidents past max_age, then the oldest until under max_size. */
 int store_enforce_retention(struct store *s, uint64_t now_real_ms, struct store_retention *st);
 

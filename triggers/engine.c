@@ -13,31 +13,31 @@
 #include "probes/catalogue.h"
 
 #define SCOPES_PER_RULE_MAX 1024
-#define HOUR_MS             3600000ull
+#define HOUR_MS		    3600000ull
 
 struct scope_state {
 	char *key;
 	enum trigger_state state;
-	uint64_t since_ms;       /* condition holding since (pending) */
+	uint64_t since_ms; /* condition holding since (pending) */
 	uint64_t cooldown_until;
-	bool armed;              /* hysteresis: false until the value clears */
+	bool armed; /* hysteresis: false until the value clears */
 	double last_value;
 	uint64_t last_fired;
 	uint64_t last_seen_round;
-	bool candidate;          /* ready to fire this round */
+	bool candidate; /* ready to fire this round */
 };
 
 struct rule_state {
 	char name[128];
 	struct scope_state *scopes;
 	unsigned n, cap;
-	uint64_t *fires;         /* ring of fire times, max_per_hour long */
+	uint64_t *fires; /* ring of fire times, max_per_hour long */
 	unsigned fires_cap, nfires;
 	uint64_t rule_cooldown_until;
 	uint64_t last_fired;
 	uint64_t total_fires;
-	uint64_t skipped;        /* firings held back by max_per_hour, top or scope cap */
-	uint64_t refused;        /* firings the capture budget refused (retried) */
+	uint64_t skipped; /* firings held back by max_per_hour, top or scope cap */
+	uint64_t refused; /* firings the capture budget refused (retried) */
 };
 
 struct engine {
@@ -47,13 +47,13 @@ struct engine {
 	struct engine_fire *fires; /* one round's firings */
 	struct {
 		unsigned rule, scope;
-	} *fire_at;
+	} * fire_at;
 	unsigned fires_cap;
 };
 
 const char *trigger_state_name(enum trigger_state s)
 {
-	static const char *const names[] = { "ok", "pending", "firing", "capturing", "cooldown" };
+	static const char *const names[] = {"ok", "pending", "firing", "capturing", "cooldown"};
 
 	return s <= TS_COOLDOWN ? names[s] : "?";
 }
@@ -218,7 +218,8 @@ static bool cond_holds(const struct engine *e, const struct tsdb *db,
 			ago = 1;
 		/* a missing sample at exactly the window start: take the nearest older one */
 		while (!tsdb_value(db, s, ago, &then))
-			if (++ago >= tsdb_points(db) || ago > 2 * (c->window_ms / e->interval_ms + 1))
+			if (++ago >= tsdb_points(db) ||
+			    ago > 2 * (c->window_ms / e->interval_ms + 1))
 				return false;
 		delta = c->cmp == RULE_INCREASE ? *v - then : then - *v;
 		if (!c->pct)
@@ -282,20 +283,22 @@ static void collect_labels(const char *k, const char *v, void *ctx)
 /* Which scopes of the primary metric a rule is evaluated on. */
 static bool scope_selected(const struct rule *r, const char *key)
 {
-	struct label_ctx l = { "", "", "", "", false };
+	struct label_ctx l = {"", "", "", "", false};
 
 	if (r->scope == RULE_SCOPE_HOST)
 		return key[0] == '\0';
 	labels_foreach(key, collect_labels, &l);
 	if (r->scope == RULE_SCOPE_DEVICE)
-		return l.device[0] && (!r->match_device[0] || !fnmatch(r->match_device, l.device, 0));
+		return l.device[0] &&
+		       (!r->match_device[0] || !fnmatch(r->match_device, l.device, 0));
 	if (r->scope == RULE_SCOPE_CPU)
 		return l.cpu && !l.cgroup[0];
 	if (!l.cgroup[0])
 		return false;
 	if (r->match_cgroup[0] && fnmatch(r->match_cgroup, l.cgroup, 0))
 		return false;
-	if (r->match_container[0] && (!l.container[0] || fnmatch(r->match_container, l.container, 0)))
+	if (r->match_container[0] &&
+	    (!l.container[0] || fnmatch(r->match_container, l.container, 0)))
 		return false;
 	if (r->match_pod[0] && (!l.pod[0] || fnmatch(r->match_pod, l.pod, 0)))
 		return false;
@@ -406,7 +409,7 @@ void engine_evaluate(struct engine *e, const struct tsdb *db, uint64_t now_ms, e
 				continue;
 			if (fires_reserve(e, nfires + 1))
 				break;
-			e->fires[nfires] = (struct engine_fire){ r, NULL, v, s->since_ms, 0 };
+			e->fires[nfires] = (struct engine_fire){r, NULL, v, s->since_ms, 0};
 			e->fire_at[nfires].rule = ri;
 			e->fire_at[nfires].scope = (unsigned)si;
 			nfires++;
@@ -454,7 +457,8 @@ void engine_evaluate(struct engine *e, const struct tsdb *db, uint64_t now_ms, e
 
 	/* keys are stable now: no scope is added or removed until the end */
 	for (unsigned i = 0; i < nfires; i++)
-		e->fires[i].series_key = e->states[e->fire_at[i].rule].scopes[e->fire_at[i].scope].key;
+		e->fires[i].series_key =
+			e->states[e->fire_at[i].rule].scopes[e->fire_at[i].scope].key;
 	if (nfires)
 		cb(ctx, e->fires, nfires);
 
@@ -555,15 +559,17 @@ json_t *engine_status(const struct engine *e, uint64_t now_ms)
 		json_object_set_new(o, "enabled", json_boolean(r->enabled));
 		json_object_set_new(o, "dry_run", json_boolean(r->dry_run));
 		json_object_set_new(o, "fires_total", json_integer((json_int_t)rs->total_fires));
-		json_object_set_new(o, "fires_last_hour", json_integer(fires_last_hour(rs, now_ms)));
+		json_object_set_new(o, "fires_last_hour",
+				    json_integer(fires_last_hour(rs, now_ms)));
 		if (r->max_per_hour)
 			json_object_set_new(o, "max_per_hour", json_integer(r->max_per_hour));
 		if (rs->last_fired)
 			json_object_set_new(o, "last_fired_ago_ms",
 					    json_integer((json_int_t)(now_ms - rs->last_fired)));
 		if (now_ms < rs->rule_cooldown_until)
-			json_object_set_new(o, "rule_cooldown_left_ms",
-					    json_integer((json_int_t)(rs->rule_cooldown_until - now_ms)));
+			json_object_set_new(
+				o, "rule_cooldown_left_ms",
+				json_integer((json_int_t)(rs->rule_cooldown_until - now_ms)));
 		json_object_set_new(o, "skipped", json_integer((json_int_t)rs->skipped));
 		json_object_set_new(o, "refused", json_integer((json_int_t)rs->refused));
 		for (unsigned k = 0; k < rs->n; k++) {
@@ -578,16 +584,19 @@ json_t *engine_status(const struct engine *e, uint64_t now_ms)
 				json_object_set_new(so, "value",
 						    json_real(round(s->last_value * 1000) / 1000));
 			if (s->state == TS_PENDING || s->state == TS_FIRING)
-				json_object_set_new(so, "holding_ms",
-						    json_integer((json_int_t)(now_ms - s->since_ms)));
+				json_object_set_new(
+					so, "holding_ms",
+					json_integer((json_int_t)(now_ms - s->since_ms)));
 			if (s->state == TS_COOLDOWN && s->cooldown_until > now_ms)
-				json_object_set_new(so, "cooldown_left_ms",
-						    json_integer((json_int_t)(s->cooldown_until - now_ms)));
+				json_object_set_new(
+					so, "cooldown_left_ms",
+					json_integer((json_int_t)(s->cooldown_until - now_ms)));
 			if (!s->armed)
 				json_object_set_new(so, "waiting_to_clear", json_true());
 			if (s->last_fired)
-				json_object_set_new(so, "last_fired_ago_ms",
-						    json_integer((json_int_t)(now_ms - s->last_fired)));
+				json_object_set_new(
+					so, "last_fired_ago_ms",
+					json_integer((json_int_t)(now_ms - s->last_fired)));
 			json_array_append_new(scopes, so);
 		}
 		json_object_set_new(o, "state", json_string(trigger_state_name(worst)));

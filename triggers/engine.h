@@ -21,8 +21,8 @@ enum trigger_state { TS_OK, TS_PENDING, TS_FIRING, TS_CAPTURING, TS_COOLDOWN };
 struct engine_fire {
 	const struct rule *rule;
 	const char *series_key; /* canonical labels of the scope ("" = host) */
-	double value;           /* the primary condition's metric, now */
-	uint64_t since_ms;      /* monotonic ms the condition started holding */
+	double value;		/* the primary condition's metric, now */
+	uint64_t since_ms;	/* monotonic ms the condition started holding */
 	/* set by the callback: 0 = captures started or joined (state -> capturing
 	 * until engine_capture_done), -EBUSY = the budget says not now (retried next
 	 * round while the condition holds), other = this firing is dropped (cooldown) */

@@ -21,16 +21,15 @@ struct parse_ctx {
 };
 
 static const char *const rule_keys[] = {
-	"name",        "description", "enabled",  "dry_run",      "labels",
-	"metric",      "above",       "below",    "increase",     "decrease",
-	"all",         "any",         "scope",    "match",        "top",
-	"for",         "clear_below", "clear_above", "cooldown",  "rule_cooldown",
-	"max_per_hour", "capture",    NULL,
+	"name",	    "description",   "enabled",	     "dry_run",	 "labels",	"metric",
+	"above",    "below",	     "increase",     "decrease", "all",		"any",
+	"scope",    "match",	     "top",	     "for",	 "clear_below", "clear_above",
+	"cooldown", "rule_cooldown", "max_per_hour", "capture",	 NULL,
 };
-static const char *const cond_keys[] = { "metric", "above", "below", "increase", "decrease", NULL };
-static const char *const change_keys[] = { "by", "by_pct", "over", NULL };
-static const char *const match_keys_cgroup[] = { "cgroup", "container_id", "pod_uid", NULL };
-static const char *const match_keys_device[] = { "device", NULL };
+static const char *const cond_keys[] = {"metric", "above", "below", "increase", "decrease", NULL};
+static const char *const change_keys[] = {"by", "by_pct", "over", NULL};
+static const char *const match_keys_cgroup[] = {"cgroup", "container_id", "pod_uid", NULL};
+static const char *const match_keys_device[] = {"device", NULL};
 
 static bool key_in(const char *const *keys, const char *k)
 {
@@ -145,7 +144,7 @@ static int get_bool(struct parse_ctx *c, const struct ynode *n, const char *what
 
 static const char *cmp_name(enum rule_cmp cmp)
 {
-	static const char *const names[] = { "above", "below", "increase", "decrease" };
+	static const char *const names[] = {"above", "below", "increase", "decrease"};
 
 	return cmp <= RULE_DECREASE ? names[cmp] : "?";
 }
@@ -203,8 +202,8 @@ static int parse_metric(struct parse_ctx *c, const struct ynode *map, struct rul
 		return -EINVAL;
 	cond->metric = metric_index(m->scalar);
 	if (cond->metric < 0) {
-		diag_at(c->diag, c->file, m, "metric: unknown metric '%s' (see `autotrace metrics --list`)",
-			m->scalar);
+		diag_at(c->diag, c->file, m,
+			"metric: unknown metric '%s' (see `autotrace metrics --list`)", m->scalar);
 		return -EINVAL;
 	}
 	return 0;
@@ -216,8 +215,7 @@ static int parse_metric(struct parse_ctx *c, const struct ynode *map, struct rul
 static int parse_comparisons(struct parse_ctx *c, const struct ynode *map, bool single, int metric,
 			     struct rule *r)
 {
-	static const enum rule_cmp order[] = { RULE_ABOVE, RULE_BELOW, RULE_INCREASE,
-					       RULE_DECREASE };
+	static const enum rule_cmp order[] = {RULE_ABOVE, RULE_BELOW, RULE_INCREASE, RULE_DECREASE};
 	unsigned found = 0, levels = 0, changes = 0;
 	int err = 0;
 
@@ -255,13 +253,15 @@ static int parse_comparisons(struct parse_ctx *c, const struct ynode *map, bool 
 	}
 	if (single && found > 1) {
 		diag_at(c->diag, c->file, map,
-			"each all:/any: entry takes exactly one of above, below, increase, decrease");
+			"each all:/any: entry takes exactly one of above, below, increase, "
+			"decrease");
 		return -EINVAL;
 	}
 	if (levels > 1 || changes > 1) {
 		diag_at(c->diag, c->file, map, "%s",
-			levels > 1 ? "'above' and 'below' together can never both hold; use any:" :
-				     "'increase' and 'decrease' together can never both hold; use any:");
+			levels > 1 ? "'above' and 'below' together can never both hold; use any:"
+				   : "'increase' and 'decrease' together can never both hold; use "
+				     "any:");
 		return -EINVAL;
 	}
 	return err;
@@ -275,11 +275,13 @@ static int parse_combination(struct parse_ctx *c, const struct ynode *list, enum
 
 	r->combine = how;
 	if (list->type != YNODE_SEQ || list->n == 0) {
-		diag_at(c->diag, c->file, list, "%s: expected a non-empty list of conditions", what);
+		diag_at(c->diag, c->file, list, "%s: expected a non-empty list of conditions",
+			what);
 		return -EINVAL;
 	}
 	if (list->n > RULE_MAX_CONDS) {
-		diag_at(c->diag, c->file, list, "%s: more than %d conditions", what, RULE_MAX_CONDS);
+		diag_at(c->diag, c->file, list, "%s: more than %d conditions", what,
+			RULE_MAX_CONDS);
 		return -E2BIG;
 	}
 	for (size_t i = 0; i < list->n; i++) {
@@ -287,8 +289,10 @@ static int parse_combination(struct parse_ctx *c, const struct ynode *list, enum
 		struct rule_condition m;
 
 		if (item->type != YNODE_MAP) {
-			diag_at(c->diag, c->file, item, "%s: each entry is a mapping {metric, above|"
-				"below|increase|decrease}", what);
+			diag_at(c->diag, c->file, item,
+				"%s: each entry is a mapping {metric, above|"
+				"below|increase|decrease}",
+				what);
 			err = -EINVAL;
 			continue;
 		}
@@ -319,8 +323,9 @@ static int parse_capture_strings(struct parse_ctx *c, const struct capture_ops *
 			if (!(entries[n++] = scalar(c, v->items[i], ops->params[idx].name)))
 				return -EINVAL;
 	} else {
-		diag_at(c->diag, c->file, v, "capture %s.%s: expected a list of at most %zu strings",
-			ops->kind, ops->params[idx].name, ARRAY_SIZE(entries));
+		diag_at(c->diag, c->file, v,
+			"capture %s.%s: expected a list of at most %zu strings", ops->kind,
+			ops->params[idx].name, ARRAY_SIZE(entries));
 		return -EINVAL;
 	}
 	if (capture_param_set_strings(ops, idx, p, entries, n, why, sizeof(why))) {
@@ -382,7 +387,8 @@ static int parse_capture(struct parse_ctx *c, const struct ynode *n, struct rule
 				format_duration(c->lim->max_capture_ms, hi, sizeof(hi));
 				diag_at(c->diag, c->file, v,
 					"capture.duration: '%s' is out of range [100ms, %s] "
-					"(capture.max_duration)", v->scalar, hi);
+					"(capture.max_duration)",
+					v->scalar, hi);
 				err = -ERANGE;
 				continue;
 			}
@@ -409,8 +415,8 @@ static int parse_capture(struct parse_ctx *c, const struct ynode *n, struct rule
 		}
 		idx = capture_param_index(ops, k->scalar);
 		if (idx < 0) {
-			diag_at(c->diag, c->file, k, "capture %s: unknown parameter '%s'", ops->kind,
-				k->scalar);
+			diag_at(c->diag, c->file, k, "capture %s: unknown parameter '%s'",
+				ops->kind, k->scalar);
 			err = -EINVAL;
 			continue;
 		}
@@ -425,7 +431,8 @@ static int parse_capture(struct parse_ctx *c, const struct ynode *n, struct rule
 		}
 		if (capture_param_parse(&ops->params[idx], v->scalar, &rc->params.v[idx], why,
 					sizeof(why))) {
-			diag_at(c->diag, c->file, v, "capture %s.%s: %s", ops->kind, k->scalar, why);
+			diag_at(c->diag, c->file, v, "capture %s.%s: %s", ops->kind, k->scalar,
+				why);
 			err = -EINVAL;
 		}
 	}
@@ -506,10 +513,10 @@ static void parse_captures(struct parse_ctx *c, const struct ynode *v, struct ru
 /* Scopes a metric can be evaluated on, checked for every condition. */
 static void check_scope(struct parse_ctx *c, const struct ynode *at, struct rule *r)
 {
-	static const unsigned need_of[] = { [RULE_SCOPE_HOST] = MSCOPE_HOST,
-					    [RULE_SCOPE_CGROUP] = MSCOPE_CGROUP,
-					    [RULE_SCOPE_DEVICE] = MSCOPE_DEVICE,
-					    [RULE_SCOPE_CPU] = MSCOPE_CPU };
+	static const unsigned need_of[] = {[RULE_SCOPE_HOST] = MSCOPE_HOST,
+					   [RULE_SCOPE_CGROUP] = MSCOPE_CGROUP,
+					   [RULE_SCOPE_DEVICE] = MSCOPE_DEVICE,
+					   [RULE_SCOPE_CPU] = MSCOPE_CPU};
 	unsigned need = need_of[r->scope];
 
 	for (unsigned i = 0; i < r->nconds; i++) {
@@ -562,14 +569,14 @@ static int parse_rule(struct parse_ctx *c, const struct ynode *n, struct rule *r
 	if (all && any) {
 		diag_at(c->diag, c->file, any, "a rule takes 'all' or 'any', not both");
 	} else if (all || any) {
-		static const char *const inline_keys[] = { "metric", "above", "below", "increase",
-							   "decrease" };
+		static const char *const inline_keys[] = {"metric", "above", "below", "increase",
+							  "decrease"};
 
 		for (size_t i = 0; i < 5; i++)
 			if ((v = ynode_get(n, inline_keys[i])))
 				diag_at(c->diag, c->file, v,
-					"'%s' goes inside the %s: list, not beside it", inline_keys[i],
-					all ? "all" : "any");
+					"'%s' goes inside the %s: list, not beside it",
+					inline_keys[i], all ? "all" : "any");
 		parse_combination(c, all ? all : any, all ? RULE_ALL : RULE_ANY, r);
 	} else {
 		struct rule_condition m;
@@ -577,7 +584,8 @@ static int parse_rule(struct parse_ctx *c, const struct ynode *n, struct rule *r
 		if (!ynode_get(n, "metric"))
 			diag_at(c->diag, c->file, n,
 				"rule '%s' needs a condition: 'metric' with above/below/increase/"
-				"decrease, or an all:/any: list", r->name);
+				"decrease, or an all:/any: list",
+				r->name);
 		else if (parse_metric(c, n, &m) == 0)
 			parse_comparisons(c, n, false, m.metric, r);
 		r->combine = RULE_ALL;
@@ -600,7 +608,8 @@ static int parse_rule(struct parse_ctx *c, const struct ynode *n, struct rule *r
 		}
 		if (!known)
 			diag_at(c->diag, c->file, scope_node,
-				"scope: '%s' is not host, cgroup, device or cpu", scope_node->scalar);
+				"scope: '%s' is not host, cgroup, device or cpu",
+				scope_node->scalar);
 	}
 	check_scope(c, scope_node ? scope_node : n, r);
 	if ((v = ynode_get(n, "match")))
@@ -651,8 +660,10 @@ static int parse_rule(struct parse_ctx *c, const struct ynode *n, struct rule *r
 	if ((v = ynode_get(n, "capture")))
 		parse_captures(c, v, r);
 	else if (!r->dry_run)
-		diag_at(c->diag, c->file, n, "rule '%s' has no 'capture' list (use dry_run: true "
-			"to only record that it fired)", r->name);
+		diag_at(c->diag, c->file, n,
+			"rule '%s' has no 'capture' list (use dry_run: true "
+			"to only record that it fired)",
+			r->name);
 	for (unsigned i = 0; i < r->ncaptures; i++) {
 		if (r->captures[i].target == RTARGET_CGROUP && r->scope != RULE_SCOPE_CGROUP)
 			diag_at(c->diag, c->file, ynode_get(n, "capture"),
@@ -665,7 +676,7 @@ static int parse_rule(struct parse_ctx *c, const struct ynode *n, struct rule *r
 static int parse_doc(const struct ydoc *doc, const struct rules_limits *lim, struct ruleset *rs,
 		     struct diag *diag)
 {
-	struct parse_ctx c = { .file = doc->file, .diag = diag, .lim = lim };
+	struct parse_ctx c = {.file = doc->file, .diag = diag, .lim = lim};
 	const struct ynode *list;
 	unsigned before = diag->errors;
 
@@ -707,7 +718,7 @@ static int parse_doc(const struct ydoc *doc, const struct rules_limits *lim, str
 			}
 		}
 		rs->rules[rs->n++] = r;
-next:;
+	next:;
 	}
 	return diag->errors == before ? 0 : -EINVAL;
 }
@@ -899,8 +910,8 @@ int ruleset_load_builtin(const struct rules_limits *lim, struct ruleset **out, s
 
 struct rules_limits rules_limits_from_config(const struct agent_config *cfg)
 {
-	return (struct rules_limits){ .max_capture_ms = cfg->capture.max_duration_ms,
-				      .max_window_ms = cfg->agent.history_ms };
+	return (struct rules_limits){.max_capture_ms = cfg->capture.max_duration_ms,
+				     .max_window_ms = cfg->agent.history_ms};
 }
 
 const struct rule *ruleset_find(const struct ruleset *rs, const char *name)
@@ -931,7 +942,8 @@ void rule_condition_text(const struct rule *r, char *buf, size_t len)
 
 	buf[0] = '\0';
 	for (unsigned i = 0; i < r->nconds && off < len; i++) {
-		/* repeat the metric only when it changes: "cpu.sys_pct above 30 and increase 10 over 10s" */
+		/* repeat the metric only when it changes: "cpu.sys_pct above 30 and increase 10
+		 * over 10s" */
 		bool same = i && r->conds[i].metric == r->conds[i - 1].metric;
 		int n;
 
@@ -961,7 +973,7 @@ enum rule_target rule_capture_target(const struct rule *r, const struct rule_cap
 
 const char *rule_scope_name(enum rule_scope sc)
 {
-	static const char *const names[] = { "host", "cgroup", "device", "cpu" };
+	static const char *const names[] = {"host", "cgroup", "device", "cpu"};
 
 	return sc <= RULE_SCOPE_CPU ? names[sc] : "?";
 }

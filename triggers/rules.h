@@ -10,9 +10,9 @@
 #include "probes/capture.h"
 
 #define RULE_MAX_CAPTURES 8
-#define RULE_MAX_LABELS   8
-#define RULE_MAX_CONDS    8
-#define RULES_MAX         256
+#define RULE_MAX_LABELS	  8
+#define RULE_MAX_CONDS	  8
+#define RULES_MAX	  256
 
 /* What a rule is evaluated on: the host series, or each cgroup / block device /
  * CPU series of its primary metric (label cgroup, device, cpu). */
@@ -35,7 +35,7 @@ struct rule_condition {
 	int metric; /* catalogue index */
 	enum rule_cmp cmp;
 	double threshold;
-	bool pct;           /* RULE_INCREASE/DECREASE: threshold is a percentage */
+	bool pct;	    /* RULE_INCREASE/DECREASE: threshold is a percentage */
 	uint64_t window_ms; /* RULE_INCREASE/DECREASE: compared with this long ago */
 };
 
@@ -63,18 +63,18 @@ struct rule {
 	double threshold;
 
 	enum rule_scope scope;
-	char match_cgroup[256];    /* globs; empty matches everything */
+	char match_cgroup[256]; /* globs; empty matches everything */
 	char match_container[128];
 	char match_pod[128];
 	char match_device[64];
-	unsigned top;              /* non-host scopes: fire only for the worst N per round (0: all) */
+	unsigned top; /* non-host scopes: fire only for the worst N per round (0: all) */
 
 	bool has_clear;
 	double clear; /* hysteresis on the primary condition */
 	uint64_t for_ms;
-	uint64_t cooldown_ms;      /* per scope, after its capture */
+	uint64_t cooldown_ms;	   /* per scope, after its capture */
 	uint64_t rule_cooldown_ms; /* whole rule, after any scope fired */
-	unsigned max_per_hour;     /* whole rule; 0: unlimited */
+	unsigned max_per_hour;	   /* whole rule; 0: unlimited */
 
 	struct rule_capture captures[RULE_MAX_CAPTURES];
 	unsigned ncaptures;
@@ -93,7 +93,7 @@ struct ruleset {
 
 struct rules_limits {
 	uint64_t max_capture_ms; /* capture.max_duration */
-	uint64_t max_window_ms;  /* agent.history: the longest look-back a condition may use */
+	uint64_t max_window_ms;	 /* agent.history: the longest look-back a condition may use */
 };
 
 struct agent_config;

@@ -61,14 +61,15 @@ int main(int argc, char **argv)
 		pause();
 	bpf_object__for_each_program(prog, skel->obj)
 	{
-		struct bpf_prog_info info = { 0 };
+		struct bpf_prog_info info = {0};
 		__u32 len = sizeof(info);
 
 		if (!bpf_program__autoload(prog) ||
 		    bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len))
 			continue;
-		printf("%s run_cnt=%llu run_time_ns=%llu ns_per_event=%.1f\n", bpf_program__name(prog),
-		       (unsigned long long)info.run_cnt, (unsigned long long)info.run_time_ns,
+		printf("%s run_cnt=%llu run_time_ns=%llu ns_per_event=%.1f\n",
+		       bpf_program__name(prog), (unsigned long long)info.run_cnt,
+		       (unsigned long long)info.run_time_ns,
 		       info.run_cnt ? (double)info.run_time_ns / (double)info.run_cnt : 0.0);
 	}
 	if (stats_fd >= 0)

@@ -48,9 +48,9 @@ static void syscalls(void)
 
 static void test_over_budget_cuts_after_strikes(void **s)
 {
-	struct guard_opts o = { .enabled = true, .capture_cpu_pct = 1, .agent_cpu_pct = 1000,
-				.strikes = 2 };
-	const char *kinds[] = { "guardtest" };
+	struct guard_opts o = {
+		.enabled = true, .capture_cpu_pct = 1, .agent_cpu_pct = 1000, .strikes = 2};
+	const char *kinds[] = {"guardtest"};
 	struct guard *g;
 	char why[200] = "";
 
@@ -73,9 +73,9 @@ static void test_over_budget_cuts_after_strikes(void **s)
 
 static void test_within_budget_and_idle(void **s)
 {
-	struct guard_opts o = { .enabled = true, .capture_cpu_pct = 100, .agent_cpu_pct = 1000,
-				.strikes = 1 };
-	const char *kinds[] = { "guardtest" };
+	struct guard_opts o = {
+		.enabled = true, .capture_cpu_pct = 100, .agent_cpu_pct = 1000, .strikes = 1};
+	const char *kinds[] = {"guardtest"};
 	struct guard *g;
 	char why[200];
 

@@ -40,7 +40,7 @@ static char dir[256];
 /* A directory on a block device: tmpfs has no block layer. */
 static void make_dir_on_disk(void)
 {
-	static const char *const bases[] = { "/var/tmp", "/tmp", "/root" };
+	static const char *const bases[] = {"/var/tmp", "/tmp", "/root"};
 	struct statfs sf;
 
 	for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
@@ -55,7 +55,7 @@ static void make_dir_on_disk(void)
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = { .cache_bytes = 64 << 20 };
+	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
 	struct capture_env env;
 
 	require_root_or_exit("bpf/iotrace");
@@ -65,7 +65,7 @@ static int setup(void **s)
 	cfg.capture.max_files = 1024;
 	assert_int_equal(symbolizer_new(&sym, &so), 0);
 	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
-	env = (struct capture_env){ .cfg = &cfg, .sym = sym, .cgroups = cgroups };
+	env = (struct capture_env){.cfg = &cfg, .sym = sym, .cgroups = cgroups};
 	ops = capture_kind_lookup("iotrace");
 	assert_non_null(ops);
 	assert_int_equal(ops->prepare(&state, &env), 0);
@@ -191,7 +191,7 @@ static void check_device_and_inode(json_t *file, const char *path)
 
 static void start_pid(int pid, bool blocked)
 {
-	struct capture_target t = { .kind = TARGET_PID, .pid = pid };
+	struct capture_target t = {.kind = TARGET_PID, .pid = pid};
 	struct capture_params p;
 
 	capture_params_defaults(ops, &p);
@@ -205,7 +205,7 @@ static void test_own_io_by_file(void **s)
 {
 	const char *direct = path_of("direct.dat"), *cold = path_of("cold.dat");
 	const char *synced = path_of("fsynced.dat"), *flushed = path_of("flushed.dat");
-	struct capture_result res = { 0 };
+	struct capture_result res = {0};
 	json_t *me, *f, *blocked, *st;
 	int dfd;
 	size_t i;
@@ -318,7 +318,7 @@ static void child_io(const char *path)
 
 static void test_other_process_filtered_out(void **s)
 {
-	struct capture_result res = { 0 };
+	struct capture_result res = {0};
 	const char *mine = path_of("mine.dat"), *theirs = path_of("theirs.dat");
 	json_t *me;
 
@@ -350,8 +350,8 @@ static void move_self(const char *cgroup_dir)
 
 static void test_cgroup_target_includes_children(void **s)
 {
-	struct capture_target t = { .kind = TARGET_CGROUP };
-	struct capture_result res = { 0 };
+	struct capture_target t = {.kind = TARGET_CGROUP};
+	struct capture_result res = {0};
 	const char *theirs = path_of("child-in-cgroup.dat");
 	struct capture_params p;
 	char cgdir[512];
@@ -392,7 +392,7 @@ static void test_cgroup_target_includes_children(void **s)
 
 static void test_nothing_recorded_outside_window(void **s)
 {
-	struct capture_result res = { 0 };
+	struct capture_result res = {0};
 
 	start_pid(getpid(), true);
 	ops->stop(state);

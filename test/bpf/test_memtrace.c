@@ -35,7 +35,7 @@ static void *state;
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = { .cache_bytes = 64 << 20 };
+	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
 	struct capture_env env;
 
 	require_root_or_exit("bpf/memtrace");
@@ -44,7 +44,7 @@ static int setup(void **s)
 	cfg.capture.max_stacks = 2048;
 	assert_int_equal(symbolizer_new(&sym, &so), 0);
 	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
-	env = (struct capture_env){ .cfg = &cfg, .sym = sym, .cgroups = cgroups };
+	env = (struct capture_env){.cfg = &cfg, .sym = sym, .cgroups = cgroups};
 	ops = capture_kind_lookup("memtrace");
 	assert_non_null(ops);
 	assert_int_equal(ops->prepare(&state, &env), 0);
@@ -99,8 +99,8 @@ static void start(const struct capture_target *t)
 
 static void test_own_growth_and_faults(void **s)
 {
-	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
-	struct capture_result res = { 0 };
+	struct capture_target t = {.kind = TARGET_PID, .pid = getpid()};
+	struct capture_result res = {0};
 	size_t bytes = 200 * MiB;
 	json_t *procs, *me;
 	char *mem;
@@ -167,8 +167,8 @@ static pid_t spawn_hog(size_t bytes, int fds[2])
 
 static void test_host_hog_ranked_first(void **s)
 {
-	struct capture_target t = { .kind = TARGET_HOST };
-	struct capture_result res = { 0 };
+	struct capture_target t = {.kind = TARGET_HOST};
+	struct capture_result res = {0};
 	int fds[2];
 	pid_t hog = spawn_hog(400 * MiB, fds);
 	json_t *first;
@@ -200,7 +200,7 @@ static void test_host_hog_ranked_first(void **s)
 static const char *disk_dir(void)
 {
 	static char dir[256];
-	static const char *const bases[] = { "/var/tmp", "/tmp", "/root" };
+	static const char *const bases[] = {"/var/tmp", "/tmp", "/root"};
 	struct statfs sf;
 
 	for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
@@ -255,8 +255,8 @@ static void make_memcg(char *dir, size_t len, bool *v2)
 static void test_memcg_reclaim_stalls(void **s)
 {
 	const char *dir = disk_dir();
-	struct capture_result res = { 0 };
-	struct capture_target t = { .kind = TARGET_PID };
+	struct capture_result res = {0};
+	struct capture_target t = {.kind = TARGET_PID};
 	char cgdir[512], file[600], pidtext[32], buf[65536];
 	json_t *mc, *st, *cg, *ev;
 	bool v2, reclaim_seen = false;
@@ -352,8 +352,8 @@ static void test_memcg_reclaim_stalls(void **s)
 
 static void test_nothing_recorded_outside_window(void **s)
 {
-	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
-	struct capture_result res = { 0 };
+	struct capture_target t = {.kind = TARGET_PID, .pid = getpid()};
+	struct capture_result res = {0};
 	json_t *me;
 	char *mem;
 

@@ -45,7 +45,7 @@ static void *spinner(void *arg)
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = { .cache_bytes = 64 << 20 };
+	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
 	struct capture_env env;
 
 	require_root_or_exit("bpf/profile");
@@ -54,7 +54,7 @@ static int setup(void **s)
 	cfg.capture.max_stacks = 1024;
 	assert_int_equal(symbolizer_new(&sym, &so), 0);
 	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
-	env = (struct capture_env){ .cfg = &cfg, .sym = sym, .cgroups = cgroups };
+	env = (struct capture_env){.cfg = &cfg, .sym = sym, .cgroups = cgroups};
 	ops = capture_kind_lookup("profile");
 	assert_non_null(ops);
 	assert_int_equal(ops->prepare(&state, &env), 0);
@@ -113,7 +113,7 @@ static void check_only_us_and_spin_seen(json_t *data, const struct capture_resul
 
 static void test_pid_filter(void **s)
 {
-	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
+	struct capture_target t = {.kind = TARGET_PID, .pid = getpid()};
 	struct capture_result res;
 	json_t *data = run_capture(&t, &res);
 
@@ -125,7 +125,7 @@ static void test_pid_filter(void **s)
 
 static void test_cgroup_filter(void **s)
 {
-	struct capture_target t = { .kind = TARGET_CGROUP };
+	struct capture_target t = {.kind = TARGET_CGROUP};
 	char path[512], line[1024], want[64];
 	struct capture_result res;
 	FILE *f;
@@ -146,9 +146,10 @@ static void test_cgroup_filter(void **s)
 	check_only_us_and_spin_seen(data, &res);
 	/* stacks are attributed to the cgroup by path */
 	snprintf(want, sizeof(want), "/autotrace-test-%d", getpid());
-	assert_string_equal(json_string_value(json_object_get(
-				    json_array_get(json_object_get(data, "top_stacks"), 0), "cgroup")),
-			    want);
+	assert_string_equal(
+		json_string_value(json_object_get(
+			json_array_get(json_object_get(data, "top_stacks"), 0), "cgroup")),
+		want);
 	capture_result_clear(&res);
 
 	/* back to the parent, then remove the test cgroup */
@@ -180,8 +181,8 @@ static void *deep_spinner(void *arg)
 
 static void test_deep_stacks_kept_to_the_limit(void **s)
 {
-	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
-	struct capture_result res = { 0 };
+	struct capture_target t = {.kind = TARGET_PID, .pid = getpid()};
+	struct capture_result res = {0};
 	struct capture_params p;
 	unsigned limit = stack_depth_limit(PROFILE_MAX_DEPTH), most = 0;
 	json_t *top, *st;
@@ -262,9 +263,9 @@ static void test_cpu_without_event_gets_one(void **s)
 
 static void test_nothing_sampled_outside_window(void **s)
 {
-	struct capture_target t = { .kind = TARGET_PID, .pid = getpid() };
+	struct capture_target t = {.kind = TARGET_PID, .pid = getpid()};
 	struct capture_params p;
-	struct capture_result res = { 0 };
+	struct capture_result res = {0};
 	pthread_t th;
 
 	/* attach + detach at once, then spin: nothing may be recorded */

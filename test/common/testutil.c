@@ -20,8 +20,10 @@ void require_root_or_exit(const char *test)
 		fprintf(stderr, "%s: needs root; skipped (AUTOTRACE_TEST_ALLOW_SKIP=1)\n", test);
 		exit(77);
 	}
-	fprintf(stderr, "%s: needs root and BPF; run as root (or set AUTOTRACE_TEST_ALLOW_SKIP=1 "
-			"to skip on a developer machine)\n", test);
+	fprintf(stderr,
+		"%s: needs root and BPF; run as root (or set AUTOTRACE_TEST_ALLOW_SKIP=1 "
+		"to skip on a developer machine)\n",
+		test);
 	exit(1);
 }
 

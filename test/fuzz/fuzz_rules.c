@@ -10,9 +10,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const struct rules_limits lim = { .max_capture_ms = 60000, .max_window_ms = 300000 };
+	static const struct rules_limits lim = {.max_capture_ms = 60000, .max_window_ms = 300000};
 	struct ruleset *rs = NULL;
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 	char *text = malloc(size + 1);
 
 	if (!text)

@@ -14,7 +14,7 @@
 /* Loads text; returns the error code and leaves the first message in msg. */
 static int load(const char *text, struct agent_config *cfg, char *msg, size_t len)
 {
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 	int err = config_load_string("t.yaml", text, cfg, &diag);
 
 	snprintf(msg, len, "%s", diag.n ? diag.msgs[0] : "");
@@ -61,11 +61,12 @@ static void test_parse_values(void **state)
 	struct agent_config cfg;
 	char msg[1024];
 
-	assert_int_equal(load("agent:\n  interval: 500ms\n  history: 10m\n  dry_run: yes\n"
-			      "storage:\n  local:\n    max_size: 512MiB\n    max_age: 2d\n"
-			      "  elasticsearch:\n    urls: [\"http://a:9200\", \"http://b:9200\"]\n",
-			      &cfg, msg, sizeof(msg)),
-			 0);
+	assert_int_equal(
+		load("agent:\n  interval: 500ms\n  history: 10m\n  dry_run: yes\n"
+		     "storage:\n  local:\n    max_size: 512MiB\n    max_age: 2d\n"
+		     "  elasticsearch:\n    urls: [\"http://a:9200\", \"http://b:9200\"]\n",
+		     &cfg, msg, sizeof(msg)),
+		0);
 	assert_int_equal(cfg.agent.interval_ms, 500);
 	assert_int_equal(cfg.agent.history_ms, 600000);
 	assert_true(cfg.agent.dry_run);
@@ -93,7 +94,7 @@ static void test_shipped_config_matches_defaults(void **state)
 {
 	char path[4096];
 	struct agent_config cfg, def;
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 	char *text = NULL;
 
 	snprintf(path, sizeof(path), "%s/config/autotrace.yaml", getenv("AUTOTRACE_SOURCE_DIR"));
@@ -130,7 +131,7 @@ static void key_documented(const char *dotted, void *ctx)
 static void test_every_key_documented(void **state)
 {
 	char path[4096];
-	struct doc_check c = { 0 };
+	struct doc_check c = {0};
 	char *text = NULL;
 
 	snprintf(path, sizeof(path), "%s/docs/configuration.md", getenv("AUTOTRACE_SOURCE_DIR"));
@@ -145,8 +146,10 @@ static void test_unknown_keys(void **state)
 {
 	expect_error("agent:\n  intervall: 1s\n", "t.yaml:2:3: unknown key 'agent.intervall'");
 	expect_error("bogus: 1\n", "t.yaml:1:1: unknown key 'bogus'");
-	expect_error("storage:\n  remote:\n    dir: /x\n", "t.yaml:2:3: unknown key 'storage.remote'");
-	expect_error("storage:\n  local:\n    dirr: /x\n", "t.yaml:3:5: unknown key 'storage.local.dirr'");
+	expect_error("storage:\n  remote:\n    dir: /x\n",
+		     "t.yaml:2:3: unknown key 'storage.remote'");
+	expect_error("storage:\n  local:\n    dirr: /x\n",
+		     "t.yaml:3:5: unknown key 'storage.local.dirr'");
 }
 
 static void test_wrong_types(void **state)
@@ -154,7 +157,8 @@ static void test_wrong_types(void **state)
 	expect_error("agent: 5\n", "t.yaml:1:8: agent: expected a mapping, got a scalar");
 	expect_error("agent:\n  interval: [1s]\n",
 		     "t.yaml:2:13: agent.interval: expected a duration, got a list");
-	expect_error("agent:\n  interval:\n    a: 1\n", "agent.interval: expected a duration, got a mapping");
+	expect_error("agent:\n  interval:\n    a: 1\n",
+		     "agent.interval: expected a duration, got a mapping");
 	expect_error("storage:\n  elasticsearch:\n    urls: http://x\n",
 		     "t.yaml:3:11: storage.elasticsearch.urls: expected a list, got a scalar");
 	expect_error("storage:\n  elasticsearch:\n    urls: [[a]]\n",
@@ -165,20 +169,23 @@ static void test_wrong_types(void **state)
 
 static void test_bad_values(void **state)
 {
-	expect_error("agent:\n  interval: 1 s\n", "t.yaml:2:13: agent.interval: '1 s' is not a duration");
+	expect_error("agent:\n  interval: 1 s\n",
+		     "t.yaml:2:13: agent.interval: '1 s' is not a duration");
 	expect_error("agent:\n  interval: -1s\n", "'-1s' is not a duration");
 	expect_error("agent:\n  interval: 1y\n", "'1y' is not a duration");
 	expect_error("agent:\n  interval: 10ms\n",
 		     "t.yaml:2:13: agent.interval: '10ms' is out of range [100ms, 1m]");
 	expect_error("agent:\n  history: 2h\n", "agent.history: '2h' is out of range [10s, 1h]");
 	expect_error("storage:\n  local:\n    max_size: lots\n", "'lots' is not a size");
-	expect_error("storage:\n  local:\n    max_size: 1KiB\n", "'1KiB' is out of range [1MiB, 1TiB]");
+	expect_error("storage:\n  local:\n    max_size: 1KiB\n",
+		     "'1KiB' is out of range [1MiB, 1TiB]");
 	expect_error("capture:\n  max_concurrent: 0\n", "'0' is out of range [1, 16]");
 	expect_error("capture:\n  max_concurrent: 2.5\n", "'2.5' is not a non-negative integer");
 	expect_error("capture:\n  max_concurrent: 99999999999999999999999\n",
 		     "is not a non-negative integer");
 	expect_error("agent:\n  dry_run: maybe\n", "agent.dry_run: 'maybe' is not a boolean");
-	expect_error("agent:\n  rules_dir: relative/dir\n", "'relative/dir' is not an absolute path");
+	expect_error("agent:\n  rules_dir: relative/dir\n",
+		     "'relative/dir' is not an absolute path");
 	expect_error("agent:\n  log_level: loud\n", "'loud' is not one of the allowed values");
 	{
 		char text[1024] = "agent:\n  hostname: ";
@@ -196,8 +203,10 @@ static void test_bad_values(void **state)
 static void test_yaml_errors(void **state)
 {
 	expect_error("agent:\n  interval: [1s\n", "t.yaml:3:1: YAML syntax error");
-	expect_error("agent:\n  interval: 1s\n  interval: 2s\n", "t.yaml:3:3: duplicate key 'interval'");
-	expect_error("a: &x 1\nagent:\n  interval: *x\n", "t.yaml:3:13: YAML aliases (*name) are not supported");
+	expect_error("agent:\n  interval: 1s\n  interval: 2s\n",
+		     "t.yaml:3:3: duplicate key 'interval'");
+	expect_error("a: &x 1\nagent:\n  interval: *x\n",
+		     "t.yaml:3:13: YAML aliases (*name) are not supported");
 	expect_error("agent: {}\n---\nagent: {}\n", "only one YAML document per file is supported");
 	expect_error("- 1\n- 2\n", "t.yaml:1:1: the configuration must be a mapping");
 	expect_error("? [a, b]\n: 1\n", "mapping keys must be plain scalars");
@@ -210,7 +219,7 @@ static void test_refuses_untrusted_files(void **state)
 	const char *gw = test_write_file(dir, "gw.yaml", "agent:\n  interval: 2s\n", 0620);
 	const char *ww = test_write_file(dir, "ww.yaml", "agent:\n  interval: 2s\n", 0606);
 	struct agent_config cfg;
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 
 	config_defaults(&cfg);
 	assert_int_equal(config_load(ok, &cfg, &diag), 0);
@@ -218,7 +227,8 @@ static void test_refuses_untrusted_files(void **state)
 
 	config_defaults(&cfg);
 	assert_int_not_equal(config_load(gw, &cfg, &diag), 0);
-	assert_non_null(strstr(diag.msgs[0], "refusing configuration file: writable by group or others"));
+	assert_non_null(
+		strstr(diag.msgs[0], "refusing configuration file: writable by group or others"));
 	assert_int_not_equal(config_load(ww, &cfg, &diag), 0);
 	assert_int_equal(cfg.agent.interval_ms, 1000);
 	if (geteuid() == 0) {

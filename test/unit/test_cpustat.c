@@ -21,7 +21,7 @@ static struct agent_config cfg;
 
 static int setup(void **s)
 {
-	struct watcher_env env = { .cfg = &cfg };
+	struct watcher_env env = {.cfg = &cfg};
 
 	config_defaults(&cfg);
 	procfs = test_tmpdir(0);
@@ -85,7 +85,7 @@ static void test_percentages_from_deltas(void **s)
 	assert_true(host(M_CPU_SYS) == 30.0);
 	assert_true(host(M_CPU_IDLE) == 55.0);
 	{
-		struct labels l = { .n = 1, .k = { "cpu" }, .v = { "0" } };
+		struct labels l = {.n = 1, .k = {"cpu"}, .v = {"0"}};
 		double v;
 
 		assert_true(tsdb_value(db, tsdb_find(db, M_CPU_SYS, &l), 0, &v));

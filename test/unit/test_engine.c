@@ -12,7 +12,7 @@
 #include "probes/catalogue.h"
 #include "triggers/engine.h"
 
-static const struct rules_limits lim = { .max_capture_ms = 60000, .max_window_ms = 300000 };
+static const struct rules_limits lim = {.max_capture_ms = 60000, .max_window_ms = 300000};
 
 struct recorder {
 	char fired[64][160]; /* "rule@key" */
@@ -40,7 +40,7 @@ static void record(void *ctx, struct engine_fire *f, unsigned n)
 static struct engine *make_engine(const char *yaml)
 {
 	struct ruleset *rs = NULL;
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 	struct engine *e = NULL;
 
 	if (ruleset_load_string("t.yaml", yaml, &lim, &rs, &diag)) {
@@ -97,7 +97,7 @@ static const char *state(struct engine *e, const char *rule, const char *key)
 static void test_for_and_cooldown(void **s)
 {
 	struct engine *e = make_engine(SYS_RULE("    for: 3s\n    cooldown: 10s\n"));
-	struct recorder r = { 0 };
+	struct recorder r = {0};
 
 	assert_int_equal(step(e, &r, M_CPU_SYS, 60), 0);
 	assert_string_equal(state(e, "sys", ""), "pending");
@@ -127,7 +127,7 @@ static void test_for_and_cooldown(void **s)
 static void test_hysteresis(void **s)
 {
 	struct engine *e = make_engine(SYS_RULE("    clear_below: 30\n    cooldown: 1s\n"));
-	struct recorder r = { 0 };
+	struct recorder r = {0};
 
 	assert_int_equal(step(e, &r, M_CPU_SYS, 60), 1);
 	engine_capture_done(e, "sys", "", now);
@@ -143,7 +143,7 @@ static void test_hysteresis(void **s)
 static void test_max_per_hour(void **s)
 {
 	struct engine *e = make_engine(SYS_RULE("    cooldown: 0s\n    max_per_hour: 2\n"));
-	struct recorder r = { 0 };
+	struct recorder r = {0};
 	json_t *st;
 
 	assert_int_equal(step(e, &r, M_CPU_SYS, 60), 1);
@@ -153,8 +153,8 @@ static void test_max_per_hour(void **s)
 	for (int i = 0; i < 10; i++)
 		assert_int_equal(step(e, &r, M_CPU_SYS, 60), 0);
 	st = engine_status(e, now);
-	assert_int_equal(json_integer_value(json_object_get(json_array_get(st, 0), "fires_last_hour")),
-			 2);
+	assert_int_equal(
+		json_integer_value(json_object_get(json_array_get(st, 0), "fires_last_hour")), 2);
 	assert_true(json_integer_value(json_object_get(json_array_get(st, 0), "skipped")) >= 1);
 	json_decref(st);
 	now += 3600000; /* an hour later */
@@ -165,7 +165,7 @@ static void test_max_per_hour(void **s)
 static void test_budget_refusal_retries(void **s)
 {
 	struct engine *e = make_engine(SYS_RULE(""));
-	struct recorder r = { .result = -EBUSY };
+	struct recorder r = {.result = -EBUSY};
 	json_t *st;
 
 	assert_int_equal(step(e, &r, M_CPU_SYS, 60), 1);
@@ -176,7 +176,8 @@ static void test_budget_refusal_retries(void **s)
 	assert_string_equal(state(e, "sys", ""), "capturing");
 	st = engine_status(e, now);
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(st, 0), "refused")), 1);
-	assert_int_equal(json_integer_value(json_object_get(json_array_get(st, 0), "fires_total")), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(st, 0), "fires_total")),
+			 1);
 	json_decref(st);
 	/* refused and then the condition went away: back to ok, nothing fired */
 	engine_free(&e);
@@ -190,7 +191,7 @@ static void test_budget_refusal_retries(void **s)
 
 static void put_cgroup(unsigned m, const char *cg, const char *cid, double v)
 {
-	struct labels l = { .n = cid ? 2 : 1, .k = { "cgroup", "container_id" }, .v = { cg, cid } };
+	struct labels l = {.n = cid ? 2 : 1, .k = {"cgroup", "container_id"}, .v = {cg, cid}};
 
 	tsdb_put(db, m, &l, v);
 }
@@ -208,8 +209,9 @@ static void test_top_n_and_match(void **s)
 	const char *name = "cgroup.cpu.usage_pct";
 	char yaml[1024];
 	struct engine *e;
-	struct recorder r = { 0 };
-	static const char *const cid = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	struct recorder r = {0};
+	static const char *const cid =
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 	assert_true(metric_index(name) >= 0);
 	snprintf(yaml, sizeof(yaml),
@@ -240,24 +242,26 @@ static void test_top_n_and_match(void **s)
 static void test_relative_conditions(void **s)
 {
 	struct engine *e = make_engine(
-		"rules:\n  - name: rose\n    metric: cpu.sys_pct\n    increase: { by: 20, over: 3s }\n"
+		"rules:\n  - name: rose\n    metric: cpu.sys_pct\n    increase: { by: 20, over: 3s "
+		"}\n"
 		"    dry_run: true\n    cooldown: 0s\n"
-		"  - name: doubled\n    metric: cpu.sys_pct\n    increase: { by_pct: 100, over: 2s }\n"
+		"  - name: doubled\n    metric: cpu.sys_pct\n    increase: { by_pct: 100, over: 2s "
+		"}\n"
 		"    dry_run: true\n    cooldown: 0s\n"
 		"  - name: fell\n    metric: cpu.sys_pct\n    decrease: { by: 30, over: 1s }\n"
 		"    dry_run: true\n    cooldown: 0s\n");
-	struct recorder r = { 0 };
+	struct recorder r = {0};
 
 	step(e, &r, M_CPU_SYS, 10);
 	step(e, &r, M_CPU_SYS, 12);
 	assert_int_equal(step(e, &r, M_CPU_SYS, 19), 0); /* +90% over 2s; no 3s history yet */
 	assert_int_equal(r.n, 0);
-	assert_int_equal(step(e, &r, M_CPU_SYS, 35), 2);     /* +25 over 3s; 12 -> 35 doubled */
+	assert_int_equal(step(e, &r, M_CPU_SYS, 35), 2); /* +25 over 3s; 12 -> 35 doubled */
 	assert_string_equal(r.fired[0], "rose@");
 	assert_string_equal(r.fired[1], "doubled@");
 	engine_capture_done(e, "rose", "", now);
 	engine_capture_done(e, "doubled", "", now);
-	assert_int_equal(step(e, &r, M_CPU_SYS, 2), 1);      /* -33 in one second */
+	assert_int_equal(step(e, &r, M_CPU_SYS, 2), 1); /* -33 in one second */
 	assert_string_equal(r.fired[2], "fell@");
 	engine_free(&e);
 }
@@ -270,7 +274,7 @@ static void test_all_any(void **s)
 		"      - { metric: cpu.idle_pct, below: 50 }\n    dry_run: true\n"
 		"  - name: either\n    any:\n      - { metric: cpu.iowait_pct, above: 50 }\n"
 		"      - { metric: cpu.idle_pct, below: 5 }\n    dry_run: true\n");
-	struct recorder r = { 0 };
+	struct recorder r = {0};
 
 	for (int i = 0; i < 3; i++) {
 		now += 1000;
@@ -299,9 +303,9 @@ static void test_rule_cooldown_and_reload(void **s)
 {
 	const char *yaml = SYS_RULE("    cooldown: 0s\n    rule_cooldown: 1m\n");
 	struct engine *e = make_engine(yaml);
-	struct recorder r = { 0 };
+	struct recorder r = {0};
 	struct ruleset *rs = NULL;
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 
 	assert_int_equal(step(e, &r, M_CPU_SYS, 60), 1);
 	engine_capture_done(e, "sys", "", now);
@@ -321,15 +325,15 @@ static void test_cpu_scope(void **s)
 	struct engine *e = make_engine(
 		"rules:\n  - name: hot-cpu\n    metric: cpu.softirq_pct\n    scope: cpu\n"
 		"    above: 50\n    top: 1\n    dry_run: true\n");
-	struct recorder r = { 0 };
-	static const char *const cpus[] = { "0", "1", "2" };
-	static const double vals[] = { 60, 90, 10 };
+	struct recorder r = {0};
+	static const char *const cpus[] = {"0", "1", "2"};
+	static const double vals[] = {60, 90, 10};
 
 	now += 1000;
 	tsdb_begin_round(db, now);
 	tsdb_put(db, M_CPU_SOFTIRQ, NULL, 99); /* the host series is not a cpu scope */
 	for (int i = 0; i < 3; i++) {
-		struct labels l = { .n = 1, .k = { "cpu" }, .v = { cpus[i] } };
+		struct labels l = {.n = 1, .k = {"cpu"}, .v = {cpus[i]}};
 
 		tsdb_put(db, M_CPU_SOFTIRQ, &l, vals[i]);
 	}
@@ -344,7 +348,7 @@ static void test_cpu_scope(void **s)
 static void test_disabled_and_missing_data(void **s)
 {
 	struct engine *e = make_engine(SYS_RULE("    enabled: false\n"));
-	struct recorder r = { 0 };
+	struct recorder r = {0};
 
 	assert_int_equal(step(e, &r, M_CPU_SYS, 99), 0);
 	engine_free(&e);

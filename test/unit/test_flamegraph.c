@@ -29,7 +29,7 @@ static unsigned count(const char *hay, const char *needle)
 
 static void test_tree_and_titles(void **s)
 {
-	struct flamegraph_opts o = { .title = "profile: rule <x>", .unit = "samples" };
+	struct flamegraph_opts o = {.title = "profile: rule <x>", .unit = "samples"};
 	char *svg = render("app;main;work 60\n"
 			   "app;main;work;read_[k] 30\n"
 			   "app;main;idle 10\n"
@@ -46,14 +46,15 @@ static void test_tree_and_titles(void **s)
 	/* the title is escaped, the script is self-contained */
 	assert_non_null(strstr(svg, "profile: rule &lt;x&gt;"));
 	assert_non_null(strstr(svg, "function zoom("));
-	assert_null(strstr(svg, "http://"  "www.example"));
+	assert_null(strstr(svg, "http://"
+				"www.example"));
 	assert_null(strstr(svg, "not drawn"));
 	free(svg);
 }
 
 static void test_hostile_names_and_lines(void **s)
 {
-	struct flamegraph_opts o = { 0 };
+	struct flamegraph_opts o = {0};
 	char *svg = render("evil;<script>alert(1)</script> 5\n"
 			   "a&b;\"q\";'s' 3\n"
 			   "no count here\n"
@@ -76,7 +77,7 @@ static void test_hostile_names_and_lines(void **s)
 
 static void test_bounds(void **s)
 {
-	struct flamegraph_opts o = { .max_nodes = 5, .width = 400 };
+	struct flamegraph_opts o = {.max_nodes = 5, .width = 400};
 	char *svg = render("a;b;c;d;e;f;g 10\nz 1000000000\n", &o);
 
 	/* the node cap stops the tree; what was left out is reported */
@@ -91,7 +92,7 @@ static void test_bounds(void **s)
 
 static void test_colours_and_units(void **s)
 {
-	struct flamegraph_opts o = { 0 };
+	struct flamegraph_opts o = {0};
 	char *svg = render("p;user_fn;kern_fn_[k] 1\np;jit_fn_[j] 1\np;0x7f00 1\n", &o);
 	const char *k = strstr(svg, "kern_fn_[k] (");
 	const char *j = strstr(svg, "jit_fn_[j] (");

@@ -24,7 +24,7 @@ static json_t *doc_with_capture(size_t detail_bytes)
 
 static void test_fits_untouched(void **state)
 {
-	struct capture_artifact arts[1] = { { .name = "a.folded", .data = "x", .len = 1 } };
+	struct capture_artifact arts[1] = {{.name = "a.folded", .data = "x", .len = 1}};
 	unsigned n = 1;
 	json_t *doc = doc_with_capture(10);
 	char *text = incident_serialize_fit(doc, arts, &n, 1 << 20);
@@ -38,8 +38,8 @@ static void test_fits_untouched(void **state)
 static void test_drops_largest_artifact_first(void **state)
 {
 	char *small = calloc(1, 1000), *large = calloc(1, 50000);
-	struct capture_artifact arts[2] = { { .name = "small.folded", .data = small, .len = 1000 },
-					    { .name = "large.folded", .data = large, .len = 50000 } };
+	struct capture_artifact arts[2] = {{.name = "small.folded", .data = small, .len = 1000},
+					   {.name = "large.folded", .data = large, .len = 50000}};
 	unsigned n = 2;
 	json_t *doc = doc_with_capture(10);
 	char *text = incident_serialize_fit(doc, arts, &n, 10000);

@@ -12,12 +12,12 @@
 #include "probes/catalogue.h"
 #include "triggers/rules.h"
 
-static const struct rules_limits lim = { .max_capture_ms = 60000, .max_window_ms = 300000 };
+static const struct rules_limits lim = {.max_capture_ms = 60000, .max_window_ms = 300000};
 
 static struct ruleset *parse_ok(const char *yaml)
 {
 	struct ruleset *rs = NULL;
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 
 	if (ruleset_load_string("r.yaml", yaml, &lim, &rs, &diag)) {
 		print_error("%s\n", diag.n ? diag.msgs[0] : "?");
@@ -30,7 +30,7 @@ static struct ruleset *parse_ok(const char *yaml)
 static void expect_error(const char *yaml, const char *want)
 {
 	struct ruleset *rs = NULL;
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 	bool found = false;
 
 	assert_int_not_equal(ruleset_load_string("r.yaml", yaml, &lim, &rs, &diag), 0);
@@ -121,7 +121,7 @@ static void test_structure_errors(void **s)
 	expect_error("rules:\n  - name: [x]\n    metric: cpu.sys_pct\n    above: 1\n" CAP,
 		     "r.yaml:2:11: name: expected a scalar, got a list");
 	expect_error(HEAD "    metric: cpu.sys_pct\n    above: 1\n" CAP
-		     "  - name: r\n    metric: cpu.sys_pct\n    above: 2\n" CAP,
+			  "  - name: r\n    metric: cpu.sys_pct\n    above: 2\n" CAP,
 		     "r.yaml:7:5: duplicate rule name 'r' (first defined at r.yaml:2:5)");
 	expect_error(HEAD "    metric: cpu.sys_pct\n    above: 1\n",
 		     "rule 'r' has no 'capture' list");
@@ -142,7 +142,8 @@ static void test_condition_errors(void **s)
 		     "increase: expected a mapping {by: N | by_pct: P, over: D}");
 	expect_error(HEAD "    metric: cpu.sys_pct\n    increase: { over: 5s }\n" CAP,
 		     "increase: needs exactly one of 'by' or 'by_pct'");
-	expect_error(HEAD "    metric: cpu.sys_pct\n    increase: { by: 1, by_pct: 2, over: 5s }\n" CAP,
+	expect_error(HEAD
+		     "    metric: cpu.sys_pct\n    increase: { by: 1, by_pct: 2, over: 5s }\n" CAP,
 		     "needs exactly one of 'by' or 'by_pct'");
 	expect_error(HEAD "    metric: cpu.sys_pct\n    increase: { by: 5 }\n" CAP,
 		     "increase: missing 'over'");
@@ -150,7 +151,8 @@ static void test_condition_errors(void **s)
 		     "increase: must be greater than 0");
 	expect_error(HEAD "    metric: cpu.sys_pct\n    increase: { by: 5, over: 6m }\n" CAP,
 		     "over: '6m' is longer than 5m");
-	expect_error(HEAD "    metric: cpu.sys_pct\n    decrease: { by: 5, over: 1s, within: 2 }\n" CAP,
+	expect_error(HEAD
+		     "    metric: cpu.sys_pct\n    decrease: { by: 5, over: 1s, within: 2 }\n" CAP,
 		     "unknown decrease key 'within'");
 	expect_error(HEAD "    all: []\n" CAP, "all: expected a non-empty list of conditions");
 	expect_error(HEAD "    all:\n      - cpu.sys_pct\n" CAP, "all: each entry is a mapping");
@@ -159,9 +161,10 @@ static void test_condition_errors(void **s)
 	expect_error(HEAD "    any:\n      - { metric: cpu.sys_pct, above: 1, for: 3s }\n" CAP,
 		     "unknown condition key 'for'");
 	expect_error(HEAD "    all:\n      - { metric: cpu.sys_pct, above: 1 }\n"
-		     "    any:\n      - { metric: cpu.sys_pct, above: 1 }\n" CAP,
+			  "    any:\n      - { metric: cpu.sys_pct, above: 1 }\n" CAP,
 		     "a rule takes 'all' or 'any', not both");
-	expect_error(HEAD "    metric: cpu.sys_pct\n    all:\n      - { metric: cpu.sys_pct, above: 1 }\n" CAP,
+	expect_error(HEAD "    metric: cpu.sys_pct\n    all:\n      - { metric: cpu.sys_pct, "
+			  "above: 1 }\n" CAP,
 		     "'metric' goes inside the all: list, not beside it");
 }
 
@@ -173,7 +176,8 @@ static void test_scope_errors(void **s)
 		     "metric cpu.sys_pct has no cgroup scope");
 	expect_error(HEAD "    metric: cpu.sys_pct\n    above: 1\n    top: 3\n" CAP,
 		     "top: only with scope cgroup, device or cpu");
-	expect_error(HEAD "    metric: cpu.sys_pct\n    above: 1\n    match: { cgroup: \"/x*\" }\n" CAP,
+	expect_error(HEAD
+		     "    metric: cpu.sys_pct\n    above: 1\n    match: { cgroup: \"/x*\" }\n" CAP,
 		     "match: only with scope: cgroup or scope: device");
 	expect_error(HEAD "    metric: cpu.sys_pct\n    above: 1\n    top: many\n" CAP,
 		     "top: 'many' is not an integer in [0, 1000]");
@@ -210,9 +214,9 @@ static void test_capture_errors(void **s)
 	const char *cond = HEAD "    metric: cpu.sys_pct\n    above: 1\n";
 	char yaml[1024];
 
-#define CAPTURE_CASE(capture_yaml, want)                                                          \
+#define CAPTURE_CASE(capture_yaml, want)                                                           \
 	do {                                                                                       \
-		snprintf(yaml, sizeof(yaml), "%s    capture:\n%s", cond, capture_yaml);                \
+		snprintf(yaml, sizeof(yaml), "%s    capture:\n%s", cond, capture_yaml);            \
 		expect_error(yaml, want);                                                          \
 	} while (0)
 
@@ -242,13 +246,15 @@ static void test_files_and_dirs(void **s)
 	char sub[256], path[300];
 	const char *paths[1];
 	struct ruleset *rs = NULL;
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 
 	snprintf(sub, sizeof(sub), "%s/rules.d", dir);
 	assert_int_equal(mkdir(sub, 0700), 0);
 	test_write_file(sub, "a.yaml", HEAD "    metric: cpu.sys_pct\n    above: 1\n" CAP, 0600);
-	test_write_file(sub, "b.yml", "rules:\n  - name: s\n    metric: cpu.idle_pct\n"
-				      "    below: 1\n    dry_run: true\n", 0600);
+	test_write_file(sub, "b.yml",
+			"rules:\n  - name: s\n    metric: cpu.idle_pct\n"
+			"    below: 1\n    dry_run: true\n",
+			0600);
 	test_write_file(sub, "notes.txt", "not a rule file", 0600);
 	test_write_file(sub, ".hidden.yaml", "garbage: [", 0600);
 	paths[0] = sub;
@@ -259,8 +265,9 @@ static void test_files_and_dirs(void **s)
 	/* the same name in two files */
 	test_write_file(sub, "c.yaml", HEAD "    metric: cpu.sys_pct\n    above: 5\n" CAP, 0600);
 	assert_int_not_equal(ruleset_load_paths(paths, 1, &lim, &rs, &diag), 0);
-	snprintf(path, sizeof(path), "%s/c.yaml:2:5: duplicate rule name 'r' (first defined at %s/a.yaml:2:5)",
-		 sub, sub);
+	snprintf(path, sizeof(path),
+		 "%s/c.yaml:2:5: duplicate rule name 'r' (first defined at %s/a.yaml:2:5)", sub,
+		 sub);
 	assert_non_null(strstr(diag.msgs[diag.n - 1], path));
 	diag_clear(&diag);
 
@@ -288,13 +295,13 @@ static void test_files_and_dirs(void **s)
 static void test_builtin_rules_are_valid(void **s)
 {
 	struct ruleset *rs = NULL;
-	struct diag diag = { 0 };
+	struct diag diag = {0};
 	struct agent_config cfg;
 	struct rules_limits dlim;
-	static const char *const expected[] = { "host-cpu-sys-high", "host-cpu-idle-collapse",
-						 "container-cpu-spike", "dstate-pileup",
-						 "runq-latency", "io-saturation", "memory-burst",
-						 "memory-pressure" };
+	static const char *const expected[] = {"host-cpu-sys-high",   "host-cpu-idle-collapse",
+					       "container-cpu-spike", "dstate-pileup",
+					       "runq-latency",	      "io-saturation",
+					       "memory-burst",	      "memory-pressure"};
 
 	/* the defaults must load under the default config's capture limits */
 	config_defaults(&cfg);

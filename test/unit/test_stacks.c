@@ -15,7 +15,7 @@ static struct symbolizer *sym;
 
 static int setup(void **state)
 {
-	struct symbolizer_opts o = { .cache_bytes = 1 << 20 };
+	struct symbolizer_opts o = {.cache_bytes = 1 << 20};
 
 	procfs = test_tmpdir(0);
 	test_write_file(procfs, "kallsyms",
@@ -41,8 +41,7 @@ static void add(struct stackset *ss, uint32_t pid, const char *comm, const uint6
 		uint64_t value)
 {
 	struct stack_sample s = {
-		.tgid = pid, .pid = pid, .comm = comm, .kstack = k, .nk = nk, .value = value
-	};
+		.tgid = pid, .pid = pid, .comm = comm, .kstack = k, .nk = nk, .value = value};
 
 	assert_int_equal(stackset_add(ss, &s), 0);
 }
@@ -50,12 +49,11 @@ static void add(struct stackset *ss, uint32_t pid, const char *comm, const uint6
 static void test_folded_merges_equal_symbols(void **state)
 {
 	/* leaf first: two raw stacks that differ only in offsets within the same functions */
-	const uint64_t a[] = { 0xffffffff81000210, 0xffffffff81000110, 0xffffffff81000010 };
-	const uint64_t b[] = { 0xffffffff81000250, 0xffffffff81000150, 0xffffffff81000020 };
-	const uint64_t c[] = { 0xffffffffc0000010, 0xffffffff81000110 };
+	const uint64_t a[] = {0xffffffff81000210, 0xffffffff81000110, 0xffffffff81000010};
+	const uint64_t b[] = {0xffffffff81000250, 0xffffffff81000150, 0xffffffff81000020};
+	const uint64_t c[] = {0xffffffffc0000010, 0xffffffff81000110};
 	struct stackset_render_opts o = {
-		.top_n = 10, .folded_max = 1 << 20, .value_key = "samples", .sym = sym
-	};
+		.top_n = 10, .folded_max = 1 << 20, .value_key = "samples", .sym = sym};
 	struct stackset_render r;
 	struct stackset *ss;
 
@@ -91,13 +89,13 @@ static void test_folded_merges_equal_symbols(void **state)
 
 static void test_bounds_are_counted(void **state)
 {
-	const uint64_t a[] = { 0xffffffff81000210 };
-	const uint64_t b[] = { 0xffffffff81000110 };
-	const uint64_t unknown[] = { 0x10 };
+	const uint64_t a[] = {0xffffffff81000210};
+	const uint64_t b[] = {0xffffffff81000110};
+	const uint64_t unknown[] = {0x10};
 	struct stackset_render_opts o = {
-		.top_n = 1, .folded_max = 40, .value_key = "samples", .sym = sym
-	};
-	struct stack_sample s = { .tgid = 1, .pid = 1, .comm = "x", .kstack = a, .nk = 1, .value = 1 };
+		.top_n = 1, .folded_max = 40, .value_key = "samples", .sym = sym};
+	struct stack_sample s = {
+		.tgid = 1, .pid = 1, .comm = "x", .kstack = a, .nk = 1, .value = 1};
 	struct stackset_render r;
 	struct stackset *ss;
 
@@ -119,15 +117,18 @@ static void test_bounds_are_counted(void **state)
 
 static void test_unresolved_frames_keep_addresses(void **state)
 {
-	const uint64_t k[] = { 0x10 };
-	const uint64_t u[] = { 0x7f0000001000 };
-	struct stack_sample s = {
-		.tgid = 999999, .pid = 999999, .comm = "gone", .kstack = k, .nk = 1, .ustack = u, .nu = 1,
-		.value = 3
-	};
+	const uint64_t k[] = {0x10};
+	const uint64_t u[] = {0x7f0000001000};
+	struct stack_sample s = {.tgid = 999999,
+				 .pid = 999999,
+				 .comm = "gone",
+				 .kstack = k,
+				 .nk = 1,
+				 .ustack = u,
+				 .nu = 1,
+				 .value = 3};
 	struct stackset_render_opts o = {
-		.top_n = 5, .folded_max = 1 << 20, .value_key = "samples", .sym = sym
-	};
+		.top_n = 5, .folded_max = 1 << 20, .value_key = "samples", .sym = sym};
 	struct stackset_render r;
 	struct stackset *ss;
 

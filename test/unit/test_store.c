@@ -41,7 +41,7 @@ static unsigned count_entries(const char *dir)
 
 static void write_one(struct store *s, uint64_t ms, size_t artifact_bytes, char *id)
 {
-	struct capture_artifact art = { .name = "profile.folded" };
+	struct capture_artifact art = {.name = "profile.folded"};
 	char dir[4400];
 
 	art.data = calloc(1, artifact_bytes + 1);
@@ -56,7 +56,7 @@ static void test_write_is_atomic_and_private(void **state)
 {
 	const char *root = test_tmpdir(0);
 	char dir[4200], path[4400], id[64];
-	struct store_opts o = { .max_size = 1 << 30, .max_age_ms = 7 * DAY_MS };
+	struct store_opts o = {.max_size = 1 << 30, .max_age_ms = 7 * DAY_MS};
 	struct store *s;
 	struct stat st;
 	struct dirent *de;
@@ -86,7 +86,7 @@ static void test_write_is_atomic_and_private(void **state)
 
 	/* a bad artifact name fails the whole incident and leaves nothing */
 	{
-		struct capture_artifact bad = { .name = "../escape", .data = "x", .len = 1 };
+		struct capture_artifact bad = {.name = "../escape", .data = "x", .len = 1};
 		char id2[64];
 
 		incident_id_new(now_real_ms(), id2, sizeof(id2));
@@ -104,7 +104,7 @@ static void test_retention_by_age_and_size(void **state)
 	const char *root = test_tmpdir(1);
 	uint64_t now = now_real_ms();
 	char dir[4200], ids[5][64], path[4400];
-	struct store_opts o = { .max_size = 1 << 30, .max_age_ms = 7 * DAY_MS };
+	struct store_opts o = {.max_size = 1 << 30, .max_age_ms = 7 * DAY_MS};
 	struct store_retention st;
 	struct store *s;
 

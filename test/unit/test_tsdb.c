@@ -9,7 +9,7 @@
 #include "agent/util.h"
 #include "probes/catalogue.h"
 
-static const struct labels cpu0 = { .n = 1, .k = { "cpu" }, .v = { "0" } };
+static const struct labels cpu0 = {.n = 1, .k = {"cpu"}, .v = {"0"}};
 
 static void test_ring_and_gaps(void **state)
 {
@@ -58,7 +58,7 @@ static void test_bounds_and_forgetting(void **state)
 {
 	struct tsdb *db;
 	char big[600];
-	struct labels huge = { .n = 1, .k = { "cgroup" }, .v = { big } };
+	struct labels huge = {.n = 1, .k = {"cgroup"}, .v = {big}};
 
 	assert_int_equal(tsdb_new(&db, 2, 3), 0);
 	tsdb_begin_round(db, 1);
