@@ -127,7 +127,7 @@ const struct cli_command cli_commands[] = {
 	 "  -d, --dir DIR       incident store (default: storage.local.dir)\n"
 	 "  -c, --config FILE   agent configuration\n",
 	 cmd_incidents_flamegraph},
-	{"symbolize", "(--pid P | --kernel) [--json] [ADDR...]",
+	{"symbolize", "(--pid P | --kernel) [--json] [--lines] [ADDR...]",
 	 "resolve addresses with the agent's symbolizer",
 	 "Resolves hex addresses (arguments, or one a line on standard input) in a\n"
 	 "running process, or in the kernel, exactly as incidents do: debug files by\n"

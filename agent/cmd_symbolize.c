@@ -33,8 +33,12 @@ static void print_frame(const struct sym_frame *f, bool json)
 		printf("\n");
 		json_decref(j);
 	} else if (f->name[0]) {
-		printf("0x%" PRIx64 " %s+0x%" PRIx64 " %s\n", f->addr, f->name, f->offset,
-		       f->module);
+		printf("0x%" PRIx64 " %s+0x%" PRIx64 " %s", f->addr, f->name, f->offset, f->module);
+		if (f->source[0])
+			printf(" %s", f->source);
+		for (unsigned i = 0; i < f->ninlined; i++)
+			printf(" inlined:%s", f->inlined[i]);
+		printf("\n");
 	} else {
 		printf("0x%" PRIx64 " ? %s+0x%" PRIx64 "%s%s\n", f->addr,
 		       f->module[0] ? f->module : "?", f->file_offset,
@@ -62,23 +66,21 @@ static int symbolize_one(struct symbolizer *s, int pid, bool kernel, const char 
 
 int cmd_symbolize(int argc, char **argv)
 {
-	static const struct option opts[] = {{"pid", required_argument, NULL, 'p'},
-					     {"kernel", no_argument, NULL, 'k'},
-					     {"json", no_argument, NULL, 'j'},
-					     {"stats", no_argument, NULL, 's'},
-					     {"config", required_argument, NULL, 'c'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+		{"pid", required_argument, NULL, 'p'}, {"kernel", no_argument, NULL, 'k'},
+		{"json", no_argument, NULL, 'j'},      {"stats", no_argument, NULL, 's'},
+		{"lines", no_argument, NULL, 'l'},     {"config", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0}};
 	const char *config = NULL;
 	struct agent_config cfg;
 	struct symbolizer_opts so = {0};
 	struct symbolizer *s = NULL;
-	bool kernel = false, json = false, stats = false;
+	bool kernel = false, json = false, stats = false, lines = false;
 	long pid = 0;
 	int c, bad = 0;
 	char line[128];
 
-	while ((c = getopt_long(argc, argv, "p:kjsc:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:kjslc:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			pid = strtol(optarg, NULL, 10);
@@ -93,6 +95,9 @@ int cmd_symbolize(int argc, char **argv)
 			break;
 		case 's':
 			stats = true;
+			break;
+		case 'l':
+			lines = true;
 			break;
 		case 'c':
 			config = optarg;
@@ -109,6 +114,7 @@ int cmd_symbolize(int argc, char **argv)
 	if (cli_load_config(config, &cfg))
 		return EXIT_USAGE;
 	so.cache_bytes = cfg.symbolizer.cache_size;
+	so.lines = lines || cfg.symbolizer.lines;
 	if (symbolizer_new(&s, &so))
 		return EXIT_RUNTIME;
 	if (optind < argc) {

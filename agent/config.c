@@ -92,6 +92,9 @@ static const struct cfg_key config_table[] = {
 	 "back over budget), then comes back once its estimated cost is under half the budget"},
 	{"symbolizer", "cache_size", CFG_SIZE, F(symbolizer.cache_size), 8 * MiB, 64 * GiB,
 	 "256MiB", "memory cap for cached symbol tables (least recently used evicted)"},
+	{"symbolizer", "lines", CFG_BOOL, F(symbolizer.lines), 0, 0, "false",
+	 "add source file:line and inlined functions to user frames, from DWARF when the binary "
+	 "or its debug file has it"},
 	{"storage.local", "dir", CFG_PATH, F(local.dir), 0, 0, "/var/lib/autotrace/incidents",
 	 "incident store: DIR/YYYY-MM-DD/ID/incident.json + artifacts"},
 	{"storage.local", "max_size", CFG_SIZE, F(local.max_size), 1 * MiB, 1024 * GiB, "1GiB",

@@ -56,6 +56,7 @@ struct agent_config {
 	} guard;
 	struct {
 		uint64_t cache_size;
+		bool lines;
 	} symbolizer;
 	struct {
 		char dir[PATH_MAX];

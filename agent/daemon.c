@@ -1465,7 +1465,8 @@ int daemon_run(const char *config_path)
 		goto fail;
 	if ((err = cgroups_new(&d.cgroups, "/sys/fs/cgroup")))
 		goto fail;
-	sopts = (struct symbolizer_opts){.cache_bytes = d.cfg.symbolizer.cache_size};
+	sopts = (struct symbolizer_opts){.cache_bytes = d.cfg.symbolizer.cache_size,
+					 .lines = d.cfg.symbolizer.lines};
 	if ((err = symbolizer_new(&d.sym, &sopts)))
 		goto fail;
 	if ((err = tsdb_new(&d.db, watchers_series_budget(&d.cfg), history_points(&d.cfg))))

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dwarf.h>
+#include <elfutils/libdw.h>
 #include <gelf.h>
 #include <inttypes.h>
 #include <libelf.h>
@@ -58,6 +60,11 @@ struct elf_syms {
 	} segs[16];
 	unsigned nsegs;
 	bool failed; /* remembered so a broken binary is not reread per frame */
+	/* with opts.lines: the file with this binary's DWARF, opened on first use
+	 * and closed after each incident (libdw's caches are not bounded) */
+	char *dwarf_path;
+	int dwarf_fd;
+	Dwarf *dw;
 	uint64_t bytes;
 	uint64_t last_use;
 	struct elf_syms *next;
@@ -122,8 +129,20 @@ static uint64_t symtab_bytes(const struct symtab *t)
 	return t->cap * sizeof(*t->syms) + t->names_cap;
 }
 
+static void dwarf_close(struct elf_syms *e)
+{
+	if (e->dw)
+		dwarf_end(e->dw);
+	if (e->dwarf_fd > 0)
+		close(e->dwarf_fd);
+	e->dw = NULL;
+	e->dwarf_fd = 0;
+}
+
 static void elf_syms_free(struct elf_syms *e)
 {
+	dwarf_close(e);
+	free(e->dwarf_path);
 	symtab_free(&e->t);
 	free(e);
 }
@@ -141,6 +160,8 @@ void symbolizer_forget_processes(struct symbolizer *s)
 	s->nprocs = 0;
 	s->proc_bytes = 0;
 	s->kcheck = true;
+	for (struct elf_syms *e = s->elves; e; e = e->next)
+		dwarf_close(e);
 }
 
 void symbolizer_free(struct symbolizer **ps)
@@ -216,6 +237,15 @@ json_t *sym_frame_json(const struct sym_frame *f)
 	json_object_set_new(j, "kernel", json_boolean(f->kernel));
 	if (f->jit)
 		json_object_set_new(j, "jit", json_true());
+	if (f->source[0])
+		json_object_set_new(j, "source", json_string(f->source));
+	if (f->ninlined) {
+		json_t *arr = json_array();
+
+		for (unsigned i = 0; i < f->ninlined; i++)
+			json_array_append_new(arr, json_string(f->inlined[i]));
+		json_object_set_new(j, "inlined", arr);
+	}
 	return j;
 }
 
@@ -612,6 +642,7 @@ static void read_build_id(Elf *elf, char *out, size_t outlen)
 /* What one ELF offers: its symbol sections and where to look for more. */
 struct elf_info {
 	Elf_Scn *symtab, *dynsym, *debugdata;
+	bool debug_info; /* DWARF for source lines */
 	char debuglink[256];
 	uint32_t debuglink_crc;
 };
@@ -637,7 +668,9 @@ static void elf_scan(Elf *elf, struct elf_info *info)
 			info->dynsym = scn;
 		if (sh.sh_type != SHT_PROGBITS || !(name = elf_strptr(elf, shstrndx, sh.sh_name)))
 			continue;
-		if (strcmp(name, ".gnu_debugdata") == 0) {
+		if (strcmp(name, ".debug_info") == 0) {
+			info->debug_info = true;
+		} else if (strcmp(name, ".gnu_debugdata") == 0) {
 			info->debugdata = scn;
 		} else if (strcmp(name, ".gnu_debuglink") == 0 && (d = elf_getdata(scn, NULL)) &&
 			   d->d_size >= 8 && d->d_size <= sizeof(info->debuglink) + 4) {
@@ -667,7 +700,7 @@ static uint32_t fd_crc(int fd)
 
 /* Tries path in the process's root, then on the host. */
 static int open_in_roots(const struct symbolizer *s, int pid, const char *path, bool check_crc,
-			 uint32_t crc)
+			 uint32_t crc, char *found, size_t found_len)
 {
 	char full[PATH_MAX];
 
@@ -681,8 +714,10 @@ static int open_in_roots(const struct symbolizer *s, int pid, const char *path, 
 		fd = open_regular(full);
 		if (fd < 0)
 			continue;
-		if (!check_crc || fd_crc(fd) == crc)
+		if (!check_crc || fd_crc(fd) == crc) {
+			snprintf(found, found_len, "%s", full);
 			return fd;
+		}
 		close(fd);
 	}
 	return -1;
@@ -690,7 +725,8 @@ static int open_in_roots(const struct symbolizer *s, int pid, const char *path, 
 
 /* A separate debug file: by build-id, then by .gnu_debuglink (GDB's order). */
 static int open_debug_file(const struct symbolizer *s, int pid, const char *bin_path,
-			   const char *build_id, const struct elf_info *info)
+			   const char *build_id, const struct elf_info *info, char *found,
+			   size_t found_len)
 {
 	char path[PATH_MAX], dir[PATH_MAX];
 	const char *slash;
@@ -699,7 +735,7 @@ static int open_debug_file(const struct symbolizer *s, int pid, const char *bin_
 	if (strlen(build_id) > 2) {
 		snprintf(path, sizeof(path), DEBUG_ROOT "/.build-id/%.2s/%s.debug", build_id,
 			 build_id + 2);
-		if ((fd = open_in_roots(s, pid, path, false, 0)) >= 0)
+		if ((fd = open_in_roots(s, pid, path, false, 0, found, found_len)) >= 0)
 			return fd;
 	}
 	if (!info->debuglink[0] || !(slash = strrchr(bin_path, '/')))
@@ -714,7 +750,8 @@ static int open_debug_file(const struct symbolizer *s, int pid, const char *bin_
 			snprintf(path, sizeof(path), DEBUG_ROOT "%s/%s", dir, info->debuglink);
 		if (strcmp(path, bin_path) == 0)
 			continue;
-		if ((fd = open_in_roots(s, pid, path, true, info->debuglink_crc)) >= 0)
+		if ((fd = open_in_roots(s, pid, path, true, info->debuglink_crc, found,
+					found_len)) >= 0)
 			return fd;
 	}
 	return -1;
@@ -769,9 +806,19 @@ static void read_segments(Elf *elf, struct elf_syms *e)
 	}
 }
 
-/* The best symbols for a binary: .symtab, a debug file, MiniDebugInfo + .dynsym, .dynsym. */
-static int elf_load_syms(struct symbolizer *s, struct elf_syms *e, Elf *elf, int pid)
+/* Where this binary's DWARF is, for source lines (opts.lines). */
+static void remember_dwarf(const struct symbolizer *s, struct elf_syms *e, const char *path)
 {
+	if (s->opts.lines && path && path[0] && !e->dwarf_path)
+		e->dwarf_path = strdup(path);
+}
+
+/* The best symbols for a binary: .symtab, a debug file, MiniDebugInfo + .dynsym,
+ * .dynsym. opened: the path elf was opened by (NULL: in memory). */
+static int elf_load_syms(struct symbolizer *s, struct elf_syms *e, Elf *elf, int pid,
+			 const char *opened)
+{
+	char dpath[PATH_MAX] = "";
 	struct elf_info info, dinfo;
 	Elf *delf = NULL, *melf = NULL;
 	void *mini = NULL;
@@ -783,15 +830,20 @@ static int elf_load_syms(struct symbolizer *s, struct elf_syms *e, Elf *elf, int
 	read_build_id(elf, e->build_id, sizeof(e->build_id));
 	read_segments(elf, e);
 	elf_scan(elf, &info);
+	if (info.debug_info)
+		remember_dwarf(s, e, opened);
 	if (info.symtab) {
 		struct symsrc src = {elf, info.symtab};
 
 		return symtab_load(s, &e->t, &src, 1);
 	}
 	if (e->path[0] == '/' &&
-	    (dfd = open_debug_file(s, pid, e->path, e->build_id, &info)) >= 0 &&
+	    (dfd = open_debug_file(s, pid, e->path, e->build_id, &info, dpath, sizeof(dpath))) >=
+		    0 &&
 	    (delf = elf_begin(dfd, ELF_C_READ_MMAP, NULL))) {
 		elf_scan(delf, &dinfo);
+		if (dinfo.debug_info)
+			remember_dwarf(s, e, dpath);
 		if (dinfo.symtab) {
 			struct symsrc src = {delf, dinfo.symtab};
 
@@ -876,7 +928,7 @@ static struct elf_syms *get_elf(struct symbolizer *s, int pid, const struct proc
 	}
 	if (fd >= 0)
 		elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!elf || elf_load_syms(s, e, elf, pid))
+	if (!elf || elf_load_syms(s, e, elf, pid, path))
 		e->failed = true;
 	if (elf)
 		elf_end(elf);
@@ -919,7 +971,7 @@ static struct elf_syms *get_vdso(struct symbolizer *s)
 			memcpy(copy, (const void *)base, len);
 			elf = elf_memory(copy, len);
 			if (elf) {
-				e->failed = elf_load_syms(s, e, elf, 0) != 0;
+				e->failed = elf_load_syms(s, e, elf, 0, NULL) != 0;
 				elf_end(elf);
 			}
 			free(copy);
@@ -1122,7 +1174,48 @@ static int resolve_jit(struct symbolizer *s, struct proc_maps *p, uint64_t addr,
 	return 0;
 }
 
-static int resolve_elf(const struct elf_syms *e, struct sym_frame *out)
+/* Source line and inlined functions at vaddr, from the binary's DWARF. */
+static void resolve_lines(struct elf_syms *e, uint64_t vaddr, struct sym_frame *out)
+{
+	Dwarf_Die cu, *scopes = NULL;
+	Dwarf_Line *line;
+	const char *src;
+	int lineno = 0, n;
+
+	if (!e->dw) {
+		if (e->dwarf_fd < 0)
+			return; /* tried in this incident, unreadable */
+		e->dwarf_fd = open_regular(e->dwarf_path);
+		if (e->dwarf_fd < 0 || !(e->dw = dwarf_begin(e->dwarf_fd, DWARF_C_READ))) {
+			dwarf_close(e);
+			e->dwarf_fd = -1;
+			return;
+		}
+	}
+	if (!dwarf_addrdie(e->dw, vaddr, &cu))
+		return;
+	line = dwarf_getsrc_die(&cu, vaddr);
+	if (line && (src = dwarf_linesrc(line, NULL, NULL)) && dwarf_lineno(line, &lineno) == 0) {
+		const char *base = strrchr(src, '/');
+
+		snprintf(out->source, sizeof(out->source), "%s:%d", base ? base + 1 : src, lineno);
+	}
+	n = dwarf_getscopes(&cu, vaddr, &scopes);
+	for (int i = 0; i < n && out->ninlined < ARRAY_SIZE(out->inlined); i++) {
+		Dwarf_Attribute attr;
+		const char *name;
+
+		if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine)
+			continue;
+		name = dwarf_formstring(dwarf_attr_integrate(&scopes[i], DW_AT_name, &attr));
+		if (name)
+			snprintf(out->inlined[out->ninlined++], sizeof(out->inlined[0]), "%s",
+				 name);
+	}
+	free(scopes);
+}
+
+static int resolve_elf(struct elf_syms *e, struct sym_frame *out)
 {
 	const struct usym *u;
 	uint64_t vaddr = 0;
@@ -1145,6 +1238,8 @@ static int resolve_elf(const struct elf_syms *e, struct sym_frame *out)
 		return -ENOENT;
 	snprintf(out->name, sizeof(out->name), "%s", e->t.names + u->name_off);
 	out->offset = vaddr - u->addr;
+	if (e->dwarf_path)
+		resolve_lines(e, vaddr, out);
 	return 0;
 }
 

@@ -20,6 +20,7 @@ struct symbolizer;
 struct symbolizer_opts {
 	uint64_t cache_bytes; /* cap for cached symbol tables and process maps */
 	const char *procfs;   /* "/proc" unless testing */
+	bool lines;	      /* source lines and inlined functions from DWARF */
 };
 
 struct sym_frame {
@@ -30,7 +31,10 @@ struct sym_frame {
 	char build_id[41];    /* hex, user frames, when the binary has one */
 	uint64_t file_offset; /* user frames: offset in the binary, for offline symbolization */
 	bool kernel;
-	bool jit; /* from a perf map */
+	bool jit;	     /* from a perf map */
+	char source[256];    /* "file.c:123" with opts.lines and DWARF */
+	char inlined[4][96]; /* functions inlined at addr, innermost first */
+	unsigned ninlined;
 };
 
 struct symbolizer_stats {
@@ -54,8 +58,8 @@ int symbolizer_kernel(struct symbolizer *s, uint64_t addr, struct sym_frame *out
  * capture is read out. Cheap when already tracked. */
 int symbolizer_track(struct symbolizer *s, int pid);
 int symbolizer_user(struct symbolizer *s, int pid, uint64_t addr, struct sym_frame *out);
-/* Drops per-process state (after an incident is written); the next kernel
- * lookup checks whether modules changed. */
+/* Drops per-process state and open DWARF data (after an incident is written);
+ * the next kernel lookup checks whether modules changed. */
 void symbolizer_forget_processes(struct symbolizer *s);
 /* Bytes currently held by caches. */
 uint64_t symbolizer_cache_bytes(const struct symbolizer *s);

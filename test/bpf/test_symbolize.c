@@ -29,7 +29,10 @@ static const char target_src[] =
 	"#define _GNU_SOURCE\n"
 	"#include <dlfcn.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n"
 	"#include <sys/mman.h>\n#include <unistd.h>\n"
-	"__attribute__((noinline)) int at_target_marker(int x) { return x * 3 + 1; }\n"
+	"static inline __attribute__((always_inline)) int at_inlined_helper(int x)\n"
+	"{ volatile int k = x; return k * 7 + 1; }\n"
+	"__attribute__((noinline)) int at_target_marker(int x) { return at_inlined_helper(x) * 3 + "
+	"1; }\n"
 	"int main(int argc, char **argv)\n{\n"
 	"	void *libc_fn = dlsym(RTLD_DEFAULT, \"getpid\"), *jit = NULL;\n"
 	"	static const unsigned char code[] = {0xb8, 0x2a, 0, 0, 0, 0xc3};\n"
@@ -387,6 +390,45 @@ static void test_vdso(void **state)
 	symbolizer_free(&s);
 }
 
+/* symbolizer.lines: file:line and the inlined helper from the binary's DWARF. */
+static void test_source_lines_and_inlined_functions(void **state)
+{
+	struct symbolizer *s = NULL;
+	struct symbolizer_opts o = {.cache_bytes = 256u << 20, .lines = true};
+	bool line_seen = false, inlined_seen = false;
+	struct sym_frame f;
+	struct child c;
+
+	assert_int_equal(symbolizer_new(&s, &o), 0);
+	spawn(&c, cmd_exec(target));
+	for (unsigned off = 0; off < 48; off++) {
+		if (symbolizer_user(s, c.pid, c.marker + off, &f) ||
+		    strcmp(f.name, "at_target_marker"))
+			continue;
+		line_seen |= strncmp(f.source, "target.c:", 9) == 0 && atoi(f.source + 9) > 0;
+		for (unsigned i = 0; i < f.ninlined; i++)
+			inlined_seen |= strcmp(f.inlined[i], "at_inlined_helper") == 0;
+		if (inlined_seen) {
+			json_t *j = sym_frame_json(&f);
+
+			assert_non_null(json_object_get(j, "source"));
+			assert_string_equal(
+				json_string_value(json_array_get(json_object_get(j, "inlined"), 0)),
+				"at_inlined_helper");
+			json_decref(j);
+			break;
+		}
+	}
+	assert_true(line_seen);
+	assert_true(inlined_seen);
+	/* after the incident the DWARF handles are closed; lines still come back */
+	symbolizer_forget_processes(s);
+	assert_int_equal(symbolizer_user(s, c.pid, c.marker, &f), 0);
+	assert_true(f.source[0] != '\0');
+	reap(&c);
+	symbolizer_free(&s);
+}
+
 /* A fake procfs: kallsyms, then a module appears. */
 static void test_kallsyms_reload_on_module_change(void **state)
 {
@@ -515,6 +557,7 @@ int main(void)
 		cmocka_unit_test(test_deleted_binary_in_other_mount_namespace),
 		cmocka_unit_test(test_jit_perf_map),
 		cmocka_unit_test(test_vdso),
+		cmocka_unit_test(test_source_lines_and_inlined_functions),
 		cmocka_unit_test(test_kallsyms_reload_on_module_change),
 		cmocka_unit_test(test_cap_holds_against_a_huge_symbol_table),
 	};
