@@ -153,6 +153,13 @@ unsigned capmgr_running_kinds(const struct capmgr *m, const char **kinds, unsign
 	return n;
 }
 
+void capmgr_tick(struct capmgr *m)
+{
+	for (unsigned i = 0; i < m->nslots; i++)
+		if (m->slots[i].busy && m->slots[i].ops->tick)
+			m->slots[i].ops->tick(m->slots[i].state);
+}
+
 static uint64_t budget_used_secs(struct capmgr *m, uint64_t now)
 {
 	uint64_t used = 0;

@@ -64,6 +64,9 @@ void capmgr_cut_short(struct capmgr *m, const char *reason);
 unsigned capmgr_running(const struct capmgr *m);
 /* Kinds with a capture attached now (at most max names). */
 unsigned capmgr_running_kinds(const struct capmgr *m, const char **kinds, unsigned max);
+/* Once per agent interval: the running captures' tick (e.g. track processes
+ * while they are alive). */
+void capmgr_tick(struct capmgr *m);
 /* Is this kind loaded and usable here? (error text otherwise) */
 bool capmgr_kind_ready(const struct capmgr *m, const char *kind, const char **why);
 

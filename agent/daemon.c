@@ -640,6 +640,7 @@ static void on_tick(void *ctx, struct loop_timer *t)
 	watchers_sample(d->watchers, d->db, now_real_ms());
 	engine_evaluate(d->engine, d->db, now_mono_ns() / 1000000, on_fires, d);
 	guard_hooks(d);
+	capmgr_tick(d->caps);
 	{
 		const char *kinds[16];
 		unsigned n = capmgr_running_kinds(d->caps, kinds, 16);

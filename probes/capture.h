@@ -85,6 +85,8 @@ struct capture_ops {
 	/* Optional: a ring buffer consumed while the capture runs. */
 	int (*ring_fd)(void *state);
 	void (*ring_ready)(void *state);
+	/* Optional: once per agent interval while the capture runs. */
+	void (*tick)(void *state);
 };
 
 /* Every kind this build knows, NULL-terminated. */

@@ -47,6 +47,7 @@ struct offcpu_state {
 	bool btf, running;
 	uint64_t min_block_us;
 	uint64_t max_walks_per_s;
+	bool user_stacks;
 	uint64_t stopped_ns; /* CLOCK_MONOTONIC, the window's end */
 };
 
@@ -138,6 +139,7 @@ static int offcpu_start(void *state, const struct capture_target *t, const struc
 	c.flags = (p->v[P_WAKER] ? OFFCPU_F_WAKER : 0) |
 		  (p->v[P_USER_STACKS] ? OFFCPU_F_USER_STACK : 0);
 	st->max_walks_per_s = p->v[P_MAX_WALKS];
+	st->user_stacks = p->v[P_USER_STACKS];
 	if (st->max_walks_per_s)
 		c.walks_per_tick =
 			(uint32_t)MAX(1u, st->max_walks_per_s * OFFCPU_TICK_NS / 1000000000ull);
@@ -722,6 +724,27 @@ static void offcpu_release(void *state)
 	free(st);
 }
 
+/* Once per interval: records the maps of the processes blocked so far while
+ * they are alive, so their user frames resolve if they exit before the end. */
+static void offcpu_tick(void *state)
+{
+	struct offcpu_state *st = state;
+	int fd = bpf_map__fd(st->skel->maps.counts);
+	struct offcpu_key key, next;
+	uint32_t last = 0;
+	bool first = true;
+
+	if (!st->running || !st->user_stacks || !st->env.sym)
+		return;
+	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
+		first = false;
+		key = next;
+		if (key.tgid && key.tgid != last && key.user_stack_id >= 0)
+			symbolizer_track(st->env.sym, (int)key.tgid);
+		last = key.tgid;
+	}
+}
+
 const struct capture_ops offcpu_capture = {
 	.kind = "offcpu",
 	.help = "blocked (off-CPU) time by thread, state (S/D) and kernel + user stack, with "
@@ -733,4 +756,5 @@ const struct capture_ops offcpu_capture = {
 	.stop = offcpu_stop,
 	.collect = offcpu_collect,
 	.release = offcpu_release,
+	.tick = offcpu_tick,
 };

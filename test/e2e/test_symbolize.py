@@ -58,6 +58,24 @@ int main(int argc, char **argv)
 }
 """
 
+# Naps 20 ms at a time for argv[1] ms, then exits.
+NAPPER = r"""
+#include <stdlib.h>
+#include <time.h>
+__attribute__((noinline)) static void at_short_lived_nap(void)
+{
+	struct timespec ts = {0, 20 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	__asm__ volatile("" ::: "memory");
+}
+int main(int argc, char **argv)
+{
+	for (long i = 0; i < atol(argv[1]) / 20; i++)
+		at_short_lived_nap();
+	return 0;
+}
+"""
+
 FLAGS = ("-O1", "-g", "-fno-omit-frame-pointer")
 
 
@@ -130,3 +148,27 @@ def test_process_gone_before_the_window_ends(agent, tmp_path):
     assert stacks, [(s["pid"], s["comm"]) for s in cap["top_stacks"]]
     funcs = [f.get("func", "") for s in stacks for f in s["frames"]]
     assert "at_short_lived_leaf" in funcs or "main" in funcs, stacks[0]
+
+
+def test_blocked_process_gone_before_the_window_ends(agent, tmp_path):
+    """offcpu: the maps of threads seen blocking are read while they live."""
+    exe = compile_c(NAPPER, "atnapper", str(tmp_path), flags=FLAGS)
+    p = subprocess.Popen([exe, "1600"])
+    time.sleep(0.2)
+    trig = subprocess.Popen([BIN, "trigger", "-c", agent.config, "--capture", "offcpu",
+                             "--duration", "3s", "--pid", str(p.pid)],
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    os.unlink(exe)
+    assert p.wait(10) == 0
+    out, _ = trig.communicate(timeout=60)
+    assert trig.returncode == 0, out
+    iid = out.split()[1].rstrip(":")
+    cap = agent.incident_doc(iid)["captures"][0]
+    stacks = [s for s in cap["top_stacks"] if s["pid"] == p.pid]
+    assert stacks, [(s["pid"], s["comm"]) for s in cap["top_stacks"]]
+    # libc is built without frame pointers, so the caller seen may be main
+    ours = [f for s in stacks for f in s["frames"] if "atnapper" in f.get("module", "")]
+    assert ours and all(f.get("func") in ("at_short_lived_nap", "main") for f in ours), \
+        json.dumps(stacks[0]["frames"])
+    assert ours[0]["module"].endswith("(deleted)")
