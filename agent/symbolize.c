@@ -771,9 +771,9 @@ static void *unxz_section(Elf_Scn *scn, uint64_t limit, size_t *out_len)
 	strm.next_in = d->d_buf;
 	strm.avail_in = d->d_size;
 	do {
-		uint8_t *nb = realloc(buf, cap);
+		uint8_t *nb = cap <= limit ? realloc(buf, cap) : NULL;
 
-		if (!nb || cap > limit) {
+		if (!nb) {
 			r = LZMA_MEM_ERROR;
 			break;
 		}
