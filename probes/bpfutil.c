@@ -418,3 +418,26 @@ void bpf_stats_release(void)
 		stats_fd = -1;
 	}
 }
+
+void track_key_tgids(struct symbolizer *sym, const struct bpf_map *map, size_t key_size,
+		     size_t tgid_off, size_t ustack_off)
+{
+	unsigned char key[256], next[256];
+	uint32_t tgid, last = 0;
+	int32_t ustack;
+	int fd = bpf_map__fd(map);
+	bool first = true;
+
+	if (!sym || key_size > sizeof(key))
+		return;
+	while (bpf_map_get_next_key(fd, first ? NULL : key, next) == 0) {
+		first = false;
+		memcpy(key, next, key_size);
+		memcpy(&tgid, key + tgid_off, sizeof(tgid));
+		memcpy(&ustack, key + ustack_off, sizeof(ustack));
+		/* keys of one process tend to come together: skip repeats */
+		if (tgid && tgid != last && ustack >= 0)
+			symbolizer_track(sym, (int)tgid);
+		last = tgid;
+	}
+}

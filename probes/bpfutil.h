@@ -2,6 +2,7 @@
 /* User-space helpers shared by the probe loaders. */
 #pragma once
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct btf;
@@ -47,6 +48,11 @@ int stack_map_read(const struct bpf_map *map, int32_t id, uint64_t *frames, unsi
  * the tracing glue (bpf_prog_*, bpf_trace_run*, __bpf_trace_*): how many
  * leading frames are those, to leave out of what a person reads. */
 unsigned stack_bpf_frames(struct symbolizer *sym, const uint64_t *kframes, unsigned n);
+/* Tracks every process among a map's keys while it is alive (symbolizer_track),
+ * for keys of key_size bytes holding a u32 tgid and an s32 user stack id at
+ * these offsets; keys without a user stack are passed by. */
+void track_key_tgids(struct symbolizer *sym, const struct bpf_map *map, size_t key_size,
+		     size_t tgid_off, size_t ustack_off);
 /* Frames a stack map may hold on this kernel: want, capped by the
  * kernel.perf_event_max_stack sysctl (the kernel refuses deeper stack maps). */
 unsigned stack_depth_limit(unsigned want);

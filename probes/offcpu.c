@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -729,20 +730,11 @@ static void offcpu_release(void *state)
 static void offcpu_tick(void *state)
 {
 	struct offcpu_state *st = state;
-	int fd = bpf_map__fd(st->skel->maps.counts);
-	struct offcpu_key key, next;
-	uint32_t last = 0;
-	bool first = true;
 
-	if (!st->running || !st->user_stacks || !st->env.sym)
-		return;
-	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
-		first = false;
-		key = next;
-		if (key.tgid && key.tgid != last && key.user_stack_id >= 0)
-			symbolizer_track(st->env.sym, (int)key.tgid);
-		last = key.tgid;
-	}
+	if (st->running && st->user_stacks)
+		track_key_tgids(st->env.sym, st->skel->maps.counts, sizeof(struct offcpu_key),
+				offsetof(struct offcpu_key, tgid),
+				offsetof(struct offcpu_key, user_stack_id));
 }
 
 const struct capture_ops offcpu_capture = {

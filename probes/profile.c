@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,26 +140,6 @@ static int profile_timer_fd(void *state)
 	return ((struct profile_state *)state)->timer_fd;
 }
 
-/* Records the maps (and reads the symbols) of every process sampled so far,
- * so a process that exits before the window ends still resolves. */
-static void track_sampled(struct profile_state *st)
-{
-	int fd = bpf_map__fd(st->skel->maps.counts);
-	struct profile_key key, next;
-	uint32_t last = 0;
-	bool first = true;
-
-	if (!st->env.sym)
-		return;
-	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
-		first = false;
-		key = next;
-		if (key.tgid && key.tgid != last && key.user_stack_id >= 0)
-			symbolizer_track(st->env.sym, (int)key.tgid);
-		last = key.tgid;
-	}
-}
-
 /* Once a second while a window runs: CPUs that came online get an event too,
  * and the processes sampled so far are tracked while they are alive. */
 static void profile_timer_ready(void *state)
@@ -171,7 +152,10 @@ static void profile_timer_ready(void *state)
 		;
 	if (!st->running)
 		return;
-	track_sampled(st);
+	/* processes sampled so far, read while alive: they may exit before the end */
+	track_key_tgids(st->env.sym, st->skel->maps.counts, sizeof(struct profile_key),
+			offsetof(struct profile_key, tgid),
+			offsetof(struct profile_key, user_stack_id));
 	added = perf_clock_refresh(st->skel->progs.profile_sample, st->frequency, st->links,
 				   st->fds, st->ncpus);
 	if (added > 0)

@@ -131,12 +131,14 @@ def test_jit_frames_named_from_the_perf_map(agent, jit):
     assert json.loads(out.stdout)["jit"] is True
 
 
-def test_process_gone_before_the_window_ends(agent, tmp_path):
-    exe = compile_c(SHORT, "atshort", str(tmp_path), flags=FLAGS)
+def stacks_of_a_process_gone_before_the_end(agent, exe, kind, *target):
+    """Runs exe for 1.6 s under a 3 s capture, deletes exe while it runs, and
+    returns the capture's stacks of that (by then exited) process."""
     p = subprocess.Popen([exe, "1600"])
     time.sleep(0.2)
-    trig = subprocess.Popen([BIN, "trigger", "-c", agent.config, "--capture", "profile",
-                             "--duration", "3s"], stdout=subprocess.PIPE, text=True)
+    trig = subprocess.Popen([BIN, "trigger", "-c", agent.config, "--capture", kind,
+                             "--duration", "3s", *(a.format(pid=p.pid) for a in target)],
+                            stdout=subprocess.PIPE, text=True)
     time.sleep(0.3)
     os.unlink(exe)  # deleted while it runs: nothing left on disk to read later
     assert p.wait(10) == 0
@@ -146,6 +148,13 @@ def test_process_gone_before_the_window_ends(agent, tmp_path):
     cap = agent.incident_doc(iid)["captures"][0]
     stacks = [s for s in cap["top_stacks"] if s["pid"] == p.pid]
     assert stacks, [(s["pid"], s["comm"]) for s in cap["top_stacks"]]
+    return stacks
+
+
+def test_process_gone_before_the_window_ends(agent, tmp_path):
+    """profile: the processes sampled so far are read while they live."""
+    exe = compile_c(SHORT, "atshort", str(tmp_path), flags=FLAGS)
+    stacks = stacks_of_a_process_gone_before_the_end(agent, exe, "profile")
     funcs = [f.get("func", "") for s in stacks for f in s["frames"]]
     assert "at_short_lived_leaf" in funcs or "main" in funcs, stacks[0]
 
@@ -153,20 +162,7 @@ def test_process_gone_before_the_window_ends(agent, tmp_path):
 def test_blocked_process_gone_before_the_window_ends(agent, tmp_path):
     """offcpu: the maps of threads seen blocking are read while they live."""
     exe = compile_c(NAPPER, "atnapper", str(tmp_path), flags=FLAGS)
-    p = subprocess.Popen([exe, "1600"])
-    time.sleep(0.2)
-    trig = subprocess.Popen([BIN, "trigger", "-c", agent.config, "--capture", "offcpu",
-                             "--duration", "3s", "--pid", str(p.pid)],
-                            stdout=subprocess.PIPE, text=True)
-    time.sleep(0.3)
-    os.unlink(exe)
-    assert p.wait(10) == 0
-    out, _ = trig.communicate(timeout=60)
-    assert trig.returncode == 0, out
-    iid = out.split()[1].rstrip(":")
-    cap = agent.incident_doc(iid)["captures"][0]
-    stacks = [s for s in cap["top_stacks"] if s["pid"] == p.pid]
-    assert stacks, [(s["pid"], s["comm"]) for s in cap["top_stacks"]]
+    stacks = stacks_of_a_process_gone_before_the_end(agent, exe, "offcpu", "--pid", "{pid}")
     # libc is built without frame pointers, so the caller seen may be main
     ours = [f for s in stacks for f in s["frames"] if "atnapper" in f.get("module", "")]
     assert ours and all(f.get("func") in ("at_short_lived_nap", "main") for f in ours), \
