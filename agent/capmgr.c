@@ -6,10 +6,10 @@
 #include <string.h>
 #include <sys/epoll.h>
 
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/loop.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/util.h"
 
 #define BUDGET_SLOTS 256 /* capture windows remembered for the per-hour budget */
 #define HOUR_MS	     3600000ull

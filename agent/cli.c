@@ -13,12 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/cgroups.h"
-#include "agent/config.h"
+#include "base/cgroups.h"
+#include "base/config.h"
 #include "agent/daemon.h"
-#include "agent/log.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/log.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 #include "storage/store.h"
@@ -448,7 +448,7 @@ int cmd_metrics(int argc, char **argv)
 	if (!interval_ms)
 		interval_ms = cfg.agent.interval_ms;
 	log_route_libbpf();
-	if (cgroups_new(&cg, "/sys/fs/cgroup") || tsdb_new(&db, 8192, 4)) {
+	if (cgroups_new(&cg, "/sys/fs/cgroup") || tsdb_new(&db, metric_count(), 8192, 4)) {
 		rc = EXIT_RUNTIME;
 		goto out;
 	}

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "agent/cli.h"
-#include "agent/config.h"
+#include "base/config.h"
 #include "probes/capture.h"
 #include "version.h"
 

@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "agent/cli.h"
-#include "agent/config.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/util.h"
 #include "storage/flamegraph.h"
 #include "storage/store.h"
 

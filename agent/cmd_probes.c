@@ -10,14 +10,14 @@
 #include <unistd.h>
 
 #include "agent/capmgr.h"
-#include "agent/cgroups.h"
+#include "base/cgroups.h"
 #include "agent/cli.h"
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/loop.h"
-#include "agent/symbolize.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/symbolize.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 #include "probes/kernel_features.h"
 #include "probes/watcher.h"
@@ -149,7 +149,7 @@ static json_t *probe_all(struct probe_env *e)
 
 	cgroups_new(&e->cg, "/sys/fs/cgroup");
 	wenv.cgroups = e->cg;
-	if (tsdb_new(&e->db, 8192, 4) == 0 && watchers_open(&e->w, &wenv) == 0) {
+	if (tsdb_new(&e->db, metric_count(), 8192, 4) == 0 && watchers_open(&e->w, &wenv) == 0) {
 		/* two rounds: rates and percentages need a reference */
 		watchers_sample(e->w, e->db, now_real_ms());
 		nanosleep(&ts, NULL);

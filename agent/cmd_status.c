@@ -7,7 +7,7 @@
 
 #include "agent/cli.h"
 #include "agent/ctlclient.h"
-#include "agent/util.h"
+#include "base/util.h"
 
 #define STATUS_TIMEOUT_MS 10000
 

@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "agent/cli.h"
-#include "agent/config.h"
-#include "agent/symbolize.h"
+#include "base/config.h"
+#include "base/symbolize.h"
 
 /* "0x1234" or "1234" (hex either way, as stacks print them) */
 static int parse_addr(const char *text, uint64_t *out)

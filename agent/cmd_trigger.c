@@ -9,7 +9,7 @@
 
 #include "agent/cli.h"
 #include "agent/ctlclient.h"
-#include "agent/util.h"
+#include "base/util.h"
 
 #define CALL_TIMEOUT_MS 10000
 #define POLL_MS		250

@@ -13,9 +13,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "agent/log.h"
-#include "agent/loop.h"
-#include "agent/util.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/util.h"
 
 #define ACCEPTS_PER_WAKEUP 32 /* a flood of connects cannot monopolise one loop turn */
 #define REQUEST_ID_MAX	   64

@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "agent/cli.h"
-#include "agent/config.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/util.h"
 
 int ctl_client_socket_path(const char *explicit_path, const char *config_path, char *out,
 			   size_t len)

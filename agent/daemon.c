@@ -16,18 +16,18 @@
 #include <unistd.h>
 
 #include "agent/capmgr.h"
-#include "agent/cgroups.h"
-#include "agent/config.h"
+#include "base/cgroups.h"
+#include "base/config.h"
 #include "agent/control.h"
 #include "agent/guard.h"
 #include "agent/incident.h"
-#include "agent/log.h"
+#include "base/log.h"
 #include "agent/procscan.h"
-#include "agent/loop.h"
+#include "base/loop.h"
 #include "agent/sdnotify.h"
-#include "agent/symbolize.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/symbolize.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 #include "storage/essink.h"
@@ -765,7 +765,8 @@ static void reload(struct daemon *d)
 		struct tsdb *db = NULL;
 
 		/* the history ring is sized by history/interval: start a new one */
-		if (tsdb_new(&db, watchers_series_budget(&next), history_points(&next)) == 0) {
+		if (tsdb_new(&db, metric_count(), watchers_series_budget(&next),
+			     history_points(&next)) == 0) {
 			tsdb_free(&d->db);
 			d->db = db;
 		}
@@ -1470,7 +1471,8 @@ int daemon_run(const char *config_path)
 					 .lines = d.cfg.symbolizer.lines};
 	if ((err = symbolizer_new(&d.sym, &sopts)))
 		goto fail;
-	if ((err = tsdb_new(&d.db, watchers_series_budget(&d.cfg), history_points(&d.cfg))))
+	if ((err = tsdb_new(&d.db, metric_count(), watchers_series_budget(&d.cfg),
+			    history_points(&d.cfg))))
 		goto fail;
 	wenv = (struct watcher_env){
 		.cfg = &d.cfg, .procfs = "/proc", .sysfs = "/sys", .cgroups = d.cgroups};

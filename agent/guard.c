@@ -8,8 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/log.h"
-#include "agent/util.h"
+#include "base/log.h"
+#include "base/util.h"
 #include "probes/bpfutil.h"
 
 #define GUARD_HOOKS	 GUARD_MAX_HOOKS

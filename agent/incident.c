@@ -8,10 +8,10 @@
 #include <unistd.h>
 
 #include "agent/capmgr.h"
-#include "agent/cgroups.h"
-#include "agent/config.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/cgroups.h"
+#include "base/config.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 #include "triggers/rules.h"
 #include "version.h"

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/util.h"
+#include "base/util.h"
 
 #define PROCSCAN_MAX_PIDS 65536
 

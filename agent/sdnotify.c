@@ -10,7 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "agent/util.h"
+#include "base/util.h"
 
 int sd_notify_send(const char *state)
 {

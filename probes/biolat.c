@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/biolat.h"
 #include "probes/bpfutil.h"
 #include "probes/catalogue.h"

@@ -12,9 +12,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "agent/cgroups.h"
-#include "agent/log.h"
-#include "agent/symbolize.h"
+#include "base/cgroups.h"
+#include "base/log.h"
+#include "base/symbolize.h"
 #include "probes/capture.h"
 #include "probes/filter.h"
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/util.h"
+#include "base/util.h"
 
 extern const struct capture_ops profile_capture;
 extern const struct capture_ops iotrace_capture;

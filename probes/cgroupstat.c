@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Per-cgroup CPU, memory and pressure from cgroupfs, for the watched set of
- * agent/cgroups.c, on v2, v1 and hybrid hosts. Files are kept open and read
+ * base/cgroups.c, on v2, v1 and hybrid hosts. Files are kept open and read
  * with pread; limits (which change rarely) are re-read every scan period.
  */
 #include <errno.h>
@@ -10,10 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/cgroups.h"
-#include "agent/config.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/cgroups.h"
+#include "base/config.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 #include "probes/watchutil.h"

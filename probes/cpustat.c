@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 #include "probes/watchutil.h"

@@ -15,9 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/cgroups.h"
-#include "agent/log.h"
-#include "agent/util.h"
+#include "base/cgroups.h"
+#include "base/log.h"
+#include "base/util.h"
 #include "probes/features.h"
 #include "probes/kernel_features.h"
 #include "features.skel.h"

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/log.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/log.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/catalogue.h"
 

@@ -15,11 +15,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/cgroups.h"
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/stacks.h"
-#include "agent/util.h"
+#include "base/cgroups.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/stacks.h"
+#include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/memtrace.h"

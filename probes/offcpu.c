@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/stacks.h"
-#include "agent/symbolize.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/stacks.h"
+#include "base/symbolize.h"
+#include "base/util.h"
 #include "offcpu.skel.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"

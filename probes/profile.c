@@ -10,11 +10,11 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/stacks.h"
-#include "agent/symbolize.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/stacks.h"
+#include "base/symbolize.h"
+#include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/profile.h"

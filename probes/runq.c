@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/runq.h"

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/tsdb.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/tsdb.h"
 #include "probes/bpfutil.h"
 #include "probes/catalogue.h"
 #include "probes/hookmode.h"

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 #include "probes/watchutil.h"

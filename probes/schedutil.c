@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/cgroups.h"
-#include "agent/log.h"
-#include "agent/symbolize.h"
+#include "base/cgroups.h"
+#include "base/log.h"
+#include "base/symbolize.h"
 #include "probes/capture.h"
 
 bool sched_force_raw_tp;

@@ -8,15 +8,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/symbolize.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/symbolize.h"
+#include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/schedutil.h"
 #include "probes/timeline.h"
-#include "storage/timeline_svg.h"
+#include "probes/timeline_svg.h"
 #include "timeline.skel.h"
 
 #define TL_MAX_STACKS	2048 /* distinct (kernel, user) stacks named in one incident */

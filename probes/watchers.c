@@ -9,10 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 
 extern const struct watcher_ops cpustat_watcher;
 extern const struct watcher_ops schedstat_watcher;

@@ -8,7 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "agent/util.h"
+#include "base/util.h"
 
 #define KFILE_FIRST_CAP 256 /* small files stay small; big ones grow once */
 

@@ -13,10 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/loop.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/util.h"
 #include "storage/esbulk.h"
 #include "storage/spool.h"
 

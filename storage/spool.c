@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/log.h"
-#include "agent/util.h"
+#include "base/log.h"
+#include "base/util.h"
 #include "storage/store.h"
 
 struct spool {

@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/log.h"
-#include "agent/util.h"
+#include "base/log.h"
+#include "base/util.h"
 
 #define STORE_MAX_LIST 100000 /* incidents considered by one listing */
 

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/log.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/log.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 
 #define SCOPES_PER_RULE_MAX 1024

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "agent/config.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 
 #define RULES_MAX_FILES 128

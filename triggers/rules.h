@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "agent/yamltree.h"
+#include "base/yamltree.h"
 #include "probes/capture.h"
 
 #define RULE_MAX_CAPTURES 8

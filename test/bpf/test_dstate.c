@@ -15,11 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/cgroups.h"
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/symbolize.h"
-#include "agent/util.h"
+#include "base/cgroups.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/symbolize.h"
+#include "base/util.h"
 #include "probes/capture.h"
 
 static struct agent_config cfg;

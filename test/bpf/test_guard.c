@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "agent/guard.h"
-#include "agent/log.h"
-#include "agent/util.h"
+#include "base/log.h"
+#include "base/util.h"
 #include "probes/filter.h" /* u32, u64 for the skeleton */
 #include "guard_burn.skel.h"
 #include "probes/bpfutil.h"

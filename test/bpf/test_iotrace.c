@@ -16,11 +16,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agent/cgroups.h"
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/symbolize.h"
-#include "agent/util.h"
+#include "base/cgroups.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/symbolize.h"
+#include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/iotrace.h"

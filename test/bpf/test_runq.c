@@ -16,10 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/cgroups.h"
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/symbolize.h"
+#include "base/cgroups.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/symbolize.h"
 #include "probes/capture.h"
 #include "probes/schedutil.h"
 

@@ -20,7 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agent/symbolize.h"
+#include "base/symbolize.h"
 
 static const char *dir;
 static char target[512];

@@ -17,11 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/cgroups.h"
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/cgroups.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 
@@ -111,7 +111,7 @@ static int setup(void **s)
 	env.why_len = sizeof(why);
 	if (taskwatch_watcher.open(&state, &env))
 		fail_msg("taskwatch unavailable: %s", why);
-	assert_int_equal(tsdb_new(&db, 8192, 64), 0);
+	assert_int_equal(tsdb_new(&db, metric_count(), 8192, 64), 0);
 	return 0;
 }
 

@@ -18,11 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/cgroups.h"
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/cgroups.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 
@@ -51,7 +51,7 @@ static int setup(void **s)
 	cfg.watch.max_cgroups = 0;
 	assert_int_equal(cgroups_new(&cg, "/sys/fs/cgroup"), 0);
 	env.cgroups = cg;
-	assert_int_equal(tsdb_new(&db, 8192, 64), 0);
+	assert_int_equal(tsdb_new(&db, metric_count(), 8192, 64), 0);
 	assert_int_equal(watchers_open(&w, &env), 0);
 	return 0;
 }

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/util.h"
+#include "base/util.h"
 
 void require_root_or_exit(const char *test)
 {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/util.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 
 static void test_entries_complete_and_unique(void **s)

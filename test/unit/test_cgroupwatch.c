@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/cgroups.h"
-#include "agent/config.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/cgroups.h"
+#include "base/config.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 #include "probes/watchutil.h"
@@ -79,7 +79,7 @@ static int setup(void **s)
 	snprintf(fx.procfs, sizeof(fx.procfs), "%s/proc", fx.root);
 	put_file("proc/meminfo", "MemTotal: 8388608 kB\n"); /* 8 GiB */
 	config_defaults(&fx.cfg);
-	assert_int_equal(tsdb_new(&fx.db, 4096, 16), 0);
+	assert_int_equal(tsdb_new(&fx.db, metric_count(), 4096, 16), 0);
 	fake_ns = 10ull * 1000000000ull;
 	watch_clock_override(fake_clock);
 	return 0;

@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/config.h"
-#include "agent/util.h"
+#include "base/config.h"
+#include "base/util.h"
 
 /* Loads text; returns the error code and leaves the first message in msg. */
 static int load(const char *text, struct agent_config *cfg, char *msg, size_t len)

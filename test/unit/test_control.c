@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "agent/control.h"
-#include "agent/loop.h"
-#include "agent/util.h"
+#include "base/loop.h"
+#include "base/util.h"
 
 struct fixture {
 	const char *dir;

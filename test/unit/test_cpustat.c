@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/config.h"
-#include "agent/tsdb.h"
+#include "base/config.h"
+#include "base/tsdb.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 
@@ -28,7 +28,7 @@ static int setup(void **s)
 	test_write_file(procfs, "stat", "cpu  0 0 0 0 0 0 0 0 0 0\n", 0600);
 	env.procfs = procfs;
 	assert_int_equal(cpustat_watcher.open(&state, &env), 0);
-	assert_int_equal(tsdb_new(&db, 64, 8), 0);
+	assert_int_equal(tsdb_new(&db, metric_count(), 64, 8), 0);
 	return 0;
 }
 

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agent/tsdb.h"
+#include "base/tsdb.h"
 #include "probes/catalogue.h"
 #include "triggers/engine.h"
 
@@ -58,7 +58,7 @@ static uint64_t now;
 static int setup(void **s)
 {
 	now = 1000000;
-	return tsdb_new(&db, 256, 600);
+	return tsdb_new(&db, metric_count(), 256, 600);
 }
 
 static int teardown(void **s)

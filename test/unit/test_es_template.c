@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/util.h"
+#include "base/util.h"
 #include "storage/essink.h"
 
 static json_t *load_template(void)

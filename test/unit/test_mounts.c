@@ -12,7 +12,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "agent/mounts.h"
+#include "base/mounts.h"
 
 static const char *const MOUNTINFO =
 	"22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"

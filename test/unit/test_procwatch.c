@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/config.h"
-#include "agent/tsdb.h"
+#include "base/config.h"
+#include "base/tsdb.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 #include "probes/watchutil.h"
@@ -75,7 +75,7 @@ static int setup(void **s)
 	mkdir(fx.procfs, 0700);
 	mkdir(fx.sysfs, 0700);
 	config_defaults(&fx.cfg);
-	assert_int_equal(tsdb_new(&fx.db, 256, 16), 0);
+	assert_int_equal(tsdb_new(&fx.db, metric_count(), 256, 16), 0);
 	fake_ns = 1000000000ull;
 	watch_clock_override(fake_clock);
 	return 0;

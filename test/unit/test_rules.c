@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/config.h"
+#include "base/config.h"
 #include "probes/catalogue.h"
 #include "triggers/rules.h"
 

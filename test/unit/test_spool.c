@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/util.h"
+#include "base/util.h"
 #include "storage/spool.h"
 #include "storage/store.h"
 

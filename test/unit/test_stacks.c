@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/stacks.h"
-#include "agent/symbolize.h"
+#include "base/stacks.h"
+#include "base/symbolize.h"
 
 static const char *procfs;
 static struct symbolizer *sym;

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "agent/util.h"
+#include "base/util.h"
 #include "storage/store.h"
 
 #define DAY_MS 86400000ull

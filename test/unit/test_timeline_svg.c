@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "storage/timeline_svg.h"
+#include "probes/timeline_svg.h"
 
 static size_t count(const char *hay, const char *needle)
 {

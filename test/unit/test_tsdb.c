@@ -5,8 +5,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 #include "probes/catalogue.h"
 
 static const struct labels cpu0 = {.n = 1, .k = {"cpu"}, .v = {"0"}};
@@ -17,7 +17,7 @@ static void test_ring_and_gaps(void **state)
 	struct tsdb_series *s;
 	double v;
 
-	assert_int_equal(tsdb_new(&db, 16, 4), 0);
+	assert_int_equal(tsdb_new(&db, metric_count(), 16, 4), 0);
 	for (int r = 1; r <= 6; r++) {
 		tsdb_begin_round(db, 1000ull * r);
 		if (r != 5) /* round 5 has no value: a gap */
@@ -60,7 +60,7 @@ static void test_bounds_and_forgetting(void **state)
 	char big[600];
 	struct labels huge = {.n = 1, .k = {"cgroup"}, .v = {big}};
 
-	assert_int_equal(tsdb_new(&db, 2, 3), 0);
+	assert_int_equal(tsdb_new(&db, metric_count(), 2, 3), 0);
 	tsdb_begin_round(db, 1);
 	assert_int_equal(tsdb_put(db, M_CPU_SYS, NULL, 1), 0);
 	assert_int_equal(tsdb_put(db, M_CPU_USER, NULL, 1), 0);

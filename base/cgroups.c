@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "agent/cgroups.h"
+#include "base/cgroups.h"
 
 #include <bpf/btf.h>
 #include <ctype.h>
@@ -13,9 +13,9 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
-#include "agent/log.h"
-#include "agent/tsdb.h"
-#include "agent/util.h"
+#include "base/log.h"
+#include "base/tsdb.h"
+#include "base/util.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "agent/mounts.h"
+#include "base/mounts.h"
 
 #include <dirent.h>
 #include <errno.h>

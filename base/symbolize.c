@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "agent/symbolize.h"
+#include "base/symbolize.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,8 +19,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "agent/log.h"
-#include "agent/util.h"
+#include "base/log.h"
+#include "base/util.h"
 
 #define MAX_TRACKED_PROCS 4096
 #define MAX_MAPS_PER_PROC 4096

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "agent/log.h"
+#include "base/log.h"
 
 #include <bpf/libbpf.h>
 #include <errno.h>

@@ -18,8 +18,9 @@ struct labels {
 struct tsdb;
 struct tsdb_series;
 
-/* max_series bounds memory; points = rounds kept (history / interval). */
-int tsdb_new(struct tsdb **out, unsigned max_series, unsigned points);
+/* Metric ids are 0..nmetrics-1 (the catalogue's); max_series bounds memory;
+ * points = rounds kept (history / interval). */
+int tsdb_new(struct tsdb **out, unsigned nmetrics, unsigned max_series, unsigned points);
 void tsdb_free(struct tsdb **db);
 
 /* Starts a round stamped with wall-clock real_ms; puts go into it. */

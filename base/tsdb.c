@@ -1,13 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "agent/tsdb.h"
+#include "base/tsdb.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "probes/catalogue.h"
 
 #define LABEL_SEP '\x1f'
 
@@ -92,11 +90,11 @@ static uint32_t hash_key(unsigned metric, const char *key)
 	return h;
 }
 
-int tsdb_new(struct tsdb **out, unsigned max_series, unsigned points)
+int tsdb_new(struct tsdb **out, unsigned nmetrics, unsigned max_series, unsigned points)
 {
 	struct tsdb *db;
 
-	if (!max_series || !points)
+	if (!nmetrics || !max_series || !points)
 		return -EINVAL;
 	db = calloc(1, sizeof(*db));
 	if (!db)
@@ -106,7 +104,7 @@ int tsdb_new(struct tsdb **out, unsigned max_series, unsigned points)
 	db->nbuckets = 1;
 	while (db->nbuckets < max_series)
 		db->nbuckets <<= 1;
-	db->nmetrics = (unsigned)metric_count();
+	db->nmetrics = nmetrics;
 	db->times = calloc(points, sizeof(*db->times));
 	db->buckets = calloc(db->nbuckets, sizeof(*db->buckets));
 	db->by_metric = calloc(db->nmetrics, sizeof(*db->by_metric));

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "agent/config.h"
+#include "base/config.h"
 
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/log.h"
-#include "agent/util.h"
+#include "base/log.h"
+#include "base/util.h"
 
 enum cfg_type { CFG_DURATION, CFG_SIZE, CFG_UINT, CFG_BOOL, CFG_STRING, CFG_PATH, CFG_STRLIST };
 

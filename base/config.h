@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "agent/yamltree.h"
+#include "base/yamltree.h"
 
 #define CFG_LIST_MAX 8
 #define CFG_STR_MAX  256

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "agent/yamltree.h"
+#include "base/yamltree.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <yaml.h>
 
-#include "agent/util.h"
+#include "base/util.h"
 
 static void diag_vadd(struct diag *d, const char *file, unsigned line, unsigned col,
 		      const char *fmt, va_list ap)

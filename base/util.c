@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "agent/util.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>

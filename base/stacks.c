@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "agent/stacks.h"
+#include "base/stacks.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/cgroups.h"
-#include "agent/symbolize.h"
-#include "agent/util.h"
+#include "base/cgroups.h"
+#include "base/symbolize.h"
+#include "base/util.h"
 
 struct stack_entry {
 	uint32_t tgid, pid;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "storage/timeline_svg.h"
+#include "probes/timeline_svg.h"
 
 #include <errno.h>
 #include <math.h>
