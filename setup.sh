@@ -17,12 +17,12 @@ ROOT=$(pwd)
 # Everything the build, the agent and the tests need, from Debian 12.
 BUILD_PKGS=(build-essential cmake ninja-build pkg-config clang llvm bpftool
 	libbpf-dev libelf-dev libdw-dev zlib1g-dev libyaml-dev libjansson-dev
-	libcurl4-openssl-dev libcmocka-dev liblzma-dev dpkg-dev gzip)
-RUN_PKGS=(libbpf1 libelf1 libdw1 libyaml-0-2 libjansson4 libcurl4 liblzma5)
+	libcurl4-openssl-dev libcmocka-dev liblzma-dev libssl-dev libcrypt-dev dpkg-dev gzip)
+RUN_PKGS=(libbpf1 libelf1 libdw1 libyaml-0-2 libjansson4 libcurl4 liblzma5 libssl3 libcrypt1)
 TEST_PKGS=(python3 python3-pytest bpftool util-linux iproute2 systemd procps clang-format
 	curl unzip openjdk-17-jre-headless nginx-light openssl linux-perf bpftrace
 	bpfcc-tools libclang-rt-14-dev file binutils elfutils strace gdb
-	mmdebstrap groff-base bash-completion)
+	mmdebstrap groff-base bash-completion prometheus python3-prometheus-client)
 
 need_root() {
 	if [ "$(id -u)" -ne 0 ]; then

@@ -21,6 +21,7 @@
 #include "agent/control.h"
 #include "agent/guard.h"
 #include "agent/incident.h"
+#include "agent/metrics_http.h"
 #include "base/log.h"
 #include "agent/procscan.h"
 #include "base/loop.h"
@@ -47,6 +48,7 @@ struct rule_note {
 	char name[128];
 	char last_error[256];
 	uint64_t last_error_real_ms;
+	uint64_t errors;
 	char last_incident[64];
 };
 
@@ -72,7 +74,8 @@ struct daemon {
 	struct capmgr *caps;
 	struct engine *engine;
 	struct store *store;
-	struct essink *es; /* NULL unless storage.elasticsearch.enabled */
+	struct essink *es;	   /* NULL unless storage.elasticsearch.enabled */
+	struct metrics_http *prom; /* NULL unless metrics.listen */
 	struct incident_host host;
 	uint64_t incidents_written, incidents_failed;
 	uint64_t started_mono_ns;
@@ -205,6 +208,7 @@ static void note_rule_error(struct daemon *d, const char *rule, const char *fmt,
 	vsnprintf(n->last_error, sizeof(n->last_error), fmt, ap);
 	va_end(ap);
 	n->last_error_real_ms = now_real_ms();
+	n->errors++;
 }
 
 static void remember_incident(struct daemon *d, const struct pending_incident *p, bool ok,
@@ -638,6 +642,7 @@ static void on_tick(void *ctx, struct loop_timer *t)
 
 	(void)t;
 	watchers_sample(d->watchers, d->db, now_real_ms());
+	metrics_http_round(d->prom, d->db);
 	engine_evaluate(d->engine, d->db, now_mono_ns() / 1000000, on_fires, d);
 	guard_hooks(d);
 	capmgr_tick(d->caps);
@@ -706,6 +711,26 @@ static int open_es(struct daemon *d, const struct agent_config *cfg, struct essi
 	return cfg->es.enabled ? essink_new(out, &eo) : 0;
 }
 
+static json_t *metrics_status(void *ctx);
+
+static const struct tsdb *metrics_db(void *ctx)
+{
+	return ((struct daemon *)ctx)->db;
+}
+
+/* The Prometheus endpoint; on reload the running one hands over its socket. */
+static int open_metrics(struct daemon *d, const struct agent_config *cfg, struct metrics_http **out)
+{
+	struct metrics_http_opts mo = {.loop = d->loop,
+				       .cfg = cfg,
+				       .status = metrics_status,
+				       .db = metrics_db,
+				       .ctx = d,
+				       .prev = d->prom};
+
+	return metrics_http_new(out, &mo);
+}
+
 static unsigned history_points(const struct agent_config *cfg)
 {
 	uint64_t n = cfg->agent.history_ms / cfg->agent.interval_ms + 1;
@@ -733,6 +758,7 @@ static void reload(struct daemon *d)
 	struct ruleset *rules = NULL;
 	struct store *store = NULL;
 	struct essink *es = NULL;
+	struct metrics_http *prom = NULL;
 	int err;
 
 	sd_notify_send("RELOADING=1");
@@ -744,6 +770,11 @@ static void reload(struct daemon *d)
 	 * request in flight is abandoned and re-sent (the _id makes it harmless) */
 	if (!err)
 		err = open_es(d, &next, &es);
+	if (!err) {
+		err = open_metrics(d, &next, &prom);
+		if (err)
+			essink_free(&es);
+	}
 	if (err) {
 		store_free(&store);
 		snprintf(d->last_reload_error, sizeof(d->last_reload_error),
@@ -780,6 +811,8 @@ static void reload(struct daemon *d)
 	}
 	essink_free(&d->es);
 	d->es = es;
+	metrics_http_free(&d->prom);
+	d->prom = prom;
 	if (strcmp(next.agent.control_socket, d->cfg.agent.control_socket))
 		log_warn("agent.control_socket takes effect on restart");
 	snprintf(next.agent.control_socket, sizeof(next.agent.control_socket), "%s",
@@ -946,6 +979,7 @@ static json_t *status_rules(struct daemon *d, uint64_t *skipped)
 		json_object_set_new(r, "fires_last_hour", json_integer(hour));
 		if (ago >= 0)
 			json_object_set_new(r, "last_fired_ago_ms", json_integer(ago));
+		json_object_set_new(r, "errors", json_integer(n ? (json_int_t)n->errors : 0));
 		if (n && n->last_incident[0])
 			json_object_set_new(r, "last_incident", json_string(n->last_incident));
 		if (n && n->last_error[0]) {
@@ -1049,9 +1083,19 @@ static int ctl_status(void *ctx, const struct control_call *call, json_t **resul
 	json_object_set_new(o, "captures", caps);
 	json_object_set_new(o, "guard", guard_status(d->guard));
 	json_object_set_new(o, "symbolizer", symbolizer_stats_json(d->sym));
-	json_object_set_new(o, "control", control_stats(d->ctl));
+	json_object_set_new(o, "control", d->ctl ? control_stats(d->ctl) : json_null());
+	json_object_set_new(o, "prometheus", metrics_http_status(d->prom));
 	*result = o;
 	return 0;
+}
+
+/* The endpoint's health metrics read the very document `autotrace status` shows. */
+static json_t *metrics_status(void *ctx)
+{
+	json_t *o = NULL;
+
+	ctl_status(ctx, NULL, &o, NULL);
+	return o;
 }
 
 static int ctl_ping(void *ctx, const struct control_call *call, json_t **result,
@@ -1401,6 +1445,7 @@ static void daemon_cleanup(struct daemon *d)
 	capmgr_free(&d->caps);
 	guard_free(&d->guard);
 	control_free(&d->ctl);
+	metrics_http_free(&d->prom);
 	engine_free(&d->engine);
 	watchers_free(&d->watchers);
 	loop_timer_free(&d->tick);
@@ -1515,6 +1560,11 @@ int daemon_run(const char *config_path)
 		log_error("control socket %s unavailable: autotrace status and trigger will "
 			  "not work",
 			  d.cfg.agent.control_socket);
+
+	/* asked for explicitly: an endpoint that cannot be what the configuration
+	 * says (address taken, unprotected beyond loopback) stops the start */
+	if ((err = open_metrics(&d, &d.cfg, &d.prom)))
+		goto fail;
 
 	sd_notify_send("READY=1");
 	sd_notify_status("watching: %u rules", engine_rules(d.engine)->n);

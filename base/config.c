@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/httpd.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -23,6 +24,8 @@ struct cfg_key {
 	const char *help;
 	const char *const *choices; /* CFG_STRING restricted to these */
 	const char *charset;	    /* CFG_STRING made only of these characters */
+	/* CFG_STRING: 0, or -EINVAL with why (a set value only: "" is always allowed) */
+	int (*check)(const char *s, char *why, size_t whylen);
 };
 
 #define F(field) offsetof(struct agent_config, field), sizeof(((struct agent_config *)0)->field)
@@ -34,6 +37,13 @@ static const char index_name_chars[] = "abcdefghijklmnopqrstuvwxyz0123456789-_."
 #define GiB    (1024ull * 1024 * 1024)
 #define MiB    (1024ull * 1024)
 #define DAY_MS 86400000ull
+
+static int check_listen(const char *s, char *why, size_t whylen)
+{
+	struct httpd_addr a;
+
+	return httpd_parse_listen(s, &a, why, whylen);
+}
 
 static const struct cfg_key config_table[] = {
 	{"agent", "interval", CFG_DURATION, F(agent.interval_ms), 100, 60000, "1s",
@@ -95,6 +105,24 @@ static const struct cfg_key config_table[] = {
 	{"symbolizer", "lines", CFG_BOOL, F(symbolizer.lines), 0, 0, "false",
 	 "add source file:line and inlined functions to user frames, from DWARF when the binary "
 	 "or its debug file has it"},
+	{"metrics", "listen", CFG_STRING, F(metrics.listen), 0, 0, "",
+	 "Prometheus/OpenMetrics endpoint (GET /metrics): HOST:PORT, [IPv6]:PORT, :PORT (every "
+	 "address) or a unix socket path; empty: off",
+	 NULL, NULL, check_listen},
+	{"metrics", "web_config", CFG_PATH, F(metrics.web_config), 0, 0, "",
+	 "web configuration file as Prometheus exporters take it: tls_server_config (cert_file, "
+	 "key_file, client CA) and basic_auth_users (bcrypt hashes)"},
+	{"metrics", "allow_insecure", CFG_BOOL, F(metrics.allow_insecure), 0, 0, "false",
+	 "serve addresses beyond loopback without TLS or basic authentication (refused "
+	 "otherwise)"},
+	{"metrics", "max_clients", CFG_UINT, F(metrics.max_clients), 1, 64, "4",
+	 "connections served at once; an idle kept-alive one makes room for a new one"},
+	{"metrics", "max_response_size", CFG_SIZE, F(metrics.max_response_size), 64 * 1024, 1 * GiB,
+	 "32MiB",
+	 "largest exposition; past it whole metric families are left out (counted and logged)"},
+	{"metrics", "timeout", CFG_DURATION, F(metrics.timeout_ms), 100, 300000, "10s",
+	 "a client must send its request, and read the response, within this (slow clients are "
+	 "dropped)"},
 	{"storage.local", "dir", CFG_PATH, F(local.dir), 0, 0, "/var/lib/autotrace/incidents",
 	 "incident store: DIR/YYYY-MM-DD/ID/incident.json + artifacts"},
 	{"storage.local", "max_size", CFG_SIZE, F(local.max_size), 1 * MiB, 1024 * GiB, "1GiB",
@@ -248,6 +276,8 @@ static int parse_scalar(const struct cfg_key *k, const char *s, void *dst, char 
 			snprintf(why, wl, "value longer than %zu characters", k->size - 1);
 			return -ENAMETOOLONG;
 		}
+		if (k->check && s[0] && k->check(s, why, wl))
+			return -EINVAL;
 		strcpy(dst, s);
 		return 0;
 	case CFG_STRLIST:

@@ -65,6 +65,14 @@ struct agent_config {
 		uint64_t max_incident_size;
 	} local;
 	struct {
+		char listen[PATH_MAX];
+		char web_config[PATH_MAX];
+		bool allow_insecure;
+		uint64_t max_clients;
+		uint64_t max_response_size;
+		uint64_t timeout_ms;
+	} metrics;
+	struct {
 		bool enabled;
 		struct cfg_strlist urls;
 		char index_prefix[128];

@@ -30,6 +30,60 @@ int metric_index(const char *name);
 /* "host, per cpu" */
 void metric_scope_text(unsigned scopes, char *buf, size_t len);
 
+/*
+ * The same metrics in Prometheus' conventions (docs/prometheus.md): base
+ * units (seconds, bytes, ratios 0-1 instead of percentages), an autotrace_
+ * prefix, and per-interval counts accumulated into _total counters.
+ */
+enum prom_type { PROM_GAUGE, PROM_COUNTER, PROM_INFO };
+
+struct metric_prom {
+	const char *name; /* "autotrace_cpu_sys_ratio"; counters end in _total */
+	const char *unit; /* OpenMetrics UNIT (a suffix of the name), or "" */
+	double scale;	  /* catalogue value x scale = exposed value */
+	enum prom_type type;
+};
+
+/* The Prometheus form of catalogue metric i (same index as metric_at). */
+const struct metric_prom *metric_prom_at(size_t i);
+
+/*
+ * The agent's own health, exposed beside the watch layer: each metric reads
+ * one field of the status document (`autotrace status --json`), so the
+ * endpoint and the status command can never disagree.
+ *
+ * status is a dotted path into that document. A segment "name[]" walks every
+ * element of an array, labelling each sample label="element's label_from";
+ * "name[key=value]" picks the one element whose key has that value; "name{}"
+ * walks the members of an object, labelling each sample label="member name".
+ * Consecutive entries with the same name are one metric family.
+ */
+enum agent_value {
+	AV_NUMBER,  /* the number (or boolean as 0/1) x scale */
+	AV_PRESENT, /* 1 when the field exists, 0 when it does not */
+	AV_COUNT,   /* the length of the array */
+	AV_STATE,   /* one sample per states[] entry, label state, 1 for the current one */
+	AV_INFO,    /* value 1, labelled info_label=the string */
+};
+
+struct agent_metric {
+	const char *name;
+	enum prom_type type;
+	const char *unit;
+	const char *help;
+	const char *status;
+	enum agent_value value;
+	double scale;		   /* AV_NUMBER; 0 means 1 */
+	const char *label;	   /* the label of an array walk ("rule") */
+	const char *label_from;	   /* the element field it comes from ("name") */
+	const char *fixed_label;   /* "reason=busy": a constant label, or NULL */
+	const char *const *states; /* AV_STATE, NULL-terminated */
+	const char *info_label;	   /* AV_INFO */
+};
+
+size_t agent_metric_count(void);
+const struct agent_metric *agent_metric_at(size_t i);
+
 /* Indices of the metrics, in catalogue order. The first eight never move. */
 enum metric_id {
 	M_CPU_USER,

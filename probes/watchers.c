@@ -173,6 +173,7 @@ json_t *watchers_status(const struct watchers *w)
 			json_real(s->samples ? (double)s->cpu_ns / 1000.0 / (double)s->samples
 					     : 0));
 		json_object_set_new(o, "sample_us_max", json_real((double)s->max_ns / 1000.0));
+		json_object_set_new(o, "sample_us_total", json_real((double)s->cpu_ns / 1000.0));
 		if (s->throttled)
 			json_object_set_new(o, "throttled_reason",
 					    json_string(s->throttled_reason));

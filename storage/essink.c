@@ -1426,6 +1426,11 @@ json_t *essink_status(const struct essink *s)
 	json_object_set_new(o, "spool_dir", json_string(spool_dir(s->spool)));
 	json_object_set_new(o, "spool_depth", json_integer((json_int_t)st.queued));
 	json_object_set_new(o, "spool_bytes", json_integer((json_int_t)st.bytes));
+	json_object_set_new(
+		o, "spool_oldest_age_ms",
+		json_integer((json_int_t)(st.oldest_real_ms && now_real_ms() > st.oldest_real_ms
+						  ? now_real_ms() - st.oldest_real_ms
+						  : 0)));
 	json_object_set_new(o, "parked", json_integer((json_int_t)st.parked));
 	json_object_set_new(o, "shipped", json_integer((json_int_t)s->c.shipped));
 	json_object_set_new(o, "duplicates", json_integer((json_int_t)s->c.duplicates));

@@ -439,4 +439,5 @@ void spool_stats(const struct spool *s, struct spool_stats *st)
 	st->evicted_size = s->evicted_size;
 	st->parked_total = s->parked_total;
 	st->write_errors = s->write_errors;
+	st->oldest_real_ms = s->n ? s->items[0].real_ms : 0;
 }

@@ -40,6 +40,7 @@ struct spool_stats {
 	uint64_t evicted_age, evicted_size; /* since open */
 	uint64_t parked_total;		    /* since open */
 	uint64_t write_errors;
+	uint64_t oldest_real_ms; /* incident time of the oldest queued item, 0 when empty */
 };
 
 /* Creates dir (0700) and parked/, removes temporaries of an interrupted
