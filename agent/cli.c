@@ -16,6 +16,7 @@
 #include "base/cgroups.h"
 #include "base/config.h"
 #include "agent/daemon.h"
+#include "agent/exposition.h"
 #include "base/log.h"
 #include "base/tsdb.h"
 #include "base/util.h"
@@ -47,13 +48,17 @@ const struct cli_command cli_commands[] = {
 	 "  -c, --config FILE   take limits (capture.max_duration) from this config\n"
 	 "  -q, --quiet         print nothing when everything is valid\n",
 	 cmd_rules_check},
-	{"metrics", "[--json] [--count N]", "sample every watcher and print the values",
+	{"metrics", "[--json | --prometheus] [--count N]",
+	 "sample every watcher and print the values",
 	 "Samples every watcher without a daemon and prints each metric's value.\n"
 	 "Rates and percentages need two samples, so the first is taken one interval\n"
 	 "before the first printed one.\n\n"
 	 "  -j, --json          one JSON object per sample:\n"
 	 "                      {\"timestamp\": ..., \"metrics\": [{\"name\", \"value\", "
 	 "\"labels\"}]}\n"
+	 "  -P, --prometheus    print each sample as the metrics endpoint does (Prometheus\n"
+	 "                      text format; the agent's own health needs the daemon);\n"
+	 "                      with --list, the Prometheus names of every metric\n"
 	 "  -n, --count N       samples to print (default 1)\n"
 	 "  -i, --interval D    time between samples (default: agent.interval)\n"
 	 "  -l, --list          list the metric catalogue (name, unit, scope, source)\n"
@@ -360,6 +365,66 @@ static void print_round(const struct tsdb *db, bool json)
 	fflush(stdout);
 }
 
+/* The watch layer as GET /metrics shows it (text format; counters start now). */
+static void print_exposition(const struct tsdb *db, const struct expo_counters *ec)
+{
+	struct expo_result r;
+
+	if (expo_render(db, NULL, ec, EXPO_TEXT, 1u << 30, 0, &r))
+		return;
+	fwrite(r.body, 1, r.len, stdout);
+	free(r.body);
+	fflush(stdout);
+}
+
+static const char *prom_type_name(enum prom_type t)
+{
+	return t == PROM_COUNTER ? "counter" : t == PROM_INFO ? "info" : "gauge";
+}
+
+/* Every name the metrics endpoint can show: the watch layer, then the agent's own. */
+static void print_prometheus_catalogue(bool json)
+{
+	json_t *arr = json ? json_array() : NULL;
+
+	for (size_t i = 0; i < metric_count(); i++) {
+		const struct metric_desc *md = metric_at(i);
+		const struct metric_prom *p = metric_prom_at(i);
+		char scope[64];
+
+		metric_scope_text(md->scopes, scope, sizeof(scope));
+		if (json)
+			json_array_append_new(
+				arr, json_pack("{s:s,s:s,s:s,s:f,s:s,s:s,s:s}", "name", p->name,
+					       "type", prom_type_name(p->type), "unit", p->unit,
+					       "scale", p->scale, "metric", md->name, "scope",
+					       scope, "help", md->help));
+		else
+			printf("%-48s %-7s %-24s %s\n", p->name, prom_type_name(p->type), md->name,
+			       md->help);
+	}
+	for (size_t i = 0; i < agent_metric_count(); i++) {
+		const struct agent_metric *a = agent_metric_at(i);
+
+		if (i && !strcmp(a->name, agent_metric_at(i - 1)->name))
+			continue; /* one family */
+		if (json)
+			json_array_append_new(arr,
+					      json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?}", "name",
+							a->name, "type", prom_type_name(a->type),
+							"unit", a->unit, "status", a->status,
+							"help", a->help, "label", a->label));
+		else
+			printf("%-48s %-7s %-24s %s\n", a->name, prom_type_name(a->type), "(agent)",
+			       a->help);
+	}
+	if (json) {
+		json_dumpf(arr, stdout, JSON_INDENT(2));
+		printf("\n");
+		json_decref(arr);
+	}
+}
+
 static void print_catalogue(bool json)
 {
 	json_t *arr = json ? json_array() : NULL;
@@ -388,27 +453,29 @@ static void print_catalogue(bool json)
 
 int cmd_metrics(int argc, char **argv)
 {
-	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-					     {"count", required_argument, NULL, 'n'},
-					     {"interval", required_argument, NULL, 'i'},
-					     {"list", no_argument, NULL, 'l'},
-					     {"config", required_argument, NULL, 'c'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'},	 {"prometheus", no_argument, NULL, 'P'},
+		{"count", required_argument, NULL, 'n'}, {"interval", required_argument, NULL, 'i'},
+		{"list", no_argument, NULL, 'l'},	 {"config", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},	 {NULL, 0, NULL, 0}};
 	struct agent_config cfg;
 	struct watcher_env env;
 	struct watchers *w = NULL;
 	struct cgroups *cg = NULL;
 	struct tsdb *db = NULL;
+	struct expo_counters *ec = NULL;
 	const char *config = NULL;
 	uint64_t count = 1, interval_ms = 0;
-	bool json = false, list = false;
+	bool json = false, list = false, prom = false;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "jn:i:lc:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jPn:i:lc:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
+			break;
+		case 'P':
+			prom = true;
 			break;
 		case 'n':
 			if (parse_u64(optarg, &count) || count == 0 || count > 1000000)
@@ -439,16 +506,23 @@ int cmd_metrics(int argc, char **argv)
 	if (optind < argc)
 		return cli_usage_error("metrics", "unexpected argument '%s'", argv[optind]);
 	if (list) {
-		print_catalogue(json);
+		if (prom)
+			print_prometheus_catalogue(json);
+		else
+			print_catalogue(json);
 		return EXIT_OK;
 	}
+	if (prom && json)
+		return cli_usage_error("metrics",
+				       "--json and --prometheus are two formats: pick one");
 	rc = cli_load_config(config, &cfg);
 	if (rc)
 		return rc;
 	if (!interval_ms)
 		interval_ms = cfg.agent.interval_ms;
 	log_route_libbpf();
-	if (cgroups_new(&cg, "/sys/fs/cgroup") || tsdb_new(&db, metric_count(), 8192, 4)) {
+	if (cgroups_new(&cg, "/sys/fs/cgroup") || tsdb_new(&db, metric_count(), 8192, 4) ||
+	    (prom && expo_counters_new(&ec, 8192))) {
 		rc = EXIT_RUNTIME;
 		goto out;
 	}
@@ -465,9 +539,14 @@ int cmd_metrics(int argc, char **argv)
 
 		nanosleep(&ts, NULL);
 		watchers_sample(w, db, now_real_ms());
-		print_round(db, json);
+		expo_counters_round(ec, db);
+		if (prom)
+			print_exposition(db, ec);
+		else
+			print_round(db, json);
 	}
 out:
+	expo_counters_free(&ec);
 	watchers_free(&w);
 	tsdb_free(&db);
 	cgroups_free(&cg);

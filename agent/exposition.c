@@ -104,7 +104,7 @@ static bool digits12(double a, int e, uint64_t *d)
  * on the tens of thousands of series a dense node has. */
 size_t expo_format_value(double v, char *out)
 {
-	char dig[16];
+	char dig[32];
 	uint64_t d;
 	size_t n = 0;
 	double a;
@@ -207,9 +207,8 @@ static size_t utf8_len(const unsigned char *p, size_t n)
  * are not UTF-8 become U+FFFD: Prometheus refuses a whole scrape over one bad
  * byte, and cgroup names are chosen by tenants. Writes at most 3 x n bytes.
  */
-static size_t escape(char *out, const char *s, size_t n, bool quote)
+static size_t escape_slow(char *out, const unsigned char *p, size_t n, bool quote)
 {
-	const unsigned char *p = (const unsigned char *)s;
 	size_t o = 0, i = 0;
 
 	while (i < n) {
@@ -239,6 +238,43 @@ static size_t escape(char *out, const char *s, size_t n, bool quote)
 		i += l;
 	}
 	return o;
+}
+
+#define ONES  0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Some byte of x is c (the classic zero-byte test on x ^ c). */
+static inline uint64_t has_byte(uint64_t x, unsigned char c)
+{
+	uint64_t y = x ^ (ONES * c);
+
+	return (y - ONES) & ~y & HIGHS;
+}
+
+static size_t escape(char *out, const char *s, size_t n, bool quote)
+{
+	size_t i = 0;
+
+	/* label values are nearly always plain ASCII: check 8 bytes at a time
+	 * and copy them as they are (a third of the exposition's time otherwise) */
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x;
+
+		memcpy(&x, s + i, 8);
+		if ((x & HIGHS) || has_byte(x, '\\') || has_byte(x, '\n') ||
+		    (quote && has_byte(x, '"')))
+			break;
+	}
+	for (; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x80 || c == '\\' || c == '\n' || (c == '"' && quote))
+			break;
+	}
+	memcpy(out, s, i);
+	if (i == n)
+		return n;
+	return i + escape_slow(out + i, (const unsigned char *)s + i, n - i, quote);
 }
 
 /* ---- families ---- */
@@ -692,7 +728,7 @@ static unsigned metric_series(const struct tsdb *db, size_t m)
 }
 
 int expo_render(const struct tsdb *db, json_t *status, const struct expo_counters *counters,
-		enum expo_format f, size_t max_bytes, struct expo_result *out)
+		enum expo_format f, size_t max_bytes, size_t size_hint, struct expo_result *out)
 {
 	struct render r = {.f = f};
 
@@ -700,6 +736,9 @@ int expo_render(const struct tsdb *db, json_t *status, const struct expo_counter
 	if (max_bytes < 2 * TRAILER_BYTES)
 		return -EINVAL;
 	r.b.max = max_bytes - TRAILER_BYTES;
+	/* growing by doubling would copy the body several times over */
+	if (size_hint)
+		ob_reserve(&r.b, MIN(size_hint + size_hint / 8, r.b.max));
 	if (status) {
 		render_health(&r, status);
 		if (r.b.full) {

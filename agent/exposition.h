@@ -39,9 +39,10 @@ struct expo_result {
 };
 
 /* status: the status document (`autotrace status --json`) the agent's own
- * metrics are read from, or NULL; counters may be NULL (counters show 0). */
+ * metrics are read from, or NULL; counters may be NULL (counters show 0).
+ * size_hint: the previous body's length, to allocate once. */
 int expo_render(const struct tsdb *db, json_t *status, const struct expo_counters *counters,
-		enum expo_format f, size_t max_bytes, struct expo_result *out);
+		enum expo_format f, size_t max_bytes, size_t size_hint, struct expo_result *out);
 
 /* Writes v as the exposition formats spell numbers; returns the length
  * (at most 32 bytes, no NUL). Exposed for the unit tests. */

@@ -59,7 +59,7 @@ static void on_request(void *ctx, const struct httpd_request *req, struct httpd_
 	f = expo_negotiate(req->accept);
 	status = m->opts.status ? m->opts.status(m->opts.ctx) : NULL;
 	err = expo_render(m->opts.db ? m->opts.db(m->opts.ctx) : NULL, status, m->counters, f,
-			  req->max_body, &r);
+			  req->max_body, m->st.last_body_bytes, &r);
 	json_decref(status);
 	if (err) {
 		m->st.render_errors++;

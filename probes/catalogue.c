@@ -376,8 +376,8 @@ static const char *const watcher_states[] = {"ok",  "error",	 "degraded", "unava
 static const char *const rule_states[] = {"ok", "pending", "firing", "capturing", "cooldown", NULL};
 static const char *const kind_states[] = {"ready", "running", "unavailable", NULL};
 static const char *const hook_states[] = {"on", "throttled", NULL};
-static const char *const es_states[] = {"connecting", "installing template", "ok", "shipping",
-					"failing",    "unreachable",	     NULL};
+static const char *const es_states[] = {"disabled", "connecting", "installing template", "ok",
+					"shipping", "failing",	  "unreachable",	 NULL};
 
 #define GAUGE(n, u, h, st)                                                                         \
 	{                                                                                          \
@@ -590,7 +590,7 @@ static const struct agent_metric agent_metrics[] = {
 	{.name = "autotrace_es_state",
 	 .type = PROM_GAUGE,
 	 .unit = "",
-	 .help = "Elasticsearch shipping state (1 for the current one; absent when disabled)",
+	 .help = "Elasticsearch shipping state (1 for the current one)",
 	 .status = "elasticsearch.state",
 	 .value = AV_STATE,
 	 .states = es_states},

@@ -77,6 +77,21 @@ static void test_parse_values(void **state)
 	/* keys not given keep their defaults */
 	assert_string_equal(cfg.local.dir, "/var/lib/autotrace/incidents");
 	assert_string_equal(cfg.source, "t.yaml");
+	/* the metrics endpoint is off unless asked for; every address form parses */
+	assert_string_equal(cfg.metrics.listen, "");
+	assert_int_equal(cfg.metrics.max_clients, 4);
+	assert_int_equal(cfg.metrics.max_response_size, 32ull << 20);
+	assert_int_equal(cfg.metrics.timeout_ms, 10000);
+	assert_false(cfg.metrics.allow_insecure);
+	for (const char *const *l =
+		     (const char *const[]){"127.0.0.1:9464", "\"[::1]:9464\"", "\":9464\"",
+					   "localhost:0", "/run/x/metrics.sock", NULL};
+	     *l; l++) {
+		char text[128];
+
+		snprintf(text, sizeof(text), "metrics:\n  listen: %s\n", *l);
+		assert_int_equal(load(text, &cfg, msg, sizeof(msg)), 0);
+	}
 }
 
 static void test_empty_document_is_defaults(void **state)
@@ -187,6 +202,15 @@ static void test_bad_values(void **state)
 	expect_error("agent:\n  rules_dir: relative/dir\n",
 		     "'relative/dir' is not an absolute path");
 	expect_error("agent:\n  log_level: loud\n", "'loud' is not one of the allowed values");
+	expect_error(
+		"metrics:\n  listen: node1.example.com:9464\n",
+		"t.yaml:2:11: metrics.listen: 'node1.example.com:9464': the host must be an IP "
+		"address or localhost");
+	expect_error("metrics:\n  listen: 127.0.0.1:99999\n", "port '99999' is not in 0..65535");
+	expect_error("metrics:\n  listen: 127.0.0.1\n", "expected HOST:PORT, [IPv6]:PORT or an "
+							"absolute unix socket path");
+	expect_error("metrics:\n  listen: \"[::1:9464\"\n", "expected [IPv6]:PORT");
+	expect_error("metrics:\n  max_response_size: 1KiB\n", "out of range [64KiB, 1GiB]");
 	{
 		char text[1024] = "agent:\n  hostname: ";
 		size_t n = strlen(text);
