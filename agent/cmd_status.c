@@ -252,6 +252,37 @@ static void print_dropped(json_t *o, json_t *ctl)
 	       (long long)jint(ctl, "timed_out"));
 }
 
+/* The metrics endpoint: where, how protected, and what it answered. */
+static void print_prometheus(json_t *p)
+{
+	json_t *r = json_object_get(p, "refused");
+	char bytes[32];
+
+	if (!p)
+		return;
+	if (!json_is_true(json_object_get(p, "enabled"))) {
+		printf("prometheus: off\n");
+		return;
+	}
+	cli_human_size((uint64_t)jint(p, "last_body_bytes"), bytes, sizeof(bytes));
+	printf("prometheus: %s://%s/metrics%s, %lld client%s, %lld requests, refused %lld "
+	       "(full %lld, rate %lld, auth %lld, timeout %lld, bad %lld), last %s in %lld series",
+	       json_is_true(json_object_get(p, "tls")) ? "https" : "http",
+	       jstring(p, "listen", "?"),
+	       json_is_true(json_object_get(p, "basic_auth")) ? " (basic auth)" : "",
+	       (long long)jint(p, "clients"), jint(p, "clients") == 1 ? "" : "s",
+	       (long long)jint(p, "requests"),
+	       (long long)(jint(r, "full") + jint(r, "rate") + jint(r, "auth") +
+			   jint(r, "timeout") + jint(r, "bad")),
+	       (long long)jint(r, "full"), (long long)jint(r, "rate"), (long long)jint(r, "auth"),
+	       (long long)jint(r, "timeout"), (long long)jint(r, "bad"), bytes,
+	       (long long)jint(p, "last_series"));
+	if (jint(p, "last_series_skipped"))
+		printf(" (%lld left out: metrics.max_response_size)",
+		       (long long)jint(p, "last_series_skipped"));
+	printf(", %.3fs CPU\n", jnum(p, "cpu_seconds"));
+}
+
 int cmd_status(int argc, char **argv)
 {
 	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
@@ -304,6 +335,7 @@ int cmd_status(int argc, char **argv)
 		print_incidents(json_object_get(st, "incidents"),
 				json_object_get(st, "elasticsearch"));
 		print_dropped(json_object_get(st, "dropped"), json_object_get(st, "control"));
+		print_prometheus(json_object_get(st, "prometheus"));
 	}
 	json_decref(st);
 	return EXIT_OK;
