@@ -51,11 +51,11 @@ rules:
     description: test rule
     metric: cpu.sys_pct
     scope: host
-    above: 20
+    above: 60
     for: 2s
     capture:
       - { kind: profile, duration: 2s, frequency: 49 }
-    cooldown: 1h
+    cooldown: 1s
 """
 
 OPENMETRICS = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
@@ -105,19 +105,20 @@ def test_prometheus_scrapes_watch_layer_and_incident_counter(scraped):
     assert 0 <= host[1] <= 1
     per_cpu = prom.query("autotrace_cpu_sys_ratio{cpu!=\"\"}")
     assert len(per_cpu) == os.cpu_count(), per_cpu
+    # (what the machine did before is its business: the counter must move from here)
     (before,) = prom.wait("autotrace_incidents_written_total", lambda r: len(r) == 1)
-    assert before[1] == 0
+    (fires0,) = prom.query('autotrace_rule_fires_total{rule="e2e-cpu-sys"}')
+    written0 = len(agent.incidents())
 
     # a real anomaly: kernel time on two CPUs trips the rule, an incident is written
     exe = compile_c(SYSLOOP, "at_promsys", agent.dir)
     subprocess.run([exe, "6"], check=True)
-    assert agent.wait_incidents(1, timeout=15), agent.read_log()
-    prom.wait("autotrace_incidents_written_total", lambda r: r and r[0][1] >= 1)
+    assert agent.wait_incidents(written0 + 1, timeout=15), agent.read_log()
+    prom.wait("autotrace_incidents_written_total", lambda r: r and r[0][1] > before[1])
     assert prom.wait("increase(autotrace_incidents_written_total[1m]) > 0", lambda r: r)
-    (fires,) = prom.wait('autotrace_rule_fires_total{rule="e2e-cpu-sys"}',
-                         lambda r: r and r[0][1] >= 1)
+    prom.wait('autotrace_rule_fires_total{rule="e2e-cpu-sys"}', lambda r: r and r[0][1] > fires0[1])
     (peak,) = prom.query('max_over_time(autotrace_cpu_sys_ratio{cpu=""}[1m])')
-    assert peak[1] > 0.2, peak
+    assert peak[1] > 0.6, peak
     (runs,) = prom.query('autotrace_capture_runs_total{kind="profile"}')
     assert runs[1] >= 1
 
