@@ -920,36 +920,34 @@ static json_t *status_agent(struct daemon *d)
 	return o;
 }
 
-/* watchers_status() plus the latest host-level value of every series each wrote. */
+/* watchers_status() plus the latest host-level value of every series each wrote:
+ * one pass over the series (a dense node has tens of thousands, and the
+ * metrics endpoint builds this document on every scrape). */
 static json_t *status_watchers(struct daemon *d)
 {
 	json_t *arr = watchers_status(d->watchers), *w;
-	size_t i;
+	size_t n = json_array_size(arr), i;
+	unsigned *labeled = calloc(n ? n : 1, sizeof(*labeled));
 
-	json_array_foreach(arr, i, w)
-	{
-		json_t *values = json_object();
-		unsigned labeled = 0;
+	json_array_foreach(arr, i, w) json_object_set_new(w, "values", json_object());
+	for (size_t m = 0; labeled && m < metric_count(); m++) {
+		for (struct tsdb_series *s = tsdb_first(d->db, (unsigned)m); s; s = tsdb_next(s)) {
+			unsigned src = tsdb_series_source(s);
+			double v;
 
-		for (size_t m = 0; m < metric_count(); m++) {
-			for (struct tsdb_series *s = tsdb_first(d->db, (unsigned)m); s;
-			     s = tsdb_next(s)) {
-				double v;
-
-				if (tsdb_series_source(s) != i + 1)
-					continue;
-				if (tsdb_series_key(s)[0]) {
-					labeled++;
-					continue;
-				}
-				if (tsdb_value(d->db, s, 0, &v))
-					json_object_set_new(values, metric_at(m)->name,
-							    json_real(round(v * 1000) / 1000));
-			}
+			if (src < 1 || src > n)
+				continue;
+			if (tsdb_series_key(s)[0])
+				labeled[src - 1]++;
+			else if (tsdb_value(d->db, s, 0, &v))
+				json_object_set_new(
+					json_object_get(json_array_get(arr, src - 1), "values"),
+					metric_at(m)->name, json_real(round(v * 1000) / 1000));
 		}
-		json_object_set_new(w, "values", values);
-		json_object_set_new(w, "labeled_series", json_integer(labeled));
 	}
+	json_array_foreach(arr, i, w)
+		json_object_set_new(w, "labeled_series", json_integer(labeled ? labeled[i] : 0));
+	free(labeled);
 	return arr;
 }
 

@@ -12,9 +12,10 @@
 #include "base/util.h"
 #include "probes/catalogue.h"
 
-#define LABEL_SEP     '\x1f' /* between k=v pairs of a tsdb series key */
-#define TRAILER_BYTES 64     /* "# EOF\n" always fits */
-#define PRUNE_EVERY   64     /* rounds between sweeps of counters whose series went away */
+#define LABEL_SEP      '\x1f' /* between k=v pairs of a tsdb series key */
+#define TRAILER_BYTES  64     /* "# EOF\n" always fits */
+#define PRUNE_EVERY    64     /* rounds between sweeps of counters whose series went away */
+#define PREFETCH_AHEAD 4      /* series asked for before they are rendered */
 
 /* ---- output buffer: grows up to max, then refuses (full) ---- */
 
@@ -82,10 +83,14 @@ static const double pow10_tab[] = {1e0,	 1e1,  1e2,  1e3,  1e4,	 1e5,  1e6,  1e7
 				   1e8,	 1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 				   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-/* 12 significant digits of |v| as an integer d in [1e11, 1e12), with v ~ d x 10^(e-11). */
-static bool digits12(double a, int e, uint64_t *d)
+#define SIG	10	       /* significant digits of a non-integral value */
+#define SIG_MIN 1000000000ull  /* 10^(SIG-1) */
+#define SIG_MAX 10000000000ull /* 10^SIG */
+
+/* SIG significant digits of a as an integer d in [SIG_MIN, SIG_MAX), a ~ d x 10^(e-SIG+1). */
+static bool digits(double a, int e, uint64_t *d)
 {
-	int k = 11 - e;
+	int k = SIG - 1 - e;
 	double x;
 
 	if (k >= 0 && k < (int)ARRAY_SIZE(pow10_tab))
@@ -98,10 +103,10 @@ static bool digits12(double a, int e, uint64_t *d)
 	return true;
 }
 
-/* Exposition numbers are read back as Go floats: 12 significant digits keep
- * every value the watchers compute (they come from integer counters over an
- * interval), integers stay exact, and this is several times cheaper than %g
- * on the tens of thousands of series a dense node has. */
+/* Integers are written exactly; other values with 10 significant digits,
+ * more than the history keeps (it stores floats, good for 7) and as many as
+ * the agent's own counters need, several times cheaper than %g on the tens
+ * of thousands of series a dense node has. */
 size_t expo_format_value(double v, char *out)
 {
 	char dig[32];
@@ -124,33 +129,33 @@ size_t expo_format_value(double v, char *out)
 	if (a < 9007199254740992.0 && a == floor(a))
 		return n + put_u64(out + n, (uint64_t)a);
 	if (a < 1e-6 || a >= 1e15) {
-		int len = snprintf(dig, sizeof(dig), "%.12g", a);
+		int len = snprintf(dig, sizeof(dig), "%.10g", a);
 
 		memcpy(out + n, dig, (size_t)len);
 		return n + (size_t)len;
 	}
 	e = (int)floor(log10(a));
-	if (!digits12(a, e, &d))
+	if (!digits(a, e, &d))
 		return n + put_u64(out + n, 0);
-	if (d >= 1000000000000ull) {
+	if (d >= SIG_MAX) {
 		e++;
-		digits12(a, e, &d);
-	} else if (d < 100000000000ull) {
+		digits(a, e, &d);
+	} else if (d < SIG_MIN) {
 		e--;
-		digits12(a, e, &d);
+		digits(a, e, &d);
 	}
-	if (d >= 1000000000000ull) /* rounding carried into a 13th digit */
+	if (d >= SIG_MAX) /* rounding carried into one more digit */
 		d /= 10, e++;
-	put_u64(dig, d); /* 12 digits */
+	put_u64(dig, d); /* SIG digits */
 	if (e >= 0) {
 		/* e + 1 integer digits; a >= 1e15 went to %g, so e <= 14 */
-		size_t intd = (size_t)e + 1, last = 12;
+		size_t intd = (size_t)e + 1, last = SIG;
 
 		while (last > intd && dig[last - 1] == '0')
 			last--;
-		memcpy(out + n, dig, MIN(intd, (size_t)12));
-		n += MIN(intd, (size_t)12);
-		for (size_t z = 12; z < intd; z++)
+		memcpy(out + n, dig, MIN(intd, (size_t)SIG));
+		n += MIN(intd, (size_t)SIG);
+		for (size_t z = SIG; z < intd; z++)
 			out[n++] = '0';
 		if (last > intd) {
 			out[n++] = '.';
@@ -158,7 +163,7 @@ size_t expo_format_value(double v, char *out)
 			n += last - intd;
 		}
 	} else {
-		size_t last = 12;
+		size_t last = SIG;
 
 		while (last > 1 && dig[last - 1] == '0')
 			last--;
@@ -332,10 +337,10 @@ static void family_header(struct render *r, const char *name, enum prom_type typ
 }
 
 /* name{labels} value, labels from a tsdb key plus extra pairs. */
-static void sample(struct render *r, const char *name, const char *key, const struct label *extra,
-		   unsigned nextra, double v)
+static void sample(struct render *r, const char *name, size_t nl, const char *key,
+		   const struct label *extra, unsigned nextra, double v)
 {
-	size_t nl = strlen(name), kl = key ? strlen(key) : 0, need = nl + 3 * kl + 4 * kl + 48;
+	size_t kl = key ? strlen(key) : 0, need = nl + 3 * kl + 4 * kl + 48;
 	char *o;
 	size_t len = 0;
 	bool any = false;
@@ -410,7 +415,7 @@ static void health_sample(struct health_walk *w, const char *k, const char *v, d
 	if (k)
 		l[n++] = (struct label){k, v};
 	health_header(w);
-	sample(w->r, w->m->name, NULL, l, n, value);
+	sample(w->r, w->m->name, strlen(w->m->name), NULL, l, n, value);
 }
 
 static void health_leaf(struct health_walk *w, json_t *parent, const char *field)
@@ -611,8 +616,11 @@ unsigned expo_counters_count(const struct expo_counters *c)
 static struct counter_entry *counter_find(const struct expo_counters *c, unsigned metric,
 					  const char *key, bool create)
 {
-	uint32_t i = entry_hash(metric, key) & (c->cap - 1);
+	uint32_t i;
 
+	if (!create && !c->n)
+		return NULL; /* most nodes never see an OOM kill: no hashing for them */
+	i = entry_hash(metric, key) & (c->cap - 1);
 	for (;; i = (i + 1) & (c->cap - 1)) {
 		struct counter_entry *e = &c->slots[i];
 
@@ -691,12 +699,23 @@ static void render_metric(struct render *r, const struct tsdb *db, size_t m,
 {
 	const struct metric_desc *d = metric_at(m);
 	const struct metric_prom *p = metric_prom_at(m);
+	size_t nl = strlen(p->name);
 	bool header = false;
 
+	struct tsdb_series *ahead = tsdb_first(db, (unsigned)m);
+
+	/* memory, not arithmetic, is what a dense node's exposition costs: the
+	 * series of a metric are far apart, so ask for a few ahead of time */
+	for (int i = 0; i < PREFETCH_AHEAD && ahead; i++, ahead = tsdb_next(ahead))
+		tsdb_prefetch(db, ahead);
 	for (struct tsdb_series *s = tsdb_first(db, (unsigned)m); s; s = tsdb_next(s)) {
 		const char *key = tsdb_series_key(s);
 		double v;
 
+		if (ahead) {
+			tsdb_prefetch(db, ahead);
+			ahead = tsdb_next(ahead);
+		}
 		if (p->type == PROM_COUNTER) {
 			const struct counter_entry *e =
 				c ? counter_find(c, (unsigned)m, key, false) : NULL;
@@ -714,7 +733,7 @@ static void render_metric(struct render *r, const struct tsdb *db, size_t m,
 			family_header(r, p->name, p->type, p->unit, d->help, d->name, d->unit);
 			header = true;
 		}
-		sample(r, p->name, key, NULL, 0, v);
+		sample(r, p->name, nl, key, NULL, 0, v);
 	}
 }
 

@@ -292,6 +292,16 @@ struct tsdb_series *tsdb_next(const struct tsdb_series *s)
 	return s->next_in_metric;
 }
 
+void tsdb_prefetch(const struct tsdb *db, const struct tsdb_series *s)
+{
+	if (!s)
+		return;
+	__builtin_prefetch(s->key);
+	__builtin_prefetch(&s->values[db->round % db->points]);
+	if (s->next_in_metric)
+		__builtin_prefetch(s->next_in_metric);
+}
+
 void tsdb_set_source(struct tsdb *db, unsigned source)
 {
 	db->source = source;

@@ -41,6 +41,10 @@ uint64_t tsdb_round_time(const struct tsdb *db, unsigned ago); /* real_ms, 0 if 
 struct tsdb_series *tsdb_first(const struct tsdb *db, unsigned metric);
 struct tsdb_series *tsdb_next(const struct tsdb_series *s);
 struct tsdb_series *tsdb_find(const struct tsdb *db, unsigned metric, const struct labels *labels);
+/* A cache hint before s is read: its key, its latest value and the series after
+ * it. A walk over tens of thousands of series waits on memory otherwise (the
+ * series of one metric are far apart: they are created cgroup by cgroup). */
+void tsdb_prefetch(const struct tsdb *db, const struct tsdb_series *s);
 struct tsdb_series *tsdb_find_key(const struct tsdb *db, unsigned metric, const char *key);
 
 unsigned tsdb_series_metric(const struct tsdb_series *s);

@@ -42,6 +42,7 @@ static void test_values(void **s)
 					99.999999999999,
 					9007199254740992.0,
 					123456789012.5,
+					0.1234567891234,
 					0.000123456789012345,
 					4.2e14 + 0.5,
 					1.0 / 3};
@@ -58,7 +59,7 @@ static void test_values(void **s)
 		back = strtod(buf, NULL);
 		if (values[i] == 0)
 			assert_true(back == 0);
-		else if (fabs(back - values[i]) / fabs(values[i]) > 1e-11) {
+		else if (fabs(back - values[i]) / fabs(values[i]) > 1e-9) {
 			print_error("%.17g printed as %s\n", values[i], buf);
 			fail();
 		}
