@@ -9,16 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/cgroups.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/stacks.h"
 #include "base/symbolize.h"
 #include "base/util.h"
-#include "offcpu.skel.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/offcpu.h"
-#include "probes/schedutil.h"
+#include "offcpu.skel.h"
 
 enum { P_MIN_BLOCK_US, P_WAKER, P_USER_STACKS, P_MAX_WALKS };
 
@@ -43,8 +43,7 @@ static const unsigned offcpu_states[] = {SCHED_ST_SLEEP, SCHED_ST_DISK, SCHED_ST
 struct offcpu_state {
 	struct offcpu_bpf *skel;
 	struct capture_env env;
-	struct bpf_link *links[SCHED_MAX_LINKS];
-	unsigned nlinks;
+	struct bpf_links links;
 	bool btf, running;
 	uint64_t min_block_us;
 	uint64_t max_walks_per_s;
@@ -52,48 +51,37 @@ struct offcpu_state {
 	uint64_t stopped_ns; /* CLOCK_MONOTONIC, the window's end */
 };
 
-static int open_load(struct offcpu_state *st, bool btf)
-{
-	const struct agent_config *cfg = st->env.cfg;
-	uint32_t nstacks = (uint32_t)cfg->capture.max_stacks;
-	int err;
+BPF_SKEL_OPS(offcpu);
 
-	st->skel = offcpu_bpf__open();
-	if (!st->skel)
-		return -errno;
-	sched_select_flavor(st->skel->obj, btf);
-	bpf_map__set_max_entries(st->skel->maps.stacks, nstacks);
-	bpf_map__set_max_entries(st->skel->maps.counts, nstacks);
-	bpf_map__set_max_entries(st->skel->maps.wakers, nstacks / 4 > 256 ? nstacks / 4 : 256);
-	err = offcpu_bpf__load(st->skel);
-	if (err) {
-		offcpu_bpf__destroy(st->skel);
-		st->skel = NULL;
-	}
-	return err;
+static int configure(void *skel, void *ctx)
+{
+	struct offcpu_bpf *s = skel;
+	const struct offcpu_state *st = ctx;
+	uint32_t nstacks = (uint32_t)st->env.cfg->capture.max_stacks;
+
+	bpf_map__set_max_entries(s->maps.stacks, nstacks);
+	bpf_map__set_max_entries(s->maps.counts, nstacks);
+	bpf_map__set_max_entries(s->maps.wakers, nstacks / 4 > 256 ? nstacks / 4 : 256);
+	return 0;
 }
 
 static int offcpu_prepare(void **out, const struct capture_env *env)
 {
 	struct offcpu_state *st = calloc(1, sizeof(*st));
+	void *skel;
 	int err;
 
 	if (!st)
 		return -ENOMEM;
 	st->env = *env;
-	st->btf = !sched_force_raw_tp;
-	err = open_load(st, st->btf);
-	if (err && st->btf) {
-		log_info("offcpu: tp_btf programs did not load (%s); using raw_tp", strerror(-err));
-		st->btf = false;
-		err = open_load(st, false);
-	}
+	err = bpf_skel_load(
+		&skel, &st->btf, &offcpu_skel_ops,
+		&(struct bpf_load_opts){.owner = "offcpu", .configure = configure, .ctx = st});
 	if (err) {
-		err = log_ret(err, "offcpu: loading BPF programs: %s", strerror(-err));
 		free(st);
 		return err;
 	}
-	bpf_object_log_ids("offcpu", st->skel->obj);
+	st->skel = skel;
 	*out = st;
 	return 0;
 }
@@ -111,7 +99,7 @@ static void offcpu_stop(void *state)
 {
 	struct offcpu_state *st = state;
 
-	sched_detach(st->links, &st->nlinks);
+	bpf_links_detach(&st->links);
 	if (st->running)
 		st->stopped_ns = now_mono_ns();
 	st->running = false;
@@ -149,7 +137,7 @@ static int offcpu_start(void *state, const struct capture_target *t, const struc
 	if (err)
 		return err;
 	st->stopped_ns = 0;
-	err = sched_attach(st->skel->obj, st->links, &st->nlinks);
+	err = bpf_links_attach(&st->links, st->skel->obj, NULL, NULL, "offcpu");
 	st->running = err == 0;
 	return err;
 }
@@ -258,7 +246,7 @@ static json_t *threads_json(struct offcpu_state *st, struct thread_table *t, uns
 		json_object_set_new(o, "max_block_us",
 				    json_integer((json_int_t)(s->max_ns / 1000)));
 		json_object_set_new(o, "still_blocked", json_boolean(s->still_blocked));
-		sched_json_set_cgroup(o, st->env.cgroups, s->cgroup_id);
+		cgroup_json_set(o, st->env.cgroups, s->cgroup_id);
 		json_array_append_new(arr, o);
 	}
 	return arr;
@@ -276,7 +264,7 @@ static void blocked_in(struct offcpu_state *st, const uint64_t *frames, unsigned
 	for (unsigned i = 0; i < n; i++) {
 		bool skip = false;
 
-		sched_frame_text(st->env.sym, 0, frames[i], true, buf, len);
+		stack_frame_text(st->env.sym, 0, frames[i], true, buf, len);
 		for (size_t j = 0; j < ARRAY_SIZE(sched_prefixes); j++)
 			skip |= strncmp(buf, sched_prefixes[j], strlen(sched_prefixes[j])) == 0;
 		if (!skip)
@@ -331,15 +319,16 @@ static size_t merge_wakers(struct offcpu_state *st, struct waker_row *rows, size
 		unsigned nf = MIN(k->waker_nframes, OFFCPU_WAKER_DEPTH), skip, irq, nk;
 
 		rows[i].blocked_in[0] = '\0';
-		if (sched_stack_read(st->skel->maps.stacks, k->kern_stack_id, frames, &nk) == 0 &&
+		if (stack_map_read(st->skel->maps.stacks, k->kern_stack_id, frames, SCHED_MAX_DEPTH,
+				   &nk) == 0 &&
 		    nk)
 			blocked_in(st, frames, nk, rows[i].blocked_in, sizeof(rows[i].blocked_in));
-		skip = sched_trace_frames(st->env.sym, wf, nf);
+		skip = stack_bpf_frames(st->env.sym, wf, nf);
 		memmove(wf, wf + skip, (nf - skip) * sizeof(uint64_t));
 		nf -= skip;
 		memset(wf + nf, 0, (OFFCPU_WAKER_DEPTH - nf) * sizeof(uint64_t));
 		k->waker_nframes = nf;
-		irq = sched_stack_irq_frames(st->env.sym, wf, nf);
+		irq = stack_irq_frames(st->env.sym, wf, nf);
 		if (!irq)
 			continue;
 		k->waker_tgid = 0;
@@ -422,7 +411,7 @@ static json_t *wakers_json(struct offcpu_state *st, unsigned top_n, uint64_t *mi
 		json_object_set_new(o, "wakeups", json_integer((json_int_t)r->v.count));
 		nf = MIN(r->k.waker_nframes, OFFCPU_WAKER_DEPTH);
 		json_object_set_new(o, "frames",
-				    sched_frames_json(st->env.sym, 0,
+				    stack_frames_json(st->env.sym, 0,
 						      (const uint64_t *)r->k.waker_frames, nf, NULL,
 						      0));
 		json_array_append_new(arr, o);
@@ -583,11 +572,13 @@ static int offcpu_collect(void *state, struct capture_result *out)
 		for (unsigned j = 0; j < NSTATES; j++)
 			if (offcpu_states[j] == k->state)
 				si = j;
-		if (sched_stack_read(st->skel->maps.stacks, k->kern_stack_id, kframes, &s.nk) ||
-		    sched_stack_read(st->skel->maps.stacks, k->user_stack_id, uframes, &s.nu))
+		if (stack_map_read(st->skel->maps.stacks, k->kern_stack_id, kframes,
+				   SCHED_MAX_DEPTH, &s.nk) ||
+		    stack_map_read(st->skel->maps.stacks, k->user_stack_id, uframes,
+				   SCHED_MAX_DEPTH, &s.nu))
 			stack_missing++;
 		k->comm[sizeof(k->comm) - 1] = '\0';
-		skip = sched_trace_frames(st->env.sym, kframes, s.nk);
+		skip = stack_bpf_frames(st->env.sym, kframes, s.nk);
 		s.tgid = k->tgid;
 		s.pid = k->pid;
 		s.cgroup_id = k->cgroup_id;
@@ -720,8 +711,7 @@ static void offcpu_release(void *state)
 	if (!st)
 		return;
 	offcpu_stop(st);
-	bpf_owner_forget("offcpu");
-	offcpu_bpf__destroy(st->skel);
+	bpf_skel_unload(st->skel, &offcpu_skel_ops, "offcpu");
 	free(st);
 }
 

@@ -62,9 +62,23 @@ static uint64_t max_sample_rate(void)
 	return v;
 }
 
+BPF_SKEL_OPS(profile);
+
+static int configure(void *skel, void *ctx)
+{
+	struct profile_bpf *s = skel;
+	const struct profile_state *st = ctx;
+
+	bpf_map__set_max_entries(s->maps.stacks, (uint32_t)st->env.cfg->capture.max_stacks);
+	bpf_map__set_max_entries(s->maps.counts, (uint32_t)st->env.cfg->capture.max_stacks);
+	bpf_map__set_value_size(s->maps.stacks, st->stack_depth * sizeof(uint64_t));
+	return 0;
+}
+
 static int profile_prepare(void **out, const struct capture_env *env)
 {
 	struct profile_state *st;
+	void *skel;
 	int err;
 
 	st = calloc(1, sizeof(*st));
@@ -97,24 +111,15 @@ static int profile_prepare(void **out, const struct capture_env *env)
 		log_warn("profile: kernel.perf_event_max_stack=%u: stacks keep at most %u frames "
 			 "(raise it to %u for deeper stacks; takes effect on restart)",
 			 st->stack_depth, st->stack_depth, PROFILE_MAX_DEPTH);
-	st->skel = profile_bpf__open();
-	if (!st->skel) {
-		err = log_ret(-errno, "profile: opening BPF object: %s", strerror(errno));
+	err = bpf_skel_load(
+		&skel, NULL, &profile_skel_ops,
+		&(struct bpf_load_opts){.owner = "profile", .configure = configure, .ctx = st});
+	if (err)
 		goto cleanup;
-	}
-	bpf_map__set_max_entries(st->skel->maps.stacks, (uint32_t)env->cfg->capture.max_stacks);
-	bpf_map__set_max_entries(st->skel->maps.counts, (uint32_t)env->cfg->capture.max_stacks);
-	bpf_map__set_value_size(st->skel->maps.stacks, st->stack_depth * sizeof(uint64_t));
-	err = profile_bpf__load(st->skel);
-	if (err) {
-		err = log_ret(err, "profile: loading BPF programs: %s", strerror(-err));
-		goto cleanup;
-	}
-	bpf_object_log_ids("profile", st->skel->obj);
+	st->skel = skel;
 	*out = st;
 	return 0;
 cleanup:
-	profile_bpf__destroy(st->skel);
 	if (st->timer_fd >= 0)
 		close(st->timer_fd);
 	free(st->links);
@@ -321,8 +326,7 @@ static void profile_release(void *state)
 	if (!st)
 		return;
 	profile_stop(st);
-	bpf_owner_forget("profile");
-	profile_bpf__destroy(st->skel);
+	bpf_skel_unload(st->skel, &profile_skel_ops, "profile");
 	close(st->timer_fd);
 	free(st->links);
 	free(st->fds);
