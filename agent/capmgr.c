@@ -256,32 +256,43 @@ static void session_finish_one(struct running_capture *rc)
 		session_complete(s);
 }
 
+static int refuse(struct capmgr_start_result *res, enum capmgr_refusal why, const char *kind)
+{
+	if (res) {
+		res->refusal = why;
+		res->kind = kind;
+	}
+	return -EBUSY;
+}
+
 int capmgr_start(struct capmgr *m, const struct capture_request *req, capmgr_done_cb done,
-		 void *ctx, uint64_t now_ms)
+		 void *ctx, struct capmgr_start_result *res)
 {
 	const struct agent_config *cfg = m->opts.cfg;
 	struct capture_session *s;
 	uint64_t want_secs = 0;
 	int err;
 
+	if (res)
+		*res = (struct capmgr_start_result){CAPMGR_STARTED, NULL};
 	if (!req->dry_run) {
 		if (m->nsessions >= cfg->capture.max_concurrent) {
 			m->refused_busy++;
-			return -EBUSY;
+			return refuse(res, CAPMGR_BUSY_SESSIONS, NULL);
 		}
 		for (unsigned i = 0; i < req->n; i++) {
 			struct kind_slot *slot = slot_of(m, req->items[i].ops);
 
 			if (slot && slot->busy) {
 				m->refused_busy++;
-				return -EBUSY;
+				return refuse(res, CAPMGR_BUSY_KIND, req->items[i].ops->kind);
 			}
 			want_secs = MAX(want_secs, (req->items[i].params.duration_ms + 999) / 1000);
 		}
 		if (budget_used_secs(m, now_real_ms()) + want_secs >
 		    cfg->capture.max_seconds_per_hour) {
 			m->refused_budget++;
-			return -EBUSY;
+			return refuse(res, CAPMGR_BUDGET, NULL);
 		}
 	}
 	s = calloc(1, sizeof(*s));
@@ -294,7 +305,6 @@ int capmgr_start(struct capmgr *m, const struct capture_request *req, capmgr_don
 	s->started_ms = now_real_ms();
 	s->n = req->n;
 	s->pending = req->n;
-	(void)now_ms;
 
 	for (unsigned i = 0; i < req->n; i++) {
 		struct running_capture *rc = &s->caps[i];
