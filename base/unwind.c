@@ -54,9 +54,12 @@ struct unwinder {
 };
 
 static const char *const status_names[UNWIND_STATUS_MAX] = {
-	[UNWIND_OK] = "ok",	       [UNWIND_TRUNCATED] = "truncated",
-	[UNWIND_NEED_FILE] = "need_file", [UNWIND_NO_MAP] = "no_map",
-	[UNWIND_NO_CFI] = "no_cfi",    [UNWIND_BAD_CFI] = "bad_cfi",
+	[UNWIND_OK] = "ok",
+	[UNWIND_TRUNCATED] = "truncated",
+	[UNWIND_NEED_FILE] = "need_file",
+	[UNWIND_NO_MAP] = "no_map",
+	[UNWIND_NO_CFI] = "no_cfi",
+	[UNWIND_BAD_CFI] = "bad_cfi",
 };
 
 const char *unwind_status_name(enum unwind_status s)
@@ -144,8 +147,8 @@ static struct ufile *file_find(struct unwinder *u, uint64_t dev, uint64_t ino)
 /* Drops least recently used files until one more of `need` bytes fits. */
 static void make_room(struct unwinder *u, uint64_t need)
 {
-	while (u->nfiles && (u->bytes + need > u->opts.cache_bytes ||
-			     u->nfiles + 1 > u->opts.max_files)) {
+	while (u->nfiles &&
+	       (u->bytes + need > u->opts.cache_bytes || u->nfiles + 1 > u->opts.max_files)) {
 		struct ufile **victim = NULL;
 
 		for (unsigned b = 0; b < HASH_BUCKETS; b++)
@@ -228,8 +231,8 @@ static void read_segments(struct ufile *f)
 		GElf_Phdr ph;
 
 		if (gelf_getphdr(f->elf, (int)i, &ph) && ph.p_type == PT_LOAD)
-			f->segs[f->nsegs++] = (typeof(f->segs[0])){ph.p_offset, ph.p_vaddr,
-								   ph.p_filesz};
+			f->segs[f->nsegs++] =
+				(typeof(f->segs[0])){ph.p_offset, ph.p_vaddr, ph.p_filesz};
 	}
 }
 
@@ -375,18 +378,18 @@ static bool eval(struct walk *w, const Dwarf_Op *ops, size_t nops, uint64_t *out
 	unsigned sp = 0, steps = 0;
 	size_t i = 0;
 
-#define NEED(n)                  \
-	do {                     \
-		if (sp < (n))    \
-			return false; \
+#define NEED(n)                                                                                    \
+	do {                                                                                       \
+		if (sp < (n))                                                                      \
+			return false;                                                              \
 	} while (0)
-#define PUSH(v)                              \
-	do {                                 \
-		uint64_t pushed_ = (v);      \
-		if (sp >= EXPR_STACK)        \
-			return false;        \
-		st[sp] = pushed_;            \
-		sp++;                        \
+#define PUSH(v)                                                                                    \
+	do {                                                                                       \
+		uint64_t pushed_ = (v);                                                            \
+		if (sp >= EXPR_STACK)                                                              \
+			return false;                                                              \
+		st[sp] = pushed_;                                                                  \
+		sp++;                                                                              \
 	} while (0)
 
 	while (i < nops) {
@@ -467,8 +470,8 @@ static bool eval(struct walk *w, const Dwarf_Op *ops, size_t nops, uint64_t *out
 		case DW_OP_deref:
 		case DW_OP_deref_size:
 			NEED(1);
-			if (!read_mem(w, st[sp - 1], op->atom == DW_OP_deref ? 8 : (unsigned)op->number,
-				      &r))
+			if (!read_mem(w, st[sp - 1],
+				      op->atom == DW_OP_deref ? 8 : (unsigned)op->number, &r))
 				return false;
 			st[sp - 1] = r;
 			break;
@@ -510,12 +513,24 @@ static bool eval(struct walk *w, const Dwarf_Op *ops, size_t nops, uint64_t *out
 			b = st[--sp];
 			a = st[sp - 1];
 			switch (op->atom) {
-			case DW_OP_and: r = a & b; break;
-			case DW_OP_or: r = a | b; break;
-			case DW_OP_xor: r = a ^ b; break;
-			case DW_OP_plus: r = a + b; break;
-			case DW_OP_minus: r = a - b; break;
-			case DW_OP_mul: r = a * b; break;
+			case DW_OP_and:
+				r = a & b;
+				break;
+			case DW_OP_or:
+				r = a | b;
+				break;
+			case DW_OP_xor:
+				r = a ^ b;
+				break;
+			case DW_OP_plus:
+				r = a + b;
+				break;
+			case DW_OP_minus:
+				r = a - b;
+				break;
+			case DW_OP_mul:
+				r = a * b;
+				break;
 			case DW_OP_div:
 				if (b == 0 || ((int64_t)a == INT64_MIN && (int64_t)b == -1))
 					return false;
@@ -526,17 +541,33 @@ static bool eval(struct walk *w, const Dwarf_Op *ops, size_t nops, uint64_t *out
 					return false;
 				r = a % b;
 				break;
-			case DW_OP_shl: r = b >= 64 ? 0 : a << b; break;
-			case DW_OP_shr: r = b >= 64 ? 0 : a >> b; break;
+			case DW_OP_shl:
+				r = b >= 64 ? 0 : a << b;
+				break;
+			case DW_OP_shr:
+				r = b >= 64 ? 0 : a >> b;
+				break;
 			case DW_OP_shra:
 				r = (uint64_t)((int64_t)a >> (b >= 64 ? 63 : b));
 				break;
-			case DW_OP_eq: r = a == b; break;
-			case DW_OP_ne: r = a != b; break;
-			case DW_OP_lt: r = (int64_t)a < (int64_t)b; break;
-			case DW_OP_le: r = (int64_t)a <= (int64_t)b; break;
-			case DW_OP_gt: r = (int64_t)a > (int64_t)b; break;
-			default: r = (int64_t)a >= (int64_t)b; break;
+			case DW_OP_eq:
+				r = a == b;
+				break;
+			case DW_OP_ne:
+				r = a != b;
+				break;
+			case DW_OP_lt:
+				r = (int64_t)a < (int64_t)b;
+				break;
+			case DW_OP_le:
+				r = (int64_t)a <= (int64_t)b;
+				break;
+			case DW_OP_gt:
+				r = (int64_t)a > (int64_t)b;
+				break;
+			default:
+				r = (int64_t)a >= (int64_t)b;
+				break;
 			}
 			st[sp - 1] = r;
 			break;
@@ -602,7 +633,7 @@ static bool caller_reg(struct walk *w, Dwarf_Frame *fr, int reg, uint64_t *val, 
 	if (nops == 1 && (ops[0].atom == DW_OP_regx ||
 			  (ops[0].atom >= DW_OP_reg0 && ops[0].atom <= DW_OP_reg31))) {
 		uint64_t r = ops[0].atom == DW_OP_regx ? ops[0].number
-							 : (uint64_t)(ops[0].atom - DW_OP_reg0);
+						       : (uint64_t)(ops[0].atom - DW_OP_reg0);
 
 		if (!reg_ok(w, r))
 			return false;
@@ -649,8 +680,8 @@ static bool file_vaddr(const struct ufile *f, const struct unwind_map *m, uint64
 enum step_result { STEP_NEXT, STEP_END, STEP_NO_CFI, STEP_FAIL };
 
 /* One frame up by CFI: the caller's registers replace the walk's. */
-static enum step_result step_cfi(struct walk *w, Dwarf_CFI *cfi, uint64_t vaddr,
-				 bool *signal_frame, uint64_t *ra_out)
+static enum step_result step_cfi(struct walk *w, Dwarf_CFI *cfi, uint64_t vaddr, bool *signal_frame,
+				 uint64_t *ra_out)
 {
 	uint64_t next[UNWIND_MAX_REGS] = {0}, next_valid = 0, ra_val;
 	Dwarf_Frame *fr = NULL;
@@ -725,8 +756,8 @@ static enum step_result step_fp(struct walk *w, uint64_t *ra_out)
 	return ra ? STEP_NEXT : STEP_END;
 }
 
-int unwinder_unwind(struct unwinder *u, const struct unwind_input *in, uint64_t *pcs,
-		    unsigned max, struct unwind_result *res)
+int unwinder_unwind(struct unwinder *u, const struct unwind_input *in, uint64_t *pcs, unsigned max,
+		    struct unwind_result *res)
 {
 	struct walk w = {.in = in};
 	uint64_t pc = in->pc;

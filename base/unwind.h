@@ -81,11 +81,11 @@ struct unwinder_opts {
 
 struct unwinder_stats {
 	uint64_t files_cached, cache_bytes, cache_cap;
-	uint64_t files_added;	    /* files read */
-	uint64_t files_refused;	    /* unreadable, not ELF, no CFI, or CFI over the size cap */
-	uint64_t evictions;	    /* files dropped to make room (LRU) */
-	uint64_t unwinds;	    /* unwinder_unwind calls that produced a result */
-	uint64_t frames;	    /* return addresses produced */
+	uint64_t files_added;	/* files read */
+	uint64_t files_refused; /* unreadable, not ELF, no CFI, or CFI over the size cap */
+	uint64_t evictions;	/* files dropped to make room (LRU) */
+	uint64_t unwinds;	/* unwinder_unwind calls that produced a result */
+	uint64_t frames;	/* return addresses produced */
 	uint64_t by_status[UNWIND_STATUS_MAX];
 };
 
@@ -96,8 +96,8 @@ void unwinder_free(struct unwinder **u);
 
 /* Unwinds in->regs/in->stack into at most max return addresses. 0 with
  * res->status saying how it ended, or -errno for bad arguments. */
-int unwinder_unwind(struct unwinder *u, const struct unwind_input *in, uint64_t *pcs,
-		    unsigned max, struct unwind_result *res);
+int unwinder_unwind(struct unwinder *u, const struct unwind_input *in, uint64_t *pcs, unsigned max,
+		    struct unwind_result *res);
 /* Reads the CFI of map m's file from fd (the caller keeps and closes fd;
  * nothing reads it after this returns). fd < 0, or a file without usable
  * CFI, is remembered as such so it is not asked for again. */

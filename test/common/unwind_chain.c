@@ -2,16 +2,16 @@
 #include "unwind_chain.h"
 
 /* pad: a frame size of its own per link, so CFA offsets differ between frames */
-#define LINK(n, size, call)                                                                         \
-	__attribute__((noipa)) long unwind_chain_##n(unwind_chain_leaf leaf, void *arg, long x) \
-	{                                                                                      \
-		volatile long pad[size + 1];                                                      \
-		long r;                                                                        \
-                                                                                               \
-		pad[0] = x;                                                                    \
-		pad[size] = x + size;                                                                \
-		r = call;                                                                      \
-		return r * 3 + pad[0] + pad[size];                                                \
+#define LINK(n, size, call)                                                                        \
+	__attribute__((noipa)) long unwind_chain_##n(unwind_chain_leaf leaf, void *arg, long x)    \
+	{                                                                                          \
+		volatile long pad[size + 1];                                                       \
+		long r;                                                                            \
+                                                                                                   \
+		pad[0] = x;                                                                        \
+		pad[size] = x + size;                                                              \
+		r = call;                                                                          \
+		return r * 3 + pad[0] + pad[size];                                                 \
 	}
 
 long unwind_chain_02(unwind_chain_leaf leaf, void *arg, long x);

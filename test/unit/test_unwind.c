@@ -45,7 +45,8 @@ static void read_own_maps(struct own_maps *o)
 			o->stack_end = end;
 		if (perms[2] != 'x')
 			continue;
-		o->m[o->n] = (struct unwind_map){start, end, pgoff, ((uint64_t)maj << 32) | min, ino};
+		o->m[o->n] =
+			(struct unwind_map){start, end, pgoff, ((uint64_t)maj << 32) | min, ino};
 		if (strstr(file, "[vdso]"))
 			o->m[o->n].dev = o->m[o->n].ino = UINT64_MAX;
 		snprintf(o->path[o->n], sizeof(o->path[0]), "%s", file + strspn(file, " "));
@@ -207,7 +208,11 @@ static void test_not_elf_is_refused_once(void **s)
 
 	(void)s;
 	assert_true(fd >= 0);
-	assert_int_equal(write(fd, "\x7f" "ELF garbage", 12), 12);
+	assert_int_equal(write(fd,
+			       "\x7f"
+			       "ELF garbage",
+			       12),
+			 12);
 	assert_true(unwinder_add_file(u, &m, fd) < 0);
 	unwinder_get_stats(u, &st);
 	assert_true(st.files_refused >= 1);
