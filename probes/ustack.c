@@ -574,7 +574,6 @@ static const struct ustk *user_stack(struct ustack_capture *c, const struct usta
 		struct uproc *p = proc_get(c, h->tgid);
 
 		if (!p) {
-			c->w.procs_full++;
 			decide(c, h->tgid, USTACK_FP);
 		} else if (!p->mode) {
 			if (dwarf_better)
@@ -600,6 +599,9 @@ static int on_record(void *ctx, void *data, size_t size)
 	if (size < sizeof(*h) || h->stack_len > size - sizeof(*h))
 		return 0;
 	budget_check(c, now_mono_ns());
+	/* every process met is tracked, so its frames resolve even if it exits */
+	if (h->type != USTACK_REC_BLOCK_END && !proc_get(c, h->tgid))
+		c->w.procs_full++;
 	switch (h->type) {
 	case USTACK_REC_SAMPLE:
 		stk = user_stack(c, h, stack);
