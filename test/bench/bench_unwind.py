@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import time
 
-from benchlib import BIN, AgentOn, build_dir, need_root, save
+from benchlib import BIN, WORK_CPU, AgentOn, build_dir, need_root, save
 
 FREQ = 99
 REACH = ("main", "__libc_start_call_main", "__libc_start_main", "start_thread")
@@ -59,25 +59,35 @@ def proc_cpu_s(pid):
 
 
 class Workload:
-    """Starts the program; its throughput is work units per second of its own CPU."""
+    """Starts the program pinned to one CPU; stop() says how much work it did
+    per second: unwind_target's loop iterations, or the bytes xz read."""
 
     def __init__(self, name, cmd, binaries, stdin=None):
         self.name, self.cmd, self.binaries, self.stdin = name, cmd, binaries, stdin
 
     def start(self):
+        self.proc = subprocess.Popen(["taskset", "-c", WORK_CPU, *self.cmd],
+                                     stdin=open(self.stdin) if self.stdin else None,
+                                     stdout=subprocess.DEVNULL if self.stdin else subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        if not self.stdin:
+            self.proc.stdout.readline()  # "ready": in the leaf
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdin=open(self.stdin) if self.stdin else None,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
         return self.proc.pid
 
     def stop(self):
-        """Returns the workload's CPU seconds while it ran (for throughput, units/s)."""
-        cpu = proc_cpu_s(self.proc.pid)
+        """Work units per second since start()."""
         wall = time.monotonic() - self.t0
-        self.proc.kill()
-        self.proc.wait()
-        return cpu, wall
+        if self.stdin:
+            with open(f"/proc/{self.proc.pid}/io") as f:
+                units = int(re.search(r"rchar: (\d+)", f.read()).group(1))
+            self.proc.kill()
+            self.proc.wait()
+        else:
+            self.proc.terminate()
+            out, _ = self.proc.communicate()
+            units = int(re.search(r"iterations (\d+)", out).group(1))
+        return units / wall
 
 
 def depth_stats(stacks):
@@ -116,6 +126,8 @@ def perf_stacks(text):
             cur = []
             continue
         parts = line.split(None, 1)
+        if line.endswith("(inlined)"):
+            continue
         if len(parts) < 2 or "kernel.kallsyms" in line or "[unknown]" in parts[1] and \
                 int(parts[0], 16) >= 0xffff800000000000:
             continue
@@ -134,14 +146,14 @@ def run_autotrace(agent, wl, seconds):
                           "--duration", f"{seconds}s"], capture_output=True, text=True,
                          check=True)
     tool_cpu = proc_cpu_s(agent.proc.pid) - cpu0
-    work = wl.stop()
+    rate = wl.stop()
     d = re.search(r"written to (\S+)", res.stdout).group(1)
     with open(os.path.join(d, "profile.folded")) as f:
         folded = f.read()
     import json
     with open(os.path.join(d, "incident.json")) as f:
         cap = json.load(f)["captures"][0]
-    return folded_stacks(folded, os.path.basename(wl.cmd[0])), tool_cpu, work, cap
+    return folded_stacks(folded, os.path.basename(wl.cmd[0])), tool_cpu, rate, cap
 
 
 def run_perf(wl, seconds, stack_size, workdir):
@@ -152,17 +164,18 @@ def run_perf(wl, seconds, stack_size, workdir):
                             "sleep", str(seconds)], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     _, status, ru = os.wait4(rec.pid, 0)
-    work = wl.stop()
+    rate = wl.stop()
     rec_cpu = ru.ru_utime + ru.ru_stime
     t = time.monotonic()
-    script = subprocess.Popen(["perf", "script", "-i", data, "-F", "ip,sym,dso"],
+    # --no-inline: perf would list inlined functions as frames of their own
+    script = subprocess.Popen(["perf", "script", "--no-inline", "-i", data, "-F", "ip,sym,dso"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     text, _ = script.communicate()
     _, _, ru2 = os.wait4(script.pid, 0) if script.returncode is None else (0, 0, None)
     script_cpu = (ru2.ru_utime + ru2.ru_stime) if ru2 else time.monotonic() - t
     size = os.path.getsize(data)
     os.unlink(data)
-    return perf_stacks(text), rec_cpu, script_cpu, work, size
+    return perf_stacks(text), rec_cpu, script_cpu, rate, size
 
 
 def make_xz_input(path, mb):
@@ -193,7 +206,7 @@ def main():
             workloads.append(Workload("unwind_target (-O2 -fomit-frame-pointer, 12-link chain)",
                                       [target, "cpu", str(args.seconds + 30)], [target]))
         elif w == "xz":
-            make_xz_input(xz_in, 200)
+            make_xz_input(xz_in, 64)
             workloads.append(Workload("xz -9 -T1 (Debian xz-utils 5.4, liblzma)",
                                       ["xz", "-9", "-T1", "-c"],
                                       [shutil.which("xz"),
@@ -215,27 +228,25 @@ def main():
             rows = {k: [] for k in ("off", "autotrace (unwind auto)", "autotrace (unwind off)",
                                     "perf --call-graph dwarf")}
             for _ in range(args.reps):
-                pid = wl.start()
+                wl.start()
                 time.sleep(args.seconds)
-                cpu, wall = wl.stop()
-                rows["off"].append({"cpu_share": cpu / wall})
+                rows["off"].append({"rate": wl.stop()})
                 for mode in ("auto", "off"):
                     with AgentOn(rules="rules: []\n", config_extra=extra(mode)) as agent:
-                        stacks, tool_cpu, (cpu, wall), cap = run_autotrace(agent, wl,
-                                                                           args.seconds)
+                        stacks, tool_cpu, rate, cap = run_autotrace(agent, wl, args.seconds)
                     med, reach, n = depth_stats(stacks)
                     rows[f"autotrace (unwind {mode})"].append(
                         {"depth": med, "reach": reach, "samples": n, "tool_cpu": tool_cpu,
-                         "cpu_share": cpu / wall,
+                         "rate": rate,
                          "unwind": cap.get("unwind", {}),
                          "failed": cap.get("unwind_failed", 0),
                          "truncated": cap.get("unwind_truncated", 0)})
-                stacks, rec_cpu, script_cpu, (cpu, wall), size = run_perf(
+                stacks, rec_cpu, script_cpu, rate, size = run_perf(
                     wl, args.seconds, args.stack_size, work)
                 med, reach, n = depth_stats(stacks)
                 rows["perf --call-graph dwarf"].append(
                     {"depth": med, "reach": reach, "samples": n, "tool_cpu": rec_cpu,
-                     "post_cpu": script_cpu, "cpu_share": cpu / wall, "bytes": size})
+                     "post_cpu": script_cpu, "rate": rate, "bytes": size})
             results[wl.name] = rows
             report(wl.name, rows)
     finally:
@@ -248,8 +259,9 @@ def report(name, rows):
     med = lambda rs, k: statistics.median(r[k] for r in rs) if rs and k in rs[0] else None  # noqa
     perf_depth = med(rows["perf --call-graph dwarf"], "depth")
     print(f"\n## {name}")
+    off = med(rows["off"], "rate")
     print("| variant | median user depth | vs perf | samples reaching main | samples "
-          "| tool CPU in window, s | post-processing CPU, s | workload CPU share |")
+          "| tool CPU in window, s | post-processing CPU, s | workload throughput vs off |")
     print("|---|---|---|---|---|---|---|---|")
     for k, rs in rows.items():
         d = med(rs, "depth")
@@ -260,7 +272,7 @@ def report(name, rows):
                  f"{med(rs, 'samples'):.0f}" if d is not None else "",
                  f"{med(rs, 'tool_cpu'):.3f}" if med(rs, "tool_cpu") is not None else "",
                  f"{med(rs, 'post_cpu'):.3f}" if med(rs, "post_cpu") is not None else "",
-                 f"{100 * med(rs, 'cpu_share'):.1f}%"]
+                 f"{100 * (med(rs, 'rate') / off - 1):+.1f}%"]
         print("| " + " | ".join(cells) + " |")
     auto = rows["autotrace (unwind auto)"]
     if auto:

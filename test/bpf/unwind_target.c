@@ -3,7 +3,9 @@
  * unwinding test and benchmark: main -> unwind_chain_01 -> ... -> 12 -> leaf.
  *   unwind_target cpu SECONDS     the leaf burns CPU
  *   unwind_target sleep SECONDS   the leaf blocks in short sleeps
- * It prints "ready" once it is in the leaf. */
+ * It prints "ready" once it is in the leaf, and on SIGTERM the work it has
+ * done ("iterations N", for a benchmark's throughput) before it exits. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,18 @@
 #include "unwind_chain.h"
 
 static double seconds;
+static volatile unsigned long iterations;
+
+static void on_term(int sig)
+{
+	char buf[64];
+	int n = snprintf(buf, sizeof(buf), "iterations %lu\n", iterations);
+
+	(void)sig;
+	if (write(1, buf, (size_t)n) < 0)
+		_exit(1);
+	_exit(0);
+}
 
 static double now(void)
 {
@@ -30,9 +44,11 @@ __attribute__((noipa)) static long burn(void *arg)
 	(void)arg;
 	puts("ready");
 	fflush(stdout);
-	while (now() < end)
+	while (now() < end) {
 		for (int i = 0; i < 100000; i++)
 			x += (unsigned long)i * 7;
+		iterations++;
+	}
 	return (long)(x & 1);
 }
 
@@ -55,5 +71,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	seconds = atof(argv[2]);
+	signal(SIGTERM, on_term);
 	return (int)(unwind_chain_01(strcmp(argv[1], "cpu") ? block : burn, NULL, 0) & 1);
 }
