@@ -186,8 +186,9 @@ int ustack_size_maps(const struct ustack_shared *s, struct bpf_map *rb, struct b
 		return err;
 	}
 	record = sizeof(struct ustack_hdr) + s->stack_bytes;
-	/* about 16 records per CPU in flight, between 1 and 16 MiB */
-	ring = pow2_at_least(MIN(MAX((uint64_t)ncpus * 16 * record, 1ull << 20), 16ull << 20));
+	/* about 8 records per CPU in flight, between 1 and 8 MiB: it is kernel
+	 * memory held while the agent runs, and the agent drains it as it fills */
+	ring = pow2_at_least(MIN(MAX((uint64_t)ncpus * 8 * record, 1ull << 20), 8ull << 20));
 	err = bpf_map__set_max_entries(rb, (uint32_t)ring);
 	if (!err)
 		err = bpf_map__set_max_entries(scratch, (uint32_t)ncpus);
