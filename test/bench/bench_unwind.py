@@ -138,6 +138,21 @@ def perf_stacks(text):
     return out
 
 
+def bpf_prog_ns(name):
+    """(run_time_ns, run_cnt) of the loaded BPF programs called name (bpf_stats on)."""
+    out = subprocess.run(["bpftool", "prog", "show", "name", name, "-j"], capture_output=True,
+                         text=True).stdout
+    import json
+    try:
+        progs = json.loads(out) if out.strip() else []
+    except ValueError:
+        return 0, 0
+    if isinstance(progs, dict):
+        progs = [progs]
+    return (sum(p.get("run_time_ns", 0) for p in progs),
+            sum(p.get("run_cnt", 0) for p in progs))
+
+
 def run_autotrace(agent, wl, seconds):
     cfg = os.path.join(agent.dir, "autotrace.yaml")
     pid = wl.start()
@@ -146,6 +161,7 @@ def run_autotrace(agent, wl, seconds):
                           "--duration", f"{seconds}s"], capture_output=True, text=True,
                          check=True)
     tool_cpu = proc_cpu_s(agent.proc.pid) - cpu0
+    ns, cnt = bpf_prog_ns("profile_sample")
     rate = wl.stop()
     d = re.search(r"written to (\S+)", res.stdout).group(1)
     with open(os.path.join(d, "profile.folded")) as f:
@@ -153,6 +169,7 @@ def run_autotrace(agent, wl, seconds):
     import json
     with open(os.path.join(d, "incident.json")) as f:
         cap = json.load(f)["captures"][0]
+    cap["bpf_ns_per_sample"] = ns / cnt if cnt else 0
     return folded_stacks(folded, os.path.basename(wl.cmd[0])), tool_cpu, rate, cap
 
 
@@ -223,6 +240,10 @@ def main():
         "guard:\n  enabled: false\n"
         f"unwind:\n  mode: {mode}\n  stack_size: {args.stack_size}\n  cpu_pct: 100\n")
     results = {}
+    with open("/proc/sys/kernel/bpf_stats_enabled") as f:
+        stats_was = f.read().strip()
+    with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+        f.write("1")
     try:
         for wl in workloads:
             rows = {k: [] for k in ("off", "autotrace (unwind auto)", "autotrace (unwind off)",
@@ -238,6 +259,9 @@ def main():
                     rows[f"autotrace (unwind {mode})"].append(
                         {"depth": med, "reach": reach, "samples": n, "tool_cpu": tool_cpu,
                          "rate": rate,
+                         "bpf_ns": cap["bpf_ns_per_sample"],
+                         "unwind_us": (cap.get("unwind", {}).get("cpu_ms", 0) * 1000 /
+                                       max(1, cap.get("unwind", {}).get("samples", 0))),
                          "unwind": cap.get("unwind", {}),
                          "failed": cap.get("unwind_failed", 0),
                          "truncated": cap.get("unwind_truncated", 0)})
@@ -250,6 +274,8 @@ def main():
             results[wl.name] = rows
             report(wl.name, rows)
     finally:
+        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+            f.write(stats_was)
         shutil.rmtree(work, ignore_errors=True)
     save("unwind", {"stack_size": args.stack_size, "seconds": args.seconds,
                     "results": results})
@@ -274,6 +300,11 @@ def report(name, rows):
                  f"{med(rs, 'post_cpu'):.3f}" if med(rs, "post_cpu") is not None else "",
                  f"{100 * (med(rs, 'rate') / off - 1):+.1f}%"]
         print("| " + " | ".join(cells) + " |")
+    for k in ("autotrace (unwind auto)", "autotrace (unwind off)"):
+        if rows[k]:
+            print(f"{k}: BPF profile_sample {med(rows[k], 'bpf_ns'):.0f} ns per sample"
+                  + (f", agent unwinding {med(rows[k], 'unwind_us'):.1f} us per sample"
+                     if "auto" in k else ""))
     auto = rows["autotrace (unwind auto)"]
     if auto:
         u = auto[len(auto) // 2]
