@@ -171,6 +171,25 @@ static uint64_t pow2_at_least(uint64_t v)
 	return p;
 }
 
+/* The helpers ustack.bpf.h calls: bpf_task_pt_regs came with 5.15. */
+static bool kernel_can(void)
+{
+	static int can = -1;
+
+	if (can < 0) {
+		can = libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT, BPF_FUNC_task_pt_regs,
+					      NULL) > 0 &&
+		      libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT,
+					      BPF_FUNC_get_current_task_btf, NULL) > 0 &&
+		      libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT, BPF_FUNC_ringbuf_output,
+					      NULL) > 0;
+		if (!can)
+			log_info("unwind: this kernel lacks bpf_task_pt_regs (5.15): user stacks "
+				 "are walked by frame pointer only");
+	}
+	return can > 0;
+}
+
 int ustack_size_maps(const struct ustack_shared *s, struct bpf_map *rb, struct bpf_map *scratch,
 		     bool *enabled, bool *always, uint32_t *stack_bytes)
 {
@@ -180,7 +199,7 @@ int ustack_size_maps(const struct ustack_shared *s, struct bpf_map *rb, struct b
 
 	*enabled = *always = false;
 	*stack_bytes = 0;
-	if (!s || ncpus <= 0) {
+	if (!s || ncpus <= 0 || !kernel_can()) {
 		/* the smallest a ring buffer may be: one page */
 		err = bpf_map__set_max_entries(rb, (uint32_t)sysconf(_SC_PAGESIZE));
 		return err;
