@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/util.h"
+#include "probes/ustack.h"
 
 #define BUDGET_SLOTS 256 /* capture windows remembered for the per-hour budget */
 #define HOUR_MS	     3600000ull
@@ -58,6 +59,7 @@ struct capmgr {
 	unsigned nspent;
 	uint64_t refused_budget;
 	uint64_t refused_busy;
+	struct ustack_shared *ustack; /* DWARF user stacks, shared by profile and offcpu */
 };
 
 int capmgr_new(struct capmgr **out, const struct capmgr_opts *opts)
@@ -65,14 +67,20 @@ int capmgr_new(struct capmgr **out, const struct capmgr_opts *opts)
 	struct capmgr *m = calloc(1, sizeof(*m));
 	struct capture_env env = {.cfg = opts->cfg, .sym = opts->sym, .cgroups = opts->cgroups};
 	unsigned n = 0;
+	int err;
 
 	if (!m)
 		return -ENOMEM;
 	m->opts = *opts;
+	err = ustack_shared_new(&m->ustack, opts->cfg, opts->sym);
+	if (err)
+		log_warn("DWARF user stacks unavailable: %s", strerror(-err));
+	env.ustack = m->ustack;
 	while (capture_kinds[n])
 		n++;
 	m->slots = calloc(n, sizeof(*m->slots));
 	if (!m->slots) {
+		ustack_shared_free(&m->ustack);
 		free(m);
 		return -ENOMEM;
 	}
@@ -104,6 +112,7 @@ void capmgr_free(struct capmgr **pm)
 		if (!m->slots[i].prepare_err)
 			m->slots[i].ops->release(m->slots[i].state);
 	free(m->slots);
+	ustack_shared_free(&m->ustack);
 	free(m);
 	*pm = NULL;
 }
@@ -500,5 +509,6 @@ json_t *capmgr_status(const struct capmgr *m)
 	json_object_set_new(o, "running", running);
 	json_object_set_new(o, "refused_busy", json_integer((json_int_t)m->refused_busy));
 	json_object_set_new(o, "refused_budget", json_integer((json_int_t)m->refused_budget));
+	json_object_set_new(o, "unwind", ustack_shared_status(m->ustack));
 	return o;
 }

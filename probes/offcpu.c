@@ -18,6 +18,7 @@
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/offcpu.h"
+#include "probes/ustack.h"
 #include "offcpu.skel.h"
 
 enum { P_MIN_BLOCK_US, P_WAKER, P_USER_STACKS, P_MAX_WALKS };
@@ -48,7 +49,8 @@ struct offcpu_state {
 	uint64_t min_block_us;
 	uint64_t max_walks_per_s;
 	bool user_stacks;
-	uint64_t stopped_ns; /* CLOCK_MONOTONIC, the window's end */
+	uint64_t stopped_ns;	       /* CLOCK_MONOTONIC, the window's end */
+	struct ustack_capture *ustack; /* DWARF user stacks; NULL: off */
 };
 
 BPF_SKEL_OPS(offcpu);
@@ -62,7 +64,30 @@ static int configure(void *skel, void *ctx)
 	bpf_map__set_max_entries(s->maps.stacks, nstacks);
 	bpf_map__set_max_entries(s->maps.counts, nstacks);
 	bpf_map__set_max_entries(s->maps.wakers, nstacks / 4 > 256 ? nstacks / 4 : 256);
-	return 0;
+	/* DWARF user stacks (ustack.bpf.h): map sizes and rodata as configured */
+	return ustack_size_maps(st->env.ustack, s->maps.ustack_rb, s->maps.ustack_scratch,
+				(bool *)&s->rodata->ustack_enabled,
+				(bool *)&s->rodata->ustack_always,
+				(uint32_t *)&s->rodata->ustack_stack_bytes);
+}
+
+/* The user-space half of DWARF user stacks, once the object is loaded. */
+static int offcpu_ustack_attach(struct offcpu_state *st)
+{
+	struct offcpu_bpf *sk = st->skel;
+	int err = ustack_capture_new(&st->ustack,
+				     sk->rodata->ustack_enabled ? st->env.ustack : NULL, "offcpu",
+				     &(struct ustack_capture_maps){
+					     .rb = sk->maps.ustack_rb,
+					     .modes = sk->maps.ustack_modes,
+					     .stats = sk->maps.ustack_stats,
+					     .paused = &sk->bss->ustack_paused,
+					     .user_stacks = sk->maps.stacks,
+				     });
+
+	if (err)
+		log_warn("offcpu: DWARF user stacks: %s", strerror(-err));
+	return err;
 }
 
 static int offcpu_prepare(void **out, const struct capture_env *env)
@@ -77,11 +102,16 @@ static int offcpu_prepare(void **out, const struct capture_env *env)
 	err = bpf_skel_load(
 		&skel, &st->btf, &offcpu_skel_ops,
 		&(struct bpf_load_opts){.owner = "offcpu", .configure = configure, .ctx = st});
+	if (!err) {
+		st->skel = skel;
+		err = offcpu_ustack_attach(st);
+		if (err)
+			bpf_skel_unload(st->skel, &offcpu_skel_ops, "offcpu");
+	}
 	if (err) {
 		free(st);
 		return err;
 	}
-	st->skel = skel;
 	*out = st;
 	return 0;
 }
@@ -103,6 +133,17 @@ static void offcpu_stop(void *state)
 	if (st->running)
 		st->stopped_ns = now_mono_ns();
 	st->running = false;
+	ustack_capture_stop(st->ustack);
+}
+
+static int offcpu_ring_fd(void *state)
+{
+	return ustack_capture_fd(((struct offcpu_state *)state)->ustack);
+}
+
+static void offcpu_ring_ready(void *state)
+{
+	ustack_capture_poll(((struct offcpu_state *)state)->ustack);
 }
 
 static int offcpu_start(void *state, const struct capture_target *t, const struct capture_params *p)
@@ -134,6 +175,8 @@ static int offcpu_start(void *state, const struct capture_target *t, const struc
 			(uint32_t)MAX(1u, st->max_walks_per_s * OFFCPU_TICK_NS / 1000000000ull);
 	err = bpf_map__update_elem(st->skel->maps.offcpu_cfg, &zero, sizeof(zero), &c, sizeof(c),
 				   0);
+	if (!err)
+		err = ustack_capture_start(st->ustack);
 	if (err)
 		return err;
 	st->stopped_ns = 0;
@@ -192,6 +235,9 @@ struct count_row {
 	struct offcpu_key k;
 	struct offcpu_val v;
 	bool ongoing; /* still blocked when the window ended */
+	bool dwarf;   /* the user stack is uframes (DWARF-unwound), not k.user_stack_id */
+	const uint64_t *uframes;
+	unsigned nu;
 };
 
 static int cmp_row_thread(const void *a, const void *b)
@@ -503,12 +549,49 @@ static int add_ongoing(struct offcpu_state *st, struct count_row **rows, size_t 
 		r->k.kern_stack_id = s.kern_stack_id;
 		r->k.state = s.state;
 		memcpy(r->k.comm, s.comm, sizeof(r->k.comm));
+		r->dwarf = ustack_capture_block(st->ustack, s.ustack_seq, &r->uframes, &r->nu);
 		r->v.total_ns = end - s.ts;
 		r->v.count = 1;
 		r->v.max_ns = end - s.ts;
 		r->ongoing = true;
 		(*ongoing)++;
 	}
+	return 0;
+}
+
+struct ustack_rows {
+	struct count_row **rows;
+	size_t *n, *cap;
+};
+
+/* Blocks counted in user space, with their DWARF-unwound user stacks. */
+static int offcpu_ustack_row(void *ctx, const struct ustack_row *u)
+{
+	struct ustack_rows *t = ctx;
+	struct count_row *r;
+
+	if (*t->n == *t->cap) {
+		size_t cap = *t->cap ? *t->cap * 2 : 256;
+		struct count_row *p = realloc(*t->rows, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		*t->rows = p;
+		*t->cap = cap;
+	}
+	r = &(*t->rows)[(*t->n)++];
+	memset(r, 0, sizeof(*r));
+	r->k.tgid = u->tgid;
+	r->k.pid = u->pid;
+	r->k.cgroup_id = u->cgroup_id;
+	r->k.user_stack_id = -1;
+	r->k.kern_stack_id = u->kern_stack_id;
+	r->k.state = u->state;
+	snprintf(r->k.comm, sizeof(r->k.comm), "%s", u->comm);
+	r->v = (struct offcpu_val){u->value, u->count, u->max};
+	r->dwarf = true;
+	r->uframes = u->frames;
+	r->nu = u->nframes;
 	return 0;
 }
 
@@ -554,12 +637,15 @@ static int offcpu_collect(void *state, struct capture_result *out)
 			rows = p;
 			rows_cap = cap;
 		}
+		memset(&rows[nrows], 0, sizeof(rows[nrows]));
 		rows[nrows].k = key;
-		rows[nrows].ongoing = false;
 		if (bpf_map_lookup_elem(fd, &key, &rows[nrows].v) == 0)
 			nrows++;
 	}
-	err = add_ongoing(st, &rows, &nrows, &rows_cap, &ongoing);
+	err = ustack_capture_foreach(st->ustack, offcpu_ustack_row,
+				     &(struct ustack_rows){&rows, &nrows, &rows_cap});
+	if (!err)
+		err = add_ongoing(st, &rows, &nrows, &rows_cap, &ongoing);
 	if (err)
 		goto cleanup;
 	if (nrows)
@@ -574,8 +660,8 @@ static int offcpu_collect(void *state, struct capture_result *out)
 				si = j;
 		if (stack_map_read(st->skel->maps.stacks, k->kern_stack_id, kframes,
 				   SCHED_MAX_DEPTH, &s.nk) ||
-		    stack_map_read(st->skel->maps.stacks, k->user_stack_id, uframes,
-				   SCHED_MAX_DEPTH, &s.nu))
+		    (!rows[i].dwarf && stack_map_read(st->skel->maps.stacks, k->user_stack_id,
+						      uframes, SCHED_MAX_DEPTH, &s.nu)))
 			stack_missing++;
 		k->comm[sizeof(k->comm) - 1] = '\0';
 		skip = stack_bpf_frames(st->env.sym, kframes, s.nk);
@@ -586,6 +672,10 @@ static int offcpu_collect(void *state, struct capture_result *out)
 		s.kstack = kframes + skip;
 		s.nk -= skip;
 		s.ustack = uframes;
+		if (rows[i].dwarf) {
+			s.ustack = rows[i].uframes;
+			s.nu = rows[i].nu;
+		}
 		s.value = rows[i].v.total_ns / 1000;
 		stackset_add(ss[si], &s);
 		err = thread_add(&threads, k, &rows[i].v, rows[i].ongoing);
@@ -687,6 +777,13 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	out->lost_events = stats[OFFCPU_STAT_START_FULL] + stats[OFFCPU_STAT_KEYS_FULL] +
 			   stats[OFFCPU_STAT_WAKERS_FULL] + stats[OFFCPU_STAT_STACK_LOST] +
 			   stack_missing + dropped;
+	{
+		uint64_t ulost = ustack_capture_report(st->ustack, out->data);
+
+		json_object_set_new(json_object_get(out->data, "lost"), "unwind",
+				    json_integer((json_int_t)ulost));
+		out->lost_events += ulost;
+	}
 	out->partial = out->lost_events > 0 || folded_dropped > 0;
 	err = capture_result_add_artifact(out, "offcpu.folded", folded, folded_len);
 	folded = NULL;
@@ -711,6 +808,7 @@ static void offcpu_release(void *state)
 	if (!st)
 		return;
 	offcpu_stop(st);
+	ustack_capture_free(&st->ustack);
 	bpf_skel_unload(st->skel, &offcpu_skel_ops, "offcpu");
 	free(st);
 }
@@ -738,5 +836,7 @@ const struct capture_ops offcpu_capture = {
 	.stop = offcpu_stop,
 	.collect = offcpu_collect,
 	.release = offcpu_release,
+	.ring_fd = offcpu_ring_fd,
+	.ring_ready = offcpu_ring_ready,
 	.tick = offcpu_tick,
 };
