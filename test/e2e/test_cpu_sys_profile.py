@@ -169,7 +169,9 @@ exec {BIN} run
         # write its incident first: wait for the one of the sys-time rule
         while time.time() < deadline and not sys_time_incidents(found):
             time.sleep(0.5)
-            found = list(store.glob("*/*/incident.json"))
+            # not the .ID.tmp directory of an incident being written
+            found = [f for f in store.glob("*/*/incident.json")
+                     if not f.parent.name.startswith(".")]
     finally:
         agent.send_signal(signal.SIGTERM)
         rc = agent.wait(10)
