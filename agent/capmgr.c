@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/util.h"
+#include "probes/ustack.h"
 
 #define BUDGET_SLOTS 256 /* capture windows remembered for the per-hour budget */
 #define HOUR_MS	     3600000ull
@@ -58,6 +59,7 @@ struct capmgr {
 	unsigned nspent;
 	uint64_t refused_budget;
 	uint64_t refused_busy;
+	struct ustack_shared *ustack; /* DWARF user stacks, shared by profile and offcpu */
 };
 
 int capmgr_new(struct capmgr **out, const struct capmgr_opts *opts)
@@ -65,14 +67,20 @@ int capmgr_new(struct capmgr **out, const struct capmgr_opts *opts)
 	struct capmgr *m = calloc(1, sizeof(*m));
 	struct capture_env env = {.cfg = opts->cfg, .sym = opts->sym, .cgroups = opts->cgroups};
 	unsigned n = 0;
+	int err;
 
 	if (!m)
 		return -ENOMEM;
 	m->opts = *opts;
+	err = ustack_shared_new(&m->ustack, opts->cfg, opts->sym);
+	if (err)
+		log_warn("DWARF user stacks unavailable: %s", strerror(-err));
+	env.ustack = m->ustack;
 	while (capture_kinds[n])
 		n++;
 	m->slots = calloc(n, sizeof(*m->slots));
 	if (!m->slots) {
+		ustack_shared_free(&m->ustack);
 		free(m);
 		return -ENOMEM;
 	}
@@ -104,6 +112,7 @@ void capmgr_free(struct capmgr **pm)
 		if (!m->slots[i].prepare_err)
 			m->slots[i].ops->release(m->slots[i].state);
 	free(m->slots);
+	ustack_shared_free(&m->ustack);
 	free(m);
 	*pm = NULL;
 }
@@ -256,32 +265,43 @@ static void session_finish_one(struct running_capture *rc)
 		session_complete(s);
 }
 
+static int refuse(struct capmgr_start_result *res, enum capmgr_refusal why, const char *kind)
+{
+	if (res) {
+		res->refusal = why;
+		res->kind = kind;
+	}
+	return -EBUSY;
+}
+
 int capmgr_start(struct capmgr *m, const struct capture_request *req, capmgr_done_cb done,
-		 void *ctx, uint64_t now_ms)
+		 void *ctx, struct capmgr_start_result *res)
 {
 	const struct agent_config *cfg = m->opts.cfg;
 	struct capture_session *s;
 	uint64_t want_secs = 0;
 	int err;
 
+	if (res)
+		*res = (struct capmgr_start_result){CAPMGR_STARTED, NULL};
 	if (!req->dry_run) {
 		if (m->nsessions >= cfg->capture.max_concurrent) {
 			m->refused_busy++;
-			return -EBUSY;
+			return refuse(res, CAPMGR_BUSY_SESSIONS, NULL);
 		}
 		for (unsigned i = 0; i < req->n; i++) {
 			struct kind_slot *slot = slot_of(m, req->items[i].ops);
 
 			if (slot && slot->busy) {
 				m->refused_busy++;
-				return -EBUSY;
+				return refuse(res, CAPMGR_BUSY_KIND, req->items[i].ops->kind);
 			}
 			want_secs = MAX(want_secs, (req->items[i].params.duration_ms + 999) / 1000);
 		}
 		if (budget_used_secs(m, now_real_ms()) + want_secs >
 		    cfg->capture.max_seconds_per_hour) {
 			m->refused_budget++;
-			return -EBUSY;
+			return refuse(res, CAPMGR_BUDGET, NULL);
 		}
 	}
 	s = calloc(1, sizeof(*s));
@@ -294,7 +314,6 @@ int capmgr_start(struct capmgr *m, const struct capture_request *req, capmgr_don
 	s->started_ms = now_real_ms();
 	s->n = req->n;
 	s->pending = req->n;
-	(void)now_ms;
 
 	for (unsigned i = 0; i < req->n; i++) {
 		struct running_capture *rc = &s->caps[i];
@@ -498,5 +517,6 @@ json_t *capmgr_status(const struct capmgr *m)
 		json_object_set_new(o, "budget_left_seconds",
 				    json_integer((json_int_t)(used < cap ? cap - used : 0)));
 	}
+	json_object_set_new(o, "unwind", ustack_shared_status(m->ustack));
 	return o;
 }

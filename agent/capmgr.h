@@ -51,10 +51,24 @@ int capmgr_new(struct capmgr **out, const struct capmgr_opts *opts);
 void capmgr_free(struct capmgr **m);
 void capmgr_set_config(struct capmgr *m, const struct agent_config *cfg);
 
+/* Why capmgr_start said not now. */
+enum capmgr_refusal {
+	CAPMGR_STARTED,
+	CAPMGR_BUSY_KIND,     /* a capture of the same kind is running (refusal.kind) */
+	CAPMGR_BUSY_SESSIONS, /* capture.max_concurrent sessions are running */
+	CAPMGR_BUDGET,	      /* capture.max_seconds_per_hour would be exceeded */
+};
+
+struct capmgr_start_result {
+	enum capmgr_refusal refusal;
+	const char *kind; /* with CAPMGR_BUSY_KIND */
+};
+
 /* Starts a session; done runs (from the event loop) when every capture has
- * been read out. -EBUSY when the budget or a busy kind says not now. */
+ * been read out. -EBUSY when the budget or a busy kind says not now, with
+ * the reason in *res (optional). */
 int capmgr_start(struct capmgr *m, const struct capture_request *req, capmgr_done_cb done,
-		 void *ctx, uint64_t now_ms);
+		 void *ctx, struct capmgr_start_result *res);
 /* Detaches every running capture at once (shutdown); their sessions complete
  * with status "interrupted" and done runs for each. */
 void capmgr_stop_all(struct capmgr *m);

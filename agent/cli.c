@@ -13,9 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/daemon.h"
 #include "base/cgroups.h"
 #include "base/config.h"
-#include "agent/daemon.h"
 #include "agent/exposition.h"
 #include "base/log.h"
 #include "base/tsdb.h"

@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "agent/capmgr.h"
-#include "base/cgroups.h"
 #include "agent/cli.h"
+#include "base/cgroups.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/loop.h"

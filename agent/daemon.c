@@ -1,14 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "agent/daemon.h"
+#include "agent/daemon_priv.h"
 
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -16,16 +15,16 @@
 #include <unistd.h>
 
 #include "agent/capmgr.h"
-#include "base/cgroups.h"
-#include "base/config.h"
 #include "agent/control.h"
 #include "agent/guard.h"
 #include "agent/incident.h"
 #include "agent/metrics_http.h"
-#include "base/log.h"
 #include "agent/procscan.h"
-#include "base/loop.h"
 #include "agent/sdnotify.h"
+#include "base/cgroups.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/loop.h"
 #include "base/symbolize.h"
 #include "base/tsdb.h"
 #include "base/util.h"
@@ -37,91 +36,6 @@
 #include "triggers/engine.h"
 #include "triggers/rules.h"
 #include "version.h"
-
-#define RETENTION_PERIOD_NS (3600ull * 1000000000ull)
-#define RECENT_INCIDENTS    64 /* outcomes the control socket can report by id */
-
-struct pending_incident;
-
-/* What the daemon remembers about a rule beyond the engine's state machine. */
-struct rule_note {
-	char name[128];
-	char last_error[256];
-	uint64_t last_error_real_ms;
-	uint64_t errors;
-	char last_incident[64];
-};
-
-struct recent_incident {
-	char id[64];
-	char rule[128];
-	bool ok;
-	char where[512]; /* its directory, or why it could not be written */
-};
-
-struct daemon {
-	struct guard *guard;
-	struct agent_config cfg;
-	const char *cfg_path; /* NULL: defaults */
-	bool cfg_explicit;
-	struct loop *loop;
-	int sigfd;
-	struct loop_timer *tick, *watchdog, *retention;
-	struct tsdb *db;
-	struct watchers *watchers;
-	struct cgroups *cgroups;
-	struct symbolizer *sym;
-	struct capmgr *caps;
-	struct engine *engine;
-	struct store *store;
-	struct essink *es;	   /* NULL unless storage.elasticsearch.enabled */
-	struct metrics_http *prom; /* NULL unless metrics.listen */
-	struct incident_host host;
-	uint64_t incidents_written, incidents_failed;
-	uint64_t started_mono_ns;
-	uint64_t ticks;
-	char last_reload_error[512];
-	bool stopping;
-	/* control socket and what it reports */
-	struct control *ctl;
-	struct pending_incident *pending; /* captures running */
-	struct recent_incident recent[RECENT_INCIDENTS];
-	unsigned nrecent;
-	struct rule_note *notes; /* RULES_MAX of them */
-	uint64_t capture_lost_events;
-	struct store_retention store_stats;
-	struct {
-		uint64_t mono_ns, cpu_ns;
-	} cpu_prev, cpu_last; /* agent CPU, sampled every 10 ticks */
-};
-
-#define PENDING_TRIGGERS_MAX 8
-
-/* One rule that fired, as its incident needs it after a reload. */
-struct fired_rule {
-	struct rule rule; /* copy: a reload may free the original */
-	bool has_rule;
-	char series_key[LABELS_KEY_MAX];
-	int metric;
-	double value;
-};
-
-/* A capture session and the incident it will become. Rules that fire for the
- * same scope share it: the incident lists every one of them. */
-struct pending_incident {
-	struct daemon *d;
-	struct fired_rule trig[PENDING_TRIGGERS_MAX]; /* [0] is the primary trigger */
-	unsigned ntrig;
-	char name[128];					    /* the primary rule, or "manual" */
-	const struct capture_ops *kinds[RULE_MAX_CAPTURES]; /* what the session runs */
-	unsigned nkinds;
-	uint64_t fired_real_ms;
-	bool dry_run;
-	bool manual;	       /* asked for on the control socket */
-	char id[64];	       /* chosen when it fires, so a manual trigger can name it */
-	uint64_t ends_mono_ms; /* when the longest capture window closes */
-	struct pending_incident *next;
-};
 
 static void print_diag(const char *msg, void *ctx)
 {
@@ -179,7 +93,7 @@ static void apply_log_level(const struct agent_config *cfg)
 		log_set_level(lvl);
 }
 
-static struct rule_note *rule_note_of(struct daemon *d, const char *rule)
+struct rule_note *daemon_rule_note(struct daemon *d, const char *rule)
 {
 	struct rule_note *free_slot = NULL;
 
@@ -199,7 +113,7 @@ static void note_rule_error(struct daemon *d, const char *rule, const char *fmt,
 
 static void note_rule_error(struct daemon *d, const char *rule, const char *fmt, ...)
 {
-	struct rule_note *n = rule_note_of(d, rule);
+	struct rule_note *n = daemon_rule_note(d, rule);
 	va_list ap;
 
 	if (!n)
@@ -215,7 +129,7 @@ static void remember_incident(struct daemon *d, const struct pending_incident *p
 			      const char *where)
 {
 	struct recent_incident *r = &d->recent[d->nrecent++ % RECENT_INCIDENTS];
-	struct rule_note *n = rule_note_of(d, p->name);
+	struct rule_note *n = daemon_rule_note(d, p->name);
 
 	snprintf(r->id, sizeof(r->id), "%s", p->id);
 	snprintf(r->rule, sizeof(r->rule), "%s", p->name);
@@ -343,7 +257,7 @@ static void write_incident(struct daemon *d, struct pending_incident *p,
 	free(text);
 }
 
-static void session_done(void *ctx, struct capture_session *s)
+void daemon_session_done(void *ctx, struct capture_session *s)
 {
 	struct pending_incident *p = ctx;
 	struct daemon *d = p->d;
@@ -540,7 +454,7 @@ static void on_fires(void *ctx, struct engine_fire *fires, unsigned n)
 			req.n ? req.items[0].target : (struct capture_target){.kind = TARGET_HOST};
 		req.dry_run = dry;
 		p->ends_mono_ms = now_mono_ns() / 1000000 + longest;
-		err = capmgr_start(d->caps, &req, session_done, p, now_mono_ns() / 1000000);
+		err = capmgr_start(d->caps, &req, daemon_session_done, p, NULL);
 		for (unsigned m = 0; m < nmembers; m++)
 			fires[members[m]].result = err;
 		if (err) {
@@ -566,14 +480,6 @@ static void on_fires(void *ctx, struct engine_fire *fires, unsigned n)
 					      : "");
 		}
 	}
-}
-
-static uint64_t process_cpu_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* Sum of the latest values of a metric's series (host or per device). */
@@ -711,14 +617,18 @@ static int open_es(struct daemon *d, const struct agent_config *cfg, struct essi
 	return cfg->es.enabled ? essink_new(out, &eo) : 0;
 }
 
-static json_t *metrics_status(void *ctx);
+static json_t *metrics_status(void *ctx)
+{
+	return daemon_status(ctx);
+}
 
 static const struct tsdb *metrics_db(void *ctx)
 {
 	return ((struct daemon *)ctx)->db;
 }
 
-/* The Prometheus endpoint; on reload the running one hands over its socket. */
+/* The Prometheus endpoint; on reload the running one hands over its socket.
+ * Its health metrics read the very document `autotrace status` shows. */
 static int open_metrics(struct daemon *d, const struct agent_config *cfg, struct metrics_http **out)
 {
 	struct metrics_http_opts mo = {.loop = d->loop,
@@ -865,574 +775,6 @@ static void on_signal(void *ctx, int fd, uint32_t events)
 	}
 }
 
-/* ---- control socket commands (docs/control-protocol.md) ---- */
-
-static void read_self_memory(uint64_t *rss, uint64_t *peak)
-{
-	char *text = NULL, *line;
-	size_t len;
-
-	*rss = *peak = 0;
-	if (read_file("/proc/self/status", 65536, &text, &len))
-		return;
-	for (line = text; line; line = strchr(line, '\n')) {
-		unsigned long long kb;
-
-		line += *line == '\n';
-		if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
-			*rss = kb * 1024;
-		else if (sscanf(line, "VmHWM: %llu kB", &kb) == 1)
-			*peak = kb * 1024;
-	}
-	free(text);
-}
-
-static json_t *status_agent(struct daemon *d)
-{
-	uint64_t now = now_mono_ns(), cpu = process_cpu_ns(), rss, peak;
-	uint64_t up_ns = now - d->started_mono_ns;
-	json_t *o = json_object();
-	char ts[40];
-
-	read_self_memory(&rss, &peak);
-	format_iso8601(now_real_ms() - up_ns / 1000000, ts, sizeof(ts));
-	json_object_set_new(o, "version", json_string(AUTOTRACE_VERSION));
-	json_object_set_new(o, "pid", json_integer(getpid()));
-	json_object_set_new(o, "started", json_string(ts));
-	json_object_set_new(o, "uptime_ms", json_integer((json_int_t)(up_ns / 1000000)));
-	json_object_set_new(o, "config", json_string(d->cfg.source));
-	json_object_set_new(o, "rules_source", json_string(engine_rules(d->engine)->source));
-	json_object_set_new(o, "interval_ms", json_integer((json_int_t)d->cfg.agent.interval_ms));
-	json_object_set_new(o, "dry_run", json_boolean(d->cfg.agent.dry_run));
-	json_object_set_new(o, "cpu_seconds", json_real((double)cpu / 1e9));
-	json_object_set_new(o, "cpu_pct",
-			    json_real(up_ns ? 100.0 * (double)cpu / (double)up_ns : 0));
-	/* the last 10-20 intervals: what the agent costs now, not on average */
-	if (now > d->cpu_prev.mono_ns)
-		json_object_set_new(o, "cpu_pct_recent",
-				    json_real(100.0 * (double)(cpu - d->cpu_prev.cpu_ns) /
-					      (double)(now - d->cpu_prev.mono_ns)));
-	json_object_set_new(o, "rss_bytes", json_integer((json_int_t)rss));
-	json_object_set_new(o, "rss_peak_bytes", json_integer((json_int_t)peak));
-	json_object_set_new(o, "metric_series", json_integer(tsdb_series_count(d->db)));
-	if (d->last_reload_error[0])
-		json_object_set_new(o, "last_reload_error", json_string(d->last_reload_error));
-	return o;
-}
-
-/* watchers_status() plus the latest host-level value of every series each wrote:
- * one pass over the series (a dense node has tens of thousands, and the
- * metrics endpoint builds this document on every scrape). */
-static json_t *status_watchers(struct daemon *d)
-{
-	json_t *arr = watchers_status(d->watchers), *w;
-	size_t n = json_array_size(arr), i;
-	unsigned *labeled = calloc(n ? n : 1, sizeof(*labeled));
-
-	json_array_foreach(arr, i, w) json_object_set_new(w, "values", json_object());
-	for (size_t m = 0; labeled && m < metric_count(); m++) {
-		for (struct tsdb_series *s = tsdb_first(d->db, (unsigned)m); s; s = tsdb_next(s)) {
-			unsigned src = tsdb_series_source(s);
-			double v;
-
-			if (src < 1 || src > n)
-				continue;
-			if (tsdb_series_key(s)[0])
-				labeled[src - 1]++;
-			else if (tsdb_value(d->db, s, 0, &v))
-				json_object_set_new(
-					json_object_get(json_array_get(arr, src - 1), "values"),
-					metric_at(m)->name, json_real(round(v * 1000) / 1000));
-		}
-	}
-	json_array_foreach(arr, i, w)
-		json_object_set_new(w, "labeled_series", json_integer(labeled ? labeled[i] : 0));
-	free(labeled);
-	return arr;
-}
-
-/* engine_status() with per-rule totals over scopes and what the daemon noted. */
-static json_t *status_rules(struct daemon *d, uint64_t *skipped)
-{
-	json_t *arr = engine_status(d->engine, now_mono_ns() / 1000000), *r;
-	size_t i;
-
-	json_array_foreach(arr, i, r)
-	{
-		const char *name = json_string_value(json_object_get(r, "name"));
-		struct rule_note *n = name ? rule_note_of(d, name) : NULL;
-		json_int_t hour = 0, ago = -1;
-		json_t *sc;
-		size_t k;
-
-		json_array_foreach(json_object_get(r, "scopes"), k, sc)
-		{
-			json_t *a = json_object_get(sc, "last_fired_ago_ms");
-
-			hour += json_integer_value(json_object_get(sc, "fires_last_hour"));
-			if (json_is_integer(a) && (ago < 0 || json_integer_value(a) < ago))
-				ago = json_integer_value(a);
-		}
-		*skipped += (uint64_t)json_integer_value(json_object_get(r, "skipped"));
-		json_object_set_new(r, "fires_last_hour", json_integer(hour));
-		if (ago >= 0)
-			json_object_set_new(r, "last_fired_ago_ms", json_integer(ago));
-		json_object_set_new(r, "errors", json_integer(n ? (json_int_t)n->errors : 0));
-		if (n && n->last_incident[0])
-			json_object_set_new(r, "last_incident", json_string(n->last_incident));
-		if (n && n->last_error[0]) {
-			char ts[40];
-
-			format_iso8601(n->last_error_real_ms, ts, sizeof(ts));
-			json_object_set_new(r, "last_error", json_string(n->last_error));
-			json_object_set_new(r, "last_error_at", json_string(ts));
-		}
-	}
-	return arr;
-}
-
-static json_t *target_json(const struct capture_target *t)
-{
-	json_t *o = json_object();
-
-	json_object_set_new(o, "kind",
-			    json_string(t->kind == TARGET_PID	   ? "process"
-					: t->kind == TARGET_CGROUP ? "cgroup"
-								   : "host"));
-	if (t->kind == TARGET_PID)
-		json_object_set_new(o, "pid", json_integer(t->pid));
-	if (t->kind == TARGET_CGROUP)
-		json_object_set_new(o, "cgroup", json_string(t->cgroup));
-	return o;
-}
-
-static json_t *status_captures(struct daemon *d)
-{
-	json_t *o = capmgr_status(d->caps), *sessions = json_array();
-	uint64_t now = now_mono_ns() / 1000000;
-
-	for (struct pending_incident *p = d->pending; p; p = p->next)
-		json_array_append_new(
-			sessions,
-			json_pack("{s:s,s:s,s:b,s:I}", "incident_id", p->id, "rule", p->name,
-				  "manual", p->manual, "ends_in_ms",
-				  (json_int_t)(p->ends_mono_ms > now ? p->ends_mono_ms - now : 0)));
-	json_object_set_new(o, "sessions", sessions);
-	json_object_set_new(o, "max_concurrent",
-			    json_integer((json_int_t)d->cfg.capture.max_concurrent));
-	json_object_set_new(o, "max_seconds_per_hour",
-			    json_integer((json_int_t)d->cfg.capture.max_seconds_per_hour));
-	return o;
-}
-
-static json_t *status_incidents(struct daemon *d)
-{
-	json_t *o = json_object();
-
-	json_object_set_new(o, "dir", json_string(store_dir(d->store)));
-	json_object_set_new(o, "written", json_integer((json_int_t)d->incidents_written));
-	json_object_set_new(o, "failed", json_integer((json_int_t)d->incidents_failed));
-	json_object_set_new(o, "stored", json_integer(d->store_stats.incidents));
-	json_object_set_new(o, "stored_bytes", json_integer((json_int_t)d->store_stats.bytes));
-	if (d->nrecent) {
-		const struct recent_incident *r = &d->recent[(d->nrecent - 1) % RECENT_INCIDENTS];
-
-		json_object_set_new(o, "last",
-				    json_pack("{s:s,s:s,s:b,s:s}", "id", r->id, "rule", r->rule,
-					      "ok", r->ok, "where", r->where));
-	}
-	return o;
-}
-
-static json_t *status_elasticsearch(struct daemon *d)
-{
-	if (d->es)
-		return essink_status(d->es);
-	return json_pack("{s:b,s:s}", "enabled", false, "state", "disabled");
-}
-
-static int ctl_status(void *ctx, const struct control_call *call, json_t **result,
-		      struct control_error *err)
-{
-	struct daemon *d = ctx;
-	json_t *o = json_object(), *caps;
-	uint64_t skipped = 0;
-
-	(void)call;
-	(void)err;
-	json_object_set_new(o, "agent", status_agent(d));
-	json_object_set_new(o, "watchers", status_watchers(d));
-	json_object_set_new(o, "rules", status_rules(d, &skipped));
-	caps = status_captures(d);
-	json_object_set_new(o, "incidents", status_incidents(d));
-	json_object_set_new(o, "elasticsearch", status_elasticsearch(d));
-	json_object_set_new(
-		o, "dropped",
-		json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "metric_series",
-			  (json_int_t)tsdb_dropped(d->db), "capture_lost_events",
-			  (json_int_t)d->capture_lost_events, "captures_refused_busy",
-			  json_integer_value(json_object_get(caps, "refused_busy")),
-			  "captures_refused_budget",
-			  json_integer_value(json_object_get(caps, "refused_budget")),
-			  "rule_firings_skipped", (json_int_t)skipped, "incidents_failed",
-			  (json_int_t)d->incidents_failed, "es_spool_evicted",
-			  (json_int_t)(d->es ? essink_evicted(d->es) : 0), "es_rejected",
-			  (json_int_t)(d->es ? essink_rejected(d->es) : 0)));
-	json_object_set_new(o, "captures", caps);
-	json_object_set_new(o, "guard", guard_status(d->guard));
-	json_object_set_new(o, "symbolizer", symbolizer_stats_json(d->sym));
-	json_object_set_new(o, "control", d->ctl ? control_stats(d->ctl) : json_null());
-	json_object_set_new(o, "prometheus", metrics_http_status(d->prom));
-	*result = o;
-	return 0;
-}
-
-/* The endpoint's health metrics read the very document `autotrace status` shows. */
-static json_t *metrics_status(void *ctx)
-{
-	json_t *o = NULL;
-
-	ctl_status(ctx, NULL, &o, NULL);
-	return o;
-}
-
-static int ctl_ping(void *ctx, const struct control_call *call, json_t **result,
-		    struct control_error *err)
-{
-	struct daemon *d = ctx;
-
-	(void)call;
-	(void)err;
-	*result = json_pack("{s:s,s:i,s:i,s:I}", "version", AUTOTRACE_VERSION, "protocol",
-			    CONTROL_PROTOCOL_VERSION, "pid", (int)getpid(), "uptime_ms",
-			    (json_int_t)((now_mono_ns() - d->started_mono_ns) / 1000000));
-	return 0;
-}
-
-static const char *arg_str(json_t *args, const char *name)
-{
-	return json_string_value(json_object_get(args, name));
-}
-
-static bool has_dotdot(const char *path)
-{
-	for (const char *p = path; (p = strstr(p, "..")); p += 2)
-		if ((p == path || p[-1] == '/') && (p[2] == '/' || !p[2]))
-			return true;
-	return false;
-}
-
-/* The cgroup as given (relative to the id hierarchy, or a full path under it). */
-static int resolve_cgroup(struct daemon *d, const char *path, struct capture_target *t,
-			  struct control_error *err)
-{
-	const char *root = cgroups_id_root(d->cgroups);
-	size_t rl = root ? strlen(root) : 0;
-	const char *rel = path;
-
-	if (rl && strncmp(path, root, rl) == 0 && (path[rl] == '/' || !path[rl]))
-		rel = path[rl] ? path + rl : "/";
-	if (rel[0] != '/' || has_dotdot(rel)) {
-		control_error_set(err, "invalid_request",
-				  "args.cgroup: '%s' is not an absolute cgroup path", path);
-		return -EINVAL;
-	}
-	if (cgroups_id_of(d->cgroups, rel, &t->cgroup_id)) {
-		control_error_set(err, "not_found", "no cgroup %s under %s", rel,
-				  root ? root : "(no cgroup hierarchy)");
-		return -ENOENT;
-	}
-	t->kind = TARGET_CGROUP;
-	snprintf(t->cgroup, sizeof(t->cgroup), "%s", rel);
-	return 0;
-}
-
-static int request_from_rule(struct daemon *d, const char *name, struct capture_request *req,
-			     struct pending_incident *p, struct control_error *err)
-{
-	const struct ruleset *rs = engine_rules(d->engine);
-	const struct rule *r = NULL;
-	char known[512];
-	size_t off = 0;
-
-	for (unsigned i = 0; i < rs->n; i++) {
-		if (strcmp(rs->rules[i].name, name) == 0)
-			r = &rs->rules[i];
-		if (off < sizeof(known))
-			off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s",
-						off ? ", " : "", rs->rules[i].name);
-	}
-	if (!r) {
-		control_error_set(err, "not_found", "no rule named '%s' (loaded: %s)", name,
-				  off ? known : "none");
-		return -ENOENT;
-	}
-	if (!r->ncaptures) {
-		control_error_set(err, "invalid_request", "rule '%s' has no captures", name);
-		return -EINVAL;
-	}
-	p->trig[0].rule = *r;
-	/* the SRE asked for data: a rule's own dry_run is for its automatic firings */
-	p->trig[0].rule.dry_run = false;
-	p->trig[0].has_rule = true;
-	p->trig[0].metric = r->metric;
-	for (unsigned i = 0; i < r->ncaptures && i < RULE_MAX_CAPTURES; i++) {
-		req->items[req->n].ops = r->captures[i].ops;
-		req->items[req->n].params = r->captures[i].params;
-		req->n++;
-	}
-	/* the value now, so the incident shows where the metric stood */
-	if (r->metric >= 0) {
-		struct tsdb_series *s = tsdb_find_key(d->db, (unsigned)r->metric, "");
-
-		if (s)
-			tsdb_value(d->db, s, 0, &p->trig[0].value);
-	}
-	return 0;
-}
-
-static int request_from_kinds(struct daemon *d, json_t *kinds, struct capture_request *req,
-			      struct control_error *err)
-{
-	json_t *k;
-	size_t i;
-
-	json_array_foreach(kinds, i, k)
-	{
-		const char *kind = json_string_value(k), *why = NULL;
-		const struct capture_ops *ops = capture_kind_lookup(kind);
-
-		if (!ops) {
-			char known[256];
-			size_t off = 0;
-
-			known[0] = '\0';
-			for (const struct capture_ops *const *c = capture_kinds; *c; c++)
-				off += (size_t)snprintf(
-					known + off, sizeof(known) > off ? sizeof(known) - off : 0,
-					"%s%s", off ? ", " : "", (*c)->kind);
-			control_error_set(err, "invalid_request",
-					  "unknown capture kind '%s' (known: %s)", kind, known);
-			return -EINVAL;
-		}
-		for (unsigned j = 0; j < req->n; j++) {
-			if (req->items[j].ops == ops) {
-				control_error_set(err, "invalid_request",
-						  "capture kind '%s' given twice", kind);
-				return -EINVAL;
-			}
-		}
-		if (!capmgr_kind_ready(d->caps, kind, &why)) {
-			control_error_set(err, "unavailable",
-					  "capture kind '%s' is not available on this host: %s",
-					  kind, why);
-			return -EOPNOTSUPP;
-		}
-		req->items[req->n].ops = ops;
-		capture_params_defaults(ops, &req->items[req->n].params);
-		req->n++;
-	}
-	return 0;
-}
-
-static int ctl_trigger(void *ctx, const struct control_call *call, json_t **result,
-		       struct control_error *err)
-{
-	struct daemon *d = ctx;
-	const char *rule = arg_str(call->args, "rule"), *cgroup = arg_str(call->args, "cgroup");
-	json_t *kinds = json_object_get(call->args, "captures");
-	json_t *jdur = json_object_get(call->args, "duration_ms");
-	json_t *jpid = json_object_get(call->args, "pid");
-	struct capture_request req = {0};
-	struct pending_incident *p;
-	json_int_t busy0, budget0;
-	json_t *st, *caps;
-	uint64_t longest = 0;
-	int ret;
-
-	if (!rule == !kinds) {
-		control_error_set(err, "invalid_request",
-				  "give exactly one of args.rule and "
-				  "args.captures");
-		return -EINVAL;
-	}
-	if (jpid && cgroup) {
-		control_error_set(err, "invalid_request",
-				  "give at most one of args.pid and "
-				  "args.cgroup");
-		return -EINVAL;
-	}
-	if (jdur && (uint64_t)json_integer_value(jdur) > d->cfg.capture.max_duration_ms) {
-		char lim[32];
-
-		format_duration(d->cfg.capture.max_duration_ms, lim, sizeof(lim));
-		control_error_set(err, "invalid_request",
-				  "args.duration_ms: %lld exceeds capture.max_duration (%s)",
-				  (long long)json_integer_value(jdur), lim);
-		return -ERANGE;
-	}
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	p->d = d;
-	p->manual = true;
-	p->ntrig = 1;
-	p->trig[0].metric = -1;
-	req.target.kind = TARGET_HOST;
-	ret = rule ? request_from_rule(d, rule, &req, p, err)
-		   : request_from_kinds(d, kinds, &req, err);
-	if (ret)
-		goto fail;
-	snprintf(p->name, sizeof(p->name), "%s", rule ? rule : "manual");
-	if (jpid) {
-		char proc[64];
-
-		snprintf(proc, sizeof(proc), "/proc/%lld", (long long)json_integer_value(jpid));
-		if (access(proc, F_OK)) {
-			control_error_set(err, "not_found", "no process with pid %lld",
-					  (long long)json_integer_value(jpid));
-			ret = -ESRCH;
-			goto fail;
-		}
-		req.target.kind = TARGET_PID;
-		req.target.pid = (int)json_integer_value(jpid);
-	} else if (cgroup) {
-		ret = resolve_cgroup(d, cgroup, &req.target, err);
-		if (ret)
-			goto fail;
-	}
-	for (unsigned i = 0; i < req.n; i++) {
-		if (jdur)
-			req.items[i].params.duration_ms = (uint64_t)json_integer_value(jdur);
-		longest = MAX(longest, req.items[i].params.duration_ms);
-	}
-	req.dry_run = d->cfg.agent.dry_run;
-	p->fired_real_ms = now_real_ms();
-	p->ends_mono_ms = now_mono_ns() / 1000000 + longest;
-	incident_id_new(p->fired_real_ms, p->id, sizeof(p->id));
-
-	st = capmgr_status(d->caps);
-	busy0 = json_integer_value(json_object_get(st, "refused_busy"));
-	budget0 = json_integer_value(json_object_get(st, "refused_budget"));
-	json_decref(st);
-	ret = capmgr_start(d->caps, &req, session_done, p, now_mono_ns() / 1000000);
-	if (ret == -EBUSY) {
-		st = capmgr_status(d->caps);
-		if (json_integer_value(json_object_get(st, "refused_budget")) > budget0)
-			control_error_set(err, "busy",
-					  "capture budget spent: capture.max_seconds_per_hour = "
-					  "%llu over the last hour",
-					  (unsigned long long)d->cfg.capture.max_seconds_per_hour);
-		else
-			control_error_set(err, "busy",
-					  "%s: a capture of the same kind is running, or "
-					  "capture.max_concurrent (%llu) sessions are; retry when "
-					  "they end",
-					  json_integer_value(json_object_get(st, "refused_busy")) >
-							  busy0
-						  ? "captures busy"
-						  : "not now",
-					  (unsigned long long)d->cfg.capture.max_concurrent);
-		json_decref(st);
-		goto fail;
-	}
-	if (ret) {
-		control_error_set(err, "internal", "starting the captures failed: %s",
-				  strerror(-ret));
-		goto fail;
-	}
-	p->next = d->pending;
-	d->pending = p;
-	log_info("manual trigger by uid %u (pid %d): %s, %u capture%s for %llums, incident %s",
-		 (unsigned)call->uid, (int)call->pid, p->name, req.n, req.n == 1 ? "" : "s",
-		 (unsigned long long)longest, p->id);
-	caps = json_array();
-	for (unsigned i = 0; i < req.n; i++)
-		json_array_append_new(caps, json_pack("{s:s,s:I}", "kind", req.items[i].ops->kind,
-						      "duration_ms",
-						      (json_int_t)req.items[i].params.duration_ms));
-	*result = json_pack("{s:s,s:s,s:o,s:o,s:I,s:b}", "incident_id", p->id, "rule", p->name,
-			    "captures", caps, "target", target_json(&req.target), "duration_ms",
-			    (json_int_t)longest, "dry_run", req.dry_run);
-	return 0;
-fail:
-	free(p);
-	return ret ? ret : -EBUSY;
-}
-
-static int ctl_incident(void *ctx, const struct control_call *call, json_t **result,
-			struct control_error *err)
-{
-	struct daemon *d = ctx;
-	const char *id = arg_str(call->args, "id");
-	uint64_t now = now_mono_ns() / 1000000;
-	char path[4200];
-
-	for (struct pending_incident *p = d->pending; p; p = p->next) {
-		if (strcmp(p->id, id) == 0) {
-			*result = json_pack(
-				"{s:s,s:s,s:s,s:I}", "id", id, "state", "capturing", "rule",
-				p->name, "ends_in_ms",
-				(json_int_t)(p->ends_mono_ms > now ? p->ends_mono_ms - now : 0));
-			return 0;
-		}
-	}
-	for (unsigned i = 0; i < RECENT_INCIDENTS && i < d->nrecent; i++) {
-		const struct recent_incident *r = &d->recent[i];
-
-		if (strcmp(r->id, id) == 0) {
-			*result = json_pack("{s:s,s:s,s:s,s:s}", "id", id, "state",
-					    r->ok ? "written" : "failed", "rule", r->rule,
-					    r->ok ? "path" : "error", r->where);
-			return 0;
-		}
-	}
-	if (incident_id_valid(id) && store_find(store_dir(d->store), id, path, sizeof(path)) == 0) {
-		*result = json_pack("{s:s,s:s,s:s}", "id", id, "state", "written", "path", path);
-		return 0;
-	}
-	control_error_set(err, "not_found", "no incident %s (neither running nor in %s)", id,
-			  store_dir(d->store));
-	return -ENOENT;
-}
-
-static const struct control_arg trigger_args[] = {
-	{"rule", CARG_STRING, 1, 127},
-	{"captures", CARG_STRLIST, 1, RULE_MAX_CAPTURES},
-	{"duration_ms", CARG_UINT, 100, 3600000},
-	{"pid", CARG_UINT, 1, 4194304},
-	{"cgroup", CARG_STRING, 1, 511},
-	{NULL},
-};
-
-static const struct control_arg incident_args[] = {
-	{"id", CARG_STRING, 1, 63},
-	{NULL},
-};
-
-static const struct control_command daemon_commands[] = {
-	{"ping", NULL, ctl_ping},
-	{"status", NULL, ctl_status},
-	{"trigger", trigger_args, ctl_trigger},
-	{"incident", incident_args, ctl_incident},
-	{NULL},
-};
-
-static int control_open(struct daemon *d)
-{
-	struct control_opts o = {
-		.loop = d->loop,
-		.path = d->cfg.agent.control_socket,
-		.commands = daemon_commands,
-		.ctx = d,
-	};
-	int err = control_new(&d->ctl, &o);
-
-	if (!err)
-		log_info("control socket %s", d->cfg.agent.control_socket);
-	return err;
-}
-
 static void daemon_cleanup(struct daemon *d)
 {
 	sd_notify_send("STOPPING=1");
@@ -1554,11 +896,10 @@ int daemon_run(const char *config_path)
 	d.cpu_prev = d.cpu_last;
 	/* without its socket the agent still watches and captures: status and
 	 * manual triggers are what is lost, and the log says why */
-	if (control_open(&d))
+	if (daemon_control_open(&d))
 		log_error("control socket %s unavailable: autotrace status and trigger will "
 			  "not work",
 			  d.cfg.agent.control_socket);
-
 	/* asked for explicitly: an endpoint that cannot be what the configuration
 	 * says (address taken, unprotected beyond loopback) stops the start */
 	if ((err = open_metrics(&d, &d.cfg, &d.prom)))

@@ -44,14 +44,6 @@ struct guard {
 	char last_cut[200];
 };
 
-static uint64_t process_cpu_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int guard_new(struct guard **out, const struct guard_opts *opts)
 {
 	struct guard *g = calloc(1, sizeof(*g));

@@ -756,3 +756,17 @@ void cgroup_entry_labels(const struct cgroup_entry *e, struct labels *l)
 		l->v[l->n++] = e->qos;
 	}
 }
+
+void cgroup_json_set(json_t *o, struct cgroups *cg, uint64_t cgroup_id)
+{
+	char path[512], cid[65], pod[37];
+
+	if (!cgroup_id || !cg || cgroups_path_of(cg, cgroup_id, path, sizeof(path)))
+		return;
+	json_object_set_new(o, "cgroup", json_string(path));
+	cgroup_path_identity(path, cid, sizeof(cid), pod, sizeof(pod));
+	if (cid[0])
+		json_object_set_new(o, "container_id", json_string(cid));
+	if (pod[0])
+		json_object_set_new(o, "pod_uid", json_string(pod));
+}

@@ -2,6 +2,7 @@
 /* Cgroup layout (v1, v2, hybrid), cgroup id <-> path, container identity, and
  * the bounded set of cgroups the watch layer follows. */
 #pragma once
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +48,9 @@ int cgroups_path_of(struct cgroups *cg, uint64_t id, char *buf, size_t len);
  * containerd, cri-o and the kubelet name them; empty strings when none. */
 void cgroup_path_identity(const char *path, char *container_id, size_t cid_len, char *pod_uid,
 			  size_t pod_len);
+/* Sets "cgroup", and "container_id" / "pod_uid" when the path names them, on
+ * o for a cgroup id; nothing when the id is 0 or unknown. */
+void cgroup_json_set(json_t *o, struct cgroups *cg, uint64_t cgroup_id);
 /* Kubernetes QoS class of a pod's cgroup path: "guaranteed", "burstable",
  * "besteffort", or "" when the path is not a pod's. */
 const char *cgroup_path_qos(const char *path);

@@ -31,6 +31,7 @@ struct cfg_key {
 #define F(field) offsetof(struct agent_config, field), sizeof(((struct agent_config *)0)->field)
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const unwind_modes[] = {"auto", "always", "off", NULL};
 /* Elasticsearch index names: lowercase, no separators or wildcards */
 static const char index_name_chars[] = "abcdefghijklmnopqrstuvwxyz0123456789-_.";
 
@@ -105,6 +106,18 @@ static const struct cfg_key config_table[] = {
 	{"symbolizer", "lines", CFG_BOOL, F(symbolizer.lines), 0, 0, "false",
 	 "add source file:line and inlined functions to user frames, from DWARF when the binary "
 	 "or its debug file has it"},
+	{"unwind", "mode", CFG_STRING, F(unwind.mode), 0, 0, "auto",
+	 "user stacks of code without frame pointers, from DWARF CFI (profile, offcpu): auto "
+	 "(per process, when its frame-pointer stacks come out shorter) | always | off",
+	 unwind_modes},
+	{"unwind", "stack_size", CFG_SIZE, F(unwind.stack_size), 1024, 65536, "16KiB",
+	 "user stack copied per sample for DWARF unwinding; deeper frames are cut "
+	 "(unwind_truncated)"},
+	{"unwind", "cpu_pct", CFG_UINT, F(unwind.cpu_pct), 1, 100, "10",
+	 "CPU the agent may spend unwinding, % of one CPU; past it samples fall back to frame "
+	 "pointers (unwind.paused_samples)"},
+	{"unwind", "cache_size", CFG_SIZE, F(unwind.cache_size), 4 * MiB, 16 * GiB, "64MiB",
+	 "memory cap for the DWARF CFI read from binaries (least recently used dropped)"},
 	{"metrics", "listen", CFG_STRING, F(metrics.listen), 0, 0, "",
 	 "Prometheus/OpenMetrics endpoint (GET /metrics): HOST:PORT, [IPv6]:PORT, :PORT (every "
 	 "address) or a unix socket path; empty: off",

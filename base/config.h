@@ -59,6 +59,12 @@ struct agent_config {
 		bool lines;
 	} symbolizer;
 	struct {
+		char mode[16]; /* auto | always | off */
+		uint64_t stack_size;
+		uint64_t cpu_pct;
+		uint64_t cache_size;
+	} unwind;
+	struct {
 		char dir[PATH_MAX];
 		uint64_t max_size;
 		uint64_t max_age_ms;

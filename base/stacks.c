@@ -237,7 +237,6 @@ static json_t *entry_json(const struct stackset_render_opts *o, const struct sta
 {
 	json_t *j = json_object(), *frames = json_array();
 	struct sym_frame f;
-	char path[512];
 
 	json_object_set_new(j, "pid", json_integer(e->tgid));
 	json_object_set_new(j, "tid", json_integer(e->pid));
@@ -245,17 +244,7 @@ static json_t *entry_json(const struct stackset_render_opts *o, const struct sta
 	json_object_set_new(j, o->value_key, json_integer((json_int_t)e->value));
 	json_object_set_new(j, "pct",
 			    json_real(total ? 100.0 * (double)e->value / (double)total : 0));
-	if (e->cgroup_id && o->cgroups &&
-	    cgroups_path_of(o->cgroups, e->cgroup_id, path, sizeof(path)) == 0) {
-		char cid[65], pod[37];
-
-		json_object_set_new(j, "cgroup", json_string(path));
-		cgroup_path_identity(path, cid, sizeof(cid), pod, sizeof(pod));
-		if (cid[0])
-			json_object_set_new(j, "container_id", json_string(cid));
-		if (pod[0])
-			json_object_set_new(j, "pod_uid", json_string(pod));
-	}
+	cgroup_json_set(j, o->cgroups, e->cgroup_id);
 	for (unsigned i = 0; i < e->nk + e->nu; i++) {
 		resolve(o, e, i, &f);
 		json_array_append_new(frames, sym_frame_json(&f));
@@ -354,4 +343,52 @@ void stackset_render_clear(struct stackset_render *r)
 	json_decref(r->top);
 	free(r->folded);
 	memset(r, 0, sizeof(*r));
+}
+
+json_t *stack_frames_json(struct symbolizer *sym, int tgid, const uint64_t *kframes, unsigned nk,
+			  const uint64_t *uframes, unsigned nu)
+{
+	json_t *arr = json_array();
+	struct sym_frame f;
+
+	for (unsigned i = 0; i < nk; i++) {
+		memset(&f, 0, sizeof(f));
+		f.addr = kframes[i];
+		f.kernel = true;
+		if (sym)
+			symbolizer_kernel(sym, kframes[i], &f);
+		json_array_append_new(arr, sym_frame_json(&f));
+	}
+	for (unsigned i = 0; i < nu; i++) {
+		memset(&f, 0, sizeof(f));
+		f.addr = uframes[i];
+		if (sym)
+			symbolizer_user(sym, tgid, uframes[i], &f);
+		json_array_append_new(arr, sym_frame_json(&f));
+	}
+	return arr;
+}
+
+void stack_frame_text(struct symbolizer *sym, int tgid, uint64_t addr, bool kernel, char *buf,
+		      size_t len)
+{
+	struct sym_frame f;
+
+	memset(&f, 0, sizeof(f));
+	f.addr = addr;
+	if (sym) {
+		if (kernel)
+			symbolizer_kernel(sym, addr, &f);
+		else
+			symbolizer_user(sym, tgid, addr, &f);
+	}
+	if (f.name[0]) {
+		snprintf(buf, len, "%s", f.name);
+	} else if (f.module[0] && !kernel) {
+		const char *base = strrchr(f.module, '/');
+
+		snprintf(buf, len, "%s+0x%" PRIx64, base ? base + 1 : f.module, f.file_offset);
+	} else {
+		snprintf(buf, len, "0x%" PRIx64, addr);
+	}
 }

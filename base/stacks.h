@@ -3,6 +3,7 @@
  * and as the top stacks of an incident. Shared by every stack-bearing capture. */
 #pragma once
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,3 +48,11 @@ size_t stackset_count(const struct stackset *ss);
 int stackset_render(struct stackset *ss, const struct stackset_render_opts *o,
 		    struct stackset_render *out);
 void stackset_render_clear(struct stackset_render *r);
+
+/* Frames as incidents carry them (func, offset, module, kernel, addr...):
+ * nk kernel frames then nu user frames of process tgid, leaf first. */
+json_t *stack_frames_json(struct symbolizer *sym, int tgid, const uint64_t *kframes, unsigned nk,
+			  const uint64_t *uframes, unsigned nu);
+/* One frame as short text: "func" or "module+0xoff" or "0xaddr". */
+void stack_frame_text(struct symbolizer *sym, int tgid, uint64_t addr, bool kernel, char *buf,
+		      size_t len);

@@ -176,6 +176,14 @@ uint64_t now_real_ms(void)
 	return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t process_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 void format_iso8601(uint64_t real_ms, char *buf, size_t len)
 {
 	time_t secs = (time_t)(real_ms / 1000);

@@ -25,6 +25,8 @@ void format_size(uint64_t bytes, char *buf, size_t len);
 
 uint64_t now_mono_ns(void);
 uint64_t now_real_ms(void);
+/* CPU time this process used, user + system, in ns. */
+uint64_t process_cpu_ns(void);
 /* ISO-8601 UTC with milliseconds: 2026-11-22T11:33:47.123Z */
 void format_iso8601(uint64_t real_ms, char *buf, size_t len);
 

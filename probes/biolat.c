@@ -38,6 +38,8 @@ struct biolat {
 
 static const char *const tracepoints[] = {"block_rq_issue", "block_rq_complete", NULL};
 
+BPF_SKEL_OPS(biolat);
+
 static void biolat_close(void *state)
 {
 	struct biolat *bl = state;
@@ -45,31 +47,16 @@ static void biolat_close(void *state)
 	if (!bl)
 		return;
 	hookmode_stop(&bl->hm);
-	biolat_bpf__destroy(bl->skel);
+	bpf_skel_unload(bl->skel, &biolat_skel_ops, "watch.biolat");
 	free(bl->vals);
 	free(bl);
-}
-
-static int load(struct biolat *bl, bool use_btf)
-{
-	int err;
-
-	bl->skel = biolat_bpf__open();
-	if (!bl->skel)
-		return -errno;
-	bpf_object_choose_tp_btf(bl->skel->obj, use_btf);
-	err = biolat_bpf__load(bl->skel);
-	if (err) {
-		biolat_bpf__destroy(bl->skel);
-		bl->skel = NULL;
-	}
-	return err;
 }
 
 static int biolat_open(void **out, const struct watcher_env *env)
 {
 	struct biolat *bl;
 	bool use_btf;
+	void *skel;
 	int err;
 
 	if (!env->cfg->watch.block_hooks) {
@@ -91,20 +78,16 @@ static int biolat_open(void **out, const struct watcher_env *env)
 		err = -ENOMEM;
 		goto fail;
 	}
-	use_btf = hookmode_btf_has(tracepoints);
-	err = load(bl, use_btf);
-	if (err && use_btf) {
-		log_info("watch.block_hooks: tp_btf programs did not load (%s); trying raw_tp",
-			 strerror(-err));
-		use_btf = false;
-		err = load(bl, false);
-	}
+	err = bpf_skel_load(&skel, &use_btf, &biolat_skel_ops,
+			    &(struct bpf_load_opts){.owner = "watch.biolat",
+						    .no_tp_btf = !hookmode_btf_has(tracepoints)});
 	if (err) {
 		snprintf(env->why, env->why_len,
 			 "loading the block hooks: %s (needs block_rq_issue(rq): Linux 5.11+)",
 			 strerror(-err));
 		goto fail;
 	}
+	bl->skel = skel;
 	err = hookmode_start(&bl->hm, bl->skel->obj, "watch.biolat", "biolat", use_btf);
 	if (err) {
 		snprintf(env->why, env->why_len, "attaching the block hooks: %s", strerror(-err));

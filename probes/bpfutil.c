@@ -17,6 +17,12 @@
 #include "base/symbolize.h"
 #include "probes/capture.h"
 #include "probes/filter.h"
+#include "probes/sched.h"
+
+static bool has_prefix(const char *s, const char *p)
+{
+	return s && strncmp(s, p, strlen(p)) == 0;
+}
 
 /* Programs the agent loaded, by owner, for run-time accounting. */
 #define OWNED_MAX 128
@@ -274,24 +280,59 @@ int stack_map_read(const struct bpf_map *map, int32_t id, uint64_t *frames, unsi
 	return 0;
 }
 
+bool stack_is_glue(const char *name)
+{
+	static const char *const glue[] = {
+		"bpf_prog_",	   "bpf_trace_run",   "__bpf_trace_",
+		"__traceiter_",	   "__bpf_prog_run",  "trace_call_bpf",
+		"bpf_dispatcher_", "bpf_trampoline_", "perf_trace_",
+	};
+
+	for (size_t g = 0; g < sizeof(glue) / sizeof(glue[0]); g++)
+		if (strncmp(name, glue[g], strlen(glue[g])) == 0)
+			return true;
+	return false;
+}
+
 unsigned stack_bpf_frames(struct symbolizer *sym, const uint64_t *kframes, unsigned n)
 {
-	static const char *const glue[] = {"bpf_prog_", "bpf_trace_run", "__bpf_trace_",
-					   "__traceiter_", "bpf_trampoline_"};
 	unsigned skip = 0;
 
-	for (; skip < n && skip < 4; skip++) {
+	if (!sym)
+		return 0;
+	for (; skip < n; skip++) {
 		struct sym_frame f;
-		bool is_glue = false;
 
-		if (symbolizer_kernel(sym, kframes[skip], &f))
-			break;
-		for (size_t g = 0; g < sizeof(glue) / sizeof(glue[0]); g++)
-			is_glue |= strncmp(f.name, glue[g], strlen(glue[g])) == 0;
-		if (!is_glue)
+		if (symbolizer_kernel(sym, kframes[skip], &f) || !stack_is_glue(f.name))
 			break;
 	}
 	return skip;
+}
+
+unsigned stack_irq_frames(struct symbolizer *sym, const uint64_t *kframes, unsigned n)
+{
+	static const char *const entry[] = {"asm_sysvec_", "asm_common_interrupt"};
+	static const char *const irq[] = {"sysvec_",	     "__sysvec_",    "common_interrupt",
+					  "handle_softirqs", "__do_softirq", "__irq_exit_rcu",
+					  "irq_exit"};
+	unsigned last = 0;
+
+	if (!sym)
+		return 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct sym_frame f;
+
+		if (symbolizer_kernel(sym, kframes[i], &f))
+			continue;
+		/* the entry point ends the interrupt: below it is the interrupted task */
+		for (size_t j = 0; j < sizeof(entry) / sizeof(entry[0]); j++)
+			if (strncmp(f.name, entry[j], strlen(entry[j])) == 0)
+				return i + 1;
+		for (size_t j = 0; j < sizeof(irq) / sizeof(irq[0]); j++)
+			if (strncmp(f.name, irq[j], strlen(irq[j])) == 0)
+				last = i + 1;
+	}
+	return last;
 }
 
 unsigned stack_depth_limit(unsigned want)
@@ -305,6 +346,21 @@ unsigned stack_depth_limit(unsigned want)
 		v = want;
 	fclose(f);
 	return v && v < want ? v : want;
+}
+
+static struct btf *kernel_btf_cached;
+
+const struct btf *kernel_btf(void)
+{
+	if (!kernel_btf_cached)
+		kernel_btf_cached = btf__load_vmlinux_btf();
+	return kernel_btf_cached;
+}
+
+void kernel_btf_release(void)
+{
+	btf__free(kernel_btf_cached);
+	kernel_btf_cached = NULL;
 }
 
 bool btf_has_tracepoint(const struct btf *vmlinux, const char *name)
@@ -325,11 +381,164 @@ void bpf_object_choose_tp_btf(struct bpf_object *obj, bool use_btf)
 	{
 		const char *sec = bpf_program__section_name(prog);
 
-		if (strncmp(sec, "tp_btf/", 7) == 0)
+		if (has_prefix(sec, "tp_btf/"))
 			bpf_program__set_autoload(prog, use_btf);
-		else if (strncmp(sec, "raw_tp/", 7) == 0)
+		else if (has_prefix(sec, "raw_tp/"))
 			bpf_program__set_autoload(prog, !use_btf);
 	}
+}
+
+bool bpf_force_raw_tp;
+
+/* Leaves unloaded the programs whose tracepoint this kernel does not have. */
+static void drop_missing_tracepoints(struct bpf_object *obj)
+{
+	const struct btf *btf = kernel_btf();
+	struct bpf_program *prog;
+
+	if (!btf)
+		return; /* the load itself will say why */
+	bpf_object__for_each_program(prog, obj)
+	{
+		const char *tp = strchr(bpf_program__section_name(prog), '/');
+
+		if (bpf_program__autoload(prog) && tp && !btf_has_tracepoint(btf, tp + 1))
+			bpf_program__set_autoload(prog, false);
+	}
+}
+
+/* One attempt: open, pick the flavour, configure, load. */
+static int skel_try(void **out, bool btf, const struct bpf_skel_ops *ops,
+		    const struct bpf_load_opts *o)
+{
+	void *skel = ops->open();
+	int err;
+
+	if (!skel)
+		return -errno ? -errno : -ENOMEM;
+	bpf_object_choose_tp_btf(ops->object(skel), btf);
+	err = o->configure ? o->configure(skel, o->ctx) : 0;
+	if (!err && o->drop_missing_tps)
+		drop_missing_tracepoints(ops->object(skel));
+	if (!err)
+		err = ops->load(skel);
+	if (err) {
+		ops->destroy(skel);
+		return err;
+	}
+	*out = skel;
+	return 0;
+}
+
+int bpf_skel_load(void **skel, bool *btf, const struct bpf_skel_ops *ops,
+		  const struct bpf_load_opts *o)
+{
+	bool use_btf = !bpf_force_raw_tp && !o->no_tp_btf;
+	int err;
+
+	*skel = NULL;
+	err = skel_try(skel, use_btf, ops, o);
+	if (err && use_btf) {
+		log_info("%s: tp_btf programs did not load (%s); using raw_tp", o->owner,
+			 strerror(-err));
+		use_btf = false;
+		err = skel_try(skel, false, ops, o);
+	}
+	if (err) {
+		if (o->why)
+			snprintf(o->why, o->why_len, "loading BPF programs: %s", strerror(-err));
+		return log_ret(err, "%s: loading BPF programs: %s", o->owner, strerror(-err));
+	}
+	if (btf)
+		*btf = use_btf;
+	bpf_object_log_ids(o->owner, ops->object(*skel));
+	return 0;
+}
+
+void bpf_skel_unload(void *skel, const struct bpf_skel_ops *ops, const char *owner)
+{
+	if (!skel)
+		return;
+	bpf_owner_forget(owner);
+	ops->destroy(skel);
+}
+
+int bpf_links_attach(struct bpf_links *l, struct bpf_object *obj,
+		     enum bpf_attach_choice (*choose)(const struct bpf_program *p, void *ctx),
+		     void *ctx, const char *owner)
+{
+	struct bpf_program *prog;
+	int err;
+
+	l->note[0] = '\0';
+	bpf_object__for_each_program(prog, obj)
+	{
+		const char *sec = bpf_program__section_name(prog);
+		enum bpf_attach_choice c;
+		struct bpf_link *link;
+
+		if (bpf_program__fd(prog) < 0 || has_prefix(sec, "iter") ||
+		    has_prefix(sec, "perf_event"))
+			continue; /* not loaded here, or attached by its owner */
+		c = choose ? choose(prog, ctx) : BPF_ATTACH_REQUIRED;
+		if (c == BPF_ATTACH_SKIP)
+			continue;
+		if (l->n >= BPF_LINKS_MAX) {
+			err = log_ret(-E2BIG, "%s: more than %d programs to attach", owner,
+				      BPF_LINKS_MAX);
+			goto fail;
+		}
+		link = bpf_program__attach(prog);
+		if (link) {
+			l->v[l->n++] = link;
+			continue;
+		}
+		err = -errno;
+		if (c == BPF_ATTACH_OPTIONAL) {
+			if (!l->note[0])
+				snprintf(l->note, sizeof(l->note), "attaching %s: %s",
+					 bpf_program__name(prog), strerror(-err));
+			continue;
+		}
+		log_warn("%s: attaching %s: %s", owner, bpf_program__name(prog), strerror(-err));
+		goto fail;
+	}
+	return 0;
+fail:
+	bpf_links_detach(l);
+	return err;
+}
+
+void bpf_links_detach(struct bpf_links *l)
+{
+	while (l->n)
+		bpf_link__destroy(l->v[--l->n]);
+}
+
+int sched_set_self(const struct bpf_map *self_map, const struct capture_target *t)
+{
+	uint32_t zero = 0, self = (uint32_t)getpid();
+
+	if (t->kind == TARGET_PID && t->pid == (int)self)
+		self = 0;
+	return bpf_map__update_elem(self_map, &zero, sizeof(zero), &self, sizeof(self), 0);
+}
+
+const char *sched_state_name(unsigned state)
+{
+	static const char *const names[SCHED_ST_MAX] = {
+		[SCHED_ST_UNKNOWN] = "?", [SCHED_ST_ON_CPU] = "on_cpu", [SCHED_ST_RUNNABLE] = "R",
+		[SCHED_ST_SLEEP] = "S",	  [SCHED_ST_DISK] = "D",	[SCHED_ST_IDLE] = "I",
+		[SCHED_ST_OTHER] = "T",	  [SCHED_ST_DEAD] = "X",
+	};
+
+	return state < SCHED_ST_MAX ? names[state] : "?";
+}
+
+void sched_comm(char *dst, const char *comm)
+{
+	memcpy(dst, comm, SCHED_TASK_COMM_LEN);
+	dst[SCHED_TASK_COMM_LEN - 1] = '\0';
 }
 
 void bpf_object_log_ids(const char *what, const struct bpf_object *obj)

@@ -44,10 +44,17 @@ int perf_clock_refresh(struct bpf_program *prog, uint64_t freq, struct bpf_link 
  * *n = 0 for a negative id (none recorded). -ENOENT when the id is gone. */
 int stack_map_read(const struct bpf_map *map, int32_t id, uint64_t *frames, unsigned max,
 		   unsigned *n);
-/* A kernel stack taken from a tracepoint program starts in the program and
- * the tracing glue (bpf_prog_*, bpf_trace_run*, __bpf_trace_*): how many
- * leading frames are those, to leave out of what a person reads. */
+/* Is `name` a function of the BPF program or of the tracing glue that runs it
+ * (bpf_prog_*, bpf_trace_run*, __bpf_trace_*, trampolines, dispatchers)? */
+bool stack_is_glue(const char *name);
+/* A kernel stack taken from a tracing program starts in the program and the
+ * tracing glue: how many leading frames are those, to leave out of what a
+ * person reads. One rule for every capture; 0 without a symbolizer. */
 unsigned stack_bpf_frames(struct symbolizer *sym, const uint64_t *kframes, unsigned n);
+/* Was this kernel stack taken in interrupt context (a hard or soft irq run on
+ * the back of whatever task was current)? Returns how many leaf frames belong
+ * to the interrupt (through its entry point), or 0. */
+unsigned stack_irq_frames(struct symbolizer *sym, const uint64_t *kframes, unsigned n);
 /* Tracks every process among a map's keys while it is alive (symbolizer_track),
  * for keys of key_size bytes holding a u32 tgid and an s32 user stack id at
  * these offsets; keys without a user stack are passed by. */
@@ -57,11 +64,100 @@ void track_key_tgids(struct symbolizer *sym, const struct bpf_map *map, size_t k
  * kernel.perf_event_max_stack sysctl (the kernel refuses deeper stack maps). */
 unsigned stack_depth_limit(unsigned want);
 
+/* The running kernel's BTF, parsed on first use and shared by every loader
+ * (NULL with errno when the kernel has none). Parsing it costs megabytes:
+ * kernel_btf_release() frees it once start-up is over. */
+const struct btf *kernel_btf(void);
+void kernel_btf_release(void);
 /* Does the kernel have tracepoint `name` (a btf_trace_<name> type in its BTF)? */
 bool btf_has_tracepoint(const struct btf *vmlinux, const char *name);
 /* Programs come in pairs, one in a "tp_btf/X" section and one in "raw_tp/X":
  * loads the tp_btf one of each pair (use_btf) or the raw_tp one. */
 void bpf_object_choose_tp_btf(struct bpf_object *obj, bool use_btf);
+
+/* ---- one load sequence for every BPF object ----
+ *
+ * A generated skeleton seen through four functions, so one loader serves all:
+ * BPF_SKEL_OPS(offcpu) defines offcpu_skel_ops for offcpu.skel.h. */
+struct bpf_skel_ops {
+	void *(*open)(void);
+	int (*load)(void *skel);
+	void (*destroy)(void *skel);
+	struct bpf_object *(*object)(const void *skel);
+};
+
+#define BPF_SKEL_OPS(n)                                                                            \
+	static void *n##_skel_open(void)                                                           \
+	{                                                                                          \
+		return n##_bpf__open();                                                            \
+	}                                                                                          \
+	static int n##_skel_load(void *s)                                                          \
+	{                                                                                          \
+		return n##_bpf__load(s);                                                           \
+	}                                                                                          \
+	static void n##_skel_destroy(void *s)                                                      \
+	{                                                                                          \
+		n##_bpf__destroy(s);                                                               \
+	}                                                                                          \
+	static struct bpf_object *n##_skel_object(const void *s)                                   \
+	{                                                                                          \
+		return ((const struct n##_bpf *)s)->obj;                                           \
+	}                                                                                          \
+	static const struct bpf_skel_ops n##_skel_ops = {n##_skel_open, n##_skel_load,             \
+							 n##_skel_destroy, n##_skel_object}
+
+/* Tests set this to load the raw_tp twins even where tp_btf works. */
+extern bool bpf_force_raw_tp;
+
+struct bpf_load_opts {
+	const char *owner; /* log prefix and run-time accounting owner: "offcpu", "watch.biolat" */
+	/* Between open and load: rodata, map sizes, which programs load. 0 or -errno. */
+	int (*configure)(void *skel, void *ctx);
+	void *ctx;
+	bool no_tp_btf;	       /* load the raw_tp twins only (a tp_btf tracepoint is missing) */
+	bool drop_missing_tps; /* programs whose tracepoint this kernel lacks stay unloaded */
+	char *why;	       /* optional: what failed, for `autotrace probes` */
+	size_t why_len;
+};
+
+/* Opens the skeleton, configures it and loads it: the tp_btf programs first
+ * and, when they do not load, their raw_tp twins. Logs the loaded programs'
+ * ids under the owner and registers them for run-time accounting. On success
+ * *skel is the loaded skeleton and *btf whether the tp_btf flavour loaded. */
+int bpf_skel_load(void **skel, bool *btf, const struct bpf_skel_ops *ops,
+		  const struct bpf_load_opts *o);
+/* Destroys a skeleton bpf_skel_load returned (NULL-safe) and forgets its
+ * programs' accounting. */
+void bpf_skel_unload(void *skel, const struct bpf_skel_ops *ops, const char *owner);
+
+/* The attached links of one object's tracing programs. */
+#define BPF_LINKS_MAX 24
+struct bpf_links {
+	struct bpf_link *v[BPF_LINKS_MAX];
+	unsigned n;
+	char note[160]; /* the first optional program that did not attach, and why */
+};
+
+enum bpf_attach_choice { BPF_ATTACH_SKIP, BPF_ATTACH_REQUIRED, BPF_ATTACH_OPTIONAL };
+
+/* Attaches every loaded tracing program of obj (iterators and perf-event
+ * programs are attached by their owners), asking choose (NULL: all required)
+ * about each. An optional program that fails is noted in l->note and passed
+ * by; a required one that fails detaches everything and returns its error. */
+int bpf_links_attach(struct bpf_links *l, struct bpf_object *obj,
+		     enum bpf_attach_choice (*choose)(const struct bpf_program *p, void *ctx),
+		     void *ctx, const char *owner);
+void bpf_links_detach(struct bpf_links *l);
+
+/* ---- scheduler captures (offcpu, dstate, runq, timeline): probes/sched.h ---- */
+
+/* Leaves the agent's own process out of the target (the sched_self map of
+ * sched.bpf.h) unless the target is the agent itself. */
+int sched_set_self(const struct bpf_map *self_map, const struct capture_target *t);
+/* "R", "S", "D", "I", "T", "X", "on_cpu", "?" */
+const char *sched_state_name(unsigned state);
+/* NUL-terminated copy of a kernel comm. */
+void sched_comm(char *dst, const char *comm);
 
 /* Logs "what: BPF programs loaded: name#id ..." so operators (and tests) can
  * match the agent's programs in `bpftool prog`, and registers the programs

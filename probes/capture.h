@@ -11,6 +11,7 @@
 struct agent_config;
 struct symbolizer;
 struct cgroups;
+struct ustack_shared;
 
 enum capture_target_kind { TARGET_HOST = 0, TARGET_CGROUP, TARGET_PID };
 
@@ -52,6 +53,7 @@ struct capture_env {
 	const struct agent_config *cfg;
 	struct symbolizer *sym;
 	struct cgroups *cgroups;
+	struct ustack_shared *ustack; /* DWARF user stacks; NULL: off (probes/ustack.h) */
 };
 
 #define CAPTURE_MAX_ARTIFACTS 4

@@ -13,16 +13,16 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "base/cgroups.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/stacks.h"
 #include "base/symbolize.h"
 #include "base/util.h"
-#include "dstate.skel.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/dstate.h"
-#include "probes/schedutil.h"
+#include "dstate.skel.h"
 
 #define DSTATE_MAX_TASKS    4096 /* distinct tasks remembered over a window */
 #define DSTATE_MAX_PATTERNS 32	 /* a rule's own patterns */
@@ -173,9 +173,12 @@ static const char *label_of(const struct capture_params *p, char (*names)[128], 
 	return NULL;
 }
 
+BPF_SKEL_OPS(dstate);
+
 static int dstate_prepare(void **out, const struct capture_env *env)
 {
 	struct dstate_state *st = calloc(1, sizeof(*st));
+	void *skel;
 	int err;
 
 	if (!st)
@@ -192,21 +195,14 @@ static int dstate_prepare(void **out, const struct capture_env *env)
 		err = log_ret(-errno, "dstate: timerfd: %s", strerror(errno));
 		goto cleanup;
 	}
-	st->skel = dstate_bpf__open();
-	if (!st->skel) {
-		err = log_ret(-errno, "dstate: opening BPF object: %s", strerror(errno));
+	err = bpf_skel_load(&skel, NULL, &dstate_skel_ops,
+			    &(struct bpf_load_opts){.owner = "dstate"});
+	if (err)
 		goto cleanup;
-	}
-	err = dstate_bpf__load(st->skel);
-	if (err) {
-		err = log_ret(err, "dstate: loading BPF programs: %s", strerror(-err));
-		goto cleanup;
-	}
-	bpf_object_log_ids("dstate", st->skel->obj);
+	st->skel = skel;
 	*out = st;
 	return 0;
 cleanup:
-	dstate_bpf__destroy(st->skel);
 	if (st->timerfd >= 0)
 		close(st->timerfd);
 	free(st->buf);
@@ -453,7 +449,7 @@ static int dstate_collect(void *state, struct capture_result *out)
 		at_end += t->at_end;
 		stayed += same_sleep;
 		for (unsigned j = 0; j < t->nframes; j++)
-			sched_frame_text(st->env.sym, 0, t->frames[j], true, names[j],
+			stack_frame_text(st->env.sym, 0, t->frames[j], true, names[j],
 					 sizeof(names[j]));
 		label = label_of(&st->params, names, t->nframes, labelbuf, sizeof(labelbuf));
 		if (label == labelbuf) {
@@ -493,10 +489,10 @@ static int dstate_collect(void *state, struct capture_result *out)
 		json_object_set_new(o, "stayed_stuck", json_boolean(same_sleep));
 		json_object_set_new(o, "snapshots", json_integer(t->snapshots));
 		json_object_set_new(o, "killable", json_boolean(t->state & 0x100));
-		sched_json_set_cgroup(o, st->env.cgroups, t->cgroup_id);
+		cgroup_json_set(o, st->env.cgroups, t->cgroup_id);
 		json_object_set_new(
 			o, "frames",
-			sched_frames_json(st->env.sym, 0, t->frames, t->nframes, NULL, 0));
+			stack_frames_json(st->env.sym, 0, t->frames, t->nframes, NULL, 0));
 		json_array_append_new(tasks, o);
 	}
 	for (unsigned l = 0; l < nlabels; l++)
@@ -551,8 +547,7 @@ static void dstate_release(void *state)
 	if (!st)
 		return;
 	dstate_stop(st);
-	bpf_owner_forget("dstate");
-	dstate_bpf__destroy(st->skel);
+	bpf_skel_unload(st->skel, &dstate_skel_ops, "dstate");
 	close(st->timerfd);
 	free(st->tasks);
 	free(st->buf);

@@ -16,51 +16,24 @@
 
 bool hookmode_btf_has(const char *const *tracepoints)
 {
-	struct btf *btf = btf__load_vmlinux_btf();
+	const struct btf *btf = kernel_btf();
 	bool all = btf != NULL;
 
 	for (const char *const *tp = tracepoints; all && *tp; tp++)
 		all = btf_has_tracepoint(btf, *tp);
-	btf__free(btf);
 	return all;
 }
 
 int hookmode_attach(struct hookmode *h)
 {
-	struct bpf_program *prog;
-	int err;
-
-	if (h->nlinks)
+	if (h->links.n)
 		return 0;
-	bpf_object__for_each_program(prog, h->obj)
-	{
-		struct bpf_link *l;
-
-		if (!bpf_program__autoload(prog))
-			continue;
-		if (h->nlinks == HOOKMODE_LINKS) {
-			err = -E2BIG;
-			goto fail;
-		}
-		l = bpf_program__attach(prog);
-		if (!l) {
-			err = -errno;
-			log_warn("%s: attaching %s: %s", h->owner, bpf_program__name(prog),
-				 strerror(-err));
-			goto fail;
-		}
-		h->links[h->nlinks++] = l;
-	}
-	return 0;
-fail:
-	hookmode_detach(h);
-	return err;
+	return bpf_links_attach(&h->links, h->obj, NULL, NULL, h->owner);
 }
 
 void hookmode_detach(struct hookmode *h)
 {
-	while (h->nlinks)
-		bpf_link__destroy(h->links[--h->nlinks]);
+	bpf_links_detach(&h->links);
 }
 
 static void runtime(struct hookmode *h, uint64_t *ns, uint64_t *cnt)
@@ -78,7 +51,6 @@ int hookmode_start(struct hookmode *h, struct bpf_object *obj, const char *owner
 	h->label = label;
 	h->use_btf = use_btf;
 	h->last.name = label;
-	bpf_object_log_ids(owner, obj);
 	/* the cost is part of the contract of a hook mode: measured all along */
 	err = bpf_stats_hold();
 	if (err)
@@ -103,8 +75,6 @@ void hookmode_stop(struct hookmode *h)
 	if (h->stats_held)
 		bpf_stats_release();
 	h->stats_held = false;
-	if (h->owner)
-		bpf_owner_forget(h->owner);
 }
 
 void hookmode_sample_cost(struct hookmode *h, struct tsdb *db)

@@ -8,18 +8,16 @@
 
 #include "probes/watcher.h"
 
-struct bpf_object;
-struct bpf_link;
-struct tsdb;
+#include "probes/bpfutil.h"
 
-#define HOOKMODE_LINKS 8
+struct bpf_object;
+struct tsdb;
 
 struct hookmode {
 	const char *owner; /* bpf_object_log_ids() owner: "watch.runqlat" */
 	const char *label; /* the hook label of its cost series: "runqlat" */
 	struct bpf_object *obj;
-	struct bpf_link *links[HOOKMODE_LINKS];
-	unsigned nlinks;
+	struct bpf_links links;
 	bool use_btf;
 	bool stats_held;
 	uint64_t base_ns, base_cnt; /* run time when the mode was turned on */
@@ -29,12 +27,12 @@ struct hookmode {
 
 /* Does this kernel's BTF describe every tracepoint (btf_trace_<name>)? */
 bool hookmode_btf_has(const char *const *tracepoints);
-/* After load: registers the programs, holds run-time statistics, attaches. */
+/* After bpf_skel_load: holds run-time statistics, attaches. */
 int hookmode_start(struct hookmode *h, struct bpf_object *obj, const char *owner, const char *label,
 		   bool use_btf);
 int hookmode_attach(struct hookmode *h);
 void hookmode_detach(struct hookmode *h);
-/* Detaches, releases statistics, forgets the programs (before the object goes). */
+/* Detaches and releases statistics (before the object goes). */
 void hookmode_stop(struct hookmode *h);
 /* The cost since the previous call, into h->last and the watch.hook_* series. */
 void hookmode_sample_cost(struct hookmode *h, struct tsdb *db);

@@ -37,14 +37,12 @@ static const struct capture_param_desc iotrace_params[] = {
 				 "shortest block on IO whose stack is kept (0: every one)"},
 };
 
-#define IOTRACE_MAX_LINKS 32
-#define PROC_ROOT	  "/proc"
+#define PROC_ROOT "/proc"
 
 struct iotrace_state {
 	struct iotrace_bpf *skel;
 	struct capture_env env;
-	struct bpf_link *links[IOTRACE_MAX_LINKS];
-	unsigned nlinks;
+	struct bpf_links links;
 	bool use_btf;
 	bool fs_level;	     /* syscall tracepoints usable */
 	char fs_error[160];  /* why not */
@@ -90,8 +88,11 @@ static bool is_blocked_prog(const struct bpf_program *p)
 	return strncmp(bpf_program__name(p), "io_switch_", 10) == 0;
 }
 
-static int iotrace_open_load(struct iotrace_state *st, const struct btf *btf, bool use_btf)
+BPF_SKEL_OPS(iotrace);
+
+static int configure(void *s, void *ctx)
 {
+	struct iotrace_state *st = ctx;
 	const struct agent_config *cfg = st->env.cfg;
 	static const struct {
 		int nr;
@@ -106,13 +107,8 @@ static int iotrace_open_load(struct iotrace_state *st, const struct btf *btf, bo
 	uint32_t files = (uint32_t)cfg->capture.max_files;
 	/* stack maps collide long before they fill: keep buckets well above use */
 	uint32_t nstacks = (uint32_t)MAX(1024, cfg->capture.max_stacks / 4);
-	struct iotrace_bpf *skel;
-	struct bpf_program *prog;
-	int err;
+	struct iotrace_bpf *skel = s;
 
-	skel = iotrace_bpf__open();
-	if (!skel)
-		return -errno;
 	skel->rodata->o_direct_flag = O_DIRECT;
 	for (size_t i = 0; i < ARRAY_SIZE(rw); i++)
 		if (rw[i].nr >= 0 && rw[i].nr < IOTRACE_SYSCALL_TABLE)
@@ -124,32 +120,14 @@ static int iotrace_open_load(struct iotrace_state *st, const struct btf *btf, bo
 	bpf_map__set_max_entries(skel->maps.blocked, nstacks);
 	bpf_map__set_max_entries(skel->maps.stacks, nstacks);
 	bpf_map__set_value_size(skel->maps.stacks, st->stack_depth * sizeof(uint64_t));
-	bpf_object_choose_tp_btf(skel->obj, use_btf);
-	/* optional tracepoints this kernel lacks stay unloaded */
-	bpf_object__for_each_program(prog, skel->obj)
-	{
-		const char *sec = bpf_program__section_name(prog);
-		const char *tp = strchr(sec, '/');
-
-		if (!bpf_program__autoload(prog))
-			continue;
-		if (tp && !btf_has_tracepoint(btf, tp + 1))
-			bpf_program__set_autoload(prog, false);
-	}
-	err = iotrace_bpf__load(skel);
-	if (err) {
-		iotrace_bpf__destroy(skel);
-		return err;
-	}
-	st->skel = skel;
-	st->use_btf = use_btf;
 	return 0;
 }
 
 static int iotrace_prepare(void **out, const struct capture_env *env)
 {
 	struct iotrace_state *st;
-	struct btf *btf = NULL;
+	const struct btf *btf;
+	void *skel;
 	int err;
 
 	st = calloc(1, sizeof(*st));
@@ -157,7 +135,7 @@ static int iotrace_prepare(void **out, const struct capture_env *env)
 		return -ENOMEM;
 	st->env = *env;
 	st->stack_depth = stack_depth_limit(IOTRACE_STACK_DEPTH);
-	btf = btf__load_vmlinux_btf();
+	btf = kernel_btf();
 	if (!btf) {
 		err = log_ret(-ENOTSUP, "iotrace: no kernel BTF: CO-RE programs cannot load");
 		goto cleanup;
@@ -176,24 +154,19 @@ static int iotrace_prepare(void **out, const struct capture_env *env)
 		snprintf(
 			st->fs_error, sizeof(st->fs_error),
 			"this kernel has no sys_exit tracepoint (CONFIG_HAVE_SYSCALL_TRACEPOINTS)");
-	err = iotrace_open_load(st, btf, true);
-	if (err) {
-		log_info("iotrace: tp_btf programs did not load (%s): trying raw tracepoints",
-			 strerror(-err));
-		err = iotrace_open_load(st, btf, false);
-	}
-	if (err) {
-		err = log_ret(err, "iotrace: loading BPF programs: %s", strerror(-err));
+	err = bpf_skel_load(&skel, &st->use_btf, &iotrace_skel_ops,
+			    &(struct bpf_load_opts){.owner = "iotrace",
+						    .configure = configure,
+						    .ctx = st,
+						    .drop_missing_tps = true});
+	if (err)
 		goto cleanup;
-	}
+	st->skel = skel;
 	if (!st->fs_level)
 		log_warn("iotrace: file-system level IO unavailable: %s", st->fs_error);
-	bpf_object_log_ids("iotrace", st->skel->obj);
-	btf__free(btf);
 	*out = st;
 	return 0;
 cleanup:
-	btf__free(btf);
 	free(st);
 	return err;
 }
@@ -204,11 +177,9 @@ static void iotrace_stop(void *state)
 {
 	struct iotrace_state *st = state;
 
-	if (!st->nlinks)
+	if (!st->links.n)
 		return;
-	for (unsigned i = 0; i < st->nlinks; i++)
-		bpf_link__destroy(st->links[i]);
-	st->nlinks = 0;
+	bpf_links_detach(&st->links);
 	st->stopped_ns = now_mono_ns();
 }
 
@@ -229,11 +200,19 @@ static void iotrace_clear(struct iotrace_state *st)
 	map_clear(s->maps.stacks);
 }
 
+static enum bpf_attach_choice attach_choice(const struct bpf_program *prog, void *ctx)
+{
+	const struct iotrace_state *st = ctx;
+
+	if (is_blocked_prog(prog) && !st->params.v[P_BLOCKED_STACKS])
+		return BPF_ATTACH_SKIP;
+	return is_fs_prog(prog) ? BPF_ATTACH_OPTIONAL : BPF_ATTACH_REQUIRED;
+}
+
 static int iotrace_start(void *state, const struct capture_target *t,
 			 const struct capture_params *p)
 {
 	struct iotrace_state *st = state;
-	struct bpf_program *prog;
 	struct capture_filter f;
 	int err;
 
@@ -249,31 +228,12 @@ static int iotrace_start(void *state, const struct capture_target *t,
 	st->target_kind = t->kind;
 	st->attach_note[0] = '\0';
 	st->skel->bss->blocked_threshold_ns = p->v[P_BLOCKED_THRESHOLD] * 1000000ull;
-	bpf_object__for_each_program(prog, st->skel->obj)
-	{
-		struct bpf_link *link;
-
-		if (bpf_program__fd(prog) < 0)
-			continue; /* not loaded here */
-		if (is_blocked_prog(prog) && !p->v[P_BLOCKED_STACKS])
-			continue;
-		if (st->nlinks >= IOTRACE_MAX_LINKS)
-			return log_ret(-E2BIG, "iotrace: too many programs");
-		link = bpf_program__attach(prog);
-		if (!link) {
-			err = -errno;
-			if (is_fs_prog(prog)) {
-				/* the disk level still works without them */
-				snprintf(st->attach_note, sizeof(st->attach_note),
-					 "file-system level unavailable: attaching %s: %s",
-					 bpf_program__name(prog), strerror(-err));
-				continue;
-			}
-			return log_ret(err, "iotrace: attaching %s: %s", bpf_program__name(prog),
-				       strerror(-err));
-		}
-		st->links[st->nlinks++] = link;
-	}
+	err = bpf_links_attach(&st->links, st->skel->obj, attach_choice, st, "iotrace");
+	if (err)
+		return err;
+	if (st->links.note[0]) /* the disk level still works without them */
+		snprintf(st->attach_note, sizeof(st->attach_note),
+			 "file-system level unavailable: %s", st->links.note);
 	st->started_ns = now_mono_ns();
 	st->stopped_ns = 0;
 	return 0;
@@ -604,22 +564,14 @@ static json_t *file_json(struct reader *r, const struct row *w)
 static void proc_identity(struct reader *r, json_t *o, uint32_t tgid)
 {
 	struct io_proc_info pi;
-	char path[512], cid[65], pod[37];
+	char path[512];
 	int fd = bpf_map__fd(r->st->skel->maps.procs);
 
 	json_object_set_new(o, "pid", json_integer(tgid));
 	if (bpf_map_lookup_elem(fd, &tgid, &pi) == 0) {
 		pi.comm[sizeof(pi.comm) - 1] = '\0';
 		json_object_set_new(o, "comm", json_string(pi.comm));
-		if (pi.cgroup_id && r->st->env.cgroups &&
-		    cgroups_path_of(r->st->env.cgroups, pi.cgroup_id, path, sizeof(path)) == 0) {
-			json_object_set_new(o, "cgroup", json_string(path));
-			cgroup_path_identity(path, cid, sizeof(cid), pod, sizeof(pod));
-			if (cid[0])
-				json_object_set_new(o, "container_id", json_string(cid));
-			if (pod[0])
-				json_object_set_new(o, "pod_uid", json_string(pod));
-		}
+		cgroup_json_set(o, r->st->env.cgroups, pi.cgroup_id);
 	} else {
 		char *text = NULL;
 
@@ -892,8 +844,7 @@ static void iotrace_release(void *state)
 	if (!st)
 		return;
 	iotrace_stop(st);
-	bpf_owner_forget("iotrace");
-	iotrace_bpf__destroy(st->skel);
+	bpf_skel_unload(st->skel, &iotrace_skel_ops, "iotrace");
 	free(st);
 }
 

@@ -35,10 +35,9 @@ static const struct capture_param_desc memtrace_params[] = {
 		      "every fault while capturing)"},
 };
 
-#define PROC_ROOT	   "/proc"
-#define SNAPSHOT_MAX	   65536 /* processes read per snapshot */
-#define MEMTRACE_MAX_LINKS 16
-#define MEMTRACE_PROCS	   8192
+#define PROC_ROOT      "/proc"
+#define SNAPSHOT_MAX   65536 /* processes read per snapshot */
+#define MEMTRACE_PROCS 8192
 
 static const char *const stall_names[MEM_STALL_TYPES] = {
 	[MEM_STALL_DIRECT_RECLAIM] = "direct_reclaim",
@@ -100,8 +99,7 @@ struct memcg_read {
 struct memtrace_state {
 	struct memtrace_bpf *skel;
 	struct capture_env env;
-	struct bpf_link *links[MEMTRACE_MAX_LINKS];
-	unsigned nlinks;
+	struct bpf_links links;
 	unsigned stack_depth;
 	bool have_faults; /* exceptions tracepoints exist (x86) */
 	/* this window */
@@ -121,44 +119,27 @@ static bool is_fault_prog(const struct bpf_program *p)
 	return strncmp(bpf_program__name(p), "mem_fault_", 10) == 0;
 }
 
-static int memtrace_open_load(struct memtrace_state *st, const struct btf *btf, bool use_btf)
-{
-	const struct agent_config *cfg = st->env.cfg;
-	uint32_t nstacks = (uint32_t)MAX(1024, cfg->capture.max_stacks / 4);
-	struct memtrace_bpf *skel;
-	struct bpf_program *prog;
-	int err;
+BPF_SKEL_OPS(memtrace);
 
-	skel = memtrace_bpf__open();
-	if (!skel)
-		return -errno;
+static int configure(void *s, void *ctx)
+{
+	struct memtrace_bpf *skel = s;
+	const struct memtrace_state *st = ctx;
+	uint32_t nstacks = (uint32_t)MAX(1024, st->env.cfg->capture.max_stacks / 4);
+
 	bpf_map__set_max_entries(skel->maps.faults, MEMTRACE_PROCS);
 	bpf_map__set_max_entries(skel->maps.procs, MEMTRACE_PROCS);
 	bpf_map__set_max_entries(skel->maps.stalls, nstacks);
 	bpf_map__set_max_entries(skel->maps.stacks, nstacks);
 	bpf_map__set_value_size(skel->maps.stacks, st->stack_depth * sizeof(uint64_t));
-	bpf_object_choose_tp_btf(skel->obj, use_btf);
-	bpf_object__for_each_program(prog, skel->obj)
-	{
-		const char *tp = strchr(bpf_program__section_name(prog), '/');
-
-		/* page_fault_* exist on x86 only; memcg reclaim needs CONFIG_MEMCG */
-		if (bpf_program__autoload(prog) && tp && !btf_has_tracepoint(btf, tp + 1))
-			bpf_program__set_autoload(prog, false);
-	}
-	err = memtrace_bpf__load(skel);
-	if (err) {
-		memtrace_bpf__destroy(skel);
-		return err;
-	}
-	st->skel = skel;
 	return 0;
 }
 
 static int memtrace_prepare(void **out, const struct capture_env *env)
 {
 	struct memtrace_state *st;
-	struct btf *btf;
+	const struct btf *btf;
+	void *skel;
 	int err;
 
 	st = calloc(1, sizeof(*st));
@@ -166,27 +147,24 @@ static int memtrace_prepare(void **out, const struct capture_env *env)
 		return -ENOMEM;
 	st->env = *env;
 	st->stack_depth = stack_depth_limit(MEMTRACE_STACK_DEPTH);
-	btf = btf__load_vmlinux_btf();
+	btf = kernel_btf();
 	if (!btf) {
 		err = log_ret(-ENOTSUP, "memtrace: no kernel BTF: CO-RE programs cannot load");
 		goto cleanup;
 	}
 	st->have_faults = btf_has_tracepoint(btf, "page_fault_user");
-	err = memtrace_open_load(st, btf, true);
-	if (err) {
-		log_info("memtrace: tp_btf programs did not load (%s): trying raw tracepoints",
-			 strerror(-err));
-		err = memtrace_open_load(st, btf, false);
-	}
-	btf__free(btf);
-	if (err) {
-		err = log_ret(err, "memtrace: loading BPF programs: %s", strerror(-err));
+	/* page_fault_* exist on x86 only; memcg reclaim needs CONFIG_MEMCG */
+	err = bpf_skel_load(&skel, NULL, &memtrace_skel_ops,
+			    &(struct bpf_load_opts){.owner = "memtrace",
+						    .configure = configure,
+						    .ctx = st,
+						    .drop_missing_tps = true});
+	if (err)
 		goto cleanup;
-	}
+	st->skel = skel;
 	if (!st->have_faults)
 		log_info("memtrace: no exceptions:page_fault_* tracepoints here: page faults "
 			 "come from /proc only");
-	bpf_object_log_ids("memtrace", st->skel->obj);
 	*out = st;
 	return 0;
 cleanup:
@@ -551,11 +529,9 @@ static void memtrace_stop(void *state)
 {
 	struct memtrace_state *st = state;
 
-	if (!st->nlinks)
+	if (!st->links.n)
 		return;
-	for (unsigned i = 0; i < st->nlinks; i++)
-		bpf_link__destroy(st->links[i]);
-	st->nlinks = 0;
+	bpf_links_detach(&st->links);
 	st->stopped_ns = now_mono_ns();
 }
 
@@ -568,11 +544,18 @@ static void memtrace_clear(struct memtrace_state *st)
 	map_clear(st->skel->maps.stacks);
 }
 
+static enum bpf_attach_choice attach_choice(const struct bpf_program *prog, void *ctx)
+{
+	const struct memtrace_state *st = ctx;
+
+	return is_fault_prog(prog) && !st->params.v[P_FAULTS] ? BPF_ATTACH_SKIP
+							      : BPF_ATTACH_REQUIRED;
+}
+
 static int memtrace_start(void *state, const struct capture_target *t,
 			  const struct capture_params *p)
 {
 	struct memtrace_state *st = state;
-	struct bpf_program *prog;
 	struct capture_filter f;
 	int err;
 
@@ -586,22 +569,9 @@ static int memtrace_start(void *state, const struct capture_target *t,
 		return err;
 	st->target = *t;
 	st->params = *p;
-	bpf_object__for_each_program(prog, st->skel->obj)
-	{
-		struct bpf_link *link;
-
-		if (bpf_program__fd(prog) < 0)
-			continue;
-		if (is_fault_prog(prog) && !p->v[P_FAULTS])
-			continue;
-		if (st->nlinks >= MEMTRACE_MAX_LINKS)
-			return log_ret(-E2BIG, "memtrace: too many programs");
-		link = bpf_program__attach(prog);
-		if (!link)
-			return log_ret(-errno, "memtrace: attaching %s: %s",
-				       bpf_program__name(prog), strerror(errno));
-		st->links[st->nlinks++] = link;
-	}
+	err = bpf_links_attach(&st->links, st->skel->obj, attach_choice, st, "memtrace");
+	if (err)
+		return err;
 	st->started_ns = now_mono_ns();
 	st->stopped_ns = 0;
 	/* the programs count from here; the baselines follow at once */
@@ -767,20 +737,11 @@ static void set_i(json_t *o, const char *k, int64_t v)
 static json_t *row_json(struct memtrace_state *st, const struct proc_row *r, uint64_t window_ms)
 {
 	json_t *o = json_object();
-	char path[512], cid[65], pod[37];
 	uint64_t secs_x1000 = window_ms ? window_ms : 1;
 
 	set_i(o, "pid", r->pid);
 	json_object_set_new(o, "comm", json_string(r->comm[0] ? r->comm : "?"));
-	if (r->cgroup_id && st->env.cgroups &&
-	    cgroups_path_of(st->env.cgroups, r->cgroup_id, path, sizeof(path)) == 0) {
-		json_object_set_new(o, "cgroup", json_string(path));
-		cgroup_path_identity(path, cid, sizeof(cid), pod, sizeof(pod));
-		if (cid[0])
-			json_object_set_new(o, "container_id", json_string(cid));
-		if (pod[0])
-			json_object_set_new(o, "pod_uid", json_string(pod));
-	}
+	cgroup_json_set(o, st->env.cgroups, r->cgroup_id);
 	set_u(o, "rss_start_bytes", r->have_start ? rss(&r->a) : 0);
 	set_u(o, "rss_end_bytes", r->have_end ? rss(&r->b) : 0);
 	set_i(o, "rss_growth_bytes", r->growth);
@@ -1047,8 +1008,7 @@ static void memtrace_release(void *state)
 		return;
 	memtrace_stop(st);
 	snapshot_free(&st->start);
-	bpf_owner_forget("memtrace");
-	memtrace_bpf__destroy(st->skel);
+	bpf_skel_unload(st->skel, &memtrace_skel_ops, "memtrace");
 	free(st);
 }
 

@@ -11,6 +11,7 @@
 
 #include "offcpu.h"
 #include "sched.bpf.h"
+#include "ustack.bpf.h"
 
 #define EFAULT 14
 
@@ -120,6 +121,49 @@ static __always_inline bool walk_allowed(const struct offcpu_config *cfg, u64 no
 	return true;
 }
 
+/*
+ * DWARF user stacks (ustack.bpf.h): the blocking thread's stack copy goes to
+ * user space under a fresh sequence number kept in the start record; when the
+ * block ends, a BLOCK_END record with that number carries its length.
+ */
+static __always_inline void offcpu_dwarf_block(struct offcpu_start *ns, u32 pid, u32 mode)
+{
+	struct ustack_meta m = {
+		.type = USTACK_REC_BLOCK,
+		.mode = mode,
+		.tgid = ns->tgid,
+		.pid = pid,
+		.cgroup_id = ns->cgroup_id,
+		.kern_stack_id = ns->kern_stack_id,
+		.user_stack_id = ns->user_stack_id,
+		.state = ns->state,
+		.comm = ns->comm,
+	};
+
+	m.seq = __sync_fetch_and_add(&ustack_seq, 1) + 1;
+	if (ustack_send(&m))
+		ns->ustack_seq = m.seq;
+}
+
+/* True when user space counts this block (its stack went as a DWARF record). */
+static __always_inline bool offcpu_dwarf_end(const struct offcpu_key *key, u64 seq, u64 delta)
+{
+	struct ustack_meta m = {
+		.type = USTACK_REC_BLOCK_END,
+		.tgid = key->tgid,
+		.pid = key->pid,
+		.cgroup_id = key->cgroup_id,
+		.kern_stack_id = key->kern_stack_id,
+		.user_stack_id = -1,
+		.state = key->state,
+		.seq = seq,
+		.value = delta,
+		.comm = key->comm,
+	};
+
+	return seq && ustack_send(&m);
+}
+
 /* sched_switch runs in prev's context: these are its stacks */
 static __always_inline void blocked_stacks(void *ctx, const struct offcpu_config *cfg, u32 pid,
 					   u64 now, struct offcpu_start *ns)
@@ -134,15 +178,28 @@ static __always_inline void blocked_stacks(void *ctx, const struct offcpu_config
 	    l->user_ip == fresh.user_ip && l->user_sp == fresh.user_sp && !walk_allowed(cfg, now)) {
 		ns->kern_stack_id = l->kern_stack_id;
 		ns->user_stack_id = l->user_stack_id;
+		ns->ustack_seq = l->ustack_seq;
 		stat_inc(OFFCPU_STAT_REUSED);
 		return;
 	}
 	ns->kern_stack_id = stack_id(ctx, 0);
-	ns->user_stack_id =
-		(cfg->flags & OFFCPU_F_USER_STACK) ? stack_id(ctx, BPF_F_USER_STACK) : -1;
+	ns->user_stack_id = -1;
+	ns->ustack_seq = 0;
+	if (cfg->flags & OFFCPU_F_USER_STACK) {
+		u32 mode = ustack_mode(ns->tgid);
+
+		if (mode != USTACK_DWARF)
+			ns->user_stack_id = stack_id(ctx, BPF_F_USER_STACK);
+		if (mode != USTACK_FP)
+			offcpu_dwarf_block(ns, pid, mode);
+		/* no room in the ring: walk by frame pointer after all */
+		if (mode == USTACK_DWARF && !ns->ustack_seq)
+			ns->user_stack_id = stack_id(ctx, BPF_F_USER_STACK);
+	}
 	fresh.walked_ns = now;
 	fresh.kern_stack_id = ns->kern_stack_id;
 	fresh.user_stack_id = ns->user_stack_id;
+	fresh.ustack_seq = ns->ustack_seq;
 	bpf_map_update_elem(&last, &pid, &fresh, BPF_ANY);
 }
 
@@ -175,7 +232,7 @@ static __always_inline int on_switch(void *ctx, bool preempt, struct task_struct
 	struct offcpu_config *cfg = bpf_map_lookup_elem(&offcpu_cfg, &zero);
 	struct offcpu_waker_key *wk = NULL;
 	struct offcpu_start *s;
-	u64 now, delta;
+	u64 now, delta, seq;
 
 	if (!f || !cfg)
 		return 0;
@@ -238,9 +295,11 @@ static __always_inline int on_switch(void *ctx, bool preempt, struct task_struct
 		__builtin_memcpy(wk->waker_comm, s->waker_comm, sizeof(wk->waker_comm));
 		__builtin_memcpy(wk->waker_frames, s->waker_frames, sizeof(wk->waker_frames));
 	}
+	seq = s->ustack_seq;
 	/* copied out: the record may be reused as soon as it is deleted */
 	bpf_map_delete_elem(&start, &next_pid);
-	add(&counts, &key, delta, OFFCPU_STAT_KEYS_FULL);
+	if (!offcpu_dwarf_end(&key, seq, delta))
+		add(&counts, &key, delta, OFFCPU_STAT_KEYS_FULL);
 	stat_inc(OFFCPU_STAT_BLOCKS);
 	if (wk)
 		add(&wakers, wk, delta, OFFCPU_STAT_WAKERS_FULL);

@@ -9,16 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/cgroups.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/stacks.h"
 #include "base/symbolize.h"
 #include "base/util.h"
-#include "offcpu.skel.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/offcpu.h"
-#include "probes/schedutil.h"
+#include "probes/ustack.h"
+#include "offcpu.skel.h"
 
 enum { P_MIN_BLOCK_US, P_WAKER, P_USER_STACKS, P_MAX_WALKS };
 
@@ -43,57 +44,74 @@ static const unsigned offcpu_states[] = {SCHED_ST_SLEEP, SCHED_ST_DISK, SCHED_ST
 struct offcpu_state {
 	struct offcpu_bpf *skel;
 	struct capture_env env;
-	struct bpf_link *links[SCHED_MAX_LINKS];
-	unsigned nlinks;
+	struct bpf_links links;
 	bool btf, running;
 	uint64_t min_block_us;
 	uint64_t max_walks_per_s;
 	bool user_stacks;
-	uint64_t stopped_ns; /* CLOCK_MONOTONIC, the window's end */
+	uint64_t stopped_ns;	       /* CLOCK_MONOTONIC, the window's end */
+	struct ustack_capture *ustack; /* DWARF user stacks; NULL: off */
 };
 
-static int open_load(struct offcpu_state *st, bool btf)
-{
-	const struct agent_config *cfg = st->env.cfg;
-	uint32_t nstacks = (uint32_t)cfg->capture.max_stacks;
-	int err;
+BPF_SKEL_OPS(offcpu);
 
-	st->skel = offcpu_bpf__open();
-	if (!st->skel)
-		return -errno;
-	sched_select_flavor(st->skel->obj, btf);
-	bpf_map__set_max_entries(st->skel->maps.stacks, nstacks);
-	bpf_map__set_max_entries(st->skel->maps.counts, nstacks);
-	bpf_map__set_max_entries(st->skel->maps.wakers, nstacks / 4 > 256 ? nstacks / 4 : 256);
-	err = offcpu_bpf__load(st->skel);
-	if (err) {
-		offcpu_bpf__destroy(st->skel);
-		st->skel = NULL;
-	}
+static int configure(void *skel, void *ctx)
+{
+	struct offcpu_bpf *s = skel;
+	const struct offcpu_state *st = ctx;
+	uint32_t nstacks = (uint32_t)st->env.cfg->capture.max_stacks;
+
+	bpf_map__set_max_entries(s->maps.stacks, nstacks);
+	bpf_map__set_max_entries(s->maps.counts, nstacks);
+	bpf_map__set_max_entries(s->maps.wakers, nstacks / 4 > 256 ? nstacks / 4 : 256);
+	/* DWARF user stacks (ustack.bpf.h): map sizes and rodata as configured */
+	return ustack_size_maps(st->env.ustack, s->maps.ustack_rb, s->maps.ustack_scratch,
+				(bool *)&s->rodata->ustack_enabled,
+				(bool *)&s->rodata->ustack_always,
+				(uint32_t *)&s->rodata->ustack_stack_bytes);
+}
+
+/* The user-space half of DWARF user stacks, once the object is loaded. */
+static int offcpu_ustack_attach(struct offcpu_state *st)
+{
+	struct offcpu_bpf *sk = st->skel;
+	int err = ustack_capture_new(&st->ustack,
+				     sk->rodata->ustack_enabled ? st->env.ustack : NULL, "offcpu",
+				     &(struct ustack_capture_maps){
+					     .rb = sk->maps.ustack_rb,
+					     .modes = sk->maps.ustack_modes,
+					     .stats = sk->maps.ustack_stats,
+					     .paused = &sk->bss->ustack_paused,
+					     .user_stacks = sk->maps.stacks,
+				     });
+
+	if (err)
+		log_warn("offcpu: DWARF user stacks: %s", strerror(-err));
 	return err;
 }
 
 static int offcpu_prepare(void **out, const struct capture_env *env)
 {
 	struct offcpu_state *st = calloc(1, sizeof(*st));
+	void *skel;
 	int err;
 
 	if (!st)
 		return -ENOMEM;
 	st->env = *env;
-	st->btf = !sched_force_raw_tp;
-	err = open_load(st, st->btf);
-	if (err && st->btf) {
-		log_info("offcpu: tp_btf programs did not load (%s); using raw_tp", strerror(-err));
-		st->btf = false;
-		err = open_load(st, false);
+	err = bpf_skel_load(
+		&skel, &st->btf, &offcpu_skel_ops,
+		&(struct bpf_load_opts){.owner = "offcpu", .configure = configure, .ctx = st});
+	if (!err) {
+		st->skel = skel;
+		err = offcpu_ustack_attach(st);
+		if (err)
+			bpf_skel_unload(st->skel, &offcpu_skel_ops, "offcpu");
 	}
 	if (err) {
-		err = log_ret(err, "offcpu: loading BPF programs: %s", strerror(-err));
 		free(st);
 		return err;
 	}
-	bpf_object_log_ids("offcpu", st->skel->obj);
 	*out = st;
 	return 0;
 }
@@ -111,10 +129,21 @@ static void offcpu_stop(void *state)
 {
 	struct offcpu_state *st = state;
 
-	sched_detach(st->links, &st->nlinks);
+	bpf_links_detach(&st->links);
 	if (st->running)
 		st->stopped_ns = now_mono_ns();
 	st->running = false;
+	ustack_capture_stop(st->ustack);
+}
+
+static int offcpu_ring_fd(void *state)
+{
+	return ustack_capture_fd(((struct offcpu_state *)state)->ustack);
+}
+
+static void offcpu_ring_ready(void *state)
+{
+	ustack_capture_poll(((struct offcpu_state *)state)->ustack);
 }
 
 static int offcpu_start(void *state, const struct capture_target *t, const struct capture_params *p)
@@ -146,10 +175,12 @@ static int offcpu_start(void *state, const struct capture_target *t, const struc
 			(uint32_t)MAX(1u, st->max_walks_per_s * OFFCPU_TICK_NS / 1000000000ull);
 	err = bpf_map__update_elem(st->skel->maps.offcpu_cfg, &zero, sizeof(zero), &c, sizeof(c),
 				   0);
+	if (!err)
+		err = ustack_capture_start(st->ustack);
 	if (err)
 		return err;
 	st->stopped_ns = 0;
-	err = sched_attach(st->skel->obj, st->links, &st->nlinks);
+	err = bpf_links_attach(&st->links, st->skel->obj, NULL, NULL, "offcpu");
 	st->running = err == 0;
 	return err;
 }
@@ -204,6 +235,9 @@ struct count_row {
 	struct offcpu_key k;
 	struct offcpu_val v;
 	bool ongoing; /* still blocked when the window ended */
+	bool dwarf;   /* the user stack is uframes (DWARF-unwound), not k.user_stack_id */
+	const uint64_t *uframes;
+	unsigned nu;
 };
 
 static int cmp_row_thread(const void *a, const void *b)
@@ -258,7 +292,7 @@ static json_t *threads_json(struct offcpu_state *st, struct thread_table *t, uns
 		json_object_set_new(o, "max_block_us",
 				    json_integer((json_int_t)(s->max_ns / 1000)));
 		json_object_set_new(o, "still_blocked", json_boolean(s->still_blocked));
-		sched_json_set_cgroup(o, st->env.cgroups, s->cgroup_id);
+		cgroup_json_set(o, st->env.cgroups, s->cgroup_id);
 		json_array_append_new(arr, o);
 	}
 	return arr;
@@ -276,7 +310,7 @@ static void blocked_in(struct offcpu_state *st, const uint64_t *frames, unsigned
 	for (unsigned i = 0; i < n; i++) {
 		bool skip = false;
 
-		sched_frame_text(st->env.sym, 0, frames[i], true, buf, len);
+		stack_frame_text(st->env.sym, 0, frames[i], true, buf, len);
 		for (size_t j = 0; j < ARRAY_SIZE(sched_prefixes); j++)
 			skip |= strncmp(buf, sched_prefixes[j], strlen(sched_prefixes[j])) == 0;
 		if (!skip)
@@ -331,15 +365,16 @@ static size_t merge_wakers(struct offcpu_state *st, struct waker_row *rows, size
 		unsigned nf = MIN(k->waker_nframes, OFFCPU_WAKER_DEPTH), skip, irq, nk;
 
 		rows[i].blocked_in[0] = '\0';
-		if (sched_stack_read(st->skel->maps.stacks, k->kern_stack_id, frames, &nk) == 0 &&
+		if (stack_map_read(st->skel->maps.stacks, k->kern_stack_id, frames, SCHED_MAX_DEPTH,
+				   &nk) == 0 &&
 		    nk)
 			blocked_in(st, frames, nk, rows[i].blocked_in, sizeof(rows[i].blocked_in));
-		skip = sched_trace_frames(st->env.sym, wf, nf);
+		skip = stack_bpf_frames(st->env.sym, wf, nf);
 		memmove(wf, wf + skip, (nf - skip) * sizeof(uint64_t));
 		nf -= skip;
 		memset(wf + nf, 0, (OFFCPU_WAKER_DEPTH - nf) * sizeof(uint64_t));
 		k->waker_nframes = nf;
-		irq = sched_stack_irq_frames(st->env.sym, wf, nf);
+		irq = stack_irq_frames(st->env.sym, wf, nf);
 		if (!irq)
 			continue;
 		k->waker_tgid = 0;
@@ -422,7 +457,7 @@ static json_t *wakers_json(struct offcpu_state *st, unsigned top_n, uint64_t *mi
 		json_object_set_new(o, "wakeups", json_integer((json_int_t)r->v.count));
 		nf = MIN(r->k.waker_nframes, OFFCPU_WAKER_DEPTH);
 		json_object_set_new(o, "frames",
-				    sched_frames_json(st->env.sym, 0,
+				    stack_frames_json(st->env.sym, 0,
 						      (const uint64_t *)r->k.waker_frames, nf, NULL,
 						      0));
 		json_array_append_new(arr, o);
@@ -514,12 +549,49 @@ static int add_ongoing(struct offcpu_state *st, struct count_row **rows, size_t 
 		r->k.kern_stack_id = s.kern_stack_id;
 		r->k.state = s.state;
 		memcpy(r->k.comm, s.comm, sizeof(r->k.comm));
+		r->dwarf = ustack_capture_block(st->ustack, s.ustack_seq, &r->uframes, &r->nu);
 		r->v.total_ns = end - s.ts;
 		r->v.count = 1;
 		r->v.max_ns = end - s.ts;
 		r->ongoing = true;
 		(*ongoing)++;
 	}
+	return 0;
+}
+
+struct ustack_rows {
+	struct count_row **rows;
+	size_t *n, *cap;
+};
+
+/* Blocks counted in user space, with their DWARF-unwound user stacks. */
+static int offcpu_ustack_row(void *ctx, const struct ustack_row *u)
+{
+	struct ustack_rows *t = ctx;
+	struct count_row *r;
+
+	if (*t->n == *t->cap) {
+		size_t cap = *t->cap ? *t->cap * 2 : 256;
+		struct count_row *p = realloc(*t->rows, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		*t->rows = p;
+		*t->cap = cap;
+	}
+	r = &(*t->rows)[(*t->n)++];
+	memset(r, 0, sizeof(*r));
+	r->k.tgid = u->tgid;
+	r->k.pid = u->pid;
+	r->k.cgroup_id = u->cgroup_id;
+	r->k.user_stack_id = -1;
+	r->k.kern_stack_id = u->kern_stack_id;
+	r->k.state = u->state;
+	snprintf(r->k.comm, sizeof(r->k.comm), "%s", u->comm);
+	r->v = (struct offcpu_val){u->value, u->count, u->max};
+	r->dwarf = true;
+	r->uframes = u->frames;
+	r->nu = u->nframes;
 	return 0;
 }
 
@@ -565,12 +637,15 @@ static int offcpu_collect(void *state, struct capture_result *out)
 			rows = p;
 			rows_cap = cap;
 		}
+		memset(&rows[nrows], 0, sizeof(rows[nrows]));
 		rows[nrows].k = key;
-		rows[nrows].ongoing = false;
 		if (bpf_map_lookup_elem(fd, &key, &rows[nrows].v) == 0)
 			nrows++;
 	}
-	err = add_ongoing(st, &rows, &nrows, &rows_cap, &ongoing);
+	err = ustack_capture_foreach(st->ustack, offcpu_ustack_row,
+				     &(struct ustack_rows){&rows, &nrows, &rows_cap});
+	if (!err)
+		err = add_ongoing(st, &rows, &nrows, &rows_cap, &ongoing);
 	if (err)
 		goto cleanup;
 	if (nrows)
@@ -583,11 +658,13 @@ static int offcpu_collect(void *state, struct capture_result *out)
 		for (unsigned j = 0; j < NSTATES; j++)
 			if (offcpu_states[j] == k->state)
 				si = j;
-		if (sched_stack_read(st->skel->maps.stacks, k->kern_stack_id, kframes, &s.nk) ||
-		    sched_stack_read(st->skel->maps.stacks, k->user_stack_id, uframes, &s.nu))
+		if (stack_map_read(st->skel->maps.stacks, k->kern_stack_id, kframes,
+				   SCHED_MAX_DEPTH, &s.nk) ||
+		    (!rows[i].dwarf && stack_map_read(st->skel->maps.stacks, k->user_stack_id,
+						      uframes, SCHED_MAX_DEPTH, &s.nu)))
 			stack_missing++;
 		k->comm[sizeof(k->comm) - 1] = '\0';
-		skip = sched_trace_frames(st->env.sym, kframes, s.nk);
+		skip = stack_bpf_frames(st->env.sym, kframes, s.nk);
 		s.tgid = k->tgid;
 		s.pid = k->pid;
 		s.cgroup_id = k->cgroup_id;
@@ -595,6 +672,10 @@ static int offcpu_collect(void *state, struct capture_result *out)
 		s.kstack = kframes + skip;
 		s.nk -= skip;
 		s.ustack = uframes;
+		if (rows[i].dwarf) {
+			s.ustack = rows[i].uframes;
+			s.nu = rows[i].nu;
+		}
 		s.value = rows[i].v.total_ns / 1000;
 		stackset_add(ss[si], &s);
 		err = thread_add(&threads, k, &rows[i].v, rows[i].ongoing);
@@ -696,6 +777,13 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	out->lost_events = stats[OFFCPU_STAT_START_FULL] + stats[OFFCPU_STAT_KEYS_FULL] +
 			   stats[OFFCPU_STAT_WAKERS_FULL] + stats[OFFCPU_STAT_STACK_LOST] +
 			   stack_missing + dropped;
+	{
+		uint64_t ulost = ustack_capture_report(st->ustack, out->data);
+
+		json_object_set_new(json_object_get(out->data, "lost"), "unwind",
+				    json_integer((json_int_t)ulost));
+		out->lost_events += ulost;
+	}
 	out->partial = out->lost_events > 0 || folded_dropped > 0;
 	err = capture_result_add_artifact(out, "offcpu.folded", folded, folded_len);
 	folded = NULL;
@@ -720,8 +808,8 @@ static void offcpu_release(void *state)
 	if (!st)
 		return;
 	offcpu_stop(st);
-	bpf_owner_forget("offcpu");
-	offcpu_bpf__destroy(st->skel);
+	ustack_capture_free(&st->ustack);
+	bpf_skel_unload(st->skel, &offcpu_skel_ops, "offcpu");
 	free(st);
 }
 
@@ -748,5 +836,7 @@ const struct capture_ops offcpu_capture = {
 	.stop = offcpu_stop,
 	.collect = offcpu_collect,
 	.release = offcpu_release,
+	.ring_fd = offcpu_ring_fd,
+	.ring_ready = offcpu_ring_ready,
 	.tick = offcpu_tick,
 };

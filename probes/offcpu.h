@@ -37,6 +37,7 @@ struct offcpu_last {
 	s32 user_stack_id;
 	u32 state;
 	u32 pad;
+	u64 ustack_seq; /* DWARF user stack record of that block (ustack_abi.h); 0: none */
 };
 
 #define OFFCPU_F_WAKER 1u /* record who woke each blocked thread */
@@ -61,6 +62,9 @@ struct offcpu_start {
 	u32 waker_nframes; /* 0: no wakeup seen */
 	char waker_comm[SCHED_TASK_COMM_LEN];
 	u64 waker_frames[OFFCPU_WAKER_DEPTH];
+	/* DWARF user stack: the record user space unwinds (ustack_abi.h); 0: none,
+	 * user_stack_id holds the frame-pointer walk if any */
+	u64 ustack_seq;
 };
 
 struct offcpu_key {
@@ -108,7 +112,7 @@ enum offcpu_stat {
 };
 
 _Static_assert(sizeof(struct offcpu_config) == 16, "offcpu_config ABI");
-_Static_assert(sizeof(struct offcpu_start) == 80 + OFFCPU_WAKER_DEPTH * 8, "offcpu_start ABI");
+_Static_assert(sizeof(struct offcpu_start) == 88 + OFFCPU_WAKER_DEPTH * 8, "offcpu_start ABI");
 _Static_assert(sizeof(struct offcpu_key) == 48, "offcpu_key ABI");
 _Static_assert(sizeof(struct offcpu_val) == 24, "offcpu_val ABI");
 _Static_assert(sizeof(struct offcpu_waker_key) == 64 + OFFCPU_WAKER_DEPTH * 8,

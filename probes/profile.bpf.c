@@ -7,8 +7,10 @@
 
 #include "filter.bpf.h"
 #include "profile.h"
+#include "ustack.bpf.h"
 
 #define EFAULT 14
+#define ENOENT 2
 
 /* max_entries of both maps are set by user space from capture.max_stacks */
 struct {
@@ -40,6 +42,40 @@ static __always_inline void stat_inc(u32 which)
 		(*v)++;
 }
 
+/*
+ * DWARF user stacks (ustack.bpf.h): a process in DWARF mode sends its stack
+ * copy to user space, which counts the sample; an undecided one sends it with
+ * the frame-pointer walk to compare. True when user space counts the sample.
+ * Otherwise key->user_stack_id is the walk already done, or -ENOENT.
+ */
+static __always_inline bool profile_dwarf_sample(struct bpf_perf_event_data *ctx,
+						 struct profile_key *key)
+{
+	u32 mode = ustack_mode(key->tgid);
+	struct ustack_meta m = {
+		.type = USTACK_REC_SAMPLE,
+		.mode = mode,
+		.tgid = key->tgid,
+		.pid = key->pid,
+		.cgroup_id = key->cgroup_id,
+		.kern_stack_id = key->kern_stack_id,
+		.user_stack_id = -1,
+		.value = 1,
+		.comm = key->comm,
+	};
+
+	key->user_stack_id = -ENOENT;
+	if (mode == USTACK_FP)
+		return false;
+	if (mode == USTACK_UNDECIDED)
+		key->user_stack_id = m.user_stack_id =
+			bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+	if (!ustack_send(&m))
+		return false;
+	stat_inc(PROFILE_STAT_SAMPLES);
+	return true;
+}
+
 SEC("perf_event")
 int profile_sample(struct bpf_perf_event_data *ctx)
 {
@@ -65,7 +101,10 @@ int profile_sample(struct bpf_perf_event_data *ctx)
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 
 	key.kern_stack_id = bpf_get_stackid(ctx, &stacks, 0);
-	key.user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+	if (profile_dwarf_sample(ctx, &key))
+		return 0;
+	if (key.user_stack_id == -ENOENT)
+		key.user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
 	/* -EFAULT for the user stack of a kernel thread is expected, not a loss */
 	if (key.kern_stack_id < 0 && key.kern_stack_id != -EFAULT)
 		stat_inc(PROFILE_STAT_STACK_LOST);

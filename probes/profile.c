@@ -18,6 +18,7 @@
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/profile.h"
+#include "probes/ustack.h"
 #include "profile.skel.h"
 
 enum { P_FREQUENCY, P_INCLUDE_IDLE };
@@ -41,11 +42,12 @@ struct profile_state {
 	unsigned stack_depth; /* frames per stack: 127, or what perf_event_max_stack allows */
 	int timer_fd;	      /* CPU hotplug recheck while a window runs */
 	bool running;
-	uint64_t frequency;    /* samples/s per CPU in this window */
-	uint64_t requested_hz; /* what the rule asked for */
-	int attached;	       /* CPUs with an event now */
-	int cpus;	       /* CPUs sampled at some point of the window */
-	int cpus_added;	       /* of those, CPUs that came online during it */
+	uint64_t frequency;	       /* samples/s per CPU in this window */
+	uint64_t requested_hz;	       /* what the rule asked for */
+	int attached;		       /* CPUs with an event now */
+	int cpus;		       /* CPUs sampled at some point of the window */
+	int cpus_added;		       /* of those, CPUs that came online during it */
+	struct ustack_capture *ustack; /* DWARF user stacks; NULL: off */
 };
 
 /* kernel.perf_event_max_sample_rate: perf_event_open refuses frequencies above it */
@@ -62,9 +64,50 @@ static uint64_t max_sample_rate(void)
 	return v;
 }
 
+BPF_SKEL_OPS(profile);
+
+static int configure(void *skel, void *ctx)
+{
+	struct profile_bpf *s = skel;
+	const struct profile_state *st = ctx;
+
+	bpf_map__set_max_entries(s->maps.stacks, (uint32_t)st->env.cfg->capture.max_stacks);
+	bpf_map__set_max_entries(s->maps.counts, (uint32_t)st->env.cfg->capture.max_stacks);
+	bpf_map__set_value_size(s->maps.stacks, st->stack_depth * sizeof(uint64_t));
+	/* DWARF user stacks (ustack.bpf.h): map sizes and rodata as configured */
+	return ustack_size_maps(st->env.ustack, s->maps.ustack_rb, s->maps.ustack_scratch,
+				(bool *)&s->rodata->ustack_enabled,
+				(bool *)&s->rodata->ustack_always,
+				(uint32_t *)&s->rodata->ustack_stack_bytes);
+}
+
+/* The user-space half of DWARF user stacks, once the object is loaded. */
+static int profile_ustack_attach(struct profile_state *st)
+{
+	struct profile_bpf *sk = st->skel;
+	int err = ustack_capture_new(&st->ustack,
+				     sk->rodata->ustack_enabled ? st->env.ustack : NULL, "profile",
+				     &(struct ustack_capture_maps){
+					     .rb = sk->maps.ustack_rb,
+					     .modes = sk->maps.ustack_modes,
+					     .stats = sk->maps.ustack_stats,
+					     .paused = &sk->bss->ustack_paused,
+					     .user_stacks = sk->maps.stacks,
+				     });
+
+	if (!err && st->ustack)
+		err = ustack_capture_watch_fd(st->ustack, st->timer_fd);
+	if (err) {
+		ustack_capture_free(&st->ustack);
+		return log_ret(err, "profile: DWARF user stacks: %s", strerror(-err));
+	}
+	return 0;
+}
+
 static int profile_prepare(void **out, const struct capture_env *env)
 {
 	struct profile_state *st;
+	void *skel;
 	int err;
 
 	st = calloc(1, sizeof(*st));
@@ -97,24 +140,20 @@ static int profile_prepare(void **out, const struct capture_env *env)
 		log_warn("profile: kernel.perf_event_max_stack=%u: stacks keep at most %u frames "
 			 "(raise it to %u for deeper stacks; takes effect on restart)",
 			 st->stack_depth, st->stack_depth, PROFILE_MAX_DEPTH);
-	st->skel = profile_bpf__open();
-	if (!st->skel) {
-		err = log_ret(-errno, "profile: opening BPF object: %s", strerror(errno));
+	err = bpf_skel_load(
+		&skel, NULL, &profile_skel_ops,
+		&(struct bpf_load_opts){.owner = "profile", .configure = configure, .ctx = st});
+	if (err)
 		goto cleanup;
-	}
-	bpf_map__set_max_entries(st->skel->maps.stacks, (uint32_t)env->cfg->capture.max_stacks);
-	bpf_map__set_max_entries(st->skel->maps.counts, (uint32_t)env->cfg->capture.max_stacks);
-	bpf_map__set_value_size(st->skel->maps.stacks, st->stack_depth * sizeof(uint64_t));
-	err = profile_bpf__load(st->skel);
+	st->skel = skel;
+	err = profile_ustack_attach(st);
 	if (err) {
-		err = log_ret(err, "profile: loading BPF programs: %s", strerror(-err));
+		bpf_skel_unload(st->skel, &profile_skel_ops, "profile");
 		goto cleanup;
 	}
-	bpf_object_log_ids("profile", st->skel->obj);
 	*out = st;
 	return 0;
 cleanup:
-	profile_bpf__destroy(st->skel);
 	if (st->timer_fd >= 0)
 		close(st->timer_fd);
 	free(st->links);
@@ -133,11 +172,15 @@ static void profile_stop(void *state)
 	timerfd_settime(st->timer_fd, 0, &off, NULL);
 	perf_clock_detach(st->links, st->fds, st->ncpus);
 	st->attached = 0;
+	ustack_capture_stop(st->ustack);
 }
 
+/* the timer, and the DWARF stack records when there are any (they wait on both) */
 static int profile_timer_fd(void *state)
 {
-	return ((struct profile_state *)state)->timer_fd;
+	struct profile_state *st = state;
+
+	return st->ustack ? ustack_capture_fd(st->ustack) : st->timer_fd;
 }
 
 /* Once a second while a window runs: CPUs that came online get an event too,
@@ -146,11 +189,13 @@ static void profile_timer_ready(void *state)
 {
 	struct profile_state *st = state;
 	uint64_t ticks;
+	bool tick = false;
 	int added;
 
+	ustack_capture_poll(st->ustack);
 	while (read(st->timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
-		;
-	if (!st->running)
+		tick = true;
+	if (!st->running || !tick)
 		return;
 	/* processes sampled so far, read while alive: they may exit before the end */
 	track_key_tgids(st->env.sym, st->skel->maps.counts, sizeof(struct profile_key),
@@ -189,6 +234,8 @@ static int profile_start(void *state, const struct capture_target *t,
 	if (p->v[P_INCLUDE_IDLE])
 		f.flags |= FILTER_F_IDLE;
 	err = capture_filter_set(st->skel->maps.filter, &f);
+	if (!err)
+		err = ustack_capture_start(st->ustack);
 	if (err)
 		return err;
 	st->requested_hz = p->v[P_FREQUENCY];
@@ -213,6 +260,36 @@ static int profile_start(void *state, const struct capture_target *t,
 			&(struct itimerspec){.it_interval = {.tv_sec = CPU_RECHECK_NS / 1000000000},
 					     .it_value = {.tv_sec = CPU_RECHECK_NS / 1000000000}},
 			NULL);
+	return 0;
+}
+
+struct ustack_rows {
+	struct profile_state *st;
+	struct stackset *ss;
+	uint64_t *kframes;
+	uint64_t truncated, stack_missing;
+};
+
+/* A sample counted in user space, with its DWARF-unwound user stack. */
+static int profile_ustack_row(void *ctx, const struct ustack_row *r)
+{
+	struct ustack_rows *u = ctx;
+	struct stack_sample s = {0};
+
+	if (stack_map_read(u->st->skel->maps.stacks, r->kern_stack_id, u->kframes,
+			   PROFILE_MAX_DEPTH, &s.nk))
+		u->stack_missing++;
+	if (s.nk == u->st->stack_depth || r->nframes >= USTACK_MAX_FRAMES)
+		u->truncated += r->value;
+	s.tgid = r->tgid;
+	s.pid = r->pid;
+	s.cgroup_id = r->cgroup_id;
+	s.comm = r->comm;
+	s.kstack = u->kframes;
+	s.ustack = r->frames;
+	s.nu = r->nframes;
+	s.value = r->value;
+	stackset_add(u->ss, &s);
 	return 0;
 }
 
@@ -268,6 +345,13 @@ static int profile_collect(void *state, struct capture_result *out)
 		s.value = count;
 		stackset_add(ss, &s);
 	}
+	{
+		struct ustack_rows u = {.st = st, .ss = ss, .kframes = kframes};
+
+		ustack_capture_foreach(st->ustack, profile_ustack_row, &u);
+		truncated += u.truncated;
+		stack_missing += u.stack_missing;
+	}
 	err = stackset_render(ss, &ro, &r);
 	if (err)
 		goto cleanup;
@@ -302,6 +386,13 @@ static int profile_collect(void *state, struct capture_result *out)
 	json_object_set_new(lost, "stacks_over_max_stacks",
 			    json_integer((json_int_t)stackset_dropped(ss)));
 	json_object_set_new(out->data, "lost", lost);
+	{
+		uint64_t ulost = ustack_capture_report(st->ustack, out->data);
+
+		json_object_set_new(lost, "unwind", json_integer((json_int_t)ulost));
+		out->lost_events += ulost;
+		out->partial |= ulost > 0;
+	}
 	json_object_set_new(out->data, "top_stacks", r.top);
 	r.top = NULL;
 	err = capture_result_add_artifact(out, "profile.folded", r.folded, r.folded_len);
@@ -321,8 +412,8 @@ static void profile_release(void *state)
 	if (!st)
 		return;
 	profile_stop(st);
-	bpf_owner_forget("profile");
-	profile_bpf__destroy(st->skel);
+	ustack_capture_free(&st->ustack);
+	bpf_skel_unload(st->skel, &profile_skel_ops, "profile");
 	close(st->timer_fd);
 	free(st->links);
 	free(st->fds);

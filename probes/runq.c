@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/cgroups.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/runq.h"
-#include "probes/schedutil.h"
 #include "runq.skel.h"
 
 #define RUNQ_MAX_TASKS	  4096 /* distinct victims, and culprits, summed per window */
@@ -52,8 +52,7 @@ struct runq_state {
 	struct runq_bpf *skel;
 	struct capture_env env;
 	struct ring_buffer *rb;
-	struct bpf_link *links[SCHED_MAX_LINKS];
-	unsigned nlinks;
+	struct bpf_links links;
 	struct bpf_link **perf_links;
 	int *perf_fds;
 	int ncpus;
@@ -132,26 +131,12 @@ static int on_event(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-static int open_load(struct runq_state *st, bool btf)
-{
-	int err;
-
-	st->skel = runq_bpf__open();
-	if (!st->skel)
-		return -errno;
-	sched_select_flavor(st->skel->obj, btf);
-	err = runq_bpf__load(st->skel);
-	if (err) {
-		runq_bpf__destroy(st->skel);
-		st->skel = NULL;
-	}
-	return err;
-}
+BPF_SKEL_OPS(runq);
 
 static void runq_free(struct runq_state *st)
 {
 	ring_buffer__free(st->rb);
-	runq_bpf__destroy(st->skel);
+	bpf_skel_unload(st->skel, &runq_skel_ops, "runq");
 	free(st->perf_links);
 	free(st->perf_fds);
 	free(st->top);
@@ -163,6 +148,7 @@ static void runq_free(struct runq_state *st)
 static int runq_prepare(void **out, const struct capture_env *env)
 {
 	struct runq_state *st = calloc(1, sizeof(*st));
+	void *skel;
 	int err;
 
 	if (!st)
@@ -183,23 +169,16 @@ static int runq_prepare(void **out, const struct capture_env *env)
 	}
 	for (int i = 0; i < st->ncpus; i++)
 		st->perf_fds[i] = -1;
-	st->btf = !sched_force_raw_tp;
-	err = open_load(st, st->btf);
-	if (err && st->btf) {
-		log_info("runq: tp_btf programs did not load (%s); using raw_tp", strerror(-err));
-		st->btf = false;
-		err = open_load(st, false);
-	}
-	if (err) {
-		err = log_ret(err, "runq: loading BPF programs: %s", strerror(-err));
+	err = bpf_skel_load(&skel, &st->btf, &runq_skel_ops,
+			    &(struct bpf_load_opts){.owner = "runq"});
+	if (err)
 		goto cleanup;
-	}
+	st->skel = skel;
 	st->rb = ring_buffer__new(bpf_map__fd(st->skel->maps.events), on_event, st, NULL);
 	if (!st->rb) {
 		err = log_ret(-errno, "runq: ring buffer: %s", strerror(errno));
 		goto cleanup;
 	}
-	bpf_object_log_ids("runq", st->skel->obj);
 	*out = st;
 	return 0;
 cleanup:
@@ -211,7 +190,7 @@ static void runq_stop(void *state)
 {
 	struct runq_state *st = state;
 
-	sched_detach(st->links, &st->nlinks);
+	bpf_links_detach(&st->links);
 	perf_clock_detach(st->perf_links, st->perf_fds, st->ncpus);
 }
 
@@ -254,7 +233,7 @@ static int runq_start(void *state, const struct capture_target *t, const struct 
 	if (err)
 		return err;
 	st->started_ns = now_mono_ns();
-	err = sched_attach(st->skel->obj, st->links, &st->nlinks);
+	err = bpf_links_attach(&st->links, st->skel->obj, NULL, NULL, "runq");
 	if (err)
 		return err;
 	if (st->qlen_freq && perf_clock_attach(st->skel->progs.runq_qlen, st->qlen_freq,
@@ -341,7 +320,7 @@ static json_t *event_json(struct runq_state *st, const struct runq_event *e)
 	if (e->other_ns)
 		json_object_set_new(o, "others_held_us",
 				    json_integer((json_int_t)(e->other_ns / 1000)));
-	sched_json_set_cgroup(o, st->env.cgroups, e->cgroup_id);
+	cgroup_json_set(o, st->env.cgroups, e->cgroup_id);
 	return o;
 }
 
@@ -376,7 +355,7 @@ static json_t *table_json(struct runq_state *st, struct task_table *t, bool vict
 					    json_integer((json_int_t)(s->total_ns / 1000)));
 			json_object_set_new(o, "max_wait_us",
 					    json_integer((json_int_t)(s->max_ns / 1000)));
-			sched_json_set_cgroup(o, st->env.cgroups, s->cgroup_id);
+			cgroup_json_set(o, st->env.cgroups, s->cgroup_id);
 		} else {
 			json_object_set_new(o, "waits_caused", json_integer((json_int_t)s->count));
 			json_object_set_new(o, "held_us",
@@ -516,7 +495,6 @@ static void runq_release(void *state)
 	if (!st)
 		return;
 	runq_stop(st);
-	bpf_owner_forget("runq");
 	runq_free(st);
 }
 

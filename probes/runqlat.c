@@ -30,6 +30,8 @@ struct runqlat {
 
 static const char *const tracepoints[] = {"sched_wakeup", "sched_wakeup_new", "sched_switch", NULL};
 
+BPF_SKEL_OPS(runqlat);
+
 static void runqlat_close(void *state)
 {
 	struct runqlat *rl = state;
@@ -37,32 +39,17 @@ static void runqlat_close(void *state)
 	if (!rl)
 		return;
 	hookmode_stop(&rl->hm);
-	runqlat_bpf__destroy(rl->skel);
+	bpf_skel_unload(rl->skel, &runqlat_skel_ops, "watch.runqlat");
 	free(rl->cur);
 	free(rl->prev);
 	free(rl);
-}
-
-static int load(struct runqlat *rl, bool use_btf)
-{
-	int err;
-
-	rl->skel = runqlat_bpf__open();
-	if (!rl->skel)
-		return -errno;
-	bpf_object_choose_tp_btf(rl->skel->obj, use_btf);
-	err = runqlat_bpf__load(rl->skel);
-	if (err) {
-		runqlat_bpf__destroy(rl->skel);
-		rl->skel = NULL;
-	}
-	return err;
 }
 
 static int runqlat_open(void **out, const struct watcher_env *env)
 {
 	struct runqlat *rl;
 	bool use_btf;
+	void *skel;
 	int err;
 
 	if (!env->cfg->watch.runq_hooks) {
@@ -84,18 +71,14 @@ static int runqlat_open(void **out, const struct watcher_env *env)
 		err = -ENOMEM;
 		goto fail;
 	}
-	use_btf = hookmode_btf_has(tracepoints);
-	err = load(rl, use_btf);
-	if (err && use_btf) {
-		log_info("watch.runq_hooks: tp_btf programs did not load (%s); trying raw_tp",
-			 strerror(-err));
-		use_btf = false;
-		err = load(rl, false);
-	}
+	err = bpf_skel_load(&skel, &use_btf, &runqlat_skel_ops,
+			    &(struct bpf_load_opts){.owner = "watch.runqlat",
+						    .no_tp_btf = !hookmode_btf_has(tracepoints)});
 	if (err) {
 		snprintf(env->why, env->why_len, "loading the run-queue hooks: %s", strerror(-err));
 		goto fail;
 	}
+	rl->skel = skel;
 	err = hookmode_start(&rl->hm, rl->skel->obj, "watch.runqlat", "runqlat", use_btf);
 	if (err) {
 		snprintf(env->why, env->why_len, "attaching the run-queue hooks: %s",

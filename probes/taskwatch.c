@@ -105,6 +105,8 @@ static void *map_mmap(const struct bpf_map *map, size_t *len)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+BPF_SKEL_OPS(taskwatch);
+
 static void taskwatch_close(void *state)
 {
 	struct taskwatch *tw = state;
@@ -116,17 +118,29 @@ static void taskwatch_close(void *state)
 		munmap(tw->cg_acc, tw->cg_acc_len);
 	if (tw->cpu_acc)
 		munmap(tw->cpu_acc, tw->cpu_acc_len);
-	bpf_owner_forget(OWNER);
-	taskwatch_bpf__destroy(tw->skel);
+	bpf_skel_unload(tw->skel, &taskwatch_skel_ops, OWNER);
 	if (tw->delayacct_ours && write_sysctl(tw->delayacct_path, "0"))
 		log_warn("watch.delayacct: could not turn kernel.task_delayacct off again");
 	free(tw);
+}
+
+static int configure(void *skel, void *ctx)
+{
+	struct taskwatch_bpf *s = skel;
+	const struct taskwatch *tw = ctx;
+
+	s->rodata->cgroup_subsys = tw->cg ? cgroups_bpf_subsys(tw->cg) : -1;
+	bpf_map__set_max_entries(s->maps.cg_slot, tw->max_cgroups);
+	bpf_map__set_max_entries(s->maps.cg_acc, tw->max_cgroups);
+	bpf_map__set_max_entries(s->maps.cpu_acc, tw->ncpus);
+	return 0;
 }
 
 static int taskwatch_open(void **out, const struct watcher_env *env)
 {
 	struct taskwatch *tw;
 	int err, ncpus;
+	void *skel;
 
 	if (!env->cfg->watch.task_iterator) {
 		snprintf(env->why, env->why_len, "watch.task_iterator is false");
@@ -144,17 +158,9 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 	tw->cg = env->cgroups;
 	tw->gen = UINT64_MAX;
 	tw->max_cgroups = (unsigned)MAX(env->cfg->watch.max_cgroups, 1);
-	tw->skel = taskwatch_bpf__open();
-	if (!tw->skel) {
-		err = -errno;
-		snprintf(env->why, env->why_len, "opening the task iterator: %s", strerror(-err));
-		goto fail;
-	}
-	tw->skel->rodata->cgroup_subsys = tw->cg ? cgroups_bpf_subsys(tw->cg) : -1;
-	bpf_map__set_max_entries(tw->skel->maps.cg_slot, tw->max_cgroups);
-	bpf_map__set_max_entries(tw->skel->maps.cg_acc, tw->max_cgroups);
-	bpf_map__set_max_entries(tw->skel->maps.cpu_acc, tw->ncpus);
-	err = taskwatch_bpf__load(tw->skel);
+	err = bpf_skel_load(
+		&skel, NULL, &taskwatch_skel_ops,
+		&(struct bpf_load_opts){.owner = OWNER, .configure = configure, .ctx = tw});
 	if (err) {
 		snprintf(env->why, env->why_len,
 			 "loading the task iterator: %s (needs BPF iter/task and task storage, "
@@ -162,7 +168,7 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 			 strerror(-err));
 		goto fail;
 	}
-	bpf_object_log_ids(OWNER, tw->skel->obj);
+	tw->skel = skel;
 	tw->link = bpf_program__attach_iter(tw->skel->progs.taskwatch, NULL);
 	if (!tw->link) {
 		err = -errno;

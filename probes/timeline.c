@@ -10,11 +10,11 @@
 
 #include "base/config.h"
 #include "base/log.h"
+#include "base/stacks.h"
 #include "base/symbolize.h"
 #include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
-#include "probes/schedutil.h"
 #include "probes/timeline.h"
 #include "probes/timeline_svg.h"
 #include "timeline.skel.h"
@@ -58,8 +58,7 @@ struct timeline_state {
 	struct timeline_bpf *skel;
 	struct capture_env env;
 	struct ring_buffer *rb;
-	struct bpf_link *links[SCHED_MAX_LINKS];
-	unsigned nlinks;
+	struct bpf_links links;
 	struct bpf_link *iter;
 	bool btf, discard, running;
 	uint64_t window_start_ns, window_end_ns;
@@ -178,28 +177,22 @@ static void lanes_clear(struct timeline_state *st)
 	st->stacks_dropped = 0;
 }
 
-static int open_load(struct timeline_state *st, bool btf)
-{
-	int err;
+BPF_SKEL_OPS(timeline);
 
-	st->skel = timeline_bpf__open();
-	if (!st->skel)
-		return -errno;
-	sched_select_flavor(st->skel->obj, btf);
-	bpf_map__set_max_entries(st->skel->maps.stacks, (uint32_t)st->env.cfg->capture.max_stacks);
-	err = timeline_bpf__load(st->skel);
-	if (err) {
-		timeline_bpf__destroy(st->skel);
-		st->skel = NULL;
-	}
-	return err;
+static int configure(void *skel, void *ctx)
+{
+	struct timeline_bpf *s = skel;
+	const struct timeline_state *st = ctx;
+
+	bpf_map__set_max_entries(s->maps.stacks, (uint32_t)st->env.cfg->capture.max_stacks);
+	return 0;
 }
 
 static void timeline_free(struct timeline_state *st)
 {
 	lanes_clear(st);
 	ring_buffer__free(st->rb);
-	timeline_bpf__destroy(st->skel);
+	bpf_skel_unload(st->skel, &timeline_skel_ops, "timeline");
 	free(st->lanes);
 	free(st->stacks);
 	free(st->stack_order);
@@ -209,6 +202,7 @@ static void timeline_free(struct timeline_state *st)
 static int timeline_prepare(void **out, const struct capture_env *env)
 {
 	struct timeline_state *st = calloc(1, sizeof(*st));
+	void *skel;
 	int err;
 
 	if (!st)
@@ -221,24 +215,17 @@ static int timeline_prepare(void **out, const struct capture_env *env)
 		err = -ENOMEM;
 		goto cleanup;
 	}
-	st->btf = !sched_force_raw_tp;
-	err = open_load(st, st->btf);
-	if (err && st->btf) {
-		log_info("timeline: tp_btf programs did not load (%s); using raw_tp",
-			 strerror(-err));
-		st->btf = false;
-		err = open_load(st, false);
-	}
-	if (err) {
-		err = log_ret(err, "timeline: loading BPF programs: %s", strerror(-err));
+	err = bpf_skel_load(
+		&skel, &st->btf, &timeline_skel_ops,
+		&(struct bpf_load_opts){.owner = "timeline", .configure = configure, .ctx = st});
+	if (err)
 		goto cleanup;
-	}
+	st->skel = skel;
 	st->rb = ring_buffer__new(bpf_map__fd(st->skel->maps.events), on_interval, st, NULL);
 	if (!st->rb) {
 		err = log_ret(-errno, "timeline: ring buffer: %s", strerror(errno));
 		goto cleanup;
 	}
-	bpf_object_log_ids("timeline", st->skel->obj);
 	*out = st;
 	return 0;
 cleanup:
@@ -277,7 +264,7 @@ static void timeline_stop(void *state)
 {
 	struct timeline_state *st = state;
 
-	sched_detach(st->links, &st->nlinks);
+	bpf_links_detach(&st->links);
 	if (st->running && st->iter) {
 		/* close every open interval at the window's end */
 		st->window_end_ns = now_mono_ns();
@@ -324,7 +311,7 @@ static int timeline_start(void *state, const struct capture_target *t,
 	if (!st->iter)
 		return log_ret(-errno, "timeline: attaching the task iterator: %s",
 			       strerror(errno));
-	err = sched_attach(st->skel->obj, st->links, &st->nlinks);
+	err = bpf_links_attach(&st->links, st->skel->obj, NULL, NULL, "timeline");
 	if (err)
 		return err;
 	st->running = true;
@@ -435,19 +422,19 @@ static json_t *stacks_json(struct timeline_state *st, int tgid, uint64_t *missin
 		unsigned n, skip, kept = 0;
 		char text[256];
 
-		if (sched_stack_read(st->skel->maps.stacks, r->k, frames, &n) == 0) {
-			skip = sched_trace_frames(st->env.sym, frames, n);
+		if (stack_map_read(st->skel->maps.stacks, r->k, frames, SCHED_MAX_DEPTH, &n) == 0) {
+			skip = stack_bpf_frames(st->env.sym, frames, n);
 			for (unsigned j = skip; j < n && kept < TL_STACK_FRAMES; j++, kept++) {
-				sched_frame_text(st->env.sym, tgid, frames[j], true, text,
+				stack_frame_text(st->env.sym, tgid, frames[j], true, text,
 						 sizeof(text));
 				json_array_append_new(names, json_string(text));
 			}
 		} else {
 			(*missing)++;
 		}
-		if (sched_stack_read(st->skel->maps.stacks, r->u, frames, &n) == 0) {
+		if (stack_map_read(st->skel->maps.stacks, r->u, frames, SCHED_MAX_DEPTH, &n) == 0) {
 			for (unsigned j = 0; j < n && kept < TL_STACK_FRAMES; j++, kept++) {
-				sched_frame_text(st->env.sym, tgid, frames[j], false, text,
+				stack_frame_text(st->env.sym, tgid, frames[j], false, text,
 						 sizeof(text));
 				json_array_append_new(names, json_string(text));
 			}
@@ -524,7 +511,6 @@ static void timeline_release(void *state)
 	if (!st)
 		return;
 	timeline_stop(st);
-	bpf_owner_forget("timeline");
 	timeline_free(st);
 }
 

@@ -1,29 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "storage/essink.h"
 
-#include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/config.h"
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/util.h"
+#include "storage/esauth.h"
 #include "storage/esbulk.h"
+#include "storage/httpclient.h"
 #include "storage/spool.h"
 
 #define RESPONSE_MAX   (64u << 20) /* answers beyond are cut off and the request failed */
-#define SECRET_MAX     4096
-#define IDLE_CHECK_MS  60000 /* spool age bound enforced at least this often */
-#define ERROR_RELOG_MS 60000 /* the same error is logged again at most this often */
+#define IDLE_CHECK_MS  60000	   /* spool age bound enforced at least this often */
+#define ERROR_RELOG_MS 60000	   /* the same error is logged again at most this often */
 #define STATUS_URL_MAX CFG_STR_MAX
 
 enum req_kind { REQ_NONE, REQ_DS_PROBE, REQ_TEMPLATE_GET, REQ_TEMPLATE_PUT, REQ_BULK };
@@ -32,29 +29,15 @@ struct batch_item {
 	char id[40];
 };
 
+/* The request in flight, and once answered what the handlers read of it. */
 struct request {
 	enum req_kind kind;
-	CURL *easy;
-	struct curl_slist *headers;
-	void *body;
-	size_t body_len, raw_len;
-	struct esbuf resp;
-	char errbuf[CURL_ERROR_SIZE];
-	unsigned url;
+	unsigned url; /* index of the URL it went to */
+	size_t raw_len, sent_len;
 	struct batch_item *items;
 	size_t nitems;
-};
-
-/* Sockets libcurl uses, as registered on the loop. The sink opens and closes
- * them itself (CURLOPT_OPENSOCKETFUNCTION / CLOSESOCKETFUNCTION) so that an fd
- * always leaves the loop before it is closed: libcurl's own CURL_POLL_REMOVE
- * may come after the close, when the number already belongs to someone else. */
-#define SOCKS_MAX 32
-
-struct sock {
-	int fd;	      /* -1: free slot */
-	bool owned;   /* opened by open_socket_cb */
-	bool on_loop; /* registered with loop_add_fd */
+	const char *resp; /* the answer's body, never NULL */
+	size_t resp_len;
 };
 
 struct counters {
@@ -64,9 +47,8 @@ struct counters {
 
 struct essink {
 	struct loop *loop;
-	CURLM *multi;
-	struct loop_timer *curl_timer, *wake;
-	struct sock socks[SOCKS_MAX];
+	struct http_client *http;
+	struct loop_timer *wake;
 	struct spool *spool;
 
 	char urls[CFG_LIST_MAX][CFG_STR_MAX];
@@ -78,11 +60,10 @@ struct essink {
 	json_int_t template_version;
 	char template_state[64];
 
-	char username[CFG_STR_MAX];
-	char *password;
-	char *auth_header; /* "Authorization: ApiKey ..." */
+	struct esauth auth;
 	char ca_file[PATH_MAX], client_cert[PATH_MAX], client_key[PATH_MAX];
-	bool tls_verify, gzip;
+	struct http_tls tls;
+	bool gzip;
 	long connect_timeout_ms, timeout_ms;
 	size_t bulk_max_docs, bulk_max_bytes, batch_limit;
 	uint64_t backoff_initial_ms, backoff_max_ms;
@@ -98,8 +79,6 @@ struct essink {
 	uint64_t rnd;
 	struct counters c;
 };
-
-static unsigned curl_users;
 
 static uint64_t mono_ms(void)
 {
@@ -144,122 +123,6 @@ static void set_error(struct essink *s, const char *fmt, ...)
 
 /* ---- configuration ---- */
 
-static int read_secret(const char *key, const char *path, char **out)
-{
-	struct stat st;
-	char *buf = NULL;
-	ssize_t n;
-	int fd, err = 0;
-
-	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		err = -errno;
-		return log_ret(err, "storage.elasticsearch.%s %s: %s", key, path, strerror(-err));
-	}
-	if (fstat(fd, &st)) {
-		err = -errno;
-		log_error("storage.elasticsearch.%s %s: %s", key, path, strerror(-err));
-		goto cleanup;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		err = log_ret(-EINVAL, "storage.elasticsearch.%s %s: not a regular file", key,
-			      path);
-		goto cleanup;
-	}
-	/* a secret another user can read or replace is no secret */
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		err = log_ret(-EPERM, "storage.elasticsearch.%s %s: owned by uid %u, not root", key,
-			      path, (unsigned)st.st_uid);
-		goto cleanup;
-	}
-	if (st.st_mode & 077) {
-		err = log_ret(-EPERM,
-			      "storage.elasticsearch.%s %s: accessible by group or others (mode "
-			      "%04o); chmod 600 it",
-			      key, path, (unsigned)(st.st_mode & 07777));
-		goto cleanup;
-	}
-	buf = calloc(1, SECRET_MAX + 1);
-	if (!buf) {
-		err = -ENOMEM;
-		goto cleanup;
-	}
-	n = read(fd, buf, SECRET_MAX + 1);
-	if (n < 0 || n > SECRET_MAX) {
-		err = n < 0 ? -errno : -EFBIG;
-		log_error("storage.elasticsearch.%s %s: %s", key, path,
-			  n < 0 ? strerror(-err) : "larger than 4 KiB");
-		goto cleanup;
-	}
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-		buf[--n] = '\0';
-	if (n == 0 || memchr(buf, '\n', (size_t)n)) {
-		err = log_ret(-EINVAL, "storage.elasticsearch.%s %s: %s", key, path,
-			      n ? "more than one line" : "empty");
-		goto cleanup;
-	}
-	*out = buf;
-	buf = NULL;
-cleanup:
-	if (buf) {
-		explicit_bzero(buf, SECRET_MAX + 1);
-		free(buf);
-	}
-	close(fd);
-	return err;
-}
-
-static void free_secret(char **p)
-{
-	if (*p) {
-		explicit_bzero(*p, strlen(*p));
-		free(*p);
-		*p = NULL;
-	}
-}
-
-static char *base64(const char *in)
-{
-	static const char tbl[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t len = strlen(in), o = 0;
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
-
-		if (i + 1 < len)
-			v |= (uint32_t)(unsigned char)in[i + 1] << 8;
-		if (i + 2 < len)
-			v |= (unsigned char)in[i + 2];
-		out[o++] = tbl[(v >> 18) & 63];
-		out[o++] = tbl[(v >> 12) & 63];
-		out[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
-		out[o++] = i + 2 < len ? tbl[v & 63] : '=';
-	}
-	out[o] = '\0';
-	return out;
-}
-
-static int check_readable(const char *key, const char *path)
-{
-	int fd;
-
-	if (!path[0])
-		return 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int err = -errno;
-
-		return log_ret(err, "storage.elasticsearch.%s %s: %s", key, path, strerror(-err));
-	}
-	close(fd);
-	return 0;
-}
-
 static int check_url(const char *url)
 {
 	const char *host;
@@ -285,42 +148,6 @@ static int check_url(const char *url)
 			       "(no host, or a query or fragment)",
 			       url);
 	return 0;
-}
-
-static int setup_auth(struct essink *s, const struct agent_config *cfg)
-{
-	const char *user = cfg->es.username, *pwfile = cfg->es.password_file;
-	const char *keyfile = cfg->es.api_key_file;
-	char *key = NULL;
-	int err;
-
-	if (keyfile[0] && (user[0] || pwfile[0]))
-		return log_ret(-EINVAL, "storage.elasticsearch: give either username + "
-					"password_file or api_key_file, not both");
-	if (!user[0] != !pwfile[0])
-		return log_ret(-EINVAL, "storage.elasticsearch: username and password_file go "
-					"together");
-	if (user[0]) {
-		snprintf(s->username, sizeof(s->username), "%s", user);
-		return read_secret("password_file", pwfile, &s->password);
-	}
-	if (!keyfile[0])
-		return 0;
-	err = read_secret("api_key_file", keyfile, &key);
-	if (err)
-		return err;
-	{
-		/* "id:api_key" as the create API key call lists them, or its encoded form */
-		char *enc = strchr(key, ':') ? base64(key) : strdup(key);
-		size_t len = enc ? strlen(enc) + 32 : 0;
-
-		s->auth_header = enc ? malloc(len) : NULL;
-		if (s->auth_header)
-			snprintf(s->auth_header, len, "Authorization: ApiKey %s", enc);
-		free_secret(&enc);
-	}
-	free_secret(&key);
-	return s->auth_header ? 0 : -ENOMEM;
 }
 
 static int load_template(struct essink *s, const char *text)
@@ -392,257 +219,60 @@ static void update_template_name(struct essink *s)
 		 s->use_ds ? s->ds_name : s->prefix);
 }
 
-/* ---- libcurl multi on the event loop ---- */
+/* ---- requests ---- */
 
-static void check_done(struct essink *s);
+static void on_answer(void *ctx, const struct http_answer *a);
 
-static void on_socket(void *ctx, int fd, uint32_t events)
+static void items_not_inflight(struct essink *s, const struct request *r)
 {
-	struct essink *s = ctx;
-	int flags = 0, running;
-
-	if (events & EPOLLIN)
-		flags |= CURL_CSELECT_IN;
-	if (events & EPOLLOUT)
-		flags |= CURL_CSELECT_OUT;
-	if (events & (EPOLLERR | EPOLLHUP))
-		flags |= CURL_CSELECT_ERR;
-	curl_multi_socket_action(s->multi, fd, flags, &running);
-	check_done(s);
-}
-
-static struct sock *sock_find(struct essink *s, int fd)
-{
-	for (unsigned i = 0; i < SOCKS_MAX; i++)
-		if (s->socks[i].fd == fd)
-			return &s->socks[i];
-	return NULL;
-}
-
-static struct sock *sock_add(struct essink *s, int fd, bool owned)
-{
-	struct sock *k = sock_find(s, -1);
-
-	if (k)
-		*k = (struct sock){.fd = fd, .owned = owned};
-	return k;
-}
-
-static void sock_off_loop(struct essink *s, struct sock *k)
-{
-	if (k->on_loop)
-		loop_del_fd(s->loop, k->fd);
-	k->on_loop = false;
-}
-
-static curl_socket_t open_socket_cb(void *userp, curlsocktype purpose, struct curl_sockaddr *addr)
-{
-	struct essink *s = userp;
-	int fd;
-
-	(void)purpose;
-	fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
-	if (fd < 0)
-		return CURL_SOCKET_BAD;
-	if (!sock_add(s, fd, true)) {
-		close(fd);
-		return CURL_SOCKET_BAD;
-	}
-	return fd;
-}
-
-static int close_socket_cb(void *userp, curl_socket_t fd)
-{
-	struct essink *s = userp;
-	struct sock *k = sock_find(s, fd);
-
-	if (k) {
-		sock_off_loop(s, k);
-		k->fd = -1;
-	}
-	return close(fd);
-}
-
-static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-	struct essink *s = userp;
-	struct sock *k = sock_find(s, fd);
-	uint32_t ev = 0;
-
-	(void)easy;
-	(void)socketp;
-	if (what == CURL_POLL_REMOVE) {
-		/* unknown: already closed through close_socket_cb, the number is not ours */
-		if (k) {
-			sock_off_loop(s, k);
-			if (!k->owned)
-				k->fd = -1;
-		}
-		return 0;
-	}
-	if (what & CURL_POLL_IN)
-		ev |= EPOLLIN;
-	if (what & CURL_POLL_OUT)
-		ev |= EPOLLOUT;
-	/* a socket libcurl opened itself (e.g. its resolver's wake-up pair) */
-	if (!k && !(k = sock_add(s, fd, false)))
-		return -1;
-	if (k->on_loop)
-		return loop_mod_fd(s->loop, fd, ev) ? -1 : 0;
-	if (loop_add_fd(s->loop, fd, ev, on_socket, s))
-		return -1;
-	k->on_loop = true;
-	return 0;
-}
-
-static void on_curl_timer(void *ctx, struct loop_timer *t)
-{
-	struct essink *s = ctx;
-	int running;
-
-	(void)t;
-	curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(s);
-}
-
-static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-	struct essink *s = userp;
-
-	(void)multi;
-	/* -1 means "no timeout": park the timer far away instead of disarming */
-	if (timeout_ms < 0)
-		timeout_ms = 3600 * 1000;
-	return loop_timer_set(s->curl_timer, (uint64_t)timeout_ms * 1000000ull + 1, 0) ? -1 : 0;
-}
-
-static size_t write_cb(char *data, size_t size, size_t n, void *userp)
-{
-	struct esbuf *b = userp;
-
-	return esbuf_append(b, data, size * n) ? 0 : size * n;
-}
-
-static void request_clear(struct request *r)
-{
-	if (r->headers)
-		curl_slist_free_all(r->headers);
-	free(r->body);
-	free(r->items);
-	esbuf_free(&r->resp);
-	memset(r, 0, sizeof(*r));
-}
-
-static void request_abort(struct essink *s)
-{
-	if (s->req.easy) {
-		curl_multi_remove_handle(s->multi, s->req.easy);
-		curl_easy_cleanup(s->req.easy);
-	}
-	for (size_t i = 0; i < s->req.nitems; i++) {
-		struct spool_item *it = spool_find(s->spool, s->req.items[i].id);
+	for (size_t i = 0; i < r->nitems; i++) {
+		struct spool_item *it = spool_find(s->spool, r->items[i].id);
 
 		if (it)
 			it->inflight = false;
 	}
-	request_clear(&s->req);
+}
+
+static void request_abort(struct essink *s)
+{
+	if (s->http)
+		http_client_abort(s->http);
+	items_not_inflight(s, &s->req);
+	free(s->req.items);
+	memset(&s->req, 0, sizeof(s->req));
 }
 
 /* Starts one request on the current URL; body (malloc'd or NULL) is taken over. */
 static int request_start(struct essink *s, enum req_kind kind, const char *method, const char *path,
 			 const char *content_type, void *body, size_t len)
 {
-	struct request *r = &s->req;
 	char url[CFG_STR_MAX + 512];
-	CURL *e;
-	int err = 0;
+	struct http_request hr = {
+		.method = method,
+		.url = url,
+		.content_type = content_type,
+		.headers = {"Accept: application/json", s->auth.header},
+		.body = body,
+		.len = len,
+		.gzip = s->gzip,
+		.username = s->auth.username,
+		.password = s->auth.password,
+		.tls = &s->tls,
+		.connect_timeout_ms = s->connect_timeout_ms,
+		.timeout_ms = s->timeout_ms,
+	};
+	int err;
 
-	memset(r, 0, sizeof(*r));
-	r->kind = kind;
-	r->url = s->cur;
-	r->body = body;
-	r->body_len = r->raw_len = len;
-	r->resp.max = RESPONSE_MAX;
-	e = r->easy = curl_easy_init();
-	if (!e) {
-		err = -ENOMEM;
-		goto fail;
-	}
 	snprintf(url, sizeof(url), "%s%s", cur_url(s), path);
-	if (body && s->gzip && len > 256) {
-		void *z;
-		size_t zlen;
-
-		err = esbulk_gzip(body, len, &z, &zlen);
-		if (err)
-			goto fail;
-		free(r->body);
-		r->body = z;
-		r->body_len = zlen;
-		r->headers = curl_slist_append(r->headers, "Content-Encoding: gzip");
-	}
-	if (content_type) {
-		char h[96];
-
-		snprintf(h, sizeof(h), "Content-Type: %s", content_type);
-		r->headers = curl_slist_append(r->headers, h);
-	}
-	r->headers = curl_slist_append(r->headers, "Accept: application/json");
-	r->headers = curl_slist_append(r->headers, "Expect:"); /* no 100-continue round trip */
-	if (s->auth_header)
-		r->headers = curl_slist_append(r->headers, s->auth_header);
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, s);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, s);
-	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
-	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, s);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &r->resp);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* compressed answers, too */
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, s->tls_verify ? 1L : 0L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, s->tls_verify ? 2L : 0L);
-	if (s->ca_file[0])
-		curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
-	if (s->client_cert[0])
-		curl_easy_setopt(e, CURLOPT_SSLCERT, s->client_cert);
-	if (s->client_key[0])
-		curl_easy_setopt(e, CURLOPT_SSLKEY, s->client_key);
-	if (s->password) {
-		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(e, CURLOPT_USERNAME, s->username);
-		curl_easy_setopt(e, CURLOPT_PASSWORD, s->password);
-	}
-	if (strcmp(method, "GET") == 0) {
-		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-	} else {
-		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-	}
-	if (curl_multi_add_handle(s->multi, e) != CURLM_OK) {
-		err = -ENOMEM;
-		goto fail;
-	}
+	err = http_client_start(s->http, &hr, on_answer, s);
+	if (err)
+		return err;
+	memset(&s->req, 0, sizeof(s->req));
+	s->req.kind = kind;
+	s->req.url = s->cur;
+	s->req.raw_len = len;
 	s->c.requests++;
 	return 0;
-fail:
-	if (r->easy)
-		curl_easy_cleanup(r->easy);
-	request_clear(r);
-	return err;
 }
 
 /* ---- scheduling ---- */
@@ -752,36 +382,33 @@ static void request_succeeded(struct essink *s)
 }
 
 /* The error of a request that got no usable answer, in words an SRE can act on. */
-static void transport_error(struct essink *s, const struct request *r, CURLcode rc)
+static void transport_error(struct essink *s, const struct request *r, const struct http_answer *a)
 {
-	const char *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
 	const char *url = s->urls[r->url];
 
-	switch (rc) {
-	case CURLE_PEER_FAILED_VERIFICATION:
-#if LIBCURL_VERSION_NUM < 0x073e00
-	case CURLE_SSL_CACERT:
-#endif
+	switch (a->failure) {
+	case HTTP_UNTRUSTED_CERT:
 		set_error(s,
 			  "TLS: the certificate of %s is not trusted (%s): set "
 			  "storage.elasticsearch.ca_file to the CA that signed it",
-			  url, detail);
+			  url, a->error);
 		break;
-	case CURLE_SSL_CACERT_BADFILE:
+	case HTTP_BAD_CA_FILE:
 		set_error(s, "TLS: cannot use storage.elasticsearch.ca_file %s (%s)", s->ca_file,
-			  detail);
+			  a->error);
 		break;
-	case CURLE_SSL_CERTPROBLEM:
-		set_error(s, "TLS: the client certificate or key cannot be used (%s)", detail);
+	case HTTP_CLIENT_CERT:
+		set_error(s, "TLS: the client certificate or key cannot be used (%s)", a->error);
 		break;
-	case CURLE_SSL_CONNECT_ERROR:
-		set_error(s, "TLS handshake with %s failed (%s)", url, detail);
+	case HTTP_TLS_HANDSHAKE:
+		set_error(s, "TLS handshake with %s failed (%s)", url, a->error);
 		break;
-	case CURLE_OPERATION_TIMEDOUT:
-		set_error(s, "%s did not answer in time (%s)", url, detail);
+	case HTTP_TIMEOUT:
+		set_error(s, "%s did not answer in time (%s)", url, a->error);
 		break;
-	default:
-		set_error(s, "cannot reach %s (%s)", url, detail);
+	case HTTP_UNREACHABLE:
+	case HTTP_ANSWERED:
+		set_error(s, "cannot reach %s (%s)", url, a->error);
 		break;
 	}
 }
@@ -792,7 +419,7 @@ static void http_error(struct essink *s, const struct request *r, const char *wh
 	const char *url = s->urls[r->url];
 	char why[400];
 
-	esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why, sizeof(why));
+	esbulk_error_text(r->resp, r->resp_len, why, sizeof(why));
 	if (status == 401)
 		set_error(s,
 			  "%s: authentication failed at %s (HTTP 401: %s): check "
@@ -858,7 +485,7 @@ static void ds_probe_done(struct essink *s, const struct request *r, long status
 		s->use_ds = true;
 		log_info("elasticsearch: writing to data stream %s", s->ds_name);
 	} else {
-		esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why, sizeof(why));
+		esbulk_error_text(r->resp, r->resp_len, why, sizeof(why));
 		s->use_ds = false;
 		log_warn("elasticsearch: storage.elasticsearch.data_stream is set but %s has no "
 			 "data stream API (GET /_data_stream answered HTTP %ld: %s); writing daily "
@@ -905,7 +532,7 @@ static void template_get_done(struct essink *s, const struct request *r, long st
 		return;
 	}
 	request_succeeded(s);
-	answer = json_loadb(r->resp.p ? r->resp.p : "", r->resp.len, 0, &jerr);
+	answer = json_loadb(r->resp, r->resp_len, 0, &jerr);
 	if (template_current(s, answer)) {
 		s->template_ok = true;
 		snprintf(s->template_state, sizeof(s->template_state), "current");
@@ -930,7 +557,7 @@ static void template_put_done(struct essink *s, const struct request *r, long st
 	if (status == 400 && s->use_ds) {
 		char why[300];
 
-		esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why, sizeof(why));
+		esbulk_error_text(r->resp, r->resp_len, why, sizeof(why));
 		log_warn("elasticsearch: %s refused a data stream template (%s); writing daily "
 			 "indices %s-YYYY.MM.DD instead",
 			 s->urls[r->url], why, s->prefix);
@@ -1061,7 +688,7 @@ static void bulk_items_done(struct essink *s, const struct request *r)
 	}
 	for (size_t i = 0; i < r->nitems; i++)
 		ids[i] = r->items[i].id;
-	if (esbulk_parse_response(r->resp.p ? r->resp.p : "", r->resp.len, ids, r->nitems, res))
+	if (esbulk_parse_response(r->resp, r->resp_len, ids, r->nitems, res))
 		log_warn("elasticsearch: _bulk answer from %s is not a bulk result; retrying its "
 			 "%zu "
 			 "incidents",
@@ -1108,7 +735,7 @@ static void bulk_items_done(struct essink *s, const struct request *r)
 static bool is_es_error(const struct request *r)
 {
 	json_error_t jerr;
-	json_t *j = json_loadb(r->resp.p ? r->resp.p : "", r->resp.len, 0, &jerr);
+	json_t *j = json_loadb(r->resp, r->resp_len, 0, &jerr);
 	bool es = json_is_object(json_object_get(j, "error"));
 
 	json_decref(j);
@@ -1119,7 +746,7 @@ static void bulk_done(struct essink *s, const struct request *r, long status)
 {
 	if (status == 200) {
 		request_succeeded(s);
-		s->c.bytes_sent += r->body_len;
+		s->c.bytes_sent += r->sent_len;
 		s->c.bytes_raw += r->raw_len;
 		bulk_items_done(s, r);
 		if (s->batch_limit < s->bulk_max_docs)
@@ -1132,14 +759,9 @@ static void bulk_done(struct essink *s, const struct request *r, long status)
 	if (status == 413 || (status == 400 && is_es_error(r))) {
 		char why[300];
 
-		esbulk_error_text(r->resp.p ? r->resp.p : "", r->resp.len, why, sizeof(why));
+		esbulk_error_text(r->resp, r->resp_len, why, sizeof(why));
 		request_succeeded(s);
-		for (size_t i = 0; i < r->nitems; i++) {
-			struct spool_item *it = spool_find(s->spool, r->items[i].id);
-
-			if (it)
-				it->inflight = false;
-		}
+		items_not_inflight(s, r);
 		if (r->nitems > 1) {
 			s->batch_limit = MAX(1, r->nitems / 2);
 			log_warn("elasticsearch: %s refused a _bulk of %zu incidents (HTTP %ld: "
@@ -1151,57 +773,36 @@ static void bulk_done(struct essink *s, const struct request *r, long status)
 		}
 		return;
 	}
-	for (size_t i = 0; i < r->nitems; i++) {
-		struct spool_item *it = spool_find(s->spool, r->items[i].id);
-
-		if (it)
-			it->inflight = false;
-	}
+	items_not_inflight(s, r);
 	http_error(s, r, "_bulk", status);
 	request_failed(s, false);
 }
 
-static void check_done(struct essink *s)
+/* The answer to the request in flight (from the loop). */
+static void on_answer(void *ctx, const struct http_answer *a)
 {
-	CURLMsg *m;
-	int left;
+	struct essink *s = ctx;
+	/* the sink is idle again: a handler may start the next request */
+	struct request r = s->req;
 
-	while ((m = curl_multi_info_read(s->multi, &left))) {
-		struct request r;
-		long status = 0;
-		CURLcode rc;
-
-		if (m->msg != CURLMSG_DONE || m->easy_handle != s->req.easy)
-			continue;
-		rc = m->data.result;
-		curl_easy_getinfo(s->req.easy, CURLINFO_RESPONSE_CODE, &status);
-		curl_multi_remove_handle(s->multi, s->req.easy);
-		curl_easy_cleanup(s->req.easy);
-		/* the sink is idle again: a handler may start the next request */
-		r = s->req;
-		r.easy = NULL;
-		memset(&s->req, 0, sizeof(s->req));
-		if (rc != CURLE_OK) {
-			transport_error(s, &r, rc);
-			for (size_t i = 0; i < r.nitems; i++) {
-				struct spool_item *it = spool_find(s->spool, r.items[i].id);
-
-				if (it)
-					it->inflight = false;
-			}
-			request_failed(s, true);
-		} else if (r.kind == REQ_DS_PROBE) {
-			ds_probe_done(s, &r, status);
-		} else if (r.kind == REQ_TEMPLATE_GET) {
-			template_get_done(s, &r, status);
-		} else if (r.kind == REQ_TEMPLATE_PUT) {
-			template_put_done(s, &r, status);
-		} else if (r.kind == REQ_BULK) {
-			bulk_done(s, &r, status);
-		}
-		request_clear(&r);
-		break;
+	memset(&s->req, 0, sizeof(s->req));
+	r.resp = a->body;
+	r.resp_len = a->len;
+	r.sent_len = a->sent_bytes;
+	if (a->failure != HTTP_ANSWERED) {
+		transport_error(s, &r, a);
+		items_not_inflight(s, &r);
+		request_failed(s, true);
+	} else if (r.kind == REQ_DS_PROBE) {
+		ds_probe_done(s, &r, a->status);
+	} else if (r.kind == REQ_TEMPLATE_GET) {
+		template_get_done(s, &r, a->status);
+	} else if (r.kind == REQ_TEMPLATE_PUT) {
+		template_put_done(s, &r, a->status);
+	} else if (r.kind == REQ_BULK) {
+		bulk_done(s, &r, a->status);
 	}
+	free(r.items);
 	kick(s);
 }
 
@@ -1221,12 +822,6 @@ int essink_new(struct essink **out, const struct essink_opts *opts)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	for (unsigned i = 0; i < SOCKS_MAX; i++)
-		s->socks[i].fd = -1;
-	if (!curl_users++ && curl_global_init(CURL_GLOBAL_DEFAULT)) {
-		err = log_ret(-ENOMEM, "elasticsearch: libcurl initialisation failed");
-		goto fail;
-	}
 	s->loop = opts->loop;
 	s->nurls = cfg->es.urls.n;
 	for (unsigned i = 0; i < s->nurls; i++) {
@@ -1255,7 +850,10 @@ int essink_new(struct essink **out, const struct essink_opts *opts)
 	snprintf(s->ca_file, sizeof(s->ca_file), "%s", cfg->es.ca_file);
 	snprintf(s->client_cert, sizeof(s->client_cert), "%s", cfg->es.client_cert);
 	snprintf(s->client_key, sizeof(s->client_key), "%s", cfg->es.client_key);
-	s->tls_verify = cfg->es.tls_verify;
+	s->tls = (struct http_tls){.verify = cfg->es.tls_verify,
+				   .ca_file = s->ca_file,
+				   .client_cert = s->client_cert,
+				   .client_key = s->client_key};
 	s->gzip = cfg->es.compression;
 	s->connect_timeout_ms = (long)cfg->es.connect_timeout_ms;
 	s->timeout_ms = (long)cfg->es.timeout_ms;
@@ -1263,26 +861,7 @@ int essink_new(struct essink **out, const struct essink_opts *opts)
 	s->bulk_max_bytes = (size_t)cfg->es.bulk_max_bytes;
 	s->backoff_initial_ms = cfg->es.backoff_initial_ms;
 	s->backoff_max_ms = MAX(cfg->es.backoff_max_ms, cfg->es.backoff_initial_ms);
-	if (!!s->client_cert[0] != !!s->client_key[0]) {
-		err = log_ret(-EINVAL, "storage.elasticsearch: client_cert and client_key go "
-				       "together");
-		goto fail;
-	}
-	if ((err = check_readable("ca_file", s->ca_file)) ||
-	    (err = check_readable("client_cert", s->client_cert)))
-		goto fail;
-	if (s->client_key[0]) {
-		char *key = NULL;
-
-		/* the key is a secret like the password: same ownership rules */
-		err = read_secret("client_key", s->client_key, &key);
-		if (err == -EINVAL)
-			err = 0; /* a PEM key has many lines; only its permissions matter here */
-		free_secret(&key);
-		if (err)
-			goto fail;
-	}
-	if ((err = setup_auth(s, cfg)))
+	if ((err = esauth_check_tls(cfg)) || (err = esauth_setup(&s->auth, cfg)))
 		goto fail;
 	if ((err = load_template(s, opts->template_json ? opts->template_json
 							: es_index_template_json)))
@@ -1291,30 +870,19 @@ int essink_new(struct essink **out, const struct essink_opts *opts)
 		goto fail;
 	if (getrandom(&s->rnd, sizeof(s->rnd), GRND_NONBLOCK) != sizeof(s->rnd) || !s->rnd)
 		s->rnd = now_mono_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
-	s->multi = curl_multi_init();
-	if (!s->multi) {
-		err = -ENOMEM;
-		goto fail;
-	}
-	curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
-	curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
-	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)(s->nurls + 1));
-	if ((err = loop_timer_new(s->loop, 3600ull * 1000000000ull, 0, on_curl_timer, s,
-				  &s->curl_timer)))
+	if ((err = http_client_new(&s->http, s->loop, RESPONSE_MAX)))
 		goto fail;
 	/* first connection attempt from the loop: start-up never waits for it */
 	if ((err = loop_timer_new(s->loop, 1, 0, on_wake, s, &s->wake)))
 		goto fail;
 	if (opts->prev)
 		s->c = opts->prev->c;
-	if (!s->tls_verify)
+	if (!s->tls.verify)
 		log_warn("elasticsearch: storage.elasticsearch.tls_verify is false: the cluster's "
 			 "certificate is NOT checked, anyone on the path can read and alter "
 			 "incidents");
 	for (unsigned i = 0; i < s->nurls; i++)
-		if ((s->password || s->auth_header) && strncmp(s->urls[i], "http://", 7) == 0)
+		if ((s->auth.password || s->auth.header) && strncmp(s->urls[i], "http://", 7) == 0)
 			log_warn("elasticsearch: credentials are sent unencrypted to %s (use "
 				 "https://)",
 				 s->urls[i]);
@@ -1335,32 +903,15 @@ void essink_free(struct essink **ps)
 
 	if (!s)
 		return;
-	if (s->multi) {
-		request_abort(s);
-		curl_multi_cleanup(s->multi);
-	}
-	/* whatever libcurl did not close itself leaves the loop and goes now */
-	for (unsigned i = 0; i < SOCKS_MAX; i++) {
-		struct sock *k = &s->socks[i];
-
-		if (k->fd < 0)
-			continue;
-		sock_off_loop(s, k);
-		if (k->owned)
-			close(k->fd);
-		k->fd = -1;
-	}
+	request_abort(s);
+	http_client_free(&s->http);
 	if (s->spool && spool_count(s->spool))
 		log_info("elasticsearch: %zu incidents stay in the spool %s until the next start",
 			 spool_count(s->spool), spool_dir(s->spool));
-	loop_timer_free(&s->curl_timer);
 	loop_timer_free(&s->wake);
 	spool_free(&s->spool);
 	json_decref(s->template_doc);
-	free_secret(&s->password);
-	free_secret(&s->auth_header);
-	if (curl_users && !--curl_users)
-		curl_global_cleanup();
+	esauth_clear(&s->auth);
 	free(s);
 	*ps = NULL;
 }

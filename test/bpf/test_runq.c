@@ -21,7 +21,7 @@
 #include "base/log.h"
 #include "base/symbolize.h"
 #include "probes/capture.h"
-#include "probes/schedutil.h"
+#include "probes/bpfutil.h"
 
 static struct agent_config cfg;
 static struct symbolizer *sym;
@@ -102,9 +102,9 @@ static void prepare(bool raw_tp)
 	if (state)
 		ops->release(state);
 	state = NULL;
-	sched_force_raw_tp = raw_tp;
+	bpf_force_raw_tp = raw_tp;
 	assert_int_equal(ops->prepare(&state, &env), 0);
-	sched_force_raw_tp = false;
+	bpf_force_raw_tp = false;
 }
 
 static int teardown(void **s)
