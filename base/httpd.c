@@ -5,6 +5,7 @@
 #include <crypt.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -400,15 +401,18 @@ fail:
 
 static void client_close(struct hclient *c);
 
-/* >0 bytes, 0 at end of stream, -EAGAIN (wants set), or another -errno. */
-static ssize_t c_io(struct hclient *c, void *buf, size_t n, bool writing)
+/* >0 bytes, 0 at end of stream, -EAGAIN (wants set), or another -errno.
+ * more: more follows at once (the body after the headers): one segment, not
+ * a small one that waits for the peer's delayed ACK. */
+static ssize_t c_io(struct hclient *c, void *buf, size_t n, bool writing, bool more)
 {
 	ssize_t r;
 	int e;
 
 	c->want_read = c->want_write = false;
 	if (!c->ssl) {
-		r = writing ? send(c->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT)
+		r = writing ? send(c->fd, buf, n,
+				   MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0))
 			    : recv(c->fd, buf, n, MSG_DONTWAIT);
 		if (r >= 0)
 			return r;
@@ -1061,7 +1065,7 @@ static void client_progress(struct hclient *c)
 				respond(c, 431, NULL, NULL, 0, NULL);
 				continue;
 			}
-			r = c_io(c, c->in + c->in_len, sizeof(c->in) - c->in_len, false);
+			r = c_io(c, c->in + c->in_len, sizeof(c->in) - c->in_len, false, false);
 			if (r == -EAGAIN)
 				goto wait;
 			if (r <= 0) {
@@ -1075,9 +1079,11 @@ static void client_progress(struct hclient *c)
 			goto wait;
 		case C_WRITE:
 			if (c->head_off < c->head_len) {
-				r = c_io(c, c->head + c->head_off, c->head_len - c->head_off, true);
+				r = c_io(c, c->head + c->head_off, c->head_len - c->head_off, true,
+					 c->body_len > 0);
 			} else if (c->body_off < c->body_len) {
-				r = c_io(c, c->body + c->body_off, c->body_len - c->body_off, true);
+				r = c_io(c, c->body + c->body_off, c->body_len - c->body_off, true,
+					 false);
 			} else {
 				free(c->body);
 				c->body = NULL;
@@ -1192,6 +1198,12 @@ static void on_listen(void *ctx, int lfd, uint32_t events)
 		if (!c) {
 			close(fd);
 			continue;
+		}
+		if (!h->addr.unix_path) {
+			int one = 1;
+
+			/* responses are written whole: nothing is gained by waiting to coalesce */
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		}
 		c->h = h;
 		c->fd = fd;

@@ -258,6 +258,7 @@ def run_variant(name, args, tls):
                 "outside_core_pct_at_15s": outside_ms / 15000 * 100,
                 "agent_core_pct_idle": off_cpu * 100,
                 "rss_before_kb": rss0, "rss_after_kb": rss1,
+                "windows_on": on, "windows_off": off,
                 "skipped": st["last_series_skipped"],
             }
     finally:
@@ -292,6 +293,9 @@ def main():
               f"{r['core_pct_at_15s']:.4f}% | {r['outside_cpu_ms']:.2f} ms | "
               f"{r['outside_core_pct_at_15s']:.4f}% | {r['agent_core_pct_idle']:.2f}% | "
               f"{r['rss_before_kb'] / 1024:.0f}, {r['rss_after_kb'] / 1024:.0f} MiB |")
+    print("\nA/B windows (agent CPU, % of a core; scrapes a second): " + "; ".join(
+        f"{r['variant']}: off " + ", ".join(f"{c * 100:.2f}" for c, _ in r["windows_off"]) +
+        " / on " + ", ".join(f"{c * 100:.2f}" for c, _ in r["windows_on"]) for r in results))
     save("prometheus", {"cgroups": args.cgroups, "results": results})
 
 
