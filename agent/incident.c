@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "agent/capmgr.h"
+#include "agent/culprit.h"
 #include "base/cgroups.h"
 #include "base/config.h"
 #include "base/tsdb.h"
@@ -131,91 +132,6 @@ static json_t *capture_json(const struct capture_outcome *o)
 	}
 	if (o->result.data)
 		json_object_update_missing(c, o->result.data);
-	return c;
-}
-
-/* "comm;outer;...;leaf" from frames listed leaf first, as in profile.folded */
-static json_t *folded_of(const char *comm, json_t *frames)
-{
-	size_t n = json_array_size(frames), len = strlen(comm) + 1, off;
-	char *text, buf[160];
-	json_t *out;
-
-	for (size_t i = 0; i < n; i++)
-		len += 160;
-	text = malloc(len);
-	if (!text)
-		return NULL;
-	off = (size_t)snprintf(text, len, "%s", comm);
-	for (size_t i = n; i-- > 0;) {
-		json_t *f = json_array_get(frames, i);
-		const char *func = json_string_value(json_object_get(f, "func"));
-		const char *mod = json_string_value(json_object_get(f, "module"));
-		const char *addr = json_string_value(json_object_get(f, "addr"));
-		bool kernel = json_is_true(json_object_get(f, "kernel"));
-
-		if (func)
-			snprintf(buf, sizeof(buf), "%s", func);
-		else if (mod && !kernel)
-			snprintf(buf, sizeof(buf), "[%s]",
-				 strrchr(mod, '/') ? strrchr(mod, '/') + 1 : mod);
-		else
-			snprintf(buf, sizeof(buf), "%s", addr ? addr : "?");
-		off += (size_t)snprintf(text + off, len - off, ";%s%s", buf, kernel ? "_[k]" : "");
-	}
-	out = json_string(text);
-	free(text);
-	return out;
-}
-
-/* The process an SRE looks at first: the top row of the first capture that
- * names processes (its largest stack, or the first row of its table), so Kibana
- * can aggregate incidents by culprit without reading capture details. */
-static json_t *culprit_of(json_t *caps)
-{
-	json_t *cap, *row = NULL, *c;
-	const char *kind = NULL;
-	size_t i;
-
-	json_array_foreach(caps, i, cap)
-	{
-		json_t *v = json_object_get(cap, "top_stacks");
-		const char *key;
-
-		if (json_is_object(json_array_get(v, 0)))
-			row = json_array_get(v, 0);
-		/* a capture without stacks: its first table whose rows name a process */
-		json_object_foreach(cap, key, v)
-		{
-			if (row)
-				break;
-			if (json_is_array(v) &&
-			    json_is_string(json_object_get(json_array_get(v, 0), "comm")))
-				row = json_array_get(v, 0);
-		}
-		if (row) {
-			kind = json_string_value(json_object_get(cap, "kind"));
-			break;
-		}
-	}
-	if (!row || !json_is_string(json_object_get(row, "comm")))
-		return NULL;
-	c = json_object();
-	json_object_set(c, "comm", json_object_get(row, "comm"));
-	if (kind)
-		json_object_set_new(c, "capture", json_string(kind));
-	for (const char *const *k =
-		     (const char *const[]){"pid", "tid", "pct", "cgroup", "container_id", NULL};
-	     *k; k++)
-		if (json_object_get(row, *k))
-			json_object_set(c, *k, json_object_get(row, *k));
-	if (json_array_size(json_object_get(row, "frames"))) {
-		json_t *stack = folded_of(json_string_value(json_object_get(row, "comm")),
-					  json_object_get(row, "frames"));
-
-		if (stack)
-			json_object_set_new(c, "stack", stack);
-	}
 	return c;
 }
 
@@ -398,15 +314,11 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 			status = "partial";
 	}
 	json_object_set_new(doc, "captures", caps);
-	{
-		json_t *culprit = culprit_of(caps);
-
-		if (culprit)
-			json_object_set_new(doc, "culprit", culprit);
-	}
+	incident_set_culprits(doc);
 	if (!status)
 		status = all_dry ? "dry_run" : "complete";
 	json_object_set_new(json_object_get(doc, "incident"), "status", json_string(status));
+	incident_set_summary(doc);
 	return doc;
 }
 

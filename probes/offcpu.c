@@ -11,6 +11,7 @@
 
 #include "base/cgroups.h"
 #include "base/config.h"
+#include "base/consumers.h"
 #include "base/log.h"
 #include "base/stacks.h"
 #include "base/symbolize.h"
@@ -614,10 +615,18 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	json_t *tops = json_array(), *by_state = json_object(), *arr;
 	char *folded = NULL;
 	size_t folded_len = 0;
+	struct consumers *cons = NULL;
 	bool first = true;
 	int err = 0;
 
 	memset(r, 0, sizeof(r));
+	err = consumers_new(&cons, &(struct consumers_opts){
+					   .measure = "blocked_us",
+					   .top_n = CONSUMERS_TOP,
+					   .stacks_per = CONSUMERS_STACKS,
+					   .sym = st->env.sym,
+					   .cgroups = st->env.cgroups,
+				   });
 	for (unsigned i = 0; i < NSTATES && !err; i++)
 		err = stackset_new(&ss[i], (unsigned)cfg->capture.max_stacks);
 	if (err)
@@ -691,6 +700,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 			.value_key = "blocked_us",
 			.sym = st->env.sym,
 			.cgroups = st->env.cgroups,
+			.consumers = cons,
 		};
 		size_t j;
 		json_t *e;
@@ -763,6 +773,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "top_stacks", tops);
 	tops = NULL;
 	json_object_set_new(out->data, "threads", threads_json(st, &threads, top_n));
+	json_object_set_new(out->data, "consumers", consumers_json(cons));
 	arr = wakers_json(st, top_n, &stack_missing);
 	json_object_set_new(out->data, "wakers", arr);
 
@@ -792,6 +803,7 @@ cleanup:
 		stackset_render_clear(&r[i]);
 		stackset_free(&ss[i]);
 	}
+	consumers_free(&cons);
 	json_decref(tops);
 	json_decref(by_state);
 	free(folded);

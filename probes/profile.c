@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/config.h"
+#include "base/consumers.h"
 #include "base/log.h"
 #include "base/stacks.h"
 #include "base/symbolize.h"
@@ -316,8 +317,16 @@ static int profile_collect(void *state, struct capture_result *out)
 	int err;
 
 	err = stackset_new(&ss, (unsigned)cfg->capture.max_stacks);
+	if (!err)
+		err = consumers_new(&ro.consumers, &(struct consumers_opts){
+							   .measure = "samples",
+							   .top_n = CONSUMERS_TOP,
+							   .stacks_per = CONSUMERS_STACKS,
+							   .sym = st->env.sym,
+							   .cgroups = st->env.cgroups,
+						   });
 	if (err)
-		return err;
+		goto cleanup;
 	percpu_counters_read(st->skel->maps.stats, stats, PROFILE_STAT_MAX);
 	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
 		struct stack_sample s = {0};
@@ -395,11 +404,13 @@ static int profile_collect(void *state, struct capture_result *out)
 	}
 	json_object_set_new(out->data, "top_stacks", r.top);
 	r.top = NULL;
+	json_object_set_new(out->data, "consumers", consumers_json(ro.consumers));
 	err = capture_result_add_artifact(out, "profile.folded", r.folded, r.folded_len);
 	r.folded = NULL;
 cleanup:
 	stackset_render_clear(&r);
 	stackset_free(&ss);
+	consumers_free(&ro.consumers);
 	map_clear(st->skel->maps.counts);
 	map_clear(st->skel->maps.stacks);
 	return err;
