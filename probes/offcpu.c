@@ -19,6 +19,7 @@
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/offcpu.h"
+#include "probes/stackstore.h"
 #include "probes/ustack.h"
 #include "offcpu.skel.h"
 
@@ -62,9 +63,13 @@ static int configure(void *skel, void *ctx)
 	const struct offcpu_state *st = ctx;
 	uint32_t nstacks = (uint32_t)st->env.cfg->capture.max_stacks;
 
-	bpf_map__set_max_entries(s->maps.stacks, nstacks);
+	int err;
+
 	bpf_map__set_max_entries(s->maps.counts, nstacks);
 	bpf_map__set_max_entries(s->maps.wakers, nstacks / 4 > 256 ? nstacks / 4 : 256);
+	err = stackstore_size(s->obj, nstacks, SCHED_MAX_DEPTH);
+	if (err)
+		return err;
 	/* DWARF user stacks (ustack.bpf.h): map sizes and rodata as configured */
 	return ustack_size_maps(st->env.ustack, s->maps.ustack_rb, s->maps.ustack_scratch,
 				(bool *)&s->rodata->ustack_enabled,
@@ -122,7 +127,7 @@ static void clear_maps(struct offcpu_state *st)
 	map_clear(st->skel->maps.start);
 	map_clear(st->skel->maps.counts);
 	map_clear(st->skel->maps.wakers);
-	map_clear(st->skel->maps.stacks);
+	stackstore_reset(st->skel->obj);
 	map_clear(st->skel->maps.last); /* its ids point into the stacks just cleared */
 }
 

@@ -19,6 +19,7 @@
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/profile.h"
+#include "probes/stackstore.h"
 #include "probes/ustack.h"
 #include "profile.skel.h"
 
@@ -72,9 +73,12 @@ static int configure(void *skel, void *ctx)
 	struct profile_bpf *s = skel;
 	const struct profile_state *st = ctx;
 
-	bpf_map__set_max_entries(s->maps.stacks, (uint32_t)st->env.cfg->capture.max_stacks);
+	int err;
+
 	bpf_map__set_max_entries(s->maps.counts, (uint32_t)st->env.cfg->capture.max_stacks);
-	bpf_map__set_value_size(s->maps.stacks, st->stack_depth * sizeof(uint64_t));
+	err = stackstore_size(s->obj, (unsigned)st->env.cfg->capture.max_stacks, st->stack_depth);
+	if (err)
+		return err;
 	/* DWARF user stacks (ustack.bpf.h): map sizes and rodata as configured */
 	return ustack_size_maps(st->env.ustack, s->maps.ustack_rb, s->maps.ustack_scratch,
 				(bool *)&s->rodata->ustack_enabled,
@@ -227,7 +231,7 @@ static int profile_start(void *state, const struct capture_target *t,
 	int err;
 
 	map_clear(st->skel->maps.counts);
-	map_clear(st->skel->maps.stacks);
+	stackstore_reset(st->skel->obj);
 	percpu_counters_zero(st->skel->maps.stats, PROFILE_STAT_MAX);
 	err = capture_filter_fill(&f, t, st->env.cgroups);
 	if (err)
@@ -412,7 +416,7 @@ cleanup:
 	stackset_free(&ss);
 	consumers_free(&ro.consumers);
 	map_clear(st->skel->maps.counts);
-	map_clear(st->skel->maps.stacks);
+	stackstore_reset(st->skel->obj);
 	return err;
 }
 
