@@ -517,8 +517,9 @@ static void show_culprits(json_t *doc)
 			size_t len = strlen(folded);
 
 			/* the leaf end says what it was doing: keep that end */
-			printf("        %5.1f%%  %s%s\n", json_number_value(json_object_get(st, "pct")),
-			       len > 90 ? "..." : "", len > 90 ? folded + len - 87 : folded);
+			printf("        %5.1f%%  %s%s\n",
+			       json_number_value(json_object_get(st, "pct")), len > 90 ? "..." : "",
+			       len > 90 ? folded + len - 87 : folded);
 		}
 	}
 }

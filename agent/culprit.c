@@ -108,11 +108,10 @@ void incident_set_culprits(json_t *doc)
 		json_object_set(c, "value", json_object_get(prog, measure ? measure : ""));
 		json_object_set(c, "pid", json_array_get(json_object_get(prog, "pids"), 0));
 		if (json_is_object(json_array_get(json_object_get(prog, "stacks"), 0)))
-			json_object_set(c, "stack",
-					json_object_get(json_array_get(json_object_get(prog,
-										       "stacks"),
-								       0),
-							"stack"));
+			json_object_set(
+				c, "stack",
+				json_object_get(json_array_get(json_object_get(prog, "stacks"), 0),
+						"stack"));
 		json_array_append_new(list, c);
 	}
 	c = json_deep_copy(json_array_get(list, 0));
@@ -279,9 +278,10 @@ static void say_wakers(struct para *b, json_t *doc, json_t *pids)
 	{
 		if (!pid_in(pids, json_integer_value(json_object_get(w, "pid"))))
 			continue;
-		say(b, "; most blocked time (%.1f ms) was in state %s%s%s, woken by %s", 
+		say(b, "; most blocked time (%.1f ms) was in state %s%s%s, woken by %s",
 		    num(w, "blocked_us") / 1000.0, str(w, "state") ? str(w, "state") : "?",
-		    str(w, "blocked_in") ? " in " : "", str(w, "blocked_in") ? str(w, "blocked_in") : "",
+		    str(w, "blocked_in") ? " in " : "",
+		    str(w, "blocked_in") ? str(w, "blocked_in") : "",
 		    str(w, "waker_comm") ? str(w, "waker_comm") : "?");
 		return;
 	}
@@ -340,9 +340,9 @@ static void say_culprit(struct para *b, json_t *doc, json_t *c, json_t *cap)
 	/* doing what */
 	if (json_object_get(c, "kernel_pct")) {
 		say(b, " It spent %.0f%% of that in the kernel", num(c, "kernel_pct"));
-		json_array_foreach(funcs, i, f)
-		say(b, "%s%s%s %.0f%%", i ? ", " : "; top functions: ", str(f, "name"),
-		    json_is_true(json_object_get(f, "kernel")) ? " [k]" : "", num(f, "pct"));
+		json_array_foreach(funcs, i, f) say(
+			b, "%s%s%s %.0f%%", i ? ", " : "; top functions: ", str(f, "name"),
+			json_is_true(json_object_get(f, "kernel")) ? " [k]" : "", num(f, "pct"));
 	} else {
 		say(b, " It");
 	}
@@ -356,7 +356,8 @@ void incident_set_summary(json_t *doc)
 {
 	json_t *trig = json_object_get(doc, "trigger"), *rule = json_object_get(doc, "rule");
 	json_t *c = json_object_get(doc, "culprit"), *list = json_object_get(doc, "culprits"), *o;
-	json_t *inc = json_object_get(doc, "incident"), *cap, *caps = json_object_get(doc, "captures");
+	json_t *inc = json_object_get(doc, "incident"), *cap,
+	       *caps = json_object_get(doc, "captures");
 	struct para b = {0};
 	uint64_t lost = 0;
 	size_t i;
@@ -376,9 +377,10 @@ void incident_set_summary(json_t *doc)
 
 	/* who, doing what */
 	if (c) {
-		json_array_foreach(caps, i, cap) if (!strcmp(str(cap, "kind") ? str(cap, "kind") : "",
-							    str(c, "capture") ? str(c, "capture") : ""))
-			break;
+		json_array_foreach(
+			caps, i,
+			cap) if (!strcmp(str(cap, "kind") ? str(cap, "kind") : "",
+					 str(c, "capture") ? str(c, "capture") : "")) break;
 		say_culprit(&b, doc, c, json_array_get(caps, i));
 		if (json_array_size(list) > 1) {
 			say(&b, " Next:");
@@ -403,13 +405,15 @@ void incident_set_summary(json_t *doc)
 	if (c) {
 		json_t *cons = NULL;
 
-		json_array_foreach(caps, i, cap) if (!strcmp(str(cap, "kind") ? str(cap, "kind") : "",
-							    str(c, "capture")))
-			cons = json_object_get(cap, "consumers");
+		json_array_foreach(caps, i,
+				   cap) if (!strcmp(str(cap, "kind") ? str(cap, "kind") : "",
+						    str(c, "capture"))) cons =
+			json_object_get(cap, "consumers");
 		if (cons) {
 			char total[48];
 
-			measure_text(str(cons, "measure"), num(cons, "total"), total, sizeof(total));
+			measure_text(str(cons, "measure"), num(cons, "total"), total,
+				     sizeof(total));
 			say(&b, ": %s recorded over %.0f processes", total,
 			    num(cons, "processes_seen"));
 		}

@@ -225,7 +225,11 @@ json_t *json_string_clean(const char *s)
 		return json_string("");
 	for (size_t i = 0; i < n;) {
 		unsigned char ch = (unsigned char)s[i];
-		size_t len = ch < 0x80 ? 1 : (ch >> 5) == 6 ? 2 : (ch >> 4) == 14 ? 3 : (ch >> 3) == 30 ? 4 : 0;
+		size_t len = ch < 0x80	       ? 1
+			     : (ch >> 5) == 6  ? 2
+			     : (ch >> 4) == 14 ? 3
+			     : (ch >> 3) == 30 ? 4
+					       : 0;
 		bool ok = len > 0 && i + len <= n;
 
 		for (size_t k = 1; ok && k < len; k++)
@@ -237,8 +241,9 @@ json_t *json_string_clean(const char *s)
 			ok = false;
 		if (ok && len == 3 && ch == 0xe0 && (unsigned char)s[i + 1] < 0xa0)
 			ok = false;
-		if (ok && len == 4 && (ch > 0xf4 || (ch == 0xf0 && (unsigned char)s[i + 1] < 0x90) ||
-				       (ch == 0xf4 && (unsigned char)s[i + 1] >= 0x90)))
+		if (ok && len == 4 &&
+		    (ch > 0xf4 || (ch == 0xf0 && (unsigned char)s[i + 1] < 0x90) ||
+		     (ch == 0xf4 && (unsigned char)s[i + 1] >= 0x90)))
 			ok = false;
 		if (!ok || (len == 1 && (ch < 0x20 || ch == 0x7f))) {
 			buf[o++] = '?';
@@ -409,7 +414,8 @@ static int group_by(struct consumers *c, bool by_program, struct grouping *out)
 	for (size_t i = 0; i < n; i++) {
 		struct proc *p = &c->procs[idx[i]];
 
-		if (!ng || (by_program ? cmp_proc_program : cmp_proc_cgroup)(&idx[i - 1], &idx[i])) {
+		if (!ng ||
+		    (by_program ? cmp_proc_program : cmp_proc_cgroup)(&idx[i - 1], &idx[i])) {
 			program_name(p, g[ng].name, sizeof(g[ng].name));
 			g[ng].exe = p->exe;
 			g[ng].cgpath = p->cgpath;

@@ -69,3 +69,56 @@ int main(int argc, char **argv)
 """
 
 NOFP_FLAGS = ("-O1", "-fno-omit-frame-pointer", "-fno-optimize-sibling-calls", "-fno-inline")
+
+# An fsync storm: `atwriter DIR SECONDS THREADS` appends 4 KiB and fsyncs, in
+# a loop, from each thread, to its own file in DIR (on a real disk, not tmpfs):
+# the device is never saturated and each request is fast, yet the writer's
+# threads spend most of their time waiting for their syncs.
+WRITER = r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+static const char *dir;
+static int seconds;
+static void *run(void *arg)
+{
+    char path[4096], buf[4096];
+    time_t end = time(NULL) + seconds;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/atwriter-%ld.dat", dir, (long)arg);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        abort();
+    memset(buf, 'x', sizeof(buf));
+    for (long n = 0; time(NULL) < end; n++) {
+        if (write(fd, buf, sizeof(buf)) != sizeof(buf) || fsync(fd))
+            abort();
+        /* keep the file small: rewrite from the start now and then */
+        if (n % 256 == 255 && (ftruncate(fd, 0) || lseek(fd, 0, SEEK_SET)))
+            abort();
+    }
+    close(fd);
+    unlink(path);
+    return NULL;
+}
+int main(int argc, char **argv)
+{
+    int n = argc > 3 ? atoi(argv[3]) : 4;
+    pthread_t t[64];
+
+    dir = argc > 1 ? argv[1] : ".";
+    seconds = argc > 2 ? atoi(argv[2]) : 30;
+    if (n > 64)
+        n = 64;
+    for (long i = 0; i < n; i++)
+        pthread_create(&t[i], NULL, run, (void *)i);
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    return 0;
+}
+"""
