@@ -419,11 +419,17 @@ void incident_set_summary(json_t *doc)
 		}
 	}
 	if (lost)
-		say(&b, ", %" PRIu64 " events lost (see captures[].lost)", lost);
+		say(&b, ", %" PRIu64 " events lost", lost);
 	else
 		say(&b, ", nothing lost");
-	if (str(inc, "partial_reason"))
-		say(&b, " (%s)", str(inc, "partial_reason"));
+	json_array_foreach(json_object_get(inc, "partial_reasons"), i, o)
+	{
+		if (i >= 4)
+			break;
+		say(&b, "%s%s", i ? "; " : " (", json_string_value(o));
+	}
+	if (json_array_size(json_object_get(inc, "partial_reasons")))
+		say(&b, ")");
 	say(&b, ".");
 	if (b.p)
 		json_object_set_new(doc, "summary", json_string(b.p));

@@ -135,6 +135,43 @@ static json_t *capture_json(const struct capture_outcome *o)
 	return c;
 }
 
+/* What made a capture partial, by name: the nonzero counters of its `lost`
+ * object (each a documented bound) and stacks left out of its folded file. */
+static void partial_reasons(json_t *caps, json_t *out)
+{
+	json_t *cap, *v;
+	const char *key;
+	size_t i;
+	char buf[160];
+
+	json_array_foreach(caps, i, cap)
+	{
+		const char *kind = json_string_value(json_object_get(cap, "kind"));
+
+		if (strcmp(json_string_value(json_object_get(cap, "status")) ?: "", "partial"))
+			continue;
+		json_object_foreach(json_object_get(cap, "lost"), key, v)
+		{
+			if (!json_is_integer(v) || json_integer_value(v) <= 0)
+				continue;
+			snprintf(buf, sizeof(buf), "%s: lost.%s=%" JSON_INTEGER_FORMAT, kind ?: "?",
+				 key, json_integer_value(v));
+			json_array_append_new(out, json_string(buf));
+		}
+		v = json_object_get(cap, "folded_stacks_dropped");
+		if (json_integer_value(v) > 0) {
+			snprintf(buf, sizeof(buf),
+				 "%s: folded_stacks_dropped=%" JSON_INTEGER_FORMAT, kind ?: "?",
+				 json_integer_value(v));
+			json_array_append_new(out, json_string(buf));
+		}
+		if (json_object_get(cap, "error")) {
+			snprintf(buf, sizeof(buf), "%s: error", kind ?: "?");
+			json_array_append_new(out, json_string(buf));
+		}
+	}
+}
+
 static const char *target_kind_name(enum capture_target_kind k)
 {
 	return k == TARGET_PID ? "process" : k == TARGET_CGROUP ? "cgroup" : "host";
@@ -318,6 +355,12 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 	if (!status)
 		status = all_dry ? "dry_run" : "complete";
 	json_object_set_new(json_object_get(doc, "incident"), "status", json_string(status));
+	if (!strcmp(status, "partial")) {
+		json_t *why = json_array();
+
+		partial_reasons(caps, why);
+		json_object_set_new(json_object_get(doc, "incident"), "partial_reasons", why);
+	}
 	incident_set_summary(doc);
 	return doc;
 }
