@@ -124,6 +124,7 @@ void incident_set_culprits(json_t *doc)
 struct para {
 	char *p;
 	size_t len, cap;
+	unsigned clauses; /* of the current sentence */
 };
 
 static void say(struct para *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -151,6 +152,12 @@ static void say(struct para *b, const char *fmt, ...)
 	vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
 	va_end(ap);
 	b->len += (size_t)n;
+}
+
+/* Starts a clause of the "doing what" sentence: "It ..." first, "; ..." after. */
+static void clause(struct para *b, const char *first, const char *next)
+{
+	say(b, "%s", b->clauses++ ? next : first);
 }
 
 static const char *str(json_t *o, const char *k)
@@ -249,7 +256,9 @@ static void say_io(struct para *b, json_t *doc, json_t *pids)
 					       num(f, "disk_write_bytes") +
 					       num(f, "disk_read_bytes")),
 				    w, sizeof(w));
-			say(b, "%s%s (%s moved", nfiles ? ", " : "; files: ", str(f, "path"), w);
+			if (!nfiles)
+				clause(b, " Its files: ", "; files: ");
+			say(b, "%s%s (%s moved", nfiles ? ", " : "", str(f, "path"), w);
 			if (num(f, "disk_writes") + num(f, "disk_reads") > 0)
 				say(b, ", q2c avg %.0f us", num(f, "q2c_avg_us"));
 			say(b, ")");
@@ -261,7 +270,9 @@ static void say_io(struct para *b, json_t *doc, json_t *pids)
 	{
 		if (j >= 2)
 			break;
-		say(b, "%s%s %.0f reads + %.0f writes, q2c avg %.0f us", j ? ", " : "; devices: ",
+		if (!j)
+			clause(b, " Devices: ", "; devices: ");
+		say(b, "%s%s %.0f reads + %.0f writes, q2c avg %.0f us", j ? ", " : "",
 		    str(dev, "device_name") ? str(dev, "device_name") : str(dev, "device"),
 		    num(dev, "reads"), num(dev, "writes"), num(dev, "q2c_avg_us"));
 		j++;
@@ -278,7 +289,8 @@ static void say_wakers(struct para *b, json_t *doc, json_t *pids)
 	{
 		if (!pid_in(pids, json_integer_value(json_object_get(w, "pid"))))
 			continue;
-		say(b, "; most blocked time (%.1f ms) was in state %s%s%s, woken by %s",
+		clause(b, " Its", ";");
+		say(b, " most blocked time (%.1f ms) was in state %s%s%s, woken by %s",
 		    num(w, "blocked_us") / 1000.0, str(w, "state") ? str(w, "state") : "?",
 		    str(w, "blocked_in") ? " in " : "",
 		    str(w, "blocked_in") ? str(w, "blocked_in") : "",
@@ -297,7 +309,8 @@ static void say_stuck(struct para *b, json_t *doc, json_t *pids)
 	{
 		if (!pid_in(pids, json_integer_value(json_object_get(t, "pid"))))
 			continue;
-		say(b, "; longest stuck %.0f ms in %s", num(t, "blocked_ms"),
+		clause(b, " Its", ";");
+		say(b, " longest stuck task waited %.0f ms in %s", num(t, "blocked_ms"),
 		    str(t, "wchan") ? str(t, "wchan") : "?");
 		if (str(t, "label"))
 			say(b, " (%s)", str(t, "label"));
@@ -337,19 +350,26 @@ static void say_culprit(struct para *b, json_t *doc, json_t *c, json_t *cap)
 	say(b, ", with %.1f%% of the %s recorded by %s (%s of %s).", num(c, "pct"),
 	    measure_words(measure), str(c, "capture") ? str(c, "capture") : "?", v, total);
 
-	/* doing what */
-	if (json_object_get(c, "kernel_pct")) {
-		say(b, " It spent %.0f%% of that in the kernel", num(c, "kernel_pct"));
+	/* doing what: on CPU, its kernel share and leaf functions; off CPU, where
+	 * its stacks left the CPU (the first frame outside the scheduler) */
+	b->clauses = 0;
+	if (json_object_get(c, "kernel_pct") && measure && !strcmp(measure, "samples")) {
+		clause(b, " It", ";");
+		say(b, " spent %.0f%% of that in the kernel", num(c, "kernel_pct"));
 		json_array_foreach(funcs, i, f) say(
 			b, "%s%s%s %.0f%%", i ? ", " : "; top functions: ", str(f, "name"),
 			json_is_true(json_object_get(f, "kernel")) ? " [k]" : "", num(f, "pct"));
-	} else {
-		say(b, " It");
+	} else if (json_array_size(funcs)) {
+		clause(b, " Its", ";");
+		say(b, " stacks waited in");
+		json_array_foreach(funcs, i, f)
+			say(b, "%s %s %.0f%%", i ? "," : "", str(f, "name"), num(f, "pct"));
 	}
 	say_io(b, doc, pids);
 	say_wakers(b, doc, pids);
 	say_stuck(b, doc, pids);
-	say(b, ".");
+	if (b->clauses)
+		say(b, ".");
 }
 
 void incident_set_summary(json_t *doc)

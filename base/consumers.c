@@ -501,12 +501,41 @@ static bool leaf_of(const char *folded, char *buf, size_t len, bool *kernel)
 	return semi != NULL;
 }
 
+/* The frame of a folded line that says where the measure went: the leaf,
+ * or for a stack that left the CPU the first frame outside the scheduler
+ * (folio_wait_bit_common, jbd2_log_wait_commit, futex_wait...), as wchan. */
+static void where_frame(const char *folded, const char **start, size_t *len)
+{
+	static const char *const sched[] = {
+		"__schedule",	  "schedule",		"io_schedule", "preempt_schedule",
+		"__cond_resched", "finish_task_switch", "__switch_to", "context_switch"};
+	const char *end = folded + strlen(folded);
+
+	for (;;) {
+		const char *seg = end;
+		bool skip = false;
+
+		while (seg > folded && seg[-1] != ';')
+			seg--;
+		*start = seg;
+		*len = (size_t)(end - seg);
+		if (seg == folded || seg - 1 == folded)
+			return;
+		for (size_t i = 0; i < ARRAY_SIZE(sched) && !skip; i++)
+			skip = strncmp(seg, sched[i], strlen(sched[i])) == 0;
+		if (!skip || strchr(folded, ';') == seg - 1)
+			return;
+		end = seg - 1;
+	}
+}
+
 /* stacks[], kernel_pct and functions[] of one program, from its members' stacks. */
 static int program_stacks(struct consumers *c, size_t prog, json_t *o)
 {
 	struct merged *m = NULL;
 	size_t n = 0, k = 0;
 	uint64_t sum = 0, kern = 0;
+	size_t nfuncs;
 	json_t *arr, *funcs;
 
 	for (size_t i = 0; i < c->nstacks; i++) {
@@ -560,19 +589,27 @@ static int program_stacks(struct consumers *c, size_t prog, json_t *o)
 	/* leaf functions: where the program's measure was spent, summed over stacks */
 	k = 0;
 	for (size_t i = 0; i < n; i++) {
-		const char *semi = strrchr(m[i].folded, ';');
+		const char *start;
+		size_t len;
 
-		if (semi)
-			m[k++] = (struct merged){semi + 1, m[i].value};
+		if (!strchr(m[i].folded, ';'))
+			continue;
+		where_frame(m[i].folded, &start, &len);
+		m[k].folded = strndup(start, len);
+		if (!m[k].folded)
+			break;
+		m[k++].value = m[i].value;
 	}
-	n = k;
-	qsort(m, n, sizeof(*m), cmp_merged_folded);
+	nfuncs = k;
+	qsort(m, nfuncs, sizeof(*m), cmp_merged_folded);
 	k = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (k && strcmp(m[k - 1].folded, m[i].folded) == 0)
+	for (size_t i = 0; i < nfuncs; i++) {
+		if (k && strcmp(m[k - 1].folded, m[i].folded) == 0) {
 			m[k - 1].value += m[i].value;
-		else
+			free((char *)m[i].folded);
+		} else {
 			m[k++] = m[i];
+		}
 	}
 	qsort(m, k, sizeof(*m), cmp_merged_value);
 	funcs = json_array();
@@ -585,6 +622,8 @@ static int program_stacks(struct consumers *c, size_t prog, json_t *o)
 				      json_pack("{s:o,s:b,s:f}", "name", json_string_clean(leaf),
 						"kernel", kernel, "pct", pct_of(m[i].value, sum)));
 	}
+	for (size_t i = 0; i < k; i++)
+		free((char *)m[i].folded);
 	json_object_set_new(o, "functions", funcs);
 	free(m);
 	return 0;
