@@ -320,12 +320,12 @@ struct grouping {
 	size_t *idx; /* every process, grouped */
 };
 
-static struct consumers *sort_ctx;
-
-static int cmp_proc_value(const void *a, const void *b)
+/* qsort_r comparators of indices into ctx's processes */
+static int cmp_proc_value(const void *a, const void *b, void *ctx)
 {
-	const struct proc *x = &sort_ctx->procs[*(const size_t *)a];
-	const struct proc *y = &sort_ctx->procs[*(const size_t *)b];
+	const struct consumers *c = ctx;
+	const struct proc *x = &c->procs[*(const size_t *)a];
+	const struct proc *y = &c->procs[*(const size_t *)b];
 
 	if (x->value != y->value)
 		return x->value > y->value ? -1 : 1;
@@ -337,10 +337,11 @@ static int strcmp0(const char *a, const char *b)
 	return strcmp(a ? a : "", b ? b : "");
 }
 
-static int cmp_proc_program(const void *a, const void *b)
+static int cmp_proc_program(const void *a, const void *b, void *ctx)
 {
-	const struct proc *x = &sort_ctx->procs[*(const size_t *)a];
-	const struct proc *y = &sort_ctx->procs[*(const size_t *)b];
+	const struct consumers *c = ctx;
+	const struct proc *x = &c->procs[*(const size_t *)a];
+	const struct proc *y = &c->procs[*(const size_t *)b];
 	char nx[16], ny[16];
 	int r;
 
@@ -350,10 +351,11 @@ static int cmp_proc_program(const void *a, const void *b)
 	return r ? r : strcmp(x->exe, y->exe);
 }
 
-static int cmp_proc_cgroup(const void *a, const void *b)
+static int cmp_proc_cgroup(const void *a, const void *b, void *ctx)
 {
-	return strcmp0(sort_ctx->procs[*(const size_t *)a].cgpath,
-		       sort_ctx->procs[*(const size_t *)b].cgpath);
+	const struct consumers *c = ctx;
+
+	return strcmp0(c->procs[*(const size_t *)a].cgpath, c->procs[*(const size_t *)b].cgpath);
 }
 
 static int cmp_group_value(const void *a, const void *b)
@@ -408,14 +410,13 @@ static int group_by(struct consumers *c, bool by_program, struct grouping *out)
 	}
 	for (size_t i = 0; i < n; i++)
 		idx[i] = i;
-	sort_ctx = c;
 	if (n)
-		qsort(idx, n, sizeof(*idx), by_program ? cmp_proc_program : cmp_proc_cgroup);
+		qsort_r(idx, n, sizeof(*idx), by_program ? cmp_proc_program : cmp_proc_cgroup, c);
 	for (size_t i = 0; i < n; i++) {
 		struct proc *p = &c->procs[idx[i]];
 
 		if (!ng ||
-		    (by_program ? cmp_proc_program : cmp_proc_cgroup)(&idx[i - 1], &idx[i])) {
+		    (by_program ? cmp_proc_program : cmp_proc_cgroup)(&idx[i - 1], &idx[i], c)) {
 			program_name(p, g[ng].name, sizeof(g[ng].name));
 			g[ng].exe = p->exe;
 			g[ng].cgpath = p->cgpath;
@@ -443,7 +444,7 @@ static int group_by(struct consumers *c, bool by_program, struct grouping *out)
 	for (size_t k = 0; k < ng; k++) {
 		if (!g[k].nprocs)
 			continue;
-		qsort(g[k].members, g[k].nprocs, sizeof(size_t), cmp_proc_value);
+		qsort_r(g[k].members, g[k].nprocs, sizeof(size_t), cmp_proc_value, c);
 		g[k].cgpath = c->procs[g[k].members[0]].cgpath;
 	}
 	qsort(g, ng, sizeof(*g), cmp_group_value);
@@ -671,9 +672,8 @@ json_t *consumers_json(struct consumers *c)
 		proc_resolve(c, &c->procs[i]);
 		order[i] = i;
 	}
-	sort_ctx = c;
 	if (c->n)
-		qsort(order, c->n, sizeof(*order), cmp_proc_value);
+		qsort_r(order, c->n, sizeof(*order), cmp_proc_value, c);
 	for (size_t i = 0; i < c->n && i < c->o.top_n; i++) {
 		const struct proc *p = &c->procs[order[i]];
 		json_t *o = json_object();
