@@ -712,7 +712,8 @@ json_t *consumers_json(struct consumers *c)
 		set_cgroup(o, g->cgpath);
 		json_object_set_new(o, "containers",
 				    json_integer((json_int_t)program_containers(c, g)));
-		if (c->nstacks)
+		/* stacks for the programs an incident can name as culprits */
+		if (c->nstacks && k < CONSUMERS_STACK_PROGRAMS)
 			program_stacks(c, k, o);
 		json_array_append_new(progs, o);
 	}

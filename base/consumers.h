@@ -15,8 +15,9 @@
 struct symbolizer;
 struct cgroups;
 
-#define CONSUMERS_TOP	 10 /* entries per list in an incident */
-#define CONSUMERS_STACKS 3  /* stacks under each program */
+#define CONSUMERS_TOP		 10 /* entries per list in an incident */
+#define CONSUMERS_STACKS	 3  /* stacks under each program */
+#define CONSUMERS_STACK_PROGRAMS 5  /* programs listed with their stacks */
 
 struct consumers_opts {
 	const char *measure;  /* JSON name of the ranking measure: "samples", "blocked_us"... */
