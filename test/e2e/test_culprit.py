@@ -122,7 +122,8 @@ def test_host_profile_is_complete_under_many_stacks(server_incident):
     assert doc["trigger"]["target"]["kind"] == "host"
     assert cap["duration_ms"] >= 9500
     assert cap["distinct_stacks"] > 1000, cap["distinct_stacks"]
-    assert cap["lost"] == {"keys_full": 0, "stacks": 0, "stacks_over_max_stacks": 0}, cap["lost"]
+    assert cap["lost"]["stacks"] == 0, cap["lost"]
+    assert not any(cap["lost"].values()), cap["lost"]
     assert cap["lost_events"] == 0 and cap["status"] == "ok", cap["status"]
     assert doc["incident"]["status"] == "complete"
     assert "nothing lost" in doc["summary"]
@@ -167,12 +168,12 @@ def test_fsync_storm_with_shipped_defaults():
         paths = [f["path"] for f in writer_rows[0]["files"]]
         assert any(os.path.basename(p).startswith("atwriter-") for p in paths), paths
         assert writer_rows[0]["disk_write_bytes"] > 0
-        # the processes stalled: the writer's threads blocked in fsync
+        # the writer's time went to its syncs: its stacks under the culprit
+        assert any("fsync" in s["stack"] for s in c.get("stacks", [])), c
+        # the processes stalled: offcpu ranks the writer's blocked threads
         off = doc["captures"][1]
         stalled = {p["program"] for p in off["consumers"]["programs"]}
         assert "atwriter" in stalled, off["consumers"]["programs"]
-        assert any("fsync" in s["stack"] for p in off["consumers"]["programs"]
-                   if p["program"] == "atwriter" for s in p["stacks"]), off["consumers"]
         s = doc["summary"]
         assert s.startswith("io-stall fired: psi.io_"), s
         assert "Culprit: atwriter" in s and "atwriter-" in s, s
