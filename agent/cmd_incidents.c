@@ -466,6 +466,64 @@ static void show_capture(json_t *cap)
 	}
 }
 
+/* The diagnosis paragraph, wrapped for a terminal. */
+static void show_summary(json_t *doc)
+{
+	const char *text = json_string_value(json_object_get(doc, "summary"));
+	size_t col = 0;
+
+	if (!text)
+		return;
+	printf("\n");
+	while (*text) {
+		size_t word = strcspn(text, " ");
+
+		if (col && col + 1 + word > 96) {
+			printf("\n");
+			col = 0;
+		}
+		printf("%s%.*s", col ? " " : "  ", (int)word, text);
+		col += word + (col ? 1 : 2);
+		text += word;
+		text += strspn(text, " ");
+	}
+	printf("\n");
+}
+
+/* culprits[]: who consumed what, by program, largest first. */
+static void show_culprits(json_t *doc)
+{
+	json_t *list = json_object_get(doc, "culprits"), *c, *st;
+	size_t i, j;
+
+	if (!json_array_size(list))
+		return;
+	printf("\nculprits (by %s, from %s):\n", jstr(json_array_get(list, 0), "measure"),
+	       jstr(json_array_get(list, 0), "capture"));
+	json_array_foreach(list, i, c)
+	{
+		long long n = json_integer_value(json_object_get(c, "processes"));
+
+		printf("  #%zu  %5.1f%%  %s%s%s%s  %lld process%s", i + 1,
+		       json_number_value(json_object_get(c, "pct")), jstr(c, "program"),
+		       jstr(c, "exe")[0] ? " (" : "", jstr(c, "exe"), jstr(c, "exe")[0] ? ")" : "",
+		       n, n == 1 ? "" : "es");
+		if (jstr(c, "container_id")[0])
+			printf(", container %.12s", jstr(c, "container_id"));
+		printf("\n");
+		json_array_foreach(json_object_get(c, "stacks"), j, st)
+		{
+			const char *folded = jstr(st, "stack");
+			size_t len = strlen(folded);
+
+			/* the leaf end says what it was doing: keep that end */
+			printf("        %5.1f%%  %s%s\n",
+			       json_number_value(json_object_get(st, "pct")), len > 90 ? "..." : "",
+			       len > 90 ? folded + len - 87 : folded);
+		}
+	}
+}
+
 static void show_trigger(json_t *doc, const char *id)
 {
 	json_t *t = json_object_get(doc, "trigger"), *tgt = json_object_get(t, "target");
@@ -563,6 +621,8 @@ int cmd_incidents_show(int argc, char **argv)
 		return EXIT_OK;
 	}
 	show_trigger(doc, id);
+	show_summary(doc);
+	show_culprits(doc);
 	show_history(doc);
 	json_array_foreach(json_object_get(doc, "captures"), i, cap) show_capture(cap);
 	printf("\nfiles in %s\n", path);

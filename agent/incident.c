@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "agent/capmgr.h"
+#include "agent/culprit.h"
 #include "base/cgroups.h"
 #include "base/config.h"
 #include "base/tsdb.h"
@@ -134,89 +135,41 @@ static json_t *capture_json(const struct capture_outcome *o)
 	return c;
 }
 
-/* "comm;outer;...;leaf" from frames listed leaf first, as in profile.folded */
-static json_t *folded_of(const char *comm, json_t *frames)
+/* What made a capture partial, by name: the nonzero counters of its `lost`
+ * object (each a documented bound) and stacks left out of its folded file. */
+static void partial_reasons(json_t *caps, json_t *out)
 {
-	size_t n = json_array_size(frames), len = strlen(comm) + 1, off;
-	char *text, buf[160];
-	json_t *out;
-
-	for (size_t i = 0; i < n; i++)
-		len += 160;
-	text = malloc(len);
-	if (!text)
-		return NULL;
-	off = (size_t)snprintf(text, len, "%s", comm);
-	for (size_t i = n; i-- > 0;) {
-		json_t *f = json_array_get(frames, i);
-		const char *func = json_string_value(json_object_get(f, "func"));
-		const char *mod = json_string_value(json_object_get(f, "module"));
-		const char *addr = json_string_value(json_object_get(f, "addr"));
-		bool kernel = json_is_true(json_object_get(f, "kernel"));
-
-		if (func)
-			snprintf(buf, sizeof(buf), "%s", func);
-		else if (mod && !kernel)
-			snprintf(buf, sizeof(buf), "[%s]",
-				 strrchr(mod, '/') ? strrchr(mod, '/') + 1 : mod);
-		else
-			snprintf(buf, sizeof(buf), "%s", addr ? addr : "?");
-		off += (size_t)snprintf(text + off, len - off, ";%s%s", buf, kernel ? "_[k]" : "");
-	}
-	out = json_string(text);
-	free(text);
-	return out;
-}
-
-/* The process an SRE looks at first: the top row of the first capture that
- * names processes (its largest stack, or the first row of its table), so Kibana
- * can aggregate incidents by culprit without reading capture details. */
-static json_t *culprit_of(json_t *caps)
-{
-	json_t *cap, *row = NULL, *c;
-	const char *kind = NULL;
+	json_t *cap, *v;
+	const char *key;
 	size_t i;
+	char buf[160];
 
 	json_array_foreach(caps, i, cap)
 	{
-		json_t *v = json_object_get(cap, "top_stacks");
-		const char *key;
+		const char *kind = json_string_value(json_object_get(cap, "kind"));
 
-		if (json_is_object(json_array_get(v, 0)))
-			row = json_array_get(v, 0);
-		/* a capture without stacks: its first table whose rows name a process */
-		json_object_foreach(cap, key, v)
+		if (strcmp(json_string_value(json_object_get(cap, "status")) ?: "", "partial"))
+			continue;
+		json_object_foreach(json_object_get(cap, "lost"), key, v)
 		{
-			if (row)
-				break;
-			if (json_is_array(v) &&
-			    json_is_string(json_object_get(json_array_get(v, 0), "comm")))
-				row = json_array_get(v, 0);
+			if (!json_is_integer(v) || json_integer_value(v) <= 0)
+				continue;
+			snprintf(buf, sizeof(buf), "%s: lost.%s=%" JSON_INTEGER_FORMAT, kind ?: "?",
+				 key, json_integer_value(v));
+			json_array_append_new(out, json_string(buf));
 		}
-		if (row) {
-			kind = json_string_value(json_object_get(cap, "kind"));
-			break;
+		v = json_object_get(cap, "folded_stacks_dropped");
+		if (json_integer_value(v) > 0) {
+			snprintf(buf, sizeof(buf),
+				 "%s: folded_stacks_dropped=%" JSON_INTEGER_FORMAT, kind ?: "?",
+				 json_integer_value(v));
+			json_array_append_new(out, json_string(buf));
+		}
+		if (json_object_get(cap, "error")) {
+			snprintf(buf, sizeof(buf), "%s: error", kind ?: "?");
+			json_array_append_new(out, json_string(buf));
 		}
 	}
-	if (!row || !json_is_string(json_object_get(row, "comm")))
-		return NULL;
-	c = json_object();
-	json_object_set(c, "comm", json_object_get(row, "comm"));
-	if (kind)
-		json_object_set_new(c, "capture", json_string(kind));
-	for (const char *const *k =
-		     (const char *const[]){"pid", "tid", "pct", "cgroup", "container_id", NULL};
-	     *k; k++)
-		if (json_object_get(row, *k))
-			json_object_set(c, *k, json_object_get(row, *k));
-	if (json_array_size(json_object_get(row, "frames"))) {
-		json_t *stack = folded_of(json_string_value(json_object_get(row, "comm")),
-					  json_object_get(row, "frames"));
-
-		if (stack)
-			json_object_set_new(c, "stack", stack);
-	}
-	return c;
 }
 
 static const char *target_kind_name(enum capture_target_kind k)
@@ -398,15 +351,17 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 			status = "partial";
 	}
 	json_object_set_new(doc, "captures", caps);
-	{
-		json_t *culprit = culprit_of(caps);
-
-		if (culprit)
-			json_object_set_new(doc, "culprit", culprit);
-	}
+	incident_set_culprits(doc);
 	if (!status)
 		status = all_dry ? "dry_run" : "complete";
 	json_object_set_new(json_object_get(doc, "incident"), "status", json_string(status));
+	if (!strcmp(status, "partial")) {
+		json_t *why = json_array();
+
+		partial_reasons(caps, why);
+		json_object_set_new(json_object_get(doc, "incident"), "partial_reasons", why);
+	}
+	incident_set_summary(doc);
 	return doc;
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/cgroups.h"
+#include "base/consumers.h"
 #include "base/symbolize.h"
 #include "base/util.h"
 
@@ -287,6 +288,17 @@ int stackset_render(struct stackset *ss, const struct stackset_render_opts *o,
 		ss->entries[merged++] = ss->entries[i];
 	}
 	ss->n = n = merged;
+	for (size_t i = 0; o->consumers && i < n; i++) {
+		struct stack_entry *e = &ss->entries[i];
+		char *line = malloc(strlen(e->comm) + strlen(e->folded) + 1);
+
+		if (!line)
+			return -ENOMEM;
+		sprintf(line, "%s%s", e->comm, e->folded);
+		consumers_add(o->consumers, e->tgid, e->pid, e->comm, e->cgroup_id, e->value, 0);
+		consumers_add_stack(o->consumers, e->tgid, line, e->value);
+		free(line);
+	}
 	if (n)
 		qsort(ss->entries, n, sizeof(*ss->entries), cmp_value_desc);
 	out->top = json_array();

@@ -9,6 +9,7 @@
 
 struct symbolizer;
 struct cgroups;
+struct consumers;
 
 struct stack_sample {
 	uint32_t tgid, pid;
@@ -29,6 +30,9 @@ struct stackset_render_opts {
 	const char *value_key; /* JSON name of the value: "samples", "blocked_us", ... */
 	struct symbolizer *sym;
 	struct cgroups *cgroups;
+	/* optional: every stack is also charged to its process here, with its
+	 * folded line, for the capture's consumers (base/consumers.h) */
+	struct consumers *consumers;
 };
 
 struct stackset_render {

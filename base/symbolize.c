@@ -83,6 +83,7 @@ struct proc_maps {
 	unsigned n;
 	struct symtab jit; /* /tmp/perf-PID.map */
 	bool jit_tried;
+	char exe[256]; /* /proc/PID/exe when tracked, for naming the program later */
 	uint64_t bytes;
 	struct proc_maps *next;
 };
@@ -1148,12 +1149,29 @@ int symbolizer_track(struct symbolizer *s, int pid)
 		snprintf(m->path, sizeof(m->path), "%s", fp);
 	}
 	fclose(f);
+	{
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "%s/%d/exe", s->procfs, pid);
+		n = readlink(path, p->exe, sizeof(p->exe) - 1);
+		p->exe[n > 0 ? n : 0] = '\0';
+	}
 	p->bytes = sizeof(*p) + cap * sizeof(*p->maps);
 	s->proc_bytes += p->bytes;
 	p->next = s->procs;
 	s->procs = p;
 	s->nprocs++;
 	preload(s, p);
+	return 0;
+}
+
+int symbolizer_exe(struct symbolizer *s, int pid, char *buf, size_t len)
+{
+	struct proc_maps *p = find_proc(s, pid);
+
+	if (!p || !p->exe[0])
+		return -ENOENT;
+	snprintf(buf, len, "%s", p->exe);
 	return 0;
 }
 

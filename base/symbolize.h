@@ -13,6 +13,7 @@
 #pragma once
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct symbolizer;
@@ -58,6 +59,9 @@ int symbolizer_kernel(struct symbolizer *s, uint64_t addr, struct sym_frame *out
  * capture is read out. Cheap when already tracked. */
 int symbolizer_track(struct symbolizer *s, int pid);
 int symbolizer_user(struct symbolizer *s, int pid, uint64_t addr, struct sym_frame *out);
+/* The executable of a tracked process as it was when tracked (it may have
+ * exited since); -ENOENT when not tracked or unreadable. */
+int symbolizer_exe(struct symbolizer *s, int pid, char *buf, size_t len);
 /* Drops per-process state and open DWARF data (after an incident is written);
  * the next kernel lookup checks whether modules changed. */
 void symbolizer_forget_processes(struct symbolizer *s);

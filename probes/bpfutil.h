@@ -40,8 +40,9 @@ int cpu_list_parse(const char *text, bool *on, int n);
 int perf_clock_refresh(struct bpf_program *prog, uint64_t freq, struct bpf_link **links, int *fds,
 		       int n);
 
-/* Reads stack id of a stack-trace map into frames (leaf first, at most max);
- * *n = 0 for a negative id (none recorded). -ENOENT when the id is gone. */
+/* Reads stack id of a stack map (stackstore.bpf.h, or a stack-trace map) into
+ * frames (leaf first, at most max); *n = 0 for a negative id (none recorded).
+ * -ENOENT when the id is gone. */
 int stack_map_read(const struct bpf_map *map, int32_t id, uint64_t *frames, unsigned max,
 		   unsigned *n);
 /* Is `name` a function of the BPF program or of the tracing glue that runs it

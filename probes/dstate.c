@@ -15,6 +15,7 @@
 
 #include "base/cgroups.h"
 #include "base/config.h"
+#include "base/consumers.h"
 #include "base/log.h"
 #include "base/stacks.h"
 #include "base/symbolize.h"
@@ -412,6 +413,13 @@ static int dstate_collect(void *state, struct capture_result *out)
 		.sym = st->env.sym,
 		.cgroups = st->env.cgroups,
 	};
+	struct consumers_opts co = {
+		.measure = "stuck_ms",
+		.top_n = CONSUMERS_TOP,
+		.stacks_per = CONSUMERS_STACKS,
+		.sym = st->env.sym,
+		.cgroups = st->env.cgroups,
+	};
 	struct label_count labels[ARRAY_SIZE(builtin_patterns) + DSTATE_MAX_PATTERNS + 1];
 	char(*names)[128] = NULL;
 	char rule_labels[DSTATE_MAX_PATTERNS + 1][CAPTURE_PARAM_ENTRY];
@@ -422,6 +430,8 @@ static int dstate_collect(void *state, struct capture_result *out)
 
 	percpu_counters_read(st->skel->maps.stats, stats, DSTATE_STAT_MAX);
 	err = stackset_new(&ss, DSTATE_MAX_TASKS);
+	if (!err)
+		err = consumers_new(&ro.consumers, &co);
 	names = calloc(SCHED_MAX_DEPTH, sizeof(*names));
 	if (err || !names) {
 		err = err ? err : -ENOMEM;
@@ -519,6 +529,7 @@ static int dstate_collect(void *state, struct capture_result *out)
 	larr = NULL;
 	json_object_set_new(out->data, "tasks", tasks);
 	tasks = NULL;
+	json_object_set_new(out->data, "consumers", consumers_json(ro.consumers));
 	json_object_set_new(out->data, "lost",
 			    json_pack("{s:I,s:I,s:I,s:I}", "stacks",
 				      (json_int_t)stats[DSTATE_STAT_STACK_LOST], "records",
@@ -536,6 +547,7 @@ cleanup:
 	free(names);
 	stackset_render_clear(&r);
 	stackset_free(&ss);
+	consumers_free(&ro.consumers);
 	st->ntasks = 0;
 	return err;
 }

@@ -109,12 +109,8 @@ struct {
 	__type(value, struct io_blocked_val);
 } blocked SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 2048);
-	__uint(key_size, sizeof(u32));
-	__uint(value_size, IOTRACE_STACK_DEPTH * sizeof(u64));
-} stacks SEC(".maps");
+#define STACKSTORE_DEPTH IOTRACE_STACK_DEPTH
+#include "stackstore.bpf.h"
 
 struct path_scratch {
 	struct io_file_info fi;
@@ -728,10 +724,9 @@ static __always_inline int io_switch(void *ctx, bool preempt, struct task_struct
 			return 0;
 		now = bpf_ktime_get_ns();
 		/* sched_switch runs on the task leaving: its stacks are the current ones */
-		b.kern_stack_id = bpf_get_stackid(ctx, &stacks, 0);
-		b.user_stack_id = task_is_kthread(prev)
-					  ? -EFAULT_
-					  : bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+		b.kern_stack_id = stack_get(ctx, 0);
+		b.user_stack_id =
+			task_is_kthread(prev) ? -EFAULT_ : stack_get(ctx, BPF_F_USER_STACK);
 		if ((b.kern_stack_id < 0 && b.kern_stack_id != -EFAULT_) ||
 		    (b.user_stack_id < 0 && b.user_stack_id != -EFAULT_))
 			stat_inc(IO_STAT_STACK_LOST);

@@ -14,6 +14,7 @@
 
 #include "base/cgroups.h"
 #include "base/config.h"
+#include "base/consumers.h"
 #include "base/log.h"
 #include "base/mounts.h"
 #include "base/stacks.h"
@@ -21,6 +22,7 @@
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/iotrace.h"
+#include "probes/stackstore.h"
 #include "iotrace.skel.h"
 
 enum { P_TOP_PROCESSES, P_TOP_FILES, P_BLOCKED_STACKS, P_BLOCKED_THRESHOLD };
@@ -118,9 +120,7 @@ static int configure(void *s, void *ctx)
 	bpf_map__set_max_entries(skel->maps.files, files);
 	bpf_map__set_max_entries(skel->maps.dirtiers, files);
 	bpf_map__set_max_entries(skel->maps.blocked, nstacks);
-	bpf_map__set_max_entries(skel->maps.stacks, nstacks);
-	bpf_map__set_value_size(skel->maps.stacks, st->stack_depth * sizeof(uint64_t));
-	return 0;
+	return stackstore_size(skel->obj, nstacks, st->stack_depth);
 }
 
 static int iotrace_prepare(void **out, const struct capture_env *env)
@@ -197,7 +197,7 @@ static void iotrace_clear(struct iotrace_state *st)
 	map_clear(s->maps.devs);
 	map_clear(s->maps.blocked_start);
 	map_clear(s->maps.blocked);
-	map_clear(s->maps.stacks);
+	stackstore_reset(s->obj);
 }
 
 static enum bpf_attach_choice attach_choice(const struct bpf_program *prog, void *ctx)
@@ -684,8 +684,35 @@ static json_t *devices_json(struct reader *r)
 	return arr;
 }
 
+/* Every process's IO into the capture's consumers: the time its block
+ * requests took from queued to completed (what its IO cost the disk and
+ * itself) and the bytes it moved; blocked_json adds its waits for IO. */
+static void consumers_io(struct reader *r, struct consumers *c)
+{
+	int fd = bpf_map__fd(r->st->skel->maps.procs);
+
+	/* rows are sorted by tgid: one process is a run of rows */
+	for (size_t i = 0; i < r->nrows;) {
+		uint32_t tgid = r->rows[i].key.tgid;
+		uint64_t q2c_ns = 0, bytes = 0;
+		struct io_proc_info pi = {0};
+
+		for (; i < r->nrows && r->rows[i].key.tgid == tgid; i++) {
+			q2c_ns += r->rows[i].disk.q2c_sum_ns;
+			bytes += row_bytes(&r->rows[i]);
+		}
+		if (tgid == (uint32_t)getpid() && r->st->target_kind != TARGET_PID)
+			continue;
+		bpf_map_lookup_elem(fd, &tgid, &pi);
+		pi.comm[sizeof(pi.comm) - 1] = '\0';
+		consumers_add(c, tgid, tgid, pi.comm[0] ? pi.comm : NULL, pi.cgroup_id,
+			      q2c_ns / 1000, bytes);
+	}
+}
+
 /* Stacks of tasks blocked on IO, as a stackset valued in microseconds blocked. */
-static int blocked_json(struct reader *r, struct capture_result *out, json_t **obj, uint64_t *lost)
+static int blocked_json(struct reader *r, struct capture_result *out, json_t **obj, uint64_t *lost,
+			struct consumers *cons)
 {
 	struct iotrace_state *st = r->st;
 	const struct agent_config *cfg = st->env.cfg;
@@ -697,6 +724,7 @@ static int blocked_json(struct reader *r, struct capture_result *out, json_t **o
 		.value_key = "blocked_us",
 		.sym = st->env.sym,
 		.cgroups = st->env.cgroups,
+		.consumers = cons,
 	};
 	struct stackset_render rr = {0};
 	struct io_blocked_key key, next;
@@ -775,6 +803,7 @@ static int iotrace_collect(void *state, struct capture_result *out)
 	uint64_t stats[IO_STAT_MAX] = {0}, omitted = 0, stack_lost = 0;
 	struct reader r = {.st = st};
 	json_t *lost, *blocked = NULL;
+	struct consumers *cons = NULL;
 	int err;
 
 	if (!st->stopped_ns)
@@ -786,8 +815,18 @@ static int iotrace_collect(void *state, struct capture_result *out)
 	err = read_rows(&r);
 	if (!err)
 		err = read_files(&r);
+	if (!err)
+		err = consumers_new(&cons, &(struct consumers_opts){
+						   .measure = "io_us",
+						   .measure2 = "io_bytes",
+						   .top_n = CONSUMERS_TOP,
+						   .stacks_per = CONSUMERS_STACKS,
+						   .sym = st->env.sym,
+						   .cgroups = st->env.cgroups,
+					   });
 	if (err)
 		goto cleanup;
+	consumers_io(&r, cons);
 
 	out->data = json_object();
 	json_object_set_new(out->data, "window_ms", json_integer((json_int_t)r.window_ms));
@@ -802,11 +841,12 @@ static int iotrace_collect(void *state, struct capture_result *out)
 	set_u(out->data, "processes_omitted", omitted);
 	json_object_set_new(out->data, "devices", devices_json(&r));
 	if (st->params.v[P_BLOCKED_STACKS]) {
-		err = blocked_json(&r, out, &blocked, &stack_lost);
+		err = blocked_json(&r, out, &blocked, &stack_lost, cons);
 		if (err)
 			goto cleanup;
 		json_object_set_new(out->data, "blocked", blocked);
 	}
+	json_object_set_new(out->data, "consumers", consumers_json(cons));
 	set_u(out->data, "fs_calls", stats[IO_STAT_FS_CALLS]);
 	set_u(out->data, "disk_requests", stats[IO_STAT_DISK_REQUESTS]);
 	set_u(out->data, "writeback_requests", stats[IO_STAT_WRITEBACK]);
@@ -830,6 +870,7 @@ static int iotrace_collect(void *state, struct capture_result *out)
 			   stats[IO_STAT_STACK_LOST] + stack_lost;
 	out->partial = out->lost_events > 0;
 cleanup:
+	consumers_free(&cons);
 	mounts_free(&r.mounts);
 	free(r.rows);
 	free(r.files);

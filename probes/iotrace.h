@@ -127,7 +127,7 @@ enum io_stat {
 	IO_STAT_BLOCKED,	    /* blocks on IO at or over the threshold */
 	IO_STAT_BLOCKED_FULL,	    /* such blocks lost: stack-key map full */
 	IO_STAT_BLOCKED_START_FULL, /* blocks not timed: start map full */
-	IO_STAT_STACK_LOST,	    /* stacks lost: stack map full or colliding */
+	IO_STAT_STACK_LOST,	    /* stacks lost: the stack store full (stackstore.bpf.h) */
 	IO_STAT_DEVS_FULL,	    /* requests left out of the per-device table */
 	IO_STAT_MAX
 };

@@ -45,12 +45,8 @@ struct {
 	__type(value, struct mem_stall_val);
 } stalls SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 2048);
-	__uint(key_size, sizeof(u32));
-	__uint(value_size, MEMTRACE_STACK_DEPTH * sizeof(u64));
-} stacks SEC(".maps");
+#define STACKSTORE_DEPTH MEMTRACE_STACK_DEPTH
+#include "stackstore.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -169,9 +165,8 @@ static __always_inline int stall_begin(void *ctx, u32 type)
 		return 0;
 	k.pid = (u32)id;
 	k.type = type;
-	s.kern_stack_id = bpf_get_stackid(ctx, &stacks, 0);
-	s.user_stack_id =
-		task_is_kthread(task) ? -EFAULT_ : bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+	s.kern_stack_id = stack_get(ctx, 0);
+	s.user_stack_id = task_is_kthread(task) ? -EFAULT_ : stack_get(ctx, BPF_F_USER_STACK);
 	if ((s.kern_stack_id < 0 && s.kern_stack_id != -EFAULT_) ||
 	    (s.user_stack_id < 0 && s.user_stack_id != -EFAULT_))
 		stat_inc(MEM_STAT_STACK_LOST);

@@ -17,12 +17,14 @@
 
 #include "base/cgroups.h"
 #include "base/config.h"
+#include "base/consumers.h"
 #include "base/log.h"
 #include "base/stacks.h"
 #include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/memtrace.h"
+#include "probes/stackstore.h"
 #include "memtrace.skel.h"
 
 enum { P_TOP_PROCESSES, P_FAULTS };
@@ -130,9 +132,7 @@ static int configure(void *s, void *ctx)
 	bpf_map__set_max_entries(skel->maps.faults, MEMTRACE_PROCS);
 	bpf_map__set_max_entries(skel->maps.procs, MEMTRACE_PROCS);
 	bpf_map__set_max_entries(skel->maps.stalls, nstacks);
-	bpf_map__set_max_entries(skel->maps.stacks, nstacks);
-	bpf_map__set_value_size(skel->maps.stacks, st->stack_depth * sizeof(uint64_t));
-	return 0;
+	return stackstore_size(skel->obj, nstacks, st->stack_depth);
 }
 
 static int memtrace_prepare(void **out, const struct capture_env *env)
@@ -541,7 +541,7 @@ static void memtrace_clear(struct memtrace_state *st)
 	map_clear(st->skel->maps.procs);
 	map_clear(st->skel->maps.stall_start);
 	map_clear(st->skel->maps.stalls);
-	map_clear(st->skel->maps.stacks);
+	stackstore_reset(st->skel->obj);
 }
 
 static enum bpf_attach_choice attach_choice(const struct bpf_program *prog, void *ctx)
@@ -939,6 +939,34 @@ static int memtrace_collect(void *state, struct capture_result *out)
 	}
 	if (rs.n)
 		qsort(rs.r, rs.n, sizeof(*rs.r), cmp_row_growth_desc);
+	/* consumers: every process that grew, by growth, with its stall time */
+	{
+		struct consumers *c = NULL;
+
+		if (consumers_new(&c, &(struct consumers_opts){
+					      .measure = "rss_growth_bytes",
+					      .measure2 = "stall_us",
+					      .top_n = CONSUMERS_TOP,
+					      .sym = st->env.sym,
+					      .cgroups = st->env.cgroups,
+				      }) == 0) {
+			for (size_t i = 0; i < rs.n; i++) {
+				const struct proc_row *r = &rs.r[i];
+				uint64_t stall_ns = 0;
+
+				for (int t = 0; t < MEM_STALL_TYPES; t++)
+					stall_ns += r->stall_ns[t];
+				if ((r->pid == getpid() && st->target.kind != TARGET_PID) ||
+				    (r->growth <= 0 && !stall_ns))
+					continue;
+				consumers_add(c, (uint32_t)r->pid, (uint32_t)r->pid, r->comm,
+					      r->cgroup_id, r->growth > 0 ? (uint64_t)r->growth : 0,
+					      stall_ns / 1000);
+			}
+			json_object_set_new(out->data, "consumers", consumers_json(c));
+			consumers_free(&c);
+		}
+	}
 	procs = json_array();
 	for (size_t i = 0, listed = 0; i < rs.n; i++) {
 		const struct proc_row *r = &rs.r[i];

@@ -61,7 +61,7 @@ enum mem_stat {
 	MEM_STAT_STALLS,	   /* stalls timed */
 	MEM_STAT_STALLS_FULL,	   /* stalls lost: stack-key map full */
 	MEM_STAT_STALL_START_FULL, /* stalls not timed: start map full */
-	MEM_STAT_STACK_LOST,	   /* stacks lost: stack map full or colliding */
+	MEM_STAT_STACK_LOST,	   /* stacks lost: the stack store full (stackstore.bpf.h) */
 	MEM_STAT_PROCS_FULL,	   /* processes left unnamed: process map full */
 	MEM_STAT_MAX
 };

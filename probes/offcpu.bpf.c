@@ -16,12 +16,8 @@
 #define EFAULT 14
 
 /* max_entries of stacks, counts and wakers are set by user space */
-struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 4096);
-	__uint(key_size, sizeof(u32));
-	__uint(value_size, SCHED_MAX_DEPTH * sizeof(u64));
-} stacks SEC(".maps");
+#define STACKSTORE_DEPTH SCHED_MAX_DEPTH
+#include "stackstore.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -90,7 +86,7 @@ static __always_inline void stat_inc(u32 which)
 
 static __always_inline s32 stack_id(void *ctx, u64 flags)
 {
-	s32 id = bpf_get_stackid(ctx, &stacks, flags);
+	s32 id = stack_get(ctx, flags);
 
 	/* -EFAULT for the user stack of a kernel thread is expected, not a loss */
 	if (id < 0 && id != -EFAULT)

@@ -11,6 +11,7 @@
 
 #include "base/cgroups.h"
 #include "base/config.h"
+#include "base/consumers.h"
 #include "base/log.h"
 #include "base/stacks.h"
 #include "base/symbolize.h"
@@ -18,6 +19,7 @@
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/offcpu.h"
+#include "probes/stackstore.h"
 #include "probes/ustack.h"
 #include "offcpu.skel.h"
 
@@ -61,9 +63,13 @@ static int configure(void *skel, void *ctx)
 	const struct offcpu_state *st = ctx;
 	uint32_t nstacks = (uint32_t)st->env.cfg->capture.max_stacks;
 
-	bpf_map__set_max_entries(s->maps.stacks, nstacks);
+	int err;
+
 	bpf_map__set_max_entries(s->maps.counts, nstacks);
 	bpf_map__set_max_entries(s->maps.wakers, nstacks / 4 > 256 ? nstacks / 4 : 256);
+	err = stackstore_size(s->obj, nstacks, SCHED_MAX_DEPTH);
+	if (err)
+		return err;
 	/* DWARF user stacks (ustack.bpf.h): map sizes and rodata as configured */
 	return ustack_size_maps(st->env.ustack, s->maps.ustack_rb, s->maps.ustack_scratch,
 				(bool *)&s->rodata->ustack_enabled,
@@ -121,7 +127,7 @@ static void clear_maps(struct offcpu_state *st)
 	map_clear(st->skel->maps.start);
 	map_clear(st->skel->maps.counts);
 	map_clear(st->skel->maps.wakers);
-	map_clear(st->skel->maps.stacks);
+	stackstore_reset(st->skel->obj);
 	map_clear(st->skel->maps.last); /* its ids point into the stacks just cleared */
 }
 
@@ -614,10 +620,18 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	json_t *tops = json_array(), *by_state = json_object(), *arr;
 	char *folded = NULL;
 	size_t folded_len = 0;
+	struct consumers *cons = NULL;
 	bool first = true;
 	int err = 0;
 
 	memset(r, 0, sizeof(r));
+	err = consumers_new(&cons, &(struct consumers_opts){
+					   .measure = "blocked_us",
+					   .top_n = CONSUMERS_TOP,
+					   .stacks_per = CONSUMERS_STACKS,
+					   .sym = st->env.sym,
+					   .cgroups = st->env.cgroups,
+				   });
 	for (unsigned i = 0; i < NSTATES && !err; i++)
 		err = stackset_new(&ss[i], (unsigned)cfg->capture.max_stacks);
 	if (err)
@@ -691,6 +705,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 			.value_key = "blocked_us",
 			.sym = st->env.sym,
 			.cgroups = st->env.cgroups,
+			.consumers = cons,
 		};
 		size_t j;
 		json_t *e;
@@ -763,6 +778,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "top_stacks", tops);
 	tops = NULL;
 	json_object_set_new(out->data, "threads", threads_json(st, &threads, top_n));
+	json_object_set_new(out->data, "consumers", consumers_json(cons));
 	arr = wakers_json(st, top_n, &stack_missing);
 	json_object_set_new(out->data, "wakers", arr);
 
@@ -792,6 +808,7 @@ cleanup:
 		stackset_render_clear(&r[i]);
 		stackset_free(&ss[i]);
 	}
+	consumers_free(&cons);
 	json_decref(tops);
 	json_decref(by_state);
 	free(folded);

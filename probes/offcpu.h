@@ -105,7 +105,7 @@ enum offcpu_stat {
 	OFFCPU_STAT_START_FULL,	    /* switch-outs lost: start map full */
 	OFFCPU_STAT_KEYS_FULL,	    /* blocks lost: counts map full */
 	OFFCPU_STAT_WAKERS_FULL,    /* waker records lost: wakers map full */
-	OFFCPU_STAT_STACK_LOST,	    /* stacks lost: stack map full or colliding */
+	OFFCPU_STAT_STACK_LOST,	    /* stacks lost: the stack store full (stackstore.bpf.h) */
 	OFFCPU_STAT_REUSED,	    /* over the walk budget: the thread's previous stacks */
 	OFFCPU_STAT_WAKER_UNWALKED, /* over the walk budget: waker named, no stack */
 	OFFCPU_STAT_MAX

@@ -12,14 +12,10 @@
 #define EFAULT 14
 #define ENOENT 2
 
-/* max_entries of both maps are set by user space from capture.max_stacks */
-struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 4096);
-	__uint(key_size, sizeof(u32));
-	__uint(value_size, PROFILE_MAX_DEPTH * sizeof(u64));
-} stacks SEC(".maps");
+#define STACKSTORE_DEPTH PROFILE_MAX_DEPTH
+#include "stackstore.bpf.h"
 
+/* max_entries set by user space from capture.max_stacks */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
@@ -68,8 +64,7 @@ static __always_inline bool profile_dwarf_sample(struct bpf_perf_event_data *ctx
 	if (mode == USTACK_FP)
 		return false;
 	if (mode == USTACK_UNDECIDED)
-		key->user_stack_id = m.user_stack_id =
-			bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+		key->user_stack_id = m.user_stack_id = stack_get(ctx, BPF_F_USER_STACK);
 	if (!ustack_send(&m))
 		return false;
 	stat_inc(PROFILE_STAT_SAMPLES);
@@ -100,11 +95,11 @@ int profile_sample(struct bpf_perf_event_data *ctx)
 	key.cgroup_id = cgid;
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 
-	key.kern_stack_id = bpf_get_stackid(ctx, &stacks, 0);
+	key.kern_stack_id = stack_get(ctx, 0);
 	if (profile_dwarf_sample(ctx, &key))
 		return 0;
 	if (key.user_stack_id == -ENOENT)
-		key.user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+		key.user_stack_id = stack_get(ctx, BPF_F_USER_STACK);
 	/* -EFAULT for the user stack of a kernel thread is expected, not a loss */
 	if (key.kern_stack_id < 0 && key.kern_stack_id != -EFAULT)
 		stat_inc(PROFILE_STAT_STACK_LOST);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/config.h"
+#include "base/consumers.h"
 #include "base/log.h"
 #include "base/stacks.h"
 #include "base/symbolize.h"
@@ -18,6 +19,7 @@
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/profile.h"
+#include "probes/stackstore.h"
 #include "probes/ustack.h"
 #include "profile.skel.h"
 
@@ -71,9 +73,12 @@ static int configure(void *skel, void *ctx)
 	struct profile_bpf *s = skel;
 	const struct profile_state *st = ctx;
 
-	bpf_map__set_max_entries(s->maps.stacks, (uint32_t)st->env.cfg->capture.max_stacks);
+	int err;
+
 	bpf_map__set_max_entries(s->maps.counts, (uint32_t)st->env.cfg->capture.max_stacks);
-	bpf_map__set_value_size(s->maps.stacks, st->stack_depth * sizeof(uint64_t));
+	err = stackstore_size(s->obj, (unsigned)st->env.cfg->capture.max_stacks, st->stack_depth);
+	if (err)
+		return err;
 	/* DWARF user stacks (ustack.bpf.h): map sizes and rodata as configured */
 	return ustack_size_maps(st->env.ustack, s->maps.ustack_rb, s->maps.ustack_scratch,
 				(bool *)&s->rodata->ustack_enabled,
@@ -226,7 +231,7 @@ static int profile_start(void *state, const struct capture_target *t,
 	int err;
 
 	map_clear(st->skel->maps.counts);
-	map_clear(st->skel->maps.stacks);
+	stackstore_reset(st->skel->obj);
 	percpu_counters_zero(st->skel->maps.stats, PROFILE_STAT_MAX);
 	err = capture_filter_fill(&f, t, st->env.cgroups);
 	if (err)
@@ -316,8 +321,16 @@ static int profile_collect(void *state, struct capture_result *out)
 	int err;
 
 	err = stackset_new(&ss, (unsigned)cfg->capture.max_stacks);
+	if (!err)
+		err = consumers_new(&ro.consumers, &(struct consumers_opts){
+							   .measure = "samples",
+							   .top_n = CONSUMERS_TOP,
+							   .stacks_per = CONSUMERS_STACKS,
+							   .sym = st->env.sym,
+							   .cgroups = st->env.cgroups,
+						   });
 	if (err)
-		return err;
+		goto cleanup;
 	percpu_counters_read(st->skel->maps.stats, stats, PROFILE_STAT_MAX);
 	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
 		struct stack_sample s = {0};
@@ -395,13 +408,15 @@ static int profile_collect(void *state, struct capture_result *out)
 	}
 	json_object_set_new(out->data, "top_stacks", r.top);
 	r.top = NULL;
+	json_object_set_new(out->data, "consumers", consumers_json(ro.consumers));
 	err = capture_result_add_artifact(out, "profile.folded", r.folded, r.folded_len);
 	r.folded = NULL;
 cleanup:
 	stackset_render_clear(&r);
 	stackset_free(&ss);
+	consumers_free(&ro.consumers);
 	map_clear(st->skel->maps.counts);
-	map_clear(st->skel->maps.stacks);
+	stackstore_reset(st->skel->obj);
 	return err;
 }
 

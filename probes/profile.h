@@ -19,7 +19,7 @@ enum profile_stat {
 	PROFILE_STAT_SAMPLES,	 /* samples counted into a key */
 	PROFILE_STAT_IDLE,	 /* idle samples skipped */
 	PROFILE_STAT_KEYS_FULL,	 /* samples lost: counts map full */
-	PROFILE_STAT_STACK_LOST, /* stacks lost: stack map full or colliding */
+	PROFILE_STAT_STACK_LOST, /* stacks lost: the stack store full (stackstore.bpf.h) */
 	PROFILE_STAT_MAX
 };
 

@@ -12,6 +12,7 @@
 
 #include "base/cgroups.h"
 #include "base/config.h"
+#include "base/consumers.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "probes/bpfutil.h"
@@ -367,6 +368,41 @@ static json_t *table_json(struct runq_state *st, struct task_table *t, bool vict
 	return arr;
 }
 
+/* Who held CPUs while others waited (caused), and who waited (suffered), by
+ * process, program and container: every culprit and victim of the window. */
+static json_t *consumers_of(struct runq_state *st)
+{
+	struct consumers *c = NULL;
+	json_t *o;
+
+	if (consumers_new(&c, &(struct consumers_opts){
+				      .measure = "held_us",
+				      .measure2 = "waited_us",
+				      .top_n = CONSUMERS_TOP,
+				      .sym = st->env.sym,
+				      .cgroups = st->env.cgroups,
+			      }))
+		return json_object();
+	for (size_t i = 0; i < TABLE_CAP; i++) {
+		const struct task_sum *s = &st->culprits.v[i];
+
+		/* an idle CPU held nobody back */
+		if (s->count && s->pid)
+			consumers_add(c, s->tgid, s->pid, s->comm, s->cgroup_id, s->total_ns / 1000,
+				      0);
+	}
+	for (size_t i = 0; i < TABLE_CAP; i++) {
+		const struct task_sum *s = &st->victims.v[i];
+
+		if (s->count)
+			consumers_add(c, s->tgid, s->pid, s->comm, s->cgroup_id, 0,
+				      s->total_ns / 1000);
+	}
+	o = consumers_json(c);
+	consumers_free(&c);
+	return o;
+}
+
 /* Per-CPU run-queue length distribution from the perf timer samples. */
 static json_t *qlen_json(struct runq_state *st)
 {
@@ -471,6 +507,7 @@ static int runq_collect(void *state, struct capture_result *out)
 			    json_integer(st->ntop ? (json_int_t)(st->top[0].wait_ns / 1000)
 						  : (json_int_t)max_us));
 	json_object_set_new(out->data, "worst", evs);
+	json_object_set_new(out->data, "consumers", consumers_of(st));
 	json_object_set_new(out->data, "victims", table_json(st, &st->victims, true));
 	json_object_set_new(out->data, "culprits", table_json(st, &st->culprits, false));
 	json_object_set_new(out->data, "wait_histogram", h);

@@ -22,12 +22,8 @@ struct {
 } threads SEC(".maps");
 
 /* max_entries set by user space */
-struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 4096);
-	__uint(key_size, sizeof(u32));
-	__uint(value_size, SCHED_MAX_DEPTH * sizeof(u64));
-} stacks SEC(".maps");
+#define STACKSTORE_DEPTH SCHED_MAX_DEPTH
+#include "stackstore.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -100,7 +96,7 @@ static __always_inline void set_state(u32 pid, u64 since, u32 state, s32 kstack,
 
 static __always_inline s32 stack_id(void *ctx, u64 flags)
 {
-	s32 id = bpf_get_stackid(ctx, &stacks, flags);
+	s32 id = stack_get(ctx, flags);
 
 	if (id < 0 && id != -EFAULT)
 		stat_inc(TL_STAT_STACK_LOST);

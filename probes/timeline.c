@@ -16,6 +16,7 @@
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/timeline.h"
+#include "probes/stackstore.h"
 #include "probes/timeline_svg.h"
 #include "timeline.skel.h"
 
@@ -184,8 +185,7 @@ static int configure(void *skel, void *ctx)
 	struct timeline_bpf *s = skel;
 	const struct timeline_state *st = ctx;
 
-	bpf_map__set_max_entries(s->maps.stacks, (uint32_t)st->env.cfg->capture.max_stacks);
-	return 0;
+	return stackstore_size(s->obj, (unsigned)st->env.cfg->capture.max_stacks, SCHED_MAX_DEPTH);
 }
 
 static void timeline_free(struct timeline_state *st)
@@ -288,7 +288,7 @@ static int timeline_start(void *state, const struct capture_target *t,
 	st->discard = false;
 	lanes_clear(st);
 	map_clear(st->skel->maps.threads);
-	map_clear(st->skel->maps.stacks);
+	stackstore_reset(st->skel->obj);
 	percpu_counters_zero(st->skel->maps.stats, TL_STAT_MAX);
 	err = capture_filter_fill(&f, t, st->env.cgroups);
 	if (err)

@@ -49,7 +49,7 @@ enum timeline_stat {
 	TL_STAT_INTERVALS,    /* intervals sent */
 	TL_STAT_RB_FULL,      /* intervals lost: ring buffer full */
 	TL_STAT_THREADS_FULL, /* state changes lost: thread map full */
-	TL_STAT_STACK_LOST,   /* stacks lost: stack map full or colliding */
+	TL_STAT_STACK_LOST,   /* stacks lost: the stack store full (stackstore.bpf.h) */
 	TL_STAT_MAX
 };
 

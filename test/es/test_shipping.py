@@ -192,6 +192,18 @@ def test_culprit_summary_from_a_real_profile(es, prefix, tmp_path):
         st, _ = es.request("POST", f"/{prefix}-*/_search",
                            {"query": {"match": {"culprit.stack": "atculprit"}}})
         assert st == 400
+        # the culprit is a program with its process count; Kibana aggregates on it
+        assert c["program"] == "atculprit" and c["processes"] == 1 and c["pids"] == [spinner.pid]
+        st, agg = es.request("POST", f"/{prefix}-*/_search", {
+            "size": 0, "aggs": {"c": {"terms": {"field": "culprit.program"}}}})
+        assert st == 200
+        assert [b["key"] for b in agg["aggregations"]["c"]["buckets"]] == ["atculprit"]
+        # the diagnosis: full text on summary, exact on summary.keyword
+        assert "Culprit: atculprit" in src["summary"], src["summary"]
+        hits = es.search(f"{prefix}-*", {"match": {"summary": "culprit atculprit"}})["hits"]
+        assert [h["_id"] for h in hits] == [incident_id]
+        hits = es.search(f"{prefix}-*", {"term": {"summary.keyword": src["summary"]}})["hits"]
+        assert [h["_id"] for h in hits] == [incident_id]
     finally:
         spinner.kill()
         spinner.wait()
