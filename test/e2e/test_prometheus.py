@@ -3,6 +3,7 @@
 agent in both formats, PromQL sees the watch layer and an incident counter move after
 a real anomaly, promtool accepts the output, TLS and basic authentication work the way
 exporters' web configs do, and the shipped alerts and Grafana dashboard are checked."""
+import glob
 import json
 import os
 import re
@@ -214,9 +215,14 @@ def test_dashboard_and_alerts(scraped):
         doc = f.read()
     body = alerts_text.split("\n", 1)[1]  # the file's SPDX line is not in the page
     assert body in doc, "docs/prometheus.md must show docs/prometheus/alerts.yml verbatim"
-    # every metric an alert uses exists
+    # every metric an alert uses exists, and every default rule has its alert
     for name in set(re.findall(r"\bautotrace_[a-z0-9_]+", alerts_text)):
         assert name in cat, name
+    mirrored = set(re.findall(r"\brule: ([a-z0-9-]+)", alerts_text))
+    for path in glob.glob(os.path.join(SRC, "config", "rules.d", "*.yaml")):
+        with open(path) as f:
+            for rule in re.findall(r"^  - name: ([a-z0-9-]+)", f.read(), re.M):
+                assert rule in mirrored, f"default rule {rule} has no alert in alerts.yml"
 
     # the dashboard: well-formed, every query parses, uses real names, and runs here
     with open(os.path.join(SRC, "docs", "grafana", "autotrace.json")) as f:
