@@ -101,6 +101,10 @@ int log_ret(int err, const char *fmt, ...)
 	return err < 0 ? err : -EINVAL;
 }
 
+/* libbpf hands on its own format strings: checked as such, not as non-literals */
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	enum log_level ours = LOG_LVL_DEBUG;

@@ -11,7 +11,8 @@ int log_parse_level(const char *s, enum log_level *out);
 const char *log_level_name(enum log_level level);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void log_vmsg(enum log_level level, const char *fmt, va_list ap);
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 /* Logs at error level and returns err; err must be a negative errno, so a
  * "goto cleanup" taken after it can never carry err == 0. */

@@ -11,6 +11,9 @@
 #include "base/util.h"
 
 static void diag_vadd(struct diag *d, const char *file, unsigned line, unsigned col,
+		      const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void diag_vadd(struct diag *d, const char *file, unsigned line, unsigned col,
 		      const char *fmt, va_list ap)
 {
 	char msg[1024];

@@ -55,6 +55,8 @@ struct child {
 	uint64_t marker, libc_fn, jit;
 };
 
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static void sh(const char *fmt, ...)
 {
 	char cmd[4096];
