@@ -3,13 +3,13 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/cgroups.h"
 #include "base/consumers.h"
+#include "base/strbuf.h"
 #include "base/symbolize.h"
 #include "base/util.h"
 
@@ -106,50 +106,6 @@ int stackset_add(struct stackset *ss, const struct stack_sample *s)
 	return 0;
 }
 
-struct strbuf {
-	char *p;
-	size_t len, cap;
-	int err;
-};
-
-static void sb_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void sb_printf(struct strbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (b->err)
-		return;
-	for (;;) {
-		size_t room = b->cap - b->len;
-
-		va_start(ap, fmt);
-		n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->err = -EINVAL;
-			return;
-		}
-		if ((size_t)n < room) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t ncap = b->cap ? b->cap * 2 : 256;
-
-		while (ncap < b->len + (size_t)n + 1)
-			ncap *= 2;
-		char *np = realloc(b->p, ncap);
-
-		if (!np) {
-			b->err = -ENOMEM;
-			return;
-		}
-		b->p = np;
-		b->cap = ncap;
-	}
-}
-
 /* Folded names must not contain ';' (frame separator) or end in " <n>". */
 static void sb_frame_name(struct strbuf *b, const char *name, const char *suffix)
 {
@@ -159,7 +115,7 @@ static void sb_frame_name(struct strbuf *b, const char *name, const char *suffix
 	for (i = 0; name[i] && i < sizeof(clean) - 1; i++)
 		clean[i] = (name[i] == ';' || name[i] == ' ' || name[i] == '\n') ? '_' : name[i];
 	clean[i] = '\0';
-	sb_printf(b, ";%s%s", clean, suffix);
+	strbuf_printf(b, ";%s%s", clean, suffix);
 }
 
 static void resolve(const struct stackset_render_opts *o, const struct stack_entry *e, unsigned i,
@@ -185,10 +141,10 @@ static char *render_folded(const struct stackset_render_opts *o, const struct st
 		} else if (f.module[0]) {
 			const char *base = strrchr(f.module, '/');
 
-			sb_printf(&b, ";[%s+0x%" PRIx64 "]", base ? base + 1 : f.module,
+			strbuf_printf(&b, ";[%s+0x%" PRIx64 "]", base ? base + 1 : f.module,
 				  f.file_offset);
 		} else {
-			sb_printf(&b, ";0x%" PRIx64, f.addr);
+			strbuf_printf(&b, ";0x%" PRIx64, f.addr);
 		}
 	}
 	for (unsigned j = e->nk; j-- > 0;) {
@@ -196,13 +152,9 @@ static char *render_folded(const struct stackset_render_opts *o, const struct st
 		if (f.name[0])
 			sb_frame_name(&b, f.name, "_[k]");
 		else
-			sb_printf(&b, ";0x%" PRIx64 "_[k]", f.addr);
+			strbuf_printf(&b, ";0x%" PRIx64 "_[k]", f.addr);
 	}
-	if (b.err) {
-		free(b.p);
-		return NULL;
-	}
-	return b.p ? b.p : strdup("");
+	return strbuf_take(&b, NULL);
 }
 
 static int cmp_value_desc(const void *a, const void *b)
@@ -334,19 +286,17 @@ int stackset_render(struct stackset *ss, const struct stackset_render_opts *o,
 
 			while (j < keep && cmp_folded(&order[i], &order[j]) == 0)
 				v += order[j++]->value;
-			sb_printf(&b, "%s%s %" PRIu64 "\n", order[i]->comm, order[i]->folded, v);
+			strbuf_printf(&b, "%s%s %" PRIu64 "\n", order[i]->comm, order[i]->folded, v);
 			i = j;
 		}
 	}
 	free(order);
-	if (b.err) {
-		err = b.err;
-		free(b.p);
+	err = b.err;
+	out->folded = strbuf_take(&b, &out->folded_len);
+	if (!out->folded) {
 		stackset_render_clear(out);
-		return err;
+		return err ? err : -ENOMEM;
 	}
-	out->folded = b.p ? b.p : strdup("");
-	out->folded_len = b.len;
 	return 0;
 }
 

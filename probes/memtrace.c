@@ -20,6 +20,7 @@
 #include "base/consumers.h"
 #include "base/log.h"
 #include "base/stacks.h"
+#include "base/strbuf.h"
 #include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
@@ -787,8 +788,7 @@ static int stalls_json(struct memtrace_state *st, struct rows *rs, struct captur
 	uint64_t count[MEM_STALL_TYPES] = {0}, max_ns[MEM_STALL_TYPES] = {0};
 	uint64_t *kframes = NULL, *uframes = NULL;
 	struct mem_stall_key key, next;
-	char *folded = NULL;
-	size_t folded_len = 0;
+	struct strbuf folded = {0};
 	int fd = bpf_map__fd(m), err = 0;
 	json_t *o = json_object();
 
@@ -859,30 +859,25 @@ static int stalls_json(struct memtrace_state *st, struct rows *rs, struct captur
 		rr.top = NULL;
 		/* one folded file for all types, each line rooted at its type */
 		for (char *line = rr.folded, *nl; line && *line; line = nl + 1) {
-			size_t add;
-			char *p;
-
 			nl = strchr(line, '\n');
 			if (!nl)
 				break;
-			add = strlen(stall_names[t]) + 1 + (size_t)(nl - line) + 1;
-			p = realloc(folded, folded_len + add + 1);
-			if (!p) {
-				stackset_render_clear(&rr);
-				err = -ENOMEM;
-				goto cleanup;
-			}
-			folded = p;
-			folded_len += (size_t)snprintf(folded + folded_len, add + 1, "%s;%.*s\n",
-						       stall_names[t], (int)(nl - line), line);
+			strbuf_printf(&folded, "%s;%.*s\n", stall_names[t], (int)(nl - line),
+				      line);
 		}
 		stackset_render_clear(&rr);
+		if (folded.err) {
+			json_decref(so);
+			err = folded.err;
+			goto cleanup;
+		}
 		json_object_set_new(o, stall_names[t], so);
 	}
-	if (folded_len) {
-		err = capture_result_add_artifact(out, "memtrace-stalls.folded", folded,
-						  folded_len);
-		folded = NULL;
+	if (folded.len) {
+		size_t len;
+		char *text = strbuf_take(&folded, &len);
+
+		err = capture_result_add_artifact(out, "memtrace-stalls.folded", text, len);
 		if (err)
 			goto cleanup;
 	}
@@ -890,7 +885,7 @@ static int stalls_json(struct memtrace_state *st, struct rows *rs, struct captur
 	o = NULL;
 cleanup:
 	json_decref(o);
-	free(folded);
+	strbuf_free(&folded);
 	for (int t = 0; t < MEM_STALL_TYPES; t++)
 		stackset_free(&ss[t]);
 	free(kframes);

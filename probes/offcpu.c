@@ -14,6 +14,7 @@
 #include "base/consumers.h"
 #include "base/log.h"
 #include "base/stacks.h"
+#include "base/strbuf.h"
 #include "base/symbolize.h"
 #include "base/util.h"
 #include "probes/bpfutil.h"
@@ -474,36 +475,18 @@ static json_t *wakers_json(struct offcpu_state *st, unsigned top_n, uint64_t *mi
 
 /* "comm;frames value" -> "comm;[S];frames value": the state becomes the
  * flame graph's second level. */
-static int folded_append_state(char **buf, size_t *len, const char *folded, const char *state)
+static int folded_append_state(struct strbuf *b, const char *folded, const char *state)
 {
-	size_t extra = 0, in = strlen(folded), o;
-	char *p;
-
-	for (const char *c = folded; *c; c++)
-		extra += *c == '\n';
-	extra = (extra + 1) * (strlen(state) + 3);
-	p = realloc(*buf, *len + in + extra + 1);
-	if (!p)
-		return -ENOMEM;
-	*buf = p;
-	o = *len;
 	for (const char *line = folded; *line;) {
 		const char *end = strchr(line, '\n');
 		size_t l = end ? (size_t)(end - line) + 1 : strlen(line);
-		size_t comm = strcspn(line, "; ");
+		size_t comm = MIN(strcspn(line, "; "), l);
 
-		if (comm > l)
-			comm = l;
-		memcpy(p + o, line, comm);
-		o += comm;
-		o += (size_t)sprintf(p + o, ";[%s]", state);
-		memcpy(p + o, line + comm, l - comm);
-		o += l - comm;
+		strbuf_printf(b, "%.*s;[%s]%.*s", (int)comm, line, state, (int)(l - comm),
+			      line + comm);
 		line += l;
 	}
-	p[o] = '\0';
-	*len = o;
-	return 0;
+	return b->err;
 }
 
 static int cmp_top_desc(const void *a, const void *b)
@@ -618,8 +601,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	int fd = bpf_map__fd(st->skel->maps.counts);
 	uint64_t stack_missing = 0, total_ns = 0, dropped = 0, folded_dropped = 0;
 	json_t *tops = json_array(), *by_state = json_object(), *arr;
-	char *folded = NULL;
-	size_t folded_len = 0;
+	struct strbuf folded = {0};
 	struct consumers *cons = NULL;
 	bool first = true;
 	int err = 0;
@@ -719,7 +701,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 			json_object_set_new(e, "state", json_string(name));
 			json_array_append(tops, e);
 		}
-		err = folded_append_state(&folded, &folded_len, r[i].folded, name);
+		err = folded_append_state(&folded, r[i].folded, name);
 		if (err)
 			goto cleanup;
 		folded_dropped += r[i].folded_dropped;
@@ -801,8 +783,12 @@ static int offcpu_collect(void *state, struct capture_result *out)
 		out->lost_events += ulost;
 	}
 	out->partial = out->lost_events > 0 || folded_dropped > 0;
-	err = capture_result_add_artifact(out, "offcpu.folded", folded, folded_len);
-	folded = NULL;
+	{
+		size_t len;
+		char *text = strbuf_take(&folded, &len);
+
+		err = text ? capture_result_add_artifact(out, "offcpu.folded", text, len) : -ENOMEM;
+	}
 cleanup:
 	for (unsigned i = 0; i < NSTATES; i++) {
 		stackset_render_clear(&r[i]);
@@ -811,7 +797,7 @@ cleanup:
 	consumers_free(&cons);
 	json_decref(tops);
 	json_decref(by_state);
-	free(folded);
+	strbuf_free(&folded);
 	free(threads.v);
 	free(rows);
 	clear_maps(st);

@@ -9,44 +9,6 @@
 #include <time.h>
 #include <zlib.h>
 
-int esbuf_append(struct esbuf *b, const void *data, size_t len)
-{
-	if (b->err)
-		return b->err;
-	if (b->max && b->len + len > b->max)
-		return b->err = -EFBIG;
-	if (b->len + len + 1 > b->cap) {
-		size_t ncap = b->cap ? b->cap : 4096;
-		char *p;
-
-		while (ncap < b->len + len + 1)
-			ncap *= 2;
-		p = realloc(b->p, ncap);
-		if (!p)
-			return b->err = -ENOMEM;
-		b->p = p;
-		b->cap = ncap;
-	}
-	memcpy(b->p + b->len, data, len);
-	b->len += len;
-	b->p[b->len] = '\0';
-	return 0;
-}
-
-void esbuf_reset(struct esbuf *b)
-{
-	b->len = 0;
-	b->err = 0;
-	if (b->p)
-		b->p[0] = '\0';
-}
-
-void esbuf_free(struct esbuf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
 void esbulk_data_stream_name(const char *prefix, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s-default", prefix);
@@ -68,7 +30,7 @@ void esbulk_index_name(const char *prefix, bool data_stream, uint64_t real_ms, c
 	snprintf(buf, len, "%s-%s", prefix, day);
 }
 
-int esbulk_append(struct esbuf *b, const char *index, const char *id, const char *doc, size_t len)
+int esbulk_append(struct strbuf *b, const char *index, const char *id, const char *doc, size_t len)
 {
 	json_t *action;
 	char *line;
@@ -79,8 +41,8 @@ int esbulk_append(struct esbuf *b, const char *index, const char *id, const char
 	json_decref(action);
 	if (!line)
 		return -ENOMEM;
-	esbuf_append(b, line, strlen(line));
-	esbuf_append(b, "\n", 1);
+	strbuf_append(b, line, strlen(line));
+	strbuf_append(b, "\n", 1);
 	free(line);
 	/* NDJSON: one line per document. The agent writes compact JSON; anything
 	 * else found in the spool is re-encoded rather than sent broken. */
@@ -97,12 +59,12 @@ int esbulk_append(struct esbuf *b, const char *index, const char *id, const char
 		json_decref(j);
 		if (!compact)
 			return -ENOMEM;
-		esbuf_append(b, compact, strlen(compact));
+		strbuf_append(b, compact, strlen(compact));
 		free(compact);
 	} else {
-		esbuf_append(b, doc, len);
+		strbuf_append(b, doc, len);
 	}
-	err = esbuf_append(b, "\n", 1);
+	err = strbuf_append(b, "\n", 1);
 	return err;
 }
 

@@ -6,17 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A growable byte buffer; err sticks at the first allocation failure. */
-struct esbuf {
-	char *p;
-	size_t len, cap;
-	size_t max; /* 0: unbounded; past it appends fail with -EFBIG */
-	int err;
-};
+#include "base/strbuf.h"
 
-int esbuf_append(struct esbuf *b, const void *data, size_t len);
-void esbuf_reset(struct esbuf *b);
-void esbuf_free(struct esbuf *b);
+/* storage/essink.c still says esbuf for the one growable buffer, base/strbuf.h; these go
+ * when it says strbuf. */
+#define esbuf	     strbuf
+#define esbuf_append strbuf_append
+#define esbuf_free   strbuf_free
 
 /* Daily index PREFIX-YYYY.MM.DD of the incident time (UTC), or the data
  * stream PREFIX-default. */
@@ -27,7 +23,7 @@ void esbulk_data_stream_name(const char *prefix, char *buf, size_t len);
 
 /* Appends a "create" action with _id = id, then the document on one line. A
  * document that is not single-line JSON is re-encoded; invalid JSON is -EINVAL. */
-int esbulk_append(struct esbuf *b, const char *index, const char *id, const char *doc, size_t len);
+int esbulk_append(struct strbuf *b, const char *index, const char *id, const char *doc, size_t len);
 
 /* gzip (RFC 1952) of in; *out is malloc'd. */
 int esbulk_gzip(const void *in, size_t len, void **out, size_t *out_len);

@@ -3,12 +3,13 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/strbuf.h"
 
 #define FRAME_HEIGHT 16
 #define PAD_TOP	     56
@@ -31,75 +32,31 @@ struct tree {
 	uint64_t dropped_frames; /* frames not stored: tree full */
 };
 
-struct out {
-	char *p;
-	size_t len, cap;
-	int err;
-};
-
-static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void put(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-
-	for (;;) {
-		size_t room = o->cap - o->len;
-		int n;
-
-		if (o->err)
-			return;
-		va_start(ap, fmt);
-		n = vsnprintf(o->p ? o->p + o->len : NULL, room, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			o->err = -EINVAL;
-			return;
-		}
-		if ((size_t)n < room) {
-			o->len += (size_t)n;
-			return;
-		}
-		size_t ncap = o->cap ? o->cap * 2 : 65536;
-
-		while (ncap < o->len + (size_t)n + 1)
-			ncap *= 2;
-		char *np = realloc(o->p, ncap);
-
-		if (!np) {
-			o->err = -ENOMEM;
-			return;
-		}
-		o->p = np;
-		o->cap = ncap;
-	}
-}
-
 /* XML text: frame names come from binaries and comm, so escape everything. */
-static void put_escaped(struct out *o, const char *s, size_t n)
+static void put_escaped(struct strbuf *o, const char *s, size_t n)
 {
 	for (size_t i = 0; i < n && s[i]; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		switch (c) {
 		case '&':
-			put(o, "&amp;");
+			strbuf_printf(o, "&amp;");
 			break;
 		case '<':
-			put(o, "&lt;");
+			strbuf_printf(o, "&lt;");
 			break;
 		case '>':
-			put(o, "&gt;");
+			strbuf_printf(o, "&gt;");
 			break;
 		case '"':
-			put(o, "&quot;");
+			strbuf_printf(o, "&quot;");
 			break;
 		case '\'':
-			put(o, "&apos;");
+			strbuf_printf(o, "&apos;");
 			break;
 		default:
 			/* control characters are not valid XML 1.0 */
-			put(o, "%c", c < 0x20 ? '?' : (char)c);
+			strbuf_printf(o, "%c", c < 0x20 ? '?' : (char)c);
 		}
 	}
 }
@@ -253,7 +210,7 @@ static void colour(const char *name, unsigned depth, char *buf, size_t len)
 }
 
 struct layout {
-	struct out *o;
+	struct strbuf *o;
 	const struct tree *t;
 	double scale; /* px per count */
 	unsigned height;
@@ -274,22 +231,22 @@ static void draw(struct layout *l, uint32_t n, double x, unsigned depth)
 		return;
 	}
 	colour(nd->name, depth, fill, sizeof(fill));
-	put(l->o, "<g><title>");
+	strbuf_printf(l->o, "<g><title>");
 	put_escaped(l->o, nd->name, strlen(nd->name));
-	put(l->o,
-	    " (%" PRIu64 " %s, %.2f%%)</title><rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" "
-	    "height=\"%d\" fill=\"%s\" rx=\"2\"/><text x=\"%.2f\" y=\"%.1f\">",
-	    nd->value, l->unit, 100.0 * (double)nd->value / (double)l->t->nodes[0].value, x, y, w,
-	    FRAME_HEIGHT - 1, fill, x + 3, y + 11.5);
+	strbuf_printf(l->o,
+		      " (%" PRIu64 " %s, %.2f%%)</title><rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" "
+		      "height=\"%d\" fill=\"%s\" rx=\"2\"/><text x=\"%.2f\" y=\"%.1f\">",
+		      nd->value, l->unit, 100.0 * (double)nd->value / (double)l->t->nodes[0].value,
+		      x, y, w, FRAME_HEIGHT - 1, fill, x + 3, y + 11.5);
 	/* as much of the name as fits at ~7px per character */
 	shown = w > 21 ? (size_t)((w - 6) / 7) : 0;
 	if (shown >= strlen(nd->name)) {
 		put_escaped(l->o, nd->name, strlen(nd->name));
 	} else if (shown > 2) {
 		put_escaped(l->o, nd->name, shown - 2);
-		put(l->o, "..");
+		strbuf_printf(l->o, "..");
 	}
-	put(l->o, "</text></g>\n");
+	strbuf_printf(l->o, "</text></g>\n");
 	for (uint32_t c = nd->first_child; c; c = l->t->nodes[c].next) {
 		draw(l, c, x, depth + 1);
 		x += (double)l->t->nodes[c].value * l->scale;
@@ -371,8 +328,9 @@ int flamegraph_render(const char *folded, size_t len, const struct flamegraph_op
 {
 	struct tree t = {.max = opt->max_nodes ? opt->max_nodes : 100000};
 	unsigned width = opt->width ? opt->width : 1200, depth, height;
-	struct out o = {0};
+	struct strbuf o = {0};
 	struct layout l;
+	int err;
 	const char *p = folded, *end = folded + len;
 
 	*svg = NULL;
@@ -389,66 +347,71 @@ int flamegraph_render(const char *folded, size_t len, const struct flamegraph_op
 	depth = max_depth(&t, 0, 0) + 1;
 	height = PAD_TOP + PAD_BOTTOM + depth * FRAME_HEIGHT;
 
-	put(&o,
-	    "<?xml version=\"1.0\" standalone=\"no\"?>\n"
-	    "<svg version=\"1.1\" width=\"%u\" height=\"%u\" onload=\"init(evt)\" "
-	    "viewBox=\"0 0 %u %u\" xmlns=\"http://www.w3.org/2000/svg\">\n",
-	    width, height, width, height);
-	put(&o, "<style>text { font-family: monospace; font-size: 12px; fill: rgb(0,0,0); }\n"
-		"#frames rect:hover { stroke: black; stroke-width: 0.5; cursor: pointer; }\n"
-		".button { cursor: pointer; fill: rgb(30,30,160); }\n"
-		".button:hover { text-decoration: underline; }</style>\n");
-	put(&o, "%s", script);
-	put(&o, "<rect x=\"0\" y=\"0\" width=\"%u\" height=\"%u\" fill=\"rgb(250,250,244)\"/>\n",
-	    width, height);
-	put(&o, "<text x=\"%u\" y=\"20\" text-anchor=\"middle\" style=\"font-size:16px\">",
-	    width / 2);
+	strbuf_printf(&o,
+		      "<?xml version=\"1.0\" standalone=\"no\"?>\n"
+		      "<svg version=\"1.1\" width=\"%u\" height=\"%u\" onload=\"init(evt)\" "
+		      "viewBox=\"0 0 %u %u\" xmlns=\"http://www.w3.org/2000/svg\">\n",
+		      width, height, width, height);
+	strbuf_printf(&o,
+		      "<style>text { font-family: monospace; font-size: 12px; fill: rgb(0,0,0); }\n"
+		      "#frames rect:hover { stroke: black; stroke-width: 0.5; cursor: pointer; }\n"
+		      ".button { cursor: pointer; fill: rgb(30,30,160); }\n"
+		      ".button:hover { text-decoration: underline; }</style>\n");
+	strbuf_printf(&o, "%s", script);
+	strbuf_printf(
+		&o,
+		"<rect x=\"0\" y=\"0\" width=\"%u\" height=\"%u\" fill=\"rgb(250,250,244)\"/>\n",
+		width, height);
+	strbuf_printf(&o,
+		      "<text x=\"%u\" y=\"20\" text-anchor=\"middle\" style=\"font-size:16px\">",
+		      width / 2);
 	put_escaped(&o, opt->title ? opt->title : "Flame graph", 4096);
-	put(&o, "</text>\n");
+	strbuf_printf(&o, "</text>\n");
 	if (opt->subtitle) {
-		put(&o, "<text x=\"%u\" y=\"38\" text-anchor=\"middle\" fill=\"rgb(90,90,90)\">",
-		    width / 2);
+		strbuf_printf(
+			&o,
+			"<text x=\"%u\" y=\"38\" text-anchor=\"middle\" fill=\"rgb(90,90,90)\">",
+			width / 2);
 		put_escaped(&o, opt->subtitle, 4096);
-		put(&o, "</text>\n");
+		strbuf_printf(&o, "</text>\n");
 	}
-	put(&o,
-	    "<text id=\"unzoom\" class=\"button\" x=\"%d\" y=\"20\" onclick=\"unzoom()\" "
-	    "style=\"display:none\">Reset zoom</text>\n",
-	    PAD_SIDE);
-	put(&o,
-	    "<text id=\"search\" class=\"button\" x=\"%u\" y=\"20\" text-anchor=\"end\" "
-	    "onclick=\"search()\">Search</text>\n",
-	    width - PAD_SIDE);
-	put(&o, "<text id=\"matched\" x=\"%u\" y=\"%u\" text-anchor=\"end\"> </text>\n",
-	    width - PAD_SIDE, height - 12);
-	put(&o, "<text id=\"details\" x=\"%d\" y=\"%u\"> </text>\n", PAD_SIDE, height - 12);
+	strbuf_printf(&o,
+		      "<text id=\"unzoom\" class=\"button\" x=\"%d\" y=\"20\" onclick=\"unzoom()\" "
+		      "style=\"display:none\">Reset zoom</text>\n",
+		      PAD_SIDE);
+	strbuf_printf(&o,
+		      "<text id=\"search\" class=\"button\" x=\"%u\" y=\"20\" text-anchor=\"end\" "
+		      "onclick=\"search()\">Search</text>\n",
+		      width - PAD_SIDE);
+	strbuf_printf(&o, "<text id=\"matched\" x=\"%u\" y=\"%u\" text-anchor=\"end\"> </text>\n",
+		      width - PAD_SIDE, height - 12);
+	strbuf_printf(&o, "<text id=\"details\" x=\"%d\" y=\"%u\"> </text>\n", PAD_SIDE,
+		      height - 12);
 
 	l = (struct layout){
 		.o = &o, .t = &t, .height = height, .unit = opt->unit ? opt->unit : "samples"};
 	l.scale = t.nodes[0].value ? (double)(width - 2 * PAD_SIDE) / (double)t.nodes[0].value : 0;
-	put(&o, "<g id=\"frames\">\n");
+	strbuf_printf(&o, "<g id=\"frames\">\n");
 	if (t.nodes[0].value)
 		draw(&l, 0, PAD_SIDE, 0);
-	put(&o, "</g>\n");
+	strbuf_printf(&o, "</g>\n");
 	/* nothing is hidden silently: say what was left out and why */
 	if (l.hidden || t.dropped_lines || t.dropped_frames)
-		put(&o,
-		    "<text x=\"%u\" y=\"%u\" text-anchor=\"middle\" fill=\"rgb(120,120,120)\">"
-		    "not drawn: %" PRIu64 " frames too narrow, %" PRIu64 " frames over the size "
-		    "cap, %" PRIu64 " malformed lines</text>\n",
-		    width / 2, height - 28, l.hidden, t.dropped_frames, t.dropped_lines);
-	put(&o, "</svg>\n");
+		strbuf_printf(
+			&o,
+			"<text x=\"%u\" y=\"%u\" text-anchor=\"middle\" fill=\"rgb(120,120,120)\">"
+			"not drawn: %" PRIu64 " frames too narrow, %" PRIu64
+			" frames over the size "
+			"cap, %" PRIu64 " malformed lines</text>\n",
+			width / 2, height - 28, l.hidden, t.dropped_frames, t.dropped_lines);
+	strbuf_printf(&o, "</svg>\n");
 
 	for (size_t i = 0; i < t.n; i++)
 		free(t.nodes[i].name);
 	free(t.nodes);
-	if (o.err) {
-		free(o.p);
-		return o.err;
-	}
-	*svg = o.p;
-	*svg_len = o.len;
-	return 0;
+	err = o.err;
+	*svg = strbuf_take(&o, svg_len);
+	return *svg ? 0 : err ? err : -ENOMEM;
 }
 
 const char *flamegraph_unit_of(const char *artifact_name)

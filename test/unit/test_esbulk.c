@@ -27,7 +27,7 @@ static void test_index_names(void **state)
 
 static void test_bulk_body(void **state)
 {
-	struct esbuf b = {0};
+	struct strbuf b = {0};
 	const char *doc = "{\"@timestamp\":\"2026-11-18T00:00:00.000Z\",\"a\":\"x\\ny\"}";
 	const char *pretty = "{\n  \"a\": 1\n}\n";
 	char *line2;
@@ -43,14 +43,14 @@ static void test_bulk_body(void **state)
 	/* garbage is refused, not sent */
 	assert_int_equal(esbulk_append(&b, "i", "ID3", "not json\n", 9), -EINVAL);
 	assert_int_equal(esbulk_append(&b, "i", "ID3", "[1,2]", 5), -EINVAL);
-	esbuf_free(&b);
+	strbuf_free(&b);
 
 	/* a bounded buffer says so */
 	b.max = 16;
-	assert_int_equal(esbuf_append(&b, "0123456789", 10), 0);
-	assert_int_equal(esbuf_append(&b, "0123456789", 10), -EFBIG);
+	assert_int_equal(strbuf_append(&b, "0123456789", 10), 0);
+	assert_int_equal(strbuf_append(&b, "0123456789", 10), -EFBIG);
 	assert_int_equal(b.err, -EFBIG);
-	esbuf_free(&b);
+	strbuf_free(&b);
 }
 
 static void test_gzip_round_trip(void **state)
