@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/cgroups.h"
 #include "base/util.h"
 
 #define PROCSCAN_MAX_PIDS 65536
@@ -54,37 +56,13 @@ static int read_small(const char *path, char *buf, size_t len)
 	return (int)n;
 }
 
-/* Is pid in cgroup (or below it)? /proc/PID/cgroup: "0::/path" (v2) or
- * "N:cpu,cpuacct:/path" (v1): take the v1 cpu line when there is one. */
+/* Is pid in cgroup (or below it)? The v1 cpu hierarchy when there is one, else v2. */
 static bool in_cgroup(const char *procfs, int pid, const char *cgroup)
 {
-	char path[64], buf[4096], *line, *save = NULL, *v2 = NULL, *v1 = NULL;
-	size_t clen = strlen(cgroup);
-	const char *mine;
+	char mine[PATH_MAX];
 
-	snprintf(path, sizeof(path), "%s/%d/cgroup", procfs, pid);
-	if (read_small(path, buf, sizeof(buf)) <= 0)
-		return false;
-	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-
-		if (!c2)
-			continue;
-		*c2 = '\0';
-		if (c1[1] == '\0')
-			v2 = c2 + 1;
-		else {
-			for (char *t = strtok(c1 + 1, ","); t; t = strtok(NULL, ","))
-				if (!strcmp(t, "cpu"))
-					v1 = c2 + 1;
-		}
-	}
-	mine = v1 ? v1 : v2;
-	if (!mine)
-		return false;
-	if (!strcmp(cgroup, "/"))
-		return true;
-	return !strncmp(mine, cgroup, clen) && (mine[clen] == '\0' || mine[clen] == '/');
+	return cgroup_of_pid(procfs, pid, "cpu", mine, sizeof(mine)) == 0 &&
+	       cgroup_path_under(mine, cgroup);
 }
 
 /* One value per process for the criterion; comm filled when asked. */

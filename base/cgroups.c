@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -424,6 +425,83 @@ const char *cgroup_path_qos(const char *path)
 	if (strstr(path, "/besteffort/") || strstr(path, "kubepods-besteffort"))
 		return "besteffort";
 	return "guaranteed";
+}
+
+/* ---- a process's cgroup ---- */
+
+static bool list_has(const char *list, const char *end, const char *want)
+{
+	size_t wl = strlen(want);
+
+	for (const char *t = list; t < end;) {
+		const char *comma = memchr(t, ',', (size_t)(end - t));
+		const char *te = comma ? comma : end;
+
+		if ((size_t)(te - t) == wl && !memcmp(t, want, wl))
+			return true;
+		t = te + 1;
+	}
+	return false;
+}
+
+int cgroup_proc_parse(const char *text, const char *controller, char *buf, size_t len)
+{
+	const char *pick = NULL, *line = text;
+	size_t plen = 0;
+
+	while (*line) {
+		const char *end = strchrnul(line, '\n');
+		const char *c1 = memchr(line, ':', (size_t)(end - line));
+		const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(end - c1 - 1)) : NULL;
+
+		if (c2 && c2 == c1 + 1) {
+			/* The unified hierarchy comes last. Its path runs to the end: a cgroup
+			 * name may hold a newline, and what follows it is no line of its own. */
+			if (!controller || !pick) {
+				pick = c2 + 1;
+				plen = strlen(pick);
+				if (plen && pick[plen - 1] == '\n')
+					plen--;
+			}
+			break;
+		}
+		if (c2 && controller && !pick && list_has(c1 + 1, c2, controller)) {
+			pick = c2 + 1;
+			plen = (size_t)(end - pick);
+		}
+		line = *end ? end + 1 : end;
+	}
+	if (!pick)
+		return -ENOENT;
+	if (plen >= len)
+		return -ENAMETOOLONG;
+	memcpy(buf, pick, plen);
+	buf[plen] = '\0';
+	return 0;
+}
+
+int cgroup_of_pid(const char *procfs, int pid, const char *controller, char *buf, size_t len)
+{
+	char path[PATH_MAX], *text = NULL;
+	int err;
+
+	snprintf(path, sizeof(path), "%s/%d/cgroup", procfs, pid);
+	/* one line per hierarchy: a few KiB even with long paths */
+	err = read_file(path, 65536, &text, NULL);
+	if (err)
+		return err == -ENOENT || err == -ESRCH ? -ENOENT : err;
+	err = cgroup_proc_parse(text, controller, buf, len);
+	free(text);
+	return err;
+}
+
+bool cgroup_path_under(const char *path, const char *want)
+{
+	size_t wl = strlen(want);
+
+	if (!strcmp(want, "/"))
+		return true;
+	return !strncmp(path, want, wl) && (path[wl] == '\0' || path[wl] == '/');
 }
 
 /* ---- the watched set ---- */

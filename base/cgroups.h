@@ -55,6 +55,17 @@ void cgroup_json_set(json_t *o, struct cgroups *cg, uint64_t cgroup_id);
  * "besteffort", or "" when the path is not a pod's. */
 const char *cgroup_path_qos(const char *path);
 
+/* The cgroup of a process, from the text of /proc/PID/cgroup (a tenant names its cgroups:
+ * hostile input): controller NULL reads the unified (v2) hierarchy's line "0::/path";
+ * otherwise the v1 hierarchy that carries that controller ("4:cpu,cpuacct:/path"), else,
+ * when there is none (pure v2), the unified one. -ENOENT without a matching line,
+ * -ENAMETOOLONG when the path does not fit buf. */
+int cgroup_proc_parse(const char *text, const char *controller, char *buf, size_t len);
+/* The same read from <procfs>/<pid>/cgroup; -ENOENT also when the process is gone. */
+int cgroup_of_pid(const char *procfs, int pid, const char *controller, char *buf, size_t len);
+/* Is path the cgroup want or below it? "/a/b" is under "/a", "/ab" is not; all is under "/". */
+bool cgroup_path_under(const char *path, const char *want);
+
 /*
  * The watched set: populated cgroups (the root excepted), found by walking the
  * hierarchies every scan period, at most `max` of them. When more exist,

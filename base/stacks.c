@@ -142,7 +142,7 @@ static char *render_folded(const struct stackset_render_opts *o, const struct st
 			const char *base = strrchr(f.module, '/');
 
 			strbuf_printf(&b, ";[%s+0x%" PRIx64 "]", base ? base + 1 : f.module,
-				  f.file_offset);
+				      f.file_offset);
 		} else {
 			strbuf_printf(&b, ";0x%" PRIx64, f.addr);
 		}
@@ -286,7 +286,8 @@ int stackset_render(struct stackset *ss, const struct stackset_render_opts *o,
 
 			while (j < keep && cmp_folded(&order[i], &order[j]) == 0)
 				v += order[j++]->value;
-			strbuf_printf(&b, "%s%s %" PRIu64 "\n", order[i]->comm, order[i]->folded, v);
+			strbuf_printf(&b, "%s%s %" PRIu64 "\n", order[i]->comm, order[i]->folded,
+				      v);
 			i = j;
 		}
 	}

@@ -179,38 +179,13 @@ cleanup:
  * the hierarchy the BPF side filters on (v2, or the v1 cpu controller). */
 static bool proc_in_cgroup(struct cgroups *cg, int pid, const char *want)
 {
-	char path[64], *text = NULL, *line, *save = NULL;
-	bool v2 = cgroups_layout(cg) == CGROUP_V2;
-	bool in = false;
+	char mine[PATH_MAX];
 
 	if (strcmp(want, "/") == 0)
 		return true;
-	snprintf(path, sizeof(path), PROC_ROOT "/%d/cgroup", pid);
-	if (read_file(path, 65536, &text, NULL))
-		return false;
-	for (line = strtok_r(text, "\n", &save); line && !in; line = strtok_r(NULL, "\n", &save)) {
-		char *ctrl = strchr(line, ':'), *cgpath;
-		size_t wl = strlen(want);
-		bool hierarchy = false;
-
-		if (!ctrl || !(cgpath = strchr(ctrl + 1, ':')))
-			continue;
-		*cgpath++ = '\0';
-		ctrl++;
-		if (v2) {
-			hierarchy = line[0] == '0' && ctrl[0] == '\0';
-		} else {
-			char *tok, *s2 = NULL;
-
-			for (tok = strtok_r(ctrl, ",", &s2); tok; tok = strtok_r(NULL, ",", &s2))
-				hierarchy |= strcmp(tok, "cpu") == 0;
-		}
-		if (hierarchy)
-			in = strncmp(cgpath, want, wl) == 0 &&
-			     (cgpath[wl] == '\0' || cgpath[wl] == '/');
-	}
-	free(text);
-	return in;
+	return cgroup_of_pid(PROC_ROOT, pid, cgroups_layout(cg) == CGROUP_V2 ? NULL : "cpu", mine,
+			     sizeof(mine)) == 0 &&
+	       cgroup_path_under(mine, want);
 }
 
 /* "VmRSS:   1234 kB" style fields of /proc/<pid>/status, in bytes */
@@ -395,34 +370,8 @@ static int memcg_dir(struct memtrace_state *st, char *dir, size_t len, char *rel
 	if (t->kind == TARGET_CGROUP) {
 		snprintf(cgpath, sizeof(cgpath), "%s", t->cgroup);
 	} else {
-		char path[64], *text = NULL, *line, *save = NULL;
-
-		snprintf(path, sizeof(path), PROC_ROOT "/%d/cgroup", t->pid);
-		if (read_file(path, 65536, &text, NULL))
-			return -ENOENT;
-		for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-			char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-			bool match = false;
-
-			if (!c2)
-				continue;
-			*c2 = '\0';
-			if (*v2) {
-				match = c1[1] == '\0';
-			} else {
-				char *tok, *s2 = NULL;
-
-				for (tok = strtok_r(c1 + 1, ",", &s2); tok;
-				     tok = strtok_r(NULL, ",", &s2))
-					match |= strcmp(tok, "memory") == 0;
-			}
-			if (match) {
-				snprintf(cgpath, sizeof(cgpath), "%s", c2 + 1);
-				break;
-			}
-		}
-		free(text);
-		if (!cgpath[0])
+		/* v1 and hybrid: the memory controller's hierarchy */
+		if (cgroup_of_pid(PROC_ROOT, t->pid, *v2 ? NULL : "memory", cgpath, sizeof(cgpath)))
 			return -ENOENT;
 	}
 	snprintf(dir, len, "%s%s", root, strcmp(cgpath, "/") ? cgpath : "");
@@ -862,8 +811,7 @@ static int stalls_json(struct memtrace_state *st, struct rows *rs, struct captur
 			nl = strchr(line, '\n');
 			if (!nl)
 				break;
-			strbuf_printf(&folded, "%s;%.*s\n", stall_names[t], (int)(nl - line),
-				      line);
+			strbuf_printf(&folded, "%s;%.*s\n", stall_names[t], (int)(nl - line), line);
 		}
 		stackset_render_clear(&rr);
 		if (folded.err) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* The watched cgroup set and the cgroupfs watcher against crafted v2, v1 and
- * hybrid trees: identity (docker, containerd, cri-o, kubelet), QoS class,
- * limits, cgroups that come and go, the bound, hostile names and contents. */
+/* The cgroupfs watcher and the watched cgroup set it samples, against crafted v2, v1 and
+ * hybrid trees: identity labels (docker, containerd, cri-o, kubelet), QoS class, limits,
+ * cgroups that come and go, the bound, hostile names and contents. Identity from a path
+ * alone is in test_cgroups.c. */
 #include "testutil.h"
 
 #include <errno.h>
@@ -148,51 +149,6 @@ static const struct cgroup_entry *entry(const char *path)
 		if (!strcmp(cgroups_watch_at(fx.cg, i)->path, path))
 			return cgroups_watch_at(fx.cg, i);
 	return NULL;
-}
-
-static void test_identity_from_paths(void **s)
-{
-	char cid[65], pod[37];
-
-	(void)s;
-	cgroup_path_identity("/docker/" CID1, cid, sizeof(cid), pod, sizeof(pod));
-	assert_string_equal(cid, CID1);
-	assert_string_equal(pod, "");
-	cgroup_path_identity("/system.slice/docker-" CID1 ".scope", cid, sizeof(cid), pod,
-			     sizeof(pod));
-	assert_string_equal(cid, CID1);
-	cgroup_path_identity("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" POD1_
-			     ".slice/cri-containerd-" CID2 ".scope",
-			     cid, sizeof(cid), pod, sizeof(pod));
-	assert_string_equal(cid, CID2);
-	assert_string_equal(pod, POD1);
-	cgroup_path_identity("/kubepods/besteffort/pod" POD1 "/" CID1, cid, sizeof(cid), pod,
-			     sizeof(pod));
-	assert_string_equal(cid, CID1);
-	assert_string_equal(pod, POD1);
-	cgroup_path_identity("/machine.slice/libpod-" CID2 ".scope/container", cid, sizeof(cid),
-			     pod, sizeof(pod));
-	assert_string_equal(cid, CID2);
-	/* not ids: too short, upper case, one hex digit too many */
-	cgroup_path_identity("/process_api/950e3d499bbdf3fda2310f6076d63a81", cid, sizeof(cid), pod,
-			     sizeof(pod));
-	assert_string_equal(cid, "");
-	cgroup_path_identity("/docker/0" CID1, cid, sizeof(cid), pod, sizeof(pod));
-	assert_string_equal(cid, "");
-	cgroup_path_identity("/podxyz/pod1234", cid, sizeof(cid), pod, sizeof(pod));
-	assert_string_equal(pod, "");
-
-	assert_string_equal(cgroup_path_qos("/kubepods/besteffort/pod" POD1 "/" CID1),
-			    "besteffort");
-	assert_string_equal(cgroup_path_qos("/kubepods/burstable/pod" POD1), "burstable");
-	assert_string_equal(cgroup_path_qos("/kubepods/pod" POD1 "/" CID1), "guaranteed");
-	assert_string_equal(cgroup_path_qos("/kubepods.slice/kubepods-besteffort.slice/"
-					    "kubepods-besteffort-pod" POD1_ ".slice"),
-			    "besteffort");
-	assert_string_equal(cgroup_path_qos("/kubepods.slice/kubepods-pod" POD1_ ".slice"),
-			    "guaranteed");
-	assert_string_equal(cgroup_path_qos("/kubepods.slice"), "");
-	assert_string_equal(cgroup_path_qos("/system.slice/docker-" CID1 ".scope"), "");
 }
 
 #define DOCKER	"system.slice/docker-" CID1 ".scope"
@@ -554,7 +510,6 @@ static void test_off_and_none(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_identity_from_paths),
 		cmocka_unit_test_setup_teardown(test_v2_watch_set_and_metrics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v2_come_and_go, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bound_prefers_workloads, setup, teardown),
