@@ -9,8 +9,23 @@
 #include "base/httpd.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/value.h"
 
-enum cfg_type { CFG_DURATION, CFG_SIZE, CFG_UINT, CFG_BOOL, CFG_STRING, CFG_PATH, CFG_STRLIST };
+/* the scalar types are base/value's, parsed and range-checked there */
+enum cfg_type {
+	CFG_UINT = VALUE_UINT,
+	CFG_DURATION = VALUE_DURATION,
+	CFG_SIZE = VALUE_SIZE,
+	CFG_BOOL = VALUE_BOOL,
+	CFG_STRING,
+	CFG_PATH,
+	CFG_STRLIST,
+};
+
+static bool is_value(enum cfg_type t)
+{
+	return t == CFG_UINT || t == CFG_DURATION || t == CFG_SIZE || t == CFG_BOOL;
+}
 
 struct cfg_key {
 	const char *section;
@@ -203,62 +218,37 @@ static const struct cfg_key config_table[] = {
 
 static const char *type_name(enum cfg_type t)
 {
+	if (is_value(t))
+		return value_type_name((enum value_type)t);
 	switch (t) {
-	case CFG_DURATION:
-		return "duration";
-	case CFG_SIZE:
-		return "size";
-	case CFG_UINT:
-		return "integer";
-	case CFG_BOOL:
-		return "boolean";
 	case CFG_STRING:
 		return "string";
 	case CFG_PATH:
 		return "path";
 	case CFG_STRLIST:
 		return "list of strings";
+	default:
+		return "?";
 	}
-	return "?";
-}
-
-static void format_limit(const struct cfg_key *k, uint64_t v, char *buf, size_t len)
-{
-	if (k->type == CFG_DURATION)
-		format_duration(v, buf, len);
-	else if (k->type == CFG_SIZE)
-		format_size(v, buf, len);
-	else
-		snprintf(buf, len, "%llu", (unsigned long long)v);
 }
 
 /* Parses one scalar for key k into dst. On failure writes a message into why. */
 static int parse_scalar(const struct cfg_key *k, const char *s, void *dst, char *why, size_t wl)
 {
-	uint64_t v = 0;
-	int err = 0;
+	if (is_value(k->type)) {
+		struct value_spec spec = {(enum value_type)k->type, k->min, k->max};
+		uint64_t v;
+		int err = value_parse(&spec, s, &v, why, wl);
 
+		if (err)
+			return err;
+		if (k->type == CFG_BOOL)
+			*(bool *)dst = v;
+		else
+			*(uint64_t *)dst = v;
+		return 0;
+	}
 	switch (k->type) {
-	case CFG_DURATION:
-		err = parse_duration_ms(s, &v);
-		if (err)
-			snprintf(why, wl, "'%s' is not a duration (e.g. 500ms, 3s, 10m, 7d)", s);
-		break;
-	case CFG_SIZE:
-		err = parse_size(s, &v);
-		if (err)
-			snprintf(why, wl, "'%s' is not a size (e.g. 512MiB, 1GiB)", s);
-		break;
-	case CFG_UINT:
-		err = parse_u64(s, &v);
-		if (err)
-			snprintf(why, wl, "'%s' is not a non-negative integer", s);
-		break;
-	case CFG_BOOL:
-		err = parse_bool(s, (bool *)dst);
-		if (err)
-			snprintf(why, wl, "'%s' is not a boolean (true or false)", s);
-		return err;
 	case CFG_STRING:
 	case CFG_PATH:
 		/* a path whose default is empty is optional: "" means not set */
@@ -293,21 +283,9 @@ static int parse_scalar(const struct cfg_key *k, const char *s, void *dst, char 
 			return -EINVAL;
 		strcpy(dst, s);
 		return 0;
-	case CFG_STRLIST:
-		return -EINVAL; /* handled by the caller */
+	default:
+		return -EINVAL; /* CFG_STRLIST: handled by the caller */
 	}
-	if (err)
-		return err;
-	if (v < k->min || v > k->max) {
-		char lo[32], hi[32];
-
-		format_limit(k, k->min, lo, sizeof(lo));
-		format_limit(k, k->max, hi, sizeof(hi));
-		snprintf(why, wl, "'%s' is out of range [%s, %s]", s, lo, hi);
-		return -ERANGE;
-	}
-	*(uint64_t *)dst = v;
-	return 0;
 }
 
 static int parse_value(const struct cfg_key *k, const struct ynode *val, struct agent_config *cfg,
@@ -501,9 +479,9 @@ static void range_text(const struct cfg_key *k, char *buf, size_t len)
 	char lo[32], hi[32];
 
 	buf[0] = '\0';
-	if (k->type == CFG_DURATION || k->type == CFG_SIZE || k->type == CFG_UINT) {
-		format_limit(k, k->min, lo, sizeof(lo));
-		format_limit(k, k->max, hi, sizeof(hi));
+	if (is_value(k->type) && k->type != CFG_BOOL) {
+		value_format((enum value_type)k->type, k->min, lo, sizeof(lo));
+		value_format((enum value_type)k->type, k->max, hi, sizeof(hi));
 		snprintf(buf, len, "%s..%s", lo, hi);
 	} else if (k->type == CFG_STRLIST) {
 		snprintf(buf, len, "%llu..%llu entries", (unsigned long long)k->min,

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/value.h"
+
 struct agent_config;
 struct symbolizer;
 struct cgroups;
@@ -22,9 +24,15 @@ struct capture_target {
 	char cgroup[512];   /* its path, for the incident */
 };
 
-/* CPARAM_STRINGS: a list of text entries (a YAML sequence in rules); at most one
- * such parameter per kind, its entries kept in capture_params.text. */
-enum cparam_type { CPARAM_UINT, CPARAM_DURATION, CPARAM_BOOL, CPARAM_STRINGS };
+/* The scalar types are base/value's, parsed and range-checked there. CPARAM_STRINGS: a
+ * list of text entries (a YAML sequence in rules); at most one such parameter per kind,
+ * its entries kept in capture_params.text. */
+enum cparam_type {
+	CPARAM_UINT = VALUE_UINT,
+	CPARAM_DURATION = VALUE_DURATION,
+	CPARAM_BOOL = VALUE_BOOL,
+	CPARAM_STRINGS = VALUE_BOOL + 1,
+};
 
 struct capture_param_desc {
 	const char *name;

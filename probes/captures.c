@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "base/value.h"
 
 extern const struct capture_ops profile_capture;
 extern const struct capture_ops iotrace_capture;
@@ -41,48 +42,13 @@ int capture_param_index(const struct capture_ops *ops, const char *name)
 int capture_param_parse(const struct capture_param_desc *d, const char *s, uint64_t *out, char *why,
 			size_t whylen)
 {
-	uint64_t v = 0;
-	bool b;
+	struct value_spec spec = {(enum value_type)d->type, d->min, d->max};
 
-	switch (d->type) {
-	case CPARAM_UINT:
-		if (parse_u64(s, &v)) {
-			snprintf(why, whylen, "'%s' is not a non-negative integer", s);
-			return -EINVAL;
-		}
-		break;
-	case CPARAM_DURATION:
-		if (parse_duration_ms(s, &v)) {
-			snprintf(why, whylen, "'%s' is not a duration (e.g. 500ms, 10s)", s);
-			return -EINVAL;
-		}
-		break;
-	case CPARAM_BOOL:
-		if (parse_bool(s, &b)) {
-			snprintf(why, whylen, "'%s' is not a boolean", s);
-			return -EINVAL;
-		}
-		*out = b;
-		return 0;
-	case CPARAM_STRINGS:
+	if (d->type == CPARAM_STRINGS) {
 		snprintf(why, whylen, "expects a list of strings");
 		return -EINVAL;
 	}
-	if (v < d->min || v > d->max) {
-		if (d->type == CPARAM_DURATION) {
-			char lo[32], hi[32];
-
-			format_duration(d->min, lo, sizeof(lo));
-			format_duration(d->max, hi, sizeof(hi));
-			snprintf(why, whylen, "'%s' is out of range [%s, %s]", s, lo, hi);
-		} else {
-			snprintf(why, whylen, "'%s' is out of range [%llu, %llu]", s,
-				 (unsigned long long)d->min, (unsigned long long)d->max);
-		}
-		return -ERANGE;
-	}
-	*out = v;
-	return 0;
+	return value_parse(&spec, s, out, why, whylen);
 }
 
 void capture_params_defaults(const struct capture_ops *ops, struct capture_params *p)

@@ -10,6 +10,7 @@
 
 #include "base/config.h"
 #include "base/util.h"
+#include "base/value.h"
 #include "probes/catalogue.h"
 
 #define RULES_MAX_FILES 128
@@ -93,53 +94,42 @@ static int get_number(struct parse_ctx *c, const struct ynode *n, const char *wh
 	return 0;
 }
 
-static int get_uint(struct parse_ctx *c, const struct ynode *n, const char *what, uint64_t max,
-		    uint64_t *out)
+/* A typed scalar, through the parser config and capture parameters use. */
+static int get_value(struct parse_ctx *c, const struct ynode *n, const char *what,
+		     const struct value_spec *spec, uint64_t *out)
 {
 	const char *s = scalar(c, n, what);
+	char why[256];
+	int err;
 
 	if (!s)
 		return -EINVAL;
-	if (parse_u64(s, out) || *out > max) {
-		diag_at(c->diag, c->file, n, "%s: '%s' is not an integer in [0, %llu]", what, s,
-			(unsigned long long)max);
-		return -EINVAL;
-	}
-	return 0;
+	err = value_parse(spec, s, out, why, sizeof(why));
+	if (err)
+		diag_at(c->diag, c->file, n, "%s: %s", what, why);
+	return err;
+}
+
+static int get_uint(struct parse_ctx *c, const struct ynode *n, const char *what, uint64_t max,
+		    uint64_t *out)
+{
+	return get_value(c, n, what, &(struct value_spec){VALUE_UINT, 0, max}, out);
 }
 
 static int get_duration(struct parse_ctx *c, const struct ynode *n, const char *what,
 			uint64_t max_ms, uint64_t *out)
 {
-	const char *s = scalar(c, n, what);
-	char hi[32];
-
-	if (!s)
-		return -EINVAL;
-	if (parse_duration_ms(s, out)) {
-		diag_at(c->diag, c->file, n, "%s: '%s' is not a duration (e.g. 500ms, 3s, 10m)",
-			what, s);
-		return -EINVAL;
-	}
-	if (*out > max_ms) {
-		format_duration(max_ms, hi, sizeof(hi));
-		diag_at(c->diag, c->file, n, "%s: '%s' is longer than %s", what, s, hi);
-		return -ERANGE;
-	}
-	return 0;
+	return get_value(c, n, what, &(struct value_spec){VALUE_DURATION, 0, max_ms}, out);
 }
 
 static int get_bool(struct parse_ctx *c, const struct ynode *n, const char *what, bool *out)
 {
-	const char *s = scalar(c, n, what);
+	uint64_t v;
+	int err = get_value(c, n, what, &(struct value_spec){VALUE_BOOL}, &v);
 
-	if (!s)
-		return -EINVAL;
-	if (parse_bool(s, out)) {
-		diag_at(c->diag, c->file, n, "%s: '%s' is not a boolean (true or false)", what, s);
-		return -EINVAL;
-	}
-	return 0;
+	if (!err)
+		*out = v;
+	return err;
 }
 
 static const char *cmp_name(enum rule_cmp cmp)
@@ -370,26 +360,24 @@ static int parse_capture(struct parse_ctx *c, const struct ynode *n, struct rule
 	for (size_t i = 0; i < n->n; i++) {
 		const struct ynode *k = n->keys[i], *v = n->items[i];
 		char why[256];
-		int idx;
+		int idx, err2;
 
 		if (strcmp(k->scalar, "kind") == 0)
 			continue;
 		if (strcmp(k->scalar, "duration") == 0) {
+			struct value_spec spec = {VALUE_DURATION, 100, c->lim->max_capture_ms};
 			uint64_t ms;
 
-			if (get_duration(c, v, "capture.duration", UINT64_MAX, &ms)) {
+			if (!scalar(c, v, "capture.duration")) {
 				err = -EINVAL;
 				continue;
 			}
-			if (ms < 100 || ms > c->lim->max_capture_ms) {
-				char hi[32];
-
-				format_duration(c->lim->max_capture_ms, hi, sizeof(hi));
-				diag_at(c->diag, c->file, v,
-					"capture.duration: '%s' is out of range [100ms, %s] "
-					"(capture.max_duration)",
-					v->scalar, hi);
-				err = -ERANGE;
+			err2 = value_parse(&spec, v->scalar, &ms, why, sizeof(why));
+			if (err2) {
+				/* the upper bound is the agent's, not the rule's: say which key */
+				diag_at(c->diag, c->file, v, "capture.duration: %s%s", why,
+					err2 == -ERANGE ? " (capture.max_duration)" : "");
+				err = err2;
 				continue;
 			}
 			rc->params.duration_ms = ms;
