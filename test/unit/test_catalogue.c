@@ -52,9 +52,9 @@ static void test_first_names_stable(void **s)
 	assert_int_equal(metric_index("cpu.sys_pct"), M_CPU_SYS);
 }
 
-static void test_design_names_present(void **s)
+static void test_contract_names_present(void **s)
 {
-	/* the names DESIGN.md and the issue promise */
+	/* the names docs/metrics.md promises: stable, none renamed without a migration note */
 	static const char *const names[] = {
 		"sched.dstate_tasks",
 		"sched.dstate_max_ms",
@@ -317,7 +317,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_entries_complete_and_unique),
 		cmocka_unit_test(test_first_names_stable),
-		cmocka_unit_test(test_design_names_present),
+		cmocka_unit_test(test_contract_names_present),
 		cmocka_unit_test(test_every_metric_documented),
 		cmocka_unit_test(test_scope_text),
 		cmocka_unit_test(test_prometheus_names),
