@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* The dstate capture on the real kernel: a thread of this test vforks a child
- * that sleeps, so the thread sits in D state in the kernel's vfork wait; the
+ * that sleeps, so the thread sits in D fx.state in the kernel's vfork wait; the
  * capture must find it with that stack, for how long, in its start and end
  * snapshots, and label it. */
+#include "bpftest.h"
 #include "testutil.h"
 
 #include <errno.h>
@@ -22,11 +23,7 @@
 #include "base/util.h"
 #include "probes/capture.h"
 
-static struct agent_config cfg;
-static struct symbolizer *sym;
-static struct cgroups *cgroups;
-static const struct capture_ops *ops;
-static void *state;
+static struct capture_fixture fx;
 
 static atomic_int vfork_tid;
 static atomic_uint_least64_t vfork_at_ns;
@@ -53,27 +50,14 @@ static void *vforker(void *arg)
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
-	struct capture_env env;
-
-	require_root_or_exit("bpf/dstate");
-	log_route_libbpf();
-	config_defaults(&cfg);
-	assert_int_equal(symbolizer_new(&sym, &so), 0);
-	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
-	env = (struct capture_env){.cfg = &cfg, .sym = sym, .cgroups = cgroups};
-	ops = capture_kind_lookup("dstate");
-	assert_non_null(ops);
-	assert_int_equal(ops->prepare(&state, &env), 0);
+	capture_fixture_init(&fx, "bpf/dstate", "dstate");
+	capture_fixture_prepare(&fx);
 	return 0;
 }
 
 static int teardown(void **s)
 {
-	if (ops && state)
-		ops->release(state);
-	symbolizer_free(&sym);
-	cgroups_free(&cgroups);
+	capture_fixture_fini(&fx);
 	return 0;
 }
 
@@ -99,17 +83,17 @@ static void run_target(const struct capture_target *target, const struct capture
 	child_sleep_ms = child_ms;
 	assert_int_equal(pthread_create(&th, NULL, vforker, NULL), 0);
 	usleep(300 * 1000);
-	assert_int_equal(ops->start(state, &t, p), 0);
+	assert_int_equal(fx.ops->start(fx.state, &t, p), 0);
 	/* what the agent's event loop does with the snapshot timer */
 	while (waited < window_ms) {
 		usleep(50 * 1000);
 		waited += 50;
-		ops->ring_ready(state);
+		fx.ops->ring_ready(fx.state);
 	}
-	ops->stop(state);
+	fx.ops->stop(fx.state);
 	stopped_at_ns = now_mono_ns();
 	memset(res, 0, sizeof(*res));
-	assert_int_equal(ops->collect(state, res), 0);
+	assert_int_equal(fx.ops->collect(fx.state, res), 0);
 	pthread_join(th, NULL);
 }
 
@@ -154,9 +138,9 @@ static void test_vfork_parent_stuck(void **s)
 	uint64_t end_ns, expect_ms;
 	json_int_t blocked;
 
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "threshold")] = 100;
-	p.v[capture_param_index(ops, "interval")] = 200;
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "threshold")] = 100;
+	p.v[capture_param_index(fx.ops, "interval")] = 200;
 	run(getpid(), &p, 2000, 1000, &res);
 	end_ns = stopped_at_ns;
 	t = task_of(res.data, vfork_tid);
@@ -204,9 +188,9 @@ static void test_unstuck_before_end(void **s)
 	json_t *t;
 
 	/* the child exits mid-window: seen at the start, gone at the end */
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "threshold")] = 100;
-	p.v[capture_param_index(ops, "interval")] = 0;
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "threshold")] = 100;
+	p.v[capture_param_index(fx.ops, "interval")] = 0;
 	run(getpid(), &p, 700, 1000, &res);
 	t = task_of(res.data, vfork_tid);
 	assert_non_null(t);
@@ -225,12 +209,12 @@ static void test_rule_patterns_first(void **s)
 	char why[256];
 	json_t *t;
 
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "threshold")] = 100;
-	assert_int_equal(capture_param_set_strings(ops,
-						   (unsigned)capture_param_index(ops, "patterns"),
-						   &p, pats, 2, why, sizeof(why)),
-			 0);
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "threshold")] = 100;
+	assert_int_equal(
+		capture_param_set_strings(fx.ops, (unsigned)capture_param_index(fx.ops, "patterns"),
+					  &p, pats, 2, why, sizeof(why)),
+		0);
 	run(getpid(), &p, 800, 400, &res);
 	t = task_of(res.data, vfork_tid);
 	assert_non_null(t);
@@ -248,31 +232,19 @@ static void test_threshold_and_filter(void **s)
 	struct capture_result res;
 
 	/* 10 s threshold: seen, too short, not reported */
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "threshold")] = 10000;
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "threshold")] = 10000;
 	run(getpid(), &p, 800, 300, &res);
 	assert_null(task_of(res.data, vfork_tid));
 	assert_true(json_integer_value(json_object_get(res.data, "short_sightings")) >= 2);
 	capture_result_clear(&res);
 
 	/* another process as the target: our thread is filtered out in the kernel */
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "threshold")] = 0;
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "threshold")] = 0;
 	run(1, &p, 800, 300, &res);
 	assert_null(task_of(res.data, vfork_tid));
 	capture_result_clear(&res);
-}
-
-static void move_to(const char *cgroup_dir, int pid)
-{
-	char path[600];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup_dir);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fprintf(f, "%d\n", pid);
-	assert_int_equal(fclose(f), 0);
 }
 
 static void test_cgroup_target(void **s)
@@ -280,7 +252,7 @@ static void test_cgroup_target(void **s)
 	struct capture_target t = {.kind = TARGET_CGROUP};
 	struct capture_params p;
 	struct capture_result res;
-	char dir[512];
+	struct test_cgroup c;
 	json_t *task;
 	pid_t child;
 	int waited = 0;
@@ -288,11 +260,10 @@ static void test_cgroup_target(void **s)
 	/* this process in a fresh cgroup of the hierarchy the BPF side reports;
 	 * the D task is a child (the agent's own process is never reported for
 	 * a cgroup target, and this test plays the agent) */
-	snprintf(dir, sizeof(dir), "%s/autotrace-dstate-%d", cgroups_id_root(cgroups), getpid());
-	assert_int_equal(mkdir_p(dir, 0755), 0);
-	move_to(dir, getpid());
-	snprintf(t.cgroup, sizeof(t.cgroup), "/autotrace-dstate-%d", getpid());
-	assert_int_equal(cgroups_id_of(cgroups, t.cgroup, &t.cgroup_id), 0);
+	test_cgroup_make(&c, fx.cgroups, "autotrace-dstate");
+	test_cgroup_enter(c.dir, getpid());
+	snprintf(t.cgroup, sizeof(t.cgroup), "%s", c.rel);
+	t.cgroup_id = c.id;
 	child = fork();
 	assert_true(child >= 0);
 	if (child == 0) {
@@ -303,19 +274,19 @@ static void test_cgroup_target(void **s)
 		_exit(0);
 	}
 	usleep(300 * 1000);
-	move_to(cgroups_id_root(cgroups), getpid()); /* the child stays */
+	test_cgroup_enter(cgroups_id_root(fx.cgroups), getpid()); /* the child stays */
 
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "threshold")] = 100;
-	assert_int_equal(ops->start(state, &t, &p), 0);
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "threshold")] = 100;
+	assert_int_equal(fx.ops->start(fx.state, &t, &p), 0);
 	while (waited < 300) {
 		usleep(50 * 1000);
 		waited += 50;
-		ops->ring_ready(state);
+		fx.ops->ring_ready(fx.state);
 	}
-	ops->stop(state);
+	fx.ops->stop(fx.state);
 	memset(&res, 0, sizeof(res));
-	assert_int_equal(ops->collect(state, &res), 0);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	waitpid(child, NULL, 0);
 
 	task = task_of(res.data, child);
@@ -326,23 +297,22 @@ static void test_cgroup_target(void **s)
 	/* only the cgroup's tasks */
 	assert_int_equal(json_array_size(json_object_get(res.data, "tasks")), 1);
 	capture_result_clear(&res);
-	for (int i = 0; i < 50 && rmdir(dir) && errno == EBUSY; i++)
-		usleep(100 * 1000);
-	assert_int_equal(access(dir, F_OK), -1);
+	test_cgroup_remove(&c, fx.cgroups);
 }
 
 static void test_pattern_syntax(void **s)
 {
 	static const char *const bad[] = {"=glob", "label=", "a=b||c", "a=b|"};
 	struct capture_params p;
-	unsigned idx = (unsigned)capture_param_index(ops, "patterns");
+	unsigned idx = (unsigned)capture_param_index(fx.ops, "patterns");
 	char why[256];
 
-	capture_params_defaults(ops, &p);
+	capture_params_defaults(fx.ops, &p);
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		why[0] = '\0';
 		assert_int_not_equal(
-			capture_param_set_strings(ops, idx, &p, &bad[i], 1, why, sizeof(why)), 0);
+			capture_param_set_strings(fx.ops, idx, &p, &bad[i], 1, why, sizeof(why)),
+			0);
 		assert_non_null(strstr(why, bad[i]));
 	}
 }

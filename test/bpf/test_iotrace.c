@@ -3,6 +3,7 @@
  * block device: O_DIRECT writes, page-cache misses, fsync, flusher writeback of
  * pages this process dirtied, a child in a cgroup; filters, paths, latency,
  * blocked stacks, and nothing recorded outside the window. */
+#include "bpftest.h"
 #include "testutil.h"
 
 #include <fcntl.h>
@@ -30,11 +31,7 @@
 
 #define MiB (1024 * 1024)
 
-static struct agent_config cfg;
-static struct symbolizer *sym;
-static struct cgroups *cgroups;
-static const struct capture_ops *ops;
-static void *state;
+static struct capture_fixture fx;
 static char dir[256];
 
 /* A directory on a block device: tmpfs has no block layer. */
@@ -55,30 +52,17 @@ static void make_dir_on_disk(void)
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
-	struct capture_env env;
-
-	require_root_or_exit("bpf/iotrace");
-	log_route_libbpf();
-	config_defaults(&cfg);
-	cfg.capture.max_stacks = 2048;
-	cfg.capture.max_files = 1024;
-	assert_int_equal(symbolizer_new(&sym, &so), 0);
-	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
-	env = (struct capture_env){.cfg = &cfg, .sym = sym, .cgroups = cgroups};
-	ops = capture_kind_lookup("iotrace");
-	assert_non_null(ops);
-	assert_int_equal(ops->prepare(&state, &env), 0);
+	capture_fixture_init(&fx, "bpf/iotrace", "iotrace");
+	fx.cfg.capture.max_stacks = 2048;
+	fx.cfg.capture.max_files = 1024;
+	capture_fixture_prepare(&fx);
 	make_dir_on_disk();
 	return 0;
 }
 
 static int teardown(void **s)
 {
-	if (ops && state)
-		ops->release(state);
-	symbolizer_free(&sym);
-	cgroups_free(&cgroups);
+	capture_fixture_fini(&fx);
 	if (dir[0])
 		test_rmtree(dir);
 	return 0;
@@ -197,11 +181,11 @@ static void start_pid(int pid, bool blocked)
 	struct capture_target t = {.kind = TARGET_PID, .pid = pid};
 	struct capture_params p;
 
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "blocked_threshold")] = 0;
-	p.v[capture_param_index(ops, "blocked_stacks")] = blocked;
-	p.v[capture_param_index(ops, "top_files")] = 20;
-	assert_int_equal(ops->start(state, &t, &p), 0);
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "blocked_threshold")] = 0;
+	p.v[capture_param_index(fx.ops, "blocked_stacks")] = blocked;
+	p.v[capture_param_index(fx.ops, "top_files")] = 20;
+	assert_int_equal(fx.ops->start(fx.state, &t, &p), 0);
 }
 
 static void test_own_io_by_file(void **s)
@@ -227,8 +211,8 @@ static void test_own_io_by_file(void **s)
 	assert_true(dfd >= 0);
 	assert_int_equal(syncfs(dfd), 0);
 	close(dfd);
-	ops->stop(state);
-	assert_int_equal(ops->collect(state, &res), 0);
+	fx.ops->stop(fx.state);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	if (getenv("IOTRACE_DUMP"))
 		dump(res.data);
 
@@ -328,8 +312,8 @@ static void test_other_process_filtered_out(void **s)
 	start_pid(getpid(), false);
 	child_io(theirs);
 	write_direct(mine, 1 * MiB);
-	ops->stop(state);
-	assert_int_equal(ops->collect(state, &res), 0);
+	fx.ops->stop(fx.state);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	assert_int_equal(json_array_size(json_object_get(res.data, "processes")), 1);
 	me = find_process(res.data, getpid());
 	assert_non_null(me);
@@ -339,42 +323,28 @@ static void test_other_process_filtered_out(void **s)
 	capture_result_clear(&res);
 }
 
-static void move_self(const char *cgroup_dir)
-{
-	char path[600];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup_dir);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fprintf(f, "%d\n", getpid());
-	assert_int_equal(fclose(f), 0);
-}
-
 static void test_cgroup_target_includes_children(void **s)
 {
 	struct capture_target t = {.kind = TARGET_CGROUP};
 	struct capture_result res = {0};
 	const char *theirs = path_of("child-in-cgroup.dat");
 	struct capture_params p;
-	char cgdir[512];
+	struct test_cgroup c;
 	json_t *proc, *f;
 	size_t i;
 	bool found = false;
 
-	snprintf(cgdir, sizeof(cgdir), "%s/autotrace-iotest-%d", cgroups_id_root(cgroups),
-		 getpid());
-	assert_int_equal(mkdir_p(cgdir, 0755), 0);
-	move_self(cgdir);
-	snprintf(t.cgroup, sizeof(t.cgroup), "/autotrace-iotest-%d", getpid());
-	assert_int_equal(cgroups_id_of(cgroups, t.cgroup, &t.cgroup_id), 0);
+	test_cgroup_make(&c, fx.cgroups, "autotrace-iotest");
+	test_cgroup_enter(c.dir, getpid());
+	snprintf(t.cgroup, sizeof(t.cgroup), "%s", c.rel);
+	t.cgroup_id = c.id;
 	/* id -> path lookups rescan the hierarchy at most once a second */
 	usleep(1100 * 1000);
-	capture_params_defaults(ops, &p);
-	assert_int_equal(ops->start(state, &t, &p), 0);
+	capture_params_defaults(fx.ops, &p);
+	assert_int_equal(fx.ops->start(fx.state, &t, &p), 0);
 	child_io(theirs);
-	ops->stop(state);
-	assert_int_equal(ops->collect(state, &res), 0);
+	fx.ops->stop(fx.state);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	json_array_foreach(json_object_get(res.data, "processes"), i, proc)
 	{
 		/* a forked child is another process of the same cgroup */
@@ -389,8 +359,7 @@ static void test_cgroup_target_includes_children(void **s)
 		dump(res.data);
 	assert_true(found);
 	capture_result_clear(&res);
-	move_self(cgroups_id_root(cgroups));
-	assert_int_equal(rmdir(cgdir), 0);
+	test_cgroup_remove(&c, fx.cgroups);
 }
 
 static void test_nothing_recorded_outside_window(void **s)
@@ -398,9 +367,9 @@ static void test_nothing_recorded_outside_window(void **s)
 	struct capture_result res = {0};
 
 	start_pid(getpid(), true);
-	ops->stop(state);
+	fx.ops->stop(fx.state);
 	write_direct(path_of("after.dat"), 1 * MiB);
-	assert_int_equal(ops->collect(state, &res), 0);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	if (json_array_size(json_object_get(res.data, "processes")))
 		dump(res.data);
 	assert_int_equal(json_array_size(json_object_get(res.data, "processes")), 0);

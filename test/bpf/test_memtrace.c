@@ -3,6 +3,7 @@
  * its RSS growth and page faults, a child hog ranked first host-wide, memory
  * cgroup reclaim stalls (with stacks and the cgroup's events) in a child held
  * to a small limit, and nothing recorded outside the window. */
+#include "bpftest.h"
 #include "testutil.h"
 
 #include <errno.h>
@@ -27,36 +28,19 @@
 
 #define MiB (1024ull * 1024)
 
-static struct agent_config cfg;
-static struct symbolizer *sym;
-static struct cgroups *cgroups;
-static const struct capture_ops *ops;
-static void *state;
+static struct capture_fixture fx;
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
-	struct capture_env env;
-
-	require_root_or_exit("bpf/memtrace");
-	log_route_libbpf();
-	config_defaults(&cfg);
-	cfg.capture.max_stacks = 2048;
-	assert_int_equal(symbolizer_new(&sym, &so), 0);
-	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
-	env = (struct capture_env){.cfg = &cfg, .sym = sym, .cgroups = cgroups};
-	ops = capture_kind_lookup("memtrace");
-	assert_non_null(ops);
-	assert_int_equal(ops->prepare(&state, &env), 0);
+	capture_fixture_init(&fx, "bpf/memtrace", "memtrace");
+	fx.cfg.capture.max_stacks = 2048;
+	capture_fixture_prepare(&fx);
 	return 0;
 }
 
 static int teardown(void **s)
 {
-	if (ops && state)
-		ops->release(state);
-	symbolizer_free(&sym);
-	cgroups_free(&cgroups);
+	capture_fixture_fini(&fx);
 	return 0;
 }
 
@@ -93,8 +77,8 @@ static void start(const struct capture_target *t)
 {
 	struct capture_params p;
 
-	capture_params_defaults(ops, &p);
-	assert_int_equal(ops->start(state, t, &p), 0);
+	capture_params_defaults(fx.ops, &p);
+	assert_int_equal(fx.ops->start(fx.state, t, &p), 0);
 }
 
 static void test_own_growth_and_faults(void **s)
@@ -107,8 +91,8 @@ static void test_own_growth_and_faults(void **s)
 
 	start(&t);
 	mem = grow(bytes);
-	ops->stop(state);
-	assert_int_equal(ops->collect(state, &res), 0);
+	fx.ops->stop(fx.state);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	procs = json_object_get(res.data, "processes");
 	if (json_array_size(procs) != 1)
 		dump(res.data);
@@ -177,8 +161,8 @@ static void test_host_hog_ranked_first(void **s)
 	start(&t);
 	assert_int_equal(write(fds[0], "g", 1), 1);
 	assert_int_equal(read(fds[1], &c, 1), 1);
-	ops->stop(state);
-	assert_int_equal(ops->collect(state, &res), 0);
+	fx.ops->stop(fx.state);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	kill(hog, SIGKILL);
 	waitpid(hog, NULL, 0);
 	close(fds[0]);
@@ -243,9 +227,10 @@ static void write_text(const char *dir, const char *file, const char *text)
 /* A memory cgroup limited to 16 MiB (v1 controller or v2), made for this test. */
 static void make_memcg(char *dir, size_t len, bool *v2)
 {
-	*v2 = cgroups_layout(cgroups) == CGROUP_V2;
+	*v2 = cgroups_layout(fx.cgroups) == CGROUP_V2;
 	if (*v2)
-		snprintf(dir, len, "%s/autotrace-memtest-%d", cgroups_id_root(cgroups), getpid());
+		snprintf(dir, len, "%s/autotrace-memtest-%d", cgroups_id_root(fx.cgroups),
+			 getpid());
 	else
 		snprintf(dir, len, "/sys/fs/cgroup/memory/autotrace-memtest-%d", getpid());
 	assert_int_equal(mkdir_p(dir, 0755), 0);
@@ -300,8 +285,8 @@ static void test_memcg_reclaim_stalls(void **s)
 	close(go[1]);
 	assert_int_equal(read(done[0], buf, 1), 1);
 	close(done[0]);
-	ops->stop(state);
-	assert_int_equal(ops->collect(state, &res), 0);
+	fx.ops->stop(fx.state);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	kill(child, SIGKILL);
 	assert_int_equal(waitpid(child, &status, 0), child);
 	assert_true(WIFSIGNALED(status));
@@ -358,9 +343,9 @@ static void test_nothing_recorded_outside_window(void **s)
 	char *mem;
 
 	start(&t);
-	ops->stop(state);
+	fx.ops->stop(fx.state);
 	mem = grow(64 * MiB);
-	assert_int_equal(ops->collect(state, &res), 0);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	me = json_array_get(json_object_get(res.data, "processes"), 0);
 	assert_non_null(me);
 	/* the 16384 faults of the growth came after stop; what is left is the

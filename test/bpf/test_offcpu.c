@@ -3,6 +3,7 @@
  * nanosleep (S), in a futex woken by the main thread (S, with a waker), and
  * in vfork (D); the capture must name each path, filtered to this process,
  * with tp_btf and with the raw_tp fallback. */
+#include "bpftest.h"
 #include "testutil.h"
 
 #include <linux/futex.h>
@@ -21,13 +22,8 @@
 #include "base/log.h"
 #include "base/symbolize.h"
 #include "probes/capture.h"
-#include "probes/bpfutil.h"
 
-static struct agent_config cfg;
-static struct symbolizer *sym;
-static struct cgroups *cgroups;
-static const struct capture_ops *ops;
-static void *state;
+static struct capture_fixture fx;
 
 static atomic_int futex_word, park_word;
 static atomic_int sleeper_tid, futex_tid, vfork_tid, park_tid;
@@ -89,38 +85,15 @@ __attribute__((noinline)) static void *offcpu_test_vforker(void *arg)
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
-
-	require_root_or_exit("bpf/offcpu");
-	log_route_libbpf();
-	config_defaults(&cfg);
-	cfg.capture.max_stacks = 4096;
-	cfg.capture.top_stacks = 50;
-	assert_int_equal(symbolizer_new(&sym, &so), 0);
-	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
-	ops = capture_kind_lookup("offcpu");
-	assert_non_null(ops);
+	capture_fixture_init(&fx, "bpf/offcpu", "offcpu");
+	fx.cfg.capture.max_stacks = 4096;
+	fx.cfg.capture.top_stacks = 50;
 	return 0;
-}
-
-static void prepare(bool raw_tp)
-{
-	struct capture_env env = {.cfg = &cfg, .sym = sym, .cgroups = cgroups};
-
-	if (state)
-		ops->release(state);
-	state = NULL;
-	bpf_force_raw_tp = raw_tp;
-	assert_int_equal(ops->prepare(&state, &env), 0);
-	bpf_force_raw_tp = false;
 }
 
 static int teardown(void **s)
 {
-	if (ops && state)
-		ops->release(state);
-	symbolizer_free(&sym);
-	cgroups_free(&cgroups);
+	capture_fixture_fini(&fx);
 	return 0;
 }
 
@@ -132,7 +105,7 @@ static void run_capture(struct capture_params *p, struct capture_result *res)
 
 	futex_word = 0;
 	park_word = 0;
-	assert_int_equal(ops->start(state, &t, p), 0);
+	assert_int_equal(fx.ops->start(fx.state, &t, p), 0);
 	assert_int_equal(pthread_create(&parked, NULL, offcpu_test_parked, NULL), 0);
 	assert_int_equal(pthread_create(&th[0], NULL, offcpu_test_sleeper, NULL), 0);
 	assert_int_equal(pthread_create(&th[1], NULL, offcpu_test_futex_waiter, NULL), 0);
@@ -144,9 +117,9 @@ static void run_capture(struct capture_params *p, struct capture_result *res)
 	}
 	for (int i = 0; i < 3; i++)
 		pthread_join(th[i], NULL);
-	ops->stop(state);
+	fx.ops->stop(fx.state);
 	memset(res, 0, sizeof(*res));
-	assert_int_equal(ops->collect(state, res), 0);
+	assert_int_equal(fx.ops->collect(fx.state, res), 0);
 	park_word = 1;
 	syscall(SYS_futex, &park_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	pthread_join(parked, NULL);
@@ -294,8 +267,8 @@ static void test_blocking_paths(void **s)
 	struct capture_params p;
 	struct capture_result res;
 
-	prepare(false);
-	capture_params_defaults(ops, &p);
+	capture_fixture_prepare_tp(&fx, false);
+	capture_params_defaults(fx.ops, &p);
 	run_capture(&p, &res);
 	assert_string_equal(json_string_value(json_object_get(res.data, "tracepoints")), "tp_btf");
 	check_blockers_seen(res.data, &res);
@@ -307,13 +280,13 @@ static void test_raw_tp_fallback(void **s)
 	struct capture_params p;
 	struct capture_result res;
 
-	prepare(true);
-	capture_params_defaults(ops, &p);
+	capture_fixture_prepare_tp(&fx, true);
+	capture_params_defaults(fx.ops, &p);
 	run_capture(&p, &res);
 	assert_string_equal(json_string_value(json_object_get(res.data, "tracepoints")), "raw_tp");
 	check_blockers_seen(res.data, &res);
 	capture_result_clear(&res);
-	prepare(false);
+	capture_fixture_prepare_tp(&fx, false);
 }
 
 static void test_min_block(void **s)
@@ -321,9 +294,9 @@ static void test_min_block(void **s)
 	struct capture_params p;
 	struct capture_result res;
 
-	prepare(false);
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "min_block_us")] = 10 * 1000 * 1000;
+	capture_fixture_prepare_tp(&fx, false);
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "min_block_us")] = 10 * 1000 * 1000;
 	run_capture(&p, &res);
 	/* every block was shorter than 10 s: counted, none kept by stack */
 	assert_int_equal(json_integer_value(json_object_get(res.data, "blocks")), 0);
@@ -357,9 +330,9 @@ static void test_walk_budget_under_a_storm(void **s)
 	static const char *const vfork_wait[] = {"kernel_clone", "__do_sys_vfork",
 						 "wait_for_vfork_done", NULL};
 
-	prepare(false);
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "max_walks_per_s")] = 100;
+	capture_fixture_prepare_tp(&fx, false);
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "max_walks_per_s")] = 100;
 	assert_int_equal(pipe(ab), 0);
 	assert_int_equal(pipe(ba), 0);
 	a_end[0] = ba[0];
@@ -404,12 +377,12 @@ static void test_nothing_outside_window(void **s)
 	json_t *th_json;
 	size_t i;
 
-	capture_params_defaults(ops, &p);
-	assert_int_equal(ops->start(state, &t, &p), 0);
-	ops->stop(state);
+	capture_params_defaults(fx.ops, &p);
+	assert_int_equal(fx.ops->start(fx.state, &t, &p), 0);
+	fx.ops->stop(fx.state);
 	assert_int_equal(pthread_create(&th, NULL, offcpu_test_sleeper, NULL), 0);
 	pthread_join(th, NULL);
-	assert_int_equal(ops->collect(state, &res), 0);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	/* the instant between start and stop may have seen a block of ours; the
 	 * sleeper, created after the stop, must not be seen at all */
 	assert_true(json_integer_value(json_object_get(res.data, "blocks")) <= 3);
@@ -428,12 +401,12 @@ static void test_host_target_leaves_the_agent_out(void **s)
 	size_t i;
 
 	/* this test plays the agent: a host-wide capture must not list it */
-	capture_params_defaults(ops, &p);
-	assert_int_equal(ops->start(state, &t, &p), 0);
+	capture_params_defaults(fx.ops, &p);
+	assert_int_equal(fx.ops->start(fx.state, &t, &p), 0);
 	assert_int_equal(pthread_create(&th, NULL, offcpu_test_sleeper, NULL), 0);
 	pthread_join(th, NULL);
-	ops->stop(state);
-	assert_int_equal(ops->collect(state, &res), 0);
+	fx.ops->stop(fx.state);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	/* the rest of the host blocked too (kernel threads, daemons) */
 	assert_true(json_integer_value(json_object_get(res.data, "blocks")) > 0);
 	assert_true(json_array_size(json_object_get(res.data, "threads")) > 0);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* The profile capture on the real kernel: loads, samples this test's own busy
  * loop (pid and cgroup filters), symbolizes it, and detaches cleanly. */
+#include "bpftest.h"
 #include "testutil.h"
 
 #include <pthread.h>
@@ -20,11 +21,7 @@
 #include "profile.skel.h"
 #include <bpf/libbpf.h>
 
-static struct agent_config cfg;
-static struct symbolizer *sym;
-static struct cgroups *cgroups;
-static const struct capture_ops *ops;
-static void *state;
+static struct capture_fixture fx;
 
 static volatile int stop_spinning;
 
@@ -45,28 +42,15 @@ static void *spinner(void *arg)
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
-	struct capture_env env;
-
-	require_root_or_exit("bpf/profile");
-	log_route_libbpf();
-	config_defaults(&cfg);
-	cfg.capture.max_stacks = 1024;
-	assert_int_equal(symbolizer_new(&sym, &so), 0);
-	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
-	env = (struct capture_env){.cfg = &cfg, .sym = sym, .cgroups = cgroups};
-	ops = capture_kind_lookup("profile");
-	assert_non_null(ops);
-	assert_int_equal(ops->prepare(&state, &env), 0);
+	capture_fixture_init(&fx, "bpf/profile", "profile");
+	fx.cfg.capture.max_stacks = 1024;
+	capture_fixture_prepare(&fx);
 	return 0;
 }
 
 static int teardown(void **s)
 {
-	if (ops && state)
-		ops->release(state);
-	symbolizer_free(&sym);
-	cgroups_free(&cgroups);
+	capture_fixture_fini(&fx);
 	return 0;
 }
 
@@ -75,17 +59,17 @@ static json_t *run_capture(const struct capture_target *t, struct capture_result
 	struct capture_params p;
 	pthread_t th;
 
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "frequency")] = 499;
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "frequency")] = 499;
 	stop_spinning = 0;
-	assert_int_equal(ops->start(state, t, &p), 0);
+	assert_int_equal(fx.ops->start(fx.state, t, &p), 0);
 	assert_int_equal(pthread_create(&th, NULL, spinner, NULL), 0);
 	sleep(1);
 	stop_spinning = 1;
 	pthread_join(th, NULL);
-	ops->stop(state);
+	fx.ops->stop(fx.state);
 	memset(res, 0, sizeof(*res));
-	assert_int_equal(ops->collect(state, res), 0);
+	assert_int_equal(fx.ops->collect(fx.state, res), 0);
 	return res->data;
 }
 
@@ -126,39 +110,25 @@ static void test_pid_filter(void **s)
 static void test_cgroup_filter(void **s)
 {
 	struct capture_target t = {.kind = TARGET_CGROUP};
-	char path[512], line[1024], want[64];
 	struct capture_result res;
-	FILE *f;
+	struct test_cgroup c;
 	json_t *data;
 
 	/* move into a fresh cgroup of the hierarchy the BPF side reports */
-	snprintf(path, sizeof(path), "%s/autotrace-test-%d", cgroups_id_root(cgroups), getpid());
-	assert_int_equal(mkdir_p(path, 0755), 0);
-	snprintf(line, sizeof(line), "%s/cgroup.procs", path);
-	f = fopen(line, "w");
-	assert_non_null(f);
-	fprintf(f, "%d\n", getpid());
-	assert_int_equal(fclose(f), 0);
-	snprintf(t.cgroup, sizeof(t.cgroup), "/autotrace-test-%d", getpid());
-	assert_int_equal(cgroups_id_of(cgroups, t.cgroup, &t.cgroup_id), 0);
+	test_cgroup_make(&c, fx.cgroups, "autotrace-test");
+	test_cgroup_enter(c.dir, getpid());
+	snprintf(t.cgroup, sizeof(t.cgroup), "%s", c.rel);
+	t.cgroup_id = c.id;
 
 	data = run_capture(&t, &res);
 	check_only_us_and_spin_seen(data, &res);
 	/* stacks are attributed to the cgroup by path */
-	snprintf(want, sizeof(want), "/autotrace-test-%d", getpid());
 	assert_string_equal(
 		json_string_value(json_object_get(
 			json_array_get(json_object_get(data, "top_stacks"), 0), "cgroup")),
-		want);
+		c.rel);
 	capture_result_clear(&res);
-
-	/* back to the parent, then remove the test cgroup */
-	snprintf(line, sizeof(line), "%s/cgroup.procs", cgroups_id_root(cgroups));
-	f = fopen(line, "w");
-	assert_non_null(f);
-	fprintf(f, "%d\n", getpid());
-	fclose(f);
-	assert_int_equal(rmdir(path), 0);
+	test_cgroup_remove(&c, fx.cgroups);
 }
 
 /* 150 frames of recursion, spinning at the bottom */
@@ -189,16 +159,16 @@ static void test_deep_stacks_kept_to_the_limit(void **s)
 	pthread_t th;
 	size_t i;
 
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "frequency")] = 499;
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "frequency")] = 499;
 	stop_spinning = 0;
-	assert_int_equal(ops->start(state, &t, &p), 0);
+	assert_int_equal(fx.ops->start(fx.state, &t, &p), 0);
 	assert_int_equal(pthread_create(&th, NULL, deep_spinner, NULL), 0);
 	sleep(1);
 	stop_spinning = 1;
 	pthread_join(th, NULL);
-	ops->stop(state);
-	assert_int_equal(ops->collect(state, &res), 0);
+	fx.ops->stop(fx.state);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	assert_int_equal(json_integer_value(json_object_get(res.data, "max_stack_depth")), limit);
 	top = json_object_get(res.data, "top_stacks");
 	json_array_foreach(top, i, st)
@@ -269,15 +239,15 @@ static void test_nothing_sampled_outside_window(void **s)
 	pthread_t th;
 
 	/* attach + detach at once, then spin: nothing may be recorded */
-	capture_params_defaults(ops, &p);
-	assert_int_equal(ops->start(state, &t, &p), 0);
-	ops->stop(state);
+	capture_params_defaults(fx.ops, &p);
+	assert_int_equal(fx.ops->start(fx.state, &t, &p), 0);
+	fx.ops->stop(fx.state);
 	stop_spinning = 0;
 	assert_int_equal(pthread_create(&th, NULL, spinner, NULL), 0);
 	usleep(300000);
 	stop_spinning = 1;
 	pthread_join(th, NULL);
-	assert_int_equal(ops->collect(state, &res), 0);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	assert_true(json_integer_value(json_object_get(res.data, "samples")) < 5);
 	capture_result_clear(&res);
 }

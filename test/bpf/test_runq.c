@@ -3,6 +3,7 @@
  * a thread of this test, pinned there too, wakes every few milliseconds. Its
  * waits must be reported with the children as the culprits, filtered to this
  * process, and CPU 0's run queue must show the crowd. */
+#include "bpftest.h"
 #include "testutil.h"
 
 #include <pthread.h>
@@ -21,13 +22,8 @@
 #include "base/log.h"
 #include "base/symbolize.h"
 #include "probes/capture.h"
-#include "probes/bpfutil.h"
 
-static struct agent_config cfg;
-static struct symbolizer *sym;
-static struct cgroups *cgroups;
-static const struct capture_ops *ops;
-static void *state;
+static struct capture_fixture fx;
 
 static atomic_int victim_tid, stop_victim;
 static pid_t hogs[2];
@@ -83,36 +79,13 @@ static void stop_hogs(void)
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
-
-	require_root_or_exit("bpf/runq");
-	log_route_libbpf();
-	config_defaults(&cfg);
-	assert_int_equal(symbolizer_new(&sym, &so), 0);
-	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
-	ops = capture_kind_lookup("runq");
-	assert_non_null(ops);
+	capture_fixture_init(&fx, "bpf/runq", "runq");
 	return 0;
-}
-
-static void prepare(bool raw_tp)
-{
-	struct capture_env env = {.cfg = &cfg, .sym = sym, .cgroups = cgroups};
-
-	if (state)
-		ops->release(state);
-	state = NULL;
-	bpf_force_raw_tp = raw_tp;
-	assert_int_equal(ops->prepare(&state, &env), 0);
-	bpf_force_raw_tp = false;
 }
 
 static int teardown(void **s)
 {
-	if (ops && state)
-		ops->release(state);
-	symbolizer_free(&sym);
-	cgroups_free(&cgroups);
+	capture_fixture_fini(&fx);
 	return 0;
 }
 
@@ -122,24 +95,24 @@ static void run(struct capture_result *res)
 	struct capture_params p;
 	pthread_t th;
 
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "threshold_us")] = 1000;
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "threshold_us")] = 1000;
 	start_hogs();
 	stop_victim = 0;
-	assert_int_equal(ops->start(state, &t, &p), 0);
+	assert_int_equal(fx.ops->start(fx.state, &t, &p), 0);
 	assert_int_equal(pthread_create(&th, NULL, victim, NULL), 0);
 	/* what the agent's event loop does with the ring buffer */
 	for (int i = 0; i < 15; i++) {
 		usleep(100 * 1000);
-		ops->ring_ready(state);
+		fx.ops->ring_ready(fx.state);
 	}
 	stop_victim = 1;
 	pthread_join(th, NULL);
-	ops->stop(state);
-	ops->ring_ready(state);
+	fx.ops->stop(fx.state);
+	fx.ops->ring_ready(fx.state);
 	stop_hogs();
 	memset(res, 0, sizeof(*res));
-	assert_int_equal(ops->collect(state, res), 0);
+	assert_int_equal(fx.ops->collect(fx.state, res), 0);
 }
 
 static void dump(json_t *j)
@@ -207,7 +180,7 @@ static void test_waits_and_culprits(void **s)
 {
 	struct capture_result res;
 
-	prepare(false);
+	capture_fixture_prepare_tp(&fx, false);
 	run(&res);
 	assert_string_equal(json_string_value(json_object_get(res.data, "tracepoints")), "tp_btf");
 	check(res.data);
@@ -219,7 +192,7 @@ static void test_raw_tp_fallback(void **s)
 {
 	struct capture_result res;
 
-	prepare(true);
+	capture_fixture_prepare_tp(&fx, true);
 	run(&res);
 	assert_string_equal(json_string_value(json_object_get(res.data, "tracepoints")), "raw_tp");
 	check(res.data);
@@ -235,11 +208,11 @@ static void test_nothing_outside_window(void **s)
 	json_t *v;
 	size_t i;
 
-	prepare(false);
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "threshold_us")] = 1000;
-	assert_int_equal(ops->start(state, &t, &p), 0);
-	ops->stop(state);
+	capture_fixture_prepare_tp(&fx, false);
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "threshold_us")] = 1000;
+	assert_int_equal(fx.ops->start(fx.state, &t, &p), 0);
+	fx.ops->stop(fx.state);
 	start_hogs();
 	stop_victim = 0;
 	assert_int_equal(pthread_create(&th, NULL, victim, NULL), 0);
@@ -247,7 +220,7 @@ static void test_nothing_outside_window(void **s)
 	stop_victim = 1;
 	pthread_join(th, NULL);
 	stop_hogs();
-	assert_int_equal(ops->collect(state, &res), 0);
+	assert_int_equal(fx.ops->collect(fx.state, &res), 0);
 	/* the instant between start and stop may have seen a wait of ours; the
 	 * victim, created after the stop, must not be seen at all */
 	assert_true(json_integer_value(json_object_get(res.data, "waits")) <= 3);

@@ -3,6 +3,7 @@
  * naps in nanosleep, one waits on a futex for the whole window. Each must get
  * a lane covering the window with the right mix of states, the sleeper's off
  * intervals must carry the nanosleep stack, and timeline.svg must draw them. */
+#include "bpftest.h"
 #include "testutil.h"
 
 #include <linux/futex.h>
@@ -20,13 +21,8 @@
 #include "base/log.h"
 #include "base/symbolize.h"
 #include "probes/capture.h"
-#include "probes/bpfutil.h"
 
-static struct agent_config cfg;
-static struct symbolizer *sym;
-static struct cgroups *cgroups;
-static const struct capture_ops *ops;
-static void *state;
+static struct capture_fixture fx;
 
 static atomic_int spin_tid, nap_tid, park_tid, stop_all, park_word;
 
@@ -61,36 +57,13 @@ static void *parked(void *arg)
 
 static int setup(void **s)
 {
-	struct symbolizer_opts so = {.cache_bytes = 64 << 20};
-
-	require_root_or_exit("bpf/timeline");
-	log_route_libbpf();
-	config_defaults(&cfg);
-	assert_int_equal(symbolizer_new(&sym, &so), 0);
-	assert_int_equal(cgroups_new(&cgroups, "/sys/fs/cgroup"), 0);
-	ops = capture_kind_lookup("timeline");
-	assert_non_null(ops);
+	capture_fixture_init(&fx, "bpf/timeline", "timeline");
 	return 0;
-}
-
-static void prepare(bool raw_tp)
-{
-	struct capture_env env = {.cfg = &cfg, .sym = sym, .cgroups = cgroups};
-
-	if (state)
-		ops->release(state);
-	state = NULL;
-	bpf_force_raw_tp = raw_tp;
-	assert_int_equal(ops->prepare(&state, &env), 0);
-	bpf_force_raw_tp = false;
 }
 
 static int teardown(void **s)
 {
-	if (ops && state)
-		ops->release(state);
-	symbolizer_free(&sym);
-	cgroups_free(&cgroups);
+	capture_fixture_fini(&fx);
 	return 0;
 }
 
@@ -105,15 +78,15 @@ static void run(const struct capture_params *p, struct capture_result *res)
 	assert_int_equal(pthread_create(&th[1], NULL, timeline_test_napper, NULL), 0);
 	assert_int_equal(pthread_create(&th[2], NULL, parked, NULL), 0);
 	usleep(200 * 1000); /* everyone settled before the window */
-	assert_int_equal(ops->start(state, &t, p), 0);
+	assert_int_equal(fx.ops->start(fx.state, &t, p), 0);
 	for (int i = 0; i < 10; i++) {
 		usleep(100 * 1000);
-		ops->ring_ready(state);
+		fx.ops->ring_ready(fx.state);
 	}
-	ops->stop(state);
-	ops->ring_ready(state);
+	fx.ops->stop(fx.state);
+	fx.ops->ring_ready(fx.state);
 	memset(res, 0, sizeof(*res));
-	assert_int_equal(ops->collect(state, res), 0);
+	assert_int_equal(fx.ops->collect(fx.state, res), 0);
 	stop_all = 1;
 	park_word = 1;
 	syscall(SYS_futex, &park_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
@@ -257,8 +230,8 @@ static void test_three_threads(void **s)
 	struct capture_params p;
 	struct capture_result res;
 
-	prepare(false);
-	capture_params_defaults(ops, &p);
+	capture_fixture_prepare_tp(&fx, false);
+	capture_params_defaults(fx.ops, &p);
 	run(&p, &res);
 	assert_string_equal(json_string_value(json_object_get(res.data, "tracepoints")), "tp_btf");
 	check(res.data, &res, false);
@@ -271,8 +244,8 @@ static void test_raw_tp_fallback(void **s)
 	struct capture_params p;
 	struct capture_result res;
 
-	prepare(true);
-	capture_params_defaults(ops, &p);
+	capture_fixture_prepare_tp(&fx, true);
+	capture_params_defaults(fx.ops, &p);
 	run(&p, &res);
 	assert_string_equal(json_string_value(json_object_get(res.data, "tracepoints")), "raw_tp");
 	check(res.data, &res, false);
@@ -284,9 +257,9 @@ static void test_bounded_intervals(void **s)
 	struct capture_params p;
 	struct capture_result res;
 
-	prepare(false);
-	capture_params_defaults(ops, &p);
-	p.v[capture_param_index(ops, "max_intervals")] = 10;
+	capture_fixture_prepare_tp(&fx, false);
+	capture_params_defaults(fx.ops, &p);
+	p.v[capture_param_index(fx.ops, "max_intervals")] = 10;
 	run(&p, &res);
 	/* the totals still count every interval */
 	check(res.data, &res, true);
