@@ -4,6 +4,7 @@
  * cgroups that come and go, the bound, hostile names and contents. Identity from a path
  * alone is in test_cgroups.c. */
 #include "testutil.h"
+#include "watchtest.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,127 +28,51 @@ extern const struct watcher_ops cgroupstat_watcher;
 #define POD1  "11111111-2222-3333-4444-555555555555"
 #define POD1_ "11111111_2222_3333_4444_555555555555"
 
-static uint64_t fake_ns;
-
-static uint64_t fake_clock(void)
-{
-	return fake_ns;
-}
-
-static struct {
-	const char *root;
-	char procfs[256];
-	struct agent_config cfg;
-	struct cgroups *cg;
-	struct tsdb *db;
-	void *state;
-} fx;
-
-static void put_file(const char *rel, const char *text)
-{
-	char path[1024], *slash;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", fx.root, rel);
-	for (slash = strchr(path + strlen(fx.root) + 1, '/'); slash;
-	     slash = strchr(slash + 1, '/')) {
-		*slash = '\0';
-		mkdir(path, 0700);
-		*slash = '/';
-	}
-	f = fopen(path, "r+");
-	if (!f)
-		f = fopen(path, "w");
-	assert_non_null(f);
-	assert_int_equal(ftruncate(fileno(f), 0), 0);
-	fputs(text, f);
-	fclose(f);
-}
-
-static void rm_rel(const char *rel)
-{
-	char path[1024];
-
-	snprintf(path, sizeof(path), "%s/%s", fx.root, rel);
-	remove_tree(path);
-}
+static struct cgroups *cg;
 
 static int setup(void **s)
 {
-	(void)s;
-	memset(&fx, 0, sizeof(fx));
-	fx.root = test_tmpdir(1);
-	snprintf(fx.procfs, sizeof(fx.procfs), "%s/proc", fx.root);
-	put_file("proc/meminfo", "MemTotal: 8388608 kB\n"); /* 8 GiB */
-	config_defaults(&fx.cfg);
-	assert_int_equal(tsdb_new(&fx.db, metric_count(), 4096, 16), 0);
-	fake_ns = 10ull * 1000000000ull;
-	watch_clock_override(fake_clock);
+	watch_fixture_init(4096, 10);
+	watch_put("proc/meminfo", "MemTotal: 8388608 kB\n"); /* 8 GiB */
 	return 0;
 }
 
 static int teardown(void **s)
 {
-	(void)s;
-	if (fx.state)
-		cgroupstat_watcher.close(fx.state);
-	cgroups_free(&fx.cg);
-	tsdb_free(&fx.db);
-	test_rmtree(fx.root);
-	watch_clock_override(NULL);
+	watch_fixture_fini();
+	cgroups_free(&cg);
 	return 0;
 }
 
 static void open_cgroups(const char *sub, enum cgroup_layout layout)
 {
 	char root[512];
-	struct watcher_env env = {.cfg = &fx.cfg, .procfs = fx.procfs, .sysfs = "/sys"};
 
-	snprintf(root, sizeof(root), "%s/%s", fx.root, sub);
+	snprintf(root, sizeof(root), "%s/%s", wfx.root, sub);
 	mkdir(root, 0700);
-	assert_int_equal(cgroups_new_at(&fx.cg, root, layout), 0);
-	env.cgroups = fx.cg;
-	assert_int_equal(cgroupstat_watcher.open(&fx.state, &env), 0);
-}
-
-static int round_(void)
-{
-	int err;
-
-	fake_ns += 1000000000ull;
-	tsdb_begin_round(fx.db, tsdb_rounds(fx.db) + 1);
-	err = cgroupstat_watcher.sample(fx.state, fx.db);
-	tsdb_end_round(fx.db);
-	return err;
+	assert_int_equal(cgroups_new_at(&cg, root, layout), 0);
+	assert_int_equal(watch_open(&cgroupstat_watcher, cg), 0);
 }
 
 /* Latest value of metric for the cgroup at path; NaN when none. */
 static double cg_value(unsigned metric, const char *path)
 {
-	for (struct tsdb_series *s = tsdb_first(fx.db, metric); s; s = tsdb_next(s)) {
+	for (struct tsdb_series *s = tsdb_first(wfx.db, metric); s; s = tsdb_next(s)) {
 		char buf[512];
 		double v;
 
 		if (tsdb_series_label(s, "cgroup", buf, sizeof(buf)) < 0 || strcmp(buf, path))
 			continue;
-		return tsdb_value(fx.db, s, 0, &v) ? v : NAN;
+		return tsdb_value(wfx.db, s, 0, &v) ? v : NAN;
 	}
 	return NAN;
 }
 
-static void assert_near(double got, double want)
-{
-	if (!(fabs(got - want) <= 1e-6 * fmax(1.0, fabs(want)))) {
-		print_error("got %.9g, want %.9g\n", got, want);
-		fail();
-	}
-}
-
 static const struct cgroup_entry *entry(const char *path)
 {
-	for (unsigned i = 0; i < cgroups_watch_count(fx.cg); i++)
-		if (!strcmp(cgroups_watch_at(fx.cg, i)->path, path))
-			return cgroups_watch_at(fx.cg, i);
+	for (unsigned i = 0; i < cgroups_watch_count(cg); i++)
+		if (!strcmp(cgroups_watch_at(cg, i)->path, path))
+			return cgroups_watch_at(cg, i);
 	return NULL;
 }
 
@@ -160,7 +85,7 @@ static void v2_cgroup(const char *rel, bool populated)
 	char p[1024];
 
 	snprintf(p, sizeof(p), "v2/%s/cgroup.events", rel);
-	put_file(p, populated ? "populated 1\nfrozen 0\n" : "populated 0\nfrozen 0\n");
+	watch_put(p, populated ? "populated 1\nfrozen 0\n" : "populated 0\nfrozen 0\n");
 }
 
 static void v2_set(const char *rel, const char *file, const char *text)
@@ -168,7 +93,7 @@ static void v2_set(const char *rel, const char *file, const char *text)
 	char p[1024];
 
 	snprintf(p, sizeof(p), "v2/%s/%s", rel, file);
-	put_file(p, text);
+	watch_put(p, text);
 }
 
 static const char *cpu_stat_v2(unsigned long usage, unsigned long user, unsigned long sys,
@@ -199,7 +124,7 @@ static void test_v2_watch_set_and_metrics(void **s)
 	v2_cgroup("empty.slice", false);
 	v2_cgroup("bad\x1fname", true); /* would forge a label */
 	v2_cgroup("nofile.slice/x", true);
-	rm_rel("v2/nofile.slice/x/cgroup.events"); /* not a cgroup we can read */
+	watch_rm("v2/nofile.slice/x/cgroup.events"); /* not a cgroup we can read */
 	v2_set(DOCKER, "cpu.stat", cpu_stat_v2(1000000, 600000, 400000, 10, 0, 0));
 	v2_set(DOCKER, "cpu.max", "50000 100000\n");
 	v2_set(DOCKER, "memory.current", "1073741824\n");
@@ -221,8 +146,8 @@ static void test_v2_watch_set_and_metrics(void **s)
 	v2_set(K8S_CTR, "cpuset.cpus.effective", "0-1,4\n");
 	open_cgroups("v2", CGROUP_V2);
 
-	assert_int_equal(round_(), 0);
-	cgroups_watch_stats(fx.cg, &st);
+	assert_int_equal(watch_round(), 0);
+	cgroups_watch_stats(cg, &st);
 	assert_int_equal(st.watched, 6);
 	assert_int_equal(st.unsafe, 1);
 	assert_int_equal(st.dropped, 0);
@@ -238,7 +163,7 @@ static void test_v2_watch_set_and_metrics(void **s)
 	assert_string_equal(e->container_id, CID2);
 	assert_string_equal(e->pod_uid, POD1);
 	assert_string_equal(e->qos, "burstable");
-	assert_ptr_equal(cgroups_watch_find_id(fx.cg, e->id), e);
+	assert_ptr_equal(cgroups_watch_find_id(cg, e->id), e);
 	{
 		struct labels l;
 		char key[LABELS_KEY_MAX];
@@ -265,7 +190,7 @@ static void test_v2_watch_set_and_metrics(void **s)
 	v2_set(DOCKER, "cpu.pressure",
 	       "some avg10=0 avg60=0 avg300=0 total=300100\n"
 	       "full avg10=0 avg60=0 avg300=0 total=0\n");
-	assert_int_equal(round_(), 0);
+	assert_int_equal(watch_round(), 0);
 	assert_near(cg_value(M_CG_CPU_CORES, "/" DOCKER), 0.25);
 	assert_near(cg_value(M_CG_CPU_USAGE, "/" DOCKER), 50);
 	assert_near(cg_value(M_CG_CPU_USER, "/" DOCKER), 30);
@@ -278,8 +203,8 @@ static void test_v2_watch_set_and_metrics(void **s)
 
 	/* memory growth over the window (10 s), as % of the limit */
 	v2_set(DOCKER, "memory.current", "1610612736\n");
-	assert_int_equal(round_(), 0);
-	assert_int_equal(round_(), 0);
+	assert_int_equal(watch_round(), 0);
+	assert_int_equal(watch_round(), 0);
 	assert_near(cg_value(M_CG_MEM_GROWTH, "/" DOCKER), 25);
 }
 
@@ -289,38 +214,38 @@ static void test_v2_come_and_go(void **s)
 	uint64_t serial, gen;
 
 	(void)s;
-	fx.cfg.watch.cgroup_scan_ms = 5000;
+	wfx.cfg.watch.cgroup_scan_ms = 5000;
 	v2_cgroup(DOCKER, true);
 	v2_set(DOCKER, "memory.current", "4096\n");
 	open_cgroups("v2", CGROUP_V2);
-	assert_int_equal(round_(), 0);
+	assert_int_equal(watch_round(), 0);
 	e = entry("/" DOCKER);
 	assert_non_null(e);
 	serial = e->serial;
-	gen = cgroups_watch_generation(fx.cg);
+	gen = cgroups_watch_generation(cg);
 	assert_near(cg_value(M_CG_MEM_USAGE_BYTES, "/" DOCKER), 4096);
 
 	/* a new container shows up at the next scan, not before */
 	v2_cgroup("system.slice/docker-" CID2 ".scope", true);
-	assert_int_equal(round_(), 0);
+	assert_int_equal(watch_round(), 0);
 	assert_null(entry("/system.slice/docker-" CID2 ".scope"));
 	for (int i = 0; i < 5; i++)
-		assert_int_equal(round_(), 0);
+		assert_int_equal(watch_round(), 0);
 	assert_non_null(entry("/system.slice/docker-" CID2 ".scope"));
-	assert_true(cgroups_watch_generation(fx.cg) > gen);
+	assert_true(cgroups_watch_generation(cg) > gen);
 	assert_int_equal(entry("/" DOCKER)->serial, serial); /* the old one kept its state */
 
 	/* the first goes away: no value from then on, its state freed (ASan checks) */
-	rm_rel("v2/" DOCKER);
+	watch_rm("v2/" DOCKER);
 	for (int i = 0; i < 6; i++)
-		assert_int_equal(round_(), 0);
+		assert_int_equal(watch_round(), 0);
 	assert_null(entry("/" DOCKER));
 	assert_true(isnan(cg_value(M_CG_MEM_USAGE_BYTES, "/" DOCKER)));
 	/* and comes back under the same path: a new cgroup, a new serial */
 	v2_cgroup(DOCKER, true);
 	v2_set(DOCKER, "memory.current", "8192\n");
 	for (int i = 0; i < 6; i++)
-		assert_int_equal(round_(), 0);
+		assert_int_equal(watch_round(), 0);
 	e = entry("/" DOCKER);
 	assert_non_null(e);
 	assert_true(e->serial != serial);
@@ -328,7 +253,7 @@ static void test_v2_come_and_go(void **s)
 	{
 		struct cgroups_watch_stats st;
 
-		cgroups_watch_stats(fx.cg, &st);
+		cgroups_watch_stats(cg, &st);
 		assert_true(st.appeared >= 3);
 		assert_true(st.vanished >= 1);
 	}
@@ -339,7 +264,7 @@ static void test_bound_prefers_workloads(void **s)
 	struct cgroups_watch_stats st;
 
 	(void)s;
-	fx.cfg.watch.max_cgroups = 2;
+	wfx.cfg.watch.max_cgroups = 2;
 	v2_cgroup("a.slice", true);
 	v2_cgroup("b.slice", true);
 	v2_cgroup("c.slice/deep", true);
@@ -348,8 +273,8 @@ static void test_bound_prefers_workloads(void **s)
 	v2_cgroup("z", true);
 	v2_cgroup("z/docker", true);
 	open_cgroups("v2", CGROUP_V2);
-	assert_int_equal(round_(), 0);
-	cgroups_watch_stats(fx.cg, &st);
+	assert_int_equal(watch_round(), 0);
+	cgroups_watch_stats(cg, &st);
 	assert_int_equal(st.watched, 2);
 	assert_int_equal(st.candidates, 7);
 	assert_int_equal(st.dropped, 5);
@@ -364,7 +289,7 @@ static void v1_cgroup(const char *ctrl, const char *rel, const char *file, const
 	char p[1024];
 
 	snprintf(p, sizeof(p), "v1/%s/%s/%s", ctrl, rel, file);
-	put_file(p, text);
+	watch_put(p, text);
 }
 
 static void test_v1_and_hybrid(void **s)
@@ -395,10 +320,10 @@ static void test_v1_and_hybrid(void **s)
 	v1_cgroup("memory", "sandbox", "cgroup.procs", "99\n");
 	v1_cgroup("memory", "sandbox", "memory.usage_in_bytes", "1000\n");
 	/* hybrid: pressure in the v2 tree under the same path */
-	put_file("v1/unified/docker/" CID1 "/cpu.pressure",
-		 "some avg10=0 avg60=0 avg300=0 total=0\nfull avg10=0 avg60=0 avg300=0 total=0\n");
+	watch_put("v1/unified/docker/" CID1 "/cpu.pressure",
+		  "some avg10=0 avg60=0 avg300=0 total=0\nfull avg10=0 avg60=0 avg300=0 total=0\n");
 	open_cgroups("v1", CGROUP_HYBRID);
-	assert_int_equal(round_(), 0);
+	assert_int_equal(watch_round(), 0);
 	assert_non_null(entry("/docker"));
 	assert_non_null(entry("/docker/" CID1));
 	assert_null(entry("/idle"));
@@ -417,10 +342,10 @@ static void test_v1_and_hybrid(void **s)
 	v1_cgroup("cpuacct", "docker/" CID1, "cpuacct.usage_sys", "650000000\n");
 	v1_cgroup("memory", "docker/" CID1, "memory.oom_control",
 		  "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n");
-	put_file("v1/unified/docker/" CID1 "/cpu.pressure",
-		 "some avg10=0 avg60=0 avg300=0 total=500000\nfull avg10=0 avg60=0 avg300=0 "
-		 "total=0\n");
-	assert_int_equal(round_(), 0);
+	watch_put("v1/unified/docker/" CID1 "/cpu.pressure",
+		  "some avg10=0 avg60=0 avg300=0 total=500000\nfull avg10=0 avg60=0 avg300=0 "
+		  "total=0\n");
+	assert_int_equal(watch_round(), 0);
 	assert_near(cg_value(M_CG_CPU_CORES, "/docker/" CID1), 0.75);
 	assert_near(cg_value(M_CG_CPU_USAGE, "/docker/" CID1), 50);
 	assert_near(cg_value(M_CG_CPU_USER, "/docker/" CID1), 40);
@@ -439,7 +364,7 @@ static void test_v1_old_cpuacct(void **s)
 	v1_cgroup("cpuacct", "svc", "cpuacct.usage", "0\n");
 	v1_cgroup("cpuacct", "svc", "cpuacct.stat", "user 0\nsystem 0\n");
 	open_cgroups("v1", CGROUP_V1);
-	assert_int_equal(round_(), 0);
+	assert_int_equal(watch_round(), 0);
 	{
 		long hz = sysconf(_SC_CLK_TCK);
 		char text[64];
@@ -448,7 +373,7 @@ static void test_v1_old_cpuacct(void **s)
 		v1_cgroup("cpuacct", "svc", "cpuacct.stat", text);
 	}
 	v1_cgroup("cpuacct", "svc", "cpuacct.usage", "750000000\n");
-	assert_int_equal(round_(), 0);
+	assert_int_equal(watch_round(), 0);
 	{
 		double limit = cg_value(M_CG_CPU_LIMIT, "/svc");
 
@@ -472,8 +397,8 @@ static void test_hostile_contents(void **s)
 	v2_set("q.slice", "cpu.max", "1 100000\n"); /* a hundredth of a CPU at most */
 	v2_set("q.slice", "cpu.stat", cpu_stat_v2(0, 0, 0, 0, 0, 0));
 	open_cgroups("v2", CGROUP_V2);
-	assert_int_equal(round_(), 0);
-	assert_int_equal(round_(), 0);
+	assert_int_equal(watch_round(), 0);
+	assert_int_equal(watch_round(), 0);
 	assert_true(isnan(cg_value(M_CG_CPU_USAGE, "/h.slice")));
 	assert_true(isnan(cg_value(M_CG_MEM_USAGE_BYTES, "/h.slice")));
 	assert_true(isnan(cg_value(M_CG_MEM_OOM_KILLS, "/h.slice")));
@@ -483,13 +408,13 @@ static void test_hostile_contents(void **s)
 	assert_near(cg_value(M_CG_CPU_USAGE, "/q.slice"), 0);
 	/* a file turning into garbage after good values: no value, no crash */
 	v2_set("q.slice", "cpu.stat", "\n\n\n");
-	assert_int_equal(round_(), 0);
+	assert_int_equal(watch_round(), 0);
 	assert_true(isnan(cg_value(M_CG_CPU_USAGE, "/q.slice")));
 }
 
 static void test_off_and_none(void **s)
 {
-	struct watcher_env env = {.cfg = &fx.cfg, .procfs = fx.procfs};
+	struct watcher_env env = {.cfg = &wfx.cfg, .procfs = wfx.procfs};
 	char why[128] = "";
 	void *st = NULL;
 
@@ -498,12 +423,12 @@ static void test_off_and_none(void **s)
 	env.why_len = sizeof(why);
 	/* no cgroups object or max_cgroups 0: off, with the reason */
 	assert_int_equal(cgroupstat_watcher.open(&st, &env), WATCHER_OFF);
-	assert_int_equal(cgroups_new_at(&fx.cg, fx.root, CGROUP_NONE), 0);
-	env.cgroups = fx.cg;
-	fx.cfg.watch.max_cgroups = 0;
+	assert_int_equal(cgroups_new_at(&cg, wfx.root, CGROUP_NONE), 0);
+	env.cgroups = cg;
+	wfx.cfg.watch.max_cgroups = 0;
 	assert_int_equal(cgroupstat_watcher.open(&st, &env), WATCHER_OFF);
 	assert_non_null(strstr(why, "max_cgroups"));
-	fx.cfg.watch.max_cgroups = 8;
+	wfx.cfg.watch.max_cgroups = 8;
 	assert_int_equal(cgroupstat_watcher.open(&st, &env), -ENOENT);
 }
 

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* /proc/stat watcher against crafted, including hostile, contents. */
+/* The /proc/stat watcher (CPU percentages, context switches, forks, runnable and
+ * blocked tasks) and /proc/loadavg against crafted, including hostile, contents. */
 #include "testutil.h"
+#include "watchtest.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -113,11 +116,54 @@ static void test_hostile_contents(void **s)
 	assert_true(host(M_CPU_STEAL) == 0.0);
 }
 
+/* The scheduler counters of /proc/stat and the load average, on the shared crafted tree. */
+static int tree_setup(void **s)
+{
+	watch_fixture_init(256, 1);
+	return 0;
+}
+
+static int tree_teardown(void **s)
+{
+	watch_fixture_fini();
+	return 0;
+}
+
+static void test_stat_extras_and_loadavg(void **s)
+{
+	(void)s;
+	watch_put("proc/stat", "cpu  1 0 1 8 0 0 0 0\nctxt 1000\nprocesses 50\n"
+			       "procs_running 3\nprocs_blocked 1\n");
+	watch_put("proc/loadavg", "1.50 0.70 0.20 2/300 4242\n");
+	assert_int_equal(watch_open(&cpustat_watcher, NULL), 0);
+	assert_int_equal(watch_round(), 0);
+	/* gauges from the first round, rates from the second */
+	assert_near(WATCH_HOST(M_SCHED_PROCS_RUNNING), 3);
+	assert_near(WATCH_HOST(M_SCHED_PROCS_BLOCKED), 1);
+	assert_near(WATCH_HOST(M_SCHED_LOAD1), 1.5);
+	assert_true(isnan(WATCH_HOST(M_SCHED_CTXSW)));
+	watch_put("proc/stat", "cpu  2 0 2 16 0 0 0 0\nintr 5 6 7\nctxt 3500\nprocesses 60\n"
+			       "procs_running 4\nprocs_blocked 0\n");
+	assert_int_equal(watch_round(), 0);
+	assert_near(WATCH_HOST(M_SCHED_CTXSW), 2500);
+	assert_near(WATCH_HOST(M_SCHED_FORKS), 10);
+	/* hostile: counters going backwards, garbage, a NaN load */
+	watch_put("proc/stat", "cpu  3 0 3 24 0 0 0 0\nctxt 10\nprocesses x\nprocs_running -1\n");
+	watch_put("proc/loadavg", "nan 0 0\n");
+	assert_int_equal(watch_round(), 0);
+	assert_near(WATCH_HOST(M_SCHED_CTXSW), 0);
+	assert_true(isnan(WATCH_HOST(M_SCHED_FORKS)));
+	assert_true(isnan(WATCH_HOST(M_SCHED_PROCS_RUNNING)));
+	assert_true(isnan(WATCH_HOST(M_SCHED_LOAD1)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_percentages_from_deltas),
 		cmocka_unit_test(test_hostile_contents),
+		cmocka_unit_test_setup_teardown(test_stat_extras_and_loadavg, tree_setup,
+						tree_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
