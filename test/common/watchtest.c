@@ -43,6 +43,18 @@ void watch_fixture_fini(void)
 	watch_clock_override(NULL);
 }
 
+int watch_setup(void **s)
+{
+	watch_fixture_init(256, 1);
+	return 0;
+}
+
+int watch_teardown(void **s)
+{
+	watch_fixture_fini();
+	return 0;
+}
+
 void watch_put(const char *rel, const char *text)
 {
 	char path[1024], *slash;

@@ -28,6 +28,9 @@ extern struct watch_fixture wfx;
 void watch_fixture_init(unsigned max_series, uint64_t start_s);
 /* Closes the watcher, removes the tree, gives the clock back. */
 void watch_fixture_fini(void);
+/* The same as cmocka set-up and tear-down: 256 series, the clock at 1 s. */
+int watch_setup(void **s);
+int watch_teardown(void **s);
 /* Writes root/rel, creating directories on the way; an existing file is rewritten in place
  * (watchers keep their files open and pread them). */
 void watch_put(const char *rel, const char *text);

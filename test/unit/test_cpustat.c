@@ -117,18 +117,6 @@ static void test_hostile_contents(void **s)
 }
 
 /* The scheduler counters of /proc/stat and the load average, on the shared crafted tree. */
-static int tree_setup(void **s)
-{
-	watch_fixture_init(256, 1);
-	return 0;
-}
-
-static int tree_teardown(void **s)
-{
-	watch_fixture_fini();
-	return 0;
-}
-
 static void test_stat_extras_and_loadavg(void **s)
 {
 	(void)s;
@@ -162,8 +150,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_percentages_from_deltas),
 		cmocka_unit_test(test_hostile_contents),
-		cmocka_unit_test_setup_teardown(test_stat_extras_and_loadavg, tree_setup,
-						tree_teardown),
+		cmocka_unit_test_setup_teardown(test_stat_extras_and_loadavg, watch_setup,
+						watch_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

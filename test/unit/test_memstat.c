@@ -14,18 +14,6 @@
 
 extern const struct watcher_ops memstat_watcher;
 
-static int setup(void **s)
-{
-	watch_fixture_init(256, 1);
-	return 0;
-}
-
-static int teardown(void **s)
-{
-	watch_fixture_fini();
-	return 0;
-}
-
 static const char *meminfo(unsigned long anon_kb, unsigned long avail_kb)
 {
 	static char buf[512];
@@ -103,7 +91,7 @@ static void test_memstat(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_memstat, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_memstat, watch_setup, watch_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

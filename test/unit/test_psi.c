@@ -13,18 +13,6 @@
 
 extern const struct watcher_ops psi_watcher;
 
-static int setup(void **s)
-{
-	watch_fixture_init(256, 1);
-	return 0;
-}
-
-static int teardown(void **s)
-{
-	watch_fixture_fini();
-	return 0;
-}
-
 static void test_psi(void **s)
 {
 	(void)s;
@@ -64,7 +52,7 @@ static void test_psi(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_psi, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_psi, watch_setup, watch_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,18 +10,6 @@
 
 #include "probes/watchutil.h"
 
-static int setup(void **s)
-{
-	watch_fixture_init(256, 1);
-	return 0;
-}
-
-static int teardown(void **s)
-{
-	watch_fixture_fini();
-	return 0;
-}
-
 static void test_kfile_growth_and_parsers(void **s)
 {
 	struct kfile f;
@@ -74,7 +62,8 @@ static void test_kfile_growth_and_parsers(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_kfile_growth_and_parsers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kfile_growth_and_parsers, watch_setup,
+						watch_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
