@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/tsdb.h"
 #include "base/util.h"
+#include "base/value.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 #include "storage/store.h"
@@ -467,6 +468,7 @@ int cmd_metrics(int argc, char **argv)
 	const char *config = NULL;
 	uint64_t count = 1, interval_ms = 0;
 	bool json = false, list = false, prom = false;
+	char why[256];
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "jPn:i:lc:h", opts, NULL)) != -1) {
@@ -478,17 +480,14 @@ int cmd_metrics(int argc, char **argv)
 			prom = true;
 			break;
 		case 'n':
-			if (parse_u64(optarg, &count) || count == 0 || count > 1000000)
-				return cli_usage_error(
-					"metrics", "--count: '%s' is not in [1, 1000000]", optarg);
+			if (value_parse(&(struct value_spec){VALUE_UINT, 1, 1000000}, optarg,
+					&count, why, sizeof(why)))
+				return cli_usage_error("metrics", "--count: %s", why);
 			break;
 		case 'i':
-			if (parse_duration_ms(optarg, &interval_ms) || interval_ms < 10 ||
-			    interval_ms > 3600000)
-				return cli_usage_error("metrics",
-						       "--interval: '%s' is not a duration "
-						       "in [10ms, 1h]",
-						       optarg);
+			if (value_parse(&(struct value_spec){VALUE_DURATION, 10, 3600000}, optarg,
+					&interval_ms, why, sizeof(why)))
+				return cli_usage_error("metrics", "--interval: %s", why);
 			break;
 		case 'l':
 			list = true;

@@ -10,6 +10,7 @@
 #include "agent/cli.h"
 #include "agent/ctlclient.h"
 #include "base/util.h"
+#include "base/value.h"
 
 #define CALL_TIMEOUT_MS 10000
 #define POLL_MS		250
@@ -129,7 +130,7 @@ int cmd_trigger(int argc, char **argv)
 	uint64_t duration = 0, pid = 0;
 	struct control_error err;
 	bool json = false, wait = true;
-	char path[4096];
+	char path[4096], why[256];
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "r:k:d:p:g:Wjs:c:h", opts, NULL)) != -1) {
@@ -147,12 +148,9 @@ int cmd_trigger(int argc, char **argv)
 			}
 			break;
 		case 'd':
-			if (parse_duration_ms(optarg, &duration) || duration < 100 ||
-			    duration > 3600000) {
-				rc = cli_usage_error("trigger",
-						     "--duration: '%s' is not a duration "
-						     "in [100ms, 1h]",
-						     optarg);
+			if (value_parse(&(struct value_spec){VALUE_DURATION, 100, 3600000}, optarg,
+					&duration, why, sizeof(why))) {
+				rc = cli_usage_error("trigger", "--duration: %s", why);
 				goto out;
 			}
 			break;
