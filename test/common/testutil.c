@@ -10,13 +10,18 @@
 
 #include "base/util.h"
 
-void require_root_or_exit(const char *test)
+bool test_allow_skip(void)
 {
 	const char *allow = getenv("AUTOTRACE_TEST_ALLOW_SKIP");
 
+	return allow && strcmp(allow, "1") == 0;
+}
+
+void require_root_or_exit(const char *test)
+{
 	if (geteuid() == 0)
 		return;
-	if (allow && strcmp(allow, "1") == 0) {
+	if (test_allow_skip()) {
 		fprintf(stderr, "%s: needs root; skipped (AUTOTRACE_TEST_ALLOW_SKIP=1)\n", test);
 		exit(77);
 	}

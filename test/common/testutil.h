@@ -2,6 +2,7 @@
 /* Shared by the C tests. */
 #pragma once
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,6 +14,9 @@
  * which makes them exit 77 (ctest: skipped).
  */
 void require_root_or_exit(const char *test);
+/* AUTOTRACE_TEST_ALLOW_SKIP=1: the developer's explicit opt-out. A test that cannot check
+ * what it is for fails without it, and may cmocka skip() with it. */
+bool test_allow_skip(void);
 
 /* mkdtemp under /tmp; returns a static buffer per call slot (0..3). */
 const char *test_tmpdir(int slot);

@@ -29,7 +29,7 @@ SPINNER = r"""
 #include <unistd.h>
 static volatile unsigned long sink;
 __attribute__((noinline)) static void autotrace_spin_leaf(void) { for (int i = 0; i < 1000; i++) sink += i; }
-static void *spin(void *a) { for (;;) autotrace_spin_leaf(); return a; }
+__attribute__((noinline)) static void *spin(void *a) { for (;;) autotrace_spin_leaf(); return a; }
 int main(void) {
 	pthread_t t;
 	pthread_create(&t, 0, spin, 0);
@@ -51,7 +51,9 @@ def agent():
 
 @pytest.fixture
 def spinner(agent, tmp_path):
-    exe = compile_c(SPINNER, "atspin", str(tmp_path), flags=("-O1", "-g", "-pthread",
+    # -O0: every function keeps its frame, so the frame-pointer walk names the leaf's caller
+    # too (optimizing, gcc drops leaf functions' frames even with -fno-omit-frame-pointer)
+    exe = compile_c(SPINNER, "atspin", str(tmp_path), flags=("-O0", "-g", "-pthread",
                                                              "-fno-omit-frame-pointer"))
     p = subprocess.Popen([exe])
     yield p
@@ -125,8 +127,13 @@ def test_trigger_capture_pid_produces_incident(agent, spinner):
     # filtered in the kernel: only our process, and our hot function on top
     assert {s["pid"] for s in cap["top_stacks"]} == {spinner.pid}
     assert cap["top_stacks"][0]["comm"] == "atspin"
-    funcs = [f.get("func", "") for s in cap["top_stacks"] for f in s["frames"]]
-    assert any("autotrace_spin_leaf" in f or "spin" in f for f in funcs), funcs
+    # the heaviest stack is the hot loop itself: its innermost user frame is the leaf
+    # both threads spin in, in the spinner's own binary, called from the thread function
+    user = [f for f in cap["top_stacks"][0]["frames"] if not f["kernel"]]
+    assert len(user) >= 2, cap["top_stacks"][0]
+    assert user[0].get("func") == "autotrace_spin_leaf", user
+    assert user[0].get("module", "").endswith("/atspin"), user[0]
+    assert user[1].get("func") == "spin", user
     # a manual incident still has context: the host's CPU history
     assert doc["history"]["series"][0]["metric"] == "cpu.sys_pct"
 
