@@ -90,15 +90,21 @@ else
 	work=$(mktemp -d "${TMPDIR:-/tmp}/autotrace-build-matrix-XXXXXX")
 fi
 
+# seconds since a `date +%s%N` stamp, one decimal
+seconds_since() {
+	local tenths=$((($(date +%s%N) - $1) / 100000000))
+	echo "$((tenths / 10)).$((tenths % 10))"
+}
+
 failed=0
-total_start=$(date +%s.%N)
+total_start=$(date +%s%N)
 printf '%-32s %-15s %-15s %-6s %-6s %8s  %s\n' configuration generator type tests cc seconds result
 for c in "${configs[@]}"; do
 	IFS='|' read -r name gen type tests cc <<<"$c"
 	dir=$work/$name
 	log=$work/$name.log
 	rm -rf "$dir"
-	start=$(date +%s.%N)
+	start=$(date +%s%N)
 	result=ok
 	# A fresh directory every time: a generated file left by an earlier build hides a missing
 	# dependency (the Makefiles generator only builds what it was told comes first).
@@ -108,9 +114,8 @@ for c in "${configs[@]}"; do
 	elif ! nice cmake --build "$dir" -j"$jobs" >>"$log" 2>&1; then
 		result="FAILED (build)"
 	fi
-	secs=$(echo "$(date +%s.%N) - $start" | bc)
-	printf '%-32s %-15s %-15s %-6s %-6s %8.1f  %s\n' "$name" "$gen" "$type" "$tests" "$cc" \
-		"$secs" "$result"
+	printf '%-32s %-15s %-15s %-6s %-6s %8s  %s\n' "$name" "$gen" "$type" "$tests" "$cc" \
+		"$(seconds_since "$start")" "$result"
 	if [ "$result" != ok ]; then
 		failed=$((failed + 1))
 		echo "---- $log (last 30 lines)"
@@ -120,8 +125,8 @@ for c in "${configs[@]}"; do
 		rm -rf "$dir" "$log"
 	fi
 done
-printf 'total %.1f s, %d of %d configurations failed\n' "$(echo "$(date +%s.%N) - $total_start" | bc)" \
-	"$failed" "${#configs[@]}"
+printf 'total %s s, %d of %d configurations failed\n' "$(seconds_since "$total_start")" "$failed" \
+	"${#configs[@]}"
 if [ "$failed" -eq 0 ] && ! $keep && [ -z "${BUILD_MATRIX_DIR:-}" ]; then
 	rm -rf "$work"
 fi
