@@ -8,8 +8,8 @@
 
 #include "base/strbuf.h"
 
-/* storage/essink.c still says esbuf for the one growable buffer, base/strbuf.h; these go
- * when it says strbuf. */
+/* storage/essink.c and storage/httpclient.c still say esbuf for the one growable buffer,
+ * base/strbuf.h; these go when they say strbuf. */
 #define esbuf	     strbuf
 #define esbuf_append strbuf_append
 #define esbuf_free   strbuf_free
