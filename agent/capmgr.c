@@ -66,6 +66,7 @@ int capmgr_new(struct capmgr **out, const struct capmgr_opts *opts)
 {
 	struct capmgr *m = calloc(1, sizeof(*m));
 	struct capture_env env = {.cfg = opts->cfg, .sym = opts->sym, .cgroups = opts->cgroups};
+	const struct capture_ops *const *kinds = opts->kinds ? opts->kinds : capture_kinds;
 	unsigned n = 0;
 	int err;
 
@@ -76,7 +77,7 @@ int capmgr_new(struct capmgr **out, const struct capmgr_opts *opts)
 	if (err)
 		log_warn("DWARF user stacks unavailable: %s", strerror(-err));
 	env.ustack = m->ustack;
-	while (capture_kinds[n])
+	while (kinds[n])
 		n++;
 	m->slots = calloc(n, sizeof(*m->slots));
 	if (!m->slots) {
@@ -88,7 +89,7 @@ int capmgr_new(struct capmgr **out, const struct capmgr_opts *opts)
 	for (unsigned i = 0; i < n; i++) {
 		struct kind_slot *s = &m->slots[i];
 
-		s->ops = capture_kinds[i];
+		s->ops = kinds[i];
 		/* load and verify now, so a firing rule only has to attach */
 		s->prepare_err = s->ops->prepare(&s->state, &env);
 		if (s->prepare_err)

@@ -17,6 +17,9 @@ struct capmgr_opts {
 	const struct agent_config *cfg;
 	struct symbolizer *sym;
 	struct cgroups *cgroups;
+	/* The kinds to prepare, NULL-terminated; NULL: every kind of this build (capture_kinds).
+	 * Unit tests hand in kinds of their own. */
+	const struct capture_ops *const *kinds;
 };
 
 struct capture_request_item {
