@@ -98,7 +98,7 @@ seconds_since() {
 
 failed=0
 total_start=$(date +%s%N)
-printf '%-32s %-15s %-15s %-6s %-6s %8s  %s\n' configuration generator type tests cc seconds result
+printf '%-34s %-15s %-15s %-6s %-6s %8s  %s\n' configuration generator type tests cc seconds result
 for c in "${configs[@]}"; do
 	IFS='|' read -r name gen type tests cc <<<"$c"
 	dir=$work/$name
@@ -114,7 +114,7 @@ for c in "${configs[@]}"; do
 	elif ! nice cmake --build "$dir" -j"$jobs" >>"$log" 2>&1; then
 		result="FAILED (build)"
 	fi
-	printf '%-32s %-15s %-15s %-6s %-6s %8s  %s\n' "$name" "$gen" "$type" "$tests" "$cc" \
+	printf '%-34s %-15s %-15s %-6s %-6s %8s  %s\n' "$name" "$gen" "$type" "$tests" "$cc" \
 		"$(seconds_since "$start")" "$result"
 	if [ "$result" != ok ]; then
 		failed=$((failed + 1))
