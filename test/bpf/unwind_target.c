@@ -36,7 +36,7 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-__attribute__((noipa)) static long burn(void *arg)
+UNWIND_NOIPA static long burn(void *arg)
 {
 	double end = now() + seconds;
 	volatile unsigned long x = 0;
@@ -52,7 +52,7 @@ __attribute__((noipa)) static long burn(void *arg)
 	return (long)(x & 1);
 }
 
-__attribute__((noipa)) static long block(void *arg)
+UNWIND_NOIPA static long block(void *arg)
 {
 	double end = now() + seconds;
 

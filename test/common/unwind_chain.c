@@ -3,7 +3,7 @@
 
 /* pad: a frame size of its own per link, so CFA offsets differ between frames */
 #define LINK(n, size, call)                                                                        \
-	__attribute__((noipa)) long unwind_chain_##n(unwind_chain_leaf leaf, void *arg, long x)    \
+	UNWIND_NOIPA long unwind_chain_##n(unwind_chain_leaf leaf, void *arg, long x)              \
 	{                                                                                          \
 		volatile long pad[size + 1];                                                       \
 		long r;                                                                            \
@@ -48,7 +48,7 @@ static void copy_stack(uint8_t *dst, const uint8_t *src, size_t n)
 		((volatile uint8_t *)dst)[i] = ((const volatile uint8_t *)src)[i];
 }
 
-__attribute__((noipa)) long unwind_chain_snapshot(void *arg)
+UNWIND_NOIPA long unwind_chain_snapshot(void *arg)
 {
 	struct unwind_chain_snap *s = arg;
 	uint64_t r[9];

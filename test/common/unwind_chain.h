@@ -8,6 +8,16 @@
 
 #define UNWIND_CHAIN_DEPTH 12
 
+/* Keeps a function a real call with a frame of its own. gcc's noipa also stops it being
+ * cloned or its callers specialised; clang has no noipa (and under -Werror fails on it),
+ * and noinline does the same there for functions whose address escapes or that are
+ * extern, as every user of this is. */
+#if defined(__clang__)
+#define UNWIND_NOIPA __attribute__((noinline))
+#else
+#define UNWIND_NOIPA __attribute__((noipa))
+#endif
+
 typedef long (*unwind_chain_leaf)(void *arg);
 
 long unwind_chain_01(unwind_chain_leaf leaf, void *arg, long x);
