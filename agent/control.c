@@ -594,29 +594,16 @@ static void on_sweep(void *ctx, struct loop_timer *t)
 /* A socket file at path: unlink it when nobody listens, refuse otherwise. */
 static int clear_stale(const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct stat st;
-	int fd, ret;
+	bool removed;
+	int err = unix_socket_clear_stale(path, &removed);
 
-	if (lstat(path, &st))
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return log_ret(-EEXIST, "control socket %s: exists and is not a socket", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	ret = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	if (ret == 0 || errno == EAGAIN) {
-		close(fd);
-		return log_ret(-EADDRINUSE, "control socket %s: another agent is listening on it",
-			       path);
-	}
-	close(fd);
-	if (unlink(path) && errno != ENOENT)
-		return -errno;
-	log_info("control socket %s: removed a stale socket", path);
-	return 0;
+	if (err == -EEXIST)
+		return log_ret(err, "control socket %s: exists and is not a socket", path);
+	if (err == -EADDRINUSE)
+		return log_ret(err, "control socket %s: another agent is listening on it", path);
+	if (removed)
+		log_info("control socket %s: removed a stale socket", path);
+	return err;
 }
 
 static int make_dir(const char *path)

@@ -271,24 +271,14 @@ static void format_bound(struct httpd *h)
 /* A socket file nobody listens on is removed; anything else is refused. */
 static int clear_stale(const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct stat st;
-	int fd, ret;
+	bool removed;
+	int err = unix_socket_clear_stale(path, &removed);
 
-	if (lstat(path, &st))
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return log_ret(-EEXIST, "metrics.listen %s: exists and is not a socket", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	ret = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	close(fd);
-	if (ret == 0 || errno == EAGAIN)
-		return log_ret(-EADDRINUSE, "metrics.listen %s: another process listens on it",
-			       path);
-	return unlink(path) && errno != ENOENT ? -errno : 0;
+	if (err == -EEXIST)
+		return log_ret(err, "metrics.listen %s: exists and is not a socket", path);
+	if (err == -EADDRINUSE)
+		return log_ret(err, "metrics.listen %s: another process listens on it", path);
+	return err;
 }
 
 static int open_listener(struct httpd *h)

@@ -40,6 +40,12 @@ int read_file(const char *path, size_t max, char **out, size_t *out_len);
 int remove_tree(const char *path);
 /* Copy src into dst (always NUL-terminated); returns -ENAMETOOLONG on truncation. */
 int copy_str(char *dst, size_t dstlen, const char *src);
+/*
+ * Make room to bind a unix socket at path: nothing there is 0; a socket nobody listens on
+ * is removed (0, *removed set); -EEXIST when path is not a socket, -EADDRINUSE when
+ * something listens on it. Callers log in their own words.
+ */
+int unix_socket_clear_stale(const char *path, bool *removed);
 
 /* Security rule: files the root agent trusts must not be writable by others. */
 int check_trusted_file(const char *path, char *why, size_t whylen);
