@@ -564,6 +564,35 @@ static void show_trigger(json_t *doc, const char *id)
 		       jstr(doc, "incident.truncated_reason"));
 }
 
+/* The command line after the options of a command on one incident. */
+struct incident_arg {
+	const char *command;
+	int argc;
+	char **argv;
+	const char *config, *dir;
+};
+
+/* The one incident ID operand, checked, and the directory the store keeps it in. */
+static int incident_arg(const struct incident_arg *a, const char **id, char *path, size_t len)
+{
+	char dir[4096];
+	int rc;
+
+	if (optind + 1 != a->argc)
+		return cli_usage_error(a->command, "expected exactly one incident ID");
+	*id = a->argv[optind];
+	if (!incident_id_valid(*id))
+		return cli_usage_error(a->command, "'%s' is not an incident id", *id);
+	rc = cli_store_dir(a->config, a->dir, dir, sizeof(dir));
+	if (rc)
+		return rc;
+	if (store_find(dir, *id, path, len)) {
+		fprintf(stderr, "autotrace: incident %s not found in %s\n", *id, dir);
+		return EXIT_RUNTIME;
+	}
+	return EXIT_OK;
+}
+
 int cmd_incidents_show(int argc, char **argv)
 {
 	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
@@ -572,11 +601,11 @@ int cmd_incidents_show(int argc, char **argv)
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	const char *config = NULL, *dirarg = NULL, *id;
-	char dir[4096], path[4200], why[4400];
+	char path[4200], why[4400];
 	bool json = false;
 	json_t *doc, *cap;
 	size_t i;
-	int c, rc, err;
+	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "jd:c:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -596,19 +625,10 @@ int cmd_incidents_show(int argc, char **argv)
 			return cli_usage_error("incidents show", "bad option");
 		}
 	}
-	if (optind + 1 != argc)
-		return cli_usage_error("incidents show", "expected exactly one incident ID");
-	id = argv[optind];
-	if (!incident_id_valid(id))
-		return cli_usage_error("incidents show", "'%s' is not an incident id", id);
-	rc = cli_store_dir(config, dirarg, dir, sizeof(dir));
+	rc = incident_arg(&(struct incident_arg){"incidents show", argc, argv, config, dirarg}, &id,
+			  path, sizeof(path));
 	if (rc)
 		return rc;
-	err = store_find(dir, id, path, sizeof(path));
-	if (err) {
-		fprintf(stderr, "autotrace: incident %s not found in %s\n", id, dir);
-		return EXIT_RUNTIME;
-	}
 	doc = cli_incident_load(path, why, sizeof(why));
 	if (!doc) {
 		fprintf(stderr, "autotrace: %s\n", why);
@@ -670,7 +690,7 @@ int cmd_incidents_flamegraph(int argc, char **argv)
 		{"dir", required_argument, NULL, 'd'},	   {"config", required_argument, NULL, 'c'},
 		{"help", no_argument, NULL, 'h'},	   {NULL, 0, NULL, 0}};
 	const char *config = NULL, *dirarg = NULL, *kind = NULL, *output = NULL, *id;
-	char dir[4096], path[4200], file[4500], name[256], title[512];
+	char path[4200], file[4500], name[256], title[512];
 	struct flamegraph_opts fo = {0};
 	char *folded = NULL, *svg = NULL;
 	size_t flen = 0, slen = 0;
@@ -697,18 +717,11 @@ int cmd_incidents_flamegraph(int argc, char **argv)
 			return cli_usage_error("incidents flamegraph", "bad option");
 		}
 	}
-	if (optind + 1 != argc)
-		return cli_usage_error("incidents flamegraph", "expected exactly one incident ID");
-	id = argv[optind];
-	if (!incident_id_valid(id))
-		return cli_usage_error("incidents flamegraph", "'%s' is not an incident id", id);
-	rc = cli_store_dir(config, dirarg, dir, sizeof(dir));
+	rc = incident_arg(
+		&(struct incident_arg){"incidents flamegraph", argc, argv, config, dirarg}, &id,
+		path, sizeof(path));
 	if (rc)
 		return rc;
-	if (store_find(dir, id, path, sizeof(path))) {
-		fprintf(stderr, "autotrace: incident %s not found in %s\n", id, dir);
-		return EXIT_RUNTIME;
-	}
 	if (pick_folded(path, kind, name, sizeof(name))) {
 		fprintf(stderr, "autotrace: incident %s has no %s%sstacks to draw\n", id,
 			kind ? kind : "", kind ? " " : "");
