@@ -600,7 +600,7 @@ int cmd_incidents_show(int argc, char **argv)
 					     {"config", required_argument, NULL, 'c'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
-	const char *config = NULL, *dirarg = NULL, *id;
+	const char *config = NULL, *dirarg = NULL, *id = NULL;
 	char path[4200], why[4400];
 	bool json = false;
 	json_t *doc, *cap;
@@ -689,7 +689,7 @@ int cmd_incidents_flamegraph(int argc, char **argv)
 		{"capture", required_argument, NULL, 'k'}, {"output", required_argument, NULL, 'o'},
 		{"dir", required_argument, NULL, 'd'},	   {"config", required_argument, NULL, 'c'},
 		{"help", no_argument, NULL, 'h'},	   {NULL, 0, NULL, 0}};
-	const char *config = NULL, *dirarg = NULL, *kind = NULL, *output = NULL, *id;
+	const char *config = NULL, *dirarg = NULL, *kind = NULL, *output = NULL, *id = NULL;
 	char path[4200], file[4500], name[256], title[512];
 	struct flamegraph_opts fo = {0};
 	char *folded = NULL, *svg = NULL;
