@@ -133,7 +133,7 @@ const struct cli_command cli_commands[] = {
 	 "  -d, --dir DIR       incident store (default: storage.local.dir)\n"
 	 "  -c, --config FILE   agent configuration\n",
 	 cmd_incidents_flamegraph},
-	{"symbolize", "(--pid P | --kernel) [--json] [--lines] [ADDR...]",
+	{"symbolize", "(--pid P | --kernel) [--json] [--lines] [--in-process] [ADDR...]",
 	 "resolve addresses with the agent's symbolizer",
 	 "Resolves hex addresses (arguments, or one a line on standard input) in a\n"
 	 "running process, or in the kernel, exactly as incidents do: debug files by\n"
@@ -145,7 +145,10 @@ const struct cli_command cli_commands[] = {
 	 "  -k, --kernel        kernel addresses\n"
 	 "  -j, --json          one JSON frame a line, as in incidents\n"
 	 "  -s, --stats         print the symbolizer's counters to standard error at the end\n"
-	 "  -c, --config FILE   agent configuration (symbolizer.cache_size)\n",
+	 "  -l, --lines         source file:line and inlined functions from DWARF\n"
+	 "  -I, --in-process    parse binaries in this process, not in the sandboxed helper\n"
+	 "                      (measuring and debugging only: no isolation from them)\n"
+	 "  -c, --config FILE   agent configuration (symbolizer.*)\n",
 	 cmd_symbolize},
 	{NULL, NULL, NULL, NULL, NULL},
 };

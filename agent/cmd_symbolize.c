@@ -66,21 +66,25 @@ static int symbolize_one(struct symbolizer *s, int pid, bool kernel, const char 
 
 int cmd_symbolize(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"pid", required_argument, NULL, 'p'}, {"kernel", no_argument, NULL, 'k'},
-		{"json", no_argument, NULL, 'j'},      {"stats", no_argument, NULL, 's'},
-		{"lines", no_argument, NULL, 'l'},     {"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"pid", required_argument, NULL, 'p'},
+					     {"kernel", no_argument, NULL, 'k'},
+					     {"json", no_argument, NULL, 'j'},
+					     {"stats", no_argument, NULL, 's'},
+					     {"lines", no_argument, NULL, 'l'},
+					     {"config", required_argument, NULL, 'c'},
+					     {"in-process", no_argument, NULL, 'I'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
 	const char *config = NULL;
 	struct agent_config cfg;
 	struct symbolizer_opts so = {0};
 	struct symbolizer *s = NULL;
-	bool kernel = false, json = false, stats = false, lines = false;
+	bool kernel = false, json = false, stats = false, lines = false, in_process = false;
 	long pid = 0;
 	int c, bad = 0;
 	char line[128];
 
-	while ((c = getopt_long(argc, argv, "p:kjslc:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:kjslc:Ih", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			pid = strtol(optarg, NULL, 10);
@@ -102,6 +106,9 @@ int cmd_symbolize(int argc, char **argv)
 		case 'c':
 			config = optarg;
 			break;
+		case 'I':
+			in_process = true;
+			break;
 		case 'h':
 			cli_print_help(cli_find("symbolize"), stdout);
 			return EXIT_OK;
@@ -115,6 +122,9 @@ int cmd_symbolize(int argc, char **argv)
 		return EXIT_USAGE;
 	so.cache_bytes = cfg.symbolizer.cache_size;
 	so.lines = lines || cfg.symbolizer.lines;
+	so.helper_user = cfg.symbolizer.helper_user;
+	so.helper_timeout_ms = cfg.symbolizer.helper_timeout_ms;
+	so.in_process = in_process;
 	if (symbolizer_new(&s, &so))
 		return EXIT_RUNTIME;
 	if (optind < argc) {

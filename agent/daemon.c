@@ -697,8 +697,8 @@ static void reload(struct daemon *d)
 	}
 	if (next.capture.max_stacks != d->cfg.capture.max_stacks ||
 	    next.capture.max_files != d->cfg.capture.max_files ||
-	    next.symbolizer.cache_size != d->cfg.symbolizer.cache_size)
-		log_warn("capture.max_stacks, capture.max_files and symbolizer.cache_size take "
+	    memcmp(&next.symbolizer, &d->cfg.symbolizer, sizeof(next.symbolizer)))
+		log_warn("capture.max_stacks, capture.max_files and symbolizer.* take "
 			 "effect on restart");
 	if (next.agent.interval_ms != d->cfg.agent.interval_ms ||
 	    next.agent.history_ms != d->cfg.agent.history_ms ||
@@ -730,7 +730,7 @@ static void reload(struct daemon *d)
 	/* keep what cannot change without a restart */
 	next.capture.max_stacks = d->cfg.capture.max_stacks;
 	next.capture.max_files = d->cfg.capture.max_files;
-	next.symbolizer.cache_size = d->cfg.symbolizer.cache_size;
+	next.symbolizer = d->cfg.symbolizer;
 	{
 		bool watch_changed = memcmp(&next.watch, &d->cfg.watch, sizeof(next.watch)) != 0;
 
@@ -796,9 +796,9 @@ static void daemon_cleanup(struct daemon *d)
 		loop_del_fd(d->loop, d->sigfd);
 		close(d->sigfd);
 	}
+	symbolizer_free(&d->sym); /* before the loop: its helper's socket and timer live there */
 	loop_free(&d->loop);
 	tsdb_free(&d->db);
-	symbolizer_free(&d->sym);
 	cgroups_free(&d->cgroups);
 	store_free(&d->store);
 	free(d->notes);
@@ -852,8 +852,14 @@ int daemon_run(const char *config_path)
 		goto fail;
 	if ((err = cgroups_new(&d.cgroups, "/sys/fs/cgroup")))
 		goto fail;
+	/* the helper answers from the loop; an incident waits at most three
+	 * deadlines in all for answers still missing */
 	sopts = (struct symbolizer_opts){.cache_bytes = d.cfg.symbolizer.cache_size,
-					 .lines = d.cfg.symbolizer.lines};
+					 .lines = d.cfg.symbolizer.lines,
+					 .loop = d.loop,
+					 .helper_user = d.cfg.symbolizer.helper_user,
+					 .helper_timeout_ms = d.cfg.symbolizer.helper_timeout_ms,
+					 .max_wait_ms = 3 * d.cfg.symbolizer.helper_timeout_ms};
 	if ((err = symbolizer_new(&d.sym, &sopts)))
 		goto fail;
 	if ((err = tsdb_new(&d.db, metric_count(), watchers_series_budget(&d.cfg),

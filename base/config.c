@@ -49,6 +49,9 @@ static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}
 static const char *const unwind_modes[] = {"auto", "always", "off", NULL};
 /* Elasticsearch index names: lowercase, no separators or wildcards */
 static const char index_name_chars[] = "abcdefghijklmnopqrstuvwxyz0123456789-_.";
+/* POSIX portable user names */
+static const char user_name_chars[] =
+	"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.";
 
 #define GiB    (1024ull * 1024 * 1024)
 #define MiB    (1024ull * 1024)
@@ -121,6 +124,15 @@ static const struct cfg_key config_table[] = {
 	{"symbolizer", "lines", CFG_BOOL, F(symbolizer.lines), 0, 0, "false",
 	 "add source file:line and inlined functions to user frames, from DWARF when the binary "
 	 "or its debug file has it"},
+	{"symbolizer", "helper_user", CFG_STRING, F(symbolizer.helper_user), 0, 0,
+	 "autotrace-helper",
+	 "user the sandboxed helper that parses tenants' binaries runs as (never root; nobody "
+	 "when this user does not exist)",
+	 NULL, user_name_chars},
+	{"symbolizer", "helper_timeout", CFG_DURATION, F(symbolizer.helper_timeout_ms), 500, 60000,
+	 "5s",
+	 "deadline of one request to the helper (one binary, one perf map); past it the helper "
+	 "is killed and that binary's frames stay unresolved"},
 	{"unwind", "mode", CFG_STRING, F(unwind.mode), 0, 0, "auto",
 	 "user stacks of code without frame pointers, from DWARF CFI (profile, offcpu): auto "
 	 "(per process, when its frame-pointer stacks come out shorter) | always | off",

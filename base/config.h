@@ -57,6 +57,8 @@ struct agent_config {
 	struct {
 		uint64_t cache_size;
 		bool lines;
+		char helper_user[64];
+		uint64_t helper_timeout_ms;
 	} symbolizer;
 	struct {
 		char mode[16]; /* auto | always | off */

@@ -161,6 +161,13 @@ int loop_timer_set(struct loop_timer *t, uint64_t first_ns, uint64_t period_ns)
 	return timerfd_settime(t->fd, 0, &its, NULL) ? -errno : 0;
 }
 
+int loop_timer_stop(struct loop_timer *t)
+{
+	struct itimerspec its = {0};
+
+	return timerfd_settime(t->fd, 0, &its, NULL) ? -errno : 0;
+}
+
 int loop_timer_new(struct loop *l, uint64_t first_ns, uint64_t period_ns, loop_timer_cb cb,
 		   void *ctx, struct loop_timer **out)
 {

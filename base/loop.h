@@ -23,6 +23,8 @@ void loop_del_fd(struct loop *l, int fd);
 int loop_timer_new(struct loop *l, uint64_t first_ns, uint64_t period_ns, loop_timer_cb cb,
 		   void *ctx, struct loop_timer **out);
 int loop_timer_set(struct loop_timer *t, uint64_t first_ns, uint64_t period_ns);
+/* Disarms t until the next loop_timer_set. */
+int loop_timer_stop(struct loop_timer *t);
 void loop_timer_free(struct loop_timer **t);
 
 /* Runs until loop_stop(); returns 0 or a negative errno. */

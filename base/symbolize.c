@@ -3,12 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <dwarf.h>
-#include <elfutils/libdw.h>
-#include <gelf.h>
 #include <inttypes.h>
-#include <libelf.h>
-#include <lzma.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +15,24 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "base/lines.h"
 #include "base/log.h"
+#include "base/safeopen.h"
+#include "base/sandbox.h"
+#include "base/sanitize.h"
+#include "base/symproto.h"
 #include "base/util.h"
 
 #define MAX_TRACKED_PROCS 4096
 #define MAX_MAPS_PER_PROC 4096
+#define MAX_PENDING_LOADS 64 /* binaries queued for the helper, each holding descriptors */
 #define MAX_JIT_SYMS	  (1u << 20)
-#define MAX_SYMS	  (1u << 26) /* name offsets are 32-bit; far above any real binary */
+#define MAX_MAPS_LINE	  (PATH_MAX + 256)
+#define MAX_KSYM_LINE	  1024
+#define DEBUG_FILE_MAX	  (8ull << 30)	/* larger "debug files" are not passed on */
+#define CRC_MAX		  (1ull << 30)	/* debuglink candidates whose CRC is checked */
+#define PERF_MAP_MAX	  (64ull << 20) /* past it, the newest 64 MiB are read */
+#define PERF_LINE_MAX	  4096
 #define DEBUG_ROOT	  "/usr/lib/debug"
 
 struct ksym {
@@ -34,37 +41,56 @@ struct ksym {
 	uint32_t mod_off; /* 0: vmlinux */
 };
 
-struct usym {
-	uint64_t addr, size;
-	uint32_t name_off;
-};
-
-/* Function symbols sorted by address, names in one arena. */
+/* Function symbols sorted by address: a helper's answer, adopted whole. */
 struct symtab {
-	struct usym *syms;
-	size_t n, cap;
-	char *names;
-	size_t names_len, names_cap;
+	void *block; /* owns syms and names */
+	struct symp_sym *syms;
+	size_t n;
+	const char *names;
+	size_t names_len;
+	uint64_t bytes;
 };
 
-/* The symbols of one binary. */
+enum load_state {
+	L_QUEUED,    /* asked of the helper */
+	L_READY,     /* answered (the table may be empty) */
+	L_FAILED,    /* the helper failed on it: why says how */
+	L_CANCELLED, /* the helper was stopped first: dropped, asked again next time */
+};
+
+/* How to open again a file whose DWARF gives source lines. */
+enum where { W_NONE, W_PROC_PATH, W_ROOT, W_HOST };
+
 struct elf_syms {
+	struct symbolizer *s;
 	dev_t dev;
 	ino_t ino;
-	char path[256];
-	char build_id[41];
+	char *path; /* as the process maps it */
+	char build_id[SYMP_BUILD_ID_HEX];
 	struct symtab t;
-	/* executable PT_LOAD segments: file offset -> virtual address */
-	struct seg {
-		uint64_t off, vaddr, filesz;
-	} segs[16];
+	struct symp_seg segs[SYMP_MAX_SEGS];
 	unsigned nsegs;
-	bool failed; /* remembered so a broken binary is not reread per frame */
-	/* with opts.lines: the file with this binary's DWARF, opened on first use
-	 * and closed after each incident (libdw's caches are not bounded) */
+	enum load_state state;
+	const char *why; /* L_FAILED */
+	bool waiting;	 /* a request is out; its id in req */
+	bool searched;	 /* debug files were looked for: the second round */
+	unsigned pinned; /* a lookup is using it: not evicted */
+	int64_t req;
+	int fd;	 /* the binary until it is read: the debug-file round needs it again */
+	int pid; /* whose root the debug files are looked up in */
+	/* candidates sent with the debug-file round, for where DWARF was found */
+	struct {
+		enum where w;
+		char *path;
+	} cand[SYMP_MAX_CAND];
+	unsigned ncand;
+	/* symbolizer.lines: where this binary's DWARF is; the file is opened
+	 * on first use in an incident and closed after it */
+	enum where dwarf_where;
 	char *dwarf_path;
-	int dwarf_fd;
-	Dwarf *dw;
+	int dwarf_pid;
+	int dwarf_fd; /* 0: not tried in this incident, -1: unreadable */
+	uint64_t key;
 	uint64_t bytes;
 	uint64_t last_use;
 	struct elf_syms *next;
@@ -74,15 +100,20 @@ struct proc_map {
 	uint64_t start, end, pgoff;
 	dev_t dev;
 	ino_t ino;
-	char path[256];
+	char *path;
 };
 
+enum jit_state { J_NONE, J_QUEUED, J_READY };
+
 struct proc_maps {
+	struct symbolizer *s;
 	int pid;
 	struct proc_map *maps;
 	unsigned n;
 	struct symtab jit; /* /tmp/perf-PID.map */
-	bool jit_tried;
+	enum jit_state jit_state;
+	bool jit_waiting;
+	int64_t jit_req;
 	char exe[256]; /* /proc/PID/exe when tracked, for naming the program later */
 	uint64_t bytes;
 	struct proc_maps *next;
@@ -91,6 +122,7 @@ struct proc_maps {
 struct symbolizer {
 	struct symbolizer_opts opts;
 	char procfs[128];
+	struct sandbox *sb;
 	struct ksym *ksyms;
 	size_t nksyms;
 	char *knames;
@@ -98,69 +130,110 @@ struct symbolizer {
 	bool kloaded, kcheck;
 	uint32_t modules_crc;
 	struct elf_syms *elves;
+	unsigned pending;
 	uint64_t elf_bytes, proc_bytes;
 	uint64_t use_clock;
 	struct proc_maps *procs;
 	unsigned nprocs;
+	uint64_t waited_ms; /* since the last forget, against opts.max_wait_ms */
 	struct symbolizer_stats st;
 };
+
+static void symtab_free(struct symtab *t)
+{
+	free(t->block);
+	memset(t, 0, sizeof(*t));
+}
 
 int symbolizer_new(struct symbolizer **out, const struct symbolizer_opts *opts)
 {
 	struct symbolizer *s = calloc(1, sizeof(*s));
+	struct sandbox_opts so = {0};
+	int err;
 
 	if (!s)
 		return -ENOMEM;
 	s->opts = *opts;
 	snprintf(s->procfs, sizeof(s->procfs), "%s", opts->procfs ? opts->procfs : "/proc");
-	elf_version(EV_CURRENT);
+	so.loop = opts->loop;
+	so.exe = opts->helper_exe;
+	so.user = opts->helper_user;
+	so.timeout_ms = opts->helper_timeout_ms;
+	/* the largest table, the sections it is read from, and slack for the
+	 * libraries' own allocations */
+	so.mem_bytes = opts->cache_bytes * 2 + (128ull << 20);
+	so.in_process = opts->in_process;
+	err = sandbox_new(&s->sb, &so);
+	if (err) {
+		free(s);
+		return err;
+	}
+	s->opts.helper_exe = NULL;
+	s->opts.helper_user = NULL;
 	*out = s;
 	return 0;
 }
 
-static void symtab_free(struct symtab *t)
-{
-	free(t->syms);
-	free(t->names);
-	memset(t, 0, sizeof(*t));
-}
-
-static uint64_t symtab_bytes(const struct symtab *t)
-{
-	return t->cap * sizeof(*t->syms) + t->names_cap;
-}
-
 static void dwarf_close(struct elf_syms *e)
 {
-	if (e->dw)
-		dwarf_end(e->dw);
 	if (e->dwarf_fd > 0)
 		close(e->dwarf_fd);
-	e->dw = NULL;
 	e->dwarf_fd = 0;
 }
 
 static void elf_syms_free(struct elf_syms *e)
 {
 	dwarf_close(e);
+	if (e->fd >= 0)
+		close(e->fd);
+	for (unsigned i = 0; i < e->ncand; i++)
+		free(e->cand[i].path);
 	free(e->dwarf_path);
+	free(e->path);
 	symtab_free(&e->t);
 	free(e);
 }
 
-void symbolizer_forget_processes(struct symbolizer *s)
+static void procs_free(struct symbolizer *s)
 {
 	while (s->procs) {
 		struct proc_maps *p = s->procs;
 
 		s->procs = p->next;
 		symtab_free(&p->jit);
+		for (unsigned i = 0; i < p->n; i++)
+			free(p->maps[i].path);
 		free(p->maps);
 		free(p);
 	}
 	s->nprocs = 0;
 	s->proc_bytes = 0;
+}
+
+/* Tables the stopped helper never read are forgotten, to be asked again. */
+static void drop_cancelled(struct symbolizer *s)
+{
+	for (struct elf_syms **pe = &s->elves; *pe;) {
+		struct elf_syms *e = *pe;
+
+		if (e->state == L_CANCELLED) {
+			*pe = e->next;
+			s->elf_bytes -= e->bytes;
+			elf_syms_free(e);
+		} else {
+			pe = &e->next;
+		}
+	}
+}
+
+void symbolizer_forget_processes(struct symbolizer *s)
+{
+	/* callbacks of requests still queued run now, while what they name lives */
+	sandbox_stop(s->sb);
+	drop_cancelled(s);
+	procs_free(s);
 	s->kcheck = true;
+	s->waited_ms = 0;
 	for (struct elf_syms *e = s->elves; e; e = e->next)
 		dwarf_close(e);
 }
@@ -171,7 +244,8 @@ void symbolizer_free(struct symbolizer **ps)
 
 	if (!s)
 		return;
-	symbolizer_forget_processes(s);
+	sandbox_free(&s->sb);
+	procs_free(s);
 	while (s->elves) {
 		struct elf_syms *e = s->elves;
 
@@ -196,23 +270,35 @@ void symbolizer_get_stats(const struct symbolizer *s, struct symbolizer_stats *o
 	out->cache_cap = s->opts.cache_bytes;
 	out->binaries_cached = 0;
 	for (const struct elf_syms *e = s->elves; e; e = e->next)
-		out->binaries_cached++;
+		out->binaries_cached += e->state == L_READY;
 }
 
 json_t *symbolizer_stats_json(const struct symbolizer *s)
 {
 	struct symbolizer_stats st;
+	json_t *j;
 
 	symbolizer_get_stats(s, &st);
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "cache_bytes",
-			 (json_int_t)st.cache_bytes, "cache_cap", (json_int_t)st.cache_cap,
-			 "binaries_cached", (json_int_t)st.binaries_cached, "evictions",
-			 (json_int_t)st.evictions, "refused_too_big",
-			 (json_int_t)st.refused_too_big, "refused_procs",
-			 (json_int_t)st.refused_procs, "debug_files", (json_int_t)st.debug_files,
-			 "minidebuginfo", (json_int_t)st.minidebuginfo, "jit_maps",
-			 (json_int_t)st.jit_maps, "kallsyms_reloads",
-			 (json_int_t)st.kallsyms_reloads);
+	j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "cache_bytes",
+		      (json_int_t)st.cache_bytes, "cache_cap", (json_int_t)st.cache_cap,
+		      "binaries_cached", (json_int_t)st.binaries_cached, "evictions",
+		      (json_int_t)st.evictions, "refused_too_big", (json_int_t)st.refused_too_big,
+		      "refused_procs", (json_int_t)st.refused_procs, "debug_files",
+		      (json_int_t)st.debug_files, "minidebuginfo", (json_int_t)st.minidebuginfo,
+		      "jit_maps", (json_int_t)st.jit_maps, "kallsyms_reloads",
+		      (json_int_t)st.kallsyms_reloads);
+	if (!j)
+		return NULL;
+	json_object_update_new(j, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "helper_failed",
+					    (json_int_t)st.helper_failed, "frames_failed",
+					    (json_int_t)st.frames_failed, "frames_pending",
+					    (json_int_t)st.frames_pending, "loads_deferred",
+					    (json_int_t)st.loads_deferred, "perf_maps_refused",
+					    (json_int_t)st.perf_maps_refused, "perf_map_bad_lines",
+					    (json_int_t)st.perf_map_bad_lines, "maps_lines_dropped",
+					    (json_int_t)st.maps_lines_dropped));
+	json_object_set_new(j, "helper", sandbox_stats_json(s->sb));
+	return j;
 }
 
 json_t *sym_frame_json(const struct sym_frame *f)
@@ -223,31 +309,40 @@ json_t *sym_frame_json(const struct sym_frame *f)
 	snprintf(hex, sizeof(hex), "0x%" PRIx64, f->addr);
 	json_object_set_new(j, "addr", json_string(hex));
 	if (f->name[0]) {
-		json_object_set_new(j, "func", json_string(f->name));
+		json_object_set_new(j, "func", json_string_clean(f->name));
 		json_object_set_new(j, "offset", json_integer((json_int_t)f->offset));
 	}
 	if (f->module[0])
-		json_object_set_new(j, "module", json_string(f->module));
+		json_object_set_new(j, "module", json_string_clean(f->module));
 	if (!f->kernel) {
 		if (f->build_id[0])
-			json_object_set_new(j, "build_id", json_string(f->build_id));
+			json_object_set_new(j, "build_id", json_string_clean(f->build_id));
 		snprintf(hex, sizeof(hex), "0x%" PRIx64, f->file_offset);
 		if (!f->name[0] && f->module[0])
 			json_object_set_new(j, "file_offset", json_string(hex));
+		if (!f->name[0] && f->unresolved)
+			json_object_set_new(j, "unresolved", json_string(f->unresolved));
 	}
 	json_object_set_new(j, "kernel", json_boolean(f->kernel));
 	if (f->jit)
 		json_object_set_new(j, "jit", json_true());
 	if (f->source[0])
-		json_object_set_new(j, "source", json_string(f->source));
+		json_object_set_new(j, "source", json_string_clean(f->source));
 	if (f->ninlined) {
 		json_t *arr = json_array();
 
 		for (unsigned i = 0; i < f->ninlined; i++)
-			json_array_append_new(arr, json_string(f->inlined[i]));
+			json_array_append_new(arr, json_string_clean(f->inlined[i]));
 		json_object_set_new(j, "inlined", arr);
 	}
 	return j;
+}
+
+/* Frame strings: valid UTF-8 without control characters, cut on a
+ * character boundary. */
+static void frame_str(char *dst, size_t cap, const char *src)
+{
+	str_clean(dst, cap, src, strlen(src), STR_INPLACE);
 }
 
 /* --- kernel ------------------------------------------------------------- */
@@ -301,9 +396,10 @@ static uint32_t file_crc(const char *path)
 
 static int load_kallsyms(struct symbolizer *s)
 {
-	char path[160], line[512];
-	size_t cap = 0, nlen = 0;
-	FILE *f;
+	char path[160], *line;
+	size_t cap = 0, nlen = 0, len;
+	struct linereader *lr = NULL;
+	int err;
 
 	free(s->ksyms);
 	free(s->knames);
@@ -315,13 +411,12 @@ static int load_kallsyms(struct symbolizer *s)
 	snprintf(path, sizeof(path), "%s/modules", s->procfs);
 	s->modules_crc = file_crc(path);
 	snprintf(path, sizeof(path), "%s/kallsyms", s->procfs);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
+	if ((err = linereader_open(&lr, path, MAX_KSYM_LINE)))
+		return err;
 	/* offset 0 of the name arena is "" so mod_off 0 means vmlinux */
 	if (arena_add(&s->knames, &nlen, &s->knames_cap, "") < 0)
 		goto nomem;
-	while (fgets(line, sizeof(line), f)) {
+	while (linereader_next(lr, &line, &len) > 0) {
 		char name[256], mod[128] = "", type;
 		unsigned long long addr;
 		int64_t noff, moff = 0;
@@ -351,14 +446,14 @@ static int load_kallsyms(struct symbolizer *s)
 		}
 		s->ksyms[s->nksyms++] = (struct ksym){addr, (uint32_t)noff, (uint32_t)moff};
 	}
-	fclose(f);
+	linereader_free(&lr);
 	if (s->nksyms)
 		qsort(s->ksyms, s->nksyms, sizeof(*s->ksyms), ksym_cmp);
 	if (s->nksyms == 0)
 		log_warn("no kernel symbols readable in %s (kptr_restrict?)", path);
 	return 0;
 nomem:
-	fclose(f);
+	linereader_free(&lr);
 	return -ENOMEM;
 }
 
@@ -402,19 +497,19 @@ int symbolizer_kernel(struct symbolizer *s, uint64_t addr, struct sym_frame *out
 		else
 			hi = mid;
 	}
-	snprintf(out->name, sizeof(out->name), "%s", s->knames + s->ksyms[lo].name_off);
+	frame_str(out->name, sizeof(out->name), s->knames + s->ksyms[lo].name_off);
 	out->offset = addr - s->ksyms[lo].addr;
 	if (s->ksyms[lo].mod_off)
-		snprintf(out->module, sizeof(out->module), "[%s]",
+		snprintf(out->module, sizeof(out->module), "[%.250s]",
 			 s->knames + s->ksyms[lo].mod_off);
 	return 0;
 }
 
-/* --- symbol tables ------------------------------------------------------ */
+/* --- symbol tables from the helper ------------------------------------- */
 
 static int usym_cmp(const void *a, const void *b)
 {
-	const struct usym *x = a, *y = b;
+	const struct symp_sym *x = a, *y = b;
 
 	if (x->addr != y->addr)
 		return x->addr < y->addr ? -1 : 1;
@@ -422,21 +517,43 @@ static int usym_cmp(const void *a, const void *b)
 	return (x->size < y->size) - (x->size > y->size);
 }
 
-/* Sorts and drops duplicate addresses (.dynsym + MiniDebugInfo overlap). */
-static void symtab_finish(struct symtab *t)
+/* Takes a table out of an answer: block[off..] holds hdr->nsyms symbols and
+ * hdr->names_len bytes of names, ending the block. Nothing in it is trusted:
+ * counts must add up, every name offset must land in the arena, names are
+ * cleaned of control characters and invalid UTF-8, and the symbols are
+ * sorted here. */
+static int symtab_adopt(struct symtab *t, void *block, size_t len, size_t off,
+			const struct symp_table *hdr)
 {
+	uint64_t need = (uint64_t)hdr->nsyms * sizeof(struct symp_sym) + hdr->names_len;
+	struct symp_sym *syms = (struct symp_sym *)((char *)block + off);
+	char *names = (char *)(syms + hdr->nsyms);
 	size_t w = 0;
 
-	if (!t->n)
-		return;
-	qsort(t->syms, t->n, sizeof(*t->syms), usym_cmp);
-	for (size_t i = 0; i < t->n; i++)
-		if (!w || t->syms[w - 1].addr != t->syms[i].addr)
-			t->syms[w++] = t->syms[i];
+	if (off > len || need != len - off || (hdr->nsyms && !hdr->names_len) ||
+	    (hdr->names_len && names[hdr->names_len - 1] != '\0'))
+		return -EPROTO;
+	for (size_t i = 0; i < hdr->nsyms; i++)
+		if (syms[i].name_off >= hdr->names_len)
+			return -EPROTO;
+	str_clean_inplace(names, hdr->names_len);
+	if (hdr->nsyms) {
+		qsort(syms, hdr->nsyms, sizeof(*syms), usym_cmp);
+		/* one symbol per address (.dynsym and MiniDebugInfo overlap) */
+		for (size_t i = 0; i < hdr->nsyms; i++)
+			if (!w || syms[w - 1].addr != syms[i].addr)
+				syms[w++] = syms[i];
+	}
+	t->block = block;
+	t->syms = syms;
 	t->n = w;
+	t->names = names;
+	t->names_len = hdr->names_len;
+	t->bytes = len;
+	return 0;
 }
 
-static const struct usym *symtab_find(const struct symtab *t, uint64_t addr)
+static const struct symp_sym *symtab_find(const struct symtab *t, uint64_t addr)
 {
 	size_t lo = 0, hi = t->n;
 
@@ -456,77 +573,18 @@ static const struct usym *symtab_find(const struct symtab *t, uint64_t addr)
 	return &t->syms[lo];
 }
 
-static bool is_func(const GElf_Sym *sym)
-{
-	return GELF_ST_TYPE(sym->st_info) == STT_FUNC && sym->st_value &&
-	       sym->st_shndx != SHN_UNDEF;
-}
-
-/* One symbol section of one ELF. */
-struct symsrc {
-	Elf *elf;
-	Elf_Scn *scn;
-};
-
-/* Counts what the FUNC symbols of src need, without keeping anything. */
-static void symsrc_count(const struct symsrc *src, size_t *nsyms, size_t *name_bytes)
-{
-	GElf_Shdr sh;
-	Elf_Data *data;
-
-	if (!src->scn || !gelf_getshdr(src->scn, &sh) || !sh.sh_entsize ||
-	    !(data = elf_getdata(src->scn, NULL)))
-		return;
-	for (size_t i = 0, count = sh.sh_size / sh.sh_entsize; i < count; i++) {
-		GElf_Sym sym;
-		const char *name;
-
-		if (!gelf_getsym(data, (int)i, &sym) || !is_func(&sym))
-			continue;
-		name = elf_strptr(src->elf, sh.sh_link, sym.st_name);
-		if (!name || !*name)
-			continue;
-		(*nsyms)++;
-		*name_bytes += strlen(name) + 1;
-	}
-}
-
-static void symsrc_fill(const struct symsrc *src, struct symtab *t)
-{
-	GElf_Shdr sh;
-	Elf_Data *data;
-
-	if (!src->scn || !gelf_getshdr(src->scn, &sh) || !sh.sh_entsize ||
-	    !(data = elf_getdata(src->scn, NULL)))
-		return;
-	for (size_t i = 0, count = sh.sh_size / sh.sh_entsize; i < count && t->n < t->cap; i++) {
-		GElf_Sym sym;
-		const char *name;
-		size_t len;
-
-		if (!gelf_getsym(data, (int)i, &sym) || !is_func(&sym))
-			continue;
-		name = elf_strptr(src->elf, sh.sh_link, sym.st_name);
-		if (!name || !*name)
-			continue;
-		len = strlen(name) + 1;
-		if (t->names_len + len > t->names_cap)
-			break;
-		memcpy(t->names + t->names_len, name, len);
-		t->syms[t->n++] = (struct usym){sym.st_value, sym.st_size, (uint32_t)t->names_len};
-		t->names_len += len;
-	}
-}
-
 /* Drops least recently used tables until `need` more bytes fit under the cap. */
 static void make_room(struct symbolizer *s, uint64_t need)
 {
-	while (s->elves && symbolizer_cache_bytes(s) + need > s->opts.cache_bytes) {
+	while (symbolizer_cache_bytes(s) + need > s->opts.cache_bytes) {
 		struct elf_syms **victim = NULL;
 
 		for (struct elf_syms **pe = &s->elves; *pe; pe = &(*pe)->next)
-			if (!victim || (*pe)->last_use < (*victim)->last_use)
+			if ((*pe)->state != L_QUEUED && !(*pe)->pinned &&
+			    (!victim || (*pe)->last_use < (*victim)->last_use))
 				victim = pe;
+		if (!victim)
+			return;
 		struct elf_syms *e = *victim;
 
 		*victim = e->next;
@@ -536,449 +594,359 @@ static void make_room(struct symbolizer *s, uint64_t need)
 	}
 }
 
-/* Bytes of the symbol and string sections: what counting would read. */
-static uint64_t symsrc_file_bytes(const struct symsrc *src)
+/* Room a new binary's table may take: the cap less what is not evictable. */
+static uint64_t table_room(const struct symbolizer *s)
 {
-	GElf_Shdr sh, strsh;
-	Elf_Scn *str;
+	uint64_t fixed = s->nksyms * sizeof(struct ksym) + s->knames_cap + s->proc_bytes;
 
-	if (!src->scn || !gelf_getshdr(src->scn, &sh))
-		return 0;
-	str = elf_getscn(src->elf, sh.sh_link);
-	return sh.sh_size + (str && gelf_getshdr(str, &strsh) ? strsh.sh_size : 0);
+	return s->opts.cache_bytes > fixed ? s->opts.cache_bytes - fixed : 0;
 }
 
-/* Reads the FUNC symbols of the sources into t, exactly sized, within the cap. */
-static int symtab_load(struct symbolizer *s, struct symtab *t, const struct symsrc *srcs,
-		       unsigned nsrcs)
-{
-	size_t nsyms = 0, name_bytes = 0;
-	uint64_t need, file_bytes = 0;
+/* --- reading binaries, through the helper ------------------------------ */
 
-	/* sections larger than the cap are not even read: a huge binary must not
-	 * page its symbol table into the agent */
-	for (unsigned i = 0; i < nsrcs; i++)
-		file_bytes += symsrc_file_bytes(&srcs[i]);
-	if (file_bytes > s->opts.cache_bytes) {
-		s->st.refused_too_big++;
-		return -EFBIG;
+static void load_done(struct elf_syms *e, enum load_state state, const char *why)
+{
+	struct symbolizer *s = e->s;
+
+	if (e->state == L_QUEUED && s->pending)
+		s->pending--;
+	e->state = state;
+	e->why = why;
+	if (e->fd >= 0) {
+		close(e->fd);
+		e->fd = -1;
 	}
-	for (unsigned i = 0; i < nsrcs; i++)
-		symsrc_count(&srcs[i], &nsyms, &name_bytes);
-	if (!nsyms)
-		return 0;
-	need = nsyms * sizeof(*t->syms) + name_bytes;
-	/* a table that alone would pass the cap is refused, not loaded and evicted */
-	if (nsyms > MAX_SYMS || name_bytes > UINT32_MAX ||
-	    need + s->nksyms * sizeof(struct ksym) + s->knames_cap + s->proc_bytes >
-		    s->opts.cache_bytes) {
-		s->st.refused_too_big++;
-		return -EFBIG;
+	for (unsigned i = 0; i < e->ncand; i++) {
+		/* the one DWARF was found in keeps its path (dwarf_path) */
+		free(e->cand[i].path);
+		e->cand[i].path = NULL;
 	}
-	make_room(s, need);
-	t->syms = malloc(nsyms * sizeof(*t->syms));
-	t->names = malloc(name_bytes);
-	if (!t->syms || !t->names) {
-		symtab_free(t);
-		return -ENOMEM;
-	}
-	t->cap = nsyms;
-	t->names_cap = name_bytes;
-	for (unsigned i = 0; i < nsrcs; i++)
-		symsrc_fill(&srcs[i], t);
-	symtab_finish(t);
-	return 0;
+	e->ncand = 0;
 }
 
-/* --- finding an ELF's symbols ------------------------------------------ */
-
-/* Opens a regular file only: a hostile container may put a FIFO or a device
- * where a debug file is expected. */
-static int open_regular(const char *path)
+static const char *fail_reason(enum sandbox_fail f)
 {
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-
-	if (fd < 0)
-		return -1;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static void read_build_id(Elf *elf, char *out, size_t outlen)
-{
-	Elf_Scn *scn = NULL;
-
-	out[0] = '\0';
-	while ((scn = elf_nextscn(elf, scn))) {
-		GElf_Shdr sh;
-		Elf_Data *data;
-		size_t off = 0, name_off, desc_off;
-		GElf_Nhdr nh;
-
-		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE)
-			continue;
-		data = elf_getdata(scn, NULL);
-		if (!data)
-			continue;
-		while ((off = gelf_getnote(data, off, &nh, &name_off, &desc_off)) > 0) {
-			if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-			    memcmp((char *)data->d_buf + name_off, "GNU", 4) == 0) {
-				const unsigned char *d = (unsigned char *)data->d_buf + desc_off;
-				size_t n = nh.n_descsz;
-
-				if (n * 2 + 1 > outlen)
-					n = (outlen - 1) / 2;
-				for (size_t i = 0; i < n; i++)
-					sprintf(out + 2 * i, "%02x", d[i]);
-				return;
-			}
-		}
+	switch (f) {
+	case SANDBOX_CRASHED:
+		return "helper crashed";
+	case SANDBOX_TIMEOUT:
+		return "helper timeout";
+	case SANDBOX_LIMIT:
+		return "helper limit";
+	case SANDBOX_UNAVAILABLE:
+		return "helper unavailable";
+	default:
+		return "helper failed";
 	}
 }
 
-/* What one ELF offers: its symbol sections and where to look for more. */
-struct elf_info {
-	Elf_Scn *symtab, *dynsym, *debugdata;
-	bool debug_info; /* DWARF for source lines */
-	char debuglink[256];
-	uint32_t debuglink_crc;
-};
+static void elf_answer(void *ctx, struct sandbox_reply *r);
 
-static void elf_scan(Elf *elf, struct elf_info *info)
+static void send_elf(struct elf_syms *e, uint32_t flags, int *cand_fds, const uint32_t *kinds,
+		     unsigned ncand)
 {
-	Elf_Scn *scn = NULL;
-	size_t shstrndx;
+	struct symbolizer *s = e->s;
+	struct symp_elf_req req = {.max_table = table_room(s),
+				   .max_crc_bytes = CRC_MAX,
+				   .flags = flags,
+				   .ncand = ncand};
+	int fds[1 + SYMP_MAX_CAND];
+	int64_t id;
 
-	memset(info, 0, sizeof(*info));
-	if (elf_getshdrstrndx(elf, &shstrndx))
+	fds[0] = fcntl(e->fd, F_DUPFD_CLOEXEC, 0);
+	for (unsigned i = 0; i < ncand; i++) {
+		fds[1 + i] = cand_fds[i];
+		req.cand_kind[i] = kinds[i];
+	}
+	if (fds[0] < 0) {
+		for (unsigned i = 0; i < ncand; i++)
+			close(cand_fds[i]);
+		load_done(e, L_FAILED, "descriptors exhausted");
 		return;
-	while ((scn = elf_nextscn(elf, scn))) {
-		GElf_Shdr sh;
-		const char *name;
-		Elf_Data *d;
-
-		if (!gelf_getshdr(scn, &sh))
-			continue;
-		if (sh.sh_type == SHT_SYMTAB)
-			info->symtab = scn;
-		else if (sh.sh_type == SHT_DYNSYM)
-			info->dynsym = scn;
-		if (sh.sh_type != SHT_PROGBITS || !(name = elf_strptr(elf, shstrndx, sh.sh_name)))
-			continue;
-		if (strcmp(name, ".debug_info") == 0) {
-			info->debug_info = true;
-		} else if (strcmp(name, ".gnu_debugdata") == 0) {
-			info->debugdata = scn;
-		} else if (strcmp(name, ".gnu_debuglink") == 0 && (d = elf_getdata(scn, NULL)) &&
-			   d->d_size >= 8 && d->d_size <= sizeof(info->debuglink) + 4) {
-			/* file name, NUL, padding to 4, CRC32 of the debug file */
-			size_t len = strnlen(d->d_buf, d->d_size - 4);
-
-			if (len && len < sizeof(info->debuglink) && !strchr(d->d_buf, '/')) {
-				memcpy(info->debuglink, d->d_buf, len);
-				info->debuglink[len] = '\0';
-				memcpy(&info->debuglink_crc, (char *)d->d_buf + d->d_size - 4, 4);
-			}
-		}
+	}
+	e->waiting = true;
+	id = sandbox_call(s->sb, SYMP_OP_ELF, &req, sizeof(req), fds, 1 + ncand,
+			  sizeof(struct symp_elf_reply) + req.max_table, elf_answer, e);
+	if (id < 0) {
+		e->waiting = false;
+		s->st.loads_deferred++;
+		load_done(e, L_CANCELLED, NULL);
+	} else if (e->waiting) {
+		e->req = id; /* not answered yet (in-process answers come at once) */
 	}
 }
 
-static uint32_t fd_crc(int fd)
+/* Debug file candidates, GDB's order: build-id, then .gnu_debuglink next to
+ * the binary, in its .debug/, and under /usr/lib/debug; each in the
+ * process's root. The host's /usr/lib/debug is tried too, for build-id (the
+ * name is the content's hash) and the debuglink's /usr/lib/debug place. */
+static void search_debug_files(struct elf_syms *e, const struct symp_elf_reply *rep)
 {
-	char buf[65536];
-	uint32_t crc = 0;
-	ssize_t n;
-
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		crc = (uint32_t)crc32(crc, (const Bytef *)buf, (uInt)n);
-	lseek(fd, 0, SEEK_SET);
-	return crc;
-}
-
-/* Tries path in the process's root, then on the host. */
-static int open_in_roots(const struct symbolizer *s, int pid, const char *path, bool check_crc,
-			 uint32_t crc, char *found, size_t found_len)
-{
-	char full[PATH_MAX];
-
-	for (int host = 0; host < 2; host++) {
-		int fd;
-
-		if (host)
-			snprintf(full, sizeof(full), "%s", path);
-		else
-			snprintf(full, sizeof(full), "%s/%d/root%s", s->procfs, pid, path);
-		fd = open_regular(full);
-		if (fd < 0)
-			continue;
-		if (!check_crc || fd_crc(fd) == crc) {
-			snprintf(found, found_len, "%s", full);
-			return fd;
-		}
-		close(fd);
-	}
-	return -1;
-}
-
-/* A separate debug file: by build-id, then by .gnu_debuglink (GDB's order). */
-static int open_debug_file(const struct symbolizer *s, int pid, const char *bin_path,
-			   const char *build_id, const struct elf_info *info, char *found,
-			   size_t found_len)
-{
-	char path[PATH_MAX], dir[PATH_MAX];
+	struct symbolizer *s = e->s;
+	char path[PATH_MAX + 64], dir[PATH_MAX];
+	int fds[SYMP_MAX_CAND];
+	uint32_t kinds[SYMP_MAX_CAND];
+	unsigned n = 0;
 	const char *slash;
-	int fd;
 
-	if (strlen(build_id) > 2) {
-		snprintf(path, sizeof(path), DEBUG_ROOT "/.build-id/%.2s/%s.debug", build_id,
-			 build_id + 2);
-		if ((fd = open_in_roots(s, pid, path, false, 0, found, found_len)) >= 0)
-			return fd;
-	}
-	if (!info->debuglink[0] || !(slash = strrchr(bin_path, '/')))
-		return -1;
-	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - bin_path), bin_path);
-	for (int i = 0; i < 3; i++) {
-		if (i == 0)
-			snprintf(path, sizeof(path), "%s/%s", dir, info->debuglink);
-		else if (i == 1)
-			snprintf(path, sizeof(path), "%s/.debug/%s", dir, info->debuglink);
-		else
-			snprintf(path, sizeof(path), DEBUG_ROOT "%s/%s", dir, info->debuglink);
-		if (strcmp(path, bin_path) == 0)
-			continue;
-		if ((fd = open_in_roots(s, pid, path, true, info->debuglink_crc, found,
-					found_len)) >= 0)
-			return fd;
-	}
-	return -1;
-}
+	if (strlen(rep->build_id) > 2) {
+		snprintf(path, sizeof(path), DEBUG_ROOT "/.build-id/%.2s/%s.debug", rep->build_id,
+			 rep->build_id + 2);
+		for (int host = 0; host < 2 && n < SYMP_MAX_CAND; host++) {
+			int fd = host ? open_regular(path, DEBUG_FILE_MAX, NULL)
+				      : open_in_proc_root(s->procfs, e->pid, path, DEBUG_FILE_MAX,
+							  NULL);
 
-/* .gnu_debugdata: an xz-compressed ELF with the symbols .dynsym lacks. */
-static void *unxz_section(Elf_Scn *scn, uint64_t limit, size_t *out_len)
-{
-	Elf_Data *d = elf_getdata(scn, NULL);
-	lzma_stream strm = LZMA_STREAM_INIT;
-	size_t cap = 1 << 20;
-	uint8_t *buf = NULL;
-	lzma_ret r;
-
-	if (!d || !d->d_size || lzma_stream_decoder(&strm, limit, 0) != LZMA_OK)
-		return NULL;
-	strm.next_in = d->d_buf;
-	strm.avail_in = d->d_size;
-	do {
-		uint8_t *nb = cap <= limit ? realloc(buf, cap) : NULL;
-
-		if (!nb) {
-			r = LZMA_MEM_ERROR;
-			break;
+			if (fd < 0)
+				continue;
+			e->cand[e->ncand].w = host ? W_HOST : W_ROOT;
+			e->cand[e->ncand++].path = strdup(path);
+			kinds[n] = SYMP_CAND_BUILD_ID;
+			fds[n++] = fd;
 		}
-		buf = nb;
-		strm.next_out = buf + strm.total_out;
-		strm.avail_out = cap - strm.total_out;
-		r = lzma_code(&strm, LZMA_FINISH);
-		cap *= 2;
-	} while (r == LZMA_OK);
-	*out_len = strm.total_out;
-	lzma_end(&strm);
-	if (r != LZMA_STREAM_END) {
-		free(buf);
-		return NULL;
 	}
-	return buf;
+	if (rep->debuglink[0] && e->path[0] == '/' && (slash = strrchr(e->path, '/'))) {
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - e->path), e->path);
+		for (int i = 0; i < 4 && n < SYMP_MAX_CAND; i++) {
+			bool host = i == 3;
+			int fd;
+
+			if (i == 0)
+				snprintf(path, sizeof(path), "%s/%s", dir, rep->debuglink);
+			else if (i == 1)
+				snprintf(path, sizeof(path), "%s/.debug/%s", dir, rep->debuglink);
+			else
+				snprintf(path, sizeof(path), DEBUG_ROOT "%s/%s", dir,
+					 rep->debuglink);
+			if (strcmp(path, e->path) == 0)
+				continue;
+			fd = host ? open_regular(path, DEBUG_FILE_MAX, NULL)
+				  : open_in_proc_root(s->procfs, e->pid, path, DEBUG_FILE_MAX,
+						      NULL);
+			if (fd < 0)
+				continue;
+			e->cand[e->ncand].w = host ? W_HOST : W_ROOT;
+			e->cand[e->ncand++].path = strdup(path);
+			kinds[n] = SYMP_CAND_DEBUGLINK;
+			fds[n++] = fd;
+		}
+	}
+	send_elf(e, SYMP_SEARCHED, fds, kinds, n);
 }
 
-static void read_segments(Elf *elf, struct elf_syms *e)
+static bool hex_string(const char *s, size_t cap)
 {
-	size_t phnum;
+	size_t len = strnlen(s, cap);
 
-	if (elf_getphdrnum(elf, &phnum))
+	if (len == cap)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static void elf_answer(void *ctx, struct sandbox_reply *r)
+{
+	struct elf_syms *e = ctx;
+	struct symbolizer *s = e->s;
+	struct symp_elf_reply rep;
+	e->waiting = false;
+	e->req = 0;
+	if (r->fail == SANDBOX_CANCELLED) {
+		load_done(e, L_CANCELLED, NULL);
 		return;
-	for (size_t i = 0; i < phnum && e->nsegs < ARRAY_SIZE(e->segs); i++) {
-		GElf_Phdr ph;
-
-		if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_LOAD && (ph.p_flags & PF_X))
-			e->segs[e->nsegs++] = (struct seg){ph.p_offset, ph.p_vaddr, ph.p_filesz};
 	}
-}
-
-/* Where this binary's DWARF is, for source lines (opts.lines). */
-static void remember_dwarf(const struct symbolizer *s, struct elf_syms *e, const char *path)
-{
-	if (s->opts.lines && path && path[0] && !e->dwarf_path)
-		e->dwarf_path = strdup(path);
-}
-
-/* The best symbols for a binary: .symtab, a debug file, MiniDebugInfo + .dynsym,
- * .dynsym. opened: the path elf was opened by (NULL: in memory). */
-static int elf_load_syms(struct symbolizer *s, struct elf_syms *e, Elf *elf, int pid,
-			 const char *opened)
-{
-	char dpath[PATH_MAX] = "";
-	struct elf_info info, dinfo;
-	Elf *delf = NULL, *melf = NULL;
-	void *mini = NULL;
-	size_t mini_len = 0;
-	int dfd = -1, err;
-
-	if (elf_kind(elf) != ELF_K_ELF)
-		return -EINVAL;
-	read_build_id(elf, e->build_id, sizeof(e->build_id));
-	read_segments(elf, e);
-	elf_scan(elf, &info);
-	if (info.debug_info)
-		remember_dwarf(s, e, opened);
-	if (info.symtab) {
-		struct symsrc src = {elf, info.symtab};
-
-		return symtab_load(s, &e->t, &src, 1);
+	if (r->fail != SANDBOX_OK) {
+		s->st.helper_failed++;
+		log_warn("symbolizer: %s reading %.200s (pid %d): its frames stay unresolved",
+			 fail_reason(r->fail), e->path, e->pid);
+		load_done(e, L_FAILED, fail_reason(r->fail));
+		return;
 	}
-	if (e->path[0] == '/' &&
-	    (dfd = open_debug_file(s, pid, e->path, e->build_id, &info, dpath, sizeof(dpath))) >=
-		    0 &&
-	    (delf = elf_begin(dfd, ELF_C_READ_MMAP, NULL))) {
-		elf_scan(delf, &dinfo);
-		if (dinfo.debug_info)
-			remember_dwarf(s, e, dpath);
-		if (dinfo.symtab) {
-			struct symsrc src = {delf, dinfo.symtab};
+	if (r->status == -ENOMEM) {
+		s->st.helper_failed++;
+		load_done(e, L_FAILED, "helper limit");
+		return;
+	}
+	if (r->status || r->len < sizeof(rep)) {
+		load_done(e, L_READY, NULL);
+		return;
+	}
+	memcpy(&rep, r->data, sizeof(rep));
+	if (!hex_string(rep.build_id, sizeof(rep.build_id)) ||
+	    strnlen(rep.debuglink, sizeof(rep.debuglink)) == sizeof(rep.debuglink) ||
+	    memchr(rep.debuglink, '/', strlen(rep.debuglink)) || rep.nsegs > SYMP_MAX_SEGS) {
+		s->st.helper_failed++;
+		load_done(e, L_FAILED, "helper answer invalid");
+		return;
+	}
+	snprintf(e->build_id, sizeof(e->build_id), "%s", rep.build_id);
+	e->nsegs = rep.nsegs;
+	memcpy(e->segs, rep.segs, sizeof(rep.segs[0]) * rep.nsegs);
+	if (rep.result == SYMP_R_NEED_DEBUG && !e->searched) {
+		e->searched = true;
+		search_debug_files(e, &rep);
+		return;
+	}
+	if (s->opts.lines && rep.dwarf >= 0 && !e->dwarf_where) {
+		if (rep.dwarf == 0) {
+			e->dwarf_where = e->path[0] == '/' ? W_PROC_PATH : W_NONE;
+		} else if ((unsigned)rep.dwarf <= e->ncand && e->cand[rep.dwarf - 1].path) {
+			e->dwarf_where = e->cand[rep.dwarf - 1].w;
+			e->dwarf_path = e->cand[rep.dwarf - 1].path;
+			e->cand[rep.dwarf - 1].path = NULL;
+		}
+		e->dwarf_pid = e->pid;
+	}
+	if (rep.result == SYMP_R_TOO_BIG) {
+		s->st.refused_too_big++;
+		load_done(e, L_READY, NULL);
+		return;
+	}
+	if (rep.result == SYMP_R_TABLE && rep.table.nsyms) {
+		uint64_t before = e->bytes;
 
-			err = symtab_load(s, &e->t, &src, 1);
-			if (!err)
+		/* room for the whole answer; a table that still cannot fit is refused */
+		make_room(s, r->len);
+		if (symbolizer_cache_bytes(s) + r->len > s->opts.cache_bytes) {
+			s->st.refused_too_big++;
+		} else if (symtab_adopt(&e->t, r->data, r->len, sizeof(rep), &rep.table) == 0) {
+			r->data = NULL; /* the table's now */
+			e->bytes += e->t.bytes;
+			s->elf_bytes += e->bytes - before;
+			if (rep.source == SYMP_SRC_DEBUG_FILE)
 				s->st.debug_files++;
-			goto out;
-		}
-	}
-	if (info.debugdata &&
-	    (mini = unxz_section(info.debugdata, s->opts.cache_bytes, &mini_len)) &&
-	    (melf = elf_memory(mini, mini_len))) {
-		elf_scan(melf, &dinfo);
-		if (dinfo.symtab) {
-			struct symsrc srcs[2] = {{elf, info.dynsym}, {melf, dinfo.symtab}};
-
-			err = symtab_load(s, &e->t, srcs, 2);
-			if (!err)
+			else if (rep.source == SYMP_SRC_MINIDEBUGINFO)
 				s->st.minidebuginfo++;
-			goto out;
+		} else {
+			s->st.helper_failed++;
+			load_done(e, L_FAILED, "helper answer invalid");
+			return;
 		}
 	}
-	{
-		struct symsrc src = {elf, info.dynsym};
-
-		err = symtab_load(s, &e->t, &src, 1);
-	}
-out:
-	if (melf)
-		elf_end(melf);
-	free(mini);
-	if (delf)
-		elf_end(delf);
-	if (dfd >= 0)
-		close(dfd);
-	return err;
+	load_done(e, L_READY, NULL);
 }
 
 static struct elf_syms *cache_find(struct symbolizer *s, dev_t dev, ino_t ino, const char *path)
 {
-	for (struct elf_syms *e = s->elves; e; e = e->next) {
-		if (e->dev == dev && e->ino == ino && strcmp(e->path, path) == 0) {
-			e->last_use = ++s->use_clock;
-			return e;
+	for (struct elf_syms **pe = &s->elves; *pe; pe = &(*pe)->next) {
+		struct elf_syms *e = *pe;
+
+		if (e->dev != dev || e->ino != ino || strcmp(e->path, path))
+			continue;
+		if (e->state == L_CANCELLED && !e->pinned) {
+			/* never read (queue full, helper stopped): asked again */
+			*pe = e->next;
+			s->elf_bytes -= e->bytes;
+			elf_syms_free(e);
+			return NULL;
 		}
+		e->last_use = ++s->use_clock;
+		return e;
 	}
 	return NULL;
 }
 
-static struct elf_syms *cache_add(struct symbolizer *s, struct elf_syms *e)
+static struct elf_syms *cache_new(struct symbolizer *s, dev_t dev, ino_t ino, const char *path,
+				  int pid)
 {
-	e->bytes = symtab_bytes(&e->t) + sizeof(*e);
-	e->last_use = ++s->use_clock;
+	struct elf_syms *e = calloc(1, sizeof(*e));
+
+	if (!e || !(e->path = strdup(path))) {
+		free(e);
+		return NULL;
+	}
+	e->s = s;
+	e->dev = dev;
+	e->ino = ino;
+	e->fd = -1;
+	e->pid = pid;
+	e->key = ++s->use_clock;
+	e->last_use = e->key;
+	e->bytes = sizeof(*e) + strlen(path) + 1;
+	e->state = L_QUEUED;
 	s->elf_bytes += e->bytes;
+	s->pending++;
 	e->next = s->elves;
 	s->elves = e;
 	return e;
 }
 
+/* The symbols of the binary behind m: cached, or asked of the helper now
+ * (the descriptor is opened while the process is alive). NULL when too many
+ * are pending already: asked again at the next lookup. */
 static struct elf_syms *get_elf(struct symbolizer *s, int pid, const struct proc_map *m)
 {
 	struct elf_syms *e = cache_find(s, m->dev, m->ino, m->path);
-	char path[600];
-	Elf *elf = NULL;
+	char path[200];
 	int fd;
 
 	if (e)
 		return e;
-	e = calloc(1, sizeof(*e));
-	if (!e)
+	if (s->pending >= MAX_PENDING_LOADS) {
+		s->st.loads_deferred++;
 		return NULL;
-	e->dev = m->dev;
-	e->ino = m->ino;
-	snprintf(e->path, sizeof(e->path), "%s", m->path);
-	/* map_files reaches the exact file mapped, even deleted or in another mount namespace */
+	}
+	/* map_files reaches the exact file mapped, even deleted or in another
+	 * mount namespace; the process's root is the fallback */
 	snprintf(path, sizeof(path), "%s/%d/map_files/%" PRIx64 "-%" PRIx64, s->procfs, pid,
 		 m->start, m->end);
-	fd = open_regular(path);
-	if (fd < 0) {
-		snprintf(path, sizeof(path), "%s/%d/root%s", s->procfs, pid, m->path);
-		fd = open_regular(path);
+	fd = open_regular(path, 0, NULL);
+	if (fd < 0)
+		fd = open_in_proc_root(s->procfs, pid, m->path, 0, NULL);
+	e = cache_new(s, m->dev, m->ino, m->path, pid);
+	if (!e) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
 	}
-	if (fd >= 0)
-		elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!elf || elf_load_syms(s, e, elf, pid, path))
-		e->failed = true;
-	if (elf)
-		elf_end(elf);
-	if (fd >= 0)
-		close(fd);
-	return cache_add(s, e);
+	if (fd < 0) {
+		load_done(e, L_READY, NULL); /* unreadable: frames keep module + offset */
+		return e;
+	}
+	e->fd = fd;
+	send_elf(e, 0, NULL, NULL, 0);
+	return e;
 }
 
-/* The vDSO is the same image in every process: read the agent's own. */
+/* The vDSO is the same image in every process: the agent's own, copied into
+ * a memfd for the helper. */
 static struct elf_syms *get_vdso(struct symbolizer *s)
 {
 	struct elf_syms *e = cache_find(s, 0, 0, "[vdso]");
 	unsigned long base = getauxval(AT_SYSINFO_EHDR);
-	char line[256];
-	size_t len = 0;
-	FILE *f;
+	struct linereader *lr = NULL;
+	size_t len = 0, llen;
+	char *line;
+	int fd;
 
 	if (e)
 		return e;
-	e = calloc(1, sizeof(*e));
+	e = cache_new(s, 0, 0, "[vdso]", 0);
 	if (!e)
 		return NULL;
-	snprintf(e->path, sizeof(e->path), "[vdso]");
-	e->failed = true;
-	f = fopen("/proc/self/maps", "re");
-	while (f && fgets(line, sizeof(line), f)) {
-		unsigned long long start, end;
+	if (linereader_open(&lr, "/proc/self/maps", MAX_MAPS_LINE) == 0) {
+		while (linereader_next(lr, &line, &llen) > 0) {
+			unsigned long long start, end;
 
-		if (strstr(line, "[vdso]") && sscanf(line, "%llx-%llx", &start, &end) == 2 &&
-		    start == base)
-			len = (size_t)(end - start);
-	}
-	if (f)
-		fclose(f);
-	if (base && len) {
-		char *copy = malloc(len);
-		Elf *elf;
-
-		if (copy) {
-			memcpy(copy, (const void *)base, len);
-			elf = elf_memory(copy, len);
-			if (elf) {
-				e->failed = elf_load_syms(s, e, elf, 0, NULL) != 0;
-				elf_end(elf);
-			}
-			free(copy);
+			if (strstr(line, "[vdso]") &&
+			    sscanf(line, "%llx-%llx", &start, &end) == 2 && start == base)
+				len = (size_t)(end - start);
 		}
+		linereader_free(&lr);
 	}
-	return cache_add(s, e);
+	fd = base && len ? memfd_create("vdso", MFD_CLOEXEC) : -1;
+	if (fd < 0 || write(fd, (const void *)base, len) != (ssize_t)len) {
+		if (fd >= 0)
+			close(fd);
+		load_done(e, L_READY, NULL);
+		return e;
+	}
+	e->fd = fd;
+	e->searched = true;
+	send_elf(e, SYMP_SEARCHED, NULL, NULL, 0);
+	return e;
 }
 
 /* --- processes ---------------------------------------------------------- */
@@ -991,84 +959,115 @@ static struct proc_maps *find_proc(struct symbolizer *s, int pid)
 	return NULL;
 }
 
-/* The pid the process has in its own pid namespace (what names its perf map). */
-static int ns_pid(const struct symbolizer *s, int pid)
+/* From /proc/PID/status: the pid the process has in its own pid namespace
+ * (what names its perf map) and its real and effective uid. */
+static int proc_status(const struct symbolizer *s, int pid, int *nspid, long *ruid, long *euid)
 {
-	char path[160], line[256];
-	int nspid = pid;
-	FILE *f;
+	char path[160], *line;
+	struct linereader *lr = NULL;
+	size_t len;
+	int err;
 
+	*nspid = pid;
+	*ruid = *euid = -1;
 	snprintf(path, sizeof(path), "%s/%d/status", s->procfs, pid);
-	f = fopen(path, "re");
-	if (!f)
-		return pid;
-	while (fgets(line, sizeof(line), f)) {
+	if ((err = linereader_open(&lr, path, 4096)))
+		return err;
+	while (linereader_next(lr, &line, &len) > 0) {
 		if (strncmp(line, "NSpid:", 6) == 0) {
-			char *tok = strtok(line + 6, " \t\n");
+			char *save = NULL, *tok = strtok_r(line + 6, " \t", &save);
 
 			while (tok) {
-				nspid = atoi(tok);
-				tok = strtok(NULL, " \t\n");
+				*nspid = atoi(tok);
+				tok = strtok_r(NULL, " \t", &save);
 			}
-			break;
+		} else if (strncmp(line, "Uid:", 4) == 0) {
+			if (sscanf(line + 4, "%ld %ld", ruid, euid) != 2)
+				*ruid = *euid = -1;
 		}
 	}
-	fclose(f);
-	return nspid > 0 ? nspid : pid;
+	linereader_free(&lr);
+	if (*nspid <= 0)
+		*nspid = pid;
+	return 0;
 }
 
-/* /tmp/perf-PID.map (JITs: V8, the JVM with perf-map-agent, .NET, LuaJIT...):
- * "START SIZE NAME" per line, hex. Bounded in lines and bytes. */
+static void jit_answer(void *ctx, struct sandbox_reply *r)
+{
+	struct proc_maps *p = ctx;
+	struct symbolizer *s = p->s;
+	struct symp_perfmap_reply rep;
+
+	p->jit_waiting = false;
+	p->jit_req = 0;
+	p->jit_state = J_READY;
+	if (r->fail != SANDBOX_OK || r->status || r->len < sizeof(rep)) {
+		if (r->fail != SANDBOX_OK && r->fail != SANDBOX_CANCELLED)
+			s->st.helper_failed++;
+		if (r->fail == SANDBOX_CANCELLED)
+			p->jit_state = J_NONE;
+		return;
+	}
+	memcpy(&rep, r->data, sizeof(rep));
+	s->st.perf_map_bad_lines += rep.bad_lines;
+	if (!rep.table.nsyms || rep.table.nsyms > MAX_JIT_SYMS)
+		return;
+	if (s->proc_bytes + r->len > s->opts.cache_bytes / 4) {
+		s->st.refused_too_big++;
+		return;
+	}
+	if (symtab_adopt(&p->jit, r->data, r->len, sizeof(rep), &rep.table) == 0) {
+		r->data = NULL;
+		p->bytes += p->jit.bytes;
+		s->proc_bytes += p->jit.bytes;
+	} else {
+		s->st.helper_failed++;
+	}
+}
+
+/* /tmp/perf-PID.map (JITs: V8, the JVM with perf-map-agent, .NET, LuaJIT...),
+ * in the process's root, used only when the process's own user owns it (as
+ * perf requires): a symlink to someone else's file is refused. */
 static void load_perf_map(struct symbolizer *s, struct proc_maps *p)
 {
-	char path[200], line[1024];
-	size_t nlen = 0, ncap = 0, cap = 0;
-	struct symtab *t = &p->jit;
-	uint64_t before;
-	FILE *f;
-	int fd;
+	struct symp_perfmap_req req = {.max_bytes = PERF_MAP_MAX,
+				       .max_lines = MAX_JIT_SYMS,
+				       .max_line_len = PERF_LINE_MAX};
+	char rel[64];
+	struct stat st;
+	long ruid, euid;
+	int nspid, fd;
+	int64_t id;
 
-	p->jit_tried = true;
-	snprintf(path, sizeof(path), "%s/%d/root/tmp/perf-%d.map", s->procfs, p->pid,
-		 ns_pid(s, p->pid));
-	fd = open_regular(path);
-	if (fd < 0 || !(f = fdopen(fd, "re"))) {
+	if (p->jit_state != J_NONE)
+		return;
+	p->jit_state = J_READY; /* unless asked below */
+	if (proc_status(s, p->pid, &nspid, &ruid, &euid))
+		return;
+	snprintf(rel, sizeof(rel), "/tmp/perf-%d.map", nspid);
+	fd = open_in_proc_root(s->procfs, p->pid, rel, 0, &st);
+	if (fd == -ENOENT)
+		return;
+	if (fd < 0 || ((long)st.st_uid != euid && (long)st.st_uid != ruid)) {
 		if (fd >= 0)
 			close(fd);
+		s->st.perf_maps_refused++;
 		return;
 	}
 	s->st.jit_maps++;
-	while (fgets(line, sizeof(line), f) && t->n < MAX_JIT_SYMS) {
-		unsigned long long start, size;
-		char name[512];
-		int64_t off;
-
-		if (sscanf(line, "%llx %llx %511[^\n]", &start, &size, name) != 3)
-			continue;
-		if (symtab_bytes(t) + s->proc_bytes + s->elf_bytes > s->opts.cache_bytes)
-			break;
-		if (t->n == cap) {
-			size_t c2 = cap ? cap * 2 : 1024;
-			struct usym *ns = realloc(t->syms, c2 * sizeof(*ns));
-
-			if (!ns)
-				break;
-			t->syms = ns;
-			cap = c2;
-			t->cap = cap;
-		}
-		off = arena_add(&t->names, &nlen, &ncap, name);
-		if (off < 0)
-			break;
-		t->names_len = nlen;
-		t->names_cap = ncap;
-		t->syms[t->n++] = (struct usym){start, size, (uint32_t)off};
+	req.max_table = s->opts.cache_bytes / 4 > s->proc_bytes
+				? s->opts.cache_bytes / 4 - s->proc_bytes
+				: 0;
+	p->jit_state = J_QUEUED;
+	p->jit_waiting = true;
+	id = sandbox_call(s->sb, SYMP_OP_PERFMAP, &req, sizeof(req), &fd, 1,
+			  sizeof(struct symp_perfmap_reply) + req.max_table, jit_answer, p);
+	if (id < 0) {
+		p->jit_waiting = false;
+		p->jit_state = J_NONE;
+	} else if (p->jit_waiting) {
+		p->jit_req = id;
 	}
-	fclose(f);
-	symtab_finish(t);
-	before = p->bytes;
-	p->bytes += symtab_bytes(t);
-	s->proc_bytes += p->bytes - before;
 }
 
 static bool anonymous_code(const struct proc_map *m)
@@ -1093,12 +1092,37 @@ static void preload(struct symbolizer *s, struct proc_maps *p)
 		load_perf_map(s, p);
 }
 
+/* One line of /proc/PID/maps: "START-END PERMS PGOFF MAJ:MIN INODE   PATH".
+ * The path is everything after the inode's padding, spaces included. */
+static bool parse_maps_line(char *line, struct proc_map *m, char *perms, const char **path)
+{
+	unsigned long long start, end, pgoff, ino;
+	unsigned maj, min;
+	int pos = 0;
+
+	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu%n", &start, &end, perms, &pgoff, &maj, &min,
+		   &ino, &pos) < 7 ||
+	    end <= start)
+		return false;
+	*path = line + pos;
+	while (**path == ' ')
+		(*path)++;
+	m->start = start;
+	m->end = end;
+	m->pgoff = pgoff;
+	m->dev = makedev(maj, min);
+	m->ino = (ino_t)ino;
+	return true;
+}
+
 int symbolizer_track(struct symbolizer *s, int pid)
 {
-	char path[160], line[1024];
+	char path[160], *line;
+	struct linereader *lr = NULL;
 	struct proc_maps *p;
 	unsigned cap = 0;
-	FILE *f;
+	size_t len, path_bytes = 0;
+	int err;
 
 	if (find_proc(s, pid))
 		return 0;
@@ -1108,26 +1132,22 @@ int symbolizer_track(struct symbolizer *s, int pid)
 		return -ENOSPC;
 	}
 	snprintf(path, sizeof(path), "%s/%d/maps", s->procfs, pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
+	if ((err = linereader_open(&lr, path, MAX_MAPS_LINE)))
+		return err;
 	p = calloc(1, sizeof(*p));
 	if (!p) {
-		fclose(f);
+		linereader_free(&lr);
 		return -ENOMEM;
 	}
+	p->s = s;
 	p->pid = pid;
-	while (fgets(line, sizeof(line), f) && p->n < MAX_MAPS_PER_PROC) {
-		unsigned long long start, end, pgoff, ino;
-		unsigned maj, min;
-		char perms[8], file[512] = "";
-		const char *fp = file;
-		struct proc_map *m;
+	while (p->n < MAX_MAPS_PER_PROC && linereader_next(lr, &line, &len) > 0) {
+		struct proc_map m = {0};
+		const char *file;
+		char perms[8];
 
-		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %511[^\n]", &start, &end, perms,
-			   &pgoff, &maj, &min, &ino, file) < 7)
-			continue;
-		if (perms[2] != 'x' || end <= start)
+		if (!parse_maps_line(line, &m, perms, &file) || strlen(perms) < 3 ||
+		    perms[2] != 'x')
 			continue;
 		if (p->n == cap) {
 			unsigned ncap = cap ? cap * 2 : 16;
@@ -1138,17 +1158,14 @@ int symbolizer_track(struct symbolizer *s, int pid)
 			p->maps = nm;
 			cap = ncap;
 		}
-		m = &p->maps[p->n++];
-		m->start = start;
-		m->end = end;
-		m->pgoff = pgoff;
-		m->dev = makedev(maj, min);
-		m->ino = (ino_t)ino;
-		while (*fp == ' ') /* leading spaces pad the path column */
-			fp++;
-		snprintf(m->path, sizeof(m->path), "%s", fp);
+		m.path = strdup(file);
+		if (!m.path)
+			break;
+		path_bytes += strlen(file) + 1;
+		p->maps[p->n++] = m;
 	}
-	fclose(f);
+	s->st.maps_lines_dropped += linereader_dropped(lr);
+	linereader_free(&lr);
 	{
 		ssize_t n;
 
@@ -1156,7 +1173,7 @@ int symbolizer_track(struct symbolizer *s, int pid)
 		n = readlink(path, p->exe, sizeof(p->exe) - 1);
 		p->exe[n > 0 ? n : 0] = '\0';
 	}
-	p->bytes = sizeof(*p) + cap * sizeof(*p->maps);
+	p->bytes = sizeof(*p) + cap * sizeof(*p->maps) + path_bytes;
 	s->proc_bytes += p->bytes;
 	p->next = s->procs;
 	s->procs = p;
@@ -1175,78 +1192,124 @@ int symbolizer_exe(struct symbolizer *s, int pid, char *buf, size_t len)
 	return 0;
 }
 
+/* Waits for a request a frame needs, within what lookups may still block. */
+static void wait_for(struct symbolizer *s, int64_t id)
+{
+	uint64_t left = 86400000, t0; /* no budget: each request's deadline bounds it */
+
+	if (s->opts.max_wait_ms)
+		left = s->opts.max_wait_ms > s->waited_ms ? s->opts.max_wait_ms - s->waited_ms : 0;
+	if (!left || id <= 0)
+		return;
+	t0 = now_mono_ns();
+	sandbox_wait(s->sb, id, left);
+	s->waited_ms += (now_mono_ns() - t0) / 1000000;
+}
+
 static int resolve_jit(struct symbolizer *s, struct proc_maps *p, uint64_t addr,
 		       struct sym_frame *out)
 {
-	const struct usym *u;
+	const struct symp_sym *u;
 
-	if (!p->jit_tried)
+	if (p->jit_state == J_NONE)
 		load_perf_map(s, p);
+	if (p->jit_state == J_QUEUED)
+		wait_for(s, p->jit_req);
 	u = symtab_find(&p->jit, addr);
 	if (!u)
 		return -ENOENT;
-	snprintf(out->name, sizeof(out->name), "%s", p->jit.names + u->name_off);
+	frame_str(out->name, sizeof(out->name), p->jit.names + u->name_off);
 	out->offset = addr - u->addr;
 	snprintf(out->module, sizeof(out->module), "[jit]");
 	out->jit = true;
+	out->unresolved = NULL;
 	return 0;
 }
 
-/* Source line and inlined functions at vaddr, from the binary's DWARF. */
-static void resolve_lines(struct elf_syms *e, uint64_t vaddr, struct sym_frame *out)
+static void lines_answer(void *ctx, struct sandbox_reply *r)
 {
-	Dwarf_Die cu, *scopes = NULL;
-	Dwarf_Line *line;
-	const char *src;
-	int lineno = 0, n;
+	struct sym_frame *out = ctx;
+	struct symp_lines_reply rep;
 
-	if (!e->dw) {
-		if (e->dwarf_fd < 0)
-			return; /* tried in this incident, unreadable */
-		e->dwarf_fd = open_regular(e->dwarf_path);
-		if (e->dwarf_fd < 0 || !(e->dw = dwarf_begin(e->dwarf_fd, DWARF_C_READ))) {
-			dwarf_close(e);
-			e->dwarf_fd = -1;
-			return;
-		}
-	}
-	if (!dwarf_addrdie(e->dw, vaddr, &cu))
+	if (r->fail != SANDBOX_OK || r->status || r->len != sizeof(rep))
 		return;
-	line = dwarf_getsrc_die(&cu, vaddr);
-	if (line && (src = dwarf_linesrc(line, NULL, NULL)) && dwarf_lineno(line, &lineno) == 0) {
-		const char *base = strrchr(src, '/');
-
-		snprintf(out->source, sizeof(out->source), "%s:%d", base ? base + 1 : src, lineno);
+	memcpy(&rep, r->data, sizeof(rep));
+	rep.source[sizeof(rep.source) - 1] = '\0';
+	frame_str(out->source, sizeof(out->source), rep.source);
+	for (unsigned i = 0; i < rep.ninlined && i < SYMP_INLINED; i++) {
+		rep.inlined[i][SYMP_INLINED_MAX - 1] = '\0';
+		frame_str(out->inlined[out->ninlined++], sizeof(out->inlined[0]), rep.inlined[i]);
 	}
-	n = dwarf_getscopes(&cu, vaddr, &scopes);
-	for (int i = 0; i < n && out->ninlined < ARRAY_SIZE(out->inlined); i++) {
-		Dwarf_Attribute attr;
-		const char *name;
-
-		if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine)
-			continue;
-		name = dwarf_formstring(dwarf_attr_integrate(&scopes[i], DW_AT_name, &attr));
-		if (name)
-			snprintf(out->inlined[out->ninlined++], sizeof(out->inlined[0]), "%s",
-				 name);
-	}
-	free(scopes);
 }
 
-static int resolve_elf(struct elf_syms *e, struct sym_frame *out)
+/* Source line and inlined functions at vaddr, from the binary's DWARF. */
+static void resolve_lines(struct symbolizer *s, struct elf_syms *e, const struct proc_map *m,
+			  int pid, uint64_t vaddr, struct sym_frame *out)
 {
-	const struct usym *u;
+	struct symp_lines_req req = {.key = e->key, .vaddr = vaddr, .max_dwarf = CRC_MAX};
+	int fd;
+	int64_t id;
+
+	if (e->dwarf_fd < 0 || e->dwarf_where == W_NONE)
+		return; /* tried in this incident, unreadable */
+	if (!e->dwarf_fd) {
+		char path[200];
+
+		if (e->dwarf_where == W_PROC_PATH && m) {
+			snprintf(path, sizeof(path), "%s/%d/map_files/%" PRIx64 "-%" PRIx64,
+				 s->procfs, pid, m->start, m->end);
+			fd = open_regular(path, 0, NULL);
+			if (fd < 0)
+				fd = open_in_proc_root(s->procfs, pid, e->path, 0, NULL);
+		} else if (e->dwarf_where == W_ROOT) {
+			fd = open_in_proc_root(s->procfs, e->dwarf_pid, e->dwarf_path, 0, NULL);
+		} else if (e->dwarf_where == W_HOST) {
+			fd = open_regular(e->dwarf_path, 0, NULL);
+		} else {
+			fd = -1;
+		}
+		e->dwarf_fd = fd < 0 ? -1 : fd;
+		if (fd < 0)
+			return;
+	}
+	fd = fcntl(e->dwarf_fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	id = sandbox_call(s->sb, SYMP_OP_LINES, &req, sizeof(req), &fd, 1,
+			  sizeof(struct symp_lines_reply), lines_answer, out);
+	if (id > 0 && sandbox_pending(s->sb, id)) {
+		wait_for(s, id);
+		/* too slow: the answer must not land in a frame that is gone */
+		sandbox_cancel(s->sb, id);
+	}
+}
+
+static int resolve_elf(struct symbolizer *s, struct elf_syms *e, const struct proc_map *m, int pid,
+		       struct sym_frame *out)
+{
+	const struct symp_sym *u;
 	uint64_t vaddr = 0;
 	bool have_vaddr = false;
 
+	/* two rounds at most: the binary, then its debug files */
+	for (int round = 0; round < 3 && e->state == L_QUEUED && e->req > 0; round++)
+		wait_for(s, e->req);
 	if (e->build_id[0])
 		snprintf(out->build_id, sizeof(out->build_id), "%s", e->build_id);
-	if (e->failed)
+	if (e->state == L_QUEUED) {
+		s->st.frames_pending++;
+		out->unresolved = "pending";
+		return -EAGAIN;
+	}
+	if (e->state == L_FAILED) {
+		s->st.frames_failed++;
+		out->unresolved = e->why;
 		return -ENOENT;
+	}
 	for (unsigned i = 0; i < e->nsegs; i++) {
-		const struct seg *sg = &e->segs[i];
+		const struct symp_seg *sg = &e->segs[i];
 
-		if (out->file_offset >= sg->off && out->file_offset < sg->off + sg->filesz) {
+		if (out->file_offset >= sg->off && out->file_offset - sg->off < sg->filesz) {
 			vaddr = out->file_offset - sg->off + sg->vaddr;
 			have_vaddr = true;
 			break;
@@ -1254,10 +1317,10 @@ static int resolve_elf(struct elf_syms *e, struct sym_frame *out)
 	}
 	if (!have_vaddr || !(u = symtab_find(&e->t, vaddr)))
 		return -ENOENT;
-	snprintf(out->name, sizeof(out->name), "%s", e->t.names + u->name_off);
+	frame_str(out->name, sizeof(out->name), e->t.names + u->name_off);
 	out->offset = vaddr - u->addr;
-	if (e->dwarf_path)
-		resolve_lines(e, vaddr, out);
+	if (s->opts.lines && e->dwarf_where)
+		resolve_lines(s, e, m, pid, vaddr, out);
 	return 0;
 }
 
@@ -1282,14 +1345,21 @@ int symbolizer_user(struct symbolizer *s, int pid, uint64_t addr, struct sym_fra
 	}
 	if (!m)
 		return resolve_jit(s, p, addr, out);
-	snprintf(out->module, sizeof(out->module), "%s", m->path);
+	frame_str(out->module, sizeof(out->module), m->path);
 	out->file_offset = addr - m->start + m->pgoff;
 	if (strcmp(m->path, "[vdso]") == 0)
 		e = get_vdso(s);
 	else if (m->path[0] == '/')
 		e = get_elf(s, pid, m);
-	if (e && resolve_elf(e, out) == 0)
-		return 0;
+	if (e) {
+		int err;
+
+		e->pinned++;
+		err = resolve_elf(s, e, m, pid, out);
+		e->pinned--;
+		if (!err)
+			return 0;
+	}
 	/* anonymous executable memory, or a memfd a JIT writes its code to */
 	return resolve_jit(s, p, addr, out) == 0 ? 0 : -ENOENT;
 }

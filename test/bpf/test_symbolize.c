@@ -491,6 +491,9 @@ static uint64_t cached_after_tracking(const char *exe)
 
 	spawn(&c, cmd_exec(exe));
 	assert_int_equal(symbolizer_track(s, c.pid), 0);
+	/* tracking only queues the reading: a lookup waits for it */
+	expect_name(s, c.pid, c.marker, "at_target_marker");
+	expect_name(s, c.pid, c.libc_fn, "getpid");
 	symbolizer_get_stats(s, &st);
 	reap(&c);
 	symbolizer_free(&s);

@@ -1,0 +1,16 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* What the sandboxed helper serves. An operation that parses tenant input
+ * (stack unwinding from .eh_frame, next) is added here with an opcode of its
+ * own, a state if it keeps one between requests, and a handler. */
+#include "base/sandbox.h"
+#include "base/symparse.h"
+#include "base/symproto.h"
+
+const struct sandbox_op sandbox_ops[] = {
+	{SYMP_OP_ELF, "elf", NULL, NULL, symparse_elf},
+	{SYMP_OP_PERFMAP, "perfmap", NULL, NULL, symparse_perfmap},
+	{SYMP_OP_LINES, "lines", symparse_lines_new, symparse_lines_free, symparse_lines},
+	{SANDBOX_OP_SELFTEST, "selftest", NULL, NULL, sandbox_selftest},
+};
+
+const unsigned sandbox_nops = sizeof(sandbox_ops) / sizeof(sandbox_ops[0]);
