@@ -2,6 +2,7 @@
 /* The command table (the single source of --help and the man page) and the
  * commands that need no daemon. */
 #include "agent/cli.h"
+#include "base/sanitize.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -311,9 +312,13 @@ static void label_text_cb(const char *k, const char *v, void *ctx)
 {
 	struct label_text *t = ctx;
 
+	char kc[128], vc[512];
+
+	/* cgroup names are the tenants' */
 	if (t->off < t->len)
 		t->off += (size_t)snprintf(t->buf + t->off, t->len - t->off, "%s%s=\"%s\"",
-					   t->off > 1 ? "," : "", k, v);
+					   t->off > 1 ? "," : "", str_term(kc, sizeof(kc), k),
+					   str_term(vc, sizeof(vc), v));
 }
 
 static void print_round(const struct tsdb *db, bool json)
@@ -362,7 +367,7 @@ static void print_round(const struct tsdb *db, bool json)
 	}
 	if (json) {
 		json_object_set_new(doc, "metrics", arr);
-		json_dumpf(doc, stdout, JSON_COMPACT);
+		json_dumpf_safe(doc, stdout, JSON_COMPACT);
 		printf("\n");
 		json_decref(doc);
 	}
@@ -449,7 +454,7 @@ static void print_catalogue(bool json)
 			       md->opt_in ? " (opt-in hook mode)" : "");
 	}
 	if (json) {
-		json_dumpf(arr, stdout, JSON_INDENT(2));
+		json_dumpf_safe(arr, stdout, JSON_INDENT(2));
 		printf("\n");
 		json_decref(arr);
 	}

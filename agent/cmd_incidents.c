@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "agent/cli.h"
+#include "base/sanitize.h"
 #include "base/config.h"
 #include "base/util.h"
 #include "storage/flamegraph.h"
@@ -151,6 +152,8 @@ int cmd_incidents_list(int argc, char **argv)
 			fprintf(stderr, "autotrace: skipping %s\n", why);
 			continue;
 		}
+		if (!json)
+			json_clean_for_terminal(doc); /* tenants' strings, made inert */
 		json_array_foreach(json_object_get(doc, "captures"), k, cap)
 		{
 			if (off < sizeof(kinds))
@@ -172,7 +175,7 @@ int cmd_incidents_list(int argc, char **argv)
 		json_decref(doc);
 	}
 	if (json) {
-		json_dumpf(arr, stdout, JSON_INDENT(2));
+		json_dumpf_safe(arr, stdout, JSON_INDENT(2));
 		printf("\n");
 	} else if (!n) {
 		printf("no incidents in %s\n", dir);
@@ -635,11 +638,12 @@ int cmd_incidents_show(int argc, char **argv)
 		return EXIT_RUNTIME;
 	}
 	if (json) {
-		json_dumpf(doc, stdout, JSON_INDENT(2));
+		json_dumpf_safe(doc, stdout, JSON_INDENT(2));
 		printf("\n");
 		json_decref(doc);
 		return EXIT_OK;
 	}
+	json_clean_for_terminal(doc); /* comm, function names, paths: tenants' bytes */
 	show_trigger(doc, id);
 	show_summary(doc);
 	show_culprits(doc);

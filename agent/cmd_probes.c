@@ -18,6 +18,7 @@
 #include "base/symbolize.h"
 #include "base/tsdb.h"
 #include "base/util.h"
+#include "base/sanitize.h"
 #include "probes/catalogue.h"
 #include "probes/kernel_features.h"
 #include "probes/watcher.h"
@@ -263,7 +264,7 @@ int cmd_probes(int argc, char **argv)
 	log_set_level(LOG_LVL_ERROR);
 	doc = probe_all(&e);
 	if (json) {
-		json_dumpf(doc, stdout, JSON_INDENT(2));
+		json_dumpf_safe(doc, stdout, JSON_INDENT(2));
 		printf("\n");
 	} else {
 		print_text(doc);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "agent/cli.h"
+#include "base/sanitize.h"
 #include "agent/ctlclient.h"
 #include "base/util.h"
 
@@ -324,9 +325,11 @@ int cmd_status(int argc, char **argv)
 	if (rc)
 		return ctl_client_report("status", rc, &err);
 	if (json) {
-		json_dumpf(st, stdout, JSON_INDENT(2));
+		json_dumpf_safe(st, stdout, JSON_INDENT(2));
 		printf("\n");
 	} else {
+		/* cgroup paths, process names, errors: tenants choose some of it */
+		json_clean_for_terminal(st);
 		print_agent(json_object_get(st, "agent"));
 		print_watchers(json_object_get(st, "watchers"));
 		print_rules(json_object_get(st, "rules"));

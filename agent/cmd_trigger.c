@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "agent/cli.h"
+#include "base/sanitize.h"
 #include "agent/ctlclient.h"
 #include "base/util.h"
 #include "base/value.h"
@@ -74,6 +75,8 @@ static int wait_written(const char *path, json_t *started, bool json)
 			rc = ctl_client_report("trigger", ret, &err);
 			goto out;
 		}
+		if (!json)
+			json_clean_for_terminal(st);
 		state = json_string_value(json_object_get(st, "state"));
 		if (state && strcmp(state, "capturing")) {
 			if (json) {
@@ -82,7 +85,7 @@ static int wait_written(const char *path, json_t *started, bool json)
 				json_object_set(started, "error", json_object_get(st, "error"));
 				json_object_del(started,
 						json_object_get(st, "path") ? "error" : "path");
-				json_dumpf(started, stdout, JSON_INDENT(2));
+				json_dumpf_safe(started, stdout, JSON_INDENT(2));
 				printf("\n");
 			} else if (!strcmp(state, "written")) {
 				printf("incident %s written to %s\n(autotrace incidents show %s)\n",
@@ -217,12 +220,12 @@ int cmd_trigger(int argc, char **argv)
 		goto out;
 	}
 	if (!json)
-		print_started(r);
+		print_started(json_clean_for_terminal(r));
 	if (wait) {
 		rc = wait_written(path, r, json);
 	} else {
 		if (json) {
-			json_dumpf(r, stdout, JSON_INDENT(2));
+			json_dumpf_safe(r, stdout, JSON_INDENT(2));
 			printf("\n");
 		}
 		rc = EXIT_OK;

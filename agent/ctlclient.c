@@ -12,6 +12,7 @@
 
 #include "agent/cli.h"
 #include "base/config.h"
+#include "base/sanitize.h"
 #include "base/util.h"
 
 int ctl_client_socket_path(const char *explicit_path, const char *config_path, char *out,
@@ -204,7 +205,9 @@ out:
 
 int ctl_client_report(const char *cmd, int ret, const struct control_error *err)
 {
-	fprintf(stderr, "autotrace %s: %s\n", cmd, err->message);
+	char msg[1024];
+
+	fprintf(stderr, "autotrace %s: %s\n", cmd, str_term(msg, sizeof(msg), err->message));
 	if (ret == -EREMOTEIO &&
 	    (!strcmp(err->code, "invalid_request") || !strcmp(err->code, "unknown_command") ||
 	     !strcmp(err->code, "not_found")))

@@ -13,6 +13,7 @@
 #include "base/config.h"
 #include "base/tsdb.h"
 #include "base/util.h"
+#include "base/sanitize.h"
 #include "probes/catalogue.h"
 #include "triggers/rules.h"
 #include "version.h"
@@ -38,7 +39,7 @@ static double metric_round(double v)
 
 static void label_to_json(const char *k, const char *v, void *ctx)
 {
-	json_object_set_new(ctx, k, json_string(v));
+	json_object_set_new(ctx, k, json_string_clean(v));
 }
 
 static json_t *labels_json(const char *key)
@@ -97,8 +98,8 @@ json_t *incident_history(const struct tsdb *db, int metric, const char *series_k
 				continue;
 			json_t *o = json_object();
 
-			json_object_set_new(o, "metric", json_string(d->name));
-			json_object_set_new(o, "unit", json_string(d->unit));
+			json_object_set_new(o, "metric", json_string_clean(d->name));
+			json_object_set_new(o, "unit", json_string_clean(d->unit));
 			json_object_set_new(o, "labels", labels_json(series_key));
 			json_object_set_new(o, "points", series_points(db, s, from_real_ms));
 			json_array_append_new(arr, o);
@@ -114,20 +115,20 @@ static json_t *capture_json(const struct capture_outcome *o)
 
 	/* common fields first, so every capture reads the same way */
 	format_iso8601(o->started_real_ms, ts, sizeof(ts));
-	json_object_set_new(c, "kind", json_string(o->kind));
-	json_object_set_new(c, "started", json_string(ts));
+	json_object_set_new(c, "kind", json_string_clean(o->kind));
+	json_object_set_new(c, "started", json_string_clean(ts));
 	json_object_set_new(c, "duration_ms", json_integer((json_int_t)o->duration_ms));
-	json_object_set_new(c, "status", json_string(o->status));
+	json_object_set_new(c, "status", json_string_clean(o->status));
 	json_object_set_new(c, "lost_events", json_integer((json_int_t)o->result.lost_events));
 	if (o->truncated_reason[0])
-		json_object_set_new(c, "truncated_reason", json_string(o->truncated_reason));
+		json_object_set_new(c, "truncated_reason", json_string_clean(o->truncated_reason));
 	if (o->result.error[0])
-		json_object_set_new(c, "error", json_string(o->result.error));
+		json_object_set_new(c, "error", json_string_clean(o->result.error));
 	if (o->result.nartifacts) {
 		json_t *arts = json_array();
 
 		for (unsigned i = 0; i < o->result.nartifacts; i++)
-			json_array_append_new(arts, json_string(o->result.artifacts[i].name));
+			json_array_append_new(arts, json_string_clean(o->result.artifacts[i].name));
 		json_object_set_new(c, "artifacts", arts);
 	}
 	if (o->result.data)
@@ -156,18 +157,18 @@ static void partial_reasons(json_t *caps, json_t *out)
 				continue;
 			snprintf(buf, sizeof(buf), "%s: lost.%s=%" JSON_INTEGER_FORMAT, kind ?: "?",
 				 key, json_integer_value(v));
-			json_array_append_new(out, json_string(buf));
+			json_array_append_new(out, json_string_clean(buf));
 		}
 		v = json_object_get(cap, "folded_stacks_dropped");
 		if (json_integer_value(v) > 0) {
 			snprintf(buf, sizeof(buf),
 				 "%s: folded_stacks_dropped=%" JSON_INTEGER_FORMAT, kind ?: "?",
 				 json_integer_value(v));
-			json_array_append_new(out, json_string(buf));
+			json_array_append_new(out, json_string_clean(buf));
 		}
 		if (json_object_get(cap, "error")) {
 			snprintf(buf, sizeof(buf), "%s: error", kind ?: "?");
-			json_array_append_new(out, json_string(buf));
+			json_array_append_new(out, json_string_clean(buf));
 		}
 	}
 }
@@ -181,11 +182,11 @@ static json_t *target_json(const struct capture_target *t)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "kind", json_string(target_kind_name(t->kind)));
+	json_object_set_new(o, "kind", json_string_clean(target_kind_name(t->kind)));
 	if (t->kind == TARGET_PID)
 		json_object_set_new(o, "pid", json_integer(t->pid));
 	if (t->kind == TARGET_CGROUP)
-		json_object_set_new(o, "cgroup", json_string(t->cgroup));
+		json_object_set_new(o, "cgroup", json_string_clean(t->cgroup));
 	return o;
 }
 
@@ -195,14 +196,14 @@ static json_t *trigger_json(const struct incident_trigger *t)
 	json_t *o = json_object();
 	char cond[512], cg[512] = "";
 
-	json_object_set_new(o, "rule", json_string(t->name));
+	json_object_set_new(o, "rule", json_string_clean(t->name));
 	if (t->rule) {
 		rule_condition_text(t->rule, cond, sizeof(cond));
-		json_object_set_new(o, "condition", json_string(cond));
+		json_object_set_new(o, "condition", json_string_clean(cond));
 		json_object_set_new(o, "threshold", json_real(t->rule->threshold));
 	}
 	if (t->metric >= 0) {
-		json_object_set_new(o, "metric", json_string(metric_at((size_t)t->metric)->name));
+		json_object_set_new(o, "metric", json_string_clean(metric_at((size_t)t->metric)->name));
 		json_object_set_new(o, "value", json_real(metric_round(t->value)));
 	}
 	if (t->series_key && t->series_key[0]) {
@@ -213,7 +214,7 @@ static json_t *trigger_json(const struct incident_trigger *t)
 			snprintf(cg, sizeof(cg), "%s", json_string_value(cgv));
 		json_object_set_new(o, "labels", labels);
 	}
-	json_object_set_new(o, "scope", json_string(cg[0] ? cg : "host"));
+	json_object_set_new(o, "scope", json_string_clean(cg[0] ? cg : "host"));
 	return o;
 }
 
@@ -232,14 +233,14 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 	bool all_dry = true;
 
 	format_iso8601(trig->fired_real_ms, ts, sizeof(ts));
-	json_object_set_new(doc, "@timestamp", json_string(ts));
+	json_object_set_new(doc, "@timestamp", json_string_clean(ts));
 
 	o = json_object();
-	json_object_set_new(o, "id", json_string(id));
+	json_object_set_new(o, "id", json_string_clean(id));
 	json_object_set_new(doc, "incident", o);
 
 	o = json_object();
-	json_object_set_new(o, "name", json_string(host->name));
+	json_object_set_new(o, "name", json_string_clean(host->name));
 	json_object_set_new(o, "os", json_pack("{s:s}", "kernel", host->kernel));
 	json_object_set_new(doc, "host", o);
 	json_object_set_new(
@@ -247,18 +248,18 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 		json_pack("{s:s,s:s}", "name", "autotrace", "version", AUTOTRACE_VERSION));
 
 	o = json_object();
-	json_object_set_new(o, "name", json_string(trig->name));
+	json_object_set_new(o, "name", json_string_clean(trig->name));
 	if (r) {
 		char cond[512];
 		json_t *labels = json_object();
 
 		rule_condition_text(r, cond, sizeof(cond));
-		json_object_set_new(o, "description", json_string(r->description));
-		json_object_set_new(o, "condition", json_string(cond));
-		json_object_set_new(o, "file", json_string(r->file));
+		json_object_set_new(o, "description", json_string_clean(r->description));
+		json_object_set_new(o, "condition", json_string_clean(cond));
+		json_object_set_new(o, "file", json_string_clean(r->file));
 		for (unsigned i = 0; i < r->nlabels; i++)
 			json_object_set_new(labels, r->label_keys[i],
-					    json_string(r->label_values[i]));
+					    json_string_clean(r->label_values[i]));
 		json_object_set_new(o, "labels", labels);
 		json_object_set_new(o, "dry_run", json_boolean(r->dry_run));
 	}
@@ -329,7 +330,7 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 			json_decref(more);
 		}
 		format_iso8601(from, ts, sizeof(ts));
-		json_object_set_new(o, "from", json_string(ts));
+		json_object_set_new(o, "from", json_string_clean(ts));
 		json_object_set_new(o, "series", series);
 	}
 	json_object_set_new(doc, "history", o);
@@ -354,7 +355,7 @@ json_t *incident_build(const char *id, const struct incident_host *host,
 	incident_set_culprits(doc);
 	if (!status)
 		status = all_dry ? "dry_run" : "complete";
-	json_object_set_new(json_object_get(doc, "incident"), "status", json_string(status));
+	json_object_set_new(json_object_get(doc, "incident"), "status", json_string_clean(status));
 	if (!strcmp(status, "partial")) {
 		json_t *why = json_array();
 
@@ -384,7 +385,7 @@ char *incident_serialize_fit(json_t *doc, struct capture_artifact *arts, unsigne
 		for (unsigned a = 1; a < *nart; a++)
 			if (arts[a].len > arts[big].len)
 				big = a;
-		json_array_append_new(dropped, json_string(arts[big].name));
+		json_array_append_new(dropped, json_string_clean(arts[big].name));
 		art_bytes -= arts[big].len;
 		arts[big] = arts[--*nart];
 		json_object_set(inc, "dropped", dropped);

@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "base/tsdb.h"
 #include "base/util.h"
+#include "base/sanitize.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -841,10 +842,10 @@ void cgroup_json_set(json_t *o, struct cgroups *cg, uint64_t cgroup_id)
 
 	if (!cgroup_id || !cg || cgroups_path_of(cg, cgroup_id, path, sizeof(path)))
 		return;
-	json_object_set_new(o, "cgroup", json_string(path));
+	json_object_set_new(o, "cgroup", json_string_clean(path));
 	cgroup_path_identity(path, cid, sizeof(cid), pod, sizeof(pod));
 	if (cid[0])
-		json_object_set_new(o, "container_id", json_string(cid));
+		json_object_set_new(o, "container_id", json_string_clean(cid));
 	if (pod[0])
-		json_object_set_new(o, "pod_uid", json_string(pod));
+		json_object_set_new(o, "pod_uid", json_string_clean(pod));
 }

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/sanitize.h"
+
 static enum log_level current_level = LOG_LVL_INFO;
 static int journald = -1; /* lazily detected: stderr connected to journald */
 
@@ -52,20 +54,15 @@ static bool stderr_is_journal(void)
 	return journald;
 }
 
-void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+/* One record: journald reads "<N>" at the start of each line as its
+ * priority, so a process name holding "\n<0>" would forge a record of its
+ * own. Control characters (newlines included), C1 and invalid UTF-8 become
+ * visible escapes instead. */
+static void emit(enum log_level level, const char *raw)
 {
-	char line[2048];
-	int n;
+	char line[2048 * 4];
 
-	if (level > current_level)
-		return;
-	n = vsnprintf(line, sizeof(line), fmt, ap);
-	if (n < 0)
-		return;
-	/* strip trailing newlines: libbpf ends its lines with one, we add our own */
-	for (size_t len = strlen(line); len > 0 && line[len - 1] == '\n'; len--)
-		line[len - 1] = '\0';
-
+	str_clean(line, sizeof(line), raw, strlen(raw), STR_TERMINAL);
 	if (stderr_is_journal()) {
 		/* journald adds its own timestamps */
 		fprintf(stderr, "<%d>%s\n", level_prio[level], line);
@@ -80,6 +77,37 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 		fprintf(stderr, "%s.%03ldZ %-5s %s\n", stamp, ts.tv_nsec / 1000000,
 			level_names[level], line);
 	}
+}
+
+static void vmsg(enum log_level level, bool split_lines, const char *fmt, va_list ap)
+{
+	char line[2048];
+	int n;
+
+	if (level > current_level)
+		return;
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	if (n < 0)
+		return;
+	/* strip trailing newlines: libbpf ends its lines with one, we add our own */
+	for (size_t len = strlen(line); len > 0 && line[len - 1] == '\n'; len--)
+		line[len - 1] = '\0';
+	if (split_lines) {
+		/* libbpf's own multi-line text (a verifier log): one record a line */
+		for (char *p = line, *nl; p; p = nl ? nl + 1 : NULL) {
+			nl = strchr(p, '\n');
+			if (nl)
+				*nl = '\0';
+			emit(level, p);
+		}
+		return;
+	}
+	emit(level, line);
+}
+
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+{
+	vmsg(level, false, fmt, ap);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
@@ -113,7 +141,7 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 		ours = LOG_LVL_WARN;
 	else if (level == LIBBPF_INFO)
 		ours = LOG_LVL_DEBUG; /* libbpf's info is chatty: feature probes, map reuse */
-	log_vmsg(ours, fmt, ap);
+	vmsg(ours, true, fmt, ap);
 	return 0;
 }
 

@@ -263,3 +263,20 @@ json_t *json_clean_for_terminal(json_t *j)
 	}
 	return j;
 }
+
+int json_dumpf_safe(const json_t *j, FILE *f, size_t flags)
+{
+	char *text = json_dumps(j, flags | JSON_ENSURE_ASCII);
+
+	if (!text)
+		return -1;
+	/* DEL is ASCII, so left as is by jansson; it can only be inside a string */
+	for (const char *p = text; *p; p++) {
+		if (*p == 0x7f)
+			fputs("\\u007f", f);
+		else
+			fputc(*p, f);
+	}
+	free(text);
+	return 0;
+}

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* Length of the valid UTF-8 sequence at s (1..4), 0 when s[0..len) does not
  * start with one (overlong forms, surrogates and code points past U+10FFFF
@@ -51,3 +52,6 @@ json_t *json_string_clean(const char *s);
 /* Makes every string (and object key) of a document safe to print on a
  * terminal (STR_TERMINAL), in place; returns j. */
 json_t *json_clean_for_terminal(json_t *j);
+/* json_dumpf for a terminal or a pipe: ASCII only (C1 and bidi controls
+ * become \uXXXX like C0 already does) and DEL escaped too. */
+int json_dumpf_safe(const json_t *j, FILE *f, size_t flags);

@@ -12,6 +12,7 @@
 #include "base/strbuf.h"
 #include "base/symbolize.h"
 #include "base/util.h"
+#include "base/sanitize.h"
 
 struct stack_entry {
 	uint32_t tgid, pid;
@@ -90,8 +91,11 @@ int stackset_add(struct stackset *ss, const struct stack_sample *s)
 	e->tgid = s->tgid;
 	e->pid = s->pid;
 	e->cgroup_id = s->cgroup_id;
-	snprintf(e->comm, sizeof(e->comm), "%s", s->comm ? s->comm : "?");
-	/* comm may hold ';' or spaces; the folded format splits on both */
+	/* comm is the task's to choose: cut by the kernel mid-character, holding
+	 * escapes or newlines; made valid UTF-8 without control characters, and
+	 * ';' and spaces, which the folded format splits on, become '_' */
+	str_clean(e->comm, sizeof(e->comm), s->comm ? s->comm : "?",
+		  s->comm ? strnlen(s->comm, 16) : 1, STR_INPLACE);
 	for (char *c = e->comm; *c; c++)
 		if (*c == ';' || *c == ' ')
 			*c = '_';
@@ -106,15 +110,16 @@ int stackset_add(struct stackset *ss, const struct stack_sample *s)
 	return 0;
 }
 
-/* Folded names must not contain ';' (frame separator) or end in " <n>". */
+/* Folded names must not contain ';' (frame separator), a newline (line
+ * separator) or end in " <n>"; valid UTF-8, cut on a character boundary. */
 static void sb_frame_name(struct strbuf *b, const char *name, const char *suffix)
 {
 	char clean[300];
-	size_t i;
 
-	for (i = 0; name[i] && i < sizeof(clean) - 1; i++)
-		clean[i] = (name[i] == ';' || name[i] == ' ' || name[i] == '\n') ? '_' : name[i];
-	clean[i] = '\0';
+	str_clean(clean, sizeof(clean), name, strlen(name), STR_INPLACE);
+	for (char *c = clean; *c; c++)
+		if (*c == ';' || *c == ' ')
+			*c = '_';
 	strbuf_printf(b, ";%s%s", clean, suffix);
 }
 
@@ -140,9 +145,11 @@ static char *render_folded(const struct stackset_render_opts *o, const struct st
 			sb_frame_name(&b, f.name, f.jit ? "_[j]" : "");
 		} else if (f.module[0]) {
 			const char *base = strrchr(f.module, '/');
+			char where[300];
 
-			strbuf_printf(&b, ";[%s+0x%" PRIx64 "]", base ? base + 1 : f.module,
-				      f.file_offset);
+			snprintf(where, sizeof(where), "[%s+0x%" PRIx64 "]",
+				 base ? base + 1 : f.module, f.file_offset);
+			sb_frame_name(&b, where, "");
 		} else {
 			strbuf_printf(&b, ";0x%" PRIx64, f.addr);
 		}
@@ -193,7 +200,7 @@ static json_t *entry_json(const struct stackset_render_opts *o, const struct sta
 
 	json_object_set_new(j, "pid", json_integer(e->tgid));
 	json_object_set_new(j, "tid", json_integer(e->pid));
-	json_object_set_new(j, "comm", json_string(e->comm));
+	json_object_set_new(j, "comm", json_string_clean(e->comm));
 	json_object_set_new(j, o->value_key, json_integer((json_int_t)e->value));
 	json_object_set_new(j, "pct",
 			    json_real(total ? 100.0 * (double)e->value / (double)total : 0));

@@ -20,6 +20,7 @@
 #include "base/stacks.h"
 #include "base/symbolize.h"
 #include "base/util.h"
+#include "base/sanitize.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/dstate.h"
@@ -489,11 +490,11 @@ static int dstate_collect(void *state, struct capture_result *out)
 
 		json_object_set_new(o, "pid", json_integer(t->tgid));
 		json_object_set_new(o, "tid", json_integer(t->pid));
-		json_object_set_new(o, "comm", json_string(t->comm));
+		json_object_set_new(o, "comm", json_string_clean(t->comm));
 		json_object_set_new(o, "blocked_ms",
 				    json_integer((json_int_t)(t->blocked_ns / 1000000)));
-		json_object_set_new(o, "wchan", json_string(t->nframes ? names[0] : ""));
-		json_object_set_new(o, "label", label ? json_string(label) : json_null());
+		json_object_set_new(o, "wchan", json_string_clean(t->nframes ? names[0] : ""));
+		json_object_set_new(o, "label", label ? json_string_clean(label) : json_null());
 		json_object_set_new(o, "at_start", json_boolean(t->at_start));
 		json_object_set_new(o, "at_end", json_boolean(t->at_end));
 		json_object_set_new(o, "stayed_stuck", json_boolean(same_sleep));

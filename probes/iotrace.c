@@ -19,6 +19,7 @@
 #include "base/mounts.h"
 #include "base/stacks.h"
 #include "base/util.h"
+#include "base/sanitize.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/iotrace.h"
@@ -532,20 +533,20 @@ static json_t *file_json(struct reader *r, const struct row *w)
 	}
 	device_name(r->mounts, w->key.dev, devname, sizeof(devname));
 	snprintf(dev, sizeof(dev), "%u:%u", KDEV_MAJOR(w->key.dev), KDEV_MINOR(w->key.dev));
-	json_object_set_new(o, "path", json_string(path));
-	json_object_set_new(o, "path_source", json_string(source));
-	json_object_set_new(o, "kind", json_string(kind_name(w->key.kind)));
-	json_object_set_new(o, "device", json_string(dev));
-	json_object_set_new(o, "device_name", json_string(devname));
+	json_object_set_new(o, "path", json_string_clean(path));
+	json_object_set_new(o, "path_source", json_string_clean(source));
+	json_object_set_new(o, "kind", json_string_clean(kind_name(w->key.kind)));
+	json_object_set_new(o, "device", json_string_clean(dev));
+	json_object_set_new(o, "device_name", json_string_clean(devname));
 	set_u(o, "inode", w->key.ino);
 	if (w->disk.disk && w->disk.disk != w->key.dev) {
 		char disk[24];
 
 		snprintf(disk, sizeof(disk), "%u:%u", KDEV_MAJOR(w->disk.disk),
 			 KDEV_MINOR(w->disk.disk));
-		json_object_set_new(o, "disk", json_string(disk));
+		json_object_set_new(o, "disk", json_string_clean(disk));
 		device_name(r->mounts, w->disk.disk, devname, sizeof(devname));
-		json_object_set_new(o, "disk_name", json_string(devname));
+		json_object_set_new(o, "disk_name", json_string_clean(devname));
 	}
 	io_fields(r, o, w);
 	/* the one-line form SREs know from HuaTuo's file_stat */
@@ -557,7 +558,7 @@ static json_t *file_json(struct reader *r, const struct row *w)
 		 per_sec(r, w->disk.bytes[IO_READ]), per_sec(r, w->disk.bytes[IO_WRITE]),
 		 avg_us(w->disk.q2c_sum_ns, nreq), avg_us(w->disk.d2c_sum_ns, nreq),
 		 (uint64_t)w->key.ino, path);
-	json_object_set_new(o, "file_stat", json_string(line));
+	json_object_set_new(o, "file_stat", json_string_clean(line));
 	return o;
 }
 
@@ -570,7 +571,7 @@ static void proc_identity(struct reader *r, json_t *o, uint32_t tgid)
 	json_object_set_new(o, "pid", json_integer(tgid));
 	if (bpf_map_lookup_elem(fd, &tgid, &pi) == 0) {
 		pi.comm[sizeof(pi.comm) - 1] = '\0';
-		json_object_set_new(o, "comm", json_string(pi.comm));
+		json_object_set_new(o, "comm", json_string_clean(pi.comm));
 		cgroup_json_set(o, r->st->env.cgroups, pi.cgroup_id);
 	} else {
 		char *text = NULL;
@@ -578,7 +579,7 @@ static void proc_identity(struct reader *r, json_t *o, uint32_t tgid)
 		snprintf(path, sizeof(path), PROC_ROOT "/%u/comm", tgid);
 		if (read_file(path, 64, &text, NULL) == 0) {
 			text[strcspn(text, "\n")] = '\0';
-			json_object_set_new(o, "comm", json_string(text));
+			json_object_set_new(o, "comm", json_string_clean(text));
 		} else {
 			json_object_set_new(o, "comm", json_string("?"));
 		}
@@ -669,8 +670,8 @@ static json_t *devices_json(struct reader *r)
 		o = json_object();
 		snprintf(dev, sizeof(dev), "%u:%u", KDEV_MAJOR(key), KDEV_MINOR(key));
 		device_name(r->mounts, key, name, sizeof(name));
-		json_object_set_new(o, "device", json_string(dev));
-		json_object_set_new(o, "device_name", json_string(name));
+		json_object_set_new(o, "device", json_string_clean(dev));
+		json_object_set_new(o, "device_name", json_string_clean(name));
 		set_u(o, "read_bytes", v.bytes[IO_READ]);
 		set_u(o, "write_bytes", v.bytes[IO_WRITE]);
 		set_u(o, "reads", v.requests[IO_READ]);
@@ -833,9 +834,9 @@ static int iotrace_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "fs_level",
 			    json_boolean(st->fs_level && !st->attach_note[0]));
 	if (!st->fs_level)
-		json_object_set_new(out->data, "fs_level_error", json_string(st->fs_error));
+		json_object_set_new(out->data, "fs_level_error", json_string_clean(st->fs_error));
 	else if (st->attach_note[0])
-		json_object_set_new(out->data, "fs_level_error", json_string(st->attach_note));
+		json_object_set_new(out->data, "fs_level_error", json_string_clean(st->attach_note));
 	json_object_set_new(out->data, "writeback_attribution", json_boolean(st->dirty_tracking));
 	json_object_set_new(out->data, "processes", processes_json(&r, &omitted));
 	set_u(out->data, "processes_omitted", omitted);

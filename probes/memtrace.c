@@ -22,6 +22,7 @@
 #include "base/stacks.h"
 #include "base/strbuf.h"
 #include "base/util.h"
+#include "base/sanitize.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/memtrace.h"
@@ -443,8 +444,8 @@ static json_t *memcg_json(struct memtrace_state *st, const struct memcg_read *a,
 {
 	json_t *o = json_object(), *ev = json_object();
 
-	json_object_set_new(o, "path", json_string(b->rel[0] ? b->rel : "/"));
-	json_object_set_new(o, "hierarchy", json_string(b->v2 ? "v2" : "v1"));
+	json_object_set_new(o, "path", json_string_clean(b->rel[0] ? b->rel : "/"));
+	json_object_set_new(o, "hierarchy", json_string_clean(b->v2 ? "v2" : "v1"));
 	json_object_set_new(o, "usage_start_bytes", json_integer((json_int_t)a->usage));
 	json_object_set_new(o, "usage_end_bytes", json_integer((json_int_t)b->usage));
 	if (b->limit != UINT64_MAX && b->limit < (1ull << 62))
@@ -690,7 +691,7 @@ static json_t *row_json(struct memtrace_state *st, const struct proc_row *r, uin
 	uint64_t secs_x1000 = window_ms ? window_ms : 1;
 
 	set_i(o, "pid", r->pid);
-	json_object_set_new(o, "comm", json_string(r->comm[0] ? r->comm : "?"));
+	json_object_set_new(o, "comm", json_string_clean(r->comm[0] ? r->comm : "?"));
 	cgroup_json_set(o, st->env.cgroups, r->cgroup_id);
 	set_u(o, "rss_start_bytes", r->have_start ? rss(&r->a) : 0);
 	set_u(o, "rss_end_bytes", r->have_end ? rss(&r->b) : 0);
@@ -933,7 +934,7 @@ static int memtrace_collect(void *state, struct capture_result *out)
 	set_u(out->data, "window_ms", window_ms);
 	json_object_set_new(
 		out->data, "faults_source",
-		json_string(st->have_faults && st->params.v[P_FAULTS] ? "tracepoints" : "procfs"));
+		json_string_clean(st->have_faults && st->params.v[P_FAULTS] ? "tracepoints" : "procfs"));
 	json_object_set_new(out->data, "processes", procs);
 	set_u(out->data, "processes_omitted", omitted);
 	set_u(out->data, "processes_seen", rs.n);

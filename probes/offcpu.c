@@ -17,6 +17,7 @@
 #include "base/strbuf.h"
 #include "base/symbolize.h"
 #include "base/util.h"
+#include "base/sanitize.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/offcpu.h"
@@ -284,7 +285,7 @@ static json_t *threads_json(struct offcpu_state *st, struct thread_table *t, uns
 
 		json_object_set_new(o, "pid", json_integer(s->tgid));
 		json_object_set_new(o, "tid", json_integer(s->pid));
-		json_object_set_new(o, "comm", json_string(s->comm));
+		json_object_set_new(o, "comm", json_string_clean(s->comm));
 		json_object_set_new(o, "blocked_us",
 				    json_integer((json_int_t)(thread_total(s) / 1000)));
 		json_object_set_new(o, "sleep_us",
@@ -450,15 +451,15 @@ static json_t *wakers_json(struct offcpu_state *st, unsigned top_n, uint64_t *mi
 		sched_comm(comm, r->k.comm);
 		json_object_set_new(o, "pid", json_integer(r->k.tgid));
 		json_object_set_new(o, "tid", json_integer(r->k.pid));
-		json_object_set_new(o, "comm", json_string(comm));
-		json_object_set_new(o, "state", json_string(sched_state_name(r->k.state)));
+		json_object_set_new(o, "comm", json_string_clean(comm));
+		json_object_set_new(o, "state", json_string_clean(sched_state_name(r->k.state)));
 		if (r->blocked_in[0])
-			json_object_set_new(o, "blocked_in", json_string(r->blocked_in));
+			json_object_set_new(o, "blocked_in", json_string_clean(r->blocked_in));
 		sched_comm(comm, r->k.waker_comm);
 		json_object_set_new(o, "waker_pid", json_integer(r->k.waker_tgid));
 		json_object_set_new(o, "waker_tid", json_integer(r->k.waker_pid));
 		json_object_set_new(o, "waker_comm",
-				    json_string(r->k.waker_pid || comm[0] ? comm : "[idle]"));
+				    json_string_clean(r->k.waker_pid || comm[0] ? comm : "[idle]"));
 		json_object_set_new(o, "blocked_us",
 				    json_integer((json_int_t)(r->v.total_ns / 1000)));
 		json_object_set_new(o, "wakeups", json_integer((json_int_t)r->v.count));
@@ -698,7 +699,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 		json_object_set_new(by_state, name, json_integer((json_int_t)r[i].total));
 		json_array_foreach(r[i].top, j, e)
 		{
-			json_object_set_new(e, "state", json_string(name));
+			json_object_set_new(e, "state", json_string_clean(name));
 			json_array_append(tops, e);
 		}
 		err = folded_append_state(&folded, r[i].folded, name);
@@ -750,7 +751,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "blocked_us", json_integer((json_int_t)(total_ns / 1000)));
 	json_object_set_new(out->data, "blocked_us_by_state", by_state);
 	by_state = NULL;
-	json_object_set_new(out->data, "tracepoints", json_string(st->btf ? "tp_btf" : "raw_tp"));
+	json_object_set_new(out->data, "tracepoints", json_string_clean(st->btf ? "tp_btf" : "raw_tp"));
 	json_object_set_new(
 		out->data, "distinct_stacks",
 		json_integer((json_int_t)(stackset_count(ss[0]) + stackset_count(ss[1]) +

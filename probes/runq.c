@@ -15,6 +15,7 @@
 #include "base/consumers.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/sanitize.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/runq.h"
@@ -282,10 +283,10 @@ static json_t *event_json(struct runq_state *st, const struct runq_event *e)
 	sched_comm(comm, e->comm);
 	json_object_set_new(o, "pid", json_integer(e->tgid));
 	json_object_set_new(o, "tid", json_integer(e->pid));
-	json_object_set_new(o, "comm", json_string(comm));
+	json_object_set_new(o, "comm", json_string_clean(comm));
 	json_object_set_new(o, "wait_us", json_integer((json_int_t)(e->wait_ns / 1000)));
 	json_object_set_new(o, "cpu", json_integer(e->cpu));
-	json_object_set_new(o, "reason", json_string(reason_name(e->reason)));
+	json_object_set_new(o, "reason", json_string_clean(reason_name(e->reason)));
 	json_object_set_new(o, "nr_running", json_integer(e->nr_running));
 	json_object_set_new(o, "at_ms",
 			    json_integer(e->ts > st->started_ns
@@ -315,7 +316,7 @@ static json_t *event_json(struct runq_state *st, const struct runq_event *e)
 			snprintf(summary + off, sizeof(summary) - off, " +%u more",
 				 e->nculprits - 1);
 	}
-	json_object_set_new(o, "culprit", json_string(summary));
+	json_object_set_new(o, "culprit", json_string_clean(summary));
 	json_object_set_new(o, "culprits", cul);
 	json_object_set_new(o, "culprits_complete", json_boolean(e->complete));
 	if (e->other_ns)
@@ -349,7 +350,7 @@ static json_t *table_json(struct runq_state *st, struct task_table *t, bool vict
 
 		json_object_set_new(o, "pid", json_integer(s->tgid));
 		json_object_set_new(o, "tid", json_integer(s->pid));
-		json_object_set_new(o, "comm", json_string(s->pid ? s->comm : "[idle]"));
+		json_object_set_new(o, "comm", json_string_clean(s->pid ? s->comm : "[idle]"));
 		if (victims) {
 			json_object_set_new(o, "waits", json_integer((json_int_t)s->count));
 			json_object_set_new(o, "total_wait_us",
@@ -455,7 +456,7 @@ static json_t *qlen_json(struct runq_state *st)
 		json_object_set_new(o, "max", json_integer((json_int_t)max));
 		json_object_set_new(o, "queued_pct",
 				    json_real(100.0 * (double)queued / (double)samples));
-		json_object_set_new(o, "dist", json_string(dist));
+		json_object_set_new(o, "dist", json_string_clean(dist));
 		json_object_set_new(o, "histogram", hist);
 		json_array_append_new(arr, o);
 	}
@@ -497,7 +498,8 @@ static int runq_collect(void *state, struct capture_result *out)
 
 	out->data = json_object();
 	json_object_set_new(out->data, "threshold_us", json_integer((json_int_t)st->threshold_us));
-	json_object_set_new(out->data, "tracepoints", json_string(st->btf ? "tp_btf" : "raw_tp"));
+	json_object_set_new(out->data, "tracepoints",
+			    json_string_clean(st->btf ? "tp_btf" : "raw_tp"));
 	json_object_set_new(out->data, "waits", json_integer((json_int_t)stats[RUNQ_STAT_WAITS]));
 	json_object_set_new(out->data, "events", json_integer((json_int_t)st->events));
 	/* percentiles are bucket upper bounds; the maximum is exact when an event has it */

@@ -13,6 +13,7 @@
 #include "base/stacks.h"
 #include "base/symbolize.h"
 #include "base/util.h"
+#include "base/sanitize.h"
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/timeline.h"
@@ -365,7 +366,7 @@ static json_t *lane_json(struct timeline_state *st, struct tl_lane *l)
 	      l->ns[SCHED_ST_OTHER];
 	json_object_set_new(o, "pid", json_integer(l->tgid));
 	json_object_set_new(o, "tid", json_integer(l->pid));
-	json_object_set_new(o, "comm", json_string(l->comm));
+	json_object_set_new(o, "comm", json_string_clean(l->comm));
 	json_object_set_new(
 		o, "on_cpu_pct",
 		json_real(observed ? 100.0 * (double)l->ns[SCHED_ST_ON_CPU] / (double)observed
@@ -403,7 +404,7 @@ static json_t *lane_json(struct timeline_state *st, struct tl_lane *l)
 		codes[l->n] = '\0';
 	json_object_set_new(iv, "start_us", starts);
 	json_object_set_new(iv, "dur_us", durs);
-	json_object_set_new(iv, "state", json_string(codes ? codes : ""));
+	json_object_set_new(iv, "state", json_string_clean(codes ? codes : ""));
 	json_object_set_new(iv, "stack", stks);
 	free(codes);
 	json_object_set_new(o, "timeline", iv);
@@ -427,7 +428,7 @@ static json_t *stacks_json(struct timeline_state *st, int tgid, uint64_t *missin
 			for (unsigned j = skip; j < n && kept < TL_STACK_FRAMES; j++, kept++) {
 				stack_frame_text(st->env.sym, tgid, frames[j], true, text,
 						 sizeof(text));
-				json_array_append_new(names, json_string(text));
+				json_array_append_new(names, json_string_clean(text));
 			}
 		} else {
 			(*missing)++;
@@ -436,7 +437,7 @@ static json_t *stacks_json(struct timeline_state *st, int tgid, uint64_t *missin
 			for (unsigned j = 0; j < n && kept < TL_STACK_FRAMES; j++, kept++) {
 				stack_frame_text(st->env.sym, tgid, frames[j], false, text,
 						 sizeof(text));
-				json_array_append_new(names, json_string(text));
+				json_array_append_new(names, json_string_clean(text));
 			}
 		} else {
 			(*missing)++;
@@ -470,7 +471,8 @@ static int timeline_collect(void *state, struct capture_result *out)
 		json_array_append_new(threads, lane_json(st, &st->lanes[i]));
 	}
 	out->data = json_object();
-	json_object_set_new(out->data, "tracepoints", json_string(st->btf ? "tp_btf" : "raw_tp"));
+	json_object_set_new(out->data, "tracepoints",
+			    json_string_clean(st->btf ? "tp_btf" : "raw_tp"));
 	json_object_set_new(out->data, "window_ms",
 			    json_real((double)(end - st->window_start_ns) / 1e6));
 	json_object_set_new(out->data, "threads_seen",

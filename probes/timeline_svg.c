@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "probes/timeline_svg.h"
+#include "base/sanitize.h"
 
 #include <errno.h>
 #include <math.h>
@@ -38,9 +39,15 @@ static unsigned state_index(const char *code)
 	return NSTATES - 1;
 }
 
-static void xml_text(FILE *f, const char *s)
+/* Process and function names: the tenants'. Valid UTF-8 without control
+ * characters (XML 1.0 refuses them), then escaped. */
+static void xml_text(FILE *f, const char *raw)
 {
-	for (; s && *s; s++) {
+	char buf[1024];
+	const char *s = buf;
+
+	str_clean(buf, sizeof(buf), raw ? raw : "", raw ? strlen(raw) : 0, STR_INPLACE);
+	for (; *s; s++) {
 		switch (*s) {
 		case '<':
 			fputs("&lt;", f);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "storage/flamegraph.h"
+#include "base/sanitize.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -32,10 +33,17 @@ struct tree {
 	uint64_t dropped_frames; /* frames not stored: tree full */
 };
 
-/* XML text: frame names come from binaries and comm, so escape everything. */
-static void put_escaped(struct strbuf *o, const char *s, size_t n)
+/* XML text: frame names come from binaries and comm, so escape everything.
+ * At most n bytes, cut on a character boundary; invalid UTF-8 and control
+ * characters (not valid in XML 1.0) become '?'. */
+static void put_escaped(struct strbuf *o, const char *raw, size_t n)
 {
-	for (size_t i = 0; i < n && s[i]; i++) {
+	char buf[1024];
+	const char *s = buf;
+
+	n = strnlen(raw, n);
+	str_clean(buf, sizeof(buf), raw, n, STR_INPLACE);
+	for (size_t i = 0; s[i]; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		switch (c) {
@@ -55,8 +63,7 @@ static void put_escaped(struct strbuf *o, const char *s, size_t n)
 			strbuf_printf(o, "&apos;");
 			break;
 		default:
-			/* control characters are not valid XML 1.0 */
-			strbuf_printf(o, "%c", c < 0x20 ? '?' : (char)c);
+			strbuf_printf(o, "%c", (char)c);
 		}
 	}
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/sanitize.h"
 #include "storage/flamegraph.h"
 
 static char *render(const char *folded, const struct flamegraph_opts *o)
@@ -77,6 +78,25 @@ static void test_hostile_names_and_lines(void **s)
 	free(svg);
 }
 
+/* Invalid UTF-8 and a label cut mid-character would make the SVG invalid
+ * XML, which browsers refuse to show at all. */
+static void test_utf8_and_cuts(void **s)
+{
+	struct flamegraph_opts o = {.width = 200};
+	char *svg = render("caf\xc3\xa9;\xff\xfe;\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+			   "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac 10\n"
+			   "esc;\x1b]52;c;aGk=\x07;\x7f\xc2\x9b 5\n",
+			   &o);
+
+	assert_true(utf8_valid(svg, strlen(svg)));
+	for (const char *p = svg; *p; p++)
+		assert_true((unsigned char)*p >= 0x20 || *p == '\n' || *p == '\t');
+	assert_null(strstr(svg, "\x7f"));
+	assert_null(strstr(svg, "\xc2\x9b"));
+	assert_non_null(strstr(svg, "caf\xc3\xa9"));
+	free(svg);
+}
+
 static void test_bounds(void **s)
 {
 	struct flamegraph_opts o = {.max_nodes = 5, .width = 400};
@@ -123,6 +143,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tree_and_titles),
 		cmocka_unit_test(test_hostile_names_and_lines),
+		cmocka_unit_test(test_utf8_and_cuts),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_colours_and_units),
 	};

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/sanitize.h"
 #include "base/stacks.h"
 #include "base/symbolize.h"
 
@@ -143,12 +144,45 @@ static void test_unresolved_frames_keep_addresses(void **state)
 	stackset_free(&ss);
 }
 
+/* A process name is its own to choose: escapes, newlines, separators and
+ * bytes cut mid-character stay out of the folded text's structure. */
+static void test_hostile_comm(void **state)
+{
+	const uint64_t a[] = {0xffffffff81000110, 0xffffffff81000010};
+	struct stackset_render_opts o = {
+		.top_n = 10, .folded_max = 1 << 20, .value_key = "samples", .sym = sym};
+	struct stackset_render r;
+	struct stackset *ss;
+	unsigned lines = 0;
+
+	assert_int_equal(stackset_new(&ss, 100), 0);
+	add(ss, 1, "a;b c\n9 x", a, 2, 5);
+	add(ss, 2, "\x1b]0;pwn\x07", a, 2, 6);
+	add(ss, 3, "cut\xe2\x82", a, 2, 7);
+	assert_int_equal(stackset_render(ss, &o, &r), 0);
+	assert_true(utf8_valid(r.folded, r.folded_len));
+	for (size_t i = 0; i < r.folded_len; i++) {
+		assert_true((unsigned char)r.folded[i] >= 0x20 || r.folded[i] == '\n');
+		lines += r.folded[i] == '\n';
+	}
+	assert_int_equal(lines, 3);
+	assert_non_null(strstr(r.folded, "a_b_c?9_x;"));
+	assert_non_null(strstr(r.folded, "cut??;"));
+	assert_int_equal(json_array_size(r.top), 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_non_null(
+			json_string_value(json_object_get(json_array_get(r.top, i), "comm")));
+	stackset_render_clear(&r);
+	stackset_free(&ss);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_folded_merges_equal_symbols),
 		cmocka_unit_test(test_bounds_are_counted),
 		cmocka_unit_test(test_unresolved_frames_keep_addresses),
+		cmocka_unit_test(test_hostile_comm),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
