@@ -791,6 +791,7 @@ int64_t sandbox_call(struct sandbox *sb, uint32_t op, const void *data, size_t l
 		     unsigned nfds, size_t max_reply, sandbox_cb cb, void *ctx)
 {
 	struct sb_req *r = NULL;
+	int64_t id;
 	int err = 0;
 
 	if (nfds > SANDBOX_MAX_FDS || len > SANDBOX_MAX_REQUEST || op == SB_OP_READY) {
@@ -824,8 +825,9 @@ int64_t sandbox_call(struct sandbox *sb, uint32_t op, const void *data, size_t l
 		sb->head = r;
 	sb->tail = r;
 	sb->nqueued++;
+	id = r->id; /* in process, kick() answers and frees it at once */
 	kick(sb);
-	return r->id;
+	return id;
 fail:
 	if (r)
 		free(r->data);
