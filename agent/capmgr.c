@@ -6,14 +6,12 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "agent/capbudget.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/util.h"
 #include "probes/ustack.h"
-
-#define BUDGET_SLOTS 256 /* capture windows remembered for the per-hour budget */
-#define HOUR_MS	     3600000ull
 
 struct kind_slot {
 	const struct capture_ops *ops;
@@ -29,6 +27,7 @@ struct running_capture {
 	struct capture_session *session;
 	struct capture_outcome out;
 	uint64_t started_mono_ms;
+	uint64_t planned_ms; /* its window: charged to the budget while it runs */
 	bool done;
 	bool ring_added;
 };
@@ -53,10 +52,7 @@ struct capmgr {
 	unsigned nslots;
 	struct capture_session *sessions;
 	unsigned nsessions;
-	struct {
-		uint64_t end_ms, secs;
-	} spent[BUDGET_SLOTS];
-	unsigned nspent;
+	struct capbudget spent; /* capture.max_seconds_per_hour, to the millisecond */
 	uint64_t refused_budget;
 	uint64_t refused_busy;
 	struct ustack_shared *ustack; /* DWARF user stacks, shared by profile and offcpu */
@@ -170,13 +166,15 @@ void capmgr_tick(struct capmgr *m)
 			m->slots[i].ops->tick(m->slots[i].state);
 }
 
-static uint64_t budget_used_secs(struct capmgr *m, uint64_t now)
+/* Spent in the last hour, and promised to captures still running. */
+static uint64_t budget_used_ms(const struct capmgr *m, uint64_t now_mono_ms)
 {
-	uint64_t used = 0;
+	uint64_t used = capbudget_used_ms(&m->spent, now_mono_ms);
 
-	for (unsigned i = 0; i < m->nspent && i < BUDGET_SLOTS; i++)
-		if (now - m->spent[i].end_ms < HOUR_MS)
-			used += m->spent[i].secs;
+	for (const struct capture_session *s = m->sessions; s; s = s->next)
+		for (unsigned i = 0; i < s->n; i++)
+			if (!s->caps[i].done)
+				used += s->caps[i].planned_ms;
 	return used;
 }
 
@@ -259,8 +257,7 @@ static void session_finish_one(struct running_capture *rc)
 			}
 		}
 		slot->busy = NULL;
-		m->spent[m->nspent++ % BUDGET_SLOTS] =
-			(typeof(m->spent[0])){now_real_ms(), (rc->out.duration_ms + 999) / 1000};
+		capbudget_add(&m->spent, rc->started_mono_ms, now);
 	}
 	if (--s->pending == 0)
 		session_complete(s);
@@ -280,7 +277,7 @@ int capmgr_start(struct capmgr *m, const struct capture_request *req, capmgr_don
 {
 	const struct agent_config *cfg = m->opts.cfg;
 	struct capture_session *s;
-	uint64_t want_secs = 0;
+	uint64_t want_ms = 0;
 	int err;
 
 	if (res)
@@ -297,10 +294,10 @@ int capmgr_start(struct capmgr *m, const struct capture_request *req, capmgr_don
 				m->refused_busy++;
 				return refuse(res, CAPMGR_BUSY_KIND, req->items[i].ops->kind);
 			}
-			want_secs = MAX(want_secs, (req->items[i].params.duration_ms + 999) / 1000);
+			want_ms += req->items[i].params.duration_ms;
 		}
-		if (budget_used_secs(m, now_real_ms()) + want_secs >
-		    cfg->capture.max_seconds_per_hour) {
+		if (budget_used_ms(m, now_mono_ns() / 1000000) + want_ms >
+		    cfg->capture.max_seconds_per_hour * 1000) {
 			m->refused_budget++;
 			return refuse(res, CAPMGR_BUDGET, NULL);
 		}
@@ -325,6 +322,7 @@ int capmgr_start(struct capmgr *m, const struct capture_request *req, capmgr_don
 		rc->out.target = it->own_target ? it->target : req->target;
 		rc->out.started_real_ms = now_real_ms();
 		rc->started_mono_ms = now_mono_ns() / 1000000;
+		rc->planned_ms = it->params.duration_ms;
 		rc->slot = slot_of(m, it->ops);
 		if (req->dry_run) {
 			rc->out.status = "dry_run";

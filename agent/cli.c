@@ -151,6 +151,16 @@ const struct cli_command cli_commands[] = {
 	 "                      (measuring and debugging only: no isolation from them)\n"
 	 "  -c, --config FILE   agent configuration (symbolizer.*)\n",
 	 cmd_symbolize},
+	{"cleanup", "[-c FILE]",
+	 "put back kernel settings an agent that did not exit cleanly changed",
+	 "Puts back the kernel settings the agent changes while it runs\n"
+	 "(kernel.task_delayacct with watch.delayacct) when the agent that changed\n"
+	 "them is gone without doing it itself (a crash, SIGKILL). The unit runs it\n"
+	 "after every stop (ExecStopPost); the agent also does it when it starts.\n"
+	 "Prints each setting put back.\n\n"
+	 "  -c, --config FILE   agent configuration (agent.control_socket's directory\n"
+	 "                      holds the records)\n",
+	 cmd_cleanup},
 	{NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -46,6 +46,7 @@ int cmd_status(int argc, char **argv);
 int cmd_trigger(int argc, char **argv);
 int cmd_probes(int argc, char **argv);
 int cmd_symbolize(int argc, char **argv);
+int cmd_cleanup(int argc, char **argv);
 
 /* Prints "autotrace CMD: message" and a --help hint; returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -210,6 +210,18 @@ static void print_incidents(json_t *o, json_t *es)
 	printf("\nincidents: %lld written, %lld failed since start; %lld stored (%s) in %s\n",
 	       (long long)jint(o, "written"), (long long)jint(o, "failed"),
 	       (long long)jint(o, "stored"), bytes, jstring(o, "dir", "?"));
+	{
+		json_t *st = json_object_get(o, "store");
+
+		if (jint(st, "pending") || jint(st, "written_late") || jint(st, "dropped"))
+			printf("  disk full (%s): %lld waiting in memory, %lld written late, %lld "
+			       "lost\n",
+			       jstring(st, "last_error", "?"), (long long)jint(st, "pending"),
+			       (long long)jint(st, "written_late"), (long long)jint(st, "dropped"));
+		if (jint(st, "leftovers_removed"))
+			printf("  %lld half-written incidents of a crash removed\n",
+			       (long long)jint(st, "leftovers_removed"));
+	}
 	if (last)
 		printf("  last: %s (%s) %s%s\n", jstring(last, "id", "?"),
 		       jstring(last, "rule", "?"),

@@ -26,6 +26,7 @@
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/symbolize.h"
+#include "base/sysstate.h"
 #include "base/tsdb.h"
 #include "base/util.h"
 #include "probes/catalogue.h"
@@ -238,7 +239,13 @@ static void write_incident(struct daemon *d, struct pending_incident *p,
 	}
 	err = store_write(d->store, id, p->fired_real_ms, text, strlen(text), arts, nart, dir,
 			  sizeof(dir));
-	if (err) {
+	if (err == -EAGAIN) {
+		/* the disk is full: kept in memory and written once there is room */
+		log_warn("incident %s for rule %s: the disk is full; kept in memory, written to %s "
+			 "once there is room",
+			 id, p->name, dir);
+		remember_incident(d, p, true, dir);
+	} else if (err) {
 		d->incidents_failed++;
 		log_error("incident %s for rule %s: writing to %s failed: %s", id, p->name,
 			  store_dir(d->store), strerror(-err));
@@ -552,6 +559,7 @@ static void on_tick(void *ctx, struct loop_timer *t)
 	engine_evaluate(d->engine, d->db, now_mono_ns() / 1000000, on_fires, d);
 	guard_hooks(d);
 	capmgr_tick(d->caps);
+	d->incidents_written += store_retry(d->store, now_mono_ns() / 1000000, false);
 	{
 		const char *kinds[16];
 		unsigned n = capmgr_running_kinds(d->caps, kinds, 16);
@@ -836,6 +844,13 @@ int daemon_run(const char *config_path)
 	signal(SIGPIPE, SIG_IGN);
 
 	incident_host_read(&d.host, &d.cfg);
+	{
+		char dir[PATH_MAX];
+
+		/* kernel settings an agent that crashed left changed (base/sysstate.h) */
+		sysstate_dir_of(d.cfg.agent.control_socket, dir, sizeof(dir));
+		sysstate_restore_all(dir, "/proc");
+	}
 	if ((err = loop_new(&d.loop)))
 		goto fail;
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);

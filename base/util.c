@@ -265,9 +265,12 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 	const char *p = data;
 	int fd, err = 0;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+	/* an unpredictable name created O_EXCL next to the target: in a shared
+	 * directory (flamegraph -o /tmp/x.svg) another user cannot have put a
+	 * symlink or a file of theirs there first */
+	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	while (len > 0) {

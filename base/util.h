@@ -32,7 +32,8 @@ void format_iso8601(uint64_t real_ms, char *buf, size_t len);
 
 /* mkdir -p, every created component with mode. */
 int mkdir_p(const char *path, mode_t mode);
-/* Write path atomically: temp file in the same dir, fsync, rename, fsync dir. */
+/* Write path atomically: a temp file created O_EXCL under an unpredictable
+ * name in the same dir, fsync, rename, fsync dir. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 /* Read at most max bytes of a file into a NUL-terminated malloc'd buffer. */
 int read_file(const char *path, size_t max, char **out, size_t *out_len);

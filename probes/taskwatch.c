@@ -15,6 +15,7 @@
 #include "base/cgroups.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "base/sysstate.h"
 #include "base/tsdb.h"
 #include "base/util.h"
 #include "probes/bpfutil.h"
@@ -39,6 +40,8 @@ struct taskwatch {
 	char delayacct_path[256];
 	bool delayacct;	     /* reading reclaim stalls */
 	bool delayacct_ours; /* we turned it on, and turn it off at exit */
+	char state_dir[256]; /* where that is recorded (base/sysstate.h) */
+	char procfs[200];
 	uint64_t storage_fail, cpu_overflow;
 };
 
@@ -58,18 +61,6 @@ static int read_sysctl(const char *path, int *v)
 	return 0;
 }
 
-static int write_sysctl(const char *path, const char *v)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), err = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, v, strlen(v)) < 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 /* Delay accounting supplies direct-reclaim stall time; turning it on costs a
  * few clock reads on each reclaim, IO wait and swap-in of every task. */
 static void delayacct_setup(struct taskwatch *tw, const struct watcher_env *env)
@@ -78,10 +69,15 @@ static void delayacct_setup(struct taskwatch *tw, const struct watcher_env *env)
 
 	snprintf(tw->delayacct_path, sizeof(tw->delayacct_path), "%s/sys/kernel/task_delayacct",
 		 env->procfs);
+	snprintf(tw->procfs, sizeof(tw->procfs), "%s", env->procfs);
+	sysstate_dir_of(env->cfg->agent.control_socket, tw->state_dir, sizeof(tw->state_dir));
+	/* an agent that crashed with it on left a record: put the old value back */
+	sysstate_restore(tw->state_dir, tw->procfs, "kernel.task_delayacct");
 	if (read_sysctl(tw->delayacct_path, &on))
 		return;
 	if (!on && env->cfg->watch.delayacct) {
-		int err = write_sysctl(tw->delayacct_path, "1");
+		int err =
+			sysstate_set(tw->state_dir, tw->procfs, "kernel.task_delayacct", "0", "1");
 
 		if (err)
 			log_warn("watch.delayacct: cannot turn on %s: %s", tw->delayacct_path,
@@ -119,7 +115,8 @@ static void taskwatch_close(void *state)
 	if (tw->cpu_acc)
 		munmap(tw->cpu_acc, tw->cpu_acc_len);
 	bpf_skel_unload(tw->skel, &taskwatch_skel_ops, OWNER);
-	if (tw->delayacct_ours && write_sysctl(tw->delayacct_path, "0"))
+	if (tw->delayacct_ours &&
+	    sysstate_restore(tw->state_dir, tw->procfs, "kernel.task_delayacct") < 0)
 		log_warn("watch.delayacct: could not turn kernel.task_delayacct off again");
 	free(tw);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/util.h"
 
 #define SECRET_MAX 4096
 
@@ -115,19 +116,23 @@ char *base64_encode(const char *in)
 	return out;
 }
 
+/* TLS material the agent trusts: readable, and nobody but root able to
+ * replace it (a CA another user can write lets them pose as the cluster). */
 static int check_readable(const char *key, const char *path)
 {
-	int fd;
+	char why[128];
+	int fd, err;
 
 	if (!path[0])
 		return 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		int err = -errno;
-
+		err = -errno;
 		return log_ret(err, "storage.elasticsearch.%s %s: %s", key, path, strerror(-err));
 	}
 	close(fd);
+	if ((err = check_trusted_file(path, why, sizeof(why))))
+		return log_ret(err, "storage.elasticsearch.%s %s: refused: %s", key, path, why);
 	return 0;
 }
 

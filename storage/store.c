@@ -17,10 +17,26 @@
 #include "base/util.h"
 
 #define STORE_MAX_LIST 100000 /* incidents considered by one listing */
+#define RETRY_EVERY_MS 5000   /* a full disk is tried again this often */
+
+/* An incident the full disk refused, kept whole until there is room. */
+struct pending {
+	char id[64];
+	uint64_t real_ms;
+	char *json;
+	size_t len;
+	struct capture_artifact *arts;
+	unsigned nart;
+	uint64_t bytes;
+};
 
 struct store {
 	struct store_opts opts;
 	char dir[4096];
+	struct pending pending[STORE_PENDING_MAX];
+	unsigned npending;
+	uint64_t last_retry_ms;
+	struct store_stats ps;
 };
 
 void incident_id_new(uint64_t real_ms, char *buf, size_t len)
@@ -87,11 +103,27 @@ int store_open(struct store **out, const struct store_opts *opts)
 	return 0;
 }
 
+static void pending_clear(struct pending *p)
+{
+	for (unsigned i = 0; i < p->nart; i++)
+		free(p->arts[i].data);
+	free(p->arts);
+	free(p->json);
+	memset(p, 0, sizeof(*p));
+}
+
 void store_free(struct store **ps)
 {
-	if (!ps || !*ps)
+	struct store *s = ps ? *ps : NULL;
+
+	if (!s)
 		return;
-	free(*ps);
+	if (s->npending)
+		log_error("incident store: %u incidents the full disk refused are lost at exit",
+			  s->npending);
+	for (unsigned i = 0; i < s->npending; i++)
+		pending_clear(&s->pending[i]);
+	free(s);
 	*ps = NULL;
 }
 
@@ -139,8 +171,9 @@ static int fsync_path(const char *path)
 	return err;
 }
 
-int store_write(struct store *s, const char *id, uint64_t real_ms, const char *json, size_t len,
-		const struct capture_artifact *arts, unsigned nart, char *out_dir, size_t out_len)
+static int write_now(struct store *s, const char *id, uint64_t real_ms, const char *json,
+		     size_t len, const struct capture_artifact *arts, unsigned nart, char *out_dir,
+		     size_t out_len)
 {
 	char day[16], daydir[4200], tmp[4300], final[4300];
 	time_t secs = (time_t)(real_ms / 1000);
@@ -198,6 +231,124 @@ fail:
 		close(dfd);
 	remove_tree(tmp);
 	return err;
+}
+
+static bool disk_full(int err)
+{
+	return err == -ENOSPC || err == -EDQUOT;
+}
+
+/* A copy of everything, so the capture's buffers can go. */
+static int keep(struct store *s, const char *id, uint64_t real_ms, const char *json, size_t len,
+		const struct capture_artifact *arts, unsigned nart)
+{
+	struct pending p = {.real_ms = real_ms, .len = len, .nart = nart, .bytes = len};
+	uint64_t held = 0;
+
+	for (unsigned i = 0; i < nart; i++)
+		p.bytes += arts[i].len;
+	for (unsigned i = 0; i < s->npending; i++)
+		held += s->pending[i].bytes;
+	if (s->npending >= STORE_PENDING_MAX || held + p.bytes > STORE_PENDING_BYTES_MAX)
+		return -ENOSPC;
+	snprintf(p.id, sizeof(p.id), "%s", id);
+	p.json = malloc(len ? len : 1);
+	p.arts = calloc(nart ? nart : 1, sizeof(*p.arts));
+	if (!p.json || !p.arts)
+		goto nomem;
+	memcpy(p.json, json, len);
+	for (unsigned i = 0; i < nart; i++) {
+		p.arts[i] = arts[i];
+		p.arts[i].data = malloc(arts[i].len ? arts[i].len : 1);
+		if (!p.arts[i].data) {
+			p.nart = i;
+			goto nomem;
+		}
+		memcpy(p.arts[i].data, arts[i].data, arts[i].len);
+	}
+	s->pending[s->npending++] = p;
+	s->ps.kept++;
+	return 0;
+nomem:
+	pending_clear(&p);
+	return -ENOMEM;
+}
+
+int store_write(struct store *s, const char *id, uint64_t real_ms, const char *json, size_t len,
+		const struct capture_artifact *arts, unsigned nart, char *out_dir, size_t out_len)
+{
+	int err = write_now(s, id, real_ms, json, len, arts, nart, out_dir, out_len);
+
+	if (!disk_full(err))
+		return err;
+	snprintf(s->ps.last_error, sizeof(s->ps.last_error), "%s", strerror(-err));
+	if (keep(s, id, real_ms, json, len, arts, nart)) {
+		s->ps.dropped++;
+		return err;
+	}
+	if (out_dir) {
+		char day[16];
+		time_t secs = (time_t)(real_ms / 1000);
+		struct tm tm;
+
+		gmtime_r(&secs, &tm);
+		strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+		snprintf(out_dir, out_len, "%s/%s/%s", s->dir, day, id);
+	}
+	return -EAGAIN;
+}
+
+unsigned store_retry(struct store *s, uint64_t now_mono_ms, bool force)
+{
+	unsigned written = 0;
+
+	if (!s->npending || (!force && now_mono_ms - s->last_retry_ms < RETRY_EVERY_MS))
+		return 0;
+	s->last_retry_ms = now_mono_ms;
+	while (s->npending) {
+		struct pending *p = &s->pending[0];
+		char dir[4300];
+		int err = write_now(s, p->id, p->real_ms, p->json, p->len, p->arts, p->nart, dir,
+				    sizeof(dir));
+
+		if (disk_full(err))
+			break; /* still full: the next retry */
+		if (err) {
+			s->ps.dropped++;
+			log_error("incident %s: writing it after the disk had room failed: %s",
+				  p->id, strerror(-err));
+		} else {
+			s->ps.written_late++;
+			written++;
+			log_info("incident %s written to %s, once the disk had room", p->id, dir);
+		}
+		pending_clear(p);
+		memmove(&s->pending[0], &s->pending[1], (s->npending - 1) * sizeof(*p));
+		s->npending--;
+	}
+	return written;
+}
+
+void store_stats_get(const struct store *s, struct store_stats *out)
+{
+	*out = s->ps;
+	out->pending = s->npending;
+	out->pending_bytes = 0;
+	for (unsigned i = 0; i < s->npending; i++)
+		out->pending_bytes += s->pending[i].bytes;
+}
+
+json_t *store_stats_json(const struct store *s)
+{
+	struct store_stats st;
+
+	store_stats_get(s, &st);
+	return json_pack("{s:I,s:I,s:i,s:I,s:I,s:I,s:I,s:s}", "leftovers_removed",
+			 (json_int_t)st.leftovers_removed, "leftover_bytes",
+			 (json_int_t)st.leftover_bytes, "pending", (int)st.pending, "pending_bytes",
+			 (json_int_t)st.pending_bytes, "kept", (json_int_t)st.kept, "written_late",
+			 (json_int_t)st.written_late, "dropped", (json_int_t)st.dropped,
+			 "last_error", st.last_error);
 }
 
 static uint64_t dir_bytes(const char *path)
@@ -326,6 +477,60 @@ static void remove_empty_day_dirs(const char *dir)
 	closedir(top);
 }
 
+/* ".ID.tmp": an incident a crash left half written (store_write builds each
+ * one there and renames it into place; nothing else is ever left there). */
+static bool is_leftover(const char *name)
+{
+	size_t n = strlen(name);
+	char id[INCIDENT_ID_LEN + 1];
+
+	if (n != INCIDENT_ID_LEN + 5 || name[0] != '.' || strcmp(name + n - 4, ".tmp"))
+		return false;
+	memcpy(id, name + 1, INCIDENT_ID_LEN);
+	id[INCIDENT_ID_LEN] = '\0';
+	return incident_id_valid(id);
+}
+
+static void remove_leftovers(struct store *s, struct store_retention *st)
+{
+	struct dirent *de;
+	DIR *top = opendir(s->dir);
+
+	if (!top)
+		return;
+	while ((de = readdir(top))) {
+		char daypath[4200];
+		struct dirent *ie;
+		DIR *day;
+
+		if (!is_day_name(de->d_name))
+			continue;
+		snprintf(daypath, sizeof(daypath), "%s/%s", s->dir, de->d_name);
+		day = opendir(daypath);
+		if (!day)
+			continue;
+		while ((ie = readdir(day))) {
+			char path[4300];
+			uint64_t bytes;
+
+			if (!is_leftover(ie->d_name))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", daypath, ie->d_name);
+			bytes = dir_bytes(path);
+			if (remove_tree(path) == 0) {
+				st->removed_leftovers++;
+				st->leftover_bytes += bytes;
+			}
+		}
+		closedir(day);
+	}
+	closedir(top);
+	if (st->removed_leftovers)
+		log_warn("incident store: removed %u half-written incidents (%llu bytes) left by "
+			 "an earlier crash",
+			 st->removed_leftovers, (unsigned long long)st->leftover_bytes);
+}
+
 int store_enforce_retention(struct store *s, uint64_t now_real_ms, struct store_retention *st)
 {
 	struct store_entry *list = NULL;
@@ -334,6 +539,10 @@ int store_enforce_retention(struct store *s, uint64_t now_real_ms, struct store_
 	int err;
 
 	memset(st, 0, sizeof(*st));
+	/* store_write runs on the loop, as this does: a .tmp now is a crash's */
+	remove_leftovers(s, st);
+	s->ps.leftovers_removed += st->removed_leftovers;
+	s->ps.leftover_bytes += st->leftover_bytes;
 	err = store_list(s->dir, &list, &n);
 	if (err)
 		return err;
@@ -365,5 +574,7 @@ int store_enforce_retention(struct store *s, uint64_t now_real_ms, struct store_
 			 st->removed_age, st->removed_size, st->incidents);
 	}
 	free(list);
+	/* retention may have made room for what a full disk refused */
+	store_retry(s, now_mono_ns() / 1000000, true);
 	return 0;
 }

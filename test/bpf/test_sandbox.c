@@ -34,7 +34,8 @@ static void on_reply(void *ctx, struct sandbox_reply *r)
 	res->fail = r->fail;
 	res->status = r->status;
 	res->len = r->len;
-	memcpy(res->data, r->data, r->len < sizeof(res->data) ? r->len : sizeof(res->data));
+	if (r->data)
+		memcpy(res->data, r->data, r->len < sizeof(res->data) ? r->len : sizeof(res->data));
 }
 
 static struct sandbox *new_sb(struct loop *loop, uint64_t timeout_ms, uint64_t cpu_secs)

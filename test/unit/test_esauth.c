@@ -135,6 +135,14 @@ static void test_tls_files(void **state)
 	assert_int_equal(esauth_check_tls(&cfg), 0);
 	snprintf(cfg.es.ca_file, sizeof(cfg.es.ca_file), "%s/missing-ca.pem", dir);
 	assert_int_equal(esauth_check_tls(&cfg), -ENOENT);
+	/* a CA (or certificate) others can replace lets them pose as the cluster */
+	snprintf(cfg.es.ca_file, sizeof(cfg.es.ca_file), "%s",
+		 test_write_file(dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n", 0666));
+	assert_int_equal(esauth_check_tls(&cfg), -EPERM);
+	test_write_file(dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+	assert_int_equal(esauth_check_tls(&cfg), 0);
+	test_write_file(dir, "cert.pem", "-----BEGIN CERTIFICATE-----\n", 0620);
+	assert_int_equal(esauth_check_tls(&cfg), -EPERM);
 	test_rmtree(dir);
 }
 

@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/util.h"
 #include "storage/store.h"
@@ -154,6 +157,123 @@ static void test_list_ignores_junk(void **state)
 	test_rmtree(root);
 }
 
+/* A crash between mkdir and rename leaves .ID.tmp behind: retention removes
+ * and counts it, and leaves everything else alone. */
+static void test_crash_leftovers(void **state)
+{
+	const char *root = test_tmpdir(0);
+	char dir[4200], day[4300], tmp[4400], id[64], other[4400];
+	struct store_opts o = {.max_size = 1 << 30, .max_age_ms = 7 * DAY_MS};
+	struct store_retention r;
+	struct store_stats st;
+	struct store *s;
+
+	snprintf(dir, sizeof(dir), "%s/store", root);
+	o.dir = dir;
+	assert_int_equal(store_open(&s, &o), 0);
+	write_one(s, now_real_ms(), 100, id);
+	snprintf(day, sizeof(day), "%s/%.4s-%.2s-%.2s", dir, id, id + 4, id + 6);
+	/* what a crash mid-write leaves: a hidden directory with some artifacts */
+	id[INCIDENT_ID_LEN - 1] = id[INCIDENT_ID_LEN - 1] == '0' ? '1' : '0';
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", day, id);
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	test_write_file(tmp, "profile.folded", "a;b 1\n", 0600);
+	/* and a name that only looks similar: not ours to remove */
+	snprintf(other, sizeof(other), "%s/.keepme.tmp", day);
+	assert_int_equal(mkdir(other, 0700), 0);
+	assert_int_equal(store_enforce_retention(s, now_real_ms(), &r), 0);
+	assert_int_equal(r.removed_leftovers, 1);
+	assert_true(r.leftover_bytes > 0);
+	assert_int_equal(r.incidents, 1);
+	assert_int_not_equal(access(tmp, F_OK), 0);
+	assert_int_equal(access(other, F_OK), 0);
+	store_stats_get(s, &st);
+	assert_int_equal(st.leftovers_removed, 1);
+	store_free(&s);
+	test_rmtree(root);
+}
+
+/* A store on a tiny file system of its own (a tmpfs in a private user and
+ * mount namespace, no root needed): the incident the full disk refuses is
+ * kept in memory, bounded, and written once retention makes room. */
+static void test_disk_full_is_retried(void **state)
+{
+	const char *root = test_tmpdir(1);
+	char dir[4200], id[64], where[4400], path[4400], opts[64];
+	struct store_opts o = {.max_size = 1 << 30, .max_age_ms = 7 * DAY_MS};
+	struct capture_artifact big = {.name = "profile.folded", .len = 96 * 1024};
+	struct store_retention r;
+	struct store_stats st;
+	struct store *s;
+	int err;
+
+	if (geteuid() == 0) {
+		assert_int_equal(unshare(CLONE_NEWNS), 0);
+	} else {
+		/* become root of a user namespace of our own, mapped to ourselves */
+		char map[64];
+		uid_t uid = geteuid();
+		gid_t gid = getegid();
+
+		assert_int_equal(unshare(CLONE_NEWUSER | CLONE_NEWNS), 0);
+		test_write_file("/proc/self", "setgroups", "deny", 0);
+		snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
+		test_write_file("/proc/self", "uid_map", map, 0);
+		snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
+		test_write_file("/proc/self", "gid_map", map, 0);
+	}
+	mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	snprintf(opts, sizeof(opts), "size=256k,mode=0700");
+	assert_int_equal(mount("tmpfs", root, "tmpfs", 0, opts), 0);
+	snprintf(dir, sizeof(dir), "%s/store", root);
+	o.dir = dir;
+	assert_int_equal(store_open(&s, &o), 0);
+	big.data = calloc(1, big.len);
+	memset(big.data, 'x', big.len);
+	/* fill it: two fit, the third does not */
+	for (int i = 0; i < 2; i++) {
+		incident_id_new(now_real_ms() - 86400000ull * 3 + (uint64_t)i, id, sizeof(id));
+		assert_int_equal(store_write(s, id, now_real_ms() - 86400000ull * 3, "{}", 2, &big,
+					     1, NULL, 0),
+				 0);
+	}
+	incident_id_new(now_real_ms(), id, sizeof(id));
+	err = store_write(s, id, now_real_ms(), "{\"late\":1}", 10, &big, 1, where, sizeof(where));
+	assert_int_equal(err, -EAGAIN);
+	assert_non_null(strstr(where, id));
+	store_stats_get(s, &st);
+	assert_int_equal(st.pending, 1);
+	assert_true(st.pending_bytes >= big.len);
+	assert_int_equal(store_retry(s, now_mono_ns() / 1000000, true), 0); /* still full */
+	/* the memory bound: past it an incident is lost, and counted */
+	for (int i = 0; i < STORE_PENDING_MAX; i++) {
+		char id2[64];
+
+		incident_id_new(now_real_ms(), id2, sizeof(id2));
+		store_write(s, id2, now_real_ms(), "{}", 2, &big, 1, NULL, 0);
+	}
+	store_stats_get(s, &st);
+	assert_true(st.pending <= STORE_PENDING_MAX);
+	assert_true(st.pending_bytes <= STORE_PENDING_BYTES_MAX);
+	assert_true(st.dropped >= 1);
+	/* retention removes the old ones (max_age 2 days): room for the kept ones */
+	s = (store_free(&s), NULL);
+	o.max_age_ms = 2 * DAY_MS;
+	assert_int_equal(store_open(&s, &o), 0);
+	incident_id_new(now_real_ms(), id, sizeof(id));
+	assert_int_equal(store_write(s, id, now_real_ms(), "{}", 2, &big, 1, NULL, 0), -EAGAIN);
+	assert_int_equal(store_enforce_retention(s, now_real_ms(), &r), 0);
+	assert_int_equal(r.removed_age, 2);
+	store_stats_get(s, &st);
+	assert_int_equal(st.pending, 0);
+	assert_int_equal(st.written_late, 1);
+	assert_int_equal(store_find(dir, id, path, sizeof(path)), 0);
+	store_free(&s);
+	free(big.data);
+	umount(root);
+	test_rmtree(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -161,6 +281,8 @@ int main(void)
 		cmocka_unit_test(test_write_is_atomic_and_private),
 		cmocka_unit_test(test_retention_by_age_and_size),
 		cmocka_unit_test(test_list_ignores_junk),
+		cmocka_unit_test(test_crash_leftovers),
+		cmocka_unit_test(test_disk_full_is_retried),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
