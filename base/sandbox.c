@@ -89,7 +89,6 @@ struct sandbox {
 	int fd;
 	pid_t pid;
 	uint64_t deadline_ns; /* of the start or the request in flight */
-	bool killed_for_time;
 	struct sb_req *head, *tail;
 	unsigned nqueued;
 	struct sb_req *inflight;
@@ -243,8 +242,10 @@ static void reap_zombies(struct sandbox *sb)
 	}
 }
 
-/* Kills the helper and says why it ended, from how it died. */
-static enum sandbox_fail kill_helper(struct sandbox *sb, enum sandbox_fail why)
+/* Kills the helper and says why it ended. A helper that went away by itself
+ * (exiting is what closed its socket) is waited for briefly first: how it
+ * died tells a limit (RLIMIT_CPU: SIGXCPU, then SIGKILL) from a crash. */
+static enum sandbox_fail kill_helper(struct sandbox *sb, enum sandbox_fail why, bool went_away)
 {
 	int ws = 0;
 	pid_t r = 0;
@@ -257,25 +258,29 @@ static enum sandbox_fail kill_helper(struct sandbox *sb, enum sandbox_fail why)
 		sb->fd = -1;
 	}
 	if (sb->pid > 0) {
-		kill(sb->pid, SIGKILL);
-		/* a helper in uninterruptible sleep (a hung file system) may take a
-		 * while: it is reaped later rather than waited for */
-		for (int i = 0; i < SB_REAP_MS && (r = waitpid(sb->pid, &ws, WNOHANG)) == 0; i++)
+		for (int i = 0;
+		     went_away && i < SB_REAP_MS && (r = waitpid(sb->pid, &ws, WNOHANG)) == 0; i++)
 			usleep(1000);
-		if (r == 0 && sb->nzombies < SB_ZOMBIES)
-			sb->zombies[sb->nzombies++] = sb->pid;
-		if (r == sb->pid && why == SANDBOX_CRASHED && WIFSIGNALED(ws) &&
-		    (WTERMSIG(ws) == SIGXCPU || (WTERMSIG(ws) == SIGKILL && !sb->killed_for_time)))
-			why = SANDBOX_LIMIT; /* RLIMIT_CPU: SIGXCPU, then SIGKILL at the hard limit
-					      */
-		if (r == sb->pid && why == SANDBOX_CRASHED)
+		if (r == sb->pid && WIFSIGNALED(ws) &&
+		    (WTERMSIG(ws) == SIGXCPU || WTERMSIG(ws) == SIGKILL))
+			why = SANDBOX_LIMIT;
+		if (r == sb->pid)
 			log_debug("symbolizer helper %d ended: %s %d", (int)sb->pid,
 				  WIFSIGNALED(ws) ? "signal" : "exit",
 				  WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws));
+		if (r != sb->pid) {
+			kill(sb->pid, SIGKILL);
+			/* one in uninterruptible sleep (a hung file system) may take a
+			 * while: it is reaped later rather than waited for */
+			for (int i = 0; i < SB_REAP_MS && (r = waitpid(sb->pid, &ws, WNOHANG)) == 0;
+			     i++)
+				usleep(1000);
+			if (r == 0 && sb->nzombies < SB_ZOMBIES)
+				sb->zombies[sb->nzombies++] = sb->pid;
+		}
 	}
 	sb->pid = 0;
 	sb->state = SB_DOWN;
-	sb->killed_for_time = false;
 	sb->st.pid = 0;
 	free(sb->rbuf);
 	sb->rbuf = NULL;
@@ -286,12 +291,12 @@ static enum sandbox_fail kill_helper(struct sandbox *sb, enum sandbox_fail why)
 }
 
 /* The helper is gone: the request in flight fails, nothing else does. */
-static void helper_died(struct sandbox *sb, enum sandbox_fail why)
+static void helper_died(struct sandbox *sb, enum sandbox_fail why, bool went_away)
 {
 	struct sb_req *r = sb->inflight;
 	bool was_starting = sb->state == SB_STARTING;
 
-	why = kill_helper(sb, why);
+	why = kill_helper(sb, why, went_away);
 	sb->inflight = NULL;
 	if (was_starting && ++sb->early_deaths >= 3) {
 		/* a helper that cannot even start (exec fails, the user is missing,
@@ -525,7 +530,7 @@ static void kick(struct sandbox *sb)
 		sb->st.requests++;
 		err = send_request(sb, sb->inflight);
 		if (err) {
-			helper_died(sb, SANDBOX_CRASHED);
+			helper_died(sb, SANDBOX_CRASHED, false);
 			continue;
 		}
 		sb->rstarted = false;
@@ -553,7 +558,7 @@ static bool read_one(struct sandbox *sb)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return false;
 	if (n <= 0) {
-		helper_died(sb, SANDBOX_CRASHED);
+		helper_died(sb, SANDBOX_CRASHED, true);
 		return false;
 	}
 	/* a helper sends no descriptors: any it tries are closed and it is done */
@@ -570,14 +575,14 @@ static bool read_one(struct sandbox *sb)
 	memcpy(&h, sb->msg, sizeof(h) <= (size_t)n ? sizeof(h) : 0);
 	if (bad || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof(h) ||
 	    h.magic != SB_MAGIC || h.len != (size_t)n - sizeof(h)) {
-		helper_died(sb, SANDBOX_CRASHED);
+		helper_died(sb, SANDBOX_CRASHED, false);
 		return false;
 	}
 	if (sb->state == SB_STARTING) {
 		struct sb_ready rd;
 
 		if (h.op != SB_OP_READY || h.len != sizeof(rd)) {
-			helper_died(sb, SANDBOX_CRASHED);
+			helper_died(sb, SANDBOX_CRASHED, false);
 			return false;
 		}
 		memcpy(&rd, sb->msg + sizeof(h), sizeof(rd));
@@ -590,17 +595,17 @@ static bool read_one(struct sandbox *sb)
 		return sb->fd >= 0;
 	}
 	if (!r || h.id != r->id || h.op != r->op) {
-		helper_died(sb, SANDBOX_CRASHED);
+		helper_died(sb, SANDBOX_CRASHED, false);
 		return false;
 	}
 	if (!sb->rstarted) {
 		if (h.total > r->max_reply) {
-			helper_died(sb, SANDBOX_CRASHED);
+			helper_died(sb, SANDBOX_CRASHED, false);
 			return false;
 		}
 		sb->rbuf = malloc(h.total ? h.total : 1);
 		if (!sb->rbuf) {
-			helper_died(sb, SANDBOX_LIMIT);
+			helper_died(sb, SANDBOX_LIMIT, false);
 			return false;
 		}
 		sb->rtotal = h.total;
@@ -610,7 +615,7 @@ static bool read_one(struct sandbox *sb)
 	}
 	if (h.len > sb->rtotal - sb->rlen ||
 	    (!(h.flags & SB_MORE) && sb->rlen + h.len != sb->rtotal)) {
-		helper_died(sb, SANDBOX_CRASHED);
+		helper_died(sb, SANDBOX_CRASHED, false);
 		return false;
 	}
 	memcpy(sb->rbuf + sb->rlen, sb->msg + sizeof(h), h.len);
@@ -638,8 +643,7 @@ static void check_deadline(struct sandbox *sb)
 	if (sb->state == SB_DOWN || now_mono_ns() < sb->deadline_ns)
 		return;
 	if (sb->state == SB_STARTING || sb->inflight) {
-		sb->killed_for_time = true;
-		helper_died(sb, SANDBOX_TIMEOUT);
+		helper_died(sb, SANDBOX_TIMEOUT, false);
 		kick(sb);
 	}
 }
@@ -759,7 +763,7 @@ void sandbox_stop(struct sandbox *sb)
 	if (!sb)
 		return;
 	if (sb->state != SB_DOWN)
-		kill_helper(sb, SANDBOX_CANCELLED);
+		kill_helper(sb, SANDBOX_CANCELLED, false);
 	cancel_all(sb);
 	if (sb->states) {
 		for (unsigned i = 0; i < sandbox_nops; i++) {
@@ -1109,9 +1113,12 @@ static int install_seccomp(void)
 		SC_ALLOW(__NR_sched_yield),
 		SC_ALLOW(__NR_prctl),
 		SC_ALLOW(__NR_tgkill),
-		SC_ERRNO(__NR_readlink, EACCES),
-		SC_ERRNO(__NR_readlinkat, EACCES),
 #endif
+	/* libdw asks where its file is (/proc/self/fd/N) to find alt files */
+#ifdef __NR_readlink
+		SC_ERRNO(__NR_readlink, EACCES),
+#endif
+		SC_ERRNO(__NR_readlinkat, EACCES),
 #ifdef __NR_open
 		SC_ERRNO(__NR_open, EACCES),
 #endif

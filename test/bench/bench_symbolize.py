@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-only
 """Symbolizer throughput and memory, side by side with eu-addr2line (elfutils)
-on the same addresses of the same running process.
+on the same addresses of the same running process, and the cost of parsing
+tenants' binaries in the sandboxed helper rather than in the process itself.
 
     test/bench/bench_symbolize.py [--frames N] [--reps N]
 
@@ -13,7 +14,11 @@ symbolize --pid P` and `eu-addr2line --pid P -f`), reading them from standard
 input. Reported: frames per second (wall), peak RSS of the tool, and how many
 function names the two agree on. eu-addr2line also reads DWARF (source lines,
 inlined functions), so it does more per frame; autotrace reads symbol tables
-only, which is what incidents carry.
+only, which is what incidents carry. `autotrace symbolize --in-process`
+parses in its own process, as the agent did before the sandboxed helper: the
+two side by side are the helper's cost, warm (the tables read, frames looked
+up) and cold (one frame in each of the process's binaries, each binary read
+through the helper or in process, from a fresh command each time).
 """
 import argparse
 import os
@@ -103,6 +108,22 @@ def peak_rss_mib(cmd, addresses):
     return int(r.stderr.strip().splitlines()[-1]) / 1024
 
 
+def cold_runs(pid, reps):
+    """One address in each executable file pid maps: every one a table to read."""
+    firsts = {}
+    for start, end, off, path in exec_ranges(pid):
+        firsts.setdefault(path, start + (end - start) // 2)
+    addrs = [f"0x{a:x}" for a in firsts.values()]
+    out = {"binaries": len(addrs), "sandboxed helper": [], "in process": []}
+    for _ in range(reps):
+        for mode, extra in (("sandboxed helper", []), ("in process", ["--in-process"])):
+            t0 = time.monotonic()
+            subprocess.run([BIN, "symbolize", *extra, "--pid", str(pid), *addrs],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            out[mode].append((time.monotonic() - t0) * 1000)
+    return out
+
+
 def names_autotrace(out):
     names = []
     for line in out.splitlines():
@@ -141,6 +162,8 @@ def main():
         addrs = draw(target.pid, args.frames)
         tools = {
             "autotrace symbolize": [BIN, "symbolize", "--pid", str(target.pid)],
+            "autotrace symbolize --in-process": [BIN, "symbolize", "--in-process", "--pid",
+                                                 str(target.pid)],
             "eu-addr2line": ["eu-addr2line", "--pid", str(target.pid), "-f", "-a", "-C"],
         }
         walls = {k: [] for k in tools}
@@ -151,6 +174,7 @@ def main():
                 walls[name].append(w)
                 outs[name] = out
         rss = {name: peak_rss_mib(cmd, addrs) for name, cmd in tools.items()}
+        cold = cold_runs(target.pid, args.reps)
     finally:
         target.kill()
         target.wait()
@@ -172,9 +196,24 @@ def main():
         print(f"| {name} | {med:,.0f} | {min(fps):,.0f} | {max(fps):,.0f} | "
               f"{rss[name]:.1f} | {resolved[name]} |")
     ratio = result["autotrace symbolize"]["fps_median"] / result["eu-addr2line"]["fps_median"]
+    sandbox = (result["autotrace symbolize --in-process"]["fps_median"]
+               / result["autotrace symbolize"]["fps_median"])
     print(f"\nautotrace / eu-addr2line throughput: {ratio:.2f}x; "
           f"same function name on {both} of {len(addrs)} frames")
-    save("symbolize", {"frames": len(addrs), "tools": result, "agree": both})
+    print(f"in process / sandboxed helper throughput: {sandbox:.2f}x")
+    nbin = cold["binaries"]
+    print(f"\n## cold: one frame in each of the {nbin} binaries {target.pid} maps, "
+          f"a fresh command each run")
+    print("| mode | ms per run, median | min | max | ms per binary |")
+    print("|---|---|---|---|---|")
+    for mode in ("sandboxed helper", "in process"):
+        ms = cold[mode]
+        print(f"| {mode} | {statistics.median(ms):.1f} | {min(ms):.1f} | {max(ms):.1f} | "
+              f"{statistics.median(ms) / nbin:.2f} |")
+    cold_ratio = statistics.median(cold["sandboxed helper"]) / statistics.median(cold["in process"])
+    print(f"\nsandboxed / in process, cold: {cold_ratio:.2f}x the time")
+    save("symbolize", {"frames": len(addrs), "tools": result, "agree": both,
+                       "sandbox_warm_ratio": sandbox, "cold": cold, "cold_ratio": cold_ratio})
 
 
 if __name__ == "__main__":
