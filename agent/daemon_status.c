@@ -170,7 +170,8 @@ static json_t *status_incidents(struct daemon *d)
 	json_object_set_new(o, "failed", json_integer((json_int_t)d->incidents_failed));
 	json_object_set_new(o, "stored", json_integer(d->store_stats.incidents));
 	json_object_set_new(o, "stored_bytes", json_integer((json_int_t)d->store_stats.bytes));
-	json_object_set_new(o, "store", store_stats_json(d->store)); /* crash leftovers, full disk */
+	json_object_set_new(o, "store",
+			    store_stats_json(d->store)); /* crash leftovers, full disk */
 	if (d->nrecent) {
 		const struct recent_incident *r = &d->recent[(d->nrecent - 1) % RECENT_INCIDENTS];
 

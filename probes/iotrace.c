@@ -836,7 +836,8 @@ static int iotrace_collect(void *state, struct capture_result *out)
 	if (!st->fs_level)
 		json_object_set_new(out->data, "fs_level_error", json_string_clean(st->fs_error));
 	else if (st->attach_note[0])
-		json_object_set_new(out->data, "fs_level_error", json_string_clean(st->attach_note));
+		json_object_set_new(out->data, "fs_level_error",
+				    json_string_clean(st->attach_note));
 	json_object_set_new(out->data, "writeback_attribution", json_boolean(st->dirty_tracking));
 	json_object_set_new(out->data, "processes", processes_json(&r, &omitted));
 	set_u(out->data, "processes_omitted", omitted);

@@ -932,9 +932,10 @@ static int memtrace_collect(void *state, struct capture_result *out)
 	}
 
 	set_u(out->data, "window_ms", window_ms);
-	json_object_set_new(
-		out->data, "faults_source",
-		json_string_clean(st->have_faults && st->params.v[P_FAULTS] ? "tracepoints" : "procfs"));
+	json_object_set_new(out->data, "faults_source",
+			    json_string_clean(st->have_faults && st->params.v[P_FAULTS]
+						      ? "tracepoints"
+						      : "procfs"));
 	json_object_set_new(out->data, "processes", procs);
 	set_u(out->data, "processes_omitted", omitted);
 	set_u(out->data, "processes_seen", rs.n);

@@ -751,7 +751,8 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "blocked_us", json_integer((json_int_t)(total_ns / 1000)));
 	json_object_set_new(out->data, "blocked_us_by_state", by_state);
 	by_state = NULL;
-	json_object_set_new(out->data, "tracepoints", json_string_clean(st->btf ? "tp_btf" : "raw_tp"));
+	json_object_set_new(out->data, "tracepoints",
+			    json_string_clean(st->btf ? "tp_btf" : "raw_tp"));
 	json_object_set_new(
 		out->data, "distinct_stacks",
 		json_integer((json_int_t)(stackset_count(ss[0]) + stackset_count(ss[1]) +
