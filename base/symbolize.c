@@ -258,6 +258,11 @@ void symbolizer_free(struct symbolizer **ps)
 	*ps = NULL;
 }
 
+struct sandbox *symbolizer_sandbox(struct symbolizer *s)
+{
+	return s->opts.in_process ? NULL : s->sb;
+}
+
 uint64_t symbolizer_cache_bytes(const struct symbolizer *s)
 {
 	return s->elf_bytes + s->proc_bytes + s->nksyms * sizeof(struct ksym) + s->knames_cap;

@@ -27,6 +27,7 @@
 
 struct symbolizer;
 struct loop;
+struct sandbox;
 
 struct symbolizer_opts {
 	uint64_t cache_bytes;	    /* cap for cached symbol tables and process maps */
@@ -92,6 +93,9 @@ int symbolizer_exe(struct symbolizer *s, int pid, char *buf, size_t len);
  * and ends the helper until it is needed again; the next kernel lookup
  * checks whether modules changed. */
 void symbolizer_forget_processes(struct symbolizer *s);
+/* The sandboxed helper, for other parsers of tenant input to share (the
+ * unwinder: base/unwind_remote.h); NULL when parsing in process. */
+struct sandbox *symbolizer_sandbox(struct symbolizer *s);
 /* Bytes currently held by caches. */
 uint64_t symbolizer_cache_bytes(const struct symbolizer *s);
 void symbolizer_get_stats(const struct symbolizer *s, struct symbolizer_stats *out);

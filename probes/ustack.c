@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/symbolize.h"
 #include "base/unwind.h"
+#include "base/unwind_remote.h"
 #include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/ustack_abi.h"
@@ -57,6 +58,7 @@ struct ustack_shared {
 	uint64_t cpu_pct;
 	uint64_t max_entries; /* capture.max_stacks */
 	char mode[16];
+	struct unwind_remote *r; /* the unwinder in the sandboxed helper (else u, here) */
 	struct pmaps *procs;
 	unsigned nprocs;
 	uint64_t clock;
@@ -102,7 +104,12 @@ int ustack_shared_new(struct ustack_shared **out, const struct agent_config *cfg
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	err = unwinder_new(&s->u, &uo);
+	/* tenants' CFI is parsed in the symbolizer's sandboxed helper (base/sandbox.h) */
+	if (sym && symbolizer_sandbox(sym))
+		err = unwind_remote_new(&s->r, symbolizer_sandbox(sym), &uo,
+					cfg->symbolizer.helper_timeout_ms);
+	else
+		err = unwinder_new(&s->u, &uo);
 	if (err) {
 		free(s);
 		return err;
@@ -137,6 +144,7 @@ void ustack_shared_free(struct ustack_shared **ps)
 		pmaps_free(p);
 	}
 	unwinder_free(&s->u);
+	unwind_remote_free(&s->r);
 	free(s);
 	*ps = NULL;
 }
@@ -147,7 +155,10 @@ json_t *ustack_shared_status(const struct ustack_shared *s)
 
 	if (!s)
 		return json_pack("{s:s}", "mode", "off");
-	unwinder_get_stats(s->u, &us);
+	if (s->r)
+		unwind_remote_get_stats(s->r, &us);
+	else
+		unwinder_get_stats(s->u, &us);
 	return json_pack(
 		"{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "mode",
 		s->mode, "stack_size", (json_int_t)s->stack_bytes, "cpu_pct",
@@ -359,18 +370,28 @@ static int ustack_unwind_one(struct ustack_shared *s, const struct ustack_hdr *h
 	for (unsigned tries = 0; tries < p->n + 2; tries++) {
 		in.maps = p->m;
 		in.nmaps = p->n;
-		err = unwinder_unwind(s->u, &in, pcs, max, res);
+		if (s->r)
+			err = unwind_remote_unwind(s->r, (int)h->tgid, p->read_ns, &in, pcs, max,
+						   res);
+		else
+			err = unwinder_unwind(s->u, &in, pcs, max, res);
 		if (err)
 			return err;
 		if (res->status == UNWIND_NEED_FILE) {
 			const struct unwind_map *m = &p->m[res->need_map];
 
 			if (m->dev == UNWIND_VDSO_DEV && m->ino == UNWIND_VDSO_INO) {
-				unwinder_add_image(s->u, m, s->vdso, s->vdso_len);
+				if (s->r)
+					unwind_remote_add_image(s->r, m, s->vdso, s->vdso_len);
+				else
+					unwinder_add_image(s->u, m, s->vdso, s->vdso_len);
 			} else {
 				int fd = open_mapped((int)h->tgid, m);
 
-				unwinder_add_file(s->u, m, fd);
+				if (s->r)
+					unwind_remote_add_file(s->r, m, fd);
+				else
+					unwinder_add_file(s->u, m, fd);
 				if (fd >= 0)
 					close(fd);
 			}

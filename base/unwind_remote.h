@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The unwinder (base/unwind.h) run in the sandboxed helper: the same calls,
+ * answered by the helper (base/unwproto.h), so the CFI of tenants' binaries
+ * is parsed there and never in the agent. Each call waits for its answer,
+ * bounded by the helper's deadline; a helper that fails makes the call fail
+ * (-EIO) and that stack is lost, nothing else. */
+#pragma once
+#include <stdint.h>
+
+#include "base/unwind.h"
+
+struct sandbox;
+struct unwind_remote;
+
+int unwind_remote_new(struct unwind_remote **out, struct sandbox *sb,
+		      const struct unwinder_opts *opts, uint64_t timeout_ms);
+void unwind_remote_free(struct unwind_remote **r);
+
+/* unwinder_unwind for process tgid, whose mappings in->maps are reading gen
+ * of them (a new gen sends them again). */
+int unwind_remote_unwind(struct unwind_remote *r, int tgid, uint64_t gen,
+			 const struct unwind_input *in, uint64_t *pcs, unsigned max,
+			 struct unwind_result *res);
+/* unwinder_add_file: fd is passed to the helper (the caller still closes it). */
+int unwind_remote_add_file(struct unwind_remote *r, const struct unwind_map *m, int fd);
+int unwind_remote_add_image(struct unwind_remote *r, const struct unwind_map *m, const void *image,
+			    size_t len);
+/* The helper unwinder's counters as of its last answer. */
+void unwind_remote_get_stats(const struct unwind_remote *r, struct unwinder_stats *out);
