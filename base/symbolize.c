@@ -347,6 +347,18 @@ json_t *sym_frame_json(const struct sym_frame *f)
  * character boundary. */
 static void frame_str(char *dst, size_t cap, const char *src)
 {
+	size_t n = 0;
+
+	/* printable ASCII, nearly every name: nothing to clean, nothing to cut
+	 * mid-character */
+	while (src[n] && n < cap - 1 && (unsigned char)src[n] >= 0x20 &&
+	       (unsigned char)src[n] < 0x7f)
+		n++;
+	if (!src[n] || n == cap - 1) {
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+		return;
+	}
 	str_clean(dst, cap, src, strlen(src), STR_INPLACE);
 }
 

@@ -108,17 +108,20 @@ def peak_rss_mib(cmd, addresses):
     return int(r.stderr.strip().splitlines()[-1]) / 1024
 
 
-def cold_runs(pid, reps):
+def cold_runs(pid, reps, baseline=None):
     """One address in each executable file pid maps: every one a table to read."""
     firsts = {}
     for start, end, off, path in exec_ranges(pid):
         firsts.setdefault(path, start + (end - start) // 2)
     addrs = [f"0x{a:x}" for a in firsts.values()]
-    out = {"binaries": len(addrs), "sandboxed helper": [], "in process": []}
+    modes = [("sandboxed helper", [BIN]), ("in process", [BIN, "--in-process"])]
+    if baseline:
+        modes.append(("baseline", [baseline]))
+    out = {"binaries": len(addrs), **{m: [] for m, _ in modes}}
     for _ in range(reps):
-        for mode, extra in (("sandboxed helper", []), ("in process", ["--in-process"])):
+        for mode, cmd in modes:
             t0 = time.monotonic()
-            subprocess.run([BIN, "symbolize", *extra, "--pid", str(pid), *addrs],
+            subprocess.run([cmd[0], "symbolize", *cmd[1:], "--pid", str(pid), *addrs],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
             out[mode].append((time.monotonic() - t0) * 1000)
     return out
@@ -151,6 +154,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--frames", type=int, default=50000)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--baseline", metavar="BIN",
+                    help="another autotrace binary (say, one built before the sandboxed "
+                         "helper) run side by side as well")
     args = ap.parse_args()
     need_root()
     if not shutil.which("eu-addr2line"):
@@ -166,6 +172,9 @@ def main():
                                                  str(target.pid)],
             "eu-addr2line": ["eu-addr2line", "--pid", str(target.pid), "-f", "-a", "-C"],
         }
+        if args.baseline:
+            tools["baseline autotrace symbolize"] = [args.baseline, "symbolize", "--pid",
+                                                     str(target.pid)]
         walls = {k: [] for k in tools}
         outs = {}
         for _ in range(args.reps):
@@ -174,7 +183,7 @@ def main():
                 walls[name].append(w)
                 outs[name] = out
         rss = {name: peak_rss_mib(cmd, addrs) for name, cmd in tools.items()}
-        cold = cold_runs(target.pid, args.reps)
+        cold = cold_runs(target.pid, args.reps, args.baseline)
     finally:
         target.kill()
         target.wait()
@@ -183,7 +192,12 @@ def main():
     theirs = names_eu(outs["eu-addr2line"])
     both = sum(1 for a, b in zip(ours, theirs) if a and b and (a == b or a in b or b in a))
     resolved = {"autotrace symbolize": sum(1 for a in ours if a),
+                "autotrace symbolize --in-process": sum(
+                    1 for a in names_autotrace(outs["autotrace symbolize --in-process"]) if a),
                 "eu-addr2line": sum(1 for b in theirs if b)}
+    if args.baseline:
+        resolved["baseline autotrace symbolize"] = sum(
+            1 for a in names_autotrace(outs["baseline autotrace symbolize"]) if a)
 
     print(f"\n## {len(addrs)} frames in {target.pid}'s autotrace binary (80%) and libc (20%)")
     print("| tool | frames/s, median | min | max | peak RSS MiB | resolved |")
@@ -206,7 +220,7 @@ def main():
           f"a fresh command each run")
     print("| mode | ms per run, median | min | max | ms per binary |")
     print("|---|---|---|---|---|")
-    for mode in ("sandboxed helper", "in process"):
+    for mode in [m for m in cold if m != "binaries"]:
         ms = cold[mode]
         print(f"| {mode} | {statistics.median(ms):.1f} | {min(ms):.1f} | {max(ms):.1f} | "
               f"{statistics.median(ms) / nbin:.2f} |")
