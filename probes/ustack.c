@@ -18,6 +18,7 @@
 
 #include "base/config.h"
 #include "base/log.h"
+#include "base/sandbox.h"
 #include "base/symbolize.h"
 #include "base/unwind.h"
 #include "base/unwind_remote.h"
@@ -58,7 +59,11 @@ struct ustack_shared {
 	uint64_t cpu_pct;
 	uint64_t max_entries; /* capture.max_stacks */
 	char mode[16];
-	struct unwind_remote *r; /* the unwinder in the sandboxed helper (else u, here) */
+	/* the unwinder in a sandboxed helper of its own (else u, here): a stack
+	 * waits for its answer, so not behind the symbolizer's reading of a binary */
+	struct sandbox *sb;
+	struct unwind_remote *r;
+	unsigned running; /* captures running: the helper is stopped when none is */
 	struct pmaps *procs;
 	unsigned nprocs;
 	uint64_t clock;
@@ -104,12 +109,22 @@ int ustack_shared_new(struct ustack_shared **out, const struct agent_config *cfg
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	/* tenants' CFI is parsed in the symbolizer's sandboxed helper (base/sandbox.h) */
-	if (sym && symbolizer_sandbox(sym))
-		err = unwind_remote_new(&s->r, symbolizer_sandbox(sym), &uo,
-					cfg->symbolizer.helper_timeout_ms);
-	else
+	/* tenants' CFI is parsed in a sandboxed helper (base/sandbox.h), as their
+	 * symbols are; in process only when the symbolizer parses in process */
+	if (sym && symbolizer_sandbox(sym)) {
+		struct sandbox_opts so = {.user = cfg->symbolizer.helper_user,
+					  .timeout_ms = cfg->symbolizer.helper_timeout_ms,
+					  .mem_bytes = cfg->unwind.cache_size * 2 + (128ull << 20)};
+
+		err = sandbox_new(&s->sb, &so);
+		if (!err)
+			err = unwind_remote_new(&s->r, s->sb, &uo,
+						cfg->symbolizer.helper_timeout_ms);
+	} else {
 		err = unwinder_new(&s->u, &uo);
+	}
+	if (err)
+		sandbox_free(&s->sb);
 	if (err) {
 		free(s);
 		return err;
@@ -145,6 +160,7 @@ void ustack_shared_free(struct ustack_shared **ps)
 	}
 	unwinder_free(&s->u);
 	unwind_remote_free(&s->r);
+	sandbox_free(&s->sb);
 	free(s);
 	*ps = NULL;
 }
@@ -152,6 +168,7 @@ void ustack_shared_free(struct ustack_shared **ps)
 json_t *ustack_shared_status(const struct ustack_shared *s)
 {
 	struct unwinder_stats us;
+	json_t *o;
 
 	if (!s)
 		return json_pack("{s:s}", "mode", "off");
@@ -159,7 +176,7 @@ json_t *ustack_shared_status(const struct ustack_shared *s)
 		unwind_remote_get_stats(s->r, &us);
 	else
 		unwinder_get_stats(s->u, &us);
-	return json_pack(
+	o = json_pack(
 		"{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "mode",
 		s->mode, "stack_size", (json_int_t)s->stack_bytes, "cpu_pct",
 		(json_int_t)s->cpu_pct, "samples", (json_int_t)s->tot.samples, "unwind_complete",
@@ -171,6 +188,9 @@ json_t *ustack_shared_status(const struct ustack_shared *s)
 		(json_int_t)(s->tot.cpu_ns / 1000000), "files_cached", (json_int_t)us.files_cached,
 		"cache_bytes", (json_int_t)us.cache_bytes, "files_refused",
 		(json_int_t)us.files_refused, "evictions", (json_int_t)us.evictions);
+	if (o && s->sb)
+		json_object_set_new(o, "helper", sandbox_stats_json(s->sb));
+	return o;
 }
 
 static uint64_t pow2_at_least(uint64_t v)
@@ -773,6 +793,8 @@ int ustack_capture_start(struct ustack_capture *c)
 	c->spent = 0;
 	if (c->maps.paused)
 		*c->maps.paused = 0;
+	if (!c->running)
+		c->s->running++;
 	c->running = true;
 	return timerfd_settime(c->timer_fd, 0, &its, NULL) ? -errno : 0;
 }
@@ -786,6 +808,9 @@ void ustack_capture_stop(struct ustack_capture *c)
 	c->running = false;
 	timerfd_settime(c->timer_fd, 0, &off, NULL);
 	ring_buffer__consume(c->rb);
+	/* no capture left: the helper and its CFI cache go until the next one */
+	if (c->s->running && --c->s->running == 0 && c->s->sb)
+		sandbox_stop(c->s->sb);
 }
 
 int ustack_capture_fd(const struct ustack_capture *c)
