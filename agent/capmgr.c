@@ -509,7 +509,7 @@ json_t *capmgr_status(const struct capmgr *m)
 	json_object_set_new(o, "refused_busy", json_integer((json_int_t)m->refused_busy));
 	json_object_set_new(o, "refused_budget", json_integer((json_int_t)m->refused_budget));
 	{
-		uint64_t used = budget_used_secs((struct capmgr *)m, now_real_ms()),
+		uint64_t used = budget_used_ms(m, now_mono_ns() / 1000000) / 1000,
 			 cap = m->opts.cfg->capture.max_seconds_per_hour;
 
 		json_object_set_new(o, "budget_used_seconds", json_integer((json_int_t)used));

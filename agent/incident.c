@@ -203,7 +203,8 @@ static json_t *trigger_json(const struct incident_trigger *t)
 		json_object_set_new(o, "threshold", json_real(t->rule->threshold));
 	}
 	if (t->metric >= 0) {
-		json_object_set_new(o, "metric", json_string_clean(metric_at((size_t)t->metric)->name));
+		json_object_set_new(o, "metric",
+				    json_string_clean(metric_at((size_t)t->metric)->name));
 		json_object_set_new(o, "value", json_real(metric_round(t->value)));
 	}
 	if (t->series_key && t->series_key[0]) {

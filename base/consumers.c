@@ -11,6 +11,7 @@
 #include "base/cgroups.h"
 #include "base/symbolize.h"
 #include "base/util.h"
+#include "base/sanitize.h"
 
 #define MAX_STACK_RECORDS 65536 /* stacks kept for the per-program lists */
 #define MAX_PIDS_LISTED	  16	/* pids listed per program */
@@ -213,51 +214,6 @@ int consumers_add_stack(struct consumers *c, uint32_t tgid, const char *folded, 
 	r->value = value;
 	c->nstacks++;
 	return 0;
-}
-
-json_t *json_string_clean(const char *s)
-{
-	size_t n = strlen(s), o = 0;
-	char *buf = malloc(n + 1);
-	json_t *j;
-
-	if (!buf)
-		return json_string("");
-	for (size_t i = 0; i < n;) {
-		unsigned char ch = (unsigned char)s[i];
-		size_t len = ch < 0x80	       ? 1
-			     : (ch >> 5) == 6  ? 2
-			     : (ch >> 4) == 14 ? 3
-			     : (ch >> 3) == 30 ? 4
-					       : 0;
-		bool ok = len > 0 && i + len <= n;
-
-		for (size_t k = 1; ok && k < len; k++)
-			ok = ((unsigned char)s[i + k] >> 6) == 2;
-		/* overlong two-byte forms and surrogates are refused by jansson too */
-		if (ok && len == 2 && ch < 0xc2)
-			ok = false;
-		if (ok && len == 3 && ch == 0xed && (unsigned char)s[i + 1] >= 0xa0)
-			ok = false;
-		if (ok && len == 3 && ch == 0xe0 && (unsigned char)s[i + 1] < 0xa0)
-			ok = false;
-		if (ok && len == 4 &&
-		    (ch > 0xf4 || (ch == 0xf0 && (unsigned char)s[i + 1] < 0x90) ||
-		     (ch == 0xf4 && (unsigned char)s[i + 1] >= 0x90)))
-			ok = false;
-		if (!ok || (len == 1 && (ch < 0x20 || ch == 0x7f))) {
-			buf[o++] = '?';
-			i++;
-			continue;
-		}
-		memcpy(buf + o, s + i, len);
-		o += len;
-		i += len;
-	}
-	buf[o] = '\0';
-	j = json_string(buf);
-	free(buf);
-	return j ? j : json_string("");
 }
 
 /* What only /proc knows, read at the end of the window: the executable (the

@@ -48,7 +48,3 @@ int consumers_add_stack(struct consumers *c, uint32_t tgid, const char *folded, 
 /* Makes the ranking and returns the capture's "consumers" object:
  * measure, total, processes[], programs[] (with stacks[]), containers[]. */
 json_t *consumers_json(struct consumers *c);
-
-/* Copies s into a JSON string with invalid UTF-8 and control bytes replaced:
- * comm, paths and frames are the tenant's, and jansson refuses invalid UTF-8. */
-json_t *json_string_clean(const char *s);

@@ -205,10 +205,9 @@ json_t *json_string_clean(const char *s)
 
 	if (!s)
 		s = "";
-	j = json_string(s);
-	if (j)
-		return j;
-	copy = str_clean_dup(s, STR_UTF8);
+	if (str_is_clean(s, STR_INPLACE))
+		return json_string(s);
+	copy = str_clean_dup(s, STR_INPLACE);
 	if (!copy)
 		return NULL;
 	j = json_string(copy);

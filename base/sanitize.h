@@ -45,9 +45,10 @@ bool str_is_clean(const char *s, enum str_mode mode);
 /* Into a fixed buffer, for one-line messages: returns dst. */
 const char *str_term(char *dst, size_t cap, const char *src);
 
-/* A JSON string from any bytes: invalid UTF-8 replaced (jansson refuses it
- * and returns NULL, which silently drops the field). Never NULL unless out of
- * memory. */
+/* A JSON string from any bytes (comm, paths, frames are the tenant's):
+ * invalid UTF-8 and control characters become '?' byte for byte
+ * (STR_INPLACE). jansson refuses invalid UTF-8 and returns NULL, which would
+ * silently drop the field. Never NULL unless out of memory. */
 json_t *json_string_clean(const char *s);
 /* Makes every string (and object key) of a document safe to print on a
  * terminal (STR_TERMINAL), in place; returns j. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/consumers.h"
+#include "base/sanitize.h"
 
 static const char *procfs;
 
