@@ -414,6 +414,13 @@ static int spawn(struct sandbox *sb)
 	}
 	free(env);
 	close(sv[1]);
+	{
+		/* a request is one datagram, and a datagram must fit the sender's buffer */
+		int size = 2 * (int)(sizeof(struct sb_hdr) + SANDBOX_MAX_REQUEST);
+
+		if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)))
+			setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	}
 	sb->fd = sv[0];
 	sb->pid = pid;
 	sb->st.pid = pid;

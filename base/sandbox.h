@@ -41,7 +41,7 @@ struct sandbox;
 /* argv[1] of a helper: the agent's own binary re-executed. */
 #define SANDBOX_ARG	    "--autotrace-sandbox-helper"
 #define SANDBOX_MAX_FDS	    16
-#define SANDBOX_MAX_REQUEST (96u << 10) /* one datagram: a 64 KiB stack copy and more */
+#define SANDBOX_MAX_REQUEST (192u << 10) /* one datagram: a batch of stack copies */
 
 /* A reply under construction (helper side), bounded by max. */
 struct sbuf {

@@ -164,6 +164,62 @@ int unwind_op(void *state, const struct sandbox_request *rq, struct sbuf *reply)
 		free(pcs);
 		break;
 	}
+	case UNWR_BATCH: {
+		const struct unwr_item *items = (const void *)data;
+		const char *stack;
+		struct unwr_result *results;
+		size_t off, need;
+		uint64_t *pcs;
+
+		if (!req.count || req.count > UNWR_BATCH_MAX || req.max_pcs > 1024 ||
+		    len < req.count * sizeof(*items))
+			return -EINVAL;
+		need = req.count * sizeof(*items);
+		for (unsigned i = 0; i < req.count; i++) {
+			if (items[i].stack_len > len - need)
+				return -EINVAL;
+			need += items[i].stack_len;
+		}
+		if (need != len)
+			return -EINVAL;
+		if (!(results = sbuf_reserve(reply, req.count * sizeof(*results))))
+			return reply->err;
+		pcs = calloc(req.max_pcs ? req.max_pcs : 1, sizeof(*pcs));
+		if (!pcs)
+			return -ENOMEM;
+		stack = data + req.count * sizeof(*items);
+		off = sizeof(*rep);
+		for (unsigned i = 0; i < req.count && !err; i++) {
+			struct unwr_proc *p = proc_find(st, items[i].tgid, items[i].gen);
+			struct unwind_input in = {0};
+			struct unwind_result res = {0};
+			struct unwr_result *out;
+
+			if (!p || p->n != p->total) {
+				res.status = (enum unwind_status)UNWR_NEED_MAPS;
+			} else {
+				memcpy(in.regs, items[i].regs, sizeof(in.regs));
+				in.regs_valid = items[i].regs_valid;
+				in.pc = items[i].pc;
+				in.stack = (const uint8_t *)stack;
+				in.stack_len = items[i].stack_len;
+				in.stack_addr = items[i].stack_addr;
+				in.maps = p->maps;
+				in.nmaps = p->n;
+				err = unwinder_unwind(st->u, &in, pcs, req.max_pcs, &res);
+				if (!err && res.n > req.max_pcs)
+					err = -EPROTO;
+			}
+			stack += items[i].stack_len;
+			if (err || sbuf_add(reply, pcs, res.n * sizeof(*pcs)))
+				break;
+			/* sbuf_add may have moved the buffer */
+			out = (struct unwr_result *)(reply->data + off) + i;
+			*out = (struct unwr_result){res.status, res.n, res.need_map, res.fp_frames};
+		}
+		free(pcs);
+		break;
+	}
 	default:
 		return -EINVAL;
 	}

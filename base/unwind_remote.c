@@ -193,6 +193,223 @@ int unwind_remote_add_image(struct unwind_remote *r, const struct unwind_map *m,
 	return call(r, &req, image, len, -1, NULL, 0);
 }
 
+/* The answer of one batch request, checked: results, then their pcs. */
+struct batch_answer {
+	struct unwind_remote *r;
+	struct unwind_remote_item **items;
+	unsigned n;
+	bool done;
+	int err;
+};
+
+static void on_batch(void *ctx, struct sandbox_reply *rep)
+{
+	struct batch_answer *b = ctx;
+	struct unwr_reply head;
+	const struct unwr_result *res;
+	const uint64_t *pcs;
+	size_t need;
+
+	b->done = true;
+	if (rep->fail != SANDBOX_OK) {
+		b->err = -EIO;
+		return;
+	}
+	if (rep->status || rep->len < sizeof(head) + b->n * sizeof(*res)) {
+		b->err = rep->status ? rep->status : -EPROTO;
+		return;
+	}
+	memcpy(&head, rep->data, sizeof(head));
+	res = (const struct unwr_result *)((const char *)rep->data + sizeof(head));
+	need = sizeof(head) + b->n * sizeof(*res);
+	for (unsigned i = 0; i < b->n; i++) {
+		if (res[i].n > b->items[i]->max ||
+		    (res[i].status >= UNWIND_STATUS_MAX && res[i].status != UNWR_NEED_MAPS)) {
+			b->err = -EPROTO;
+			return;
+		}
+		need += res[i].n * sizeof(uint64_t);
+	}
+	if (need != rep->len) {
+		b->err = -EPROTO;
+		return;
+	}
+	b->r->stats = head.stats;
+	pcs = (const uint64_t *)(res + b->n);
+	for (unsigned i = 0; i < b->n; i++) {
+		struct unwind_remote_item *it = b->items[i];
+
+		memcpy(it->pcs, pcs, res[i].n * sizeof(*pcs));
+		pcs += res[i].n;
+		it->res.n = res[i].n;
+		it->res.status = (enum unwind_status)res[i].status;
+		it->res.need_map = res[i].need_map;
+		it->res.fp_frames = res[i].fp_frames;
+		if (it->res.status == UNWIND_NEED_FILE &&
+		    (it->res.need_map < 0 || (unsigned)it->res.need_map >= it->in.nmaps))
+			it->err = -EPROTO;
+	}
+}
+
+/* Asks for items[0..n) in one request (they fit: the caller sized them). */
+static int batch_call(struct unwind_remote *r, struct unwind_remote_item **items, unsigned n,
+		      unsigned max)
+{
+	struct unwr_req req = {
+		.cmd = UNWR_BATCH, .count = n, .max_pcs = max, .cache_bytes = r->cache_bytes};
+	struct batch_answer b = {.r = r, .items = items, .n = n};
+	size_t len = sizeof(req) + n * sizeof(struct unwr_item), off;
+	char *buf;
+	int64_t id;
+
+	for (unsigned i = 0; i < n; i++)
+		len += items[i]->in.stack_len;
+	buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, &req, sizeof(req));
+	off = sizeof(req) + n * sizeof(struct unwr_item);
+	for (unsigned i = 0; i < n; i++) {
+		const struct unwind_input *in = &items[i]->in;
+		struct unwr_item it = {.tgid = (uint32_t)items[i]->tgid,
+				       .stack_len = (uint32_t)in->stack_len,
+				       .gen = items[i]->gen,
+				       .regs_valid = in->regs_valid,
+				       .pc = in->pc,
+				       .stack_addr = in->stack_addr};
+
+		memcpy(it.regs, in->regs, sizeof(it.regs));
+		memcpy(buf + sizeof(req) + i * sizeof(it), &it, sizeof(it));
+		memcpy(buf + off, in->stack, in->stack_len);
+		off += in->stack_len;
+	}
+	id = sandbox_call(r->sb, SYMP_OP_UNWIND, buf, len, NULL, 0,
+			  sizeof(struct unwr_reply) +
+				  n * (sizeof(struct unwr_result) + max * sizeof(uint64_t)),
+			  on_batch, &b);
+	free(buf);
+	if (id < 0)
+		return (int)id;
+	if (sandbox_wait(r->sb, id, 2 * r->timeout_ms + 1000) || !b.done) {
+		sandbox_cancel(r->sb, id);
+		return -ETIMEDOUT;
+	}
+	return b.err;
+}
+
+/* What was sent in one pass, so several stacks asking for the same mapping
+ * or file get it once. */
+struct supplied {
+	struct {
+		uint64_t a, b;
+	} sent[2 * UNWR_BATCH_MAX];
+	unsigned n;
+};
+
+static bool once(struct supplied *sp, uint64_t a, uint64_t b)
+{
+	for (unsigned i = 0; i < sp->n; i++)
+		if (sp->sent[i].a == a && sp->sent[i].b == b)
+			return false;
+	if (sp->n < 2 * UNWR_BATCH_MAX) {
+		sp->sent[sp->n].a = a;
+		sp->sent[sp->n++].b = b;
+	}
+	return true;
+}
+
+/* What the helper asked for before it could unwind an item. */
+static void supply(struct unwind_remote *r, struct unwind_remote_item *it,
+		   const struct unwind_remote_files *files, struct supplied *sp)
+{
+	if (it->res.status == (enum unwind_status)UNWR_NEED_MAPS) {
+		/* tgid in the high bits keeps it apart from a file's (dev, ino) */
+		if (once(sp, (uint64_t)it->tgid | 1ull << 63, it->gen))
+			it->err = send_maps(r, it->tgid, it->gen, &it->in);
+	} else if (it->res.status == UNWIND_NEED_FILE) {
+		const struct unwind_map *m = &it->in.maps[it->res.need_map];
+
+		if (!once(sp, m->dev, m->ino))
+			return;
+		if (m->dev == UNWIND_VDSO_DEV && m->ino == UNWIND_VDSO_INO) {
+			unwind_remote_add_image(r, m, files->vdso, files->vdso_len);
+		} else {
+			int fd = files->open(files->ctx, it->tgid, m);
+
+			unwind_remote_add_file(r, m, fd);
+			if (fd >= 0)
+				close(fd);
+		}
+	}
+}
+
+int unwind_remote_batch(struct unwind_remote *r, struct unwind_remote_item *items, unsigned n,
+			const struct unwind_remote_files *files)
+{
+	struct unwind_remote_item *todo[UNWR_BATCH_MAX];
+	unsigned ntodo = 0, max = 0;
+	int err = 0;
+
+	if (n > UNWR_BATCH_MAX)
+		return -E2BIG;
+	for (unsigned i = 0; i < n; i++) {
+		memset(&items[i].res, 0, sizeof(items[i].res));
+		items[i].err = 0;
+		/* one answer per item, as long as the longest wants */
+		max = items[i].max > max ? items[i].max : max;
+		todo[ntodo++] = &items[i];
+	}
+	/* each pass may need one more mapping or file per item: as many passes
+	 * as the deepest stack has frames in distinct files, bounded */
+	for (unsigned pass = 0; pass < 16 && ntodo; pass++) {
+		unsigned first = 0, again = 0;
+
+		while (first < ntodo) {
+			size_t bytes = sizeof(struct unwr_req);
+			unsigned k = 0;
+
+			/* as many as fit one request */
+			while (first + k < ntodo &&
+			       bytes + sizeof(struct unwr_item) + todo[first + k]->in.stack_len <=
+				       SANDBOX_MAX_REQUEST) {
+				bytes += sizeof(struct unwr_item) + todo[first + k]->in.stack_len;
+				k++;
+			}
+			if (!k) { /* one stack larger than a request: cannot be asked */
+				todo[first]->err = -E2BIG;
+				first++;
+				continue;
+			}
+			err = batch_call(r, todo + first, k, max);
+			if (err) {
+				for (unsigned i = first; i < ntodo; i++)
+					todo[i]->err = err;
+				return 0;
+			}
+			first += k;
+		}
+		struct supplied sp = {.n = 0};
+
+		for (unsigned i = 0; i < ntodo; i++) {
+			struct unwind_remote_item *it = todo[i];
+
+			if (it->err || (it->res.status != (enum unwind_status)UNWR_NEED_MAPS &&
+					it->res.status != UNWIND_NEED_FILE))
+				continue;
+			supply(r, it, files, &sp);
+			if (!it->err)
+				todo[again++] = it;
+		}
+		ntodo = again;
+	}
+	for (unsigned i = 0; i < ntodo; i++) {
+		/* still asking after every pass */
+		todo[i]->res.n = 0;
+		todo[i]->res.status = UNWIND_BAD_CFI;
+	}
+	return 0;
+}
+
 void unwind_remote_get_stats(const struct unwind_remote *r, struct unwinder_stats *out)
 {
 	*out = r->stats;

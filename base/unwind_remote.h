@@ -5,6 +5,7 @@
  * bounded by the helper's deadline; a helper that fails makes the call fail
  * (-EIO) and that stack is lost, nothing else. */
 #pragma once
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/unwind.h"
@@ -25,5 +26,32 @@ int unwind_remote_unwind(struct unwind_remote *r, int tgid, uint64_t gen,
 int unwind_remote_add_file(struct unwind_remote *r, const struct unwind_map *m, int fd);
 int unwind_remote_add_image(struct unwind_remote *r, const struct unwind_map *m, const void *image,
 			    size_t len);
+/* One stack of a batch: tgid's mappings (reading gen) in in->maps. */
+struct unwind_remote_item {
+	int tgid;
+	uint64_t gen;
+	struct unwind_input in;
+	uint64_t *pcs;
+	unsigned max;
+	struct unwind_result res; /* out */
+	int err;		  /* out: 0, or the helper failed on it (res.n = 0) */
+};
+
+/* Where the files the unwinder asks for come from. */
+struct unwind_remote_files {
+	/* the file of map m of process tgid as a descriptor the caller closes
+	 * after the call returns, or -1 */
+	int (*open)(void *ctx, int tgid, const struct unwind_map *m);
+	void *ctx;
+	const void *vdso; /* the agent's own vDSO image */
+	size_t vdso_len;
+};
+
+/* Unwinds n stacks in as few round trips as they fit in (one, usually):
+ * what the helper needs first (mappings, files) is sent and those stacks
+ * are asked again. Returns 0 (each item says how it went) or -errno when
+ * the helper could not be asked at all. */
+int unwind_remote_batch(struct unwind_remote *r, struct unwind_remote_item *items, unsigned n,
+			const struct unwind_remote_files *files);
 /* The helper unwinder's counters as of its last answer. */
 void unwind_remote_get_stats(const struct unwind_remote *r, struct unwinder_stats *out);

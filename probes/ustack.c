@@ -22,6 +22,7 @@
 #include "base/symbolize.h"
 #include "base/unwind.h"
 #include "base/unwind_remote.h"
+#include "base/unwproto.h"
 #include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/ustack_abi.h"
@@ -484,6 +485,10 @@ struct ustack_capture {
 	size_t npending;
 	struct window w;
 	uint64_t slice_start, spent;
+	/* with the unwinder in the helper: records held until a batch of their
+	 * stacks is unwound in one round trip, then handled in their order */
+	void *batch[UNWR_BATCH_MAX];
+	unsigned nbatch;
 };
 
 static uint64_t hash64(uint64_t h, uint64_t v)
@@ -595,22 +600,16 @@ static void budget_check(struct ustack_capture *c, uint64_t now)
 		*c->maps.paused = c->spent >= budget;
 }
 
-/* The user stack of record h: unwound, or for a probe the deeper of the
- * unwound and the frame-pointer one; votes toward the process's mode. */
-static const struct ustk *user_stack(struct ustack_capture *c, const struct ustack_hdr *h,
-				     const uint8_t *stack)
+/* The user stack of record h from its unwinding (pcs, res, err): or for a
+ * probe the deeper of the unwound and the frame-pointer one; votes toward
+ * the process's mode. */
+static const struct ustk *user_stack_of(struct ustack_capture *c, const struct ustack_hdr *h,
+					const uint64_t *pcs, struct unwind_result res, int err)
 {
-	uint64_t pcs[USTACK_MAX_FRAMES], fp[USTACK_MAX_FRAMES];
-	struct unwind_result res = {0};
-	uint64_t t0 = now_mono_ns(), t1;
+	uint64_t fp[USTACK_MAX_FRAMES];
 	unsigned nfp = 0;
 	bool probe = h->flags & USTACK_F_PROBE;
-	int err;
 
-	err = ustack_unwind_one(c->s, h, stack, pcs, USTACK_MAX_FRAMES, &res);
-	t1 = now_mono_ns();
-	c->spent += t1 - t0;
-	c->w.cpu_ns += t1 - t0;
 	c->w.samples++;
 	if (err) {
 		res.n = 0;
@@ -650,26 +649,134 @@ static const struct ustk *user_stack(struct ustack_capture *c, const struct usta
 	}
 }
 
-static int on_record(void *ctx, void *data, size_t size)
+/* The user stack of record h, unwound here and now. */
+static const struct ustk *user_stack(struct ustack_capture *c, const struct ustack_hdr *h,
+				     const uint8_t *stack)
 {
-	struct ustack_capture *c = ctx;
-	const struct ustack_hdr *h = data;
-	const uint8_t *stack = (const uint8_t *)data + sizeof(*h);
-	const struct ustk *stk;
+	uint64_t pcs[USTACK_MAX_FRAMES];
+	struct unwind_result res = {0};
+	uint64_t t0 = now_mono_ns(), t1;
+	int err;
 
-	if (size < sizeof(*h) || h->stack_len > size - sizeof(*h))
-		return 0;
-	budget_check(c, now_mono_ns());
-	/* every process met is tracked, so its frames resolve even if it exits */
-	if (h->type != USTACK_REC_BLOCK_END && !proc_get(c, h->tgid))
-		c->w.procs_full++;
+	err = ustack_unwind_one(c->s, h, stack, pcs, USTACK_MAX_FRAMES, &res);
+	t1 = now_mono_ns();
+	c->spent += t1 - t0;
+	c->w.cpu_ns += t1 - t0;
+	return user_stack_of(c, h, pcs, res, err);
+}
+
+static int helper_open(void *ctx, int tgid, const struct unwind_map *m)
+{
+	(void)ctx;
+	return open_mapped(tgid, m);
+}
+
+static void handle(struct ustack_capture *c, const struct ustack_hdr *h, const struct ustk *stk);
+
+/* The held records: their stacks unwound by the helper in one round trip,
+ * then each handled in order, as on_record would have. */
+static void batch_flush(struct ustack_capture *c)
+{
+	struct unwind_remote_item *items;
+	uint64_t *pcs;
+	unsigned n = c->nbatch, nitems = 0, idx[UNWR_BATCH_MAX];
+	uint64_t t0 = now_mono_ns(), t1;
+	struct unwind_remote_files files = {
+		.open = helper_open, .vdso = c->s->vdso, .vdso_len = c->s->vdso_len};
+
+	if (!n)
+		return;
+	c->nbatch = 0;
+	items = calloc(n, sizeof(*items));
+	pcs = calloc((size_t)n * USTACK_MAX_FRAMES, sizeof(*pcs));
+	for (unsigned i = 0; items && pcs && i < n; i++) {
+		const struct ustack_hdr *h = c->batch[i];
+		struct pmaps *p;
+
+		if (h->type == USTACK_REC_BLOCK_END)
+			continue;
+		p = pmaps_get(c->s, (int)h->tgid, false);
+		idx[nitems] = i;
+		items[nitems] =
+			(struct unwind_remote_item){.tgid = (int)h->tgid,
+						    .gen = p ? p->read_ns : 0,
+						    .pcs = pcs + (size_t)nitems * USTACK_MAX_FRAMES,
+						    .max = USTACK_MAX_FRAMES,
+						    .err = p ? 0 : -ENOMEM};
+		memcpy(items[nitems].in.regs, h->regs,
+		       MIN(sizeof(items[nitems].in.regs), sizeof(h->regs)));
+		items[nitems].in.regs_valid = h->regs_valid;
+		items[nitems].in.pc = h->pc;
+		items[nitems].in.stack = (const uint8_t *)(h + 1);
+		items[nitems].in.stack_len = h->stack_len;
+		items[nitems].in.stack_addr = h->regs[UNWIND_REG_SP];
+		items[nitems].in.maps = p ? p->m : NULL;
+		items[nitems].in.nmaps = p ? p->n : 0;
+		nitems++;
+	}
+	if (items && pcs && nitems) {
+		unsigned again = 0;
+
+		unwind_remote_batch(c->s->r, items, nitems, &files);
+		/* a library loaded since the mappings were read: read them again */
+		for (unsigned i = 0; i < nitems; i++) {
+			struct pmaps *p;
+
+			if (items[i].err || items[i].res.status != UNWIND_NO_MAP)
+				continue;
+			p = pmaps_get(c->s, items[i].tgid, true);
+			if (!p)
+				continue;
+			items[i].gen = p->read_ns;
+			items[i].in.maps = p->m;
+			items[i].in.nmaps = p->n;
+			if (again != i) {
+				struct unwind_remote_item t = items[again];
+
+				items[again] = items[i];
+				items[i] = t;
+				unsigned x = idx[again];
+
+				idx[again] = idx[i];
+				idx[i] = x;
+			}
+			again++;
+		}
+		if (again)
+			unwind_remote_batch(c->s->r, items, again, &files);
+	}
+	t1 = now_mono_ns();
+	c->spent += t1 - t0;
+	c->w.cpu_ns += t1 - t0;
+	for (unsigned i = 0; i < n; i++) {
+		const struct ustack_hdr *h = c->batch[i];
+		const struct ustk *stk = NULL;
+
+		if (h->type != USTACK_REC_BLOCK_END) {
+			unsigned j = 0;
+
+			while (j < nitems && idx[j] != i)
+				j++;
+			if (j < nitems)
+				stk = user_stack_of(c, h, items[j].pcs, items[j].res, items[j].err);
+			else
+				stk = user_stack_of(c, h, pcs, (struct unwind_result){0}, -ENOMEM);
+		}
+		handle(c, h, stk);
+		free(c->batch[i]);
+	}
+	free(items);
+	free(pcs);
+}
+
+/* One record, its user stack known (stk; unused for BLOCK_END). */
+static void handle(struct ustack_capture *c, const struct ustack_hdr *h, const struct ustk *stk)
+{
 	switch (h->type) {
 	case USTACK_REC_SAMPLE:
-		stk = user_stack(c, h, stack);
 		aggregate(c, h, stk);
 		break;
 	case USTACK_REC_BLOCK:
-		stk = user_stack(c, h, stack);
 		c->pending[h->seq % c->npending] = (struct upend){h->seq, stk};
 		break;
 	case USTACK_REC_BLOCK_END: {
@@ -687,6 +794,33 @@ static int on_record(void *ctx, void *data, size_t size)
 	default:
 		break;
 	}
+}
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+	struct ustack_capture *c = ctx;
+	const struct ustack_hdr *h = data;
+	const uint8_t *stack = (const uint8_t *)data + sizeof(*h);
+
+	if (size < sizeof(*h) || h->stack_len > size - sizeof(*h))
+		return 0;
+	budget_check(c, now_mono_ns());
+	/* every process met is tracked, so its frames resolve even if it exits */
+	if (h->type != USTACK_REC_BLOCK_END && !proc_get(c, h->tgid))
+		c->w.procs_full++;
+	if (c->s->r) {
+		/* held, in order, until its batch is unwound */
+		void *copy = malloc(sizeof(*h) + h->stack_len);
+
+		if (!copy)
+			return 0;
+		memcpy(copy, data, sizeof(*h) + h->stack_len);
+		c->batch[c->nbatch++] = copy;
+		if (c->nbatch == UNWR_BATCH_MAX)
+			batch_flush(c);
+		return 0;
+	}
+	handle(c, h, h->type == USTACK_REC_BLOCK_END ? NULL : user_stack(c, h, stack));
 	return 0;
 }
 
@@ -767,6 +901,8 @@ void ustack_capture_free(struct ustack_capture **pc)
 
 	if (!c)
 		return;
+	for (unsigned i = 0; i < c->nbatch; i++)
+		free(c->batch[i]);
 	window_clear(c);
 	ring_buffer__free(c->rb);
 	if (c->epfd >= 0)
@@ -786,6 +922,7 @@ int ustack_capture_start(struct ustack_capture *c)
 		return 0;
 	/* what the previous window left in the ring belongs to it */
 	ring_buffer__consume(c->rb);
+	batch_flush(c);
 	window_clear(c);
 	map_clear(c->maps.modes);
 	percpu_counters_zero(c->maps.stats, USTACK_STAT_MAX);
@@ -808,6 +945,7 @@ void ustack_capture_stop(struct ustack_capture *c)
 	c->running = false;
 	timerfd_settime(c->timer_fd, 0, &off, NULL);
 	ring_buffer__consume(c->rb);
+	batch_flush(c);
 	/* no capture left: the helper and its CFI cache go until the next one */
 	if (c->s->running && --c->s->running == 0 && c->s->sb)
 		sandbox_stop(c->s->sb);
@@ -835,6 +973,7 @@ void ustack_capture_poll(struct ustack_capture *c)
 		;
 	budget_check(c, now_mono_ns());
 	ring_buffer__consume(c->rb);
+	batch_flush(c);
 }
 
 int ustack_capture_foreach(struct ustack_capture *c,
@@ -842,6 +981,7 @@ int ustack_capture_foreach(struct ustack_capture *c,
 {
 	if (!c)
 		return 0;
+	batch_flush(c);
 	for (unsigned b = 0; b < HASH_BUCKETS; b++) {
 		for (const struct uagg *a = c->aggs[b]; a; a = a->next) {
 			struct ustack_row r = {
@@ -873,6 +1013,7 @@ bool ustack_capture_block(struct ustack_capture *c, uint64_t seq, const uint64_t
 
 	if (!c || !seq)
 		return false;
+	batch_flush(c);
 	p = &c->pending[seq % c->npending];
 	if (p->seq != seq || !p->stk)
 		return false;
