@@ -5,7 +5,9 @@
 # niced, RUNS executions each (default 10 million), the corpus kept in
 # $FUZZ_WORK (default /var/tmp/autotrace-fuzz) and grown from the seeds here.
 # Prints one summary line a target: executions, seconds, executions/s, edges
-# covered (cov), features (ft), corpus size, peak RSS, and how it ended.
+# covered (cov), features (ft), corpus size, peak RSS, and how it ended. An
+# input may take FUZZ_TIMEOUT seconds (default 60, not CI's 10: a niced run on
+# a busy machine can wait seconds for a CPU, which is no hang of the parser).
 set -u
 build=$1
 runs=${2:-10000000}
@@ -21,7 +23,7 @@ for t in $targets; do
 	cp -n "$here/corpus/$t"/* "$dir/corpus/" 2>/dev/null
 	start=$(date +%s)
 	(cd "$dir" && ASAN_OPTIONS=detect_leaks=1 nice -n 19 "$exe" -runs="$runs" \
-		-rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+		-rss_limit_mb=2048 -timeout="${FUZZ_TIMEOUT:-60}" -print_final_stats=1 \
 		-artifact_prefix="$dir/artifacts/" corpus > "$dir/log" 2>&1)
 	rc=$?
 	secs=$(($(date +%s) - start))
