@@ -101,8 +101,7 @@ static const struct cfg_key config_table[] = {
 	{"capture", "max_seconds_per_hour", CFG_UINT, F(capture.max_seconds_per_hour), 1, 3600,
 	 "600",
 	 "capture seconds allowed per rolling hour, all rules together: every capture kind's "
-	 "window "
-	 "counted to the millisecond, a running one for its whole window"},
+	 "window counted to the millisecond, a running one for its whole window"},
 	{"capture", "max_stacks", CFG_UINT, F(capture.max_stacks), 256, 262144, "16384",
 	 "distinct stacks kept per capture; more are counted as dropped"},
 	{"capture", "max_files", CFG_UINT, F(capture.max_files), 256, 262144, "8192",

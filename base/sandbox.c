@@ -110,50 +110,6 @@ struct sandbox {
 	struct sandbox_stats st;
 };
 
-/* --- reply buffers ------------------------------------------------------- */
-
-void *sbuf_reserve(struct sbuf *b, size_t n)
-{
-	void *p;
-
-	if (b->err)
-		return NULL;
-	if (n > b->max || b->len > b->max - n) {
-		b->err = -EMSGSIZE;
-		return NULL;
-	}
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *d;
-
-		while (cap < b->len + n)
-			cap = cap > SIZE_MAX / 2 ? b->len + n : cap * 2;
-		if (cap > b->max)
-			cap = b->max;
-		d = realloc(b->data, cap);
-		if (!d) {
-			b->err = -ENOMEM;
-			return NULL;
-		}
-		b->data = d;
-		b->cap = cap;
-	}
-	p = b->data + b->len;
-	memset(p, 0, n);
-	b->len += n;
-	return p;
-}
-
-int sbuf_add(struct sbuf *b, const void *p, size_t n)
-{
-	void *dst = sbuf_reserve(b, n);
-
-	if (!dst)
-		return b->err;
-	memcpy(dst, p, n);
-	return 0;
-}
-
 const char *sandbox_fail_name(enum sandbox_fail f)
 {
 	static const char *const names[] = {"ok",    "crashed",	    "timeout",
@@ -484,7 +440,7 @@ static void run_in_process(struct sandbox *sb)
 	while ((r = dequeue(sb))) {
 		unsigned idx = 0;
 		const struct sandbox_op *op = find_op(r->op, &idx);
-		struct sbuf reply = {.max = r->max_reply};
+		struct strbuf reply = {.max = r->max_reply};
 		struct sandbox_request rq = {.op = r->op,
 					     .data = r->data,
 					     .len = r->len,
@@ -502,7 +458,7 @@ static void run_in_process(struct sandbox *sb)
 			status = reply.err;
 			reply.len = 0;
 		}
-		complete(sb, r, SANDBOX_OK, status, reply.data, reply.len);
+		complete(sb, r, SANDBOX_OK, status, reply.p, reply.len);
 	}
 	sb->running--;
 }
@@ -805,7 +761,9 @@ int64_t sandbox_call(struct sandbox *sb, uint32_t op, const void *data, size_t l
 	int64_t id;
 	int err = 0;
 
-	if (nfds > SANDBOX_MAX_FDS || len > SANDBOX_MAX_REQUEST || op == SB_OP_READY) {
+	/* max_reply 0 would be an unbounded strbuf in the helper */
+	if (nfds > SANDBOX_MAX_FDS || len > SANDBOX_MAX_REQUEST || op == SB_OP_READY ||
+	    !max_reply) {
 		err = -EINVAL;
 		goto fail;
 	}
@@ -976,7 +934,7 @@ json_t *sandbox_stats_json(const struct sandbox *sb)
 static int send_all(int fd, uint32_t op, int64_t id, int32_t status, const char *data, size_t len);
 static bool in_helper;
 
-int sandbox_selftest(void *state, const struct sandbox_request *rq, struct sbuf *reply)
+int sandbox_selftest(void *state, const struct sandbox_request *rq, struct strbuf *reply)
 {
 	struct sandbox_selftest t;
 
@@ -986,7 +944,7 @@ int sandbox_selftest(void *state, const struct sandbox_request *rq, struct sbuf 
 	memcpy(&t, rq->data, sizeof(t));
 	switch (t.mode) {
 	case SELFTEST_WHOAMI: {
-		struct sandbox_whoami *w = sbuf_reserve(reply, sizeof(*w));
+		struct sandbox_whoami *w = strbuf_extend(reply, sizeof(*w));
 		char buf[64];
 		int fd;
 
@@ -1034,7 +992,7 @@ int sandbox_selftest(void *state, const struct sandbox_request *rq, struct sbuf 
 			return -EINVAL;
 		return send_all(3, rq->op, 0, 0, "x", 1) ? -EIO : -EPROTO;
 	case SELFTEST_ECHO:
-		return sbuf_reserve(reply, t.arg) ? 0 : reply->err;
+		return strbuf_extend(reply, t.arg) ? 0 : reply->err;
 	}
 	return -EINVAL;
 }
@@ -1280,7 +1238,7 @@ static int serve(int fd)
 		int fds[SANDBOX_MAX_FDS];
 		unsigned nfds = 0, idx = 0;
 		struct sb_hdr h;
-		struct sbuf reply = {0};
+		struct strbuf reply = {0};
 		const struct sandbox_op *op;
 		int status;
 		ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
@@ -1332,9 +1290,9 @@ static int serve(int fd)
 		}
 		if (status > 0)
 			status = -EPROTO;
-		if (send_all(fd, h.op, h.id, status, reply.data, reply.len))
+		if (send_all(fd, h.op, h.id, status, reply.p, reply.len))
 			return 0;
-		free(reply.data);
+		strbuf_free(&reply);
 	}
 }
 

@@ -35,6 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/strbuf.h"
+
 struct loop;
 struct sandbox;
 
@@ -43,15 +45,8 @@ struct sandbox;
 #define SANDBOX_MAX_FDS	    16
 #define SANDBOX_MAX_REQUEST (192u << 10) /* one datagram: a batch of stack copies */
 
-/* A reply under construction (helper side), bounded by max. */
-struct sbuf {
-	char *data;
-	size_t len, cap, max;
-	int err; /* sticky: -ENOMEM or -EMSGSIZE once an append failed */
-};
-/* Appends n zeroed bytes and returns them (NULL after an error). */
-void *sbuf_reserve(struct sbuf *b, size_t n);
-int sbuf_add(struct sbuf *b, const void *p, size_t n);
+/* A reply under construction (helper side) is a struct strbuf bounded by its max (the
+ * requester's max_reply): an append past it fails with -EFBIG, which fails the request. */
 
 struct sandbox_request {
 	uint32_t op;
@@ -67,7 +62,7 @@ struct sandbox_op {
 	void *(*state_new)(void); /* NULL: stateless */
 	void (*state_free)(void *state);
 	/* 0 or -errno (the caller's reply.status); reply bytes are sent either way */
-	int (*handle)(void *state, const struct sandbox_request *rq, struct sbuf *reply);
+	int (*handle)(void *state, const struct sandbox_request *rq, struct strbuf *reply);
 };
 
 extern const struct sandbox_op sandbox_ops[];
@@ -96,7 +91,7 @@ struct sandbox_whoami {
 	int32_t fd_bytes;   /* bytes read from the descriptor passed, -errno */
 	uint32_t pad;
 };
-int sandbox_selftest(void *state, const struct sandbox_request *rq, struct sbuf *reply);
+int sandbox_selftest(void *state, const struct sandbox_request *rq, struct strbuf *reply);
 
 enum sandbox_fail {
 	SANDBOX_OK,	     /* answered: status and data are the operation's */

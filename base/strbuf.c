@@ -88,6 +88,23 @@ int strbuf_printf(struct strbuf *b, const char *fmt, ...)
 	return err;
 }
 
+void *strbuf_extend(struct strbuf *b, size_t len)
+{
+	if (b->err || reserve(b, len))
+		return NULL;
+	memset(b->p + b->len, 0, len + 1);
+	b->len += len;
+	return b->p + b->len - len;
+}
+
+void strbuf_truncate(struct strbuf *b, size_t len)
+{
+	if (len >= b->len)
+		return;
+	b->len = len;
+	b->p[len] = '\0';
+}
+
 void strbuf_reset(struct strbuf *b)
 {
 	b->len = 0;

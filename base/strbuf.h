@@ -19,6 +19,11 @@ int strbuf_puts(struct strbuf *b, const char *s);
 int strbuf_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int strbuf_vprintf(struct strbuf *b, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
+/* Appends len zero bytes for the caller to fill (binary replies) and returns where they
+ * start, valid until the next append; NULL once an append failed. */
+void *strbuf_extend(struct strbuf *b, size_t len);
+/* Shortens b to len bytes (no-op when it is not longer). */
+void strbuf_truncate(struct strbuf *b, size_t len);
 
 /* Empties b for reuse: keeps the memory and max, clears err. */
 void strbuf_reset(struct strbuf *b);

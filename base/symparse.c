@@ -247,7 +247,7 @@ static void symsrc_walk(const struct symsrc *src, uint64_t max, size_t *nsyms, s
 }
 
 /* Appends the FUNC symbols of srcs as one table, sized exactly. */
-static uint32_t table_from(struct sbuf *reply, size_t rep_off, const struct symsrc *srcs,
+static uint32_t table_from(struct strbuf *reply, size_t rep_off, const struct symsrc *srcs,
 			   unsigned nsrcs, uint64_t max_table)
 {
 	size_t nsyms = 0, name_bytes = 0, n2 = 0, b2 = 0;
@@ -266,20 +266,20 @@ static uint32_t table_from(struct sbuf *reply, size_t rep_off, const struct syms
 	if (nsyms > MAX_SYMS || name_bytes > UINT32_MAX ||
 	    nsyms * sizeof(struct symp_sym) + name_bytes > max_table)
 		return SYMP_R_TOO_BIG;
-	syms = sbuf_reserve(reply, nsyms * sizeof(*syms) + name_bytes);
+	syms = strbuf_extend(reply, nsyms * sizeof(*syms) + name_bytes);
 	if (!syms)
 		return SYMP_R_TOO_BIG;
 	names = (char *)(syms + nsyms);
 	for (unsigned i = 0; i < nsrcs; i++)
 		symsrc_walk(&srcs[i], max_table, &n2, &b2, syms, names, nsyms, name_bytes);
-	rep = (struct symp_elf_reply *)(reply->data + rep_off);
+	rep = (struct symp_elf_reply *)(reply->p + rep_off);
 	/* a second walk finding less (it cannot find more) leaves zeroed room */
 	rep->table.nsyms = (uint32_t)n2;
 	rep->table.names_len = (uint32_t)name_bytes;
-	reply->len = rep_off + sizeof(*rep) + nsyms * sizeof(*syms) + name_bytes;
+	strbuf_truncate(reply, rep_off + sizeof(*rep) + nsyms * sizeof(*syms) + name_bytes);
 	if (n2 < nsyms) {
 		memmove(syms + n2, names, name_bytes);
-		reply->len -= (nsyms - n2) * sizeof(*syms);
+		strbuf_truncate(reply, reply->len - (nsyms - n2) * sizeof(*syms));
 	}
 	return SYMP_R_TABLE;
 }
@@ -371,7 +371,7 @@ static Elf *try_candidate(int fd, uint32_t kind, const struct symp_elf_req *req,
 	return delf;
 }
 
-int symparse_elf(void *state, const struct sandbox_request *rq, struct sbuf *reply)
+int symparse_elf(void *state, const struct sandbox_request *rq, struct strbuf *reply)
 {
 	struct symp_elf_req req;
 	struct symp_elf_reply *rep;
@@ -388,7 +388,7 @@ int symparse_elf(void *state, const struct sandbox_request *rq, struct sbuf *rep
 	if (req.ncand > SYMP_MAX_CAND || ((req.flags & SYMP_SEARCHED) && rq->nfds != 1 + req.ncand))
 		return -EINVAL;
 	elf_version(EV_CURRENT);
-	if (!(rep = sbuf_reserve(reply, sizeof(*rep))))
+	if (!(rep = strbuf_extend(reply, sizeof(*rep))))
 		return reply->err;
 	rep->dwarf = -1;
 	elf = open_elf(rq->fds[0]);
@@ -407,7 +407,7 @@ int symparse_elf(void *state, const struct sandbox_request *rq, struct sbuf *rep
 		struct symsrc src = {elf, info.symtab};
 
 		result = table_from(reply, 0, &src, 1, req.max_table);
-		rep = (struct symp_elf_reply *)reply->data;
+		rep = (struct symp_elf_reply *)reply->p;
 		rep->source = SYMP_SRC_SYMTAB;
 		goto out;
 	}
@@ -423,7 +423,7 @@ int symparse_elf(void *state, const struct sandbox_request *rq, struct sbuf *rep
 			if (dinfo.debug_info)
 				rep->dwarf = (int32_t)(1 + i);
 			result = table_from(reply, 0, &src, 1, req.max_table);
-			rep = (struct symp_elf_reply *)reply->data;
+			rep = (struct symp_elf_reply *)reply->p;
 			rep->source = SYMP_SRC_DEBUG_FILE;
 			goto out;
 		}
@@ -435,7 +435,7 @@ int symparse_elf(void *state, const struct sandbox_request *rq, struct sbuf *rep
 			struct symsrc srcs[2] = {{elf, info.dynsym}, {melf, dinfo.symtab}};
 
 			result = table_from(reply, 0, srcs, 2, req.max_table);
-			rep = (struct symp_elf_reply *)reply->data;
+			rep = (struct symp_elf_reply *)reply->p;
 			rep->source = SYMP_SRC_MINIDEBUGINFO;
 			goto out;
 		}
@@ -444,18 +444,18 @@ int symparse_elf(void *state, const struct sandbox_request *rq, struct sbuf *rep
 		struct symsrc src = {elf, info.dynsym};
 
 		result = table_from(reply, 0, &src, 1, req.max_table);
-		rep = (struct symp_elf_reply *)reply->data;
+		rep = (struct symp_elf_reply *)reply->p;
 		rep->source = info.dynsym ? SYMP_SRC_DYNSYM : SYMP_SRC_NONE;
 	}
 out:
 	if (reply->err)
 		result = SYMP_R_TOO_BIG;
-	rep = (struct symp_elf_reply *)reply->data;
+	rep = (struct symp_elf_reply *)reply->p;
 	rep->result = result;
 	if (result != SYMP_R_TABLE) {
 		rep->table.nsyms = 0;
 		rep->table.names_len = 0;
-		reply->len = sizeof(*rep);
+		strbuf_truncate(reply, sizeof(*rep));
 		reply->err = 0;
 	}
 	if (melf)
@@ -521,39 +521,11 @@ static bool perfmap_line(const char *line, size_t len, uint64_t *start, uint64_t
 	return true;
 }
 
-struct growbuf {
-	char *p;
-	size_t len, cap;
-};
-
-static int grow_add(struct growbuf *g, const void *src, size_t n, uint64_t max)
-{
-	if (g->len + n > g->cap) {
-		size_t cap = g->cap ? g->cap * 2 : 65536;
-		char *np;
-
-		while (cap < g->len + n)
-			cap *= 2;
-		if (cap > max)
-			cap = max;
-		if (g->len + n > cap)
-			return -E2BIG;
-		np = realloc(g->p, cap);
-		if (!np)
-			return -ENOMEM;
-		g->p = np;
-		g->cap = cap;
-	}
-	memcpy(g->p + g->len, src, n);
-	g->len += n;
-	return 0;
-}
-
-int symparse_perfmap(void *state, const struct sandbox_request *rq, struct sbuf *reply)
+int symparse_perfmap(void *state, const struct sandbox_request *rq, struct strbuf *reply)
 {
 	struct symp_perfmap_req req;
 	struct symp_perfmap_reply head = {0}, *rep;
-	struct growbuf syms = {0}, names = {0};
+	struct strbuf syms = {0}, names = {0};
 	char *buf = NULL;
 	size_t have = 0, bufcap;
 	uint64_t off = 0;
@@ -567,6 +539,7 @@ int symparse_perfmap(void *state, const struct sandbox_request *rq, struct sbuf 
 	memcpy(&req, rq->data, sizeof(req));
 	if (!req.max_line_len || req.max_line_len > (1u << 20))
 		return -EINVAL;
+	syms.max = names.max = req.max_table ? req.max_table : 1;
 	fd = rq->fds[0];
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
 		return -EINVAL;
@@ -627,9 +600,9 @@ int symparse_perfmap(void *state, const struct sandbox_request *rq, struct sbuf 
 					head.too_big = 1;
 					break;
 				}
-				if ((err = grow_add(&syms, &s, sizeof(s), room)) ||
-				    (err = grow_add(&names, name, name_len, room)) ||
-				    (err = grow_add(&names, "", 1, room)))
+				if ((err = strbuf_append(&syms, &s, sizeof(s))) ||
+				    (err = strbuf_append(&names, name, name_len)) ||
+				    (err = strbuf_append(&names, "", 1)))
 					break;
 				head.lines++;
 			}
@@ -638,14 +611,14 @@ int symparse_perfmap(void *state, const struct sandbox_request *rq, struct sbuf 
 		memmove(buf, buf + used, have - used);
 		have -= used;
 	}
-	if (err == -E2BIG) {
+	if (err == -EFBIG) {
 		head.too_big = 1;
 		err = 0;
 	}
 	if (!err) {
 		head.table.nsyms = (uint32_t)(syms.len / sizeof(struct symp_sym));
 		head.table.names_len = (uint32_t)names.len;
-		if ((rep = sbuf_reserve(reply, sizeof(*rep) + syms.len + names.len))) {
+		if ((rep = strbuf_extend(reply, sizeof(*rep) + syms.len + names.len))) {
 			*rep = head;
 			if (syms.len)
 				memcpy(rep + 1, syms.p, syms.len);
@@ -655,8 +628,8 @@ int symparse_perfmap(void *state, const struct sandbox_request *rq, struct sbuf 
 		err = reply->err;
 	}
 	free(buf);
-	free(syms.p);
-	free(names.p);
+	strbuf_free(&syms);
+	strbuf_free(&names);
 	return err;
 }
 
@@ -756,7 +729,7 @@ static struct lines_file *lines_open(struct lines_state *ls, uint64_t key, int f
 	return f;
 }
 
-int symparse_lines(void *state, const struct sandbox_request *rq, struct sbuf *reply)
+int symparse_lines(void *state, const struct sandbox_request *rq, struct strbuf *reply)
 {
 	struct lines_state *ls = state;
 	struct symp_lines_req req;
@@ -780,7 +753,7 @@ int symparse_lines(void *state, const struct sandbox_request *rq, struct sbuf *r
 	if (rq->nfds != 1 || !req.key)
 		return -EINVAL;
 	elf_version(EV_CURRENT);
-	if (!(rep = sbuf_reserve(reply, sizeof(*rep))))
+	if (!(rep = strbuf_extend(reply, sizeof(*rep))))
 		return reply->err;
 	f = lines_open(ls, req.key, rq->fds[0], req.max_dwarf);
 	if (!f)

@@ -9,8 +9,8 @@
 #pragma once
 #include "base/sandbox.h"
 
-int symparse_elf(void *state, const struct sandbox_request *rq, struct sbuf *reply);
-int symparse_perfmap(void *state, const struct sandbox_request *rq, struct sbuf *reply);
+int symparse_elf(void *state, const struct sandbox_request *rq, struct strbuf *reply);
+int symparse_perfmap(void *state, const struct sandbox_request *rq, struct strbuf *reply);
 void *symparse_lines_new(void);
 void symparse_lines_free(void *state);
-int symparse_lines(void *state, const struct sandbox_request *rq, struct sbuf *reply);
+int symparse_lines(void *state, const struct sandbox_request *rq, struct strbuf *reply);

@@ -90,7 +90,7 @@ static int take_maps(struct unwr_state *st, const struct unwr_req *req, const vo
 	return 0;
 }
 
-int unwind_op(void *state, const struct sandbox_request *rq, struct sbuf *reply)
+int unwind_op(void *state, const struct sandbox_request *rq, struct strbuf *reply)
 {
 	struct unwr_state *st = state;
 	struct unwr_req req;
@@ -114,7 +114,7 @@ int unwind_op(void *state, const struct sandbox_request *rq, struct sbuf *reply)
 			return err;
 		st->cache_bytes = req.cache_bytes;
 	}
-	if (!(rep = sbuf_reserve(reply, sizeof(*rep))))
+	if (!(rep = strbuf_extend(reply, sizeof(*rep))))
 		return reply->err;
 	switch (req.cmd) {
 	case UNWR_MAPS:
@@ -154,8 +154,8 @@ int unwind_op(void *state, const struct sandbox_request *rq, struct sbuf *reply)
 		err = unwinder_unwind(st->u, &in, pcs, req.max_pcs, &res);
 		if (!err && res.n > req.max_pcs)
 			err = -EPROTO;
-		if (!err && sbuf_add(reply, pcs, res.n * sizeof(*pcs)) == 0) {
-			rep = (struct unwr_reply *)reply->data;
+		if (!err && strbuf_append(reply, pcs, res.n * sizeof(*pcs)) == 0) {
+			rep = (struct unwr_reply *)reply->p;
 			rep->status = res.status;
 			rep->n = res.n;
 			rep->need_map = res.need_map;
@@ -182,7 +182,7 @@ int unwind_op(void *state, const struct sandbox_request *rq, struct sbuf *reply)
 		}
 		if (need != len)
 			return -EINVAL;
-		if (!(results = sbuf_reserve(reply, req.count * sizeof(*results))))
+		if (!(results = strbuf_extend(reply, req.count * sizeof(*results))))
 			return reply->err;
 		pcs = calloc(req.max_pcs ? req.max_pcs : 1, sizeof(*pcs));
 		if (!pcs)
@@ -211,10 +211,10 @@ int unwind_op(void *state, const struct sandbox_request *rq, struct sbuf *reply)
 					err = -EPROTO;
 			}
 			stack += items[i].stack_len;
-			if (err || sbuf_add(reply, pcs, res.n * sizeof(*pcs)))
+			if (err || strbuf_append(reply, pcs, res.n * sizeof(*pcs)))
 				break;
-			/* sbuf_add may have moved the buffer */
-			out = (struct unwr_result *)(reply->data + off) + i;
+			/* strbuf_append may have moved the buffer */
+			out = (struct unwr_result *)(reply->p + off) + i;
 			*out = (struct unwr_result){res.status, res.n, res.need_map, res.fp_frames};
 		}
 		free(pcs);
@@ -223,7 +223,7 @@ int unwind_op(void *state, const struct sandbox_request *rq, struct sbuf *reply)
 	default:
 		return -EINVAL;
 	}
-	rep = (struct unwr_reply *)reply->data;
+	rep = (struct unwr_reply *)reply->p;
 	if (rep)
 		unwinder_get_stats(st->u, &rep->stats);
 	return err ? err : reply->err;

@@ -5,4 +5,4 @@
 
 void *unwind_op_new(void);
 void unwind_op_free(void *state);
-int unwind_op(void *state, const struct sandbox_request *rq, struct sbuf *reply);
+int unwind_op(void *state, const struct sandbox_request *rq, struct strbuf *reply);

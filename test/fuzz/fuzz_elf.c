@@ -13,7 +13,7 @@
 #include "base/symproto.h"
 #include "fuzzlib.h"
 
-static void check_elf_reply(const struct sbuf *reply, uint64_t max_table)
+static void check_elf_reply(const struct strbuf *reply, uint64_t max_table)
 {
 	struct symp_elf_reply r;
 	const struct symp_sym *syms;
@@ -21,7 +21,7 @@ static void check_elf_reply(const struct sbuf *reply, uint64_t max_table)
 
 	if (reply->len < sizeof(r))
 		abort();
-	memcpy(&r, reply->data, sizeof(r));
+	memcpy(&r, reply->p, sizeof(r));
 	if (r.nsegs > SYMP_MAX_SEGS || !memchr(r.build_id, '\0', sizeof(r.build_id)) ||
 	    !memchr(r.debuglink, '\0', sizeof(r.debuglink)))
 		abort();
@@ -33,7 +33,7 @@ static void check_elf_reply(const struct sbuf *reply, uint64_t max_table)
 	if (reply->len != sizeof(r) + (size_t)r.table.nsyms * sizeof(*syms) + r.table.names_len ||
 	    reply->len - sizeof(r) > max_table)
 		abort();
-	syms = (const struct symp_sym *)(reply->data + sizeof(r));
+	syms = (const struct symp_sym *)(reply->p + sizeof(r));
 	names = (const char *)(syms + r.table.nsyms);
 	for (uint32_t i = 0; i < r.table.nsyms; i++)
 		if (syms[i].name_off >= r.table.names_len ||
@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint64_t max_table = size && (data[0] & 1) ? 512 : 16u << 20;
 	struct symp_elf_req req = {.max_table = max_table, .max_crc_bytes = 1u << 20};
-	struct sbuf reply = {.max = sizeof(struct symp_elf_reply) + max_table};
+	struct strbuf reply = {.max = sizeof(struct symp_elf_reply) + max_table};
 	struct sandbox_request rq = {.op = SYMP_OP_ELF, .data = &req, .len = sizeof(req)};
 	int fds[2];
 	void *lines;
@@ -58,8 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_elf_reply(&reply, max_table);
 	/* the debug-file round: the same bytes as a build-id or a debuglink
 	 * candidate (whose CRC is then checked) */
-	free(reply.data);
-	memset(&reply, 0, sizeof(reply));
+	strbuf_free(&reply);
 	reply.max = sizeof(struct symp_elf_reply) + max_table;
 	req.flags = SYMP_SEARCHED;
 	req.ncand = 1;
@@ -67,23 +66,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rq.nfds = 2;
 	if (symparse_elf(NULL, &rq, &reply) == 0 && !reply.err)
 		check_elf_reply(&reply, max_table);
-	free(reply.data);
+	strbuf_free(&reply);
 	/* source lines at a few addresses */
 	lines = symparse_lines_new();
 	for (uint64_t vaddr = 0; vaddr < 0x3000; vaddr += 0x1000) {
 		struct symp_lines_req lq = {.key = 1, .vaddr = vaddr, .max_dwarf = 1u << 20};
 		struct sandbox_request lrq = {
 			.op = SYMP_OP_LINES, .data = &lq, .len = sizeof(lq), .fds = fds, .nfds = 1};
-		struct sbuf lr = {.max = sizeof(struct symp_lines_reply)};
+		struct strbuf lr = {.max = sizeof(struct symp_lines_reply)};
 
 		if (symparse_lines(lines, &lrq, &lr) == 0 && !lr.err) {
 			struct symp_lines_reply l;
 
-			memcpy(&l, lr.data, sizeof(l));
+			memcpy(&l, lr.p, sizeof(l));
 			if (l.ninlined > SYMP_INLINED || !memchr(l.source, '\0', sizeof(l.source)))
 				abort();
 		}
-		free(lr.data);
+		strbuf_free(&lr);
 	}
 	symparse_lines_free(lines);
 	close(fds[0]);

@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				       .max_bytes = 1u << 20,
 				       .max_lines = 100000,
 				       .max_line_len = 4096};
-	struct sbuf reply = {.max = sizeof(struct symp_perfmap_reply) + (1u << 20)};
+	struct strbuf reply = {.max = sizeof(struct symp_perfmap_reply) + (1u << 20)};
 	struct sandbox_request rq = {.op = SYMP_OP_PERFMAP, .data = &req, .len = sizeof(req)};
 	int fd;
 
@@ -37,13 +37,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (reply.len < sizeof(h))
 			abort();
-		memcpy(&h, reply.data, sizeof(h));
+		memcpy(&h, reply.p, sizeof(h));
 		if (reply.len !=
 		    sizeof(h) + (size_t)h.table.nsyms * sizeof(*syms) + h.table.names_len)
 			abort();
 		if (h.table.nsyms > req.max_lines)
 			abort();
-		syms = (const struct symp_sym *)(reply.data + sizeof(h));
+		syms = (const struct symp_sym *)(reply.p + sizeof(h));
 		names = (const char *)(syms + h.table.nsyms);
 		for (uint32_t i = 0; i < h.table.nsyms; i++)
 			if (syms[i].name_off >= h.table.names_len ||
@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				    h.table.names_len - syms[i].name_off))
 				abort();
 	}
-	free(reply.data);
+	strbuf_free(&reply);
 	close(fd);
 	return 0;
 }

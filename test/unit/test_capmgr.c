@@ -128,7 +128,8 @@ static int setup(void **s)
 	}
 	config_defaults(&cfg);
 	cfg.capture.max_concurrent = 2;
-	cfg.capture.max_seconds_per_hour = 100;
+	/* room for two kinds' 60 s windows at once (each kind's window counts) */
+	cfg.capture.max_seconds_per_hour = 300;
 	assert_int_equal(loop_new(&loop), 0);
 	o.loop = loop;
 	assert_int_equal(capmgr_new(&mgr, &o), 0);
@@ -279,31 +280,35 @@ static void test_busy_kind_and_session_limit(void **s)
 static void test_budget(void **s)
 {
 	struct capture_request big = request(5000, ALPHA, -1), small = request(100, ALPHA, BETA);
+	struct capture_request mid = request(600, BETA, -1), more = request(300, ALPHA, -1);
 	struct capmgr_start_result res;
 
-	/* a window is paid for in whole seconds when it ends: 100 ms costs 1 s */
-	cfg.capture.max_seconds_per_hour = 3;
+	/* every kind's window counts to the millisecond: 100 ms costs 0.1 s, not 1 s */
+	cfg.capture.max_seconds_per_hour = 1;
 	/* a request that alone would pass the budget never starts */
 	assert_int_equal(capmgr_start(mgr, &big, on_done, NULL, &res), -EBUSY);
 	assert_int_equal(res.refusal, CAPMGR_BUDGET);
 	assert_int_equal(fakes[ALPHA].starts, 0);
-	/* two kinds for 100 ms: 2 s spent */
+	/* two kinds for 100 ms: about 0.2 s spent */
 	assert_int_equal(capmgr_start(mgr, &small, on_done, NULL, &res), 0);
 	run_until_done(1, 5000);
-	/* 2 spent + 1 wanted fits 3 */
-	small = request(100, BETA, -1);
-	assert_int_equal(capmgr_start(mgr, &small, on_done, NULL, &res), 0);
-	run_until_done(2, 5000);
-	/* 3 spent: nothing more this hour, whatever the kind */
-	assert_int_equal(capmgr_start(mgr, &small, on_done, NULL, &res), -EBUSY);
+	/* 0.2 spent + 0.6 wanted fits 1 s (whole seconds would have refused it) */
+	assert_int_equal(capmgr_start(mgr, &mid, on_done, NULL, &res), 0);
+	/* a running capture's window is promised: 0.2 + 0.6 + 0.3 passes 1 s */
+	assert_int_equal(capmgr_start(mgr, &more, on_done, NULL, &res), -EBUSY);
 	assert_int_equal(res.refusal, CAPMGR_BUDGET);
-	assert_int_equal(status_int("refused_budget"), 2);
+	run_until_done(2, 5000);
+	/* and once spent, whatever the kind */
+	assert_int_equal(capmgr_start(mgr, &more, on_done, NULL, &res), -EBUSY);
+	assert_int_equal(res.refusal, CAPMGR_BUDGET);
+	assert_int_equal(status_int("refused_budget"), 3);
 	/* a dry run attaches nothing, so costs nothing: always allowed */
-	small.dry_run = true;
-	assert_int_equal(capmgr_start(mgr, &small, on_done, NULL, &res), 0);
+	more.dry_run = true;
+	assert_int_equal(capmgr_start(mgr, &more, on_done, NULL, &res), 0);
 	run_until_done(3, 5000);
 	assert_string_equal(outcome(2, 0)->status, "dry_run");
-	assert_int_equal(fakes[BETA].starts, 2); /* the two real windows, not the dry run */
+	assert_int_equal(fakes[ALPHA].starts, 1); /* the real window, not the dry run */
+	assert_int_equal(fakes[BETA].starts, 2);
 }
 
 static void test_dry_run_unavailable_and_failed(void **s)

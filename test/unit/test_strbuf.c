@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* The one growable string: appends and printf across growth, the bound, a failure that
- * sticks, reset, and handing the string over. */
+ * sticks, reset, handing the string over, and room for binary replies. */
 #include "testutil.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,12 +96,39 @@ static void test_take(void **s)
 	strbuf_free(&b);
 }
 
+static void test_extend_truncate(void **s)
+{
+	struct strbuf b = {.max = 64};
+	uint32_t *v;
+
+	/* binary replies: room handed out zeroed, filled in place, cut back */
+	assert_non_null(strbuf_extend(&b, 8));
+	v = strbuf_extend(&b, 2 * sizeof(*v));
+	assert_non_null(v);
+	assert_int_equal(v[0] + v[1], 0);
+	v[1] = 7;
+	assert_int_equal(b.len, 16);
+	assert_int_equal(((uint32_t *)(b.p + 8))[1], 7);
+	strbuf_truncate(&b, 12);
+	assert_int_equal(b.len, 12);
+	assert_int_equal(b.p[12], '\0');
+	strbuf_truncate(&b, 40); /* not longer: nothing changes */
+	assert_int_equal(b.len, 12);
+	/* the bound holds and sticks */
+	assert_null(strbuf_extend(&b, 53));
+	assert_int_equal(b.err, -EFBIG);
+	assert_int_equal(b.len, 12);
+	assert_null(strbuf_extend(&b, 1));
+	strbuf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_grows_across_appends),
 		cmocka_unit_test(test_bound_sticks),
 		cmocka_unit_test(test_take),
+		cmocka_unit_test(test_extend_truncate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
