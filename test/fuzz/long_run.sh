@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-only
 # long_run.sh BUILD_DIR [RUNS] [TARGET...]: the long runs docs/security.md
 # records. One target at a time (each is one process: the machine is shared),
-# niced, RUNS executions each (default 10 million), the corpus kept in
+# niced, RUNS executions each (default 10 million; FUZZ_MAX_SECONDS, when set,
+# ends a target earlier and the line says how far it got), the corpus kept in
 # $FUZZ_WORK (default /var/tmp/autotrace-fuzz) and grown from the seeds here.
 # Prints one summary line a target: executions, seconds, executions/s, edges
 # covered (cov), features (ft), corpus size, peak RSS, and how it ended. An
@@ -14,7 +15,7 @@ runs=${2:-10000000}
 shift 2 2>/dev/null || shift $#
 here=$(cd "$(dirname "$0")" && pwd)
 work=${FUZZ_WORK:-/var/tmp/autotrace-fuzz}
-targets=${*:-"rules config control esbulk elf perfmap procfs cgroupfs"}
+targets=${*:-"rules unwind config control esbulk elf perfmap procfs cgroupfs"}
 mkdir -p "$work"
 for t in $targets; do
 	exe=$build/test/fuzz/fuzz_$t
@@ -24,6 +25,7 @@ for t in $targets; do
 	start=$(date +%s)
 	(cd "$dir" && ASAN_OPTIONS=detect_leaks=1 nice -n 19 "$exe" -runs="$runs" \
 		-rss_limit_mb=2048 -timeout="${FUZZ_TIMEOUT:-60}" -print_final_stats=1 \
+		${FUZZ_MAX_SECONDS:+-max_total_time=$FUZZ_MAX_SECONDS} \
 		-artifact_prefix="$dir/artifacts/" corpus > "$dir/log" 2>&1)
 	rc=$?
 	secs=$(($(date +%s) - start))
