@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,6 +56,12 @@ struct child {
 	uint64_t marker, libc_fn, jit;
 };
 
+/* Every target still running, so a failed assertion (cmocka jumps past the test's own
+ * reap) cannot leave one behind: each test's teardown kills what is left. A test killed
+ * outright (a ctest timeout) takes them along by PR_SET_PDEATHSIG. */
+#define MAX_LIVE 16
+static pid_t live[MAX_LIVE];
+
 static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void sh(const char *fmt, ...)
@@ -80,17 +87,28 @@ static void spawn(struct child *c, const char *cmdline)
 	FILE *f;
 	unsigned long long a = 0, b = 0, j = 0;
 
+	pid_t parent = getpid();
+	unsigned slot;
+
+	for (slot = 0; slot < MAX_LIVE && live[slot]; slot++)
+		;
+	assert_true(slot < MAX_LIVE);
 	assert_int_equal(pipe(fds), 0);
 	c->pid = fork();
 	assert_true(c->pid >= 0);
 	if (c->pid == 0) {
 		/* its own process group: reap() ends the shell and whatever it started */
 		setpgid(0, 0);
+		/* dies with the test, whatever kills it; the commands exec into the target (same
+		 * process, and exec keeps the setting); a test already gone is caught here */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+			_exit(126);
 		dup2(fds[1], 1);
 		close(fds[0]);
 		execl("/bin/sh", "sh", "-c", cmdline, (char *)NULL);
 		_exit(127);
 	}
+	live[slot] = c->pid;
 	close(fds[1]);
 	f = fdopen(fds[0], "r");
 	assert_non_null(fgets(line, sizeof(line), f));
@@ -110,13 +128,29 @@ static const char *cmd_exec(const char *path)
 	return cmd;
 }
 
+static void kill_group(pid_t pid)
+{
+	kill(-pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	for (unsigned i = 0; i < MAX_LIVE; i++)
+		if (live[i] == pid)
+			live[i] = 0;
+}
+
 static void reap(struct child *c)
 {
-	if (c->pid > 0) {
-		kill(-c->pid, SIGKILL);
-		waitpid(c->pid, NULL, 0);
-	}
+	if (c->pid > 0)
+		kill_group(c->pid);
 	c->pid = 0;
+}
+
+/* After each test, passed or failed: the targets it did not reap. */
+static int reap_leftovers(void **state)
+{
+	for (unsigned i = 0; i < MAX_LIVE; i++)
+		if (live[i])
+			kill_group(live[i]);
+	return 0;
 }
 
 static struct symbolizer *new_sym(uint64_t cap)
@@ -154,6 +188,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	reap_leftovers(state);
 	test_rmtree(dir);
 	return 0;
 }
@@ -554,17 +589,19 @@ static void test_cap_holds_against_a_huge_symbol_table(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pie_and_shared_library),
-		cmocka_unit_test(test_exited_process),
-		cmocka_unit_test(test_build_id_debug_file_in_container),
-		cmocka_unit_test(test_debuglink),
-		cmocka_unit_test(test_minidebuginfo),
-		cmocka_unit_test(test_deleted_binary_in_other_mount_namespace),
-		cmocka_unit_test(test_jit_perf_map),
-		cmocka_unit_test(test_vdso),
-		cmocka_unit_test(test_source_lines_and_inlined_functions),
-		cmocka_unit_test(test_kallsyms_reload_on_module_change),
-		cmocka_unit_test(test_cap_holds_against_a_huge_symbol_table),
+		cmocka_unit_test_teardown(test_pie_and_shared_library, reap_leftovers),
+		cmocka_unit_test_teardown(test_exited_process, reap_leftovers),
+		cmocka_unit_test_teardown(test_build_id_debug_file_in_container, reap_leftovers),
+		cmocka_unit_test_teardown(test_debuglink, reap_leftovers),
+		cmocka_unit_test_teardown(test_minidebuginfo, reap_leftovers),
+		cmocka_unit_test_teardown(test_deleted_binary_in_other_mount_namespace,
+					  reap_leftovers),
+		cmocka_unit_test_teardown(test_jit_perf_map, reap_leftovers),
+		cmocka_unit_test_teardown(test_vdso, reap_leftovers),
+		cmocka_unit_test_teardown(test_source_lines_and_inlined_functions, reap_leftovers),
+		cmocka_unit_test_teardown(test_kallsyms_reload_on_module_change, reap_leftovers),
+		cmocka_unit_test_teardown(test_cap_holds_against_a_huge_symbol_table,
+					  reap_leftovers),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
