@@ -52,10 +52,23 @@ def fde_rbp_share(path):
 
 
 def proc_cpu_s(pid):
-    """utime + stime of a process (all its threads), seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of a process (all its threads) and of its children: the
+    sandboxed helpers the agent starts (symbolizer, unwinder) do work for it,
+    live ones by their own counters, reaped ones in the parent's cutime/cstime."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(x) for x in fields[11:15])
+    kids = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += f.read().split()
+    except OSError:
+        pass
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(proc_cpu_s(int(k)) for k in kids)
 
 
 class Workload:
