@@ -316,7 +316,8 @@ def report(name, rows):
     for k in ("autotrace (unwind auto)", "autotrace (unwind off)"):
         if rows[k]:
             print(f"{k}: BPF profile_sample {med(rows[k], 'bpf_ns'):.0f} ns per sample"
-                  + (f", agent unwinding {med(rows[k], 'unwind_us'):.1f} us per sample"
+                  + (f", the agent's time unwinding (its unwind.cpu_ms: helper round trips "
+                        f"included) {med(rows[k], 'unwind_us'):.1f} us per sample"
                      if "auto" in k else ""))
     auto = rows["autotrace (unwind auto)"]
     if auto:
