@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "agent/control.h"
@@ -13,6 +14,7 @@
 #include "base/symbolize.h"
 #include "base/util.h"
 #include "probes/catalogue.h"
+#include "probes/kcompat.h"
 #include "probes/watcher.h"
 #include "storage/essink.h"
 #include "triggers/engine.h"
@@ -189,12 +191,22 @@ static json_t *status_elasticsearch(struct daemon *d)
 	return json_pack("{s:b,s:s}", "enabled", false, "state", "disabled");
 }
 
+/* The kernel, and the fallbacks the probes took on it (docs/compatibility.md). */
+static json_t *status_kernel(void)
+{
+	struct utsname u;
+
+	uname(&u);
+	return json_pack("{s:s,s:o}", "release", u.release, "fallbacks", kcompat_notes_json());
+}
+
 json_t *daemon_status(struct daemon *d)
 {
 	json_t *o = json_object(), *caps;
 	uint64_t skipped = 0;
 
 	json_object_set_new(o, "agent", status_agent(d));
+	json_object_set_new(o, "kernel", status_kernel());
 	json_object_set_new(o, "watchers", status_watchers(d));
 	json_object_set_new(o, "rules", status_rules(d, &skipped));
 	caps = status_captures(d);

@@ -28,6 +28,22 @@ struct {
 	__type(value, struct tw_task);
 } tasks SEC(".maps");
 
+/*
+ * Before 5.11 (no task storage) the same per-task state lives in an LRU hash
+ * keyed by thread id (taskwatch_pidmap); the task's start time tells a reused
+ * id from its previous owner. Entries of exited tasks age out. Tasks that
+ * sleep through intervals are not looked up and so are the ones evicted
+ * first when the map is full: one seen again starts a new baseline (its
+ * numbers then, as at its first visit), which loses only a wait it had
+ * already finished before it went idle.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 32768); /* set at load */
+	__type(key, __u32);
+	__type(value, struct tw_task);
+} tasks_by_pid SEC(".maps");
+
 /* cgroup id -> slot in cg_acc, for the watched cgroups only */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -86,7 +102,7 @@ static __always_inline __u64 delta(__u64 now, __u64 prev)
  */
 struct task_struct___state_old {
 	long state;
-};
+} __attribute__((preserve_access_index)); /* relocated, see core_fixes.bpf.h */
 
 static __always_inline unsigned int tw_state(struct task_struct *t)
 {
@@ -142,10 +158,24 @@ static __always_inline __u64 d_start_estimate(struct task_struct *t, __u64 now)
 	return now;
 }
 
-SEC("iter/task")
-int taskwatch(struct bpf_iter__task *ctx)
+static __always_inline struct tw_task *pid_state(struct task_struct *t)
 {
-	struct task_struct *t = ctx->task;
+	__u32 pid = t->pid;
+	__u64 start = t->start_time;
+	struct tw_task *ts = bpf_map_lookup_elem(&tasks_by_pid, &pid), fresh = {};
+
+	if (ts && ts->start_ns == start)
+		return ts;
+	fresh.start_ns = start;
+	if (bpf_map_update_elem(&tasks_by_pid, &pid, &fresh, BPF_ANY))
+		return NULL;
+	return bpf_map_lookup_elem(&tasks_by_pid, &pid);
+}
+
+/* storage: task-local storage (5.11+), else the pid-keyed hash; a constant
+ * in each program, so each keeps only its own branch */
+static __always_inline int tw_visit(struct task_struct *t, const bool storage)
+{
 	struct tw_sample s = {};
 	struct tw_task *ts;
 	__u64 rd, pc, mrd, lq, rec = 0;
@@ -157,10 +187,10 @@ int taskwatch(struct bpf_iter__task *ctx)
 		return 0;
 	if (g.clock_pass != g.pass) {
 		/* the first task of this pass: note this CPU's run-queue clock */
-		struct rq *rq = tw_rq(bpf_get_current_task_btf());
+		struct rq *rq = task_cpu_rq(current_task());
 
 		g.prev_clock = g.cur_clock;
-		g.cur_clock = rq ? rq->clock : 0;
+		g.cur_clock = rq ? BPF_CORE_READ(rq, clock) : 0;
 		g.clock_pass = g.pass;
 	}
 	g.tasks++;
@@ -185,7 +215,10 @@ int taskwatch(struct bpf_iter__task *ctx)
 	if (g.delayacct)
 		rec = tw_reclaim_ns(t);
 
-	ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (storage)
+		ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	else
+		ts = pid_state(t);
 	if (!ts)
 		g.storage_fail++;
 	fresh = ts && ts->pass == 0;
@@ -279,4 +312,16 @@ int taskwatch(struct bpf_iter__task *ctx)
 		}
 	}
 	return 0;
+}
+
+SEC("iter/task")
+int taskwatch(struct bpf_iter__task *ctx)
+{
+	return tw_visit(ctx->task, true);
+}
+
+SEC("iter/task")
+int taskwatch_pidmap(struct bpf_iter__task *ctx)
+{
+	return tw_visit(ctx->task, false);
 }

@@ -20,6 +20,7 @@
 #include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/catalogue.h"
+#include "probes/kcompat.h"
 #include "probes/taskwatch.h"
 #include "probes/watcher.h"
 #include "taskwatch.skel.h"
@@ -43,6 +44,8 @@ struct taskwatch {
 	char state_dir[256]; /* where that is recorded (base/sysstate.h) */
 	char procfs[200];
 	uint64_t storage_fail, cpu_overflow;
+	bool pidmap;		 /* no task storage: taskwatch_pidmap and its hash */
+	unsigned pidmap_entries; /* the hash's size */
 };
 
 static int read_sysctl(const char *path, int *v)
@@ -103,6 +106,21 @@ static void *map_mmap(const struct bpf_map *map, size_t *len)
 
 BPF_SKEL_OPS(taskwatch);
 
+/* The pid-keyed fallback's size: twice the threads alive now, so that tasks
+ * that come later fit too, within bounds (an LRU hash is preallocated). */
+static unsigned pidmap_entries(const struct watcher_env *env)
+{
+	char path[256], *text = NULL, *slash;
+	unsigned threads = 0;
+	size_t len;
+
+	snprintf(path, sizeof(path), "%s/loadavg", env->procfs);
+	if (read_file(path, 256, &text, &len) == 0 && (slash = strchr(text, '/')))
+		threads = (unsigned)strtoul(slash + 1, NULL, 10);
+	free(text);
+	return (unsigned)MIN(MAX(2 * threads, TW_PIDMAP_MIN), TW_PIDMAP_MAX);
+}
+
 static void taskwatch_close(void *state)
 {
 	struct taskwatch *tw = state;
@@ -130,6 +148,13 @@ static int configure(void *skel, void *ctx)
 	bpf_map__set_max_entries(s->maps.cg_slot, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cg_acc, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cpu_acc, tw->ncpus);
+	/* per-task state: task storage, or before 5.11 the pid-keyed hash */
+	bpf_map__set_autocreate(s->maps.tasks, !tw->pidmap);
+	bpf_program__set_autoload(s->progs.taskwatch, !tw->pidmap);
+	bpf_map__set_autocreate(s->maps.tasks_by_pid, tw->pidmap);
+	bpf_program__set_autoload(s->progs.taskwatch_pidmap, tw->pidmap);
+	if (tw->pidmap)
+		bpf_map__set_max_entries(s->maps.tasks_by_pid, tw->pidmap_entries);
 	return 0;
 }
 
@@ -155,18 +180,26 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 	tw->cg = env->cgroups;
 	tw->gen = UINT64_MAX;
 	tw->max_cgroups = (unsigned)MAX(env->cfg->watch.max_cgroups, 1);
+	tw->pidmap = !kcompat_task_storage();
+	tw->pidmap_entries = pidmap_entries(env);
 	err = bpf_skel_load(
 		&skel, NULL, &taskwatch_skel_ops,
 		&(struct bpf_load_opts){.owner = OWNER, .configure = configure, .ctx = tw});
 	if (err) {
-		snprintf(env->why, env->why_len,
-			 "loading the task iterator: %s (needs BPF iter/task and task storage, "
-			 "Linux 5.11+, and root)",
-			 strerror(-err));
+		snprintf(
+			env->why, env->why_len,
+			"loading the task iterator: %s (needs BPF iter/task, Linux 5.8+, and root)",
+			strerror(-err));
 		goto fail;
 	}
 	tw->skel = skel;
-	tw->link = bpf_program__attach_iter(tw->skel->progs.taskwatch, NULL);
+	if (tw->pidmap)
+		kcompat_note("taskwatch",
+			     "per-task state in a thread-id-keyed LRU hash of %u entries: no BPF "
+			     "task storage (Linux 5.11+)",
+			     tw->pidmap_entries);
+	tw->link = bpf_program__attach_iter(
+		tw->pidmap ? tw->skel->progs.taskwatch_pidmap : tw->skel->progs.taskwatch, NULL);
 	if (!tw->link) {
 		err = -errno;
 		snprintf(env->why, env->why_len, "attaching the task iterator: %s", strerror(-err));

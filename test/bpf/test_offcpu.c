@@ -223,7 +223,10 @@ static void check_blockers_seen(json_t *data, const struct capture_result *res)
 
 		json_array_foreach(json_object_get(data, "wakers"), i, w)
 		{
-			if (json_integer_value(json_object_get(w, "tid")) != sleeper_tid)
+			/* its nanosleeps (S); a page fault of it may also wait on
+			 * mmap_lock (D) for another thread of this process */
+			if (json_integer_value(json_object_get(w, "tid")) != sleeper_tid ||
+			    strcmp(json_string_value(json_object_get(w, "state")), "S"))
 				continue;
 			rows++;
 			if (strcmp(json_string_value(json_object_get(w, "waker_comm")),

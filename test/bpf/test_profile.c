@@ -176,6 +176,7 @@ static void test_deep_stacks_kept_to_the_limit(void **s)
 		json_t *f;
 		size_t j;
 		unsigned user = 0, deep = 0;
+		bool whole = false;
 
 		json_array_foreach(json_object_get(st, "frames"), j, f)
 		{
@@ -183,9 +184,12 @@ static void test_deep_stacks_kept_to_the_limit(void **s)
 
 			user += !json_is_true(json_object_get(f, "kernel"));
 			deep += fn && strcmp(fn, "profile_test_deep") == 0;
+			whole |= fn && strcmp(fn, "deep_spinner") == 0;
 		}
-		/* a 150-deep stack is cut at the limit, never shorter */
-		if (deep)
+		/* a 150-deep stack is cut at the limit, never shorter; a sample taken
+		 * on the way down (a slow CPU, an emulator) is whole, down to the
+		 * thread's function */
+		if (deep && !whole)
 			assert_int_equal(user, limit);
 		most = MAX(most, deep);
 	}

@@ -184,6 +184,8 @@ static void check(json_t *data, const struct capture_result *res, bool bounded)
 	assert_true(num(spin, "on_cpu_pct") + num(spin, "runnable_pct") > 95);
 	assert_true(num(spin, "off_cpu_pct") < 5);
 	/* the napper is off CPU, sleeping, nearly all the time */
+	if (num(nap, "off_cpu_pct") <= 90)
+		dump(nap);
 	assert_true(num(nap, "off_cpu_pct") > 90);
 	assert_true(num(nap, "sleep_ms") > 0.9 * window_ms);
 	assert_true(json_integer_value(json_object_get(nap, "switches")) >= 20);

@@ -10,7 +10,8 @@ import pytest
 from agentlib import BIN, Agent, write_private
 
 FEATURES = ("privileges", "bpf", "btf", "tp_btf", "raw_tp", "tracefs", "tracepoints", "kprobes",
-            "fentry", "perf_events", "task_iter", "ringbuf", "uprobes", "psi", "cgroups")
+            "fentry", "perf_events", "task_iter", "ringbuf", "task_storage", "task_helpers",
+            "uprobes", "psi", "cgroups")
 
 
 def probes(*args):
@@ -55,6 +56,16 @@ def test_probes_json_is_complete_and_consistent():
     assert w["cpustat"]["state"] == "ok" and "cpu.sys_pct" in w["cpustat"]["metrics"]
     # the default rules are checked against this host
     assert doc["rules"] and all(r["state"] in ("ok", "degraded") for r in doc["rules"])
+    # the fallbacks the probes took here agree with what the kernel lacks
+    fallbacks = {f["component"]: f["fallback"] for f in doc["fallbacks"]}
+    assert all(fallbacks.values()), fallbacks
+    if feats["task_storage"]["state"] == "no" and doc["watchers"] and \
+            {w["name"]: w for w in doc["watchers"]}["taskwatch"]["state"] == "ok":
+        assert "task storage" in fallbacks.get("taskwatch", ""), fallbacks
+    if feats["task_storage"]["state"] == "yes":
+        assert "taskwatch" not in fallbacks, fallbacks
+    if feats["task_helpers"]["state"] == "yes":
+        assert not [c for c in fallbacks if "offcpu" in c], fallbacks
     # nothing stays loaded
     assert feature_progs() <= before
 
@@ -62,7 +73,8 @@ def test_probes_json_is_complete_and_consistent():
 def test_probes_text():
     out = probes().stdout
     for want in ("kernel ", "FEATURE", "tp_btf", "kprobes", "task_iter", "ringbuf", "psi",
-                 "cgroups", "WATCHER", "cpustat", "CAPTURE", "profile", "RULE"):
+                 "cgroups", "WATCHER", "cpustat", "CAPTURE", "profile", "FALLBACK",
+                 "RULE"):
         assert want in out, (want, out)
 
 

@@ -1,0 +1,168 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The kernel matrix's smoke (docs/compatibility.md): the agent on its
+built-in defaults (no configuration file, the default rules) on whatever
+kernel runs this, a CPU-sys storm and a D-state pile-up made here, and an
+incident for each with kernel stacks. It runs in the host suite (the host's
+cgroup layout) and in every guest of test/kernels (cgroup v2)."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from agentlib import BIN, compile_c
+
+# Two threads reading /dev/zero: nearly all their time is kernel time.
+SYSLOOP = r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+static int seconds;
+static void *spin(void *arg) {
+    static __thread char buf[65536];
+    int fd = open("/dev/zero", O_RDONLY);
+    time_t end = time(NULL) + seconds;
+    while (time(NULL) < end)
+        for (int i = 0; i < 100; i++)
+            if (read(fd, buf, sizeof(buf)) < 0) abort();
+    return arg;
+}
+int main(int argc, char **argv) {
+    pthread_t t[2];
+    seconds = argc > 1 ? atoi(argv[1]) : 10;
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, spin, NULL);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    return 0;
+}
+"""
+
+# N processes each waiting in vfork() for a child that sleeps: N tasks in D
+# (the vfork wait is uninterruptible) for as long as the children sleep.
+VFORKERS = r"""
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 20;
+    for (int i = 0; i < n; i++) {
+        if (fork() == 0) {
+            pid_t c = vfork();
+            if (c == 0) {
+                execl("/bin/sleep", "sleep", argv[2], (char *)0);
+                _exit(127);
+            }
+            waitpid(c, NULL, 0);
+            _exit(0);
+        }
+    }
+    while (wait(NULL) > 0)
+        ;
+    return 0;
+}
+"""
+
+FORKERS = 20  # the default dstate-pileup rule fires above 16 tasks in D
+# under TCG emulation (test/kernels) everything is ~10x slower
+SLOW = float(os.environ.get("AUTOTRACE_TEST_SLOWDOWN", "1"))
+
+
+def wait_for(pred, timeout, step=0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(step)
+    return pred()
+
+
+def incidents(store):
+    docs = []
+    for f in sorted(store.glob("*/*/incident.json")):
+        try:
+            docs.append(json.loads(f.read_text()))
+        except (OSError, ValueError):
+            pass  # being written
+    return docs
+
+
+def by_rule(docs, rule):
+    return [d for d in docs if rule in [t["rule"] for t in d.get("triggers", [])]]
+
+
+def kernel_frames(frames):
+    return [f for f in frames if f.get("kernel") and f.get("func")]
+
+
+def test_defaults_catch_a_sys_storm_and_a_dstate_pileup(tmp_path):
+    varlib = tmp_path / "varlib"
+    run = tmp_path / "run"
+    empty_etc = tmp_path / "etc-autotrace"
+    for d in (varlib, run, empty_etc):
+        d.mkdir(mode=0o700)
+    sysloop = compile_c(SYSLOOP, "at_smoke_sys", str(tmp_path))
+    vforkers = compile_c(VFORKERS, "at_smoke_dstate", str(tmp_path))
+    # built-in defaults, in a private mount namespace: this host's /etc/autotrace,
+    # /var/lib and /run stay untouched
+    script = f"""
+set -e
+mount --make-rprivate /
+mount --bind {varlib} /var/lib
+mkdir -p /run/autotrace && mount --bind {run} /run/autotrace
+if [ -d /etc/autotrace ]; then mount --bind {empty_etc} /etc/autotrace; fi
+exec {BIN} run
+"""
+    log_path = tmp_path / "agent.log"
+    log = open(log_path, "w")
+    agent = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=log,
+                             stderr=subprocess.STDOUT)
+    store = varlib / "autotrace" / "incidents"
+    socket = run / "control.sock"
+    status = None
+    try:
+        assert wait_for(lambda: "ready:" in log_path.read_text(), 60 * SLOW), \
+            log_path.read_text()
+        assert "(built-in defaults)" in log_path.read_text()
+
+        # status names the kernel and every fallback in use
+        out = subprocess.run([BIN, "status", "--json", "--socket", str(socket)],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        status = json.loads(out.stdout)
+        assert status["kernel"]["release"] == os.uname().release
+        for f in status["kernel"]["fallbacks"]:
+            assert f["component"] and f["fallback"], f
+
+        # 1. kernel time takes over the CPUs: host-cpu-sys-high, a profile
+        subprocess.run([sysloop, str(int(10 * min(SLOW, 3)))], check=True)
+        sys_docs = wait_for(lambda: by_rule(incidents(store), "host-cpu-sys-high"), 30 * SLOW)
+        assert sys_docs, (incidents(store), log_path.read_text())
+
+        # 2. tasks pile up in D: dstate-pileup, the dstate capture
+        subprocess.run([vforkers, str(FORKERS), str(int(8 * min(SLOW, 3)))], check=True)
+        d_docs = wait_for(lambda: by_rule(incidents(store), "dstate-pileup"), 30 * SLOW)
+        assert d_docs, (incidents(store), log_path.read_text())
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        rc = agent.wait(30 * SLOW)
+        log.close()
+    text = log_path.read_text()
+    assert rc == 0, text
+
+    # the profile holds the storm's threads with the kernel frames of read(2)
+    prof = [c for d in sys_docs for c in d["captures"] if c["kind"] == "profile"]
+    assert prof and prof[0]["status"] in ("ok", "partial"), prof
+    ours = [s for c in prof for s in c["top_stacks"] if s["comm"] == "at_smoke_sys"]
+    assert ours, [s["comm"] for c in prof for s in c["top_stacks"]]
+    funcs = {f["func"] for s in ours for f in kernel_frames(s["frames"])}
+    assert funcs & {"ksys_read", "vfs_read", "__x64_sys_read", "do_syscall_64"}, funcs
+
+    # the dstate capture names the stuck parents, each with its kernel stack
+    dst = [c for d in d_docs for c in d["captures"] if c["kind"] == "dstate"]
+    assert dst and dst[0]["status"] in ("ok", "partial"), d_docs
+    tasks = [t for c in dst for t in c.get("tasks", []) if t.get("comm") == "at_smoke_dstate"]
+    assert len(tasks) >= FORKERS // 2, [c.get("tasks") for c in dst]
+    funcs = {f["func"] for t in tasks for f in kernel_frames(t.get("frames", []))}
+    assert funcs & {"kernel_clone", "_do_fork", "__do_sys_vfork", "__x64_sys_vfork"}, funcs
