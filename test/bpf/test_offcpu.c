@@ -223,10 +223,13 @@ static void check_blockers_seen(json_t *data, const struct capture_result *res)
 
 		json_array_foreach(json_object_get(data, "wakers"), i, w)
 		{
-			/* its nanosleeps (S); a page fault of it may also wait on
-			 * mmap_lock (D) for another thread of this process */
+			/* its nanosleeps; it may also wait, rarely, for another
+			 * thread of this process: mmap_lock in a page fault, a
+			 * futex in the allocator (more often on a slow CPU) */
+			const char *in = json_string_value(json_object_get(w, "blocked_in"));
+
 			if (json_integer_value(json_object_get(w, "tid")) != sleeper_tid ||
-			    strcmp(json_string_value(json_object_get(w, "state")), "S"))
+			    !in || !strstr(in, "nanosleep"))
 				continue;
 			rows++;
 			if (strcmp(json_string_value(json_object_get(w, "waker_comm")),
