@@ -228,8 +228,8 @@ static void check_blockers_seen(json_t *data, const struct capture_result *res)
 			 * futex in the allocator (more often on a slow CPU) */
 			const char *in = json_string_value(json_object_get(w, "blocked_in"));
 
-			if (json_integer_value(json_object_get(w, "tid")) != sleeper_tid ||
-			    !in || !strstr(in, "nanosleep"))
+			if (json_integer_value(json_object_get(w, "tid")) != sleeper_tid || !in ||
+			    !strstr(in, "nanosleep"))
 				continue;
 			rows++;
 			if (strcmp(json_string_value(json_object_get(w, "waker_comm")),

@@ -14,7 +14,8 @@ import pytest
 
 from agentlib import BIN, compile_c
 
-# Two threads reading /dev/zero: nearly all their time is kernel time.
+# Threads reading /dev/zero, four per CPU so that they hold the CPUs against
+# whatever else runs: nearly all their time is kernel time.
 SYSLOOP = r"""
 #include <fcntl.h>
 #include <pthread.h>
@@ -32,10 +33,12 @@ static void *spin(void *arg) {
     return arg;
 }
 int main(int argc, char **argv) {
-    pthread_t t[2];
+    pthread_t t[256];
+    long n = 4 * sysconf(_SC_NPROCESSORS_ONLN);
     seconds = argc > 1 ? atoi(argv[1]) : 10;
-    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, spin, NULL);
-    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    if (n > 256) n = 256;
+    for (long i = 0; i < n; i++) pthread_create(&t[i], NULL, spin, NULL);
+    for (long i = 0; i < n; i++) pthread_join(t[i], NULL);
     return 0;
 }
 """
