@@ -88,14 +88,15 @@ static void note_helper_fallbacks(void)
 	if (!btf)
 		return; /* no BTF: nothing loads, and `probes` says so */
 	if (!kcompat_has_helper(btf, "get_current_task_btf"))
-		kcompat_note("iotrace, memtrace, taskwatch",
+		kcompat_note("iotrace, memtrace, taskwatch, unwind",
 			     "the current task read with probe reads: no "
 			     "bpf_get_current_task_btf (Linux 5.11+)");
 	if (!kcompat_has_helper(btf, "task_pt_regs"))
-		kcompat_note("offcpu, iotrace",
+		kcompat_note("offcpu, iotrace, unwind",
 			     "user registers found at the top of the task's kernel stack (x86-64; "
-			     "elsewhere offcpu re-walks every stack and iotrace cannot tell direct "
-			     "IO's file): no bpf_task_pt_regs (Linux 5.15+)");
+			     "elsewhere offcpu re-walks every stack, iotrace cannot tell direct "
+			     "IO's file and DWARF unwinding falls back to frame pointers): no "
+			     "bpf_task_pt_regs (Linux 5.15+)");
 }
 
 json_t *kcompat_notes_json(void)

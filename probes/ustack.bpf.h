@@ -5,6 +5,7 @@
  * sits behind the rodata flag ustack_enabled: with unwind.mode off the
  * verifier removes it. Included by profile.bpf.c and offcpu.bpf.c. */
 #pragma once
+#include "core_fixes.bpf.h"
 #include "ustack_abi.h"
 
 /* set by user space before load (unwind.* in the configuration); plain C
@@ -169,7 +170,9 @@ struct ustack_meta {
  * alone). False when nothing was sent: the caller walks the stack itself. */
 static __always_inline bool ustack_send(const struct ustack_meta *m)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
+	/* before 5.11/5.15 the compat forms (core_fixes.bpf.h): probe reads of
+	 * the task, its user registers found at the top of its kernel stack */
+	struct task_struct *task = current_task();
 	u32 cpu = bpf_get_smp_processor_id();
 	u64 len = 0, n = ustack_stack_bytes;
 	struct ustack_buf *b;
@@ -195,7 +198,7 @@ static __always_inline bool ustack_send(const struct ustack_meta *m)
 	if (m->type != USTACK_REC_BLOCK_END) {
 		if (!BPF_CORE_READ(task, mm)) /* a kernel thread has no user stack */
 			return false;
-		regs = (struct pt_regs *)bpf_task_pt_regs(task);
+		regs = current_user_regs();
 		if (!regs)
 			return false;
 		ustack_regs(&b->h, regs);
