@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """`autotrace probes`: every feature really tested on this kernel, the answers
 consistent with independent evidence, and nothing left loaded afterwards."""
+import gzip
 import json
 import os
 import subprocess
@@ -27,6 +28,25 @@ def feature_progs():
             if p.get("name", "").startswith("feat_")}
 
 
+def kernel_config():
+    """The running kernel's build options ({"CONFIG_X": "y"}), or None when it does not
+    publish them (the guests of test/kernels have /boot/config-RELEASE, the CI host
+    /proc/config.gz)."""
+    for path in ("/proc/config.gz", f"/boot/config-{os.uname().release}"):
+        try:
+            if path.endswith(".gz"):
+                with gzip.open(path, "rt") as f:
+                    text = f.read()
+            else:
+                with open(path) as f:
+                    text = f.read()
+        except OSError:
+            continue
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line
+                    and line.startswith("CONFIG_"))
+    return None
+
+
 def test_probes_json_is_complete_and_consistent():
     before = feature_progs()
     doc = json.loads(probes("--json").stdout)
@@ -48,6 +68,16 @@ def test_probes_json_is_complete_and_consistent():
                 feats[name]
         else:
             assert feats[name]["detail"], feats[name]  # and a "no" says why
+    # kprobes: the kernel's build options tell; on the kernel matrix's Debian guests
+    # (which have both) kprobes and fentry must really attach and run
+    cfg = kernel_config()
+    if cfg is not None:
+        want = all(cfg.get(o) == "y" for o in ("CONFIG_KPROBES", "CONFIG_KPROBE_EVENTS",
+                                                 "CONFIG_BPF_EVENTS"))
+        assert (feats["kprobes"]["state"] == "yes") == want, (feats["kprobes"], want)
+    if os.environ.get("AUTOTRACE_TEST_KERNEL_MATRIX"):
+        assert feats["kprobes"]["state"] == "yes", feats["kprobes"]
+        assert feats["fentry"]["state"] == "yes", feats["fentry"]
     # the profile capture needs perf events: the two answers must agree
     caps = {c["kind"]: c for c in doc["captures"]}
     assert (caps["profile"]["state"] == "ready") == (feats["perf_events"]["state"] == "yes")
