@@ -24,7 +24,7 @@ TEST_PKGS=(python3 python3-pytest bpftool util-linux iproute2 systemd procps cla
 	curl unzip openjdk-17-jre-headless nginx-light openssl linux-perf bpftrace
 	bpfcc-tools libclang-rt-14-dev file binutils elfutils strace gdb
 	mmdebstrap groff-base bash-completion prometheus python3-prometheus-client
-	qemu-system-x86 busybox-static kmod e2fsprogs) # the last four: the kernel matrix (test/kernels)
+	qemu-system-x86 busybox-static kmod e2fsprogs debian-archive-keyring) # the last five: the kernel matrix (test/kernels)
 
 need_root() {
 	if [ "$(id -u)" -ne 0 ]; then
