@@ -14,8 +14,8 @@
 #include "probes/kcompat.h"
 
 struct kcompat_note {
-	char who[32];
-	char what[256];
+	char who[64];
+	char what[384];
 };
 
 static struct kcompat_note notes[KCOMPAT_MAX_NOTES];

@@ -136,8 +136,8 @@ static __always_inline void offcpu_dwarf_block(struct offcpu_start *ns, u32 pid,
 		.comm = ns->comm,
 	};
 
-	m.seq = __sync_fetch_and_add(&ustack_seq, 1) + 1;
-	if (ustack_send(&m))
+	m.seq = ustack_next_seq();
+	if (m.seq && ustack_send(&m))
 		ns->ustack_seq = m.seq;
 }
 
