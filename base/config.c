@@ -83,11 +83,17 @@ static const struct cfg_key config_table[] = {
 	 "cgroups watched with their own metrics (containers and pods first); 0: none"},
 	{"watch", "cgroup_scan", CFG_DURATION, F(watch.cgroup_scan_ms), 1000, 300000, "5s",
 	 "how often the cgroup hierarchies are walked for cgroups that came or went"},
+	{"watch", "cgroup_iterator", CFG_BOOL, F(watch.cgroup_iterator), 0, 0, "true",
+	 "gather per-cgroup counters and find new cgroups with one BPF cgroup-iterator pass per "
+	 "hierarchy per interval (Linux 6.1+); false, or an older kernel: read cgroupfs files"},
 	{"watch", "growth_window", CFG_DURATION, F(watch.growth_window_ms), 2000, 3600000, "10s",
 	 "window of mem.anon_growth_pct and cgroup.mem.growth_pct (the memory burst signal)"},
 	{"watch", "task_iterator", CFG_BOOL, F(watch.task_iterator), 0, 0, "true",
 	 "one BPF task-iterator pass per interval: D state and run-queue waits, host and per "
 	 "cgroup"},
+	{"watch", "task_walk", CFG_BOOL, F(watch.task_walk), 0, 0, "true",
+	 "on Linux 6.7+ the task iterator's program walks every task in one run (a fraction of "
+	 "the cost per task); false: one program call per task, as on older kernels"},
 	{"watch", "delayacct", CFG_BOOL, F(watch.delayacct), 0, 0, "false",
 	 "turn on kernel.task_delayacct while running, for direct-reclaim stall time per cgroup"},
 	{"watch", "runq_hooks", CFG_BOOL, F(watch.runq_hooks), 0, 0, "false",

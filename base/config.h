@@ -32,8 +32,10 @@ struct agent_config {
 	struct {
 		uint64_t max_cgroups;
 		uint64_t cgroup_scan_ms;
+		bool cgroup_iterator;
 		uint64_t growth_window_ms;
 		bool task_iterator;
+		bool task_walk;
 		bool delayacct;
 		bool runq_hooks;
 		bool block_hooks;

@@ -7,33 +7,62 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
+
 #define LABEL_SEP '\x1f'
+/*
+ * Memory is what bounds how many series a node can afford (a dense node has
+ * tens of thousands: 20-odd per watched cgroup), so values are kept in chunks
+ * of CHUNK rounds, and a chunk whose values are all the same (a limit, a
+ * count that stays 0, a series absent) is one tagged word, not an array.
+ * Series of one label set share one interned key.
+ */
+#define CHUNK	 32u
+#define UNIFORM	 1u /* tag bit of a chunk word holding one value for the chunk */
+#define NO_CHUNK UINT64_MAX
+
+/* An interned label key, shared by every series with these labels. */
+struct tsdb_key {
+	char *str;
+	size_t len;
+	uint64_t hash;
+	unsigned refs; /* series using it */
+	struct tsdb_key *next;
+};
 
 struct tsdb_series {
 	unsigned metric;
-	char *key;
+	unsigned source; /* tsdb_set_source() tag of the latest put */
+	struct tsdb_key *key;
 	uint64_t last_round; /* round of the latest put */
 	uint64_t first_round;
-	unsigned source; /* tsdb_set_source() tag of the latest put */
-	float *values;	 /* ring of tsdb.points; NaN = no value */
+	uint64_t cur_chunk; /* the newest chunk written (round / CHUNK) */
 	struct tsdb_series *next_in_metric, *prev_in_metric;
 	struct tsdb_series *next_in_bucket;
-	const struct tsdb *db;
+	/* nchunks words, the chunk of round r at (r / CHUNK) % nchunks: 0 (no
+	 * value yet), a float with UNIFORM (every value written so far in the
+	 * chunk), or a float[CHUNK] */
+	uintptr_t chunk[];
 };
 
 struct tsdb {
 	unsigned max_series;
 	unsigned points;
+	unsigned nchunks;
 	unsigned nseries;
 	uint64_t round; /* current round number, starting at 1 */
 	uint64_t dropped;
 	unsigned source;
 	uint64_t *times; /* ring of round wall-clock stamps */
 	unsigned nbuckets;
-	struct tsdb_series **buckets;
+	struct tsdb_series **buckets; /* by (metric, key) */
+	struct tsdb_key **keys;	      /* by key string, nbuckets of them */
+	unsigned nkeys;
+	struct tsdb_key *last_key; /* the latest put's: watchers put many metrics per label set */
 	unsigned nmetrics;
 	struct tsdb_series **by_metric; /* head per metric */
 	struct tsdb_series **tail_by_metric;
+	uint64_t chunk_arrays; /* chunks held as arrays (for tests and status) */
 };
 
 int labels_key(const struct labels *labels, char *buf, size_t len)
@@ -81,13 +110,187 @@ void labels_foreach(const char *key, void (*fn)(const char *k, const char *v, vo
 	}
 }
 
-static uint32_t hash_key(unsigned metric, const char *key)
+/* Eight bytes at a time: keys are 20 to 500 bytes, hashed on every put. */
+static uint64_t hash_bytes(const char *p, size_t n)
 {
-	uint32_t h = 2166136261u ^ metric;
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
 
-	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-		h = (h ^ *p) * 16777619u;
+	while (n >= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+		p += 8;
+		n -= 8;
+	}
+	if (n) {
+		uint64_t w = 0;
+
+		memcpy(&w, p, n);
+		h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+		h ^= h >> 29;
+	}
 	return h;
+}
+
+static unsigned series_bucket(const struct tsdb *db, unsigned metric, const struct tsdb_key *k)
+{
+	uint64_t h = (k->hash ^ ((uint64_t)metric * 0x9e3779b97f4a7c15ull)) * 0xbf58476d1ce4e5b9ull;
+
+	return (unsigned)(h >> 32) & (db->nbuckets - 1);
+}
+
+static struct tsdb_key *key_find(const struct tsdb *db, const char *str, size_t len, uint64_t hash)
+{
+	for (struct tsdb_key *k = db->keys[hash & (db->nbuckets - 1)]; k; k = k->next)
+		if (k->hash == hash && k->len == len && memcmp(k->str, str, len) == 0)
+			return k;
+	return NULL;
+}
+
+/* The interned key for str (created with no user), or NULL. */
+static struct tsdb_key *key_get(struct tsdb *db, const char *str, size_t len, bool create)
+{
+	struct tsdb_key *k = db->last_key;
+	uint64_t hash;
+
+	if (k && k->len == len && memcmp(k->str, str, len) == 0)
+		return k;
+	hash = hash_bytes(str, len);
+	k = key_find(db, str, len, hash);
+	if (!k && create) {
+		k = calloc(1, sizeof(*k));
+		if (!k || !(k->str = malloc(len + 1))) {
+			free(k);
+			return NULL;
+		}
+		memcpy(k->str, str, len + 1);
+		k->len = len;
+		k->hash = hash;
+		k->next = db->keys[hash & (db->nbuckets - 1)];
+		db->keys[hash & (db->nbuckets - 1)] = k;
+		db->nkeys++;
+	}
+	if (k)
+		db->last_key = k;
+	return k;
+}
+
+static void key_unref(struct tsdb *db, struct tsdb_key *k)
+{
+	struct tsdb_key **pp;
+
+	if (--k->refs)
+		return;
+	for (pp = &db->keys[k->hash & (db->nbuckets - 1)]; *pp && *pp != k; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = k->next;
+	if (db->last_key == k)
+		db->last_key = NULL;
+	db->nkeys--;
+	free(k->str);
+	free(k);
+}
+
+static bool is_array(uintptr_t w)
+{
+	return w && !(w & UNIFORM);
+}
+
+static float word_value(uintptr_t w)
+{
+	uint32_t bits = (uint32_t)(w >> 32);
+	float v;
+
+	memcpy(&v, &bits, sizeof(v));
+	return v;
+}
+
+static uintptr_t uniform_word(float v)
+{
+	uint32_t bits;
+
+	memcpy(&bits, &v, sizeof(bits));
+	return ((uintptr_t)bits << 32) | UNIFORM;
+}
+
+static void chunk_free(struct tsdb *db, uintptr_t *w)
+{
+	if (is_array(*w)) {
+		free((float *)*w);
+		db->chunk_arrays--;
+	}
+	*w = 0;
+}
+
+/* A finished chunk whose values all came out the same becomes one word. */
+static void chunk_settle(struct tsdb *db, uintptr_t *w)
+{
+	const float *a = (const float *)*w;
+	uint32_t first, bits;
+
+	if (!is_array(*w))
+		return;
+	memcpy(&first, &a[0], sizeof(first));
+	for (unsigned i = 1; i < CHUNK; i++) {
+		memcpy(&bits, &a[i], sizeof(bits));
+		if (bits != first)
+			return;
+	}
+	chunk_free(db, w);
+	*w = uniform_word(a[0]);
+}
+
+/* Stores the value of round r (NaN: none). -ENOMEM leaves a gap. */
+static int series_set(struct tsdb *db, struct tsdb_series *s, uint64_t r, float v)
+{
+	uint64_t c = r / CHUNK;
+	unsigned off = (unsigned)(r % CHUNK);
+	uintptr_t *w;
+	float *a;
+
+	if (s->cur_chunk == NO_CHUNK || c > s->cur_chunk) {
+		/* the slots of the chunks starting now held chunks out of history */
+		uint64_t from = s->cur_chunk == NO_CHUNK || c - s->cur_chunk >= db->nchunks
+					? c - MIN(c, (uint64_t)db->nchunks - 1)
+					: s->cur_chunk + 1;
+
+		if (s->cur_chunk != NO_CHUNK)
+			chunk_settle(db, &s->chunk[s->cur_chunk % db->nchunks]);
+		for (uint64_t x = from; x <= c; x++)
+			chunk_free(db, &s->chunk[x % db->nchunks]);
+		s->cur_chunk = c;
+	}
+	w = &s->chunk[c % db->nchunks];
+	if (!is_array(*w)) {
+		uint32_t nb, ub;
+
+		if (*w == 0 && isnan(v))
+			return 0; /* a gap in a chunk of gaps */
+		if (*w == 0 && off == 0) {
+			*w = uniform_word(v);
+			return 0;
+		}
+		if (*w) {
+			float u = word_value(*w);
+
+			memcpy(&nb, &v, sizeof(nb));
+			memcpy(&ub, &u, sizeof(ub));
+			if (nb == ub)
+				return 0;
+		}
+		a = malloc(CHUNK * sizeof(*a));
+		if (!a)
+			return -ENOMEM;
+		for (unsigned i = 0; i < CHUNK; i++)
+			a[i] = *w ? word_value(*w) : NAN;
+		*w = (uintptr_t)a;
+		db->chunk_arrays++;
+	}
+	((float *)*w)[off] = v;
+	return 0;
 }
 
 int tsdb_new(struct tsdb **out, unsigned nmetrics, unsigned max_series, unsigned points)
@@ -101,15 +304,18 @@ int tsdb_new(struct tsdb **out, unsigned nmetrics, unsigned max_series, unsigned
 		return -ENOMEM;
 	db->max_series = max_series;
 	db->points = points;
+	/* the chunks of the last `points` rounds, the newest one partly written */
+	db->nchunks = (points + CHUNK - 1) / CHUNK + 1;
 	db->nbuckets = 1;
 	while (db->nbuckets < max_series)
 		db->nbuckets <<= 1;
 	db->nmetrics = nmetrics;
 	db->times = calloc(points, sizeof(*db->times));
 	db->buckets = calloc(db->nbuckets, sizeof(*db->buckets));
+	db->keys = calloc(db->nbuckets, sizeof(*db->keys));
 	db->by_metric = calloc(db->nmetrics, sizeof(*db->by_metric));
 	db->tail_by_metric = calloc(db->nmetrics, sizeof(*db->tail_by_metric));
-	if (!db->times || !db->buckets || !db->by_metric || !db->tail_by_metric) {
+	if (!db->times || !db->buckets || !db->keys || !db->by_metric || !db->tail_by_metric) {
 		tsdb_free(&db);
 		return -ENOMEM;
 	}
@@ -119,8 +325,7 @@ int tsdb_new(struct tsdb **out, unsigned nmetrics, unsigned max_series, unsigned
 
 static void series_unlink(struct tsdb *db, struct tsdb_series *s)
 {
-	uint32_t b = hash_key(s->metric, s->key) & (db->nbuckets - 1);
-	struct tsdb_series **pp = &db->buckets[b];
+	struct tsdb_series **pp = &db->buckets[series_bucket(db, s->metric, s->key)];
 
 	while (*pp && *pp != s)
 		pp = &(*pp)->next_in_bucket;
@@ -135,8 +340,9 @@ static void series_unlink(struct tsdb *db, struct tsdb_series *s)
 	else
 		db->tail_by_metric[s->metric] = s->prev_in_metric;
 	db->nseries--;
-	free(s->values);
-	free(s->key);
+	for (unsigned i = 0; i < db->nchunks; i++)
+		chunk_free(db, &s->chunk[i]);
+	key_unref(db, s->key);
 	free(s);
 }
 
@@ -149,8 +355,18 @@ void tsdb_free(struct tsdb **pdb)
 	for (unsigned m = 0; db->by_metric && m < db->nmetrics; m++)
 		while (db->by_metric[m])
 			series_unlink(db, db->by_metric[m]);
+	/* keys created by a put that found no room for its series */
+	for (unsigned b = 0; db->keys && b < db->nbuckets; b++)
+		while (db->keys[b]) {
+			struct tsdb_key *k = db->keys[b];
+
+			db->keys[b] = k->next;
+			free(k->str);
+			free(k);
+		}
 	free(db->times);
 	free(db->buckets);
+	free(db->keys);
 	free(db->by_metric);
 	free(db->tail_by_metric);
 	free(db);
@@ -163,17 +379,25 @@ void tsdb_begin_round(struct tsdb *db, uint64_t real_ms)
 	db->times[db->round % db->points] = real_ms;
 }
 
+static struct tsdb_series *series_find(const struct tsdb *db, unsigned metric,
+				       const struct tsdb_key *k)
+{
+	for (struct tsdb_series *s = db->buckets[series_bucket(db, metric, k)]; s;
+	     s = s->next_in_bucket)
+		if (s->metric == metric && s->key == k)
+			return s;
+	return NULL;
+}
+
 struct tsdb_series *tsdb_find_key(const struct tsdb *db, unsigned metric, const char *key)
 {
-	uint32_t b;
+	size_t len = strlen(key);
+	const struct tsdb_key *k;
 
 	if (metric >= db->nmetrics)
 		return NULL;
-	b = hash_key(metric, key) & (db->nbuckets - 1);
-	for (struct tsdb_series *s = db->buckets[b]; s; s = s->next_in_bucket)
-		if (s->metric == metric && strcmp(s->key, key) == 0)
-			return s;
-	return NULL;
+	k = key_find(db, key, len, hash_bytes(key, len));
+	return k ? series_find(db, metric, k) : NULL;
 }
 
 struct tsdb_series *tsdb_find(const struct tsdb *db, unsigned metric, const struct labels *labels)
@@ -185,10 +409,39 @@ struct tsdb_series *tsdb_find(const struct tsdb *db, unsigned metric, const stru
 	return tsdb_find_key(db, metric, key);
 }
 
+static struct tsdb_series *series_new(struct tsdb *db, unsigned metric, struct tsdb_key *k)
+{
+	struct tsdb_series *s;
+	unsigned b;
+
+	s = calloc(1, sizeof(*s) + db->nchunks * sizeof(s->chunk[0]));
+	if (!s)
+		return NULL;
+	s->metric = metric;
+	s->key = k;
+	k->refs++;
+	s->first_round = db->round;
+	s->cur_chunk = NO_CHUNK;
+	b = series_bucket(db, metric, k);
+	s->next_in_bucket = db->buckets[b];
+	db->buckets[b] = s;
+	/* append to the metric's list so iteration follows creation order */
+	s->prev_in_metric = db->tail_by_metric[metric];
+	if (s->prev_in_metric)
+		s->prev_in_metric->next_in_metric = s;
+	else
+		db->by_metric[metric] = s;
+	db->tail_by_metric[metric] = s;
+	db->nseries++;
+	return s;
+}
+
 int tsdb_put(struct tsdb *db, unsigned metric, const struct labels *labels, double value)
 {
 	char key[LABELS_KEY_MAX];
 	struct tsdb_series *s;
+	struct tsdb_key *k;
+	int err;
 
 	if (metric >= db->nmetrics || db->round == 0)
 		return -EINVAL;
@@ -196,46 +449,32 @@ int tsdb_put(struct tsdb *db, unsigned metric, const struct labels *labels, doub
 		db->dropped++;
 		return -E2BIG;
 	}
-	s = tsdb_find_key(db, metric, key);
+	k = key_get(db, key, strlen(key), true);
+	if (!k)
+		return -ENOMEM;
+	s = series_find(db, metric, k);
 	if (!s) {
-		uint32_t b;
-
 		if (db->nseries >= db->max_series) {
 			db->dropped++;
+			if (!k->refs) {
+				k->refs = 1;
+				key_unref(db, k);
+			}
 			return -ENOSPC;
 		}
-		s = calloc(1, sizeof(*s));
-		if (!s)
-			return -ENOMEM;
-		s->values = malloc(db->points * sizeof(*s->values));
-		s->key = strdup(key);
-		if (!s->values || !s->key) {
-			free(s->values);
-			free(s->key);
-			free(s);
+		s = series_new(db, metric, k);
+		if (!s) {
+			if (!k->refs) {
+				k->refs = 1;
+				key_unref(db, k);
+			}
 			return -ENOMEM;
 		}
-		for (unsigned i = 0; i < db->points; i++)
-			s->values[i] = NAN;
-		s->metric = metric;
-		s->db = db;
-		s->first_round = db->round;
-		b = hash_key(metric, key) & (db->nbuckets - 1);
-		s->next_in_bucket = db->buckets[b];
-		db->buckets[b] = s;
-		/* append to the metric's list so iteration follows creation order */
-		s->prev_in_metric = db->tail_by_metric[metric];
-		if (s->prev_in_metric)
-			s->prev_in_metric->next_in_metric = s;
-		else
-			db->by_metric[metric] = s;
-		db->tail_by_metric[metric] = s;
-		db->nseries++;
 	}
-	s->values[db->round % db->points] = (float)value;
+	err = series_set(db, s, db->round, (float)value);
 	s->last_round = db->round;
 	s->source = db->source;
-	return 0;
+	return err;
 }
 
 void tsdb_end_round(struct tsdb *db)
@@ -247,7 +486,7 @@ void tsdb_end_round(struct tsdb *db)
 			struct tsdb_series *next = s->next_in_metric;
 
 			if (s->last_round != db->round)
-				s->values[db->round % db->points] = NAN;
+				series_set(db, s, db->round, NAN);
 			if (db->round - s->last_round >= db->points)
 				series_unlink(db, s);
 			s = next;
@@ -319,20 +558,34 @@ unsigned tsdb_series_metric(const struct tsdb_series *s)
 
 const char *tsdb_series_key(const struct tsdb_series *s)
 {
-	return s->key;
+	return s->key->str;
 }
 
 bool tsdb_value(const struct tsdb *db, const struct tsdb_series *s, unsigned ago, double *out)
 {
+	uint64_t r, c;
+	uintptr_t w;
 	float v;
 
 	if (ago >= db->points || ago >= db->round || db->round - ago < s->first_round)
 		return false;
-	v = s->values[(db->round - ago) % db->points];
+	r = db->round - ago;
+	c = r / CHUNK;
+	if (s->cur_chunk == NO_CHUNK || c > s->cur_chunk || c + db->nchunks <= s->cur_chunk)
+		return false;
+	w = s->chunk[c % db->nchunks];
+	if (!w)
+		return false;
+	v = is_array(w) ? ((const float *)w)[r % CHUNK] : word_value(w);
 	if (isnan(v))
 		return false;
 	*out = v;
 	return true;
+}
+
+uint64_t tsdb_chunk_arrays(const struct tsdb *db)
+{
+	return db->chunk_arrays;
 }
 
 struct label_find {
@@ -356,6 +609,6 @@ int tsdb_series_label(const struct tsdb_series *s, const char *name, char *buf, 
 {
 	struct label_find f = {.name = name, .buf = buf, .len = len, .found = -ENOENT};
 
-	labels_foreach(s->key, label_find_cb, &f);
+	labels_foreach(s->key->str, label_find_cb, &f);
 	return f.found;
 }

@@ -36,6 +36,9 @@ unsigned tsdb_points(const struct tsdb *db); /* ring length */
 unsigned tsdb_series_count(const struct tsdb *db);
 uint64_t tsdb_dropped(const struct tsdb *db);		       /* puts refused for lack of room */
 uint64_t tsdb_round_time(const struct tsdb *db, unsigned ago); /* real_ms, 0 if none */
+/* Chunks of 32 rounds kept as arrays; the rest (a value that did not change,
+ * or none) take one word each. */
+uint64_t tsdb_chunk_arrays(const struct tsdb *db);
 
 /* Series of one metric, in creation order; NULL at the end. */
 struct tsdb_series *tsdb_first(const struct tsdb *db, unsigned metric);

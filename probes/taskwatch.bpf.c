@@ -142,52 +142,48 @@ static __always_inline __u64 d_start_estimate(struct task_struct *t, __u64 now)
 	return now;
 }
 
-SEC("iter/task")
-int taskwatch(struct bpf_iter__task *ctx)
+/* The run-queue clock of the CPU running the pass, at its start. */
+static __always_inline void pass_clock(void)
 {
-	struct task_struct *t = ctx->task;
+	struct rq *rq = tw_rq(bpf_get_current_task_btf());
+
+	g.prev_clock = g.cur_clock;
+	g.cur_clock = rq ? rq->clock : 0;
+	g.clock_pass = g.pass;
+}
+
+/*
+ * Most tasks sleep through an interval. One that is not in D, not queued, and
+ * last got a CPU well before the previous pass has no new wait: skip the
+ * per-task state (its lookup is most of a visit's cost). Its numbers in the
+ * task state stay those of its last visit, so if a skip is ever wrong the wait
+ * is counted at its next visit, not lost.
+ */
+static __always_inline bool idle_since_last_pass(struct task_struct *t, unsigned int state,
+						 __u64 lq)
+{
+	return !(state & TASK_UNINTERRUPTIBLE_) && !lq && g.prev_clock &&
+	       t->sched_info.last_arrival + IDLE_MARGIN_NS < g.prev_clock &&
+	       t->start_time <= g.prev_pass_ns;
+}
+
+/* A task that may have waited or blocked: its deltas against its state, summed
+ * for the host, its CPU and its watched cgroups. ts is NULL when its state
+ * could not be had. */
+static __always_inline int account(struct task_struct *t, struct tw_task *ts, unsigned int state,
+				   __u64 lq)
+{
 	struct tw_sample s = {};
-	struct tw_task *ts;
-	__u64 rd, pc, mrd, lq, rec = 0;
-	unsigned int state;
+	__u64 rd, pc, mrd, rec = 0;
 	bool fresh;
 	__u32 cpu;
 
-	if (!t || t->exit_state)
-		return 0;
-	if (g.clock_pass != g.pass) {
-		/* the first task of this pass: note this CPU's run-queue clock */
-		struct rq *rq = tw_rq(bpf_get_current_task_btf());
-
-		g.prev_clock = g.cur_clock;
-		g.cur_clock = rq ? rq->clock : 0;
-		g.clock_pass = g.pass;
-	}
-	g.tasks++;
-	state = tw_state(t);
-	lq = t->sched_info.last_queued;
-	/*
-	 * Most tasks sleep through an interval. One that is not in D, not queued,
-	 * and last got a CPU well before the previous pass has no new wait: skip
-	 * the per-task state (its lookup is most of a visit's cost). Its numbers
-	 * in the task state stay those of its last visit, so if a skip is ever
-	 * wrong the wait is counted at its next visit, not lost.
-	 */
-	if (!(state & TASK_UNINTERRUPTIBLE_) && !lq && g.prev_clock &&
-	    t->sched_info.last_arrival + IDLE_MARGIN_NS < g.prev_clock &&
-	    t->start_time <= g.prev_pass_ns) {
-		g.skipped++;
-		return 0;
-	}
 	rd = t->sched_info.run_delay;
 	pc = t->sched_info.pcount;
 	mrd = tw_max_run_delay(t);
 	if (g.delayacct)
 		rec = tw_reclaim_ns(t);
 
-	ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!ts)
-		g.storage_fail++;
 	fresh = ts && ts->pass == 0;
 	if (fresh) {
 		/* born since the last pass: everything it waited is this interval's;
@@ -278,5 +274,99 @@ int taskwatch(struct bpf_iter__task *ctx)
 			cg = parent ? BPF_CORE_READ(parent, cgroup) : NULL;
 		}
 	}
+	return 0;
+}
+
+SEC("iter/task")
+int taskwatch(struct bpf_iter__task *ctx)
+{
+	struct task_struct *t = ctx->task;
+	struct tw_task *ts;
+	unsigned int state;
+	__u64 lq;
+
+	if (!t || t->exit_state)
+		return 0;
+	if (g.clock_pass != g.pass)
+		pass_clock(); /* the first task of this pass */
+	g.tasks++;
+	state = tw_state(t);
+	lq = t->sched_info.last_queued;
+	if (idle_since_last_pass(t, state, lq)) {
+		g.skipped++;
+		return 0;
+	}
+	ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!ts)
+		g.storage_fail++;
+	return account(t, ts, state, lq);
+}
+
+/*
+ * Linux 6.7+: one run of the program walks every task itself (an open-coded
+ * task iterator), instead of the kernel calling it once per task through the
+ * seq_file iterator, whose per-task look-up, reference counting and call were
+ * most of a visit's cost. The walk stays branch-light (the verifier explores a
+ * loop body until its states repeat); the accounting of the tasks that did
+ * something is one global function, verified once on its own.
+ */
+extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
+			     unsigned int flags) __weak __ksym;
+extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
+extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __weak __ksym;
+
+/* The address a pointer holds, as a number (to hand a task to a global function). */
+static __always_inline __u64 addr_of(const void *p)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), &p);
+	return v;
+}
+
+__noinline int taskwatch_account(__u64 task, struct tw_task *ts, unsigned int state, __u64 lq)
+{
+	struct task_struct *t =
+		bpf_rdonly_cast((void *)task, bpf_core_type_id_kernel(struct task_struct));
+
+	if (!t || !ts)
+		return 0;
+	return account(t, ts, state, lq);
+}
+
+SEC("iter/task")
+int taskwatch_walk(struct bpf_iter__task *ctx)
+{
+	struct bpf_iter_task it;
+	struct task_struct *t;
+
+	/* attached to one task (the agent's): one run per pass */
+	if (!ctx->task)
+		return 0;
+	pass_clock();
+	bpf_iter_task_new(&it, NULL, BPF_TASK_ITER_ALL_THREADS);
+	while ((t = bpf_iter_task_next(&it))) {
+		unsigned int state;
+		struct tw_task *ts;
+		__u64 lq;
+
+		if (t->exit_state)
+			continue;
+		g.tasks++;
+		state = tw_state(t);
+		lq = t->sched_info.last_queued;
+		if (idle_since_last_pass(t, state, lq)) {
+			g.skipped++;
+			continue;
+		}
+		ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!ts) {
+			g.storage_fail++;
+			continue;
+		}
+		taskwatch_account(addr_of(t), ts, state, lq);
+	}
+	bpf_iter_task_destroy(&it);
 	return 0;
 }

@@ -3,6 +3,7 @@
  * turns its sums into D-state and run-queue metrics, host, per CPU and per
  * watched cgroup. No per-event hook: the cost is the pass itself. */
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +39,7 @@ struct taskwatch {
 	uint64_t prev_pass_ns;
 	uint64_t last_pass_us, tasks, skipped;
 	char delayacct_path[256];
+	bool walk;	     /* one program run walks every task (6.7+) */
 	bool delayacct;	     /* reading reclaim stalls */
 	bool delayacct_ours; /* we turned it on, and turn it off at exit */
 	char state_dir[256]; /* where that is recorded (base/sysstate.h) */
@@ -127,9 +129,59 @@ static int configure(void *skel, void *ctx)
 	const struct taskwatch *tw = ctx;
 
 	s->rodata->cgroup_subsys = tw->cg ? cgroups_bpf_subsys(tw->cg) : -1;
+	bpf_program__set_autoload(s->progs.taskwatch, !tw->walk);
+	bpf_program__set_autoload(s->progs.taskwatch_walk, tw->walk);
 	bpf_map__set_max_entries(s->maps.cg_slot, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cg_acc, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cpu_acc, tw->ncpus);
+	return 0;
+}
+
+/* Linux 6.7+: the open-coded task iterator and read-only casts, for one
+ * program run that walks every task. */
+static bool kernel_can_walk(void)
+{
+	const struct btf *vmlinux = kernel_btf();
+
+	return vmlinux && btf__find_by_name_kind(vmlinux, "bpf_iter_task_new", BTF_KIND_FUNC) > 0 &&
+	       btf__find_by_name_kind(vmlinux, "bpf_rdonly_cast", BTF_KIND_FUNC) > 0;
+}
+
+static int load(struct taskwatch *tw, const struct watcher_env *env)
+{
+	void *skel;
+	int err;
+
+	bpf_link__destroy(tw->link);
+	tw->link = NULL;
+	bpf_skel_unload(tw->skel, &taskwatch_skel_ops, OWNER);
+	tw->skel = NULL;
+	err = bpf_skel_load(
+		&skel, NULL, &taskwatch_skel_ops,
+		&(struct bpf_load_opts){.owner = OWNER, .configure = configure, .ctx = tw});
+	if (err) {
+		snprintf(env->why, env->why_len,
+			 "loading the task iterator: %s (needs BPF iter/task and task storage, "
+			 "Linux 5.11+, and root)",
+			 strerror(-err));
+		return err;
+	}
+	tw->skel = skel;
+	if (tw->walk) {
+		/* attached to the agent's own thread: the program runs once per pass */
+		union bpf_iter_link_info li = {.task.tid = (__u32)gettid()};
+		LIBBPF_OPTS(bpf_iter_attach_opts, io, .link_info = &li,
+			    .link_info_len = sizeof(li));
+
+		tw->link = bpf_program__attach_iter(tw->skel->progs.taskwatch_walk, &io);
+	} else {
+		tw->link = bpf_program__attach_iter(tw->skel->progs.taskwatch, NULL);
+	}
+	if (!tw->link) {
+		err = -errno;
+		snprintf(env->why, env->why_len, "attaching the task iterator: %s", strerror(-err));
+		return err;
+	}
 	return 0;
 }
 
@@ -137,7 +189,6 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 {
 	struct taskwatch *tw;
 	int err, ncpus;
-	void *skel;
 
 	if (!env->cfg->watch.task_iterator) {
 		snprintf(env->why, env->why_len, "watch.task_iterator is false");
@@ -155,23 +206,18 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 	tw->cg = env->cgroups;
 	tw->gen = UINT64_MAX;
 	tw->max_cgroups = (unsigned)MAX(env->cfg->watch.max_cgroups, 1);
-	err = bpf_skel_load(
-		&skel, NULL, &taskwatch_skel_ops,
-		&(struct bpf_load_opts){.owner = OWNER, .configure = configure, .ctx = tw});
-	if (err) {
-		snprintf(env->why, env->why_len,
-			 "loading the task iterator: %s (needs BPF iter/task and task storage, "
-			 "Linux 5.11+, and root)",
-			 strerror(-err));
-		goto fail;
+	tw->walk = env->cfg->watch.task_walk && kernel_can_walk();
+	err = load(tw, env);
+	if (err && tw->walk) {
+		log_warn("watcher taskwatch: the one-run task walk did not load (%s): visiting "
+			 "tasks one by one",
+			 env->why);
+		env->why[0] = '\0';
+		tw->walk = false;
+		err = load(tw, env);
 	}
-	tw->skel = skel;
-	tw->link = bpf_program__attach_iter(tw->skel->progs.taskwatch, NULL);
-	if (!tw->link) {
-		err = -errno;
-		snprintf(env->why, env->why_len, "attaching the task iterator: %s", strerror(-err));
+	if (err)
 		goto fail;
-	}
 	tw->cg_acc = map_mmap(tw->skel->maps.cg_acc, &tw->cg_acc_len);
 	tw->cpu_acc = map_mmap(tw->skel->maps.cpu_acc, &tw->cpu_acc_len);
 	if (!tw->cg_acc || !tw->cpu_acc) {
@@ -318,6 +364,7 @@ static void taskwatch_status(void *state, json_t *o)
 	json_object_set_new(o, "tasks", json_integer((json_int_t)tw->tasks));
 	json_object_set_new(o, "tasks_idle", json_integer((json_int_t)tw->skipped));
 	json_object_set_new(o, "pass_us", json_integer((json_int_t)tw->last_pass_us));
+	json_object_set_new(o, "walk", json_string(tw->walk ? "one run" : "per task"));
 	json_object_set_new(o, "cgroups", json_integer(tw->nslots));
 	json_object_set_new(o, "task_state_failures", json_integer((json_int_t)tw->storage_fail));
 	json_object_set_new(o, "delayacct", json_boolean(tw->delayacct));

@@ -126,8 +126,10 @@ class AgentOn(Variant):
     """The real agent with its default rules, or the given rules/config."""
 
     def __init__(self, name="autotrace", rules=None, config_extra="", interval="1s",
-                 dry_run=False):
+                 dry_run=False, wrap=(), agent_extra=""):
         self.name = name
+        self.wrap = list(wrap)  # command prefix: unshare, a private mount
+        self.agent_extra = agent_extra  # more keys of the agent: section
         self.rules = rules
         self.config_extra = config_extra
         self.interval = interval
@@ -146,14 +148,14 @@ class AgentOn(Variant):
         cfg = _write_private(os.path.join(self.dir, "autotrace.yaml"), (
             f"agent:\n  interval: {self.interval}\n  rules_dir: {rules_dir}\n"
             f"  control_socket: {self.dir}/control.sock\n"
-            + ("  dry_run: true\n" if self.dry_run else "") +
+            + ("  dry_run: true\n" if self.dry_run else "") + self.agent_extra +
             f"storage:\n  local:\n    dir: {self.dir}/incidents\n" + self.config_extra))
         notify = os.path.join(self.dir, "notify.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(notify)
         sock.settimeout(30)
         self.log = open(os.path.join(self.dir, "agent.log"), "w")
-        self.proc = subprocess.Popen([BIN, "run", "-c", cfg], stdout=self.log,
+        self.proc = subprocess.Popen([*self.wrap, BIN, "run", "-c", cfg], stdout=self.log,
                                      stderr=subprocess.STDOUT,
                                      env=dict(os.environ, NOTIFY_SOCKET=notify))
         try:

@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
+"""What the watch layer costs on a dense node (issue 16), step by step.
+
+The agent runs its default rules (dry run: evaluated, nothing attached) on a
+node grown step by step, in two cgroup layouts:
+
+- v1: this host's controllers (cgroup v1 or hybrid), every container cgroup
+  created in cpu, cpuacct, cpuset, memory, pids and blkio, as runtimes do;
+- v2: a private cgroup2 mount (the agent runs in a mount namespace of its own
+  with cgroup2 at /sys/fs/cgroup), containers created in the v2 hierarchy.
+
+Steps: 0, 250, 500, 1000, 2000 container cgroups with one process each; 1k,
+10k and 30k threads (processes of 50 threads, spread over the containers);
+and the target point, 1000 containers with 20000 threads. A share of the
+threads (--wakers, 10%) wakes every 10 ms, as runtimes' timer and GC threads
+do; the rest sleep. For each step, once the agent has settled (a full cgroup
+scan after start), over --seconds:
+
+- agent CPU, % of one core, from the scheduler's exact per-thread accounting;
+- each watcher's agent CPU per round (status sample_us_avg, as a delta);
+- RSS (max over the window) and the peak since start (VmHWM);
+- cgroups watched, found and dropped; tasks the iterator visited;
+- the cost per watched cgroup and per thread (least-squares slopes).
+
+Churn (--churn): containers start and stop at --churn-rate per second for
+--churn-seconds on top of 250 containers, rules armed; then it checks for
+leaks (agent fds, RSS, BPF map entries), stale series (labelled series back
+to where they were once the history window passed) and containers found late
+(a container that lived a full scan period must have appeared in the watched
+set within one scan period plus one interval of its start, from the agent's
+debug log).
+
+    sudo AUTOTRACE_BIN=build/autotrace test/bench/bench_scale.py \\
+        [--layouts v1,v2] [--steps cgroups,threads,target,churn] [--seconds 20]
+
+It prints Markdown tables (docs/performance.md keeps the results) and never
+fails on the numbers. Global state it changes (kernel.pid_max when 30k
+threads need it, the cgroups it creates, a cgroup2 mount when none exists) is
+restored on exit.
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchlib import BIN, HERE, SRC, AgentOn, build_c, machine, need_root, save
+
+CG = "/sys/fs/cgroup"
+V1_CTRLS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio")
+THREADS_PER_PROC = 50
+WATCHERS = ("cpustat", "psi", "memstat", "diskstats", "cgroups", "taskwatch")
+
+
+def fs_type(path):
+    out = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def cgroup2_mount():
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            p = line.split()
+            if p[2] == "cgroup2":
+                return p[1]
+    return None
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+class Layout:
+    """Where containers are created and how the agent is started to see them."""
+
+    def __init__(self, name):
+        self.name = name
+        self.top = f"/autotrace-bench-{os.getpid()}"
+        self.own_mount = None
+        if name == "v1":
+            if fs_type(CG) == "cgroup2fs":
+                raise RuntimeError("no cgroup v1 controllers on this host")
+            seen, self.roots = set(), []
+            for c in V1_CTRLS:
+                d = os.path.realpath(os.path.join(CG, c))
+                if os.path.isdir(d) and d not in seen:
+                    seen.add(d)
+                    self.roots.append(d)
+            self.wrap = []
+        else:
+            m = cgroup2_mount()
+            if not m:
+                m = tempfile.mkdtemp(prefix="autotrace-bench-cg2-")
+                subprocess.run(["mount", "-t", "cgroup2", "cgroup2", m], check=True)
+                self.own_mount = m
+            self.roots = [m]
+            # the agent sees nothing but the v2 hierarchy at /sys/fs/cgroup
+            self.wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                         f"mount -t cgroup2 cgroup2 {CG} && exec \"$@\"", "autotrace"]
+        for r in self.roots:
+            self.mkdir(os.path.join(r + self.top))
+
+    def mkdir(self, d):
+        os.mkdir(d)
+        if "/cpuset" in d:
+            parent = os.path.dirname(d)
+            for f in ("cpuset.cpus", "cpuset.mems"):
+                write(os.path.join(d, f), read(os.path.join(parent, f)))
+
+    def create(self, rel):
+        """Creates container cgroup rel (below the bench's top) everywhere;
+        returns the cgroup.procs files a process joins it with."""
+        procs = []
+        for r in self.roots:
+            d = r + self.top + rel
+            self.mkdir(d)
+            procs.append(os.path.join(d, "cgroup.procs"))
+        return procs
+
+    def remove(self, rel, timeout=20):
+        deadline = time.time() + timeout
+        for r in self.roots:
+            d = r + self.top + rel
+            while os.path.isdir(d):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+    def close(self):
+        for r in self.roots:
+            top = r + self.top
+            if os.path.isdir(top):
+                for name in os.listdir(top):
+                    if os.path.isdir(os.path.join(top, name)):
+                        self.remove("/" + name)
+                os.rmdir(top)
+        if self.own_mount:
+            subprocess.run(["umount", self.own_mount], check=False)
+            os.rmdir(self.own_mount)
+
+
+def container_name(i, tag="c"):
+    return "/" + hashlib.sha256(f"{tag}{i}".encode()).hexdigest()
+
+
+class Population:
+    """ncg containers with one process each, threads spread over them (or over
+    processes of THREADS_PER_PROC in the bench's own cgroup when ncg is 0)."""
+
+    def __init__(self, layout, ncg, threads, wakers):
+        self.layout = layout
+        self.names = [container_name(i) for i in range(ncg)]
+        lines = []
+        procs_files = [layout.create(n) for n in self.names]
+        nproc = max(ncg, -(-threads // THREADS_PER_PROC)) if threads else ncg
+        total = max(threads, nproc)
+        for p in range(nproc):
+            t = total // nproc + (1 if p < total % nproc else 0)
+            w = int(round(t * wakers))
+            files = procs_files[p % ncg] if ncg else []
+            lines.append(f"{t} {w} {' '.join(files)}\n")
+        self.spec = tempfile.NamedTemporaryFile("w", prefix="autotrace-bench-pop-", delete=False)
+        self.spec.writelines(lines)
+        self.spec.close()
+        exe = build_c("scale_pop", read(os.path.join(HERE, "scale_pop.c")), libs=["-pthread"])
+        self.proc = subprocess.Popen([exe, self.spec.name], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, start_new_session=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("ready"):
+            self.close()
+            raise RuntimeError(f"population of {ncg} cgroups, {threads} threads did not start")
+        self.nproc, self.threads = nproc, total
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        for n in self.names:
+            self.layout.remove(n)
+        os.unlink(self.spec.name)
+
+
+# --- what the agent costs -------------------------------------------------------
+
+def proc_cpu_ns(pid):
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(read(f"/proc/{pid}/task/{tid}/schedstat").split()[0])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def status_kib(pid, key):
+    for line in read(f"/proc/{pid}/status").splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def agent_pid(agent):
+    """The autotrace process (under unshare/sh the Popen child execs into it)."""
+    return agent.proc.pid
+
+
+def status(agent):
+    out = subprocess.run([BIN, "status", "--json", "--socket",
+                          os.path.join(agent.dir, "control.sock")],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode:
+        raise RuntimeError("status: " + out.stderr)
+    st = json.loads(out.stdout)
+    return st.get("result", st)
+
+
+def watchers(st):
+    return {w["name"]: w for w in st.get("watchers", [])}
+
+
+def per_round(w0, w1):
+    """Agent CPU per round between two status snapshots, µs."""
+    n = w1.get("samples", 0) - w0.get("samples", 0)
+    if n <= 0:
+        return None
+    return (w1["sample_us_avg"] * w1["samples"] - w0["sample_us_avg"] * w0["samples"]) / n
+
+
+class Agent(AgentOn):
+    """The agent with its default rules, dry run, started to see the layout."""
+
+    def __init__(self, layout, config_extra="", agent_extra=""):
+        super().__init__(f"scale-{layout.name}", config_extra=config_extra, dry_run=True,
+                         wrap=layout.wrap, agent_extra=agent_extra)
+
+
+def measure(layout, agent, seconds, settle):
+    time.sleep(settle)
+    pid = agent_pid(agent)
+    st0, c0, t0 = status(agent), proc_cpu_ns(pid), time.monotonic()
+    rss = 0
+    while time.monotonic() - t0 < seconds:
+        time.sleep(1)
+        rss = max(rss, status_kib(pid, "VmRSS"))
+    c1, t1 = proc_cpu_ns(pid), time.monotonic()
+    st1 = status(agent)
+    w0, w1 = watchers(st0), watchers(st1)
+    cg, tw = w1.get("cgroups", {}), w1.get("taskwatch", {})
+    return {
+        "cpu_pct": 100.0 * (c1 - c0) / ((t1 - t0) * 1e9),
+        "rss_mib": rss / 1024,
+        "hwm_mib": status_kib(pid, "VmHWM") / 1024,
+        "us_per_round": {n: per_round(w0.get(n, {}), w1[n]) for n in WATCHERS if n in w1},
+        "cgroups_watched": cg.get("cgroups"),
+        "cgroups_found": cg.get("cgroups_found"),
+        "cgroups_dropped": cg.get("cgroups_dropped"),
+        "scan_us": cg.get("scan_us"),
+        "files_open": cg.get("files_open"),
+        "tasks": tw.get("tasks"),
+        "tasks_idle": tw.get("tasks_idle"),
+        "series": st1["agent"].get("metric_series"),
+        "cgroups_state": cg.get("state"),
+        "taskwatch_state": tw.get("state"),
+        "watch": st1.get("watch"),
+    }
+
+
+def fmt(v, spec=".0f"):
+    return "—" if v is None else format(v, spec)
+
+
+def slope(points):
+    """Least-squares slope of [(x, y)]."""
+    pts = [(x, y) for x, y in points if x is not None and y is not None]
+    if len(pts) < 2:
+        return None
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    den = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / den if den else None
+
+
+def print_rows(title, rows):
+    print(f"\n### {title}\n")
+    print("| step | threads | agent CPU % | cgroups µs/round | taskwatch µs/round | other "
+          "watchers µs | RSS MiB | peak MiB | watched / found (dropped) | tasks (idle) | series |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        m = r["m"]
+        u = m["us_per_round"]
+        other = sum(v for k, v in u.items() if k not in ("cgroups", "taskwatch") and v)
+        print(f"| {r['step']} | {r['threads']} | {m['cpu_pct']:.3f} | {fmt(u.get('cgroups'))} | "
+              f"{fmt(u.get('taskwatch'))} | {other:.0f} | {m['rss_mib']:.1f} | "
+              f"{m['hwm_mib']:.1f} | {fmt(m['cgroups_watched'])} / {fmt(m['cgroups_found'])} "
+              f"({fmt(m['cgroups_dropped'])}) | {fmt(m['tasks'])} ({fmt(m['tasks_idle'])}) | "
+              f"{fmt(m['series'])} |")
+    sys.stdout.flush()
+
+
+def run_step(layout, ncg, threads, args, config_extra=""):
+    pop = Population(layout, ncg, threads, args.wakers)
+    try:
+        with Agent(layout, config_extra=config_extra) as agent:
+            m = measure(layout, agent, args.seconds, args.settle)
+    finally:
+        pop.close()
+    return {"cgroups": ncg, "threads": pop.threads, "m": m}
+
+
+def steps_of(args):
+    out = []
+    if "cgroups" in args.steps:
+        out += [(f"{n} cgroups", n, 0) for n in args.cgroups]
+    if "threads" in args.steps:
+        out += [(f"{t} threads", 0, t) for t in args.threads]
+    if "target" in args.steps:
+        out.append(("target: 1000 cgroups, 20000 threads", 1000, 20000))
+    return out
+
+
+def bench_layout(layout, args, out):
+    rows = []
+    for step, ncg, threads in steps_of(args):
+        r = run_step(layout, ncg, threads, args, args.config_extra)
+        r["step"] = step
+        rows.append(r)
+        print(f"  {layout.name} {step}: {json.dumps(r['m']['us_per_round'])} "
+              f"cpu {r['m']['cpu_pct']:.3f}%", file=sys.stderr)
+    print_rows(f"cgroup {layout.name}", rows)
+    per_cg = slope([(r["m"]["cgroups_watched"], r["m"]["us_per_round"].get("cgroups"))
+                    for r in rows if r["threads"] <= max(r["cgroups"], 1) * 1])
+    per_task = slope([(r["m"]["tasks"], r["m"]["us_per_round"].get("taskwatch"))
+                      for r in rows if r["cgroups"] == 0])
+    cpu_cg = slope([(r["m"]["cgroups_watched"], r["m"]["cpu_pct"]) for r in rows
+                    if r["threads"] <= max(r["cgroups"], 1)])
+    cpu_task = slope([(r["m"]["tasks"], r["m"]["cpu_pct"]) for r in rows if r["cgroups"] == 0])
+    print(f"\ncost per watched cgroup: {fmt(per_cg, '.2f')} µs per round (cgroups watcher), "
+          f"{fmt(cpu_cg and cpu_cg * 1e4, '.2f')} µs/s of agent CPU in all; per thread: "
+          f"{fmt(per_task and per_task * 1e3, '.0f')} ns per round (taskwatch), "
+          f"{fmt(cpu_task and cpu_task * 1e7, '.0f')} ns/s of agent CPU in all")
+    out[layout.name] = {"rows": rows, "us_per_cgroup": per_cg,
+                        "ns_per_thread": per_task and per_task * 1e3}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layouts", default="v1,v2")
+    ap.add_argument("--steps", default="cgroups,threads,target,churn")
+    ap.add_argument("--cgroups", default="0,250,500,1000,2000")
+    ap.add_argument("--threads", default="1000,10000,30000")
+    ap.add_argument("--wakers", type=float, default=0.1,
+                    help="share of threads waking every 10 ms")
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--settle", type=float, default=7.0,
+                    help="seconds after the agent is ready before measuring (a full scan)")
+    ap.add_argument("--config-extra", default="",
+                    help="YAML appended to the agent's configuration (e.g. watch: ...)")
+    args = ap.parse_args()
+    args.cgroups = [int(x) for x in args.cgroups.split(",") if x]
+    args.threads = [int(x) for x in args.threads.split(",") if x]
+    args.config_extra = args.config_extra.replace("\\n", "\n")
+    need_root()
+    m = machine()
+    print(f"# scale benchmark: {m['model']}, {m['cpus']} CPUs, kernel {m['kernel']}, "
+          f"binary {BIN}; wakers {args.wakers:.0%}, {args.seconds} s per step")
+    pid_max = int(read("/proc/sys/kernel/pid_max"))
+    need = max(args.threads + [20000]) * 2 + 8192
+    out = {}
+    try:
+        if pid_max < need:
+            write("/proc/sys/kernel/pid_max", str(need))
+        for name in args.layouts.split(","):
+            layout = Layout(name)
+            try:
+                bench_layout(layout, args, out)
+            finally:
+                layout.close()
+    finally:
+        if int(read("/proc/sys/kernel/pid_max")) != pid_max:
+            write("/proc/sys/kernel/pid_max", str(pid_max))
+    save("scale", out)
+
+
+if __name__ == "__main__":
+    main()
