@@ -512,6 +512,7 @@ struct candidate {
 	char *path;
 	unsigned depth;
 	bool workload; /* a container or a pod */
+	uint64_t id;   /* in the id hierarchy, when the finder knew it */
 };
 
 struct scan_ctx {
@@ -570,6 +571,7 @@ static int add_candidate(struct scan_ctx *s, size_t rel_len, unsigned depth)
 		return -ENOMEM;
 	cgroup_path_identity(s->c[s->n].path, cid, sizeof(cid), pod, sizeof(pod));
 	s->c[s->n].depth = depth;
+	s->c[s->n].id = 0;
 	s->c[s->n].workload = cid[0] || pod[0];
 	s->n++;
 	return 0;
@@ -616,9 +618,15 @@ static bool scan_tree(struct scan_ctx *s, int dirfd, size_t rel_len, unsigned de
 	return populated;
 }
 
+/* By path; of two with the same path, the one with a known id first. */
 static int cand_path_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct candidate *)a)->path, ((const struct candidate *)b)->path);
+	const struct candidate *x = a, *y = b;
+	int c = strcmp(x->path, y->path);
+
+	if (c)
+		return c;
+	return (y->id != 0) - (x->id != 0);
 }
 
 /* Workloads first, then shallower cgroups, then by path (stable across scans). */
@@ -681,7 +689,8 @@ static int reconcile(struct cgroups *cg, struct candidate *c, size_t n)
 		uint64_t id = 0;
 		int cmp = 1;
 
-		if (cgroups_id_of(cg, c[i].path, &id))
+		id = c[i].id;
+		if (!id && cgroups_id_of(cg, c[i].path, &id))
 			id = 0;
 		while (old < cg->nwatch && (cmp = strcmp(cg->watch[old].path, c[i].path)) < 0) {
 			free(cg->watch[old++].path); /* gone */
@@ -815,6 +824,7 @@ int cgroups_watch_update(struct cgroups *cg, const struct cgroup_found *found, s
 		}
 		cgroup_path_identity(c[i].path, cid, sizeof(cid), pod, sizeof(pod));
 		c[i].depth = found[i].depth;
+		c[i].id = found[i].id;
 		c[i].workload = cid[0] || pod[0];
 	}
 	cg->stats.unsafe = unsafe;

@@ -96,6 +96,7 @@ struct cgroups_watch_stats {
 struct cgroup_found {
 	const char *path;
 	unsigned depth;
+	uint64_t id; /* in the id hierarchy; 0: not known (looked up) */
 };
 
 /* max 0 watches nothing. */

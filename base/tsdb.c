@@ -239,8 +239,12 @@ static void chunk_settle(struct tsdb *db, uintptr_t *w)
 		if (bits != first)
 			return;
 	}
-	chunk_free(db, w);
-	*w = uniform_word(a[0]);
+	{
+		float v = a[0];
+
+		chunk_free(db, w);
+		*w = uniform_word(v);
+	}
 }
 
 /* Stores the value of round r (NaN: none). -ENOMEM leaves a gap. */

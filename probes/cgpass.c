@@ -48,6 +48,7 @@ struct hierarchy {
 	char root[300];
 	struct bpf_link *link;
 	bool discover; /* containers are named from its cgroups */
+	bool ids;      /* the hierarchy of cgroup ids (cgroups_id_root) */
 	int hier_id;   /* the kernel's, learnt from the first pass; -1 before */
 };
 
@@ -306,6 +307,7 @@ static int build_candidates(struct cgpass *p)
 		}
 		p->cands[p->ncands].path = n->path;
 		p->cands[p->ncands].depth = n->depth;
+		p->cands[p->ncands].id = p->h[n->h].ids ? n->id : 0;
 		p->ncands++;
 	}
 	p->cands_dirty = false;
@@ -477,6 +479,7 @@ static void add_root(struct cgpass *p, const char *root, bool discover)
 		}
 	snprintf(p->h[p->nh].root, sizeof(p->h[p->nh].root), "%s", root);
 	p->h[p->nh].discover = discover;
+	p->h[p->nh].ids = stat(cgroups_id_root(p->cg), &other) == 0 && other.st_dev == st.st_dev;
 	p->h[p->nh].hier_id = -1;
 	p->nh++;
 }

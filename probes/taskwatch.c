@@ -34,8 +34,18 @@ struct taskwatch {
 	struct tw_acc *cg_acc, *cpu_acc; /* mmapped BPF arrays */
 	size_t cg_acc_len, cpu_acc_len;
 	unsigned max_cgroups, ncpus;
-	uint64_t gen;	 /* watched-set generation the slot map reflects */
-	unsigned nslots; /* slots in use: cgroups_watch_at(0..nslots-1) */
+	uint64_t gen; /* watched-set generation the slot map reflects */
+	/* the watched cgroups as the slot map has them, by serial, so that a
+	 * change of the set touches only the cgroups that came or went */
+	struct tw_slot {
+		uint64_t serial, id;
+		uint32_t slot;
+	} * slots;
+	unsigned nslots;
+	uint32_t *slot_of; /* slot of cgroups_watch_at(i), UINT32_MAX: none */
+	unsigned nslot_of;
+	uint32_t *free_slots;
+	unsigned nfree;
 	uint64_t prev_pass_ns;
 	uint64_t last_pass_us, tasks, skipped;
 	char delayacct_path[256];
@@ -120,6 +130,9 @@ static void taskwatch_close(void *state)
 	if (tw->delayacct_ours &&
 	    sysstate_restore(tw->state_dir, tw->procfs, "kernel.task_delayacct") < 0)
 		log_warn("watch.delayacct: could not turn kernel.task_delayacct off again");
+	free(tw->slots);
+	free(tw->slot_of);
+	free(tw->free_slots);
 	free(tw);
 }
 
@@ -206,6 +219,13 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 	tw->cg = env->cgroups;
 	tw->gen = UINT64_MAX;
 	tw->max_cgroups = (unsigned)MAX(env->cfg->watch.max_cgroups, 1);
+	tw->free_slots = malloc(tw->max_cgroups * sizeof(*tw->free_slots));
+	if (!tw->free_slots) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < tw->max_cgroups; i++)
+		tw->free_slots[tw->nfree++] = tw->max_cgroups - 1 - i;
 	tw->walk = env->cfg->watch.task_walk && kernel_can_walk();
 	err = load(tw, env);
 	if (err && tw->walk) {
@@ -237,23 +257,76 @@ fail:
 	return err;
 }
 
-/* Points the BPF slot map at the cgroups watched now: slot i is entry i. */
+static int slot_cmp(const void *a, const void *b)
+{
+	const struct tw_slot *x = a, *y = b;
+
+	return x->serial < y->serial ? -1 : x->serial > y->serial;
+}
+
+/* Follows the watched set: the cgroups that stayed keep their slots, those
+ * that went give theirs back, new ones take a free one. Map updates only for
+ * what changed: a busy node changes its set every few seconds. */
 static int sync_slots(struct taskwatch *tw)
 {
 	const struct bpf_map *map = tw->skel->maps.cg_slot;
-	unsigned n = cgroups_watch_count(tw->cg);
+	unsigned n = cgroups_watch_count(tw->cg), nn = 0;
+	struct tw_slot *next = n ? calloc(n, sizeof(*next)) : NULL;
+	uint32_t *slot_of = n ? malloc(n * sizeof(*slot_of)) : NULL;
+	bool *kept = tw->nslots ? calloc(tw->nslots, sizeof(*kept)) : NULL;
 
-	map_clear(map);
-	tw->nslots = 0;
-	for (unsigned i = 0; i < n && i < tw->max_cgroups; i++) {
-		const struct cgroup_entry *e = cgroups_watch_at(tw->cg, i);
-		__u32 slot = i;
-
-		if (e->id &&
-		    bpf_map__update_elem(map, &e->id, sizeof(e->id), &slot, sizeof(slot), BPF_ANY))
-			return -errno;
-		tw->nslots = i + 1;
+	if ((n && (!next || !slot_of)) || (tw->nslots && !kept)) {
+		free(next);
+		free(slot_of);
+		free(kept);
+		return -ENOMEM;
 	}
+	for (unsigned i = 0; i < n; i++) {
+		const struct cgroup_entry *e = cgroups_watch_at(tw->cg, i);
+		struct tw_slot key = {.serial = e->serial}, *o;
+
+		slot_of[i] = UINT32_MAX;
+		o = tw->nslots ? bsearch(&key, tw->slots, tw->nslots, sizeof(key), slot_cmp) : NULL;
+		if (o) {
+			kept[o - tw->slots] = true;
+			slot_of[i] = o->slot;
+			next[nn++] = *o;
+		}
+	}
+	for (unsigned j = 0; j < tw->nslots; j++) {
+		const struct tw_slot *o = &tw->slots[j];
+
+		if (kept[j])
+			continue;
+		if (o->id)
+			bpf_map__delete_elem(map, &o->id, sizeof(o->id), 0);
+		tw->free_slots[tw->nfree++] = o->slot;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const struct cgroup_entry *e = cgroups_watch_at(tw->cg, i);
+		__u32 slot;
+
+		/* not in the id hierarchy: the iterator cannot see it */
+		if (slot_of[i] != UINT32_MAX || !e->id || !tw->nfree)
+			continue;
+		slot = tw->free_slots[--tw->nfree];
+		if (bpf_map__update_elem(map, &e->id, sizeof(e->id), &slot, sizeof(slot),
+					 BPF_ANY)) {
+			tw->free_slots[tw->nfree++] = slot;
+			continue;
+		}
+		slot_of[i] = slot;
+		next[nn++] = (struct tw_slot){.serial = e->serial, .id = e->id, .slot = slot};
+	}
+	if (nn)
+		qsort(next, nn, sizeof(*next), slot_cmp);
+	free(kept);
+	free(tw->slots);
+	free(tw->slot_of);
+	tw->slots = next;
+	tw->nslots = nn;
+	tw->slot_of = slot_of;
+	tw->nslot_of = n;
 	tw->gen = cgroups_watch_generation(tw->cg);
 	return 0;
 }
@@ -336,13 +409,14 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 			tsdb_put(db, M_SCHED_RUNQ_MAX, &l, (double)a->runq_max_ns / 1000.0);
 		}
 	}
-	for (unsigned i = 0; tw->cg && i < tw->nslots; i++) {
+	for (unsigned i = 0; tw->cg && i < tw->nslot_of; i++) {
 		const struct cgroup_entry *e = cgroups_watch_at(tw->cg, i);
-		const struct tw_acc *a = &tw->cg_acc[i];
+		const struct tw_acc *a;
 		struct labels l;
 
-		if (!e || !e->id)
-			continue; /* not in the id hierarchy: the iterator cannot see it */
+		if (!e || tw->slot_of[i] == UINT32_MAX)
+			continue;
+		a = &tw->cg_acc[tw->slot_of[i]];
 		cgroup_entry_labels(e, &l);
 		tsdb_put(db, M_CG_DSTATE_TASKS, &l, (double)a->dstate_tasks);
 		tsdb_put(db, M_CG_DSTATE_MAX, &l, (double)a->dstate_max_ns / 1e6);
