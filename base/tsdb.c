@@ -28,6 +28,13 @@ struct tsdb_key {
 	uint64_t hash;
 	unsigned refs; /* series using it */
 	struct tsdb_key *next;
+	/* its series by metric, for metrics base..base+nwin-1: the metrics of one
+	 * label set sit close together in the catalogue (per cgroup, per CPU) */
+	unsigned base, nwin;
+	struct tsdb_series **win;
+	struct tsdb_memo memo;
+	uint64_t serial; /* never reused: what a tsdb_ref checks */
+	unsigned slot;	 /* in tsdb.slots */
 };
 
 struct tsdb_series {
@@ -38,7 +45,6 @@ struct tsdb_series {
 	uint64_t first_round;
 	uint64_t cur_chunk; /* the newest chunk written (round / CHUNK) */
 	struct tsdb_series *next_in_metric, *prev_in_metric;
-	struct tsdb_series *next_in_bucket;
 	/* nchunks words, the chunk of round r at (r / CHUNK) % nchunks: 0 (no
 	 * value yet), a float with UNIFORM (every value written so far in the
 	 * chunk), or a float[CHUNK] */
@@ -55,10 +61,13 @@ struct tsdb {
 	unsigned source;
 	uint64_t *times; /* ring of round wall-clock stamps */
 	unsigned nbuckets;
-	struct tsdb_series **buckets; /* by (metric, key) */
-	struct tsdb_key **keys;	      /* by key string, nbuckets of them */
+	struct tsdb_key **keys; /* by key string */
 	unsigned nkeys;
 	struct tsdb_key *last_key; /* the latest put's: watchers put many metrics per label set */
+	uint64_t id;		   /* which tsdb a tsdb_ref belongs to */
+	uint64_t next_serial;
+	struct tsdb_key **slots; /* keys by slot, for tsdb_ref */
+	unsigned nslots, slots_cap, *free_slots, nfree;
 	unsigned nmetrics;
 	struct tsdb_series **by_metric; /* head per metric */
 	struct tsdb_series **tail_by_metric;
@@ -134,19 +143,35 @@ static uint64_t hash_bytes(const char *p, size_t n)
 	return h;
 }
 
-static unsigned series_bucket(const struct tsdb *db, unsigned metric, const struct tsdb_key *k)
-{
-	uint64_t h = (k->hash ^ ((uint64_t)metric * 0x9e3779b97f4a7c15ull)) * 0xbf58476d1ce4e5b9ull;
-
-	return (unsigned)(h >> 32) & (db->nbuckets - 1);
-}
-
 static struct tsdb_key *key_find(const struct tsdb *db, const char *str, size_t len, uint64_t hash)
 {
 	for (struct tsdb_key *k = db->keys[hash & (db->nbuckets - 1)]; k; k = k->next)
 		if (k->hash == hash && k->len == len && memcmp(k->str, str, len) == 0)
 			return k;
 	return NULL;
+}
+
+/* A slot (and a serial) by which a tsdb_ref finds the key again. */
+static int slot_alloc(struct tsdb *db, struct tsdb_key *k)
+{
+	if (!db->nfree && db->nslots == db->slots_cap) {
+		unsigned cap = db->slots_cap ? db->slots_cap * 2 : 64;
+		struct tsdb_key **sl = realloc(db->slots, cap * sizeof(*sl));
+		unsigned *fr;
+
+		if (!sl)
+			return -ENOMEM;
+		db->slots = sl;
+		fr = realloc(db->free_slots, cap * sizeof(*fr));
+		if (!fr)
+			return -ENOMEM;
+		db->free_slots = fr;
+		db->slots_cap = cap;
+	}
+	k->slot = db->nfree ? db->free_slots[--db->nfree] : db->nslots++;
+	k->serial = ++db->next_serial;
+	db->slots[k->slot] = k;
+	return 0;
 }
 
 /* The interned key for str (created with no user), or NULL. */
@@ -168,6 +193,11 @@ static struct tsdb_key *key_get(struct tsdb *db, const char *str, size_t len, bo
 		memcpy(k->str, str, len + 1);
 		k->len = len;
 		k->hash = hash;
+		if (slot_alloc(db, k)) {
+			free(k->str);
+			free(k);
+			return NULL;
+		}
 		k->next = db->keys[hash & (db->nbuckets - 1)];
 		db->keys[hash & (db->nbuckets - 1)] = k;
 		db->nkeys++;
@@ -189,9 +219,34 @@ static void key_unref(struct tsdb *db, struct tsdb_key *k)
 		*pp = k->next;
 	if (db->last_key == k)
 		db->last_key = NULL;
+	db->slots[k->slot] = NULL;
+	db->free_slots[db->nfree++] = k->slot;
 	db->nkeys--;
+	free(k->win);
 	free(k->str);
 	free(k);
+}
+
+/* Makes room in k's window for metric. */
+static int key_window(struct tsdb_key *k, unsigned metric)
+{
+	unsigned lo, hi;
+	struct tsdb_series **w;
+
+	if (k->nwin && metric >= k->base && metric < k->base + k->nwin)
+		return 0;
+	lo = k->nwin ? MIN(k->base, metric) : metric;
+	hi = k->nwin ? MAX(k->base + k->nwin, metric + 1) : metric + 1;
+	w = calloc(hi - lo, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	if (k->nwin)
+		memcpy(w + (k->base - lo), k->win, k->nwin * sizeof(*w));
+	free(k->win);
+	k->win = w;
+	k->base = lo;
+	k->nwin = hi - lo;
+	return 0;
 }
 
 static bool is_array(uintptr_t w)
@@ -306,20 +361,23 @@ int tsdb_new(struct tsdb **out, unsigned nmetrics, unsigned max_series, unsigned
 	db = calloc(1, sizeof(*db));
 	if (!db)
 		return -ENOMEM;
+	static uint64_t ids;
+
 	db->max_series = max_series;
 	db->points = points;
+	db->id = ++ids;
 	/* the chunks of the last `points` rounds, the newest one partly written */
 	db->nchunks = (points + CHUNK - 1) / CHUNK + 1;
-	db->nbuckets = 1;
-	while (db->nbuckets < max_series)
+	/* label sets: about one per 20 series on a dense node (a cgroup's) */
+	db->nbuckets = 64;
+	while (db->nbuckets < max_series / 8)
 		db->nbuckets <<= 1;
 	db->nmetrics = nmetrics;
 	db->times = calloc(points, sizeof(*db->times));
-	db->buckets = calloc(db->nbuckets, sizeof(*db->buckets));
 	db->keys = calloc(db->nbuckets, sizeof(*db->keys));
 	db->by_metric = calloc(db->nmetrics, sizeof(*db->by_metric));
 	db->tail_by_metric = calloc(db->nmetrics, sizeof(*db->tail_by_metric));
-	if (!db->times || !db->buckets || !db->keys || !db->by_metric || !db->tail_by_metric) {
+	if (!db->times || !db->keys || !db->by_metric || !db->tail_by_metric) {
 		tsdb_free(&db);
 		return -ENOMEM;
 	}
@@ -329,12 +387,7 @@ int tsdb_new(struct tsdb **out, unsigned nmetrics, unsigned max_series, unsigned
 
 static void series_unlink(struct tsdb *db, struct tsdb_series *s)
 {
-	struct tsdb_series **pp = &db->buckets[series_bucket(db, s->metric, s->key)];
-
-	while (*pp && *pp != s)
-		pp = &(*pp)->next_in_bucket;
-	if (*pp)
-		*pp = s->next_in_bucket;
+	s->key->win[s->metric - s->key->base] = NULL;
 	if (s->prev_in_metric)
 		s->prev_in_metric->next_in_metric = s->next_in_metric;
 	else
@@ -365,11 +418,13 @@ void tsdb_free(struct tsdb **pdb)
 			struct tsdb_key *k = db->keys[b];
 
 			db->keys[b] = k->next;
+			free(k->win);
 			free(k->str);
 			free(k);
 		}
 	free(db->times);
-	free(db->buckets);
+	free(db->slots);
+	free(db->free_slots);
 	free(db->keys);
 	free(db->by_metric);
 	free(db->tail_by_metric);
@@ -383,14 +438,10 @@ void tsdb_begin_round(struct tsdb *db, uint64_t real_ms)
 	db->times[db->round % db->points] = real_ms;
 }
 
-static struct tsdb_series *series_find(const struct tsdb *db, unsigned metric,
-				       const struct tsdb_key *k)
+static struct tsdb_series *series_find(const struct tsdb_key *k, unsigned metric)
 {
-	for (struct tsdb_series *s = db->buckets[series_bucket(db, metric, k)]; s;
-	     s = s->next_in_bucket)
-		if (s->metric == metric && s->key == k)
-			return s;
-	return NULL;
+	return k->nwin && metric >= k->base && metric < k->base + k->nwin ? k->win[metric - k->base]
+									  : NULL;
 }
 
 struct tsdb_series *tsdb_find_key(const struct tsdb *db, unsigned metric, const char *key)
@@ -401,7 +452,7 @@ struct tsdb_series *tsdb_find_key(const struct tsdb *db, unsigned metric, const 
 	if (metric >= db->nmetrics)
 		return NULL;
 	k = key_find(db, key, len, hash_bytes(key, len));
-	return k ? series_find(db, metric, k) : NULL;
+	return k ? series_find(k, metric) : NULL;
 }
 
 struct tsdb_series *tsdb_find(const struct tsdb *db, unsigned metric, const struct labels *labels)
@@ -416,19 +467,19 @@ struct tsdb_series *tsdb_find(const struct tsdb *db, unsigned metric, const stru
 static struct tsdb_series *series_new(struct tsdb *db, unsigned metric, struct tsdb_key *k)
 {
 	struct tsdb_series *s;
-	unsigned b;
 
+	if (key_window(k, metric))
+		return NULL;
 	s = calloc(1, sizeof(*s) + db->nchunks * sizeof(s->chunk[0]));
 	if (!s)
 		return NULL;
 	s->metric = metric;
 	s->key = k;
 	k->refs++;
+	k->win[metric - k->base] = s;
 	s->first_round = db->round;
+	s->last_round = db->round - 1;
 	s->cur_chunk = NO_CHUNK;
-	b = series_bucket(db, metric, k);
-	s->next_in_bucket = db->buckets[b];
-	db->buckets[b] = s;
 	/* append to the metric's list so iteration follows creation order */
 	s->prev_in_metric = db->tail_by_metric[metric];
 	if (s->prev_in_metric)
@@ -438,6 +489,53 @@ static struct tsdb_series *series_new(struct tsdb *db, unsigned metric, struct t
 	db->tail_by_metric[metric] = s;
 	db->nseries++;
 	return s;
+}
+
+/* The value of this round, after gaps for the rounds it was silent in. */
+static int series_put(struct tsdb *db, struct tsdb_series *s, double value)
+{
+	int err;
+
+	if (s->last_round == db->round) {
+		err = series_set(db, s, db->round, (float)value);
+	} else {
+		uint64_t from = MAX(s->last_round + 1, db->round - MIN(db->round, db->points - 1));
+
+		for (uint64_t r = from; r < db->round; r++)
+			series_set(db, s, r, NAN);
+		err = series_set(db, s, db->round, (float)value);
+	}
+	s->last_round = db->round;
+	s->source = db->source;
+	return err;
+}
+
+static void sweep(struct tsdb *db);
+
+/* A new series for k (refused past max_series). */
+static int series_add(struct tsdb *db, unsigned metric, struct tsdb_key *k,
+		      struct tsdb_series **out)
+{
+	struct tsdb_series *s;
+	int err = 0;
+
+	if (db->nseries >= db->max_series)
+		sweep(db); /* forgotten ones may not have been swept yet */
+	if (db->nseries >= db->max_series) {
+		db->dropped++;
+		err = -ENOSPC;
+	} else if (!(s = series_new(db, metric, k))) {
+		err = -ENOMEM;
+	}
+	if (err) {
+		if (!k->refs) {
+			k->refs = 1;
+			key_unref(db, k);
+		}
+		return err;
+	}
+	*out = s;
+	return 0;
 }
 
 int tsdb_put(struct tsdb *db, unsigned metric, const struct labels *labels, double value)
@@ -456,32 +554,50 @@ int tsdb_put(struct tsdb *db, unsigned metric, const struct labels *labels, doub
 	k = key_get(db, key, strlen(key), true);
 	if (!k)
 		return -ENOMEM;
-	s = series_find(db, metric, k);
-	if (!s) {
-		if (db->nseries >= db->max_series) {
-			db->dropped++;
-			if (!k->refs) {
-				k->refs = 1;
-				key_unref(db, k);
-			}
-			return -ENOSPC;
-		}
-		s = series_new(db, metric, k);
-		if (!s) {
-			if (!k->refs) {
-				k->refs = 1;
-				key_unref(db, k);
-			}
-			return -ENOMEM;
-		}
-	}
-	err = series_set(db, s, db->round, (float)value);
-	s->last_round = db->round;
-	s->source = db->source;
-	return err;
+	s = series_find(k, metric);
+	if (!s && (err = series_add(db, metric, k, &s)))
+		return err;
+	return series_put(db, s, value);
 }
 
-void tsdb_end_round(struct tsdb *db)
+int tsdb_put_ref(struct tsdb *db, unsigned metric, struct tsdb_ref *ref,
+		 const struct labels *labels, double value)
+{
+	struct tsdb_key *k = NULL;
+	struct tsdb_series *s;
+	int err;
+
+	if (metric >= db->nmetrics || db->round == 0)
+		return -EINVAL;
+	if (ref->db_id == db->id && ref->slot < db->nslots && db->slots[ref->slot] &&
+	    db->slots[ref->slot]->serial == ref->serial)
+		k = db->slots[ref->slot];
+	if (!k) {
+		char key[LABELS_KEY_MAX];
+
+		if (labels_key(labels, key, sizeof(key))) {
+			db->dropped++;
+			return -E2BIG;
+		}
+		k = key_get(db, key, strlen(key), true);
+		if (!k)
+			return -ENOMEM;
+		ref->db_id = db->id;
+		ref->slot = k->slot;
+		ref->serial = k->serial;
+	}
+	s = series_find(k, metric);
+	if (!s && (err = series_add(db, metric, k, &s)))
+		return err;
+	return series_put(db, s, value);
+}
+
+/* Series silent for a whole history window are forgotten (cgroups that went
+ * away); looked for every SWEEP rounds, not every round: walking every
+ * series of a dense node each round would cost more than writing them. */
+#define SWEEP 8
+
+static void sweep(struct tsdb *db)
 {
 	for (unsigned m = 0; m < db->nmetrics; m++) {
 		struct tsdb_series *s = db->by_metric[m];
@@ -489,13 +605,17 @@ void tsdb_end_round(struct tsdb *db)
 		while (s) {
 			struct tsdb_series *next = s->next_in_metric;
 
-			if (s->last_round != db->round)
-				series_set(db, s, db->round, NAN);
 			if (db->round - s->last_round >= db->points)
 				series_unlink(db, s);
 			s = next;
 		}
 	}
+}
+
+void tsdb_end_round(struct tsdb *db)
+{
+	if (db->round % SWEEP == 0)
+		sweep(db);
 }
 
 uint64_t tsdb_rounds(const struct tsdb *db)
@@ -560,6 +680,16 @@ unsigned tsdb_series_metric(const struct tsdb_series *s)
 	return s->metric;
 }
 
+struct tsdb_series *tsdb_sibling(const struct tsdb_series *s, unsigned metric)
+{
+	return series_find(s->key, metric);
+}
+
+struct tsdb_memo *tsdb_series_memo(const struct tsdb_series *s)
+{
+	return &s->key->memo;
+}
+
 const char *tsdb_series_key(const struct tsdb_series *s)
 {
 	return s->key->str;
@@ -574,6 +704,8 @@ bool tsdb_value(const struct tsdb *db, const struct tsdb_series *s, unsigned ago
 	if (ago >= db->points || ago >= db->round || db->round - ago < s->first_round)
 		return false;
 	r = db->round - ago;
+	if (r > s->last_round)
+		return false; /* silent since */
 	c = r / CHUNK;
 	if (s->cur_chunk == NO_CHUNK || c > s->cur_chunk || c + db->nchunks <= s->cur_chunk)
 		return false;

@@ -27,8 +27,18 @@ void tsdb_free(struct tsdb **db);
 void tsdb_begin_round(struct tsdb *db, uint64_t real_ms);
 /* -ENOSPC (and counted) when max_series is reached, -E2BIG for oversized labels. */
 int tsdb_put(struct tsdb *db, unsigned metric, const struct labels *labels, double value);
-/* Closes the round: series without a value get a gap; series silent for a
- * whole history window are forgotten (cgroups that went away). */
+/* A caller's handle on a label set: puts through it skip building and hashing
+ * the labels' key. Zero-initialised; a handle of another tsdb, or of a label
+ * set forgotten since, is refreshed from the labels given with it. */
+struct tsdb_ref {
+	uint64_t db_id, serial;
+	unsigned slot;
+};
+int tsdb_put_ref(struct tsdb *db, unsigned metric, struct tsdb_ref *ref,
+		 const struct labels *labels, double value);
+/* Closes the round: series without a value have a gap there; series silent for
+ * a whole history window are forgotten (cgroups that went away) within a few
+ * rounds. */
 void tsdb_end_round(struct tsdb *db);
 
 uint64_t tsdb_rounds(const struct tsdb *db); /* rounds completed or in progress */
@@ -55,6 +65,14 @@ unsigned tsdb_series_metric(const struct tsdb_series *s);
  * so `autotrace status` can show each watcher's latest values; 0 = untagged. */
 void tsdb_set_source(struct tsdb *db, unsigned source);
 unsigned tsdb_series_source(const struct tsdb_series *s);
+/* The series of another metric with the same labels, or NULL. */
+struct tsdb_series *tsdb_sibling(const struct tsdb_series *s, unsigned metric);
+/* Kept with a label set for one caller (the rules engine) to remember what it
+ * derived from the labels, per generation of its own; zeroed for a new set. */
+struct tsdb_memo {
+	uint64_t gen, known, bits;
+};
+struct tsdb_memo *tsdb_series_memo(const struct tsdb_series *s);
 /* Canonical label key (stable identity of the series within its metric). */
 const char *tsdb_series_key(const struct tsdb_series *s);
 /* Value `ago` rounds back (0 = current round); false when no value. */

@@ -317,7 +317,7 @@ static int build_candidates(struct cgpass *p)
 int cgpass_run(struct cgpass *p, bool limits)
 {
 	struct cgp_globals *g = &p->skel->bss->g;
-	uint64_t t0 = now_mono_ns(), visited0 = g->visited;
+	uint64_t t0 = now_mono_ns(), visited0 = g->visited, deferred0 = g->deferred;
 	int err = 0;
 
 	g->pass++;
@@ -326,7 +326,11 @@ int cgpass_run(struct cgpass *p, bool limits)
 	p->st.known_full = 0;
 	for (unsigned h = 0; h < p->nh; h++) {
 		size_t len = 0, off = 0;
-		int e = read_iter(p, h, &len);
+		int e;
+
+		g->emit_used = 0;
+		g->emit_room = CGP_EMIT_ROOM;
+		e = read_iter(p, h, &len);
 
 		if (e) {
 			err = e;
@@ -347,6 +351,7 @@ int cgpass_run(struct cgpass *p, bool limits)
 		sweep(p, (uint32_t)g->pass);
 	p->st.passes++;
 	p->st.visited = g->visited - visited0;
+	p->st.deferred = g->deferred - deferred0;
 	p->st.known = p->nused;
 	p->st.last_pass_us = (now_mono_ns() - t0) / 1000;
 	if (err)
@@ -511,10 +516,10 @@ int cgpass_new(struct cgpass **out, struct cgroups *cg, unsigned max_slots, char
 {
 	enum cgroup_layout layout = cgroups_layout(cg);
 	struct btf *vmlinux = btf__load_vmlinux_btf();
-	struct bpf_program *dfl_prog = NULL;
+	struct bpf_program *prog, *other;
 	struct cgpass *p = NULL;
 	int err, ncpus = libbpf_num_possible_cpus();
-	bool css_flush, cgroup_flush;
+	bool css_flush, cgroup_flush, cast;
 
 	if (!kernel_has(vmlinux, "bpf_iter__cgroup", BTF_KIND_STRUCT)) {
 		snprintf(why, why_len, "no cgroup iterator in this kernel (Linux 6.1+)");
@@ -523,6 +528,8 @@ int cgpass_new(struct cgpass **out, struct cgroups *cg, unsigned max_slots, char
 	}
 	css_flush = kernel_has(vmlinux, "css_rstat_flush", BTF_KIND_FUNC);
 	cgroup_flush = !css_flush && kernel_has(vmlinux, "cgroup_rstat_flush", BTF_KIND_FUNC);
+	/* 6.2+: plain loads through read-only casts, not probe reads */
+	cast = kernel_has(vmlinux, "bpf_rdonly_cast", BTF_KIND_FUNC);
 	if (layout == CGROUP_V2 && !css_flush && !cgroup_flush) {
 		snprintf(why, why_len, "no cgroup statistics flush for BPF in this kernel");
 		err = -EOPNOTSUPP;
@@ -571,13 +578,13 @@ int cgpass_new(struct cgpass **out, struct cgroups *cg, unsigned max_slots, char
 	bpf_map__set_max_entries(p->skel->maps.seen, p->max_known);
 	bpf_map__set_max_entries(p->skel->maps.acc, max_slots);
 	if (layout == CGROUP_V2)
-		dfl_prog = css_flush ? p->skel->progs.cgpass_css_flush
-				     : p->skel->progs.cgpass_cgroup_flush;
-	bpf_program__set_autoload(p->skel->progs.cgpass_css_flush,
-				  dfl_prog == p->skel->progs.cgpass_css_flush);
-	bpf_program__set_autoload(p->skel->progs.cgpass_cgroup_flush,
-				  dfl_prog == p->skel->progs.cgpass_cgroup_flush);
-	bpf_program__set_autoload(p->skel->progs.cgpass, !dfl_prog);
+		prog = css_flush ? p->skel->progs.cgpass_css_flush
+		       : cast	 ? p->skel->progs.cgpass_cgroup_flush
+				 : p->skel->progs.cgpass_cgroup_flush_probe;
+	else
+		prog = cast ? p->skel->progs.cgpass_cast : p->skel->progs.cgpass;
+	bpf_object__for_each_program(other, p->skel->obj)
+		bpf_program__set_autoload(other, other == prog);
 	err = cgpass_bpf__load(p->skel);
 	if (err) {
 		snprintf(why, why_len, "loading the cgroup iterator: %s", strerror(-err));
@@ -585,7 +592,7 @@ int cgpass_new(struct cgpass **out, struct cgroups *cg, unsigned max_slots, char
 	}
 	bpf_object_log_ids(OWNER, p->skel->obj);
 	for (unsigned h = 0; h < p->nh; h++) {
-		err = attach(p, dfl_prog ? dfl_prog : p->skel->progs.cgpass, h);
+		err = attach(p, prog, h);
 		if (err) {
 			snprintf(why, why_len, "attaching the cgroup iterator to %s: %s",
 				 p->h[h].root, strerror(-err));

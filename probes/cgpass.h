@@ -34,7 +34,11 @@ struct cgp_seen {
 };
 
 /* The pass writes a record for each populated cgroup it does not know yet
- * (pre-order: a parent before its children), then the name's bytes. */
+ * (pre-order: a parent before its children), then the name's bytes. A cgroup
+ * iterator cannot resume a walk in a second read() (it holds cgroup_mutex
+ * for one), so what one pass writes must fit the kernel's seq_file buffer
+ * (8 pages): past CGP_EMIT_ROOM bytes, new cgroups wait for the next pass. */
+#define CGP_EMIT_ROOM	 24576
 #define CGP_REC_NAME_CUT 1u
 
 struct cgp_rec {
@@ -80,7 +84,9 @@ struct cgp_acc {
 	__u32 have;
 	__u32 limits_pass; /* pass that read the limits; 0: read them */
 	__u32 pass;
-	__u64 pad[5];
+	__u32 limits_due; /* this pass reads them, in every hierarchy */
+	__u32 pad32;
+	__u64 pad[4];
 };
 _Static_assert(sizeof(struct cgp_acc) == 192, "cgp_acc ABI");
 
@@ -91,7 +97,10 @@ struct cgp_globals {
 	__u64 emitted;	   /* records written for unknown cgroups */
 	__u64 flushes;
 	__u64 pcpu_pass; /* pass that read the per-CPU offsets */
-	__u64 pad[2];
+	__u64 emit_used; /* bytes written by this read of the iterator */
+	__u64 emit_room; /* at most (set by user space) */
+	__u64 deferred;	 /* new cgroups left for a later pass for lack of room */
+	__u64 pad[3];
 };
 
 #ifndef __bpf__
@@ -110,6 +119,7 @@ struct cgpass_stats {
 	unsigned known;	  /* cgroups the pass keeps track of */
 	unsigned known_max;
 	uint64_t known_full; /* cgroups left unknown for lack of room (last pass) */
+	uint64_t deferred;   /* new cgroups left for the next pass (last pass) */
 	uint64_t unsafe;     /* cgroups with names that cannot be labels (and below them) */
 	uint64_t appeared, vanished;
 	uint64_t last_pass_us;

@@ -43,6 +43,7 @@ enum cg_file {
 
 struct cg_state {
 	uint64_t serial;
+	struct tsdb_ref ref; /* its series' labels, for puts without building them */
 	char *path;
 	uint32_t slot; /* the cgroup pass's counter slot; CGP_NO_SLOT with files */
 	struct kfile f[CF_COUNT];
@@ -468,25 +469,26 @@ static void put_cpu(struct tsdb *db, const struct labels *l, struct cg_state *s,
 	if (c->usage) {
 		double cores = (double)counter_delta(c->usage_ns, s->usage_ns) / wall_ns;
 
-		tsdb_put(db, M_CG_CPU_CORES, l, cores);
-		tsdb_put(db, M_CG_CPU_USAGE, l, cores * to_pct);
+		tsdb_put_ref(db, M_CG_CPU_CORES, &s->ref, l, cores);
+		tsdb_put_ref(db, M_CG_CPU_USAGE, &s->ref, l, cores * to_pct);
 	}
 	if (c->split) {
-		tsdb_put(db, M_CG_CPU_USER, l,
-			 (double)counter_delta(c->user_ns, s->user_ns) / wall_ns * to_pct);
-		tsdb_put(db, M_CG_CPU_SYS, l,
-			 (double)counter_delta(c->sys_ns, s->sys_ns) / wall_ns * to_pct);
+		tsdb_put_ref(db, M_CG_CPU_USER, &s->ref, l,
+			     (double)counter_delta(c->user_ns, s->user_ns) / wall_ns * to_pct);
+		tsdb_put_ref(db, M_CG_CPU_SYS, &s->ref, l,
+			     (double)counter_delta(c->sys_ns, s->sys_ns) / wall_ns * to_pct);
 	}
 	if (c->throttle) {
 		uint64_t periods = counter_delta(c->periods, s->periods);
 
-		tsdb_put(db, M_CG_CPU_THROTTLED, l,
-			 periods ? MIN(100.0,
-				       100.0 * (double)counter_delta(c->throttled, s->throttled) /
-					       (double)periods)
-				 : 0.0);
-		tsdb_put(db, M_CG_CPU_THROTTLED_MS, l,
-			 (double)counter_delta(c->throttled_ns, s->throttled_ns) / 1e6 / secs);
+		tsdb_put_ref(
+			db, M_CG_CPU_THROTTLED, &s->ref, l,
+			periods ? MIN(100.0,
+				      100.0 * (double)counter_delta(c->throttled, s->throttled) /
+					      (double)periods)
+				: 0.0);
+		tsdb_put_ref(db, M_CG_CPU_THROTTLED_MS, &s->ref, l,
+			     (double)counter_delta(c->throttled_ns, s->throttled_ns) / 1e6 / secs);
 	}
 }
 
@@ -510,9 +512,9 @@ static void put_psi(struct cgroupstat *cs, struct tsdb *db, const struct labels 
 				continue;
 			}
 			if (secs > 0 && s->have_psi[r][k])
-				tsdb_put(db, metric[r][k], l,
-					 MIN(100.0, (double)counter_delta(total, s->psi[r][k]) /
-							    (secs * 1e4)));
+				tsdb_put_ref(db, metric[r][k], &s->ref, l,
+					     MIN(100.0, (double)counter_delta(total, s->psi[r][k]) /
+								(secs * 1e4)));
 			s->psi[r][k] = total;
 			s->have_psi[r][k] = true;
 		}
@@ -538,16 +540,18 @@ static void sample_one(struct cgroupstat *cs, struct tsdb *db, struct cg_state *
 	read_cpu(cs, s, &c);
 	if (secs > 0)
 		put_cpu(db, &l, s, &c, secs);
-	tsdb_put(db, M_CG_CPU_LIMIT, &l, s->limit_cores);
+	tsdb_put_ref(db, M_CG_CPU_LIMIT, &s->ref, &l, s->limit_cores);
 	if (read_u64_file(cs, s, CF_MEM_USAGE, &usage)) {
 		double growth;
 
-		tsdb_put(db, M_CG_MEM_USAGE_BYTES, &l, (double)usage);
-		tsdb_put(db, M_CG_MEM_LIMIT, &l, s->mem_limit);
+		tsdb_put_ref(db, M_CG_MEM_USAGE_BYTES, &s->ref, &l, (double)usage);
+		tsdb_put_ref(db, M_CG_MEM_LIMIT, &s->ref, &l, s->mem_limit);
 		if (s->mem_limit > 0) {
-			tsdb_put(db, M_CG_MEM_USAGE_PCT, &l, 100.0 * (double)usage / s->mem_limit);
+			tsdb_put_ref(db, M_CG_MEM_USAGE_PCT, &s->ref, &l,
+				     100.0 * (double)usage / s->mem_limit);
 			if (growth_delta(&s->mem, now_ms, (double)usage, cs->window_ms, &growth))
-				tsdb_put(db, M_CG_MEM_GROWTH, &l, 100.0 * growth / s->mem_limit);
+				tsdb_put_ref(db, M_CG_MEM_GROWTH, &s->ref, &l,
+					     100.0 * growth / s->mem_limit);
 		}
 		growth_push(&s->mem, now_ms, (double)usage, cs->window_ms);
 	}
@@ -555,8 +559,8 @@ static void sample_one(struct cgroupstat *cs, struct tsdb *db, struct cg_state *
 	if ((t = read_text(cs, s, CF_MEM_EVENTS)) && text_u64(t, "oom_kill", &oom)) {
 		have_oom = true;
 		if (secs > 0 && s->have_oom)
-			tsdb_put(db, M_CG_MEM_OOM_KILLS, &l,
-				 (double)counter_delta(oom, s->oom_kills));
+			tsdb_put_ref(db, M_CG_MEM_OOM_KILLS, &s->ref, &l,
+				     (double)counter_delta(oom, s->oom_kills));
 	}
 	put_psi(cs, db, &l, s, secs);
 	s->usage_ns = c.usage_ns;
@@ -645,7 +649,7 @@ static void pass_psi(struct tsdb *db, const struct labels *l, struct cg_state *s
 					100.0,
 					100.0 * (double)counter_delta(total, s->psi[r][k]) / win);
 			if (s->have_psi[r][k])
-				tsdb_put(db, metric[r][k], l, s->psi_pct[r][k]);
+				tsdb_put_ref(db, metric[r][k], &s->ref, l, s->psi_pct[r][k]);
 			if (fresh || !s->psi_time_ns) {
 				s->have_psi[r][k] = s->psi_time_ns != 0;
 				s->psi[r][k] = total;
@@ -675,23 +679,25 @@ static void pass_one(struct cgroupstat *cs, struct tsdb *db, struct cg_state *s,
 	pass_cpu(cs, s, a, &c);
 	if (secs > 0)
 		put_cpu(db, &l, s, &c, secs);
-	tsdb_put(db, M_CG_CPU_LIMIT, &l, s->limit_cores);
+	tsdb_put_ref(db, M_CG_CPU_LIMIT, &s->ref, &l, s->limit_cores);
 	if (a->have & CGP_HAVE_MEM) {
 		double usage = (double)a->mem_pages * (double)cs->page_size, growth;
 
-		tsdb_put(db, M_CG_MEM_USAGE_BYTES, &l, usage);
-		tsdb_put(db, M_CG_MEM_LIMIT, &l, s->mem_limit);
+		tsdb_put_ref(db, M_CG_MEM_USAGE_BYTES, &s->ref, &l, usage);
+		tsdb_put_ref(db, M_CG_MEM_LIMIT, &s->ref, &l, s->mem_limit);
 		if (s->mem_limit > 0) {
-			tsdb_put(db, M_CG_MEM_USAGE_PCT, &l, 100.0 * usage / s->mem_limit);
+			tsdb_put_ref(db, M_CG_MEM_USAGE_PCT, &s->ref, &l,
+				     100.0 * usage / s->mem_limit);
 			if (growth_delta(&s->mem, now_ms, usage, cs->window_ms, &growth))
-				tsdb_put(db, M_CG_MEM_GROWTH, &l, 100.0 * growth / s->mem_limit);
+				tsdb_put_ref(db, M_CG_MEM_GROWTH, &s->ref, &l,
+					     100.0 * growth / s->mem_limit);
 		}
 		growth_push(&s->mem, now_ms, usage, cs->window_ms);
 	}
 	if (a->have & CGP_HAVE_OOM) {
 		if (secs > 0 && s->have_oom)
-			tsdb_put(db, M_CG_MEM_OOM_KILLS, &l,
-				 (double)counter_delta(a->oom_kills, s->oom_kills));
+			tsdb_put_ref(db, M_CG_MEM_OOM_KILLS, &s->ref, &l,
+				     (double)counter_delta(a->oom_kills, s->oom_kills));
 		s->oom_kills = a->oom_kills;
 		s->have_oom = true;
 	}
@@ -795,6 +801,7 @@ static void cgroupstat_status(void *state, json_t *o)
 		json_object_set_new(o, "cgroups_known", json_integer(ps.known));
 		json_object_set_new(o, "cgroups_known_dropped",
 				    json_integer((json_int_t)ps.known_full));
+		json_object_set_new(o, "cgroups_deferred", json_integer((json_int_t)ps.deferred));
 	}
 	json_object_set_new(o, "layout", json_string(cgroups_layout_name(cgroups_layout(cs->cg))));
 }

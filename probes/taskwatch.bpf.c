@@ -162,9 +162,15 @@ static __always_inline void pass_clock(void)
 static __always_inline bool idle_since_last_pass(struct task_struct *t, unsigned int state,
 						 __u64 lq)
 {
-	return !(state & TASK_UNINTERRUPTIBLE_) && !lq && g.prev_clock &&
-	       t->sched_info.last_arrival + IDLE_MARGIN_NS < g.prev_clock &&
-	       t->start_time <= g.prev_pass_ns;
+	__u64 arrived = t->sched_info.last_arrival;
+
+	/* The fields looked at sit in two cache lines of the task (its state,
+	 * and its scheduler statistics next to the task list the walk follows
+	 * anyway): on a dense node most of a pass is these misses. A task born
+	 * since the previous pass has either not run (arrived 0) or ran after
+	 * it, so its birth needs no look of its own. */
+	return !(state & TASK_UNINTERRUPTIBLE_) && !lq && g.prev_clock && arrived &&
+	       arrived + IDLE_MARGIN_NS < g.prev_clock;
 }
 
 /* A task that may have waited or blocked: its deltas against its state, summed
@@ -258,7 +264,8 @@ static __always_inline int account(struct task_struct *t, struct tw_task *ts, un
 	{
 		struct cgroup *cg = task_cgroup(t, cgroup_subsys);
 
-		/* the task counts for its cgroup and every watched ancestor */
+		/* the task counts for its nearest watched cgroup; user space adds
+		 * each watched cgroup's sums into its watched ancestors */
 		for (int i = 0; i < TW_MAX_LEVELS && cg; i++) {
 			struct cgroup_subsys_state *parent;
 			__u64 id = cgroup_node_id(cg);
@@ -269,6 +276,7 @@ static __always_inline int account(struct task_struct *t, struct tw_task *ts, un
 
 				if (a)
 					add(a, &s);
+				break;
 			}
 			parent = BPF_CORE_READ(cg, self.parent);
 			cg = parent ? BPF_CORE_READ(parent, cgroup) : NULL;
@@ -285,7 +293,7 @@ int taskwatch(struct bpf_iter__task *ctx)
 	unsigned int state;
 	__u64 lq;
 
-	if (!t || t->exit_state)
+	if (!t)
 		return 0;
 	if (g.clock_pass != g.pass)
 		pass_clock(); /* the first task of this pass */
@@ -296,6 +304,8 @@ int taskwatch(struct bpf_iter__task *ctx)
 		g.skipped++;
 		return 0;
 	}
+	if (t->exit_state)
+		return 0;
 	ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!ts)
 		g.storage_fail++;
@@ -351,8 +361,6 @@ int taskwatch_walk(struct bpf_iter__task *ctx)
 		struct tw_task *ts;
 		__u64 lq;
 
-		if (t->exit_state)
-			continue;
 		g.tasks++;
 		state = tw_state(t);
 		lq = t->sched_info.last_queued;
@@ -360,6 +368,8 @@ int taskwatch_walk(struct bpf_iter__task *ctx)
 			g.skipped++;
 			continue;
 		}
+		if (t->exit_state)
+			continue;
 		ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (!ts) {
 			g.storage_fail++;

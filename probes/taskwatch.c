@@ -43,9 +43,11 @@ struct taskwatch {
 	} * slots;
 	unsigned nslots;
 	uint32_t *slot_of; /* slot of cgroups_watch_at(i), UINT32_MAX: none */
+	uint32_t *up;	   /* index of the nearest watched ancestor with a slot, or UINT32_MAX */
 	unsigned nslot_of;
 	uint32_t *free_slots;
 	unsigned nfree;
+	struct tsdb_ref *refs; /* by slot: the labels of the cgroup's series */
 	uint64_t prev_pass_ns;
 	uint64_t last_pass_us, tasks, skipped;
 	char delayacct_path[256];
@@ -132,7 +134,9 @@ static void taskwatch_close(void *state)
 		log_warn("watch.delayacct: could not turn kernel.task_delayacct off again");
 	free(tw->slots);
 	free(tw->slot_of);
+	free(tw->up);
 	free(tw->free_slots);
+	free(tw->refs);
 	free(tw);
 }
 
@@ -220,7 +224,8 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 	tw->gen = UINT64_MAX;
 	tw->max_cgroups = (unsigned)MAX(env->cfg->watch.max_cgroups, 1);
 	tw->free_slots = malloc(tw->max_cgroups * sizeof(*tw->free_slots));
-	if (!tw->free_slots) {
+	tw->refs = calloc(tw->max_cgroups, sizeof(*tw->refs));
+	if (!tw->free_slots || !tw->refs) {
 		err = -ENOMEM;
 		goto fail;
 	}
@@ -255,6 +260,80 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 fail:
 	taskwatch_close(tw);
 	return err;
+}
+
+/* Index of the watched cgroup at path[0..len), or -1 (the set is sorted by path). */
+static int watched_index(struct cgroups *cg, const char *path, size_t len)
+{
+	unsigned lo = 0, hi = cgroups_watch_count(cg);
+
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		const char *p = cgroups_watch_at(cg, mid)->path;
+		int c = strncmp(p, path, len);
+
+		if (c == 0 && p[len])
+			c = 1;
+		if (c == 0)
+			return (int)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* For each watched cgroup, the nearest watched ancestor with a slot: the pass
+ * adds a task to its nearest watched cgroup only, and the sums go up from
+ * there in user space, where the hierarchy is known. */
+static void link_ancestors(struct taskwatch *tw, uint32_t *up, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		const char *path = cgroups_watch_at(tw->cg, i)->path;
+		size_t len = strlen(path);
+
+		up[i] = UINT32_MAX;
+		while (len > 1) {
+			int j;
+
+			while (len > 0 && path[len - 1] != '/')
+				len--;
+			if (len > 0)
+				len--; /* the '/' before the last component */
+			if (len == 0)
+				break;
+			j = watched_index(tw->cg, path, len);
+			if (j >= 0 && tw->slot_of[j] != UINT32_MAX) {
+				up[i] = (uint32_t)j;
+				break;
+			}
+		}
+	}
+}
+
+static void acc_add(struct tw_acc *to, const struct tw_acc *a)
+{
+	to->run_delay_ns += a->run_delay_ns;
+	to->timeslices += a->timeslices;
+	to->runq_max_ns = MAX(to->runq_max_ns, a->runq_max_ns);
+	to->waiting_tasks += a->waiting_tasks;
+	to->dstate_tasks += a->dstate_tasks;
+	to->dstate_max_ns = MAX(to->dstate_max_ns, a->dstate_max_ns);
+	to->reclaim_ns += a->reclaim_ns;
+}
+
+/* Descendants come after their ancestors in path order: from the last one
+ * back, each cgroup's sums are complete when they are added upwards. */
+static void roll_up(struct taskwatch *tw)
+{
+	for (unsigned i = tw->nslot_of; i-- > 0;) {
+		uint32_t u = tw->up ? tw->up[i] : UINT32_MAX;
+
+		if (u == UINT32_MAX || tw->slot_of[i] == UINT32_MAX)
+			continue;
+		acc_add(&tw->cg_acc[tw->slot_of[u]], &tw->cg_acc[tw->slot_of[i]]);
+	}
 }
 
 static int slot_cmp(const void *a, const void *b)
@@ -310,6 +389,7 @@ static int sync_slots(struct taskwatch *tw)
 		if (slot_of[i] != UINT32_MAX || !e->id || !tw->nfree)
 			continue;
 		slot = tw->free_slots[--tw->nfree];
+		memset(&tw->refs[slot], 0, sizeof(tw->refs[slot]));
 		if (bpf_map__update_elem(map, &e->id, sizeof(e->id), &slot, sizeof(slot),
 					 BPF_ANY)) {
 			tw->free_slots[tw->nfree++] = slot;
@@ -327,6 +407,10 @@ static int sync_slots(struct taskwatch *tw)
 	tw->nslots = nn;
 	tw->slot_of = slot_of;
 	tw->nslot_of = n;
+	free(tw->up);
+	tw->up = n ? malloc(n * sizeof(*tw->up)) : NULL;
+	if (tw->up)
+		link_ancestors(tw, tw->up, n);
 	tw->gen = cgroups_watch_generation(tw->cg);
 	return 0;
 }
@@ -388,6 +472,7 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 	if (err)
 		return err;
 
+	roll_up(tw);
 	tsdb_put(db, M_SCHED_DSTATE_TASKS, NULL, (double)g->host.dstate_tasks);
 	tsdb_put(db, M_SCHED_DSTATE_MAX, NULL, (double)g->host.dstate_max_ns / 1e6);
 	if (rates) {
@@ -418,15 +503,18 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 			continue;
 		a = &tw->cg_acc[tw->slot_of[i]];
 		cgroup_entry_labels(e, &l);
-		tsdb_put(db, M_CG_DSTATE_TASKS, &l, (double)a->dstate_tasks);
-		tsdb_put(db, M_CG_DSTATE_MAX, &l, (double)a->dstate_max_ns / 1e6);
+		tsdb_put_ref(db, M_CG_DSTATE_TASKS, &tw->refs[tw->slot_of[i]], &l,
+			     (double)a->dstate_tasks);
+		tsdb_put_ref(db, M_CG_DSTATE_MAX, &tw->refs[tw->slot_of[i]], &l,
+			     (double)a->dstate_max_ns / 1e6);
 		if (!rates)
 			continue;
-		tsdb_put(db, M_CG_RUNQ_AVG, &l, avg_us(a));
-		tsdb_put(db, M_CG_RUNQ_MAX, &l, (double)a->runq_max_ns / 1000.0);
+		tsdb_put_ref(db, M_CG_RUNQ_AVG, &tw->refs[tw->slot_of[i]], &l, avg_us(a));
+		tsdb_put_ref(db, M_CG_RUNQ_MAX, &tw->refs[tw->slot_of[i]], &l,
+			     (double)a->runq_max_ns / 1000.0);
 		if (tw->delayacct)
-			tsdb_put(db, M_CG_MEM_DIRECT_RECLAIM, &l,
-				 (double)a->reclaim_ns / 1e6 / secs);
+			tsdb_put_ref(db, M_CG_MEM_DIRECT_RECLAIM, &tw->refs[tw->slot_of[i]], &l,
+				     (double)a->reclaim_ns / 1e6 / secs);
 	}
 	return 0;
 }

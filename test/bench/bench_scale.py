@@ -13,8 +13,8 @@ node grown step by step, in two cgroup layouts:
 Steps: 0, 250, 500, 1000, 2000 container cgroups with one process each; 1k,
 10k and 30k threads (processes of 50 threads, spread over the containers);
 and the target point, 1000 containers with 20000 threads. A share of the
-threads (--wakers, 10%) wakes every 10 ms, as runtimes' timer and GC threads
-do; the rest sleep. For each step, once the agent has settled (a full cgroup
+threads (--wakers, 10%) wakes once a second, as runtimes' timer and
+housekeeping threads do; the rest sleep. For each step, once the agent has settled (a full cgroup
 scan after start), over --seconds:
 
 - agent CPU, % of one core, from the scheduler's exact per-thread accounting;
@@ -373,7 +373,7 @@ def main():
     ap.add_argument("--cgroups", default="0,250,500,1000,2000")
     ap.add_argument("--threads", default="1000,10000,30000")
     ap.add_argument("--wakers", type=float, default=0.1,
-                    help="share of threads waking every 10 ms")
+                    help="share of threads waking once a second")
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--settle", type=float, default=7.0,
                     help="seconds after the agent is ready before measuring (a full scan)")

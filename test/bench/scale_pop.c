@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * bench_scale's population: processes placed in cgroups, each with threads,
- * most of them asleep and a share waking every few milliseconds, as the
- * runtimes of a dense node do (timers, GC and scheduler threads).
+ * most of them asleep and a share waking once a second, as the timer and
+ * housekeeping threads of a dense node's runtimes do: what costs a task pass
+ * is how many tasks ran since the previous one, not how often they ran.
  *
  *   scale_pop SPEC-FILE
  *
@@ -15,6 +16,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WAKE_NS 10000000L /* a waker sleeps 10 ms, then runs a few microseconds */
+#define WAKE_NS 1000000000L /* a waker runs a few microseconds once a second */
 
 static void *sleeper(void *arg)
 {
@@ -35,10 +37,13 @@ static void *sleeper(void *arg)
 
 static void *waker(void *arg)
 {
-	struct timespec ts = {0, WAKE_NS};
+	struct timespec ts = {WAKE_NS / 1000000000L, WAKE_NS % 1000000000L};
+	struct timespec first = {0,
+				 (long)((unsigned long)(uintptr_t)&ts * 2654435761u % 1000000000u)};
 	volatile unsigned x = 0;
 
 	(void)arg;
+	nanosleep(&first, NULL); /* spread over the second */
 	for (;;) {
 		for (int i = 0; i < 2000; i++)
 			x += (unsigned)i;
