@@ -131,8 +131,10 @@ class Layout:
             procs.append(os.path.join(d, "cgroup.procs"))
         return procs
 
-    def remove(self, rel, timeout=20):
-        deadline = time.time() + timeout
+    def remove(self, rel, deadline=None):
+        """Removes a container cgroup once its processes are gone (killed
+        processes with thousands of threads take a while to be reaped)."""
+        deadline = deadline or time.time() + 60
         for r in self.roots:
             d = r + self.top + rel
             while os.path.isdir(d):
@@ -144,13 +146,14 @@ class Layout:
                     time.sleep(0.05)
 
     def close(self):
+        deadline = time.time() + 120
         for r in self.roots:
             top = r + self.top
             if os.path.isdir(top):
                 for name in os.listdir(top):
                     if os.path.isdir(os.path.join(top, name)):
-                        self.remove("/" + name)
-                os.rmdir(top)
+                        self.remove("/" + name, deadline)
+                self.remove("", deadline)
         if self.own_mount:
             subprocess.run(["umount", self.own_mount], check=False)
             os.rmdir(self.own_mount)
@@ -198,8 +201,9 @@ class Population:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        deadline = time.time() + 120
         for n in self.names:
-            self.layout.remove(n)
+            self.layout.remove(n, deadline)
         os.unlink(self.spec.name)
 
 
