@@ -549,6 +549,28 @@ static void guard_hooks(struct daemon *d)
 	}
 }
 
+/* The guard's lever on the watch layer's own cost: passes over every cgroup or
+ * task every few intervals while it costs more than guard.watch_cpu. */
+static void guard_watch(struct daemon *d)
+{
+	struct watch_cost c;
+	struct guard_watch gw = {0};
+	const char *name;
+	unsigned every;
+	char why[200];
+
+	watchers_cost(d->watchers, &c);
+	gw.round_us = c.round_us;
+	for (unsigned i = 0; i < c.n && i < GUARD_WATCH_MAX; i++, gw.n++) {
+		gw.w[i].name = c.w[i].name;
+		gw.w[i].sample_us = c.w[i].sample_us;
+		gw.w[i].hold_us = c.w[i].hold_us;
+		gw.w[i].every = c.w[i].every;
+	}
+	if (guard_watch_sample(d->guard, &gw, &name, &every, why, sizeof(why)))
+		watchers_widen(d->watchers, name, every, why);
+}
+
 static void on_tick(void *ctx, struct loop_timer *t)
 {
 	struct daemon *d = ctx;
@@ -558,6 +580,7 @@ static void on_tick(void *ctx, struct loop_timer *t)
 	metrics_http_round(d->prom, d->db);
 	engine_evaluate(d->engine, d->db, now_mono_ns() / 1000000, on_fires, d);
 	guard_hooks(d);
+	guard_watch(d);
 	capmgr_tick(d->caps);
 	d->incidents_written += store_retry(d->store, now_mono_ns() / 1000000, false);
 	{
@@ -588,7 +611,9 @@ static struct guard_opts guard_opts_of(const struct agent_config *cfg)
 				   .agent_cpu_pct = (double)cfg->guard.agent_cpu_pct,
 				   .strikes = 2,
 				   .hook_cpu_pct = (double)cfg->guard.hook_cpu_pct,
-				   .hook_hold_ms = cfg->guard.hook_hold_ms};
+				   .hook_hold_ms = cfg->guard.hook_hold_ms,
+				   .watch_cpu_us = cfg->guard.watch_cpu_ms * 1000,
+				   .interval_ms = cfg->agent.interval_ms};
 }
 
 static void on_watchdog(void *ctx, struct loop_timer *t)

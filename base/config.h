@@ -55,6 +55,7 @@ struct agent_config {
 		uint64_t agent_cpu_pct;
 		uint64_t hook_cpu_pct;
 		uint64_t hook_hold_ms;
+		uint64_t watch_cpu_ms;
 	} guard;
 	struct {
 		uint64_t cache_size;

@@ -33,6 +33,8 @@
 #define DEPTH_MAX      16	   /* as base/cgroups.c's walk */
 #define OUT_MAX	       (16u << 20) /* one pass's records for new cgroups, at most */
 
+BPF_SKEL_OPS(cgpass);
+
 struct node {
 	uint64_t id;
 	char *path; /* "" for a hierarchy's root */
@@ -49,6 +51,8 @@ struct hierarchy {
 	struct bpf_link *link;
 	bool discover; /* containers are named from its cgroups */
 	bool ids;      /* the hierarchy of cgroup ids (cgroups_id_root) */
+	bool limits;   /* only limits come from it (v1 cpuset): passed when they are read */
+	uint64_t ran;  /* the last pass that went over it */
 	int hier_id;   /* the kernel's, learnt from the first pass; -1 before */
 };
 
@@ -72,6 +76,7 @@ struct cgpass {
 	struct cgroup_found *cands;
 	unsigned ncands, cands_cap;
 	bool cands_dirty;
+	bool new_slots; /* slots mapped since the last pass: their limits are due everywhere */
 	struct cgpass_stats st;
 };
 
@@ -274,8 +279,8 @@ static void sweep(struct cgpass *p, uint32_t pass)
 		struct node *n = &p->nodes[i];
 		bool pop;
 
-		if (!n->used)
-			continue;
+		if (!n->used || p->h[n->h].ran != pass)
+			continue; /* its hierarchy was not passed this time */
 		if (p->seen[i].pass != pass) {
 			node_remove(p, i);
 			continue;
@@ -328,6 +333,11 @@ int cgpass_run(struct cgpass *p, bool limits)
 		size_t len = 0, off = 0;
 		int e;
 
+		/* a hierarchy of limits only is passed when they are read (and
+		 * until it was passed once: its cgroups must be known) */
+		if (p->h[h].limits && p->h[h].ran && g->limits_pass != g->pass && !p->new_slots)
+			continue;
+		p->h[h].ran = g->pass;
 		g->emit_used = 0;
 		g->emit_room = CGP_EMIT_ROOM;
 		e = read_iter(p, h, &len);
@@ -347,6 +357,7 @@ int cgpass_run(struct cgpass *p, bool limits)
 			off += r.name_len;
 		}
 	}
+	p->new_slots = false;
 	if (!err)
 		sweep(p, (uint32_t)g->pass);
 	p->st.passes++;
@@ -378,6 +389,7 @@ int cgpass_map(struct cgpass *p, const char *path, uint32_t slot)
 		if (slot >= p->max_slots)
 			return -EINVAL;
 		memset(&p->acc[slot], 0, sizeof(p->acc[slot]));
+		p->new_slots = true;
 	}
 	for (unsigned h = 0; h < p->nh; h++) {
 		char full[1024];
@@ -455,10 +467,7 @@ void cgpass_free(struct cgpass **pp)
 		munmap(p->seen, p->seen_len);
 	if (p->acc)
 		munmap(p->acc, p->acc_len);
-	if (p->skel) {
-		bpf_owner_forget(OWNER);
-		cgpass_bpf__destroy(p->skel);
-	}
+	bpf_skel_unload(p->skel, &cgpass_skel_ops, OWNER);
 	for (unsigned i = 0; i < p->used_hi; i++)
 		free(p->nodes[i].path);
 	free(p->nodes);
@@ -470,7 +479,7 @@ void cgpass_free(struct cgpass **pp)
 	*pp = NULL;
 }
 
-static void add_root(struct cgpass *p, const char *root, bool discover)
+static void add_root(struct cgpass *p, const char *root, bool discover, bool limits_only)
 {
 	struct stat st, other;
 
@@ -480,10 +489,12 @@ static void add_root(struct cgpass *p, const char *root, bool discover)
 	for (unsigned h = 0; h < p->nh; h++)
 		if (stat(p->h[h].root, &other) == 0 && other.st_dev == st.st_dev) {
 			p->h[h].discover |= discover;
+			p->h[h].limits &= limits_only;
 			return;
 		}
 	snprintf(p->h[p->nh].root, sizeof(p->h[p->nh].root), "%s", root);
 	p->h[p->nh].discover = discover;
+	p->h[p->nh].limits = limits_only;
 	p->h[p->nh].ids = stat(cgroups_id_root(p->cg), &other) == 0 && other.st_dev == st.st_dev;
 	p->h[p->nh].hier_id = -1;
 	p->nh++;
@@ -506,6 +517,26 @@ static int attach(struct cgpass *p, struct bpf_program *prog, unsigned h)
 	return err;
 }
 
+struct load_ctx {
+	const struct cgpass *p;
+	const char *prog; /* the one program to load */
+};
+
+static int configure(void *skel, void *ctx)
+{
+	struct cgpass_bpf *s = skel;
+	const struct load_ctx *l = ctx;
+	struct bpf_program *prog;
+
+	s->rodata->nr_cpus = (__u32)MIN(libbpf_num_possible_cpus(), CGP_MAX_CPUS);
+	bpf_map__set_max_entries(s->maps.known, l->p->max_known);
+	bpf_map__set_max_entries(s->maps.seen, l->p->max_known);
+	bpf_map__set_max_entries(s->maps.acc, l->p->max_slots);
+	bpf_object__for_each_program(prog, s->obj)
+		bpf_program__set_autoload(prog, strcmp(bpf_program__name(prog), l->prog) == 0);
+	return 0;
+}
+
 static bool kernel_has(const struct btf *vmlinux, const char *name, int kind)
 {
 	return vmlinux && btf__find_by_name_kind(vmlinux, name, kind) > 0;
@@ -515,8 +546,10 @@ int cgpass_new(struct cgpass **out, struct cgroups *cg, unsigned max_slots, char
 	       size_t why_len)
 {
 	enum cgroup_layout layout = cgroups_layout(cg);
-	struct btf *vmlinux = btf__load_vmlinux_btf();
-	struct bpf_program *prog, *other;
+	const struct btf *vmlinux = kernel_btf();
+	struct load_ctx lc = {0};
+	struct bpf_program *prog;
+	void *skel;
 	struct cgpass *p = NULL;
 	int err, ncpus = libbpf_num_possible_cpus();
 	bool css_flush, cgroup_flush, cast;
@@ -558,39 +591,31 @@ int cgpass_new(struct cgpass **out, struct cgroups *cg, unsigned max_slots, char
 	}
 	memset(p->buckets, 0xff, p->nbuckets * sizeof(*p->buckets));
 	if (layout == CGROUP_V2) {
-		add_root(p, cgroups_ctrl_root(cg, CG_CTRL_V2), true);
+		add_root(p, cgroups_ctrl_root(cg, CG_CTRL_V2), true, false);
 	} else {
-		add_root(p, cgroups_ctrl_root(cg, CG_CTRL_CPU), true);
-		add_root(p, cgroups_ctrl_root(cg, CG_CTRL_MEMORY), true);
-		add_root(p, cgroups_ctrl_root(cg, CG_CTRL_CPUACCT), false);
-		add_root(p, cgroups_ctrl_root(cg, CG_CTRL_CPUSET), false);
+		add_root(p, cgroups_ctrl_root(cg, CG_CTRL_CPU), true, false);
+		add_root(p, cgroups_ctrl_root(cg, CG_CTRL_MEMORY), true, false);
+		add_root(p, cgroups_ctrl_root(cg, CG_CTRL_CPUACCT), false, false);
+		add_root(p, cgroups_ctrl_root(cg, CG_CTRL_CPUSET), false, true);
 		/* hybrid hosts mirror some cgroups into v2: their pressure is there */
-		add_root(p, cgroups_ctrl_root(cg, CG_CTRL_V2), false);
+		add_root(p, cgroups_ctrl_root(cg, CG_CTRL_V2), false, false);
 	}
-	p->skel = cgpass_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		snprintf(why, why_len, "opening the cgroup iterator: %s", strerror(-err));
-		goto fail;
-	}
-	p->skel->rodata->nr_cpus = (__u32)MIN(ncpus, CGP_MAX_CPUS);
-	bpf_map__set_max_entries(p->skel->maps.known, p->max_known);
-	bpf_map__set_max_entries(p->skel->maps.seen, p->max_known);
-	bpf_map__set_max_entries(p->skel->maps.acc, max_slots);
 	if (layout == CGROUP_V2)
-		prog = css_flush ? p->skel->progs.cgpass_css_flush
-		       : cast	 ? p->skel->progs.cgpass_cgroup_flush
-				 : p->skel->progs.cgpass_cgroup_flush_probe;
+		lc.prog = css_flush ? "cgpass_css_flush"
+			  : cast    ? "cgpass_cgroup_flush"
+				    : "cgpass_cgroup_flush_probe";
 	else
-		prog = cast ? p->skel->progs.cgpass_cast : p->skel->progs.cgpass;
-	bpf_object__for_each_program(other, p->skel->obj)
-		bpf_program__set_autoload(other, other == prog);
-	err = cgpass_bpf__load(p->skel);
+		lc.prog = cast ? "cgpass_cast" : "cgpass";
+	lc.p = p;
+	err = bpf_skel_load(
+		&skel, NULL, &cgpass_skel_ops,
+		&(struct bpf_load_opts){.owner = OWNER, .configure = configure, .ctx = &lc});
 	if (err) {
 		snprintf(why, why_len, "loading the cgroup iterator: %s", strerror(-err));
 		goto fail;
 	}
-	bpf_object_log_ids(OWNER, p->skel->obj);
+	p->skel = skel;
+	prog = bpf_object__find_program_by_name(p->skel->obj, lc.prog);
 	for (unsigned h = 0; h < p->nh; h++) {
 		err = attach(p, prog, h);
 		if (err) {
@@ -606,11 +631,9 @@ int cgpass_new(struct cgpass **out, struct cgroups *cg, unsigned max_slots, char
 		snprintf(why, why_len, "mapping the cgroup iterator's arrays: %s", strerror(-err));
 		goto fail;
 	}
-	btf__free(vmlinux);
 	*out = p;
 	return 0;
 fail:
-	btf__free(vmlinux);
 	cgpass_free(&p);
 	return err;
 }

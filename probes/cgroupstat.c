@@ -9,6 +9,7 @@
  * read again every scan period either way.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,10 @@ enum cg_file {
 	CF_COUNT
 };
 
+/* The per-cgroup metrics of this watcher sit together in the catalogue. */
+#define CG_METRIC0 M_CG_CPU_USAGE
+#define CG_METRICS (M_CG_PSI_IO_FULL - M_CG_CPU_USAGE + 1)
+
 struct cg_state {
 	uint64_t serial;
 	struct tsdb_ref ref; /* its series' labels, for puts without building them */
@@ -54,8 +59,9 @@ struct cg_state {
 	bool have_oom;
 	uint64_t psi[3][2];
 	bool have_psi[3][2];
-	uint64_t psi_time_ns; /* the pass: when the kernel last updated the totals */
-	double psi_pct[3][2]; /* the pass: the latest window's pressure */
+	float last[CG_METRICS]; /* this cgroup's values at the last sample, NaN: none */
+	uint64_t psi_time_ns;	/* the pass: when the kernel last updated the totals */
+	double psi_pct[3][2];	/* the pass: the latest window's pressure */
 	double limit_cores, mem_limit;
 	uint64_t limits_ms;
 	struct growth mem;
@@ -174,6 +180,8 @@ static int state_open(struct cgroupstat *cs, struct cg_state *s, const struct cg
 	memset(s, 0, sizeof(*s));
 	s->serial = e->serial;
 	s->slot = CGP_NO_SLOT;
+	for (unsigned m = 0; m < CG_METRICS; m++)
+		s->last[m] = NAN;
 	s->path = strdup(e->path);
 	if (!s->path)
 		return -ENOMEM;
@@ -461,6 +469,15 @@ static void read_cpu(struct cgroupstat *cs, struct cg_state *s, struct cpu_now *
 	}
 }
 
+/* Puts a value and keeps it, for the rounds a widened watcher holds. */
+static void cput(struct tsdb *db, struct cg_state *s, unsigned metric, const struct labels *l,
+		 double v)
+{
+	tsdb_put_ref(db, metric, &s->ref, l, v);
+	if (metric >= CG_METRIC0 && metric - CG_METRIC0 < CG_METRICS)
+		s->last[metric - CG_METRIC0] = (float)v;
+}
+
 static void put_cpu(struct tsdb *db, const struct labels *l, struct cg_state *s,
 		    const struct cpu_now *c, double secs)
 {
@@ -469,14 +486,14 @@ static void put_cpu(struct tsdb *db, const struct labels *l, struct cg_state *s,
 	if (c->usage) {
 		double cores = (double)counter_delta(c->usage_ns, s->usage_ns) / wall_ns;
 
-		tsdb_put_ref(db, M_CG_CPU_CORES, &s->ref, l, cores);
-		tsdb_put_ref(db, M_CG_CPU_USAGE, &s->ref, l, cores * to_pct);
+		cput(db, s, M_CG_CPU_CORES, l, cores);
+		cput(db, s, M_CG_CPU_USAGE, l, cores * to_pct);
 	}
 	if (c->split) {
-		tsdb_put_ref(db, M_CG_CPU_USER, &s->ref, l,
-			     (double)counter_delta(c->user_ns, s->user_ns) / wall_ns * to_pct);
-		tsdb_put_ref(db, M_CG_CPU_SYS, &s->ref, l,
-			     (double)counter_delta(c->sys_ns, s->sys_ns) / wall_ns * to_pct);
+		cput(db, s, M_CG_CPU_USER, l,
+		     (double)counter_delta(c->user_ns, s->user_ns) / wall_ns * to_pct);
+		cput(db, s, M_CG_CPU_SYS, l,
+		     (double)counter_delta(c->sys_ns, s->sys_ns) / wall_ns * to_pct);
 	}
 	if (c->throttle) {
 		uint64_t periods = counter_delta(c->periods, s->periods);
@@ -487,8 +504,8 @@ static void put_cpu(struct tsdb *db, const struct labels *l, struct cg_state *s,
 				      100.0 * (double)counter_delta(c->throttled, s->throttled) /
 					      (double)periods)
 				: 0.0);
-		tsdb_put_ref(db, M_CG_CPU_THROTTLED_MS, &s->ref, l,
-			     (double)counter_delta(c->throttled_ns, s->throttled_ns) / 1e6 / secs);
+		cput(db, s, M_CG_CPU_THROTTLED_MS, l,
+		     (double)counter_delta(c->throttled_ns, s->throttled_ns) / 1e6 / secs);
 	}
 }
 
@@ -512,9 +529,9 @@ static void put_psi(struct cgroupstat *cs, struct tsdb *db, const struct labels 
 				continue;
 			}
 			if (secs > 0 && s->have_psi[r][k])
-				tsdb_put_ref(db, metric[r][k], &s->ref, l,
-					     MIN(100.0, (double)counter_delta(total, s->psi[r][k]) /
-								(secs * 1e4)));
+				cput(db, s, metric[r][k], l,
+				     MIN(100.0, (double)counter_delta(total, s->psi[r][k]) /
+							(secs * 1e4)));
 			s->psi[r][k] = total;
 			s->have_psi[r][k] = true;
 		}
@@ -540,18 +557,16 @@ static void sample_one(struct cgroupstat *cs, struct tsdb *db, struct cg_state *
 	read_cpu(cs, s, &c);
 	if (secs > 0)
 		put_cpu(db, &l, s, &c, secs);
-	tsdb_put_ref(db, M_CG_CPU_LIMIT, &s->ref, &l, s->limit_cores);
+	cput(db, s, M_CG_CPU_LIMIT, &l, s->limit_cores);
 	if (read_u64_file(cs, s, CF_MEM_USAGE, &usage)) {
 		double growth;
 
-		tsdb_put_ref(db, M_CG_MEM_USAGE_BYTES, &s->ref, &l, (double)usage);
-		tsdb_put_ref(db, M_CG_MEM_LIMIT, &s->ref, &l, s->mem_limit);
+		cput(db, s, M_CG_MEM_USAGE_BYTES, &l, (double)usage);
+		cput(db, s, M_CG_MEM_LIMIT, &l, s->mem_limit);
 		if (s->mem_limit > 0) {
-			tsdb_put_ref(db, M_CG_MEM_USAGE_PCT, &s->ref, &l,
-				     100.0 * (double)usage / s->mem_limit);
+			cput(db, s, M_CG_MEM_USAGE_PCT, &l, 100.0 * (double)usage / s->mem_limit);
 			if (growth_delta(&s->mem, now_ms, (double)usage, cs->window_ms, &growth))
-				tsdb_put_ref(db, M_CG_MEM_GROWTH, &s->ref, &l,
-					     100.0 * growth / s->mem_limit);
+				cput(db, s, M_CG_MEM_GROWTH, &l, 100.0 * growth / s->mem_limit);
 		}
 		growth_push(&s->mem, now_ms, (double)usage, cs->window_ms);
 	}
@@ -559,8 +574,8 @@ static void sample_one(struct cgroupstat *cs, struct tsdb *db, struct cg_state *
 	if ((t = read_text(cs, s, CF_MEM_EVENTS)) && text_u64(t, "oom_kill", &oom)) {
 		have_oom = true;
 		if (secs > 0 && s->have_oom)
-			tsdb_put_ref(db, M_CG_MEM_OOM_KILLS, &s->ref, &l,
-				     (double)counter_delta(oom, s->oom_kills));
+			cput(db, s, M_CG_MEM_OOM_KILLS, &l,
+			     (double)counter_delta(oom, s->oom_kills));
 	}
 	put_psi(cs, db, &l, s, secs);
 	s->usage_ns = c.usage_ns;
@@ -649,7 +664,7 @@ static void pass_psi(struct tsdb *db, const struct labels *l, struct cg_state *s
 					100.0,
 					100.0 * (double)counter_delta(total, s->psi[r][k]) / win);
 			if (s->have_psi[r][k])
-				tsdb_put_ref(db, metric[r][k], &s->ref, l, s->psi_pct[r][k]);
+				cput(db, s, metric[r][k], l, s->psi_pct[r][k]);
 			if (fresh || !s->psi_time_ns) {
 				s->have_psi[r][k] = s->psi_time_ns != 0;
 				s->psi[r][k] = total;
@@ -679,25 +694,23 @@ static void pass_one(struct cgroupstat *cs, struct tsdb *db, struct cg_state *s,
 	pass_cpu(cs, s, a, &c);
 	if (secs > 0)
 		put_cpu(db, &l, s, &c, secs);
-	tsdb_put_ref(db, M_CG_CPU_LIMIT, &s->ref, &l, s->limit_cores);
+	cput(db, s, M_CG_CPU_LIMIT, &l, s->limit_cores);
 	if (a->have & CGP_HAVE_MEM) {
 		double usage = (double)a->mem_pages * (double)cs->page_size, growth;
 
-		tsdb_put_ref(db, M_CG_MEM_USAGE_BYTES, &s->ref, &l, usage);
-		tsdb_put_ref(db, M_CG_MEM_LIMIT, &s->ref, &l, s->mem_limit);
+		cput(db, s, M_CG_MEM_USAGE_BYTES, &l, usage);
+		cput(db, s, M_CG_MEM_LIMIT, &l, s->mem_limit);
 		if (s->mem_limit > 0) {
-			tsdb_put_ref(db, M_CG_MEM_USAGE_PCT, &s->ref, &l,
-				     100.0 * usage / s->mem_limit);
+			cput(db, s, M_CG_MEM_USAGE_PCT, &l, 100.0 * usage / s->mem_limit);
 			if (growth_delta(&s->mem, now_ms, usage, cs->window_ms, &growth))
-				tsdb_put_ref(db, M_CG_MEM_GROWTH, &s->ref, &l,
-					     100.0 * growth / s->mem_limit);
+				cput(db, s, M_CG_MEM_GROWTH, &l, 100.0 * growth / s->mem_limit);
 		}
 		growth_push(&s->mem, now_ms, usage, cs->window_ms);
 	}
 	if (a->have & CGP_HAVE_OOM) {
 		if (secs > 0 && s->have_oom)
-			tsdb_put_ref(db, M_CG_MEM_OOM_KILLS, &s->ref, &l,
-				     (double)counter_delta(a->oom_kills, s->oom_kills));
+			cput(db, s, M_CG_MEM_OOM_KILLS, &l,
+			     (double)counter_delta(a->oom_kills, s->oom_kills));
 		s->oom_kills = a->oom_kills;
 		s->have_oom = true;
 	}
@@ -774,6 +787,23 @@ static int cgroupstat_sample(void *state, struct tsdb *db)
 	return 0;
 }
 
+/* A round without a pass (the guard widened it): the last values again. */
+static int cgroupstat_hold(void *state, struct tsdb *db)
+{
+	struct cgroupstat *cs = state;
+
+	for (unsigned i = 0; i < cs->n; i++) {
+		struct cg_state *s = &cs->st[i];
+		struct labels l;
+
+		cgroup_entry_labels(cgroups_watch_at(cs->cg, i), &l);
+		for (unsigned m = 0; m < CG_METRICS; m++)
+			if (!isnan(s->last[m]))
+				tsdb_put_ref(db, CG_METRIC0 + m, &s->ref, &l, s->last[m]);
+	}
+	return 0;
+}
+
 static void cgroupstat_status(void *state, json_t *o)
 {
 	struct cgroupstat *cs = state;
@@ -813,4 +843,5 @@ const struct watcher_ops cgroupstat_watcher = {
 	.sample = cgroupstat_sample,
 	.close = cgroupstat_close,
 	.status = cgroupstat_status,
+	.hold = cgroupstat_hold,
 };

@@ -50,6 +50,8 @@ struct taskwatch {
 	struct tsdb_ref *refs; /* by slot: the labels of the cgroup's series */
 	uint64_t prev_pass_ns;
 	uint64_t last_pass_us, tasks, skipped;
+	bool have_values, last_rates; /* what a held round puts again */
+	double last_secs;
 	char delayacct_path[256];
 	bool walk;	     /* one program run walks every task (6.7+) */
 	bool delayacct;	     /* reading reclaim stalls */
@@ -437,6 +439,8 @@ static double avg_us(const struct tw_acc *a)
 	return a->timeslices ? (double)a->run_delay_ns / (double)a->timeslices / 1000.0 : 0.0;
 }
 
+static int put_values(struct taskwatch *tw, struct tsdb *db, bool rates, double secs);
+
 static int taskwatch_sample(void *state, struct tsdb *db)
 {
 	struct taskwatch *tw = state;
@@ -473,6 +477,17 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 		return err;
 
 	roll_up(tw);
+	tw->last_rates = rates;
+	tw->last_secs = secs;
+	tw->have_values = true;
+	return put_values(tw, db, rates, secs);
+}
+
+/* The sums of the last pass as series (again, when held). */
+static int put_values(struct taskwatch *tw, struct tsdb *db, bool rates, double secs)
+{
+	struct tw_globals *g = &tw->skel->bss->g;
+
 	tsdb_put(db, M_SCHED_DSTATE_TASKS, NULL, (double)g->host.dstate_tasks);
 	tsdb_put(db, M_SCHED_DSTATE_MAX, NULL, (double)g->host.dstate_max_ns / 1e6);
 	if (rates) {
@@ -519,6 +534,14 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 	return 0;
 }
 
+/* A round without a pass (the guard widened it): the last pass's values. */
+static int taskwatch_hold(void *state, struct tsdb *db)
+{
+	struct taskwatch *tw = state;
+
+	return tw->have_values ? put_values(tw, db, tw->last_rates, tw->last_secs) : 0;
+}
+
 static void taskwatch_status(void *state, json_t *o)
 {
 	struct taskwatch *tw = state;
@@ -545,4 +568,5 @@ const struct watcher_ops taskwatch_watcher = {
 	.sample = taskwatch_sample,
 	.close = taskwatch_close,
 	.status = taskwatch_status,
+	.hold = taskwatch_hold,
 };
