@@ -79,7 +79,7 @@ static const struct cfg_key config_table[] = {
 	 "host.name in incidents (empty: the kernel's hostname)"},
 	{"agent", "control_socket", CFG_PATH, F(agent.control_socket), 0, 0,
 	 "/run/autotrace/control.sock", "root-only control socket used by status and trigger"},
-	{"watch", "max_cgroups", CFG_UINT, F(watch.max_cgroups), 0, 4096, "256",
+	{"watch", "max_cgroups", CFG_UINT, F(watch.max_cgroups), 0, 4096, "1024",
 	 "cgroups watched with their own metrics (containers and pods first); 0: none"},
 	{"watch", "cgroup_scan", CFG_DURATION, F(watch.cgroup_scan_ms), 1000, 300000, "5s",
 	 "how often the cgroup hierarchies are walked for cgroups that came or went"},
