@@ -657,10 +657,15 @@ struct tsdb_series *tsdb_next(const struct tsdb_series *s)
 
 void tsdb_prefetch(const struct tsdb *db, const struct tsdb_series *s)
 {
+	uintptr_t w;
+
 	if (!s)
 		return;
 	__builtin_prefetch(s->key);
-	__builtin_prefetch(&s->values[db->round % db->points]);
+	/* the newest chunk: an array when its values differ */
+	w = s->cur_chunk == NO_CHUNK ? 0 : s->chunk[s->cur_chunk % db->nchunks];
+	if (w && !(w & UNIFORM))
+		__builtin_prefetch((const void *)w);
 	if (s->next_in_metric)
 		__builtin_prefetch(s->next_in_metric);
 }
