@@ -406,16 +406,24 @@ def test_cgroup_appears_and_disappears(cgroup):
 
 
 def test_default_has_no_hooks_and_hook_mode_reports_cost(tmp_path):
-    # default: the only watch program is the task iterator, attached to no event
+    # default: the only watch programs are the task and cgroup iterators, attached to no event
     agent = Agent()
     try:
         agent.start()
         time.sleep(2.5)
         st = control_call(agent.socket, "status")["result"]
         log = agent.read_log()
+        watch_ids = {int(i) for line in log.splitlines()
+                     if "watch." in line and "BPF programs loaded" in line
+                     for i in re.findall(r"#(\d+)", line)}
+        links = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
+                                          text=True, check=True).stdout or "[]")
     finally:
         agent.stop()
         agent.cleanup()
+    assert watch_ids
+    watch_links = [x for x in links if x.get("prog_id") in watch_ids]
+    assert all(x["type"] == "iter" for x in watch_links), watch_links
     w = {x["name"]: x for x in st["watchers"]}
     assert w["runqlat"]["state"] == "off" and "watch.runq_hooks" in w["runqlat"]["reason"]
     assert w["biolat"]["state"] == "off"
@@ -424,7 +432,7 @@ def test_default_has_no_hooks_and_hook_mode_reports_cost(tmp_path):
     assert "watch.runqlat" not in log and "watch.biolat" not in log
     for line in log.splitlines():
         if "watch." in line and "BPF programs loaded" in line:
-            assert "watch.taskwatch:" in line, line
+            assert "watch.taskwatch:" in line or "watch.cgroups:" in line, line
 
     # opt-in: the hooks report their cost per event, and go away at exit
     agent = Agent(config_extra="watch:\n  runq_hooks: true\n  block_hooks: true\n")
