@@ -3,6 +3,7 @@
 #include "agent/daemon_priv.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 #include "base/sysstate.h"
 #include "base/tsdb.h"
 #include "base/util.h"
+#include "probes/bpfutil.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 #include "storage/essink.h"
@@ -681,6 +683,17 @@ static unsigned history_points(const struct agent_config *cfg)
 	return (unsigned)MIN(n, 36000);
 }
 
+/*
+ * What only loading BPF objects needs goes once they are loaded: the parsed
+ * kernel BTF (megabytes, shared by every object's checks) and the heap pages
+ * libbpf's own per-object copies of it left free.
+ */
+static void startup_memory_release(void)
+{
+	kernel_btf_release();
+	malloc_trim(0);
+}
+
 /* watch.* changed: the watchers (and any opt-in hooks) start over with it. */
 static void reopen_watchers(struct daemon *d)
 {
@@ -693,6 +706,7 @@ static void reopen_watchers(struct daemon *d)
 		d->watchers = w;
 	else
 		log_error("reopening the watchers failed: no metrics until the next reload");
+	startup_memory_release();
 }
 
 static void reload(struct daemon *d)
@@ -848,6 +862,10 @@ int daemon_run(const char *config_path)
 	uint64_t wd;
 	int err;
 
+	/* a fixed threshold: buffers of megabytes (kernel BTF, parsed once per BPF
+	 * object at start-up) are mapped and given back when freed, instead of
+	 * raising glibc's threshold and staying in the heap for good */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	d.cfg_path = config_path ? config_path : CONFIG_DEFAULT_PATH;
 	d.cfg_explicit = config_path != NULL;
 	d.started_mono_ns = now_mono_ns();
@@ -950,6 +968,7 @@ int daemon_run(const char *config_path)
 	 * says (address taken, unprotected beyond loopback) stops the start */
 	if ((err = open_metrics(&d, &d.cfg, &d.prom)))
 		goto fail;
+	startup_memory_release();
 
 	sd_notify_send("READY=1");
 	sd_notify_status("watching: %u rules", engine_rules(d.engine)->n);

@@ -50,7 +50,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 from benchlib import BIN, HERE, SRC, AgentOn, build_c, machine, need_root, save
 
@@ -295,6 +297,217 @@ def measure(layout, agent, seconds, settle):
     }
 
 
+# --- churn -------------------------------------------------------------------
+
+def agent_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+BPF_HASH_TYPES = {1, 5, 9, 10}  # hash, percpu hash, LRU hash, LRU percpu hash
+
+
+def bpf_map_entries(pid):
+    """Entries in the agent's hash maps (the maps that grow with what is
+    watched; arrays are fixed, task storage goes with its tasks): {map id: n}."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-map":
+                continue
+            info = dict(line.split(":\t", 1) for line in
+                        read(f"/proc/{pid}/fdinfo/{fd}").splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if int(info.get("map_type", "0")) not in BPF_HASH_TYPES or "map_id" not in info:
+            continue
+        mid = int(info["map_id"])
+        if mid in out:
+            continue
+        dump = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(mid)],
+                              capture_output=True, text=True)
+        out[mid] = len(json.loads(dump.stdout or "[]")) if dump.returncode == 0 else None
+    return out
+
+
+class Exposition:
+    """Polls the agent's Prometheus endpoint: when each cgroup's series first
+    and last showed (autotrace_cgroup_mem_usage_bytes, put at its first sample)."""
+
+    LABEL = re.compile(r'^autotrace_cgroup_mem_usage_bytes\{[^}]*cgroup="([^"]*)"', re.M)
+
+    def __init__(self, url, tag, period=0.25):
+        self.url, self.tag, self.period = url, tag, period
+        self.first, self.last, self.errors, self.polls = {}, {}, 0, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    body = r.read().decode("utf-8", "replace")
+                now = time.monotonic()
+                self.polls += 1
+                for cg in self.LABEL.findall(body):
+                    name = cg.rsplit("/", 1)[-1]
+                    if self.tag in name:
+                        self.first.setdefault(name, now)
+                        self.last[name] = now
+            except OSError:
+                self.errors += 1
+            self.stop.wait(self.period)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+
+
+class Churn:
+    """Containers that start and stop at `rate` per second, each living `life`
+    seconds: a cgroup created (in every controller of the layout), a process
+    started in it, then killed, reaped and its cgroup removed."""
+
+    def __init__(self, layout, rate, life, tag):
+        self.layout, self.rate, self.life, self.tag = layout, rate, life, tag
+        self.live = []  # (stop at, name, Popen)
+        self.started = {}  # name -> start time
+        self.stopped = {}  # name -> stop time
+        self.n = 0
+
+    def start_one(self):
+        name = "/" + self.tag + hashlib.sha256(f"{self.tag}{self.n}".encode()).hexdigest()[:40]
+        self.n += 1
+        files = self.layout.create(name)
+        # the process joins its cgroups before it runs anything, as a runtime's
+        p = subprocess.Popen(["sh", "-c", 'for f; do echo $$ > "$f"; done; exec sleep 3600',
+                              "sh", *files], stdin=subprocess.DEVNULL)
+        t = time.monotonic()
+        self.started[name[1:]] = t
+        self.live.append((t + self.life, name, p))
+
+    def stop_one(self, name, p):
+        p.kill()
+        p.wait()
+        self.layout.remove(name, time.time() + 30)
+        self.stopped[name[1:]] = time.monotonic()
+
+    def run(self, seconds):
+        t0 = time.monotonic()
+        next_start = t0
+        while time.monotonic() - t0 < seconds:
+            now = time.monotonic()
+            while next_start <= now:
+                self.start_one()
+                next_start += 1.0 / self.rate
+            while self.live and self.live[0][0] <= now:
+                _, name, p = self.live.pop(0)
+                self.stop_one(name, p)
+            time.sleep(max(0.0, min(next_start, self.live[0][0] if self.live else next_start)
+                           - time.monotonic()))
+        self.close()
+        return time.monotonic() - t0
+
+    def close(self):
+        while self.live:
+            _, name, p = self.live.pop(0)
+            self.stop_one(name, p)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def leak_snapshot(agent):
+    pid = agent_pid(agent)
+    st = status(agent)
+    cg = watchers(st).get("cgroups", {})
+    maps = bpf_map_entries(pid)
+    return {"fds": agent_fds(pid), "rss_kib": status_kib(pid, "VmRSS"),
+            "hwm_kib": status_kib(pid, "VmHWM"), "series": st["agent"].get("metric_series"),
+            "watched": cg.get("cgroups"), "appeared": cg.get("cgroups_appeared"),
+            "vanished": cg.get("cgroups_vanished"), "reader": cg.get("reader"),
+            "map_entries": sum(v for v in maps.values() if v is not None),
+            "maps": maps, "every": watchers(st).get("cgroups", {}).get("every", 1),
+            "dropped": cg.get("cgroups_dropped")}
+
+
+def churn_phase(layout, agent, expo, args, tag, interval_s, scan_s, history_s):
+    """One minute (--churn-seconds) of churn, then the history window and two
+    sweeps; what the agent holds before and after, and how soon it saw each."""
+    before = leak_snapshot(agent)
+    churn = Churn(layout, args.churn_rate, args.churn_life, tag)
+    took = churn.run(args.churn_seconds)
+    mid = leak_snapshot(agent)
+    time.sleep(history_s + 16 * interval_s + 2)
+    after = leak_snapshot(agent)
+    # a container is found within one scan period (plus a round and a poll)
+    bound = scan_s + interval_s + 2 * expo.period
+    lat, late, missed, stale = [], 0, 0, 0
+    for name, t in churn.started.items():
+        first = expo.first.get(name)
+        lived = churn.stopped.get(name, time.monotonic()) - t
+        if first is not None:
+            lat.append(first - t)
+            late += first - t > bound
+        elif lived >= bound:
+            missed += 1
+        last = expo.last.get(name)
+        if last is not None and last - churn.stopped[name] > bound:
+            stale += 1
+    lat.sort()
+    return {"started": len(churn.started), "seconds": took, "before": before, "mid": mid,
+            "after": after, "bound_s": bound, "found": len(lat), "late": late,
+            "missed": missed, "stale_exposed": stale,
+            "latency_p50": lat[len(lat) // 2] if lat else None,
+            "latency_max": lat[-1] if lat else None}
+
+
+def bench_churn(layout, args, out):
+    port = free_port()
+    interval_s, history_s = 1.0, args.churn_history
+    pop = Population(layout, args.churn_base, 0, args.wakers)
+    rows = []
+    try:
+        with Agent(layout, config_extra=f"metrics:\n  listen: 127.0.0.1:{port}\n"
+                   + args.config_extra, agent_extra=f"  history: {history_s}s\n") as agent:
+            time.sleep(args.settle)
+            expo = Exposition(f"http://127.0.0.1:{port}/metrics", "churn")
+            try:
+                st = leak_snapshot(agent)
+                scan_s = (st["every"] or 1) * interval_s if st["reader"] == "iterator" else 5.0
+                for i in range(args.churn_phases):
+                    rows.append(churn_phase(layout, agent, expo, args, f"churn{i}x",
+                                            interval_s, scan_s, history_s))
+            finally:
+                expo.close()
+            polls, errors = expo.polls, expo.errors
+    finally:
+        pop.close()
+    print(f"\n### churn, cgroup {layout.name}: {args.churn_rate}/s for {args.churn_seconds} s, "
+          f"each container {args.churn_life} s, over {args.churn_base} containers; "
+          f"history {history_s} s; endpoint polled {polls} times ({errors} errors)\n")
+    print("| phase | started | found (late) / missed | found after p50 / max s (bound) | "
+          "exposed > bound after stop | fds before → after | hash map entries before → during "
+          "→ after | series before → during → after | watched before → after | RSS MiB before "
+          "→ after (peak) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for i, r in enumerate(rows):
+        b, m, a = r["before"], r["mid"], r["after"]
+        print(f"| {i + 1} | {r['started']} | {r['found']} ({r['late']}) / {r['missed']} | "
+              f"{fmt(r['latency_p50'], '.2f')} / {fmt(r['latency_max'], '.2f')} "
+              f"({r['bound_s']:.2f}) | {r['stale_exposed']} | {b['fds']} → {a['fds']} | "
+              f"{b['map_entries']} → {m['map_entries']} → {a['map_entries']} | "
+              f"{b['series']} → {m['series']} → {a['series']} | {b['watched']} → {a['watched']} | "
+              f"{b['rss_kib'] / 1024:.1f} → {a['rss_kib'] / 1024:.1f} "
+              f"({a['hwm_kib'] / 1024:.1f}) |")
+    sys.stdout.flush()
+    out[layout.name + "_churn"] = rows
+
+
 def fmt(v, spec=".0f"):
     return "—" if v is None else format(v, spec)
 
@@ -360,6 +573,10 @@ def steps_of(args):
 
 
 def bench_layout(layout, args, out):
+    if "churn" in args.steps:
+        bench_churn(layout, args, out)
+    if not steps_of(args):
+        return
     rows = []
     for step, ncg, threads, config, settle in steps_of(args):
         r = run_step(layout, ncg, threads, args, config + args.config_extra, settle)
@@ -399,6 +616,18 @@ def main():
                     help="the same for the defaults row, where the guard settles first")
     ap.add_argument("--config-extra", default="",
                     help="YAML appended to the agent's configuration (e.g. watch: ...)")
+    ap.add_argument("--churn-rate", type=float, default=20.0,
+                    help="containers started (and stopped) per second")
+    ap.add_argument("--churn-seconds", type=float, default=60.0)
+    ap.add_argument("--churn-life", type=float, default=6.0,
+                    help="seconds each churned container lives (over a 5 s scan period)")
+    ap.add_argument("--churn-base", type=int, default=250,
+                    help="containers that stay for the whole churn step")
+    ap.add_argument("--churn-phases", type=int, default=2,
+                    help="churn phases: growth between them is a leak")
+    ap.add_argument("--churn-history", type=int, default=30,
+                    help="agent.history in the churn step (seconds): series of gone "
+                         "containers are forgotten after it")
     args = ap.parse_args()
     args.cgroups = [int(x) for x in args.cgroups.split(",") if x]
     args.threads = [int(x) for x in args.threads.split(",") if x]

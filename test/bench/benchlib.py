@@ -161,6 +161,14 @@ class AgentOn(Variant):
         try:
             while b"READY=1" not in sock.recv(4096):
                 pass
+        except OSError:
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+            with open(os.path.join(self.dir, "agent.log")) as f:
+                tail = f.read()[-2000:]
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError(f"the agent did not start:\n{tail}")
         finally:
             sock.close()
         time.sleep(1.5)  # let a couple of watcher rounds pass
