@@ -234,7 +234,7 @@ def agent_pid(agent):
 
 
 def status(agent):
-    out = subprocess.run([BIN, "status", "--json", "--socket",
+    out = subprocess.run([agent.bin, "status", "--json", "--socket",
                           os.path.join(agent.dir, "control.sock")],
                          capture_output=True, text=True, timeout=60)
     if out.returncode:
@@ -258,9 +258,9 @@ def per_round(w0, w1):
 class Agent(AgentOn):
     """The agent with its default rules, dry run, started to see the layout."""
 
-    def __init__(self, layout, config_extra="", agent_extra=""):
+    def __init__(self, layout, config_extra="", agent_extra="", bin=None):
         super().__init__(f"scale-{layout.name}", config_extra=config_extra, dry_run=True,
-                         wrap=layout.wrap, agent_extra=agent_extra)
+                         wrap=layout.wrap, agent_extra=agent_extra, bin=bin)
 
 
 def measure(layout, agent, seconds, settle):
@@ -543,14 +543,23 @@ def print_rows(title, rows):
     sys.stdout.flush()
 
 
-def run_step(layout, ncg, threads, args, config_extra="", settle=7.0):
+# the build before (--baseline): every cgroup watched, its other keys at their defaults
+BASELINE_CONFIG = "watch:\n  max_cgroups: 4096\n"
+
+
+def run_step(layout, ncg, threads, args, config_extra="", settle=7.0, baseline=False):
     pop = Population(layout, ncg, threads, args.wakers)
+    base = None
     try:
         with Agent(layout, config_extra=config_extra) as agent:
             m = measure(layout, agent, args.seconds, settle)
+        if baseline and args.baseline:
+            # the same population, the build before, right after
+            with Agent(layout, config_extra=BASELINE_CONFIG, bin=args.baseline) as agent:
+                base = measure(layout, agent, args.seconds, settle)
     finally:
         pop.close()
-    return {"cgroups": ncg, "threads": pop.threads, "m": m}
+    return {"cgroups": ncg, "threads": pop.threads, "m": m, "base": base}
 
 
 # the cost of sampling everything every round: the guard never widens
@@ -579,7 +588,8 @@ def bench_layout(layout, args, out):
         return
     rows = []
     for step, ncg, threads, config, settle in steps_of(args):
-        r = run_step(layout, ncg, threads, args, config + args.config_extra, settle)
+        r = run_step(layout, ncg, threads, args, config + args.config_extra, settle,
+                     baseline=config == FULL_RATE and not step.startswith("target"))
         r["step"] = step
         rows.append(r)
         print(f"  {layout.name} {step}: {json.dumps(r['m']['us_per_round'])} "
@@ -598,6 +608,32 @@ def bench_layout(layout, args, out):
           f"{fmt(cpu_task and cpu_task * 1e7, '.0f')} ns/s of agent CPU in all")
     out[layout.name] = {"rows": rows, "us_per_cgroup": per_cg,
                         "ns_per_thread": per_task and per_task * 1e3}
+    if args.baseline:
+        based = [r for r in rows if r.get("base")]
+        print(f"\n#### before ({args.baseline}) and after, same populations, every round\n")
+        print("| step | agent CPU % before / after (ratio) | cgroups µs/round before / after | "
+              "taskwatch µs/round before / after | RSS MiB before / after | watched before / "
+              "after |")
+        print("|---|---|---|---|---|---|")
+        for r in based:
+            b, m = r["base"], r["m"]
+            ratio = b["cpu_pct"] / m["cpu_pct"] if m["cpu_pct"] else None
+            print(f"| {r['step']} | {b['cpu_pct']:.3f} / {m['cpu_pct']:.3f} ({fmt(ratio, '.1f')}×) | "
+                  f"{fmt(b['us_per_round'].get('cgroups'))} / {fmt(m['us_per_round'].get('cgroups'))} | "
+                  f"{fmt(b['us_per_round'].get('taskwatch'))} / "
+                  f"{fmt(m['us_per_round'].get('taskwatch'))} | {b['rss_mib']:.1f} / "
+                  f"{m['rss_mib']:.1f} | {fmt(b['cgroups_watched'])} / {fmt(m['cgroups_watched'])} |")
+        b_cg = slope([(r["base"]["cgroups_watched"], r["base"]["us_per_round"].get("cgroups"))
+                      for r in based if r["threads"] <= max(r["cgroups"], 1)])
+        b_task = slope([(r["base"]["tasks"], r["base"]["us_per_round"].get("taskwatch"))
+                        for r in based if r["cgroups"] == 0])
+        print(f"\nbefore: {fmt(b_cg, '.2f')} µs per watched cgroup per round, "
+              f"{fmt(b_task and b_task * 1e3, '.0f')} ns per thread per round; ratio before/after: "
+              f"per cgroup {fmt(b_cg and per_cg and b_cg / per_cg, '.1f')}×, per thread "
+              f"{fmt(b_task and per_task and b_task / per_task, '.1f')}×")
+        out[layout.name]["before"] = {"us_per_cgroup": b_cg,
+                                      "ns_per_thread": b_task and b_task * 1e3}
+        sys.stdout.flush()
 
 
 def main():
@@ -616,6 +652,9 @@ def main():
                     help="the same for the defaults row, where the guard settles first")
     ap.add_argument("--config-extra", default="",
                     help="YAML appended to the agent's configuration (e.g. watch: ...)")
+    ap.add_argument("--baseline", default="",
+                    help="another build of the agent (before a change): the cgroup and thread "
+                         "steps run it too, on the same population, for before/after ratios")
     ap.add_argument("--churn-rate", type=float, default=20.0,
                     help="containers started (and stopped) per second")
     ap.add_argument("--churn-seconds", type=float, default=60.0)

@@ -126,8 +126,9 @@ class AgentOn(Variant):
     """The real agent with its default rules, or the given rules/config."""
 
     def __init__(self, name="autotrace", rules=None, config_extra="", interval="1s",
-                 dry_run=False, wrap=(), agent_extra=""):
+                 dry_run=False, wrap=(), agent_extra="", bin=None):
         self.name = name
+        self.bin = bin or BIN  # another build of the agent: a before/after comparison
         self.wrap = list(wrap)  # command prefix: unshare, a private mount
         self.agent_extra = agent_extra  # more keys of the agent: section
         self.rules = rules
@@ -155,7 +156,7 @@ class AgentOn(Variant):
         sock.bind(notify)
         sock.settimeout(30)
         self.log = open(os.path.join(self.dir, "agent.log"), "w")
-        self.proc = subprocess.Popen([*self.wrap, BIN, "run", "-c", cfg], stdout=self.log,
+        self.proc = subprocess.Popen([*self.wrap, self.bin, "run", "-c", cfg], stdout=self.log,
                                      stderr=subprocess.STDOUT,
                                      env=dict(os.environ, NOTIFY_SOCKET=notify))
         try:
