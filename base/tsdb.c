@@ -60,6 +60,7 @@ struct tsdb {
 	uint64_t dropped;
 	unsigned source;
 	uint64_t *times; /* ring of round wall-clock stamps */
+	uint32_t *held;	 /* ring: bit src set when source src held its values that round */
 	unsigned nbuckets;
 	struct tsdb_key **keys; /* by key string */
 	unsigned nkeys;
@@ -374,10 +375,11 @@ int tsdb_new(struct tsdb **out, unsigned nmetrics, unsigned max_series, unsigned
 		db->nbuckets <<= 1;
 	db->nmetrics = nmetrics;
 	db->times = calloc(points, sizeof(*db->times));
+	db->held = calloc(points, sizeof(*db->held));
 	db->keys = calloc(db->nbuckets, sizeof(*db->keys));
 	db->by_metric = calloc(db->nmetrics, sizeof(*db->by_metric));
 	db->tail_by_metric = calloc(db->nmetrics, sizeof(*db->tail_by_metric));
-	if (!db->times || !db->keys || !db->by_metric || !db->tail_by_metric) {
+	if (!db->times || !db->held || !db->keys || !db->by_metric || !db->tail_by_metric) {
 		tsdb_free(&db);
 		return -ENOMEM;
 	}
@@ -423,6 +425,7 @@ void tsdb_free(struct tsdb **pdb)
 			free(k);
 		}
 	free(db->times);
+	free(db->held);
 	free(db->slots);
 	free(db->free_slots);
 	free(db->keys);
@@ -436,6 +439,24 @@ void tsdb_begin_round(struct tsdb *db, uint64_t real_ms)
 {
 	db->round++;
 	db->times[db->round % db->points] = real_ms;
+	db->held[db->round % db->points] = 0;
+}
+
+void tsdb_hold_source(struct tsdb *db, unsigned source)
+{
+	if (db->round && source && source < TSDB_HOLD_SOURCES)
+		db->held[db->round % db->points] |= 1u << source;
+}
+
+static bool round_held(const struct tsdb *db, unsigned source, uint64_t r)
+{
+	return source && source < TSDB_HOLD_SOURCES && r && r <= db->round &&
+	       db->round - r < db->points && (db->held[r % db->points] >> source & 1u);
+}
+
+bool tsdb_held(const struct tsdb *db, const struct tsdb_series *s, unsigned ago)
+{
+	return ago < db->round && round_held(db, s->source, db->round - ago);
 }
 
 static struct tsdb_series *series_find(const struct tsdb_key *k, unsigned metric)
@@ -700,17 +721,15 @@ const char *tsdb_series_key(const struct tsdb_series *s)
 	return s->key->str;
 }
 
-bool tsdb_value(const struct tsdb *db, const struct tsdb_series *s, unsigned ago, double *out)
+/* The value stored for round r, if any. */
+static bool value_at(const struct tsdb *db, const struct tsdb_series *s, uint64_t r, double *out)
 {
-	uint64_t r, c;
+	uint64_t c;
 	uintptr_t w;
 	float v;
 
-	if (ago >= db->points || ago >= db->round || db->round - ago < s->first_round)
-		return false;
-	r = db->round - ago;
-	if (r > s->last_round)
-		return false; /* silent since */
+	if (r > s->last_round || r < s->first_round)
+		return false; /* silent since, or not yet */
 	c = r / CHUNK;
 	if (s->cur_chunk == NO_CHUNK || c > s->cur_chunk || c + db->nchunks <= s->cur_chunk)
 		return false;
@@ -722,6 +741,26 @@ bool tsdb_value(const struct tsdb *db, const struct tsdb_series *s, unsigned ago
 		return false;
 	*out = v;
 	return true;
+}
+
+bool tsdb_value(const struct tsdb *db, const struct tsdb_series *s, unsigned ago, double *out)
+{
+	uint64_t r;
+
+	if (ago >= db->points || ago >= db->round || db->round - ago < s->first_round)
+		return false;
+	r = db->round - ago;
+	if (value_at(db, s, r, out))
+		return true;
+	/* rounds its watcher held (tsdb_hold_source) read as the last value put
+	 * before them: a held round costs the watcher nothing per series */
+	for (unsigned n = 0;
+	     n < TSDB_HOLD_MAX && round_held(db, s->source, r) && r > s->first_round; n++) {
+		r--;
+		if (value_at(db, s, r, out))
+			return true;
+	}
+	return false;
 }
 
 uint64_t tsdb_chunk_arrays(const struct tsdb *db)

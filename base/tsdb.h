@@ -25,6 +25,16 @@ void tsdb_free(struct tsdb **db);
 
 /* Starts a round stamped with wall-clock real_ms; puts go into it. */
 void tsdb_begin_round(struct tsdb *db, uint64_t real_ms);
+/*
+ * This round, the series of `source` (tsdb_set_source) hold their values: a
+ * series without a value here reads as the last value put before the rounds
+ * its source held (at most TSDB_HOLD_MAX back). What a watcher the guard
+ * widened does between its passes: nothing per series. Sources from 1 to
+ * TSDB_HOLD_SOURCES - 1.
+ */
+#define TSDB_HOLD_SOURCES 32
+#define TSDB_HOLD_MAX	  64
+void tsdb_hold_source(struct tsdb *db, unsigned source);
 /* -ENOSPC (and counted) when max_series is reached, -E2BIG for oversized labels. */
 int tsdb_put(struct tsdb *db, unsigned metric, const struct labels *labels, double value);
 /* A caller's handle on a label set: puts through it skip building and hashing
@@ -77,6 +87,9 @@ struct tsdb_memo *tsdb_series_memo(const struct tsdb_series *s);
 const char *tsdb_series_key(const struct tsdb_series *s);
 /* Value `ago` rounds back (0 = current round); false when no value. */
 bool tsdb_value(const struct tsdb *db, const struct tsdb_series *s, unsigned ago, double *out);
+/* Did the series' source hold its values that round (tsdb_hold_source)? Then
+ * tsdb_value() repeats an earlier value: per-interval counts are not new. */
+bool tsdb_held(const struct tsdb *db, const struct tsdb_series *s, unsigned ago);
 /* Looks up one label of a series; returns length copied or -ENOENT. */
 int tsdb_series_label(const struct tsdb_series *s, const char *name, char *buf, size_t len);
 /* Calls fn for each label of a canonical key. */

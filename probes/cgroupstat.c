@@ -59,9 +59,8 @@ struct cg_state {
 	bool have_oom;
 	uint64_t psi[3][2];
 	bool have_psi[3][2];
-	float last[CG_METRICS]; /* this cgroup's values at the last sample, NaN: none */
-	uint64_t psi_time_ns;	/* the pass: when the kernel last updated the totals */
-	double psi_pct[3][2];	/* the pass: the latest window's pressure */
+	uint64_t psi_time_ns; /* the pass: when the kernel last updated the totals */
+	double psi_pct[3][2]; /* the pass: the latest window's pressure */
 	double limit_cores, mem_limit;
 	uint64_t limits_ms;
 	struct growth mem;
@@ -180,8 +179,6 @@ static int state_open(struct cgroupstat *cs, struct cg_state *s, const struct cg
 	memset(s, 0, sizeof(*s));
 	s->serial = e->serial;
 	s->slot = CGP_NO_SLOT;
-	for (unsigned m = 0; m < CG_METRICS; m++)
-		s->last[m] = NAN;
 	s->path = strdup(e->path);
 	if (!s->path)
 		return -ENOMEM;
@@ -469,13 +466,10 @@ static void read_cpu(struct cgroupstat *cs, struct cg_state *s, struct cpu_now *
 	}
 }
 
-/* Puts a value and keeps it, for the rounds a widened watcher holds. */
 static void cput(struct tsdb *db, struct cg_state *s, unsigned metric, const struct labels *l,
 		 double v)
 {
 	tsdb_put_ref(db, metric, &s->ref, l, v);
-	if (metric >= CG_METRIC0 && metric - CG_METRIC0 < CG_METRICS)
-		s->last[metric - CG_METRIC0] = (float)v;
 }
 
 static void put_cpu(struct tsdb *db, const struct labels *l, struct cg_state *s,
@@ -787,23 +781,6 @@ static int cgroupstat_sample(void *state, struct tsdb *db)
 	return 0;
 }
 
-/* A round without a pass (the guard widened it): the last values again. */
-static int cgroupstat_hold(void *state, struct tsdb *db)
-{
-	struct cgroupstat *cs = state;
-
-	for (unsigned i = 0; i < cs->n; i++) {
-		struct cg_state *s = &cs->st[i];
-		struct labels l;
-
-		cgroup_entry_labels(cgroups_watch_at(cs->cg, i), &l);
-		for (unsigned m = 0; m < CG_METRICS; m++)
-			if (!isnan(s->last[m]))
-				tsdb_put_ref(db, CG_METRIC0 + m, &s->ref, &l, s->last[m]);
-	}
-	return 0;
-}
-
 static void cgroupstat_status(void *state, json_t *o)
 {
 	struct cgroupstat *cs = state;
@@ -843,5 +820,5 @@ const struct watcher_ops cgroupstat_watcher = {
 	.sample = cgroupstat_sample,
 	.close = cgroupstat_close,
 	.status = cgroupstat_status,
-	.hold = cgroupstat_hold,
+	.holds = true,
 };

@@ -50,8 +50,6 @@ struct taskwatch {
 	struct tsdb_ref *refs; /* by slot: the labels of the cgroup's series */
 	uint64_t prev_pass_ns;
 	uint64_t last_pass_us, tasks, skipped;
-	bool have_values, last_rates; /* what a held round puts again */
-	double last_secs;
 	char delayacct_path[256];
 	bool walk;	     /* one program run walks every task (6.7+) */
 	bool delayacct;	     /* reading reclaim stalls */
@@ -477,9 +475,6 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 		return err;
 
 	roll_up(tw);
-	tw->last_rates = rates;
-	tw->last_secs = secs;
-	tw->have_values = true;
 	return put_values(tw, db, rates, secs);
 }
 
@@ -534,14 +529,6 @@ static int put_values(struct taskwatch *tw, struct tsdb *db, bool rates, double 
 	return 0;
 }
 
-/* A round without a pass (the guard widened it): the last pass's values. */
-static int taskwatch_hold(void *state, struct tsdb *db)
-{
-	struct taskwatch *tw = state;
-
-	return tw->have_values ? put_values(tw, db, tw->last_rates, tw->last_secs) : 0;
-}
-
 static void taskwatch_status(void *state, json_t *o)
 {
 	struct taskwatch *tw = state;
@@ -568,5 +555,5 @@ const struct watcher_ops taskwatch_watcher = {
 	.sample = taskwatch_sample,
 	.close = taskwatch_close,
 	.status = taskwatch_status,
-	.hold = taskwatch_hold,
+	.holds = true,
 };

@@ -49,10 +49,10 @@ struct watcher_ops {
 	int (*throttle)(void *state, bool off);
 	/* Optional, hook modes: the cost of the last interval. */
 	int (*cost)(void *state, struct watcher_hook_cost *out);
-	/* Optional: puts this round the values of the last sample again, without
-	 * its pass over every cgroup or task. Watchers that have it can be
-	 * widened (watchers_widen): sampled every n rounds, held in between. */
-	int (*hold)(void *state, struct tsdb *db);
+	/* Its values may be held between samples: a watcher whose pass over every
+	 * cgroup or task can be widened (watchers_widen) to every n rounds; in
+	 * between, its series hold their values (tsdb_hold_source) at no cost. */
+	bool holds;
 };
 
 /* Every watcher this build knows, NULL-terminated. */

@@ -134,7 +134,7 @@ int watchers_sample(struct watchers *w, struct tsdb *db, uint64_t real_ms)
 	tsdb_begin_round(db, real_ms);
 	for (unsigned i = 0; w && i < w->n; i++) {
 		struct watcher_slot *s = &w->slots[i];
-		bool held = s->every > 1 && s->ops->hold && s->rounds++ % s->every;
+		bool held = s->every > 1 && s->ops->holds && s->rounds++ % s->every;
 		uint64_t t0, took;
 		int err;
 
@@ -142,7 +142,9 @@ int watchers_sample(struct watchers *w, struct tsdb *db, uint64_t real_ms)
 			continue;
 		t0 = thread_cpu_ns();
 		tsdb_set_source(db, i + 1);
-		err = held ? s->ops->hold(s->state, db) : s->ops->sample(s->state, db);
+		if (held)
+			tsdb_hold_source(db, i + 1);
+		err = held ? 0 : s->ops->sample(s->state, db);
 		took = thread_cpu_ns() - t0;
 		s->cpu_ns += took;
 		s->max_ns = MAX(s->max_ns, took);
@@ -200,7 +202,7 @@ json_t *watchers_status(const struct watchers *w)
 		if (s->throttled)
 			json_object_set_new(o, "throttled_reason",
 					    json_string(s->throttled_reason));
-		if (!s->open_err && s->ops->hold) {
+		if (!s->open_err && s->ops->holds) {
 			json_object_set_new(o, "sample_us_recent",
 					    json_real(s->sample_ewma_ns / 1000.0));
 			json_object_set_new(o, "every", json_integer(s->every));
@@ -266,7 +268,7 @@ int watchers_widen(struct watchers *w, const char *name, unsigned every, const c
 
 		if (strcmp(s->ops->name, name))
 			continue;
-		if (s->open_err || !s->ops->hold)
+		if (s->open_err || !s->ops->holds)
 			return -EOPNOTSUPP;
 		every = MAX(every, 1u);
 		if (every == s->every)
@@ -296,7 +298,7 @@ void watchers_cost(const struct watchers *w, struct watch_cost *out)
 	for (unsigned i = 0; i < w->n && out->n < WATCH_COST_MAX; i++) {
 		const struct watcher_slot *s = &w->slots[i];
 
-		if (s->open_err || s->throttled || !s->ops->hold)
+		if (s->open_err || s->throttled || !s->ops->holds)
 			continue;
 		out->w[out->n].name = s->ops->name;
 		out->w[out->n].sample_us = s->sample_ewma_ns / 1000.0;

@@ -334,9 +334,11 @@ class Exposition:
     and last showed (autotrace_cgroup_mem_usage_bytes, put at its first sample)."""
 
     LABEL = re.compile(r'^autotrace_cgroup_mem_usage_bytes\{[^}]*cgroup="([^"]*)"', re.M)
+    EVERY = re.compile(r'^autotrace_watcher_sample_every\{watcher="cgroups"\} (\d+)$', re.M)
 
     def __init__(self, url, tag, period=0.25):
         self.url, self.tag, self.period = url, tag, period
+        self.every = []  # (when, rounds between the cgroup passes)
         self.first, self.last, self.errors, self.polls = {}, {}, 0, 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -349,6 +351,8 @@ class Exposition:
                     body = r.read().decode("utf-8", "replace")
                 now = time.monotonic()
                 self.polls += 1
+                m = self.EVERY.search(body)
+                self.every.append((now, int(m.group(1)) if m else 1))
                 for cg in self.LABEL.findall(body):
                     name = cg.rsplit("/", 1)[-1]
                     if self.tag in name:
@@ -361,6 +365,10 @@ class Exposition:
     def close(self):
         self.stop.set()
         self.thread.join()
+
+    def every_max(self, t0, t1):
+        """The widest the cgroup passes were between t0 and t1 (the guard widens them)."""
+        return max([e for t, e in self.every if t0 <= t <= t1 + 1] or [1])
 
 
 class Churn:
@@ -440,27 +448,37 @@ def churn_phase(layout, agent, expo, args, tag, interval_s, scan_s, history_s):
     sweeps; what the agent holds before and after, and how soon it saw each."""
     before = leak_snapshot(agent)
     churn = Churn(layout, args.churn_rate, args.churn_life, tag)
+    expo.every.clear()
     took = churn.run(args.churn_seconds)
     mid = leak_snapshot(agent)
     time.sleep(history_s + 16 * interval_s + 2)
     after = leak_snapshot(agent)
-    # a container is found within one scan period (plus a round and a poll)
-    bound = scan_s + interval_s + 2 * expo.period
-    lat, late, missed, stale = [], 0, 0, 0
+    # a container is found within one scan period (plus a round and a poll);
+    # the scan period is the interval times the rounds between the cgroup
+    # passes, which the guard widens (the cgroupfs reader: watch.cgroup_scan)
+    def bound(t0, t1):
+        rounds = expo.every_max(t0, t1) * interval_s
+        return (rounds if after["reader"] == "iterator" else max(rounds, scan_s)) \
+            + interval_s + 2 * expo.period
+
+    lat, late, missed, stale, bounds = [], 0, 0, 0, []
     for name, t in churn.started.items():
         first = expo.first.get(name)
-        lived = churn.stopped.get(name, time.monotonic()) - t
+        stop = churn.stopped.get(name, time.monotonic())
+        b = bound(t, first if first is not None else stop)
+        bounds.append(b)
         if first is not None:
             lat.append(first - t)
-            late += first - t > bound
-        elif lived >= bound:
+            late += first - t > b
+        elif stop - t >= b:
             missed += 1
         last = expo.last.get(name)
-        if last is not None and last - churn.stopped[name] > bound:
+        if last is not None and last - stop > bound(stop, last):
             stale += 1
     lat.sort()
     return {"started": len(churn.started), "seconds": took, "before": before, "mid": mid,
-            "after": after, "bound_s": bound, "found": len(lat), "late": late,
+            "after": after, "bound_s": max(bounds or [0]), "found": len(lat), "late": late,
+            "every_max": expo.every_max(0, time.monotonic()),
             "missed": missed, "stale_exposed": stale,
             "latency_p50": lat[len(lat) // 2] if lat else None,
             "latency_max": lat[-1] if lat else None}
@@ -478,7 +496,7 @@ def bench_churn(layout, args, out):
             expo = Exposition(f"http://127.0.0.1:{port}/metrics", "churn")
             try:
                 st = leak_snapshot(agent)
-                scan_s = (st["every"] or 1) * interval_s if st["reader"] == "iterator" else 5.0
+                scan_s = 5.0  # watch.cgroup_scan: the cgroupfs reader's walks
                 for i in range(args.churn_phases):
                     rows.append(churn_phase(layout, agent, expo, args, f"churn{i}x",
                                             interval_s, scan_s, history_s))
@@ -490,16 +508,18 @@ def bench_churn(layout, args, out):
     print(f"\n### churn, cgroup {layout.name}: {args.churn_rate}/s for {args.churn_seconds} s, "
           f"each container {args.churn_life} s, over {args.churn_base} containers; "
           f"history {history_s} s; endpoint polled {polls} times ({errors} errors)\n")
-    print("| phase | started | found (late) / missed | found after p50 / max s (bound) | "
+    print("| phase | started | found (late) / missed | found after p50 / max s (widest bound) | "
+          "cgroup passes every (widest) | "
           "exposed > bound after stop | fds before → after | hash map entries before → during "
           "→ after | series before → during → after | watched before → after | RSS MiB before "
           "→ after (peak) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for i, r in enumerate(rows):
         b, m, a = r["before"], r["mid"], r["after"]
         print(f"| {i + 1} | {r['started']} | {r['found']} ({r['late']}) / {r['missed']} | "
               f"{fmt(r['latency_p50'], '.2f')} / {fmt(r['latency_max'], '.2f')} "
-              f"({r['bound_s']:.2f}) | {r['stale_exposed']} | {b['fds']} → {a['fds']} | "
+              f"({r['bound_s']:.2f}) | {r['every_max']} | {r['stale_exposed']} | "
+              f"{b['fds']} → {a['fds']} | "
               f"{b['map_entries']} → {m['map_entries']} → {a['map_entries']} | "
               f"{b['series']} → {m['series']} → {a['series']} | {b['watched']} → {a['watched']} | "
               f"{b['rss_kib'] / 1024:.1f} → {a['rss_kib'] / 1024:.1f} "

@@ -210,12 +210,66 @@ static void test_units(void **state)
 	assert_string_equal(buf, "2026-11-18T11:06:40.123Z");
 }
 
+/* A widened watcher's held rounds read as its last values, and cost nothing per series. */
+static void test_held_rounds(void **state)
+{
+	struct tsdb *db;
+	struct tsdb_series *a, *b, *other;
+	double v;
+
+	assert_int_equal(tsdb_new(&db, metric_count(), 16, 64), 0);
+	/* rounds 1-2 sampled, 3-5 held, 6 sampled, 7 held; source 3 is the watcher,
+	 * source 4 another one that samples every round but skipped round 4 */
+	for (int r = 1; r <= 7; r++) {
+		bool held = (r >= 3 && r <= 5) || r == 7;
+
+		tsdb_begin_round(db, 1000ull * r);
+		tsdb_set_source(db, 3);
+		if (held) {
+			tsdb_hold_source(db, 3);
+		} else {
+			assert_int_equal(tsdb_put(db, M_CPU_SYS, NULL, r * 10.0), 0);
+			if (r != 6) /* b vanished with round 6's pass */
+				assert_int_equal(tsdb_put(db, M_CPU_USER, NULL, r), 0);
+		}
+		tsdb_set_source(db, 4);
+		if (r != 4)
+			assert_int_equal(tsdb_put(db, M_CPU_IDLE, NULL, r), 0);
+		tsdb_end_round(db);
+	}
+	a = tsdb_find(db, M_CPU_SYS, NULL);
+	b = tsdb_find(db, M_CPU_USER, NULL);
+	other = tsdb_find(db, M_CPU_IDLE, NULL);
+	assert_true(tsdb_value(db, a, 0, &v) && v == 60.0); /* round 7 holds round 6 */
+	assert_true(tsdb_held(db, a, 0));
+	assert_true(tsdb_value(db, a, 1, &v) && v == 60.0);
+	assert_false(tsdb_held(db, a, 1));
+	for (unsigned ago = 2; ago <= 4; ago++) /* rounds 5, 4, 3 hold round 2 */
+		assert_true(tsdb_value(db, a, ago, &v) && v == 20.0);
+	assert_true(tsdb_value(db, a, 5, &v) && v == 20.0);
+	/* gone at a pass: no value from then on, held rounds or not */
+	assert_false(tsdb_value(db, b, 0, &v));
+	assert_false(tsdb_value(db, b, 1, &v));
+	assert_true(tsdb_value(db, b, 2, &v) && v == 2.0);
+	/* another source's gap stays a gap */
+	assert_false(tsdb_value(db, other, 3, &v));
+	assert_false(tsdb_held(db, other, 3));
+	assert_true(tsdb_value(db, other, 2, &v) && v == 5.0);
+	/* sources past the bitmap are ignored, not written out of bounds */
+	tsdb_begin_round(db, 8000);
+	tsdb_hold_source(db, TSDB_HOLD_SOURCES);
+	tsdb_hold_source(db, 0);
+	tsdb_end_round(db);
+	assert_false(tsdb_value(db, other, 0, &v));
+	tsdb_free(&db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ring_and_gaps), cmocka_unit_test(test_bounds_and_forgetting),
 		cmocka_unit_test(test_chunks),	      cmocka_unit_test(test_gaps_in_history),
-		cmocka_unit_test(test_units),
+		cmocka_unit_test(test_units),	      cmocka_unit_test(test_held_rounds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
