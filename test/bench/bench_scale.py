@@ -331,9 +331,10 @@ def bpf_map_entries(pid):
 
 class Exposition:
     """Polls the agent's Prometheus endpoint: when each cgroup's series first
-    and last showed (autotrace_cgroup_mem_usage_bytes, put at its first sample)."""
+    and last showed (any autotrace_cgroup_* series labelled with it)."""
 
-    LABEL = re.compile(r'^autotrace_cgroup_mem_usage_bytes\{[^}]*cgroup="([^"]*)"', re.M)
+    # any per-cgroup series: which ones a cgroup has depends on its controllers
+    LABEL = re.compile(r'^autotrace_cgroup_\w+\{[^}]*cgroup="([^"]*)"', re.M)
     EVERY = re.compile(r'^autotrace_watcher_sample_every\{watcher="cgroups"\} (\d+)$', re.M)
 
     def __init__(self, url, tag, period=0.25):

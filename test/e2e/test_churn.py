@@ -117,7 +117,8 @@ class Hierarchies:
 class Poller:
     """When each churned container's series first and last showed on the endpoint."""
 
-    LABEL = re.compile(r'^autotrace_cgroup_mem_usage_bytes\{[^}]*cgroup="([^"]*)"', re.M)
+    # any per-cgroup series: which ones a cgroup has depends on its controllers
+    LABEL = re.compile(r'^autotrace_cgroup_\w+\{[^}]*cgroup="([^"]*)"', re.M)
     EVERY = re.compile(r'^autotrace_watcher_sample_every\{watcher="cgroups"\} (\d+)$', re.M)
 
     def __init__(self, url, tag):
