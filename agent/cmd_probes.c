@@ -20,6 +20,7 @@
 #include "base/util.h"
 #include "base/sanitize.h"
 #include "probes/catalogue.h"
+#include "probes/kcompat.h"
 #include "probes/kernel_features.h"
 #include "probes/watcher.h"
 #include "triggers/rules.h"
@@ -176,6 +177,8 @@ static json_t *probe_all(struct probe_env *e)
 		json_decref(st);
 	}
 	json_object_set_new(doc, "captures", caps ? caps : json_array());
+	/* what the watchers and captures just loaded in place of their first choice */
+	json_object_set_new(doc, "fallbacks", kcompat_notes_json());
 	json_object_set_new(doc, "rules", e->caps ? rules_json(e) : json_array());
 	return doc;
 }
@@ -212,6 +215,11 @@ static void print_text(json_t *doc)
 		printf("%-14s %-12s %s\n", cli_jstr(c, "kind"),
 		       strcmp(cli_jstr(c, "state"), "ready") ? cli_jstr(c, "state") : "works",
 		       cli_jstr(c, "error"));
+	printf("\n%-28s %s\n", "FALLBACK", "WHAT IS USED INSTEAD, AND WHY");
+	if (!json_array_size(json_object_get(doc, "fallbacks")))
+		printf("%-28s %s\n", "none", "every probe loads its first choice on this kernel");
+	json_array_foreach(json_object_get(doc, "fallbacks"), i, f)
+		printf("%-28s %s\n", cli_jstr(f, "component"), cli_jstr(f, "fallback"));
 	printf("\n%-28s %-10s %s\n", "RULE", "STATE", "WHY");
 	json_array_foreach(json_object_get(doc, "rules"), i, r)
 	{

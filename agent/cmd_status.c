@@ -61,6 +61,21 @@ static void print_agent(json_t *a)
 		printf("LAST RELOAD FAILED: %s\n", jstring(a, "last_reload_error", ""));
 }
 
+static void print_kernel(json_t *k)
+{
+	json_t *f;
+	size_t i, n = json_array_size(json_object_get(k, "fallbacks"));
+
+	if (!n) {
+		printf("kernel %s: no fallbacks in use\n", jstring(k, "release", "?"));
+		return;
+	}
+	printf("kernel %s: %zu fallback%s in use (docs/compatibility.md)\n",
+	       jstring(k, "release", "?"), n, n == 1 ? "" : "s");
+	json_array_foreach(json_object_get(k, "fallbacks"), i, f)
+		printf("  %s: %s\n", jstring(f, "component", "?"), jstring(f, "fallback", "?"));
+}
+
 static void print_watchers(json_t *arr)
 {
 	json_t *w;
@@ -363,6 +378,7 @@ int cmd_status(int argc, char **argv)
 		/* cgroup paths, process names, errors: tenants choose some of it */
 		json_clean_for_terminal(st);
 		print_agent(json_object_get(st, "agent"));
+		print_kernel(json_object_get(st, "kernel"));
 		print_watchers(json_object_get(st, "watchers"));
 		print_rules(json_object_get(st, "rules"));
 		print_captures(json_object_get(st, "captures"));

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "agent/control.h"
@@ -13,6 +14,7 @@
 #include "base/symbolize.h"
 #include "base/util.h"
 #include "probes/catalogue.h"
+#include "probes/kcompat.h"
 #include "probes/watcher.h"
 #include "storage/essink.h"
 #include "triggers/engine.h"
@@ -195,10 +197,21 @@ static json_int_t watcher_int(json_t *arr, const char *name, const char *field)
 	json_t *w;
 	size_t i;
 
-	json_array_foreach(
-		arr, i, w) if (!strcmp(json_string_value(json_object_get(w, "name")) ?: "",
-				       name)) return json_integer_value(json_object_get(w, field));
+	json_array_foreach(arr, i, w)
+	{
+		if (!strcmp(json_string_value(json_object_get(w, "name")) ?: "", name))
+			return json_integer_value(json_object_get(w, field));
+	}
 	return 0;
+}
+
+/* The kernel, and the fallbacks the probes took on it (docs/compatibility.md). */
+static json_t *status_kernel(void)
+{
+	struct utsname u;
+
+	uname(&u);
+	return json_pack("{s:s,s:o}", "release", u.release, "fallbacks", kcompat_notes_json());
 }
 
 json_t *daemon_status(struct daemon *d)
@@ -207,6 +220,7 @@ json_t *daemon_status(struct daemon *d)
 	uint64_t skipped = 0;
 
 	json_object_set_new(o, "agent", status_agent(d));
+	json_object_set_new(o, "kernel", status_kernel());
 	watchers = status_watchers(d);
 	json_object_set_new(o, "watchers", watchers);
 	json_object_set_new(o, "rules", status_rules(d, &skipped));

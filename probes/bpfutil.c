@@ -407,6 +407,52 @@ static void drop_missing_tracepoints(struct bpf_object *obj)
 	}
 }
 
+int btf_tracepoint_nargs(const struct btf *vmlinux, const char *name)
+{
+	const struct btf_type *t;
+	char type[128];
+	int id;
+
+	if (!vmlinux)
+		return -ENOENT;
+	snprintf(type, sizeof(type), "btf_trace_%s", name);
+	id = btf__find_by_name_kind(vmlinux, type, BTF_KIND_TYPEDEF);
+	if (id <= 0)
+		return -ENOENT;
+	t = btf__type_by_id(vmlinux, id);
+	t = t ? btf__type_by_id(vmlinux, t->type) : NULL; /* pointer */
+	if (!t || !btf_is_ptr(t))
+		return -EINVAL;
+	t = btf__type_by_id(vmlinux, t->type); /* function prototype */
+	if (!t || !btf_is_func_proto(t))
+		return -EINVAL;
+	return (int)btf_vlen(t) - 1;
+}
+
+void bpf_object_choose_old(struct bpf_object *obj, const char *tp, bool old)
+{
+	struct bpf_program *prog;
+	char twin[128];
+
+	bpf_object__for_each_program(prog, obj)
+	{
+		const char *name = bpf_program__name(prog);
+		const char *sec = strchr(bpf_program__section_name(prog), '/');
+		size_t len = strlen(name);
+
+		if (!sec || strcmp(sec + 1, tp))
+			continue;
+		if (len > 4 && strcmp(name + len - 4, "_old") == 0) {
+			if (!old)
+				bpf_program__set_autoload(prog, false);
+			continue;
+		}
+		snprintf(twin, sizeof(twin), "%s_old", name);
+		if (old && bpf_object__find_program_by_name(obj, twin))
+			bpf_program__set_autoload(prog, false);
+	}
+}
+
 /* One attempt: open, pick the flavour, configure, load. */
 static int skel_try(void **out, bool btf, const struct bpf_skel_ops *ops,
 		    const struct bpf_load_opts *o)

@@ -162,6 +162,15 @@ const char *sched_state_name(unsigned state);
 /* NUL-terminated copy of a kernel comm. */
 void sched_comm(char *dst, const char *comm);
 
+/* The arguments tracepoint `name` passes (its btf_trace_ typedef, less the
+ * context); -ENOENT when the kernel lacks it. */
+int btf_tracepoint_nargs(const struct btf *vmlinux, const char *name);
+/* Programs named NAME_old stand in for NAME where a kernel's tracepoint `tp`
+ * passes other arguments: of each such pair attached to tp, loads the _old
+ * one (old) or NAME. Call after bpf_object_choose_tp_btf: it only turns
+ * programs off. */
+void bpf_object_choose_old(struct bpf_object *obj, const char *tp, bool old);
+
 /* Logs "what: BPF programs loaded: name#id ..." so operators (and tests) can
  * match the agent's programs in `bpftool prog`, and registers the programs
  * under `what` for run-time accounting. */

@@ -5,6 +5,65 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 
+/* The ___flavor structs below describe older kernels' layouts. Like vmlinux.h's
+ * types they carry preserve_access_index, so that a plain access (not only
+ * BPF_CORE_READ) is relocated to where the running kernel has the field:
+ * without it, `((struct task_struct___old *)t)->state` reads offset 0. */
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+/*
+ * Helpers newer than the oldest kernel the agent supports (5.10, see
+ * docs/compatibility.md). Whether the running kernel has one is a CO-RE
+ * relocation against its enum bpf_func_id: libbpf turns the test into a
+ * constant, the verifier never walks the branch the kernel cannot run and
+ * removes it before the helper calls are resolved.
+ */
+#define HAVE_HELPER(name) bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_##name)
+
+/* The current task, to read through BPF_CORE_READ only: the BTF-typed pointer
+ * where the kernel has bpf_get_current_task_btf (5.11), the untyped one before. */
+static __always_inline struct task_struct *current_task(void)
+{
+	if (HAVE_HELPER(get_current_task_btf))
+		return bpf_get_current_task_btf();
+	return (struct task_struct *)bpf_get_current_task();
+}
+
+/*
+ * The user registers saved at the top of the current task's kernel stack
+ * (where a system call or interrupt from user space left them), to read
+ * through the PT_REGS_*_CORE macros. bpf_task_pt_regs (5.15) where the
+ * kernel has it. Before, on x86-64, the same place computed as the kernel's
+ * task_pt_regs() does: the end of the task's stack (16 KiB, or 32 KiB with
+ * KASAN) less one pt_regs, accepted only when its saved code segment is the
+ * 64-bit user one. NULL when neither works (kernel threads, other
+ * architectures): callers then do without.
+ */
+#define USER_CS_X86_64 0x33 /* __USER_CS: GDT entry 6, RPL 3 */
+
+static __always_inline struct pt_regs *current_user_regs(void)
+{
+	if (HAVE_HELPER(task_pt_regs))
+		return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+#if defined(__TARGET_ARCH_x86)
+	{
+		struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+		unsigned long top = (unsigned long)BPF_CORE_READ(t, stack);
+		unsigned long size = bpf_core_type_size(struct pt_regs);
+
+		if (!top)
+			return NULL;
+		for (unsigned long thread_size = 16384; thread_size <= 32768; thread_size *= 2) {
+			struct pt_regs *regs = (struct pt_regs *)(top + thread_size - size);
+
+			if (BPF_CORE_READ(regs, cs) == USER_CS_X86_64)
+				return regs;
+		}
+	}
+#endif
+	return NULL;
+}
+
 /* Before 5.5 kernfs_node.id was a union { u32 ino; u32 generation; u64 id; }. */
 union kernfs_node_id___old {
 	struct {
@@ -184,3 +243,5 @@ static __always_inline u64 task_reclaim_delay_ns(struct task_struct *t)
 		return 0;
 	return BPF_CORE_READ(di, freepages_delay);
 }
+
+#pragma clang attribute pop

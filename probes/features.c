@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "probes/features.h"
+#include "probes/kcompat.h"
 #include "probes/kernel_features.h"
 #include "features.skel.h"
 
@@ -326,6 +327,33 @@ static void probe_ringbuf(struct feature_result *r)
 	features_bpf__destroy(skel);
 }
 
+static void probe_task_storage(struct feature_result *r)
+{
+	if (kcompat_task_storage())
+		set(r, FEATURE_YES, "BPF_MAP_TYPE_TASK_STORAGE: a map was created");
+	else
+		set(r, FEATURE_NO,
+		    "no BPF task storage (Linux 5.11+): taskwatch and watch.runq_hooks keep "
+		    "per-task state in pid-keyed hashes instead");
+}
+
+static void probe_task_helpers(struct feature_result *r, struct btf *vmlinux)
+{
+	bool btf_task = kcompat_has_helper(vmlinux, "get_current_task_btf");
+	bool regs = kcompat_has_helper(vmlinux, "task_pt_regs");
+
+	if (!vmlinux)
+		set(r, FEATURE_NO, "needs kernel BTF to tell");
+	else if (btf_task && regs)
+		set(r, FEATURE_YES, "bpf_get_current_task_btf and bpf_task_pt_regs");
+	else
+		set(r, btf_task ? FEATURE_PARTIAL : FEATURE_NO,
+		    "%s%s%s: the programs use their fallbacks (see FALLBACK)",
+		    btf_task ? "" : "no bpf_get_current_task_btf (Linux 5.11+)",
+		    !btf_task && !regs ? ", " : "",
+		    regs ? "" : "no bpf_task_pt_regs (Linux 5.15+)");
+}
+
 static bool tracefs_mounted(const char *path)
 {
 	struct statfs fs;
@@ -481,6 +509,9 @@ void kernel_features_probe(struct feature_result *out, unsigned max, unsigned *n
 	probe_perf_event(NEXT("perf_events", "cpu-clock sampling: the profile capture"));
 	probe_task_iter(NEXT("task_iter", "task iterators: D-state and run-queue snapshots"));
 	probe_ringbuf(NEXT("ringbuf", "BPF ring buffer: event streams from captures"));
+	probe_task_storage(NEXT("task_storage", "per-task BPF state: taskwatch, runq_hooks"));
+	probe_task_helpers(NEXT("task_helpers", "BTF task helpers: offcpu, iotrace, memtrace"),
+			   vmlinux);
 	probe_prog(NEXT("uprobes", "user function probes"), "feat_uprobe", FHIT_UPROBE,
 		   attach_uprobe, trigger_uprobe, "uprobe on this binary");
 	probe_psi(NEXT("psi", "pressure stall information: psi.* metrics"));

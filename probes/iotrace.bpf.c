@@ -237,13 +237,25 @@ static __always_inline void note_proc(struct task_struct *task, u32 tgid, u64 cg
  * plain (fault-tolerant) loads from the BTF-typed task: no helper calls. */
 static __always_inline struct file *current_fd_file(long fd)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct fdtable *fdt = task->files->fdt;
 	struct file **fdarr, *file = NULL;
+	unsigned int max_fds;
 
-	if (fd < 0 || (u64)fd >= fdt->max_fds)
+	if (HAVE_HELPER(get_current_task_btf)) {
+		struct task_struct *task = bpf_get_current_task_btf();
+		struct fdtable *fdt = task->files->fdt;
+
+		max_fds = fdt->max_fds;
+		fdarr = fdt->fd;
+	} else {
+		/* before 5.11: the same walk with probe reads */
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+
+		max_fds = BPF_CORE_READ(fdt, max_fds);
+		fdarr = BPF_CORE_READ(fdt, fd);
+	}
+	if (fd < 0 || (u64)fd >= max_fds)
 		return NULL;
-	fdarr = fdt->fd;
 	bpf_probe_read_kernel(&file, sizeof(file), &fdarr[fd]);
 	return file;
 }
@@ -282,7 +294,7 @@ static __always_inline int fs_account(long ret, int dir, long fd)
 	inode = BPF_CORE_READ(file, f_inode);
 	if (!inode || !data_mode(BPF_CORE_READ(inode, i_mode)))
 		return 0; /* pipes, sockets, character devices */
-	task = bpf_get_current_task_btf();
+	task = current_task();
 	if (f->mode == FILTER_CGROUP && !filter_match(f, task, tgid, task_cgid(f, task)))
 		return 0;
 	key.tgid = tgid;
@@ -435,10 +447,9 @@ static __always_inline int request_start(struct bio *bio)
 
 	/* direct IO from a read/write call: the pages are the caller's buffer */
 	if (!kthread) {
-		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(
-			(struct task_struct *)bpf_get_current_task_btf());
+		struct pt_regs *regs = current_user_regs();
 
-		if (in_rw_syscall(regs)) {
+		if (regs && in_rw_syscall(regs)) {
 			struct file *file = current_fd_file(PT_REGS_PARM1_CORE_SYSCALL(regs));
 
 			if (file && (BPF_CORE_READ(file, f_flags) & o_direct_flag)) {
@@ -521,6 +532,33 @@ int BPF_PROG(io_getrq_raw, struct bio *bio)
 	return request_start(bio);
 }
 
+/* Before 5.11 the block tracepoints also passed the request queue:
+ * block_getrq(q, bio, rw), block_bio_frontmerge(q, rq, bio) and
+ * block_rq_issue(q, rq). User space loads the *_old programs there. */
+SEC("tp_btf/block_getrq")
+int BPF_PROG(io_getrq_btf_old, struct request_queue *q, struct bio *bio, int rw)
+{
+	return request_start(bio);
+}
+
+SEC("raw_tp/block_getrq")
+int BPF_PROG(io_getrq_raw_old, struct request_queue *q, struct bio *bio, int rw)
+{
+	return request_start(bio);
+}
+
+SEC("tp_btf/block_bio_frontmerge")
+int BPF_PROG(io_frontmerge_btf_old, struct request_queue *q, struct request *rq, struct bio *bio)
+{
+	return request_start(bio);
+}
+
+SEC("raw_tp/block_bio_frontmerge")
+int BPF_PROG(io_frontmerge_raw_old, struct request_queue *q, struct request *rq, struct bio *bio)
+{
+	return request_start(bio);
+}
+
 /* a bio merged in front of a request becomes its first bio */
 SEC("tp_btf/block_bio_frontmerge")
 int BPF_PROG(io_frontmerge_btf, struct bio *bio)
@@ -569,6 +607,18 @@ int BPF_PROG(io_issue_btf, struct request *rq)
 
 SEC("raw_tp/block_rq_issue")
 int BPF_PROG(io_issue_raw, struct request *rq)
+{
+	return request_issue(rq);
+}
+
+SEC("tp_btf/block_rq_issue")
+int BPF_PROG(io_issue_btf_old, struct request_queue *q, struct request *rq)
+{
+	return request_issue(rq);
+}
+
+SEC("raw_tp/block_rq_issue")
+int BPF_PROG(io_issue_raw_old, struct request_queue *q, struct request *rq)
 {
 	return request_issue(rq);
 }

@@ -23,6 +23,7 @@
 #include "probes/bpfutil.h"
 #include "probes/capture.h"
 #include "probes/iotrace.h"
+#include "probes/kcompat.h"
 #include "probes/stackstore.h"
 #include "iotrace.skel.h"
 
@@ -50,6 +51,9 @@ struct iotrace_state {
 	bool fs_level;	     /* syscall tracepoints usable */
 	char fs_error[160];  /* why not */
 	bool dirty_tracking; /* a writeback_dirty_* tracepoint exists */
+	/* block tracepoints passing the request queue too (before 5.11): the
+	 * *_old programs, per tracepoint (stable kernels changed some only) */
+	bool old_getrq, old_issue, old_frontmerge;
 	unsigned stack_depth;
 	/* this window */
 	uint64_t started_ns, stopped_ns;
@@ -59,27 +63,6 @@ struct iotrace_state {
 };
 
 /* ---------------------------------------------------------------- loading */
-
-/* The arguments a tracepoint passes (its btf_trace_ typedef, minus the context). */
-static int tp_nargs(const struct btf *btf, const char *name)
-{
-	char type[128];
-	const struct btf_type *t;
-	int id;
-
-	snprintf(type, sizeof(type), "btf_trace_%s", name);
-	id = btf__find_by_name_kind(btf, type, BTF_KIND_TYPEDEF);
-	if (id <= 0)
-		return -ENOENT;
-	t = btf__type_by_id(btf, id);
-	t = btf__type_by_id(btf, t->type); /* pointer */
-	if (!t || !btf_is_ptr(t))
-		return -EINVAL;
-	t = btf__type_by_id(btf, t->type); /* function prototype */
-	if (!t || !btf_is_func_proto(t))
-		return -EINVAL;
-	return (int)btf_vlen(t) - 1;
-}
 
 static bool is_fs_prog(const struct bpf_program *p)
 {
@@ -121,6 +104,9 @@ static int configure(void *s, void *ctx)
 	bpf_map__set_max_entries(skel->maps.files, files);
 	bpf_map__set_max_entries(skel->maps.dirtiers, files);
 	bpf_map__set_max_entries(skel->maps.blocked, nstacks);
+	bpf_object_choose_old(skel->obj, "block_getrq", st->old_getrq);
+	bpf_object_choose_old(skel->obj, "block_rq_issue", st->old_issue);
+	bpf_object_choose_old(skel->obj, "block_bio_frontmerge", st->old_frontmerge);
 	return stackstore_size(skel->obj, nstacks, st->stack_depth);
 }
 
@@ -129,7 +115,7 @@ static int iotrace_prepare(void **out, const struct capture_env *env)
 	struct iotrace_state *st;
 	const struct btf *btf;
 	void *skel;
-	int err;
+	int err, nargs[4];
 
 	st = calloc(1, sizeof(*st));
 	if (!st)
@@ -141,13 +127,31 @@ static int iotrace_prepare(void **out, const struct capture_env *env)
 		err = log_ret(-ENOTSUP, "iotrace: no kernel BTF: CO-RE programs cannot load");
 		goto cleanup;
 	}
-	/* the block tracepoints this probe reads, with their 5.11+ arguments */
-	if (tp_nargs(btf, "block_getrq") != 1 || tp_nargs(btf, "block_rq_issue") != 1 ||
-	    tp_nargs(btf, "block_rq_complete") != 3) {
-		err = log_ret(-ENOTSUP, "iotrace: the block tracepoints of this kernel predate "
-					"Linux 5.11 (block_getrq(bio), block_rq_issue(rq))");
+	/* the block tracepoints this probe reads: their 5.11+ arguments, or the
+	 * ones before, which passed the request queue first (*_old programs) */
+	nargs[0] = btf_tracepoint_nargs(btf, "block_getrq");
+	nargs[1] = btf_tracepoint_nargs(btf, "block_rq_issue");
+	nargs[2] = btf_tracepoint_nargs(btf, "block_bio_frontmerge");
+	nargs[3] = btf_tracepoint_nargs(btf, "block_rq_complete");
+	st->old_getrq = nargs[0] == 3;
+	st->old_issue = nargs[1] == 2;
+	st->old_frontmerge = nargs[2] == 3;
+	if ((nargs[0] != 1 && !st->old_getrq) || (nargs[1] != 1 && !st->old_issue) ||
+	    (nargs[2] != 1 && nargs[2] != -ENOENT && !st->old_frontmerge) || nargs[3] != 3) {
+		err = log_ret(-ENOTSUP,
+			      "iotrace: block tracepoints with arguments it does not know: "
+			      "block_getrq %d, block_rq_issue %d, block_bio_frontmerge %d, "
+			      "block_rq_complete %d",
+			      nargs[0], nargs[1], nargs[2], nargs[3]);
 		goto cleanup;
 	}
+	if (st->old_getrq || st->old_issue || st->old_frontmerge)
+		kcompat_note("iotrace",
+			     "block tracepoints with their pre-5.11 arguments (request queue "
+			     "first):%s%s%s",
+			     st->old_getrq ? " block_getrq" : "",
+			     st->old_issue ? " block_rq_issue" : "",
+			     st->old_frontmerge ? " block_bio_frontmerge" : "");
 	st->dirty_tracking = btf_has_tracepoint(btf, "writeback_dirty_folio") ||
 			     btf_has_tracepoint(btf, "writeback_dirty_page");
 	st->fs_level = btf_has_tracepoint(btf, "sys_exit");

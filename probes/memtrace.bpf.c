@@ -89,7 +89,7 @@ static __always_inline int fault(bool user)
 	tgid = bpf_get_current_pid_tgid() >> 32;
 	if (f->mode == FILTER_TGID && tgid != f->tgid)
 		return 0;
-	task = bpf_get_current_task_btf();
+	task = current_task();
 	if (f->mode == FILTER_CGROUP && !filter_match(f, task, tgid, task_cgid(f, task)))
 		return 0;
 	v = bpf_map_lookup_elem(&faults, &tgid);
@@ -157,7 +157,7 @@ static __always_inline int stall_begin(void *ctx, u32 type)
 	tgid = id >> 32;
 	if (f->mode == FILTER_TGID && tgid != f->tgid)
 		return 0;
-	task = bpf_get_current_task_btf();
+	task = current_task();
 	/* kcompactd and kswapd compact and reclaim in the background: no one waits */
 	if (type != MEM_STALL_DIRECT_RECLAIM && task_is_kthread(task))
 		return 0;
@@ -190,7 +190,7 @@ static __always_inline int stall_end(u32 type)
 	if (!s || !f)
 		return 0;
 	delta = bpf_ktime_get_ns() - s->ts;
-	task = bpf_get_current_task_btf();
+	task = current_task();
 	key.tgid = id >> 32;
 	key.pid = (u32)id;
 	key.kern_stack_id = s->kern_stack_id;

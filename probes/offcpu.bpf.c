@@ -136,8 +136,8 @@ static __always_inline void offcpu_dwarf_block(struct offcpu_start *ns, u32 pid,
 		.comm = ns->comm,
 	};
 
-	m.seq = __sync_fetch_and_add(&ustack_seq, 1) + 1;
-	if (ustack_send(&m))
+	m.seq = ustack_next_seq();
+	if (m.seq && ustack_send(&m))
 		ns->ustack_seq = m.seq;
 }
 
@@ -165,12 +165,16 @@ static __always_inline void blocked_stacks(void *ctx, const struct offcpu_config
 					   u64 now, struct offcpu_start *ns)
 {
 	struct offcpu_last *l = bpf_map_lookup_elem(&last, &pid), fresh = {};
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct pt_regs *regs = current_user_regs();
 
-	fresh.user_ip = PT_REGS_IP_CORE(regs);
-	fresh.user_sp = PT_REGS_SP_CORE(regs);
+	/* no user registers (see current_user_regs): nothing tells the same
+	 * place from another, so the last walk is never reused */
+	if (regs) {
+		fresh.user_ip = PT_REGS_IP_CORE(regs);
+		fresh.user_sp = PT_REGS_SP_CORE(regs);
+	}
 	fresh.state = ns->state;
-	if (l && now - l->walked_ns < OFFCPU_REWALK_NS && l->state == fresh.state &&
+	if (regs && l && now - l->walked_ns < OFFCPU_REWALK_NS && l->state == fresh.state &&
 	    l->user_ip == fresh.user_ip && l->user_sp == fresh.user_sp && !walk_allowed(cfg, now)) {
 		ns->kern_stack_id = l->kern_stack_id;
 		ns->user_stack_id = l->user_stack_id;

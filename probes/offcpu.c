@@ -76,7 +76,8 @@ static int configure(void *skel, void *ctx)
 	return ustack_size_maps(st->env.ustack, s->maps.ustack_rb, s->maps.ustack_scratch,
 				(bool *)&s->rodata->ustack_enabled,
 				(bool *)&s->rodata->ustack_always,
-				(uint32_t *)&s->rodata->ustack_stack_bytes);
+				(uint32_t *)&s->rodata->ustack_stack_bytes,
+				(uint32_t *)&s->rodata->ustack_cpu_stride);
 }
 
 /* The user-space half of DWARF user stacks, once the object is loaded. */
@@ -306,22 +307,39 @@ static json_t *threads_json(struct offcpu_state *st, struct thread_table *t, uns
 	return arr;
 }
 
-/* The first frame that is not the scheduler itself: where the thread blocked. */
+static bool has_prefix(const char *s, const char *const *prefixes, size_t n)
+{
+	for (size_t j = 0; j < n; j++)
+		if (strncmp(s, prefixes[j], strlen(prefixes[j])) == 0)
+			return true;
+	return false;
+}
+
+/* The first frame that is not the scheduler itself: where the thread blocked.
+ * The tracing glue above the scheduler ends at its first frame: a program
+ * loaded after kernel symbols were read has no name of its own there (its
+ * address takes the name of whatever precedes it, a module's function on
+ * 5.10), so nothing above the scheduler is a candidate. */
 static void blocked_in(struct offcpu_state *st, const uint64_t *frames, unsigned n, char *buf,
 		       size_t len)
 {
-	static const char *const sched_prefixes[] = {
-		"__schedule", "schedule",	  "__traceiter_",   "bpf_",
-		"__bpf_",     "preempt_schedule", "trace_call_bpf", "perf_"};
+	static const char *const sched[] = {"__schedule", "schedule", "preempt_schedule"};
+	static const char *const skip[] = {"__schedule",     "schedule", "__traceiter_",
+					   "bpf_",	     "__bpf_",	 "preempt_schedule",
+					   "trace_call_bpf", "perf_"};
+	unsigned first;
 
 	buf[0] = '\0';
-	for (unsigned i = 0; i < n; i++) {
-		bool skip = false;
-
+	for (first = 0; first < n; first++) {
+		stack_frame_text(st->env.sym, 0, frames[first], true, buf, len);
+		if (has_prefix(buf, sched, ARRAY_SIZE(sched)))
+			break;
+	}
+	if (first == n)
+		first = 0; /* no scheduler frame: from the top */
+	for (unsigned i = first; i < n; i++) {
 		stack_frame_text(st->env.sym, 0, frames[i], true, buf, len);
-		for (size_t j = 0; j < ARRAY_SIZE(sched_prefixes); j++)
-			skip |= strncmp(buf, sched_prefixes[j], strlen(sched_prefixes[j])) == 0;
-		if (!skip)
+		if (!has_prefix(buf, skip, ARRAY_SIZE(skip)))
 			return;
 	}
 }

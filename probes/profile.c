@@ -83,7 +83,8 @@ static int configure(void *skel, void *ctx)
 	return ustack_size_maps(st->env.ustack, s->maps.ustack_rb, s->maps.ustack_scratch,
 				(bool *)&s->rodata->ustack_enabled,
 				(bool *)&s->rodata->ustack_always,
-				(uint32_t *)&s->rodata->ustack_stack_bytes);
+				(uint32_t *)&s->rodata->ustack_stack_bytes,
+				(uint32_t *)&s->rodata->ustack_cpu_stride);
 }
 
 /* The user-space half of DWARF user stacks, once the object is loaded. */

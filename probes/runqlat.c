@@ -15,6 +15,7 @@
 #include "probes/bpfutil.h"
 #include "probes/catalogue.h"
 #include "probes/hookmode.h"
+#include "probes/kcompat.h"
 #include "probes/runqlat.h"
 #include "probes/watcher.h"
 #include "runqlat.skel.h"
@@ -45,6 +46,18 @@ static void runqlat_close(void *state)
 	free(rl);
 }
 
+/* Only the map of the flavour that loads is created: a kernel without task
+ * storage refuses the other. */
+static int configure(void *s, void *ctx)
+{
+	struct runqlat_bpf *skel = s;
+	bool btf = bpf_program__autoload(skel->progs.runq_switch);
+
+	bpf_map__set_autocreate(skel->maps.queued_at, btf);
+	bpf_map__set_autocreate(skel->maps.queued_at_pid, !btf);
+	return 0;
+}
+
 static int runqlat_open(void **out, const struct watcher_env *env)
 {
 	struct runqlat *rl;
@@ -71,9 +84,16 @@ static int runqlat_open(void **out, const struct watcher_env *env)
 		err = -ENOMEM;
 		goto fail;
 	}
+	/* the tp_btf programs keep per-task stamps in task storage (5.11+), the
+	 * raw_tp ones in a pid-keyed hash */
+	if (!kcompat_task_storage())
+		kcompat_note("runqlat", "raw tracepoints and a pid-keyed hash: no BPF task storage "
+					"(Linux 5.11+)");
 	err = bpf_skel_load(&skel, &use_btf, &runqlat_skel_ops,
 			    &(struct bpf_load_opts){.owner = "watch.runqlat",
-						    .no_tp_btf = !hookmode_btf_has(tracepoints)});
+						    .configure = configure,
+						    .no_tp_btf = !hookmode_btf_has(tracepoints) ||
+								 !kcompat_task_storage()});
 	if (err) {
 		snprintf(env->why, env->why_len, "loading the run-queue hooks: %s", strerror(-err));
 		goto fail;

@@ -28,6 +28,22 @@ struct {
 	__type(value, struct tw_task);
 } tasks SEC(".maps");
 
+/*
+ * Before 5.11 (no task storage) the same per-task state lives in an LRU hash
+ * keyed by thread id (taskwatch_pidmap); the task's start time tells a reused
+ * id from its previous owner. Entries of exited tasks age out. Tasks that
+ * sleep through intervals are not looked up and so are the ones evicted
+ * first when the map is full: one seen again starts a new baseline (its
+ * numbers then, as at its first visit), which loses only a wait it had
+ * already finished before it went idle.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 32768); /* set at load */
+	__type(key, __u32);
+	__type(value, struct tw_task);
+} tasks_by_pid SEC(".maps");
+
 /* cgroup id -> slot in cg_acc, for the watched cgroups only */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -86,7 +102,7 @@ static __always_inline __u64 delta(__u64 now, __u64 prev)
  */
 struct task_struct___state_old {
 	long state;
-};
+} __attribute__((preserve_access_index)); /* relocated, see core_fixes.bpf.h */
 
 static __always_inline unsigned int tw_state(struct task_struct *t)
 {
@@ -142,13 +158,28 @@ static __always_inline __u64 d_start_estimate(struct task_struct *t, __u64 now)
 	return now;
 }
 
+static __always_inline struct tw_task *pid_state(struct task_struct *t)
+{
+	__u32 pid = t->pid;
+	__u64 start = t->start_time;
+	struct tw_task *ts = bpf_map_lookup_elem(&tasks_by_pid, &pid), fresh = {};
+
+	if (ts && ts->start_ns == start)
+		return ts;
+	fresh.start_ns = start;
+	if (bpf_map_update_elem(&tasks_by_pid, &pid, &fresh, BPF_ANY))
+		return NULL;
+	return bpf_map_lookup_elem(&tasks_by_pid, &pid);
+}
+
 /* The run-queue clock of the CPU running the pass, at its start. */
 static __always_inline void pass_clock(void)
 {
-	struct rq *rq = tw_rq(bpf_get_current_task_btf());
+	/* not a BTF pointer before 5.11: read through BPF_CORE_READ */
+	struct rq *rq = task_cpu_rq(current_task());
 
 	g.prev_clock = g.cur_clock;
-	g.cur_clock = rq ? rq->clock : 0;
+	g.cur_clock = rq ? BPF_CORE_READ(rq, clock) : 0;
 	g.clock_pass = g.pass;
 }
 
@@ -285,10 +316,10 @@ static __always_inline int account(struct task_struct *t, struct tw_task *ts, un
 	return 0;
 }
 
-SEC("iter/task")
-int taskwatch(struct bpf_iter__task *ctx)
+/* storage: task-local storage (5.11+), else the pid-keyed hash; a constant
+ * in each program, so each keeps only its own branch */
+static __always_inline int tw_visit(struct task_struct *t, const bool storage)
 {
-	struct task_struct *t = ctx->task;
 	struct tw_task *ts;
 	unsigned int state;
 	__u64 lq;
@@ -306,10 +337,24 @@ int taskwatch(struct bpf_iter__task *ctx)
 	}
 	if (t->exit_state)
 		return 0;
-	ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	ts = storage ? bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)
+		     : pid_state(t);
 	if (!ts)
 		g.storage_fail++;
 	return account(t, ts, state, lq);
+}
+
+SEC("iter/task")
+int taskwatch(struct bpf_iter__task *ctx)
+{
+	return tw_visit(ctx->task, true);
+}
+
+/* Before 5.11: no task storage, the pid-keyed hash instead. */
+SEC("iter/task")
+int taskwatch_pidmap(struct bpf_iter__task *ctx)
+{
+	return tw_visit(ctx->task, false);
 }
 
 /*

@@ -21,6 +21,7 @@
 #include "base/util.h"
 #include "probes/bpfutil.h"
 #include "probes/catalogue.h"
+#include "probes/kcompat.h"
 #include "probes/taskwatch.h"
 #include "probes/watcher.h"
 #include "taskwatch.skel.h"
@@ -57,6 +58,8 @@ struct taskwatch {
 	char state_dir[256]; /* where that is recorded (base/sysstate.h) */
 	char procfs[200];
 	uint64_t storage_fail, cpu_overflow;
+	bool pidmap;		 /* no task storage: taskwatch_pidmap and its hash */
+	unsigned pidmap_entries; /* the hash's size */
 };
 
 static int read_sysctl(const char *path, int *v)
@@ -117,6 +120,21 @@ static void *map_mmap(const struct bpf_map *map, size_t *len)
 
 BPF_SKEL_OPS(taskwatch);
 
+/* The pid-keyed fallback's size: twice the threads alive now, so that tasks
+ * that come later fit too, within bounds (an LRU hash is preallocated). */
+static unsigned pidmap_entries(const struct watcher_env *env)
+{
+	char path[256], *text = NULL, *slash;
+	unsigned threads = 0;
+	size_t len;
+
+	snprintf(path, sizeof(path), "%s/loadavg", env->procfs);
+	if (read_file(path, 256, &text, &len) == 0 && (slash = strchr(text, '/')))
+		threads = (unsigned)strtoul(slash + 1, NULL, 10);
+	free(text);
+	return (unsigned)MIN(MAX(2 * threads, TW_PIDMAP_MIN), TW_PIDMAP_MAX);
+}
+
 static void taskwatch_close(void *state)
 {
 	struct taskwatch *tw = state;
@@ -146,11 +164,17 @@ static int configure(void *skel, void *ctx)
 	const struct taskwatch *tw = ctx;
 
 	s->rodata->cgroup_subsys = tw->cg ? cgroups_bpf_subsys(tw->cg) : -1;
-	bpf_program__set_autoload(s->progs.taskwatch, !tw->walk);
 	bpf_program__set_autoload(s->progs.taskwatch_walk, tw->walk);
 	bpf_map__set_max_entries(s->maps.cg_slot, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cg_acc, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cpu_acc, tw->ncpus);
+	/* per-task state: task storage, or before 5.11 the pid-keyed hash */
+	bpf_map__set_autocreate(s->maps.tasks, !tw->pidmap);
+	bpf_program__set_autoload(s->progs.taskwatch, !tw->pidmap && !tw->walk);
+	bpf_map__set_autocreate(s->maps.tasks_by_pid, tw->pidmap);
+	bpf_program__set_autoload(s->progs.taskwatch_pidmap, tw->pidmap);
+	if (tw->pidmap)
+		bpf_map__set_max_entries(s->maps.tasks_by_pid, tw->pidmap_entries);
 	return 0;
 }
 
@@ -177,13 +201,18 @@ static int load(struct taskwatch *tw, const struct watcher_env *env)
 		&skel, NULL, &taskwatch_skel_ops,
 		&(struct bpf_load_opts){.owner = OWNER, .configure = configure, .ctx = tw});
 	if (err) {
-		snprintf(env->why, env->why_len,
-			 "loading the task iterator: %s (needs BPF iter/task and task storage, "
-			 "Linux 5.11+, and root)",
-			 strerror(-err));
+		snprintf(
+			env->why, env->why_len,
+			"loading the task iterator: %s (needs BPF iter/task, Linux 5.8+, and root)",
+			strerror(-err));
 		return err;
 	}
 	tw->skel = skel;
+	if (tw->pidmap)
+		kcompat_note("taskwatch",
+			     "per-task state in a thread-id-keyed LRU hash of %u entries: no BPF "
+			     "task storage (Linux 5.11+)",
+			     tw->pidmap_entries);
 	if (tw->walk) {
 		/* attached to the agent's own thread: the program runs once per pass */
 		union bpf_iter_link_info li = {.task.tid = (__u32)gettid()};
@@ -192,7 +221,9 @@ static int load(struct taskwatch *tw, const struct watcher_env *env)
 
 		tw->link = bpf_program__attach_iter(tw->skel->progs.taskwatch_walk, &io);
 	} else {
-		tw->link = bpf_program__attach_iter(tw->skel->progs.taskwatch, NULL);
+		tw->link = bpf_program__attach_iter(tw->pidmap ? tw->skel->progs.taskwatch_pidmap
+							       : tw->skel->progs.taskwatch,
+						    NULL);
 	}
 	if (!tw->link) {
 		err = -errno;
@@ -231,7 +262,10 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 	}
 	for (unsigned i = 0; i < tw->max_cgroups; i++)
 		tw->free_slots[tw->nfree++] = tw->max_cgroups - 1 - i;
-	tw->walk = env->cfg->watch.task_walk && kernel_can_walk();
+	tw->pidmap = !kcompat_task_storage();
+	tw->pidmap_entries = pidmap_entries(env);
+	/* the walk needs 6.7+, which always has task storage */
+	tw->walk = env->cfg->watch.task_walk && !tw->pidmap && kernel_can_walk();
 	err = load(tw, env);
 	if (err && tw->walk) {
 		log_warn("watcher taskwatch: the one-run task walk did not load (%s): visiting "

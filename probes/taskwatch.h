@@ -6,6 +6,9 @@
 #endif
 
 #define TW_MAX_LEVELS 12 /* cgroup ancestors a task's numbers are added to */
+/* bounds of the pid-keyed per-task hash (kernels without task storage) */
+#define TW_PIDMAP_MIN 8192
+#define TW_PIDMAP_MAX 131072
 
 /* What one pass found, per CPU, per watched cgroup, and for the host. */
 struct tw_acc {
@@ -37,7 +40,8 @@ struct tw_globals {
 };
 _Static_assert(sizeof(struct tw_globals) == 160, "tw_globals ABI");
 
-/* Per-task state between passes (task-local storage). */
+/* Per-task state between passes (task-local storage, or the pid-keyed hash
+ * before 5.11). */
 struct tw_task {
 	__u64 run_delay;
 	__u64 pcount;
@@ -46,6 +50,6 @@ struct tw_task {
 	__u64 d_switches; /* context switches + 1 when its current D episode began; 0: not in D */
 	__u64 d_start_ns; /* CLOCK_MONOTONIC estimate of when that episode began */
 	__u64 pass;	  /* last pass that saw it; 0: new */
-	__u64 pad;
+	__u64 start_ns;	  /* pid-keyed hash only: the task's start time */
 };
 _Static_assert(sizeof(struct tw_task) == 64, "tw_task ABI");

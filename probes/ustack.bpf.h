@@ -5,6 +5,7 @@
  * sits behind the rodata flag ustack_enabled: with unwind.mode off the
  * verifier removes it. Included by profile.bpf.c and offcpu.bpf.c. */
 #pragma once
+#include "core_fixes.bpf.h"
 #include "ustack_abi.h"
 
 /* set by user space before load (unwind.* in the configuration); plain C
@@ -14,7 +15,8 @@ const volatile bool ustack_always = false;	    /* unwind.mode always: no FP comp
 const volatile unsigned int ustack_stack_bytes = 0; /* <= USTACK_MAX_BYTES */
 /* set by user space while a window runs: over its unwinding CPU budget */
 volatile unsigned int ustack_paused = 0;
-unsigned long long ustack_seq = 0;
+/* a power of two no smaller than the number of CPUs: ustack_next_seq() */
+const volatile unsigned int ustack_cpu_stride = 1;
 
 /* sizes set by user space */
 struct {
@@ -68,6 +70,31 @@ static __always_inline u32 ustack_mode(u32 tgid)
 		return USTACK_DWARF;
 	m = bpf_map_lookup_elem(&ustack_modes, &tgid);
 	return m ? *m : USTACK_UNDECIDED;
+}
+
+/* How many blocks (offcpu) each CPU has numbered: ustack_next_seq(). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u64);
+} ustack_seqs SEC(".maps");
+
+/* A block's id (offcpu), never 0: this CPU's count times ustack_cpu_stride plus
+ * the CPU, unique without an atomic fetch-and-add, which kernels before 5.12
+ * refuse to load (their verifier rejects BPF_FETCH in any instruction, dead code
+ * included). A context switch runs with interrupts off, so nothing on this CPU
+ * counts in between. User space's ring of pending blocks (a power of two, at
+ * least 512 slots a stride) thus gives each CPU slots of its own. */
+static __always_inline u64 ustack_next_seq(void)
+{
+	u32 zero = 0;
+	u64 *n = bpf_map_lookup_elem(&ustack_seqs, &zero);
+
+	if (!n)
+		return 0;
+	*n += 1;
+	return *n * ustack_cpu_stride + bpf_get_smp_processor_id();
 }
 
 struct ustack_buf {
@@ -169,7 +196,9 @@ struct ustack_meta {
  * alone). False when nothing was sent: the caller walks the stack itself. */
 static __always_inline bool ustack_send(const struct ustack_meta *m)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
+	/* before 5.11/5.15 the compat forms (core_fixes.bpf.h): probe reads of
+	 * the task, its user registers found at the top of its kernel stack */
+	struct task_struct *task = current_task();
 	u32 cpu = bpf_get_smp_processor_id();
 	u64 len = 0, n = ustack_stack_bytes;
 	struct ustack_buf *b;
@@ -195,7 +224,7 @@ static __always_inline bool ustack_send(const struct ustack_meta *m)
 	if (m->type != USTACK_REC_BLOCK_END) {
 		if (!BPF_CORE_READ(task, mm)) /* a kernel thread has no user stack */
 			return false;
-		regs = (struct pt_regs *)bpf_task_pt_regs(task);
+		regs = current_user_regs();
 		if (!regs)
 			return false;
 		ustack_regs(&b->h, regs);

@@ -203,27 +203,36 @@ static uint64_t pow2_at_least(uint64_t v)
 	return p;
 }
 
-/* The helpers ustack.bpf.h calls: bpf_task_pt_regs came with 5.15. */
+/* What ustack.bpf.h needs: the ring buffer, and the task's user registers,
+ * from bpf_task_pt_regs (5.15, with bpf_get_current_task_btf) or, before it,
+ * on x86-64, from their place at the top of the task's kernel stack
+ * (current_user_regs() in core_fixes.bpf.h). */
 static bool kernel_can(void)
 {
 	static int can = -1;
 
 	if (can < 0) {
-		can = libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT, BPF_FUNC_task_pt_regs,
-					      NULL) > 0 &&
-		      libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT,
-					      BPF_FUNC_get_current_task_btf, NULL) > 0 &&
-		      libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT, BPF_FUNC_ringbuf_output,
-					      NULL) > 0;
+#if defined(__x86_64__)
+		bool regs = true;
+#else
+		bool regs = libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT, BPF_FUNC_task_pt_regs,
+						    NULL) > 0 &&
+			    libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT,
+						    BPF_FUNC_get_current_task_btf, NULL) > 0;
+#endif
+
+		can = regs && libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT,
+						      BPF_FUNC_ringbuf_output, NULL) > 0;
 		if (!can)
-			log_info("unwind: this kernel lacks bpf_task_pt_regs (5.15): user stacks "
-				 "are walked by frame pointer only");
+			log_info("unwind: this kernel lacks the BPF ring buffer (5.8) or "
+				 "bpf_task_pt_regs (5.15): user stacks are walked by frame pointer "
+				 "only");
 	}
 	return can > 0;
 }
 
 int ustack_size_maps(const struct ustack_shared *s, struct bpf_map *rb, struct bpf_map *scratch,
-		     bool *enabled, bool *always, uint32_t *stack_bytes)
+		     bool *enabled, bool *always, uint32_t *stack_bytes, uint32_t *cpu_stride)
 {
 	int ncpus = libbpf_num_possible_cpus();
 	uint64_t record, ring;
@@ -231,6 +240,8 @@ int ustack_size_maps(const struct ustack_shared *s, struct bpf_map *rb, struct b
 
 	*enabled = *always = false;
 	*stack_bytes = 0;
+	/* block ids (ustack_next_seq()) leave each CPU its own pending slots */
+	*cpu_stride = (uint32_t)pow2_at_least((uint64_t)MAX(ncpus, 1));
 	if (!s || ncpus <= 0 || !kernel_can()) {
 		/* the smallest a ring buffer may be: one page */
 		err = bpf_map__set_max_entries(rb, (uint32_t)sysconf(_SC_PAGESIZE));
@@ -842,6 +853,8 @@ int ustack_capture_new(struct ustack_capture **out, struct ustack_shared *s, con
 	snprintf(c->kind, sizeof(c->kind), "%s", kind);
 	c->maps = *maps;
 	c->epfd = c->timer_fd = -1;
+	/* a power of two, a multiple of the block ids' CPU stride (ustack_next_seq()
+	 * in ustack.bpf.h): 512 slots or more for each CPU's blocks */
 	c->npending = pow2_at_least(MAX(PENDING_MIN, (uint64_t)MAX(ncpus, 1) * 512));
 	c->pending = calloc(c->npending, sizeof(*c->pending));
 	/* the ring is mapped for a window only (ring_map): mapped, its pages

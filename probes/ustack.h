@@ -33,7 +33,7 @@ json_t *ustack_shared_status(const struct ustack_shared *s);
  * its rodata must hold. With s NULL (unwind off) the maps get their smallest
  * sizes and *enabled is false. */
 int ustack_size_maps(const struct ustack_shared *s, struct bpf_map *rb, struct bpf_map *scratch,
-		     bool *enabled, bool *always, uint32_t *stack_bytes);
+		     bool *enabled, bool *always, uint32_t *stack_bytes, uint32_t *cpu_stride);
 
 /* The maps of one loaded capture object. */
 struct ustack_capture_maps {

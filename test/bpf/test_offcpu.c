@@ -218,17 +218,32 @@ static void check_blockers_seen(json_t *data, const struct capture_result *res)
 	 * with the timer's stack, not whichever task the interrupt landed on */
 	{
 		static const char *const timer[] = {"hrtimer_wakeup", NULL};
-		json_int_t wakeups = 0;
+		/* under emulation (AUTOTRACE_TEST_SLOWDOWN, the kernel matrix's TCG
+		 * guests) a wake-up now and then comes from a task: 0.9 of them from
+		 * the interrupt there, every one here */
+		bool slow = getenv("AUTOTRACE_TEST_SLOWDOWN") != NULL;
+		json_int_t wakeups = 0, others = 0;
 		size_t rows = 0;
 
 		json_array_foreach(json_object_get(data, "wakers"), i, w)
 		{
-			if (json_integer_value(json_object_get(w, "tid")) != sleeper_tid)
+			/* its nanosleeps; it may also wait, rarely, for another
+			 * thread of this process: mmap_lock in a page fault, a
+			 * futex in the allocator (more often on a slow CPU) */
+			const char *in = json_string_value(json_object_get(w, "blocked_in"));
+
+			if (json_integer_value(json_object_get(w, "tid")) != sleeper_tid || !in ||
+			    !strstr(in, "nanosleep"))
 				continue;
-			rows++;
 			if (strcmp(json_string_value(json_object_get(w, "waker_comm")),
 				   "[interrupt]"))
 				dump(w);
+			if (slow && strcmp(json_string_value(json_object_get(w, "waker_comm")),
+					   "[interrupt]")) {
+				others += json_integer_value(json_object_get(w, "wakeups"));
+				continue;
+			}
+			rows++;
 			assert_string_equal(json_string_value(json_object_get(w, "waker_comm")),
 					    "[interrupt]");
 			assert_int_equal(json_integer_value(json_object_get(w, "waker_tid")), 0);
@@ -239,6 +254,7 @@ static void check_blockers_seen(json_t *data, const struct capture_result *res)
 			dump(json_object_get(data, "wakers"));
 		assert_true(rows >= 1 && rows <= 2);
 		assert_true(wakeups >= 20);
+		assert_true(others * 10 <= wakeups + others);
 	}
 
 	/* still blocked when the window ended: counted up to its end */

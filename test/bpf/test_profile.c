@@ -4,6 +4,7 @@
 #include "bpftest.h"
 #include "testutil.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +104,13 @@ static void test_pid_filter(void **s)
 
 	assert_int_equal(json_integer_value(json_object_get(data, "frequency_hz")), 499);
 	check_only_us_and_spin_seen(data, &res);
-	assert_int_equal(res.lost_events, 0);
+	/* a stack-map bucket collision loses a stack now and then, counted: on
+	 * a slow (emulated) CPU samples land in more distinct places */
+	if (res.lost_events)
+		print_message("lost %" PRIu64 " of %" PRId64 " samples' stacks\n", res.lost_events,
+			      (int64_t)json_integer_value(json_object_get(data, "samples")));
+	assert_true(res.lost_events * 100 <=
+		    (uint64_t)json_integer_value(json_object_get(data, "samples")));
 	capture_result_clear(&res);
 }
 
@@ -176,16 +183,31 @@ static void test_deep_stacks_kept_to_the_limit(void **s)
 		json_t *f;
 		size_t j;
 		unsigned user = 0, deep = 0;
+		bool whole = false, prologue = false;
 
 		json_array_foreach(json_object_get(st, "frames"), j, f)
 		{
 			const char *fn = json_string_value(json_object_get(f, "func"));
 
+			if (deep == 0 && user == 0 && fn && strcmp(fn, "profile_test_deep") == 0)
+				prologue = json_integer_value(json_object_get(f, "offset")) < 8;
 			user += !json_is_true(json_object_get(f, "kernel"));
 			deep += fn && strcmp(fn, "profile_test_deep") == 0;
+			whole |= fn && strcmp(fn, "deep_spinner") == 0;
 		}
-		/* a 150-deep stack is cut at the limit, never shorter */
-		if (deep)
+		/* a 150-deep stack is cut at the limit, never shorter; a sample taken
+		 * on the way down (a slow CPU, an emulator) is whole, down to the
+		 * thread's function, unless it caught the first call in its prologue
+		 * ([endbr64;] push %rbp; mov %rsp,%rbp), before its frame was set up: the walk
+		 * then misses its caller. Emulators (the kernel matrix's TCG guests)
+		 * take interrupts at the start of a translated block, often a
+		 * function's entry. */
+		if (deep == 1 && prologue)
+			whole = true;
+		if (deep && !whole && user != limit)
+			print_error("stack of %u user frames:\n%s\n", user,
+				    json_dumps(json_object_get(st, "frames"), JSON_COMPACT));
+		if (deep && !whole)
 			assert_int_equal(user, limit);
 		most = MAX(most, deep);
 	}

@@ -100,7 +100,19 @@ static void run(struct capture_result *res)
 	start_hogs();
 	stop_victim = 0;
 	assert_int_equal(fx.ops->start(fx.state, &t, &p), 0);
-	assert_int_equal(pthread_create(&th, NULL, victim, NULL), 0);
+	{
+		/* born on CPU 0: pinning itself once running left a window in which
+		 * it could be preempted, and wait, elsewhere (wide on a slow CPU) */
+		pthread_attr_t attr;
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(0, &set);
+		assert_int_equal(pthread_attr_init(&attr), 0);
+		assert_int_equal(pthread_attr_setaffinity_np(&attr, sizeof(set), &set), 0);
+		assert_int_equal(pthread_create(&th, &attr, victim, NULL), 0);
+		pthread_attr_destroy(&attr);
+	}
 	/* what the agent's event loop does with the ring buffer */
 	for (int i = 0; i < 15; i++) {
 		usleep(100 * 1000);

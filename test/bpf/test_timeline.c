@@ -183,9 +183,21 @@ static void check(json_t *data, const struct capture_result *res, bool bounded)
 	assert_true(num(spin, "on_cpu_pct") > 20);
 	assert_true(num(spin, "on_cpu_pct") + num(spin, "runnable_pct") > 95);
 	assert_true(num(spin, "off_cpu_pct") < 5);
-	/* the napper is off CPU, sleeping, nearly all the time */
-	assert_true(num(nap, "off_cpu_pct") > 90);
-	assert_true(num(nap, "sleep_ms") > 0.9 * window_ms);
+	/* the napper is off CPU, sleeping, nearly all the time. Under emulation
+	 * (AUTOTRACE_TEST_SLOWDOWN, the kernel matrix's TCG guests) a woken
+	 * thread may wait a while for its virtual CPU to be run: there it is
+	 * off CPU or runnable, and asleep for most of the window */
+	if (getenv("AUTOTRACE_TEST_SLOWDOWN")) {
+		if (num(nap, "off_cpu_pct") + num(nap, "runnable_pct") <= 90)
+			dump(nap);
+		assert_true(num(nap, "off_cpu_pct") + num(nap, "runnable_pct") > 90);
+		assert_true(num(nap, "sleep_ms") > 0.5 * window_ms);
+	} else {
+		if (num(nap, "off_cpu_pct") <= 90)
+			dump(nap);
+		assert_true(num(nap, "off_cpu_pct") > 90);
+		assert_true(num(nap, "sleep_ms") > 0.9 * window_ms);
+	}
 	assert_true(json_integer_value(json_object_get(nap, "switches")) >= 20);
 	/* the parked thread never ran: one interval from the seed to the end */
 	assert_true(num(park, "off_cpu_pct") > 99);

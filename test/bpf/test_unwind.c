@@ -169,6 +169,21 @@ static void print_unwind(const char *what, json_int_t n, const struct capture_re
 	free(u);
 }
 
+/* The share of the value the chain must hold: 0.9. Under emulation
+ * (AUTOTRACE_TEST_SLOWDOWN: the kernel matrix's TCG guests) the unwinder runs
+ * ten times slower, outruns its CPU budget and lets the ring buffer fill, so
+ * that many samples are counted and walked by frame pointer instead: there 0.9
+ * of the share DWARF unwound, which must be 50 samples at least. */
+static double want_share(const struct capture_result *res, json_int_t n)
+{
+	json_int_t complete = unwind_field(res, "complete");
+
+	if (!getenv("AUTOTRACE_TEST_SLOWDOWN"))
+		return 0.9;
+	assert_true(complete >= 50);
+	return 0.9 * (double)MIN(complete, n) / (double)n;
+}
+
 static void test_profile_reaches_main_through_the_chain(void **s)
 {
 	struct capture_result res;
@@ -181,7 +196,7 @@ static void test_profile_reaches_main_through_the_chain(void **s)
 	samples = json_integer_value(json_object_get(res.data, "samples"));
 	print_unwind("samples", samples, &res);
 	assert_true(samples > 300);
-	assert_true(chain_share(res.artifacts[0].data, "burn") >= 0.9);
+	assert_true(chain_share(res.artifacts[0].data, "burn") >= want_share(&res, samples));
 	/* auto: decided DWARF for this process after comparing */
 	assert_int_equal(unwind_field(&res, "processes_dwarf"), 1);
 	assert_int_equal(unwind_field(&res, "processes_fp"), 0);
@@ -218,7 +233,7 @@ static void test_offcpu_reaches_main_through_the_chain(void **s)
 	blocks = json_integer_value(json_object_get(res.data, "blocks"));
 	print_unwind("blocks", blocks, &res);
 	assert_true(blocks > 100);
-	assert_true(chain_share(res.artifacts[0].data, "block") >= 0.9);
+	assert_true(chain_share(res.artifacts[0].data, "block") >= want_share(&res, blocks));
 	assert_int_equal(unwind_field(&res, "processes_dwarf"), 1);
 	assert_int_equal(res.lost_events, 0);
 	capture_result_clear(&res);

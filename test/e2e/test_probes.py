@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """`autotrace probes`: every feature really tested on this kernel, the answers
 consistent with independent evidence, and nothing left loaded afterwards."""
+import gzip
 import json
 import os
 import subprocess
@@ -10,7 +11,8 @@ import pytest
 from agentlib import BIN, Agent, write_private
 
 FEATURES = ("privileges", "bpf", "btf", "tp_btf", "raw_tp", "tracefs", "tracepoints", "kprobes",
-            "fentry", "perf_events", "task_iter", "ringbuf", "uprobes", "psi", "cgroups")
+            "fentry", "perf_events", "task_iter", "ringbuf", "task_storage", "task_helpers",
+            "uprobes", "psi", "cgroups")
 
 
 def probes(*args):
@@ -24,6 +26,25 @@ def feature_progs():
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True)
     return {p["id"] for p in json.loads(out.stdout or "[]")
             if p.get("name", "").startswith("feat_")}
+
+
+def kernel_config():
+    """The running kernel's build options ({"CONFIG_X": "y"}), or None when it does not
+    publish them (the guests of test/kernels have /boot/config-RELEASE, the CI host
+    /proc/config.gz)."""
+    for path in ("/proc/config.gz", f"/boot/config-{os.uname().release}"):
+        try:
+            if path.endswith(".gz"):
+                with gzip.open(path, "rt") as f:
+                    text = f.read()
+            else:
+                with open(path) as f:
+                    text = f.read()
+        except OSError:
+            continue
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line
+                    and line.startswith("CONFIG_"))
+    return None
 
 
 def test_probes_json_is_complete_and_consistent():
@@ -47,6 +68,16 @@ def test_probes_json_is_complete_and_consistent():
                 feats[name]
         else:
             assert feats[name]["detail"], feats[name]  # and a "no" says why
+    # kprobes: the kernel's build options tell; on the kernel matrix's Debian guests
+    # (which have both) kprobes and fentry must really attach and run
+    cfg = kernel_config()
+    if cfg is not None:
+        want = all(cfg.get(o) == "y" for o in ("CONFIG_KPROBES", "CONFIG_KPROBE_EVENTS",
+                                                 "CONFIG_BPF_EVENTS"))
+        assert (feats["kprobes"]["state"] == "yes") == want, (feats["kprobes"], want)
+    if os.environ.get("AUTOTRACE_TEST_KERNEL_MATRIX"):
+        assert feats["kprobes"]["state"] == "yes", feats["kprobes"]
+        assert feats["fentry"]["state"] == "yes", feats["fentry"]
     # the profile capture needs perf events: the two answers must agree
     caps = {c["kind"]: c for c in doc["captures"]}
     assert (caps["profile"]["state"] == "ready") == (feats["perf_events"]["state"] == "yes")
@@ -55,6 +86,16 @@ def test_probes_json_is_complete_and_consistent():
     assert w["cpustat"]["state"] == "ok" and "cpu.sys_pct" in w["cpustat"]["metrics"]
     # the default rules are checked against this host
     assert doc["rules"] and all(r["state"] in ("ok", "degraded") for r in doc["rules"])
+    # the fallbacks the probes took here agree with what the kernel lacks
+    fallbacks = {f["component"]: f["fallback"] for f in doc["fallbacks"]}
+    assert all(fallbacks.values()), fallbacks
+    if feats["task_storage"]["state"] == "no" and doc["watchers"] and \
+            {w["name"]: w for w in doc["watchers"]}["taskwatch"]["state"] == "ok":
+        assert "task storage" in fallbacks.get("taskwatch", ""), fallbacks
+    if feats["task_storage"]["state"] == "yes":
+        assert "taskwatch" not in fallbacks, fallbacks
+    if feats["task_helpers"]["state"] == "yes":
+        assert not [c for c in fallbacks if "offcpu" in c], fallbacks
     # nothing stays loaded
     assert feature_progs() <= before
 
@@ -62,7 +103,8 @@ def test_probes_json_is_complete_and_consistent():
 def test_probes_text():
     out = probes().stdout
     for want in ("kernel ", "FEATURE", "tp_btf", "kprobes", "task_iter", "ringbuf", "psi",
-                 "cgroups", "WATCHER", "cpustat", "CAPTURE", "profile", "RULE"):
+                 "cgroups", "WATCHER", "cpustat", "CAPTURE", "profile", "FALLBACK",
+                 "RULE"):
         assert want in out, (want, out)
 
 
