@@ -124,6 +124,12 @@ static void print_watchers(json_t *arr)
 			printf("%-16s   %lld cgroups watched of %lld found, %lld dropped\n", "",
 			       (long long)jint(w, "cgroups"), (long long)jint(w, "cgroups_found"),
 			       (long long)jint(w, "cgroups_dropped"));
+		/* watchers the guard can widen: what a full pass costs, how often it runs */
+		if (jint(w, "every") > 1)
+			printf("%-16s   full pass %.0fus, every %lld rounds (values held in "
+			       "between): %s\n",
+			       "", jnum(w, "sample_us_recent"), (long long)jint(w, "every"),
+			       jstring(w, "widened_reason", ""));
 	}
 }
 
@@ -188,7 +194,8 @@ static void print_captures(json_t *c)
 
 static void print_guard(json_t *g)
 {
-	json_t *h;
+	json_t *h, *wl;
+	const char *k;
 	size_t i;
 
 	if (!g)
@@ -203,6 +210,19 @@ static void print_guard(json_t *g)
 	if (json_object_get(g, "last_cut_reason"))
 		printf(" (last: %s)", jstring(g, "last_cut_reason", ""));
 	printf("\n");
+	if ((wl = json_object_get(g, "watch"))) {
+		printf("  watch layer: %.0fus per round, %.3f%% of a CPU (limit %.1fms per "
+		       "second), widened %lld time%s",
+		       jnum(wl, "us_per_round"), jnum(wl, "cpu_pct"),
+		       jnum(wl, "cpu_per_s_limit_ms"), (long long)jint(wl, "widenings"),
+		       jint(wl, "widenings") == 1 ? "" : "s");
+		json_object_foreach(json_object_get(wl, "every"), k,
+				    h) if (json_integer_value(h) > 1)
+			printf(", %s every %lld rounds", k, (long long)json_integer_value(h));
+		if (json_object_get(wl, "last_widen_reason"))
+			printf(" (last: %s)", jstring(wl, "last_widen_reason", ""));
+		printf("\n");
+	}
 	json_array_foreach(json_object_get(g, "hooks"), i, h)
 	{
 		printf("  hook mode %s: %s, %.3f%% of all CPUs (limit %.0f%%), throttled %lld "

@@ -3,6 +3,7 @@
 #include "agent/daemon_priv.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 #include "base/sysstate.h"
 #include "base/tsdb.h"
 #include "base/util.h"
+#include "probes/bpfutil.h"
 #include "probes/catalogue.h"
 #include "probes/watcher.h"
 #include "storage/essink.h"
@@ -549,6 +551,28 @@ static void guard_hooks(struct daemon *d)
 	}
 }
 
+/* The guard's lever on the watch layer's own cost: passes over every cgroup or
+ * task every few intervals while it costs more than guard.watch_cpu. */
+static void guard_watch(struct daemon *d)
+{
+	struct watch_cost c;
+	struct guard_watch gw = {0};
+	const char *name;
+	unsigned every;
+	char why[200];
+
+	watchers_cost(d->watchers, &c);
+	gw.round_us = c.round_us;
+	for (unsigned i = 0; i < c.n && i < GUARD_WATCH_MAX; i++, gw.n++) {
+		gw.w[i].name = c.w[i].name;
+		gw.w[i].sample_us = c.w[i].sample_us;
+		gw.w[i].hold_us = c.w[i].hold_us;
+		gw.w[i].every = c.w[i].every;
+	}
+	if (guard_watch_sample(d->guard, &gw, &name, &every, why, sizeof(why)))
+		watchers_widen(d->watchers, name, every, why);
+}
+
 static void on_tick(void *ctx, struct loop_timer *t)
 {
 	struct daemon *d = ctx;
@@ -558,6 +582,7 @@ static void on_tick(void *ctx, struct loop_timer *t)
 	metrics_http_round(d->prom, d->db);
 	engine_evaluate(d->engine, d->db, now_mono_ns() / 1000000, on_fires, d);
 	guard_hooks(d);
+	guard_watch(d);
 	capmgr_tick(d->caps);
 	d->incidents_written += store_retry(d->store, now_mono_ns() / 1000000, false);
 	{
@@ -588,7 +613,9 @@ static struct guard_opts guard_opts_of(const struct agent_config *cfg)
 				   .agent_cpu_pct = (double)cfg->guard.agent_cpu_pct,
 				   .strikes = 2,
 				   .hook_cpu_pct = (double)cfg->guard.hook_cpu_pct,
-				   .hook_hold_ms = cfg->guard.hook_hold_ms};
+				   .hook_hold_ms = cfg->guard.hook_hold_ms,
+				   .watch_cpu_us = cfg->guard.watch_cpu_ms * 1000,
+				   .interval_ms = cfg->agent.interval_ms};
 }
 
 static void on_watchdog(void *ctx, struct loop_timer *t)
@@ -656,6 +683,17 @@ static unsigned history_points(const struct agent_config *cfg)
 	return (unsigned)MIN(n, 36000);
 }
 
+/*
+ * What only loading BPF objects needs goes once they are loaded: the parsed
+ * kernel BTF (megabytes, shared by every object's checks) and the heap pages
+ * libbpf's own per-object copies of it left free.
+ */
+static void startup_memory_release(void)
+{
+	kernel_btf_release();
+	malloc_trim(0);
+}
+
 /* watch.* changed: the watchers (and any opt-in hooks) start over with it. */
 static void reopen_watchers(struct daemon *d)
 {
@@ -668,6 +706,7 @@ static void reopen_watchers(struct daemon *d)
 		d->watchers = w;
 	else
 		log_error("reopening the watchers failed: no metrics until the next reload");
+	startup_memory_release();
 }
 
 static void reload(struct daemon *d)
@@ -823,6 +862,10 @@ int daemon_run(const char *config_path)
 	uint64_t wd;
 	int err;
 
+	/* a fixed threshold: buffers of megabytes (kernel BTF, parsed once per BPF
+	 * object at start-up) are mapped and given back when freed, instead of
+	 * raising glibc's threshold and staying in the heap for good */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	d.cfg_path = config_path ? config_path : CONFIG_DEFAULT_PATH;
 	d.cfg_explicit = config_path != NULL;
 	d.started_mono_ns = now_mono_ns();
@@ -925,6 +968,7 @@ int daemon_run(const char *config_path)
 	 * says (address taken, unprotected beyond loopback) stops the start */
 	if ((err = open_metrics(&d, &d.cfg, &d.prom)))
 		goto fail;
+	startup_memory_release();
 
 	sd_notify_send("READY=1");
 	sd_notify_status("watching: %u rules", engine_rules(d.engine)->n);

@@ -191,6 +191,20 @@ static json_t *status_elasticsearch(struct daemon *d)
 	return json_pack("{s:b,s:s}", "enabled", false, "state", "disabled");
 }
 
+/* A field of the watcher `name` in the watchers array (0 when absent). */
+static json_int_t watcher_int(json_t *arr, const char *name, const char *field)
+{
+	json_t *w;
+	size_t i;
+
+	json_array_foreach(arr, i, w)
+	{
+		if (!strcmp(json_string_value(json_object_get(w, "name")) ?: "", name))
+			return json_integer_value(json_object_get(w, field));
+	}
+	return 0;
+}
+
 /* The kernel, and the fallbacks the probes took on it (docs/compatibility.md). */
 static json_t *status_kernel(void)
 {
@@ -202,28 +216,32 @@ static json_t *status_kernel(void)
 
 json_t *daemon_status(struct daemon *d)
 {
-	json_t *o = json_object(), *caps;
+	json_t *o = json_object(), *caps, *watchers, *dropped;
 	uint64_t skipped = 0;
 
 	json_object_set_new(o, "agent", status_agent(d));
 	json_object_set_new(o, "kernel", status_kernel());
-	json_object_set_new(o, "watchers", status_watchers(d));
+	watchers = status_watchers(d);
+	json_object_set_new(o, "watchers", watchers);
 	json_object_set_new(o, "rules", status_rules(d, &skipped));
 	caps = status_captures(d);
 	json_object_set_new(o, "incidents", status_incidents(d));
 	json_object_set_new(o, "elasticsearch", status_elasticsearch(d));
-	json_object_set_new(
-		o, "dropped",
-		json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "metric_series",
-			  (json_int_t)tsdb_dropped(d->db), "capture_lost_events",
-			  (json_int_t)d->capture_lost_events, "captures_refused_busy",
-			  json_integer_value(json_object_get(caps, "refused_busy")),
-			  "captures_refused_budget",
-			  json_integer_value(json_object_get(caps, "refused_budget")),
-			  "rule_firings_skipped", (json_int_t)skipped, "incidents_failed",
-			  (json_int_t)d->incidents_failed, "es_spool_evicted",
-			  (json_int_t)(d->es ? essink_evicted(d->es) : 0), "es_rejected",
-			  (json_int_t)(d->es ? essink_rejected(d->es) : 0)));
+	dropped = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "metric_series",
+			    (json_int_t)tsdb_dropped(d->db), "capture_lost_events",
+			    (json_int_t)d->capture_lost_events, "captures_refused_busy",
+			    json_integer_value(json_object_get(caps, "refused_busy")),
+			    "captures_refused_budget",
+			    json_integer_value(json_object_get(caps, "refused_budget")),
+			    "rule_firings_skipped", (json_int_t)skipped, "incidents_failed",
+			    (json_int_t)d->incidents_failed, "es_spool_evicted",
+			    (json_int_t)(d->es ? essink_evicted(d->es) : 0), "es_rejected",
+			    (json_int_t)(d->es ? essink_rejected(d->es) : 0));
+	/* the watch layer: populated cgroups without their own series now */
+	json_object_set_new(dropped, "cgroups_unwatched",
+			    json_integer(watcher_int(watchers, "cgroups", "cgroups_dropped") +
+					 watcher_int(watchers, "cgroups", "cgroups_unsafe_names")));
+	json_object_set_new(o, "dropped", dropped);
 	json_object_set_new(o, "captures", caps);
 	json_object_set_new(o, "guard", guard_status(d->guard));
 	json_object_set_new(o, "symbolizer", symbolizer_stats_json(d->sym));

@@ -681,7 +681,8 @@ void expo_counters_round(struct expo_counters *c, const struct tsdb *db)
 			struct counter_entry *e;
 			double v;
 
-			if (!tsdb_value(db, s, 0, &v) || !(v > 0))
+			/* a held round repeats the count of an earlier one */
+			if (!tsdb_value(db, s, 0, &v) || !(v > 0) || tsdb_held(db, s, 0))
 				continue;
 			e = counter_find(c, (unsigned)m, tsdb_series_key(s), true);
 			if (e)

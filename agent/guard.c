@@ -29,8 +29,24 @@ struct hook_state {
 	char reason[200];
 };
 
+#define WATCH_EVERY_MAX 16 /* a widened watcher samples at least every 16 rounds */
+
+/* What the guard knows about the watch layer's own cost. */
+struct watch_state {
+	double avg_us;	 /* agent CPU per round, recent average */
+	uint64_t rounds; /* since the last change */
+	uint64_t widenings;
+	char last_reason[200];
+	struct {
+		char name[32];
+		unsigned every;
+	} w[GUARD_WATCH_MAX];
+	unsigned n;
+};
+
 struct guard {
 	struct guard_opts opts;
+	struct watch_state watch;
 	struct hook_state hooks[GUARD_HOOKS];
 	unsigned nhooks;
 	long ncpus;
@@ -253,6 +269,120 @@ enum guard_hook_action guard_hook_sample(struct guard *g, const struct guard_hoo
 	return hook_while_off(g, st, h);
 }
 
+/* The watch layer's cost per round if watcher i were sampled every e rounds. */
+static double watch_estimate(const struct guard_watch *in, double now_us, unsigned i, unsigned e)
+{
+	double cur = in->w[i].sample_us / in->w[i].every +
+		     in->w[i].hold_us * (in->w[i].every - 1) / in->w[i].every;
+	double next = in->w[i].sample_us / e + in->w[i].hold_us * (e - 1) / e;
+
+	return now_us - cur + next;
+}
+
+static void watch_note(struct guard *g, const struct guard_watch *in)
+{
+	g->watch.n = MIN(in->n, (unsigned)GUARD_WATCH_MAX);
+	for (unsigned i = 0; i < g->watch.n; i++) {
+		snprintf(g->watch.w[i].name, sizeof(g->watch.w[i].name), "%s", in->w[i].name);
+		g->watch.w[i].every = in->w[i].every;
+	}
+}
+
+bool guard_watch_sample(struct guard *g, const struct guard_watch *in, const char **name,
+			unsigned *every, char *reason, size_t reason_len)
+{
+	struct watch_state *ws = &g->watch;
+	double budget = (double)g->opts.watch_cpu_us * (double)g->opts.interval_ms / 1000.0;
+	unsigned widest = 1, pick = UINT32_MAX;
+	double pct, best = 0;
+
+	watch_note(g, in);
+	if (!g->opts.enabled || !g->opts.watch_cpu_us || !g->opts.interval_ms) {
+		/* no budget: every watcher samples every round */
+		for (unsigned i = 0; i < in->n; i++)
+			if (in->w[i].every > 1) {
+				*name = in->w[i].name;
+				*every = 1;
+				snprintf(reason, reason_len, "the guard is off");
+				return true;
+			}
+		return false;
+	}
+	ws->avg_us = ws->rounds ? 0.9 * ws->avg_us + 0.1 * in->round_us : in->round_us;
+	ws->rounds++;
+	for (unsigned i = 0; i < in->n; i++)
+		widest = MAX(widest, in->w[i].every);
+	/* after a change, let the average see a few whole cycles of the widest */
+	if (ws->rounds < 4 * (uint64_t)widest + 8)
+		return false;
+	pct = 100.0 * ws->avg_us / ((double)g->opts.interval_ms * 1000.0);
+	if (ws->avg_us > budget) {
+		/* the watcher that costs the most per round now goes wider */
+		for (unsigned i = 0; i < in->n; i++) {
+			double share = in->w[i].sample_us / in->w[i].every;
+
+			if (in->w[i].every < WATCH_EVERY_MAX && share > best) {
+				best = share;
+				pick = i;
+			}
+		}
+		if (pick == UINT32_MAX)
+			return false; /* as wide as it goes: status says so */
+		*name = in->w[pick].name;
+		*every = MIN(in->w[pick].every * 2, (unsigned)WATCH_EVERY_MAX);
+		snprintf(
+			reason, reason_len,
+			"the watch layer used %.2f%% of a CPU (guard.watch_cpu %.1fms per second): "
+			"%s sampled every %u intervals",
+			pct, (double)g->opts.watch_cpu_us / 1000.0, *name, *every);
+		snprintf(ws->last_reason, sizeof(ws->last_reason), "%s", reason);
+		ws->widenings++;
+		ws->rounds = 0;
+		return true;
+	}
+	/* narrower where the estimate stays well under the budget */
+	for (unsigned i = 0; i < in->n; i++) {
+		unsigned e = in->w[i].every / 2;
+
+		if (in->w[i].every <= 1 || in->w[i].sample_us <= 0)
+			continue;
+		if (watch_estimate(in, ws->avg_us, i, MAX(e, 1u)) < 0.75 * budget) {
+			*name = in->w[i].name;
+			*every = MAX(e, 1u);
+			snprintf(reason, reason_len,
+				 "the watch layer would use about %.2f%% of a CPU (guard.watch_cpu "
+				 "%.1fms per second)",
+				 100.0 * watch_estimate(in, ws->avg_us, i, MAX(e, 1u)) /
+					 ((double)g->opts.interval_ms * 1000.0),
+				 (double)g->opts.watch_cpu_us / 1000.0);
+			ws->rounds = 0;
+			return true;
+		}
+	}
+	return false;
+}
+
+static json_t *watch_status(const struct guard *g)
+{
+	const struct watch_state *ws = &g->watch;
+	json_t *o = json_object(), *w = json_object();
+
+	json_object_set_new(o, "cpu_per_s_limit_ms",
+			    json_real((double)g->opts.watch_cpu_us / 1000.0));
+	if (g->opts.interval_ms)
+		json_object_set_new(
+			o, "cpu_pct",
+			json_real(100.0 * ws->avg_us / ((double)g->opts.interval_ms * 1000.0)));
+	json_object_set_new(o, "us_per_round", json_real(ws->avg_us));
+	json_object_set_new(o, "widenings", json_integer((json_int_t)ws->widenings));
+	if (ws->last_reason[0])
+		json_object_set_new(o, "last_widen_reason", json_string(ws->last_reason));
+	for (unsigned i = 0; i < ws->n; i++)
+		json_object_set_new(w, ws->w[i].name, json_integer(ws->w[i].every));
+	json_object_set_new(o, "every", w);
+	return o;
+}
+
 static json_t *hooks_status(const struct guard *g)
 {
 	json_t *arr = json_array();
@@ -287,5 +417,6 @@ json_t *guard_status(const struct guard *g)
 		json_object_set_new(o, "last_cut_reason", json_string(g->last_cut));
 	json_object_set_new(o, "hook_cpu_pct_limit", json_real(g->opts.hook_cpu_pct));
 	json_object_set_new(o, "hooks", hooks_status(g));
+	json_object_set_new(o, "watch", watch_status(g));
 	return o;
 }

@@ -48,6 +48,7 @@ struct cgroups {
 	uint64_t last_scan_ns;
 	/* the watched set */
 	unsigned watch_max;
+	bool watch_external; /* fed by cgroups_watch_update(), not walked */
 	uint64_t watch_period_ms;
 	uint64_t watch_last_ms;
 	bool watch_scanned;
@@ -511,6 +512,7 @@ struct candidate {
 	char *path;
 	unsigned depth;
 	bool workload; /* a container or a pod */
+	uint64_t id;   /* in the id hierarchy, when the finder knew it */
 };
 
 struct scan_ctx {
@@ -569,6 +571,7 @@ static int add_candidate(struct scan_ctx *s, size_t rel_len, unsigned depth)
 		return -ENOMEM;
 	cgroup_path_identity(s->c[s->n].path, cid, sizeof(cid), pod, sizeof(pod));
 	s->c[s->n].depth = depth;
+	s->c[s->n].id = 0;
 	s->c[s->n].workload = cid[0] || pod[0];
 	s->n++;
 	return 0;
@@ -615,9 +618,15 @@ static bool scan_tree(struct scan_ctx *s, int dirfd, size_t rel_len, unsigned de
 	return populated;
 }
 
+/* By path; of two with the same path, the one with a known id first. */
 static int cand_path_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct candidate *)a)->path, ((const struct candidate *)b)->path);
+	const struct candidate *x = a, *y = b;
+	int c = strcmp(x->path, y->path);
+
+	if (c)
+		return c;
+	return (y->id != 0) - (x->id != 0);
 }
 
 /* Workloads first, then shallower cgroups, then by path (stable across scans). */
@@ -680,7 +689,8 @@ static int reconcile(struct cgroups *cg, struct candidate *c, size_t n)
 		uint64_t id = 0;
 		int cmp = 1;
 
-		if (cgroups_id_of(cg, c[i].path, &id))
+		id = c[i].id;
+		if (!id && cgroups_id_of(cg, c[i].path, &id))
 			id = 0;
 		while (old < cg->nwatch && (cmp = strcmp(cg->watch[old].path, c[i].path)) < 0) {
 			free(cg->watch[old++].path); /* gone */
@@ -728,13 +738,48 @@ static int reconcile(struct cgroups *cg, struct candidate *c, size_t n)
 	return changed;
 }
 
+/* Sorts and de-duplicates candidates, keeps the max with the highest
+ * priority and makes them the watched set. Takes the candidates' paths. */
+static int choose(struct cgroups *cg, struct candidate *c, size_t count)
+{
+	size_t n = 0;
+	int err;
+
+	if (count)
+		qsort(c, count, sizeof(*c), cand_path_cmp);
+	for (size_t i = 0; i < count; i++) {
+		if (n && strcmp(c[n - 1].path, c[i].path) == 0) {
+			free(c[i].path);
+			continue;
+		}
+		c[n++] = c[i];
+	}
+	cg->stats.candidates = (unsigned)n;
+	cg->stats.dropped = n > cg->watch_max ? n - cg->watch_max : 0;
+	if (n > cg->watch_max) {
+		qsort(c, n, sizeof(*c), cand_priority_cmp);
+		for (size_t i = cg->watch_max; i < n; i++)
+			free(c[i].path);
+		n = cg->watch_max;
+		qsort(c, n, sizeof(*c), cand_path_cmp);
+	}
+	err = reconcile(cg, c, n);
+	if (err < 0)
+		for (size_t i = 0; i < n; i++)
+			free(c[i].path);
+	cg->stats.scans++;
+	cg->stats.watched = cg->nwatch;
+	return err;
+}
+
 int cgroups_watch_refresh(struct cgroups *cg, uint64_t now_ms, bool force)
 {
 	struct scan_ctx s = {0};
 	uint64_t t0;
-	size_t n = 0;
 	int err;
 
+	if (cg->watch_external)
+		return 0;
 	if (!force && cg->watch_scanned && now_ms - cg->watch_last_ms < cg->watch_period_ms)
 		return 0;
 	cg->watch_scanned = true;
@@ -750,32 +795,44 @@ int cgroups_watch_refresh(struct cgroups *cg, uint64_t now_ms, bool force)
 			scan_root(&s, cgroups_ctrl_root(cg, CG_CTRL_MEMORY), false);
 		}
 	}
-	if (s.n)
-		qsort(s.c, s.n, sizeof(*s.c), cand_path_cmp);
-	for (size_t i = 0; i < s.n; i++) {
-		if (n && strcmp(s.c[n - 1].path, s.c[i].path) == 0) {
-			free(s.c[i].path);
-			continue;
-		}
-		s.c[n++] = s.c[i];
-	}
-	cg->stats.candidates = (unsigned)n;
-	cg->stats.dropped = n > cg->watch_max ? n - cg->watch_max : 0;
 	cg->stats.unsafe = s.unsafe;
-	if (n > cg->watch_max) {
-		qsort(s.c, n, sizeof(*s.c), cand_priority_cmp);
-		for (size_t i = cg->watch_max; i < n; i++)
-			free(s.c[i].path);
-		n = cg->watch_max;
-		qsort(s.c, n, sizeof(*s.c), cand_path_cmp);
-	}
-	err = reconcile(cg, s.c, n);
-	if (err < 0)
-		for (size_t i = 0; i < n; i++)
-			free(s.c[i].path);
+	err = choose(cg, s.c, s.n);
 	free(s.c);
-	cg->stats.scans++;
-	cg->stats.watched = cg->nwatch;
+	cg->stats.scan_us = (now_mono_ns() - t0) / 1000;
+	return err;
+}
+
+int cgroups_watch_update(struct cgroups *cg, const struct cgroup_found *found, size_t n,
+			 uint64_t unsafe)
+{
+	struct candidate *c = n ? calloc(n, sizeof(*c)) : NULL;
+	uint64_t t0 = now_mono_ns();
+	int err;
+
+	cg->watch_external = true;
+	if (n && !c)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		char cid[65], pod[37];
+
+		c[i].path = strdup(found[i].path);
+		if (!c[i].path) {
+			while (i--)
+				free(c[i].path);
+			free(c);
+			return -ENOMEM;
+		}
+		cgroup_path_identity(c[i].path, cid, sizeof(cid), pod, sizeof(pod));
+		c[i].depth = found[i].depth;
+		c[i].id = found[i].id;
+		c[i].workload = cid[0] || pod[0];
+	}
+	cg->stats.unsafe = unsafe;
+	err = choose(cg, c, cg->watch_max ? n : 0);
+	if (!cg->watch_max)
+		for (size_t i = 0; i < n; i++)
+			free(c[i].path);
+	free(c);
 	cg->stats.scan_us = (now_mono_ns() - t0) / 1000;
 	return err;
 }

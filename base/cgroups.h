@@ -92,11 +92,24 @@ struct cgroups_watch_stats {
 	uint64_t scan_us; /* wall time of the last scan */
 };
 
+/* A populated cgroup found by a walk (or by the BPF cgroup pass). */
+struct cgroup_found {
+	const char *path;
+	unsigned depth;
+	uint64_t id; /* in the id hierarchy; 0: not known (looked up) */
+};
+
 /* max 0 watches nothing. */
 void cgroups_watch_setup(struct cgroups *cg, unsigned max, uint64_t scan_period_ms);
 /* Rescans when the period has passed (or force); returns 1 when the set
  * changed, 0 when not, or a negative errno. */
 int cgroups_watch_refresh(struct cgroups *cg, uint64_t now_ms, bool force);
+/* The same choice from candidates found elsewhere (every populated cgroup, the
+ * root excepted; paths are copied; unsafe: how many were left out for their
+ * names). From then on cgroups_watch_refresh walks nothing: the caller keeps
+ * the set current. Returns as cgroups_watch_refresh. */
+int cgroups_watch_update(struct cgroups *cg, const struct cgroup_found *found, size_t n,
+			 uint64_t unsafe);
 /* Bumped whenever the set changes. */
 uint64_t cgroups_watch_generation(const struct cgroups *cg);
 unsigned cgroups_watch_count(const struct cgroups *cg);

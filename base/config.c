@@ -79,15 +79,21 @@ static const struct cfg_key config_table[] = {
 	 "host.name in incidents (empty: the kernel's hostname)"},
 	{"agent", "control_socket", CFG_PATH, F(agent.control_socket), 0, 0,
 	 "/run/autotrace/control.sock", "root-only control socket used by status and trigger"},
-	{"watch", "max_cgroups", CFG_UINT, F(watch.max_cgroups), 0, 4096, "256",
+	{"watch", "max_cgroups", CFG_UINT, F(watch.max_cgroups), 0, 4096, "1024",
 	 "cgroups watched with their own metrics (containers and pods first); 0: none"},
 	{"watch", "cgroup_scan", CFG_DURATION, F(watch.cgroup_scan_ms), 1000, 300000, "5s",
 	 "how often the cgroup hierarchies are walked for cgroups that came or went"},
+	{"watch", "cgroup_iterator", CFG_BOOL, F(watch.cgroup_iterator), 0, 0, "true",
+	 "gather per-cgroup counters and find new cgroups with one BPF cgroup-iterator pass per "
+	 "hierarchy per interval (Linux 6.1+); false, or an older kernel: read cgroupfs files"},
 	{"watch", "growth_window", CFG_DURATION, F(watch.growth_window_ms), 2000, 3600000, "10s",
 	 "window of mem.anon_growth_pct and cgroup.mem.growth_pct (the memory burst signal)"},
 	{"watch", "task_iterator", CFG_BOOL, F(watch.task_iterator), 0, 0, "true",
 	 "one BPF task-iterator pass per interval: D state and run-queue waits, host and per "
 	 "cgroup"},
+	{"watch", "task_walk", CFG_BOOL, F(watch.task_walk), 0, 0, "true",
+	 "on Linux 6.7+ the task iterator's program walks every task in one run (a fraction of "
+	 "the cost per task); false: one program call per task, as on older kernels"},
 	{"watch", "delayacct", CFG_BOOL, F(watch.delayacct), 0, 0, "false",
 	 "turn on kernel.task_delayacct while running, for direct-reclaim stall time per cgroup"},
 	{"watch", "runq_hooks", CFG_BOOL, F(watch.runq_hooks), 0, 0, "false",
@@ -118,6 +124,10 @@ static const struct cfg_key config_table[] = {
 	 "CPU of the agent process while capturing, % of one CPU, before a capture is cut short"},
 	{"guard", "hook_cpu_pct", CFG_UINT, F(guard.hook_cpu_pct), 1, 100, "1",
 	 "kernel time of one opt-in hook mode, % of all CPUs, before it is switched off"},
+	{"guard", "watch_cpu", CFG_DURATION, F(guard.watch_cpu_ms), 0, 1000, "4ms",
+	 "agent CPU the watch layer may use per second (4ms: 0.4% of one core, leaving the rule "
+	 "engine and the rest of the agent room under 0.5% on a node with 1,000 cgroups); past it "
+	 "the passes over every cgroup or task are sampled every few intervals; 0: no limit"},
 	{"guard", "hook_hold", CFG_DURATION, F(guard.hook_hold_ms), 1000, 3600000, "30s",
 	 "a hook mode switched off stays off at least this long (doubling when it keeps coming "
 	 "back over budget), then comes back once its estimated cost is under half the budget"},

@@ -32,8 +32,10 @@ struct agent_config {
 	struct {
 		uint64_t max_cgroups;
 		uint64_t cgroup_scan_ms;
+		bool cgroup_iterator;
 		uint64_t growth_window_ms;
 		bool task_iterator;
+		bool task_walk;
 		bool delayacct;
 		bool runq_hooks;
 		bool block_hooks;
@@ -53,6 +55,7 @@ struct agent_config {
 		uint64_t agent_cpu_pct;
 		uint64_t hook_cpu_pct;
 		uint64_t hook_hold_ms;
+		uint64_t watch_cpu_ms;
 	} guard;
 	struct {
 		uint64_t cache_size;

@@ -466,6 +466,9 @@ static int skel_try(void **out, bool btf, const struct bpf_skel_ops *ops,
 	err = o->configure ? o->configure(skel, o->ctx) : 0;
 	if (!err && o->drop_missing_tps)
 		drop_missing_tracepoints(ops->object(skel));
+	/* libbpf parses the kernel BTF again for the load: one copy at a time
+	 * keeps the start-up peak down (checks after this one parse it anew) */
+	kernel_btf_release();
 	if (!err)
 		err = ops->load(skel);
 	if (err) {

@@ -65,9 +65,11 @@ void track_key_tgids(struct symbolizer *sym, const struct bpf_map *map, size_t k
  * kernel.perf_event_max_stack sysctl (the kernel refuses deeper stack maps). */
 unsigned stack_depth_limit(unsigned want);
 
-/* The running kernel's BTF, parsed on first use and shared by every loader
- * (NULL with errno when the kernel has none). Parsing it costs megabytes:
- * kernel_btf_release() frees it once start-up is over. */
+/* The running kernel's BTF, parsed on first use and shared by every check
+ * before a load (NULL with errno when the kernel has none). Parsing it costs
+ * megabytes: bpf_skel_load() frees it before libbpf parses its own copy for
+ * the load, and the daemon calls kernel_btf_release() once start-up is over.
+ * A pointer from kernel_btf() is good until the next bpf_skel_load(). */
 const struct btf *kernel_btf(void);
 void kernel_btf_release(void);
 /* Does the kernel have tracepoint `name` (a btf_trace_<name> type in its BTF)? */

@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Per-cgroup CPU, memory and pressure from cgroupfs, for the watched set of
- * base/cgroups.c, on v2, v1 and hybrid hosts. Files are kept open and read
- * with pread; limits (which change rarely) are re-read every scan period.
+ * Per-cgroup CPU, memory and pressure, for the watched set of base/cgroups.c,
+ * on v2, v1 and hybrid hosts. Where the kernel has a cgroup iterator (6.1+),
+ * one BPF pass per hierarchy per interval finds new and vanished cgroups and
+ * copies the counters of the watched ones (cgpass.c): a few microseconds per
+ * cgroup. Elsewhere, cgroupfs files are kept open and read with pread, and the
+ * hierarchies are walked every scan period. Limits (which change rarely) are
+ * read again every scan period either way.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +17,11 @@
 
 #include "base/cgroups.h"
 #include "base/config.h"
+#include "base/log.h"
 #include "base/tsdb.h"
 #include "base/util.h"
 #include "probes/catalogue.h"
+#include "probes/cgpass.h"
 #include "probes/watcher.h"
 #include "probes/watchutil.h"
 
@@ -35,9 +42,15 @@ enum cg_file {
 	CF_COUNT
 };
 
+/* The per-cgroup metrics of this watcher sit together in the catalogue. */
+#define CG_METRIC0 M_CG_CPU_USAGE
+#define CG_METRICS (M_CG_PSI_IO_FULL - M_CG_CPU_USAGE + 1)
+
 struct cg_state {
 	uint64_t serial;
+	struct tsdb_ref ref; /* its series' labels, for puts without building them */
 	char *path;
+	uint32_t slot; /* the cgroup pass's counter slot; CGP_NO_SLOT with files */
 	struct kfile f[CF_COUNT];
 	bool have[CF_COUNT];
 	bool primed;
@@ -46,6 +59,8 @@ struct cg_state {
 	bool have_oom;
 	uint64_t psi[3][2];
 	bool have_psi[3][2];
+	uint64_t psi_time_ns; /* the pass: when the kernel last updated the totals */
+	double psi_pct[3][2]; /* the pass: the latest window's pressure */
 	double limit_cores, mem_limit;
 	uint64_t limits_ms;
 	struct growth mem;
@@ -53,6 +68,12 @@ struct cg_state {
 
 struct cgroupstat {
 	struct cgroups *cg;
+	struct cgpass *pass; /* NULL: cgroupfs files */
+	char pass_why[200];  /* why not */
+	uint32_t *free_slots;
+	unsigned nfree;
+	uint64_t limits_ms;
+	long page_size;
 	uint64_t gen;
 	struct cg_state *st; /* aligned with cgroups_watch_at() */
 	unsigned n;
@@ -62,6 +83,24 @@ struct cgroupstat {
 	bool rescan; /* a cgroup vanished under us: rescan now */
 	uint64_t gone;
 };
+
+static int pass_open(struct cgroupstat *cs, unsigned max)
+{
+	int err = cgpass_new(&cs->pass, cs->cg, max, cs->pass_why, sizeof(cs->pass_why));
+
+	if (err)
+		return err;
+	cs->free_slots = malloc(max * sizeof(*cs->free_slots));
+	if (!cs->free_slots) {
+		cgpass_free(&cs->pass);
+		return -ENOMEM;
+	}
+	/* lowest slots first */
+	for (unsigned i = 0; i < max; i++)
+		cs->free_slots[i] = max - 1 - i;
+	cs->nfree = max;
+	return 0;
+}
 
 static int cgroupstat_open(void **out, const struct watcher_env *env)
 {
@@ -85,14 +124,23 @@ static int cgroupstat_open(void **out, const struct watcher_env *env)
 	cs->clk_tck = sysconf(_SC_CLK_TCK);
 	if (cs->clk_tck <= 0)
 		cs->clk_tck = 100;
+	cs->page_size = sysconf(_SC_PAGESIZE);
 	snprintf(cs->procfs, sizeof(cs->procfs), "%s", env->procfs);
 	cgroups_watch_setup(cs->cg, (unsigned)env->cfg->watch.max_cgroups, cs->scan_ms);
+	if (!env->cfg->watch.cgroup_iterator)
+		snprintf(cs->pass_why, sizeof(cs->pass_why), "watch.cgroup_iterator is false");
+	else if (pass_open(cs, (unsigned)env->cfg->watch.max_cgroups))
+		log_info("watcher cgroups: reading cgroupfs files: %s", cs->pass_why);
 	*out = cs;
 	return 0;
 }
 
-static void state_close(struct cg_state *s)
+static void state_close(struct cgroupstat *cs, struct cg_state *s)
 {
+	if (cs->pass && s->slot != CGP_NO_SLOT) {
+		cgpass_map(cs->pass, s->path, CGP_NO_SLOT);
+		cs->free_slots[cs->nfree++] = s->slot;
+	}
 	for (int i = 0; i < CF_COUNT; i++)
 		if (s->have[i])
 			kfile_close(&s->f[i]);
@@ -105,8 +153,10 @@ static void cgroupstat_close(void *state)
 	struct cgroupstat *cs = state;
 
 	for (unsigned i = 0; i < cs->n; i++)
-		state_close(&cs->st[i]);
+		state_close(cs, &cs->st[i]);
 	free(cs->st);
+	cgpass_free(&cs->pass);
+	free(cs->free_slots);
 	free(cs);
 }
 
@@ -128,9 +178,18 @@ static int state_open(struct cgroupstat *cs, struct cg_state *s, const struct cg
 
 	memset(s, 0, sizeof(*s));
 	s->serial = e->serial;
+	s->slot = CGP_NO_SLOT;
 	s->path = strdup(e->path);
 	if (!s->path)
 		return -ENOMEM;
+	if (cs->pass) {
+		/* the pass reads its counters: no files */
+		if (cs->nfree) {
+			s->slot = cs->free_slots[--cs->nfree];
+			cgpass_map(cs->pass, s->path, s->slot);
+		}
+		return 0;
+	}
 	if (pure_v2) {
 		open_file(s, CF_CPU_STAT, v2, "cpu.stat");
 		open_file(s, CF_MEM_USAGE, v2, "memory.current");
@@ -169,22 +228,22 @@ static int reconcile(struct cgroupstat *cs)
 		int cmp = 1;
 
 		while (old < cs->n && (cmp = strcmp(cs->st[old].path, e->path)) < 0)
-			state_close(&cs->st[old++]);
+			state_close(cs, &cs->st[old++]);
 		if (old < cs->n && cmp == 0 && cs->st[old].serial == e->serial) {
 			st[i] = cs->st[old++];
 			continue;
 		}
 		if (old < cs->n && cmp == 0)
-			state_close(&cs->st[old++]);
+			state_close(cs, &cs->st[old++]);
 		if (state_open(cs, &st[i], e)) {
 			for (unsigned j = 0; j < i; j++)
-				state_close(&st[j]);
+				state_close(cs, &st[j]);
 			free(st);
 			return -ENOMEM;
 		}
 	}
 	while (old < cs->n)
-		state_close(&cs->st[old++]);
+		state_close(cs, &cs->st[old++]);
 	free(cs->st);
 	cs->st = st;
 	cs->n = n;
@@ -407,6 +466,12 @@ static void read_cpu(struct cgroupstat *cs, struct cg_state *s, struct cpu_now *
 	}
 }
 
+static void cput(struct tsdb *db, struct cg_state *s, unsigned metric, const struct labels *l,
+		 double v)
+{
+	tsdb_put_ref(db, metric, &s->ref, l, v);
+}
+
 static void put_cpu(struct tsdb *db, const struct labels *l, struct cg_state *s,
 		    const struct cpu_now *c, double secs)
 {
@@ -415,25 +480,26 @@ static void put_cpu(struct tsdb *db, const struct labels *l, struct cg_state *s,
 	if (c->usage) {
 		double cores = (double)counter_delta(c->usage_ns, s->usage_ns) / wall_ns;
 
-		tsdb_put(db, M_CG_CPU_CORES, l, cores);
-		tsdb_put(db, M_CG_CPU_USAGE, l, cores * to_pct);
+		cput(db, s, M_CG_CPU_CORES, l, cores);
+		cput(db, s, M_CG_CPU_USAGE, l, cores * to_pct);
 	}
 	if (c->split) {
-		tsdb_put(db, M_CG_CPU_USER, l,
-			 (double)counter_delta(c->user_ns, s->user_ns) / wall_ns * to_pct);
-		tsdb_put(db, M_CG_CPU_SYS, l,
-			 (double)counter_delta(c->sys_ns, s->sys_ns) / wall_ns * to_pct);
+		cput(db, s, M_CG_CPU_USER, l,
+		     (double)counter_delta(c->user_ns, s->user_ns) / wall_ns * to_pct);
+		cput(db, s, M_CG_CPU_SYS, l,
+		     (double)counter_delta(c->sys_ns, s->sys_ns) / wall_ns * to_pct);
 	}
 	if (c->throttle) {
 		uint64_t periods = counter_delta(c->periods, s->periods);
 
-		tsdb_put(db, M_CG_CPU_THROTTLED, l,
-			 periods ? MIN(100.0,
-				       100.0 * (double)counter_delta(c->throttled, s->throttled) /
-					       (double)periods)
-				 : 0.0);
-		tsdb_put(db, M_CG_CPU_THROTTLED_MS, l,
-			 (double)counter_delta(c->throttled_ns, s->throttled_ns) / 1e6 / secs);
+		tsdb_put_ref(
+			db, M_CG_CPU_THROTTLED, &s->ref, l,
+			periods ? MIN(100.0,
+				      100.0 * (double)counter_delta(c->throttled, s->throttled) /
+					      (double)periods)
+				: 0.0);
+		cput(db, s, M_CG_CPU_THROTTLED_MS, l,
+		     (double)counter_delta(c->throttled_ns, s->throttled_ns) / 1e6 / secs);
 	}
 }
 
@@ -457,9 +523,9 @@ static void put_psi(struct cgroupstat *cs, struct tsdb *db, const struct labels 
 				continue;
 			}
 			if (secs > 0 && s->have_psi[r][k])
-				tsdb_put(db, metric[r][k], l,
-					 MIN(100.0, (double)counter_delta(total, s->psi[r][k]) /
-							    (secs * 1e4)));
+				cput(db, s, metric[r][k], l,
+				     MIN(100.0, (double)counter_delta(total, s->psi[r][k]) /
+							(secs * 1e4)));
 			s->psi[r][k] = total;
 			s->have_psi[r][k] = true;
 		}
@@ -485,16 +551,16 @@ static void sample_one(struct cgroupstat *cs, struct tsdb *db, struct cg_state *
 	read_cpu(cs, s, &c);
 	if (secs > 0)
 		put_cpu(db, &l, s, &c, secs);
-	tsdb_put(db, M_CG_CPU_LIMIT, &l, s->limit_cores);
+	cput(db, s, M_CG_CPU_LIMIT, &l, s->limit_cores);
 	if (read_u64_file(cs, s, CF_MEM_USAGE, &usage)) {
 		double growth;
 
-		tsdb_put(db, M_CG_MEM_USAGE_BYTES, &l, (double)usage);
-		tsdb_put(db, M_CG_MEM_LIMIT, &l, s->mem_limit);
+		cput(db, s, M_CG_MEM_USAGE_BYTES, &l, (double)usage);
+		cput(db, s, M_CG_MEM_LIMIT, &l, s->mem_limit);
 		if (s->mem_limit > 0) {
-			tsdb_put(db, M_CG_MEM_USAGE_PCT, &l, 100.0 * (double)usage / s->mem_limit);
+			cput(db, s, M_CG_MEM_USAGE_PCT, &l, 100.0 * (double)usage / s->mem_limit);
 			if (growth_delta(&s->mem, now_ms, (double)usage, cs->window_ms, &growth))
-				tsdb_put(db, M_CG_MEM_GROWTH, &l, 100.0 * growth / s->mem_limit);
+				cput(db, s, M_CG_MEM_GROWTH, &l, 100.0 * growth / s->mem_limit);
 		}
 		growth_push(&s->mem, now_ms, (double)usage, cs->window_ms);
 	}
@@ -502,8 +568,8 @@ static void sample_one(struct cgroupstat *cs, struct tsdb *db, struct cg_state *
 	if ((t = read_text(cs, s, CF_MEM_EVENTS)) && text_u64(t, "oom_kill", &oom)) {
 		have_oom = true;
 		if (secs > 0 && s->have_oom)
-			tsdb_put(db, M_CG_MEM_OOM_KILLS, &l,
-				 (double)counter_delta(oom, s->oom_kills));
+			cput(db, s, M_CG_MEM_OOM_KILLS, &l,
+			     (double)counter_delta(oom, s->oom_kills));
 	}
 	put_psi(cs, db, &l, s, secs);
 	s->usage_ns = c.usage_ns;
@@ -518,6 +584,176 @@ static void sample_one(struct cgroupstat *cs, struct tsdb *db, struct cg_state *
 	s->primed = true;
 }
 
+/* ---- from the cgroup pass ---- */
+
+static void pass_limits(struct cgroupstat *cs, struct cg_state *s, const struct cgp_acc *a,
+			double host_cpus, double host_mem)
+{
+	double cores = host_cpus, mem = host_mem;
+
+	if (a->have & CGP_HAVE_QUOTA)
+		cores = MIN(cores, (double)a->quota_milli / 1000.0);
+	if (a->have & CGP_HAVE_CPUSET)
+		cores = MIN(cores, (double)a->cpuset_cpus);
+	/* "max" is a page count near LONG_MAX / page size */
+	if ((a->have & CGP_HAVE_MEM_MAX) && a->mem_max_pages < (UNLIMITED >> 12))
+		mem = MIN(mem, (double)a->mem_max_pages * (double)cs->page_size);
+	s->limit_cores = MAX(cores, 0.01);
+	s->mem_limit = mem;
+}
+
+/* v2 splits usage into user and system by tick samples, as cpu.stat does. */
+static void pass_cpu(struct cgroupstat *cs, struct cg_state *s, const struct cgp_acc *a,
+		     struct cpu_now *c)
+{
+	memset(c, 0, sizeof(*c));
+	if (a->have & CGP_HAVE_CPUACCT) {
+		c->usage = c->split = true;
+		c->usage_ns = a->usage_ns;
+		c->user_ns = a->user_ns;
+		c->sys_ns = a->sys_ns;
+	} else if ((a->have & CGP_HAVE_BSTAT) && cgroups_layout(cs->cg) == CGROUP_V2) {
+		/* as cpu.stat: usage split by the ratio of the tick samples */
+		uint64_t ticks = a->user_ns + a->sys_ns;
+
+		c->usage = c->split = true;
+		c->usage_ns = a->usage_ns;
+		c->user_ns =
+			ticks ? (uint64_t)((double)a->usage_ns * (double)a->user_ns / (double)ticks)
+			      : 0;
+		c->sys_ns = a->usage_ns - MIN(c->user_ns, a->usage_ns);
+	}
+	if (a->have & CGP_HAVE_CFS) {
+		c->throttle = true;
+		c->periods = a->nr_periods;
+		c->throttled = a->nr_throttled;
+		c->throttled_ns = a->throttled_ns;
+	}
+}
+
+/* The kernel folds pressure into its totals every 2 s (PSI_FREQ): each window
+ * gives one value, held until the next. */
+static void pass_psi(struct tsdb *db, const struct labels *l, struct cg_state *s,
+		     const struct cgp_acc *a)
+{
+	static const unsigned metric[3][2] = {
+		{M_CG_PSI_CPU_SOME, 0},
+		{M_CG_PSI_MEM_SOME, M_CG_PSI_MEM_FULL},
+		{M_CG_PSI_IO_SOME, M_CG_PSI_IO_FULL},
+	};
+	static const unsigned idx[3][2] = {{4, 5}, {2, 3}, {0, 1}}; /* kernel order: io, mem, cpu */
+	bool fresh = s->psi_time_ns && a->psi_time_ns > s->psi_time_ns;
+	double win = fresh ? (double)(a->psi_time_ns - s->psi_time_ns) : 0;
+
+	if (!(a->have & CGP_HAVE_PSI))
+		return;
+	for (int r = 0; r < 3; r++)
+		for (int k = 0; k < 2; k++) {
+			uint64_t total = a->psi_ns[idx[r][k]];
+
+			if (!metric[r][k])
+				continue;
+			if (fresh)
+				s->psi_pct[r][k] = MIN(
+					100.0,
+					100.0 * (double)counter_delta(total, s->psi[r][k]) / win);
+			if (s->have_psi[r][k])
+				cput(db, s, metric[r][k], l, s->psi_pct[r][k]);
+			if (fresh || !s->psi_time_ns) {
+				s->have_psi[r][k] = s->psi_time_ns != 0;
+				s->psi[r][k] = total;
+			}
+		}
+	if (fresh || !s->psi_time_ns)
+		s->psi_time_ns = a->psi_time_ns ? a->psi_time_ns : 1;
+}
+
+static void pass_one(struct cgroupstat *cs, struct tsdb *db, struct cg_state *s,
+		     const struct cgroup_entry *e, uint64_t now, double host_cpus, double host_mem)
+{
+	const struct cgp_acc *a = cgpass_acc(cs->pass, s->slot);
+	double secs = s->primed && now > s->mono_ns ? (double)(now - s->mono_ns) / 1e9 : 0;
+	uint64_t now_ms = now / 1000000;
+	struct labels l;
+	struct cpu_now c;
+
+	/* filled by this pass (a slot mapped since fills from the next one) */
+	if (!a || a->pass != (uint32_t)cgpass_pass(cs->pass))
+		return;
+	cgroup_entry_labels(e, &l);
+	if (a->limits_pass == (uint32_t)cgpass_pass(cs->pass) || !s->limits_ms) {
+		pass_limits(cs, s, a, host_cpus, host_mem);
+		s->limits_ms = now_ms;
+	}
+	pass_cpu(cs, s, a, &c);
+	if (secs > 0)
+		put_cpu(db, &l, s, &c, secs);
+	cput(db, s, M_CG_CPU_LIMIT, &l, s->limit_cores);
+	if (a->have & CGP_HAVE_MEM) {
+		double usage = (double)a->mem_pages * (double)cs->page_size, growth;
+
+		cput(db, s, M_CG_MEM_USAGE_BYTES, &l, usage);
+		cput(db, s, M_CG_MEM_LIMIT, &l, s->mem_limit);
+		if (s->mem_limit > 0) {
+			cput(db, s, M_CG_MEM_USAGE_PCT, &l, 100.0 * usage / s->mem_limit);
+			if (growth_delta(&s->mem, now_ms, usage, cs->window_ms, &growth))
+				cput(db, s, M_CG_MEM_GROWTH, &l, 100.0 * growth / s->mem_limit);
+		}
+		growth_push(&s->mem, now_ms, usage, cs->window_ms);
+	}
+	if (a->have & CGP_HAVE_OOM) {
+		if (secs > 0 && s->have_oom)
+			cput(db, s, M_CG_MEM_OOM_KILLS, &l,
+			     (double)counter_delta(a->oom_kills, s->oom_kills));
+		s->oom_kills = a->oom_kills;
+		s->have_oom = true;
+	}
+	pass_psi(db, &l, s, a);
+	s->usage_ns = c.usage_ns;
+	s->user_ns = c.user_ns;
+	s->sys_ns = c.sys_ns;
+	s->periods = c.periods;
+	s->throttled = c.throttled;
+	s->throttled_ns = c.throttled_ns;
+	s->mono_ns = now;
+	s->primed = true;
+}
+
+static int pass_sample(struct cgroupstat *cs, struct tsdb *db, uint64_t now)
+{
+	double host_cpus = (double)MAX(sysconf(_SC_NPROCESSORS_ONLN), 1L), host_mem = 0;
+	uint64_t now_ms = now / 1000000;
+	bool limits = !cs->limits_ms || now_ms - cs->limits_ms >= cs->scan_ms;
+	int r = cgpass_run(cs->pass, limits);
+
+	if (r < 0)
+		return r;
+	if (limits)
+		cs->limits_ms = now_ms;
+	if (r > 0 || cgpass_pass(cs->pass) == 1) {
+		const struct cgroup_found *found;
+		unsigned n = cgpass_candidates(cs->pass, &found);
+		struct cgpass_stats st;
+		int err;
+
+		cgpass_stats(cs->pass, &st);
+		err = cgroups_watch_update(cs->cg, found, n, st.unsafe);
+		if (err < 0)
+			return err;
+	}
+	if (cs->gen != cgroups_watch_generation(cs->cg) && (r = reconcile(cs)))
+		return r;
+	for (unsigned i = 0; i < cs->n; i++) {
+		struct cg_state *s = &cs->st[i];
+
+		if (!host_mem && (limits || !s->limits_ms))
+			host_mem = (double)host_mem_bytes(cs);
+		pass_one(cs, db, s, cgroups_watch_at(cs->cg, i), now, host_cpus,
+			 host_mem ? host_mem : s->mem_limit);
+	}
+	return 0;
+}
+
 static int cgroupstat_sample(void *state, struct tsdb *db)
 {
 	struct cgroupstat *cs = state;
@@ -526,6 +762,8 @@ static int cgroupstat_sample(void *state, struct tsdb *db)
 	double host_mem = 0;
 	int err;
 
+	if (cs->pass)
+		return pass_sample(cs, db, now);
 	err = cgroups_watch_refresh(cs->cg, now / 1000000, cs->rescan);
 	cs->rescan = false;
 	if (err < 0)
@@ -557,6 +795,21 @@ static void cgroupstat_status(void *state, json_t *o)
 	json_object_set_new(o, "cgroups_vanished", json_integer((json_int_t)st.vanished));
 	json_object_set_new(o, "scan_us", json_integer((json_int_t)st.scan_us));
 	json_object_set_new(o, "files_open", json_integer(kfile_open_count()));
+	json_object_set_new(o, "reader", json_string(cs->pass ? "iterator" : "files"));
+	if (!cs->pass && cs->pass_why[0])
+		json_object_set_new(o, "reader_note", json_string(cs->pass_why));
+	if (cs->pass) {
+		struct cgpass_stats ps;
+
+		cgpass_stats(cs->pass, &ps);
+		json_object_set_new(o, "pass_us", json_integer((json_int_t)ps.last_pass_us));
+		json_object_set_new(o, "hierarchies", json_integer(ps.hierarchies));
+		json_object_set_new(o, "cgroups_visited", json_integer((json_int_t)ps.visited));
+		json_object_set_new(o, "cgroups_known", json_integer(ps.known));
+		json_object_set_new(o, "cgroups_known_dropped",
+				    json_integer((json_int_t)ps.known_full));
+		json_object_set_new(o, "cgroups_deferred", json_integer((json_int_t)ps.deferred));
+	}
 	json_object_set_new(o, "layout", json_string(cgroups_layout_name(cgroups_layout(cs->cg))));
 }
 
@@ -567,4 +820,5 @@ const struct watcher_ops cgroupstat_watcher = {
 	.sample = cgroupstat_sample,
 	.close = cgroupstat_close,
 	.status = cgroupstat_status,
+	.holds = true,
 };

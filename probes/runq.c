@@ -176,11 +176,6 @@ static int runq_prepare(void **out, const struct capture_env *env)
 	if (err)
 		goto cleanup;
 	st->skel = skel;
-	st->rb = ring_buffer__new(bpf_map__fd(st->skel->maps.events), on_event, st, NULL);
-	if (!st->rb) {
-		err = log_ret(-errno, "runq: ring buffer: %s", strerror(errno));
-		goto cleanup;
-	}
 	*out = st;
 	return 0;
 cleanup:
@@ -196,6 +191,26 @@ static void runq_stop(void *state)
 	perf_clock_detach(st->perf_links, st->perf_fds, st->ncpus);
 }
 
+/* The ring buffer is mapped for a window only: mapped, its pages count in the
+ * agent's resident memory twice over, capture or not. */
+static int ring_map(struct runq_state *st)
+{
+	if (st->rb)
+		return 0;
+	st->rb = ring_buffer__new(bpf_map__fd(st->skel->maps.events), on_event, st, NULL);
+	return st->rb ? 0 : log_ret(-errno, "runq: ring buffer: %s", strerror(errno));
+}
+
+/* The window's last records, then the mapping goes (the programs are detached). */
+static void ring_drain_unmap(struct runq_state *st)
+{
+	if (!st->rb)
+		return;
+	ring_buffer__consume(st->rb);
+	ring_buffer__free(st->rb);
+	st->rb = NULL;
+}
+
 static int runq_start(void *state, const struct capture_target *t, const struct capture_params *p)
 {
 	struct runq_state *st = state;
@@ -205,6 +220,9 @@ static int runq_start(void *state, const struct capture_target *t, const struct 
 	int err;
 
 	/* whatever an earlier window left in the ring is not ours */
+	err = ring_map(st);
+	if (err)
+		return err;
 	st->discard = true;
 	ring_buffer__consume(st->rb);
 	st->discard = false;
@@ -248,14 +266,15 @@ static int runq_ring_fd(void *state)
 {
 	struct runq_state *st = state;
 
-	return ring_buffer__epoll_fd(st->rb);
+	return st->rb ? ring_buffer__epoll_fd(st->rb) : -1;
 }
 
 static void runq_ring_ready(void *state)
 {
 	struct runq_state *st = state;
 
-	ring_buffer__consume(st->rb);
+	if (st->rb)
+		ring_buffer__consume(st->rb);
 }
 
 static const char *reason_name(uint32_t r)
@@ -471,7 +490,7 @@ static int runq_collect(void *state, struct capture_result *out)
 	uint64_t p50 = 0, p99 = 0, max_us = 0;
 	json_t *evs = json_array(), *h = json_array();
 
-	ring_buffer__consume(st->rb);
+	ring_drain_unmap(st);
 	percpu_counters_read(st->skel->maps.stats, stats, RUNQ_STAT_MAX);
 	percpu_counters_read(st->skel->maps.wait_hist, hist, RUNQ_WAIT_SLOTS);
 	for (unsigned k = 0; k < RUNQ_WAIT_SLOTS; k++)

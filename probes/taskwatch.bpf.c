@@ -172,55 +172,55 @@ static __always_inline struct tw_task *pid_state(struct task_struct *t)
 	return bpf_map_lookup_elem(&tasks_by_pid, &pid);
 }
 
-/* storage: task-local storage (5.11+), else the pid-keyed hash; a constant
- * in each program, so each keeps only its own branch */
-static __always_inline int tw_visit(struct task_struct *t, const bool storage)
+/* The run-queue clock of the CPU running the pass, at its start. */
+static __always_inline void pass_clock(void)
+{
+	/* not a BTF pointer before 5.11: read through BPF_CORE_READ */
+	struct rq *rq = task_cpu_rq(current_task());
+
+	g.prev_clock = g.cur_clock;
+	g.cur_clock = rq ? BPF_CORE_READ(rq, clock) : 0;
+	g.clock_pass = g.pass;
+}
+
+/*
+ * Most tasks sleep through an interval. One that is not in D, not queued, and
+ * last got a CPU well before the previous pass has no new wait: skip the
+ * per-task state (its lookup is most of a visit's cost). Its numbers in the
+ * task state stay those of its last visit, so if a skip is ever wrong the wait
+ * is counted at its next visit, not lost.
+ */
+static __always_inline bool idle_since_last_pass(struct task_struct *t, unsigned int state,
+						 __u64 lq)
+{
+	__u64 arrived = t->sched_info.last_arrival;
+
+	/* The fields looked at sit in two cache lines of the task (its state,
+	 * and its scheduler statistics next to the task list the walk follows
+	 * anyway): on a dense node most of a pass is these misses. A task born
+	 * since the previous pass has either not run (arrived 0) or ran after
+	 * it, so its birth needs no look of its own. */
+	return !(state & TASK_UNINTERRUPTIBLE_) && !lq && g.prev_clock && arrived &&
+	       arrived + IDLE_MARGIN_NS < g.prev_clock;
+}
+
+/* A task that may have waited or blocked: its deltas against its state, summed
+ * for the host, its CPU and its watched cgroups. ts is NULL when its state
+ * could not be had. */
+static __always_inline int account(struct task_struct *t, struct tw_task *ts, unsigned int state,
+				   __u64 lq)
 {
 	struct tw_sample s = {};
-	struct tw_task *ts;
-	__u64 rd, pc, mrd, lq, rec = 0;
-	unsigned int state;
+	__u64 rd, pc, mrd, rec = 0;
 	bool fresh;
 	__u32 cpu;
 
-	if (!t || t->exit_state)
-		return 0;
-	if (g.clock_pass != g.pass) {
-		/* the first task of this pass: note this CPU's run-queue clock */
-		struct rq *rq = task_cpu_rq(current_task());
-
-		g.prev_clock = g.cur_clock;
-		g.cur_clock = rq ? BPF_CORE_READ(rq, clock) : 0;
-		g.clock_pass = g.pass;
-	}
-	g.tasks++;
-	state = tw_state(t);
-	lq = t->sched_info.last_queued;
-	/*
-	 * Most tasks sleep through an interval. One that is not in D, not queued,
-	 * and last got a CPU well before the previous pass has no new wait: skip
-	 * the per-task state (its lookup is most of a visit's cost). Its numbers
-	 * in the task state stay those of its last visit, so if a skip is ever
-	 * wrong the wait is counted at its next visit, not lost.
-	 */
-	if (!(state & TASK_UNINTERRUPTIBLE_) && !lq && g.prev_clock &&
-	    t->sched_info.last_arrival + IDLE_MARGIN_NS < g.prev_clock &&
-	    t->start_time <= g.prev_pass_ns) {
-		g.skipped++;
-		return 0;
-	}
 	rd = t->sched_info.run_delay;
 	pc = t->sched_info.pcount;
 	mrd = tw_max_run_delay(t);
 	if (g.delayacct)
 		rec = tw_reclaim_ns(t);
 
-	if (storage)
-		ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	else
-		ts = pid_state(t);
-	if (!ts)
-		g.storage_fail++;
 	fresh = ts && ts->pass == 0;
 	if (fresh) {
 		/* born since the last pass: everything it waited is this interval's;
@@ -295,7 +295,8 @@ static __always_inline int tw_visit(struct task_struct *t, const bool storage)
 	{
 		struct cgroup *cg = task_cgroup(t, cgroup_subsys);
 
-		/* the task counts for its cgroup and every watched ancestor */
+		/* the task counts for its nearest watched cgroup; user space adds
+		 * each watched cgroup's sums into its watched ancestors */
 		for (int i = 0; i < TW_MAX_LEVELS && cg; i++) {
 			struct cgroup_subsys_state *parent;
 			__u64 id = cgroup_node_id(cg);
@@ -306,6 +307,7 @@ static __always_inline int tw_visit(struct task_struct *t, const bool storage)
 
 				if (a)
 					add(a, &s);
+				break;
 			}
 			parent = BPF_CORE_READ(cg, self.parent);
 			cg = parent ? BPF_CORE_READ(parent, cgroup) : NULL;
@@ -314,14 +316,112 @@ static __always_inline int tw_visit(struct task_struct *t, const bool storage)
 	return 0;
 }
 
+/* storage: task-local storage (5.11+), else the pid-keyed hash; a constant
+ * in each program, so each keeps only its own branch */
+static __always_inline int tw_visit(struct task_struct *t, const bool storage)
+{
+	struct tw_task *ts;
+	unsigned int state;
+	__u64 lq;
+
+	if (!t)
+		return 0;
+	if (g.clock_pass != g.pass)
+		pass_clock(); /* the first task of this pass */
+	g.tasks++;
+	state = tw_state(t);
+	lq = t->sched_info.last_queued;
+	if (idle_since_last_pass(t, state, lq)) {
+		g.skipped++;
+		return 0;
+	}
+	if (t->exit_state)
+		return 0;
+	ts = storage ? bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)
+		     : pid_state(t);
+	if (!ts)
+		g.storage_fail++;
+	return account(t, ts, state, lq);
+}
+
 SEC("iter/task")
 int taskwatch(struct bpf_iter__task *ctx)
 {
 	return tw_visit(ctx->task, true);
 }
 
+/* Before 5.11: no task storage, the pid-keyed hash instead. */
 SEC("iter/task")
 int taskwatch_pidmap(struct bpf_iter__task *ctx)
 {
 	return tw_visit(ctx->task, false);
+}
+
+/*
+ * Linux 6.7+: one run of the program walks every task itself (an open-coded
+ * task iterator), instead of the kernel calling it once per task through the
+ * seq_file iterator, whose per-task look-up, reference counting and call were
+ * most of a visit's cost. The walk stays branch-light (the verifier explores a
+ * loop body until its states repeat); the accounting of the tasks that did
+ * something is one global function, verified once on its own.
+ */
+extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
+			     unsigned int flags) __weak __ksym;
+extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
+extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __weak __ksym;
+
+/* The address a pointer holds, as a number (to hand a task to a global function). */
+static __always_inline __u64 addr_of(const void *p)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), &p);
+	return v;
+}
+
+__noinline int taskwatch_account(__u64 task, struct tw_task *ts, unsigned int state, __u64 lq)
+{
+	struct task_struct *t =
+		bpf_rdonly_cast((void *)task, bpf_core_type_id_kernel(struct task_struct));
+
+	if (!t || !ts)
+		return 0;
+	return account(t, ts, state, lq);
+}
+
+SEC("iter/task")
+int taskwatch_walk(struct bpf_iter__task *ctx)
+{
+	struct bpf_iter_task it;
+	struct task_struct *t;
+
+	/* attached to one task (the agent's): one run per pass */
+	if (!ctx->task)
+		return 0;
+	pass_clock();
+	bpf_iter_task_new(&it, NULL, BPF_TASK_ITER_ALL_THREADS);
+	while ((t = bpf_iter_task_next(&it))) {
+		unsigned int state;
+		struct tw_task *ts;
+		__u64 lq;
+
+		g.tasks++;
+		state = tw_state(t);
+		lq = t->sched_info.last_queued;
+		if (idle_since_last_pass(t, state, lq)) {
+			g.skipped++;
+			continue;
+		}
+		if (t->exit_state)
+			continue;
+		ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!ts) {
+			g.storage_fail++;
+			continue;
+		}
+		taskwatch_account(addr_of(t), ts, state, lq);
+	}
+	bpf_iter_task_destroy(&it);
+	return 0;
 }

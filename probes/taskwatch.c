@@ -3,6 +3,7 @@
  * turns its sums into D-state and run-queue metrics, host, per CPU and per
  * watched cgroup. No per-event hook: the cost is the pass itself. */
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,11 +35,24 @@ struct taskwatch {
 	struct tw_acc *cg_acc, *cpu_acc; /* mmapped BPF arrays */
 	size_t cg_acc_len, cpu_acc_len;
 	unsigned max_cgroups, ncpus;
-	uint64_t gen;	 /* watched-set generation the slot map reflects */
-	unsigned nslots; /* slots in use: cgroups_watch_at(0..nslots-1) */
+	uint64_t gen; /* watched-set generation the slot map reflects */
+	/* the watched cgroups as the slot map has them, by serial, so that a
+	 * change of the set touches only the cgroups that came or went */
+	struct tw_slot {
+		uint64_t serial, id;
+		uint32_t slot;
+	} * slots;
+	unsigned nslots;
+	uint32_t *slot_of; /* slot of cgroups_watch_at(i), UINT32_MAX: none */
+	uint32_t *up;	   /* index of the nearest watched ancestor with a slot, or UINT32_MAX */
+	unsigned nslot_of;
+	uint32_t *free_slots;
+	unsigned nfree;
+	struct tsdb_ref *refs; /* by slot: the labels of the cgroup's series */
 	uint64_t prev_pass_ns;
 	uint64_t last_pass_us, tasks, skipped;
 	char delayacct_path[256];
+	bool walk;	     /* one program run walks every task (6.7+) */
 	bool delayacct;	     /* reading reclaim stalls */
 	bool delayacct_ours; /* we turned it on, and turn it off at exit */
 	char state_dir[256]; /* where that is recorded (base/sysstate.h) */
@@ -136,6 +150,11 @@ static void taskwatch_close(void *state)
 	if (tw->delayacct_ours &&
 	    sysstate_restore(tw->state_dir, tw->procfs, "kernel.task_delayacct") < 0)
 		log_warn("watch.delayacct: could not turn kernel.task_delayacct off again");
+	free(tw->slots);
+	free(tw->slot_of);
+	free(tw->up);
+	free(tw->free_slots);
+	free(tw->refs);
 	free(tw);
 }
 
@@ -145,12 +164,13 @@ static int configure(void *skel, void *ctx)
 	const struct taskwatch *tw = ctx;
 
 	s->rodata->cgroup_subsys = tw->cg ? cgroups_bpf_subsys(tw->cg) : -1;
+	bpf_program__set_autoload(s->progs.taskwatch_walk, tw->walk);
 	bpf_map__set_max_entries(s->maps.cg_slot, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cg_acc, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cpu_acc, tw->ncpus);
 	/* per-task state: task storage, or before 5.11 the pid-keyed hash */
 	bpf_map__set_autocreate(s->maps.tasks, !tw->pidmap);
-	bpf_program__set_autoload(s->progs.taskwatch, !tw->pidmap);
+	bpf_program__set_autoload(s->progs.taskwatch, !tw->pidmap && !tw->walk);
 	bpf_map__set_autocreate(s->maps.tasks_by_pid, tw->pidmap);
 	bpf_program__set_autoload(s->progs.taskwatch_pidmap, tw->pidmap);
 	if (tw->pidmap)
@@ -158,11 +178,65 @@ static int configure(void *skel, void *ctx)
 	return 0;
 }
 
+/* Linux 6.7+: the open-coded task iterator and read-only casts, for one
+ * program run that walks every task. */
+static bool kernel_can_walk(void)
+{
+	const struct btf *vmlinux = kernel_btf();
+
+	return vmlinux && btf__find_by_name_kind(vmlinux, "bpf_iter_task_new", BTF_KIND_FUNC) > 0 &&
+	       btf__find_by_name_kind(vmlinux, "bpf_rdonly_cast", BTF_KIND_FUNC) > 0;
+}
+
+static int load(struct taskwatch *tw, const struct watcher_env *env)
+{
+	void *skel;
+	int err;
+
+	bpf_link__destroy(tw->link);
+	tw->link = NULL;
+	bpf_skel_unload(tw->skel, &taskwatch_skel_ops, OWNER);
+	tw->skel = NULL;
+	err = bpf_skel_load(
+		&skel, NULL, &taskwatch_skel_ops,
+		&(struct bpf_load_opts){.owner = OWNER, .configure = configure, .ctx = tw});
+	if (err) {
+		snprintf(
+			env->why, env->why_len,
+			"loading the task iterator: %s (needs BPF iter/task, Linux 5.8+, and root)",
+			strerror(-err));
+		return err;
+	}
+	tw->skel = skel;
+	if (tw->pidmap)
+		kcompat_note("taskwatch",
+			     "per-task state in a thread-id-keyed LRU hash of %u entries: no BPF "
+			     "task storage (Linux 5.11+)",
+			     tw->pidmap_entries);
+	if (tw->walk) {
+		/* attached to the agent's own thread: the program runs once per pass */
+		union bpf_iter_link_info li = {.task.tid = (__u32)gettid()};
+		LIBBPF_OPTS(bpf_iter_attach_opts, io, .link_info = &li,
+			    .link_info_len = sizeof(li));
+
+		tw->link = bpf_program__attach_iter(tw->skel->progs.taskwatch_walk, &io);
+	} else {
+		tw->link = bpf_program__attach_iter(tw->pidmap ? tw->skel->progs.taskwatch_pidmap
+							       : tw->skel->progs.taskwatch,
+						    NULL);
+	}
+	if (!tw->link) {
+		err = -errno;
+		snprintf(env->why, env->why_len, "attaching the task iterator: %s", strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
 static int taskwatch_open(void **out, const struct watcher_env *env)
 {
 	struct taskwatch *tw;
 	int err, ncpus;
-	void *skel;
 
 	if (!env->cfg->watch.task_iterator) {
 		snprintf(env->why, env->why_len, "watch.task_iterator is false");
@@ -180,31 +254,29 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 	tw->cg = env->cgroups;
 	tw->gen = UINT64_MAX;
 	tw->max_cgroups = (unsigned)MAX(env->cfg->watch.max_cgroups, 1);
+	tw->free_slots = malloc(tw->max_cgroups * sizeof(*tw->free_slots));
+	tw->refs = calloc(tw->max_cgroups, sizeof(*tw->refs));
+	if (!tw->free_slots || !tw->refs) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < tw->max_cgroups; i++)
+		tw->free_slots[tw->nfree++] = tw->max_cgroups - 1 - i;
 	tw->pidmap = !kcompat_task_storage();
 	tw->pidmap_entries = pidmap_entries(env);
-	err = bpf_skel_load(
-		&skel, NULL, &taskwatch_skel_ops,
-		&(struct bpf_load_opts){.owner = OWNER, .configure = configure, .ctx = tw});
-	if (err) {
-		snprintf(
-			env->why, env->why_len,
-			"loading the task iterator: %s (needs BPF iter/task, Linux 5.8+, and root)",
-			strerror(-err));
-		goto fail;
+	/* the walk needs 6.7+, which always has task storage */
+	tw->walk = env->cfg->watch.task_walk && !tw->pidmap && kernel_can_walk();
+	err = load(tw, env);
+	if (err && tw->walk) {
+		log_warn("watcher taskwatch: the one-run task walk did not load (%s): visiting "
+			 "tasks one by one",
+			 env->why);
+		env->why[0] = '\0';
+		tw->walk = false;
+		err = load(tw, env);
 	}
-	tw->skel = skel;
-	if (tw->pidmap)
-		kcompat_note("taskwatch",
-			     "per-task state in a thread-id-keyed LRU hash of %u entries: no BPF "
-			     "task storage (Linux 5.11+)",
-			     tw->pidmap_entries);
-	tw->link = bpf_program__attach_iter(
-		tw->pidmap ? tw->skel->progs.taskwatch_pidmap : tw->skel->progs.taskwatch, NULL);
-	if (!tw->link) {
-		err = -errno;
-		snprintf(env->why, env->why_len, "attaching the task iterator: %s", strerror(-err));
+	if (err)
 		goto fail;
-	}
 	tw->cg_acc = map_mmap(tw->skel->maps.cg_acc, &tw->cg_acc_len);
 	tw->cpu_acc = map_mmap(tw->skel->maps.cpu_acc, &tw->cpu_acc_len);
 	if (!tw->cg_acc || !tw->cpu_acc) {
@@ -224,23 +296,155 @@ fail:
 	return err;
 }
 
-/* Points the BPF slot map at the cgroups watched now: slot i is entry i. */
+/* Index of the watched cgroup at path[0..len), or -1 (the set is sorted by path). */
+static int watched_index(struct cgroups *cg, const char *path, size_t len)
+{
+	unsigned lo = 0, hi = cgroups_watch_count(cg);
+
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		const char *p = cgroups_watch_at(cg, mid)->path;
+		int c = strncmp(p, path, len);
+
+		if (c == 0 && p[len])
+			c = 1;
+		if (c == 0)
+			return (int)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* For each watched cgroup, the nearest watched ancestor with a slot: the pass
+ * adds a task to its nearest watched cgroup only, and the sums go up from
+ * there in user space, where the hierarchy is known. */
+static void link_ancestors(struct taskwatch *tw, uint32_t *up, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		const char *path = cgroups_watch_at(tw->cg, i)->path;
+		size_t len = strlen(path);
+
+		up[i] = UINT32_MAX;
+		while (len > 1) {
+			int j;
+
+			while (len > 0 && path[len - 1] != '/')
+				len--;
+			if (len > 0)
+				len--; /* the '/' before the last component */
+			if (len == 0)
+				break;
+			j = watched_index(tw->cg, path, len);
+			if (j >= 0 && tw->slot_of[j] != UINT32_MAX) {
+				up[i] = (uint32_t)j;
+				break;
+			}
+		}
+	}
+}
+
+static void acc_add(struct tw_acc *to, const struct tw_acc *a)
+{
+	to->run_delay_ns += a->run_delay_ns;
+	to->timeslices += a->timeslices;
+	to->runq_max_ns = MAX(to->runq_max_ns, a->runq_max_ns);
+	to->waiting_tasks += a->waiting_tasks;
+	to->dstate_tasks += a->dstate_tasks;
+	to->dstate_max_ns = MAX(to->dstate_max_ns, a->dstate_max_ns);
+	to->reclaim_ns += a->reclaim_ns;
+}
+
+/* Descendants come after their ancestors in path order: from the last one
+ * back, each cgroup's sums are complete when they are added upwards. */
+static void roll_up(struct taskwatch *tw)
+{
+	for (unsigned i = tw->nslot_of; i-- > 0;) {
+		uint32_t u = tw->up ? tw->up[i] : UINT32_MAX;
+
+		if (u == UINT32_MAX || tw->slot_of[i] == UINT32_MAX)
+			continue;
+		acc_add(&tw->cg_acc[tw->slot_of[u]], &tw->cg_acc[tw->slot_of[i]]);
+	}
+}
+
+static int slot_cmp(const void *a, const void *b)
+{
+	const struct tw_slot *x = a, *y = b;
+
+	return x->serial < y->serial ? -1 : x->serial > y->serial;
+}
+
+/* Follows the watched set: the cgroups that stayed keep their slots, those
+ * that went give theirs back, new ones take a free one. Map updates only for
+ * what changed: a busy node changes its set every few seconds. */
 static int sync_slots(struct taskwatch *tw)
 {
 	const struct bpf_map *map = tw->skel->maps.cg_slot;
-	unsigned n = cgroups_watch_count(tw->cg);
+	unsigned n = cgroups_watch_count(tw->cg), nn = 0;
+	struct tw_slot *next = n ? calloc(n, sizeof(*next)) : NULL;
+	uint32_t *slot_of = n ? malloc(n * sizeof(*slot_of)) : NULL;
+	bool *kept = tw->nslots ? calloc(tw->nslots, sizeof(*kept)) : NULL;
 
-	map_clear(map);
-	tw->nslots = 0;
-	for (unsigned i = 0; i < n && i < tw->max_cgroups; i++) {
-		const struct cgroup_entry *e = cgroups_watch_at(tw->cg, i);
-		__u32 slot = i;
-
-		if (e->id &&
-		    bpf_map__update_elem(map, &e->id, sizeof(e->id), &slot, sizeof(slot), BPF_ANY))
-			return -errno;
-		tw->nslots = i + 1;
+	if ((n && (!next || !slot_of)) || (tw->nslots && !kept)) {
+		free(next);
+		free(slot_of);
+		free(kept);
+		return -ENOMEM;
 	}
+	for (unsigned i = 0; i < n; i++) {
+		const struct cgroup_entry *e = cgroups_watch_at(tw->cg, i);
+		struct tw_slot key = {.serial = e->serial}, *o;
+
+		slot_of[i] = UINT32_MAX;
+		o = tw->nslots ? bsearch(&key, tw->slots, tw->nslots, sizeof(key), slot_cmp) : NULL;
+		if (o) {
+			kept[o - tw->slots] = true;
+			slot_of[i] = o->slot;
+			next[nn++] = *o;
+		}
+	}
+	for (unsigned j = 0; j < tw->nslots; j++) {
+		const struct tw_slot *o = &tw->slots[j];
+
+		if (kept[j])
+			continue;
+		if (o->id)
+			bpf_map__delete_elem(map, &o->id, sizeof(o->id), 0);
+		tw->free_slots[tw->nfree++] = o->slot;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const struct cgroup_entry *e = cgroups_watch_at(tw->cg, i);
+		__u32 slot;
+
+		/* not in the id hierarchy: the iterator cannot see it */
+		if (slot_of[i] != UINT32_MAX || !e->id || !tw->nfree)
+			continue;
+		slot = tw->free_slots[--tw->nfree];
+		memset(&tw->refs[slot], 0, sizeof(tw->refs[slot]));
+		if (bpf_map__update_elem(map, &e->id, sizeof(e->id), &slot, sizeof(slot),
+					 BPF_ANY)) {
+			tw->free_slots[tw->nfree++] = slot;
+			continue;
+		}
+		slot_of[i] = slot;
+		next[nn++] = (struct tw_slot){.serial = e->serial, .id = e->id, .slot = slot};
+	}
+	if (nn)
+		qsort(next, nn, sizeof(*next), slot_cmp);
+	free(kept);
+	free(tw->slots);
+	free(tw->slot_of);
+	tw->slots = next;
+	tw->nslots = nn;
+	tw->slot_of = slot_of;
+	tw->nslot_of = n;
+	free(tw->up);
+	tw->up = n ? malloc(n * sizeof(*tw->up)) : NULL;
+	if (tw->up)
+		link_ancestors(tw, tw->up, n);
 	tw->gen = cgroups_watch_generation(tw->cg);
 	return 0;
 }
@@ -266,6 +470,8 @@ static double avg_us(const struct tw_acc *a)
 {
 	return a->timeslices ? (double)a->run_delay_ns / (double)a->timeslices / 1000.0 : 0.0;
 }
+
+static int put_values(struct taskwatch *tw, struct tsdb *db, bool rates, double secs);
 
 static int taskwatch_sample(void *state, struct tsdb *db)
 {
@@ -302,6 +508,15 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 	if (err)
 		return err;
 
+	roll_up(tw);
+	return put_values(tw, db, rates, secs);
+}
+
+/* The sums of the last pass as series (again, when held). */
+static int put_values(struct taskwatch *tw, struct tsdb *db, bool rates, double secs)
+{
+	struct tw_globals *g = &tw->skel->bss->g;
+
 	tsdb_put(db, M_SCHED_DSTATE_TASKS, NULL, (double)g->host.dstate_tasks);
 	tsdb_put(db, M_SCHED_DSTATE_MAX, NULL, (double)g->host.dstate_max_ns / 1e6);
 	if (rates) {
@@ -323,23 +538,27 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 			tsdb_put(db, M_SCHED_RUNQ_MAX, &l, (double)a->runq_max_ns / 1000.0);
 		}
 	}
-	for (unsigned i = 0; tw->cg && i < tw->nslots; i++) {
+	for (unsigned i = 0; tw->cg && i < tw->nslot_of; i++) {
 		const struct cgroup_entry *e = cgroups_watch_at(tw->cg, i);
-		const struct tw_acc *a = &tw->cg_acc[i];
+		const struct tw_acc *a;
 		struct labels l;
 
-		if (!e || !e->id)
-			continue; /* not in the id hierarchy: the iterator cannot see it */
+		if (!e || tw->slot_of[i] == UINT32_MAX)
+			continue;
+		a = &tw->cg_acc[tw->slot_of[i]];
 		cgroup_entry_labels(e, &l);
-		tsdb_put(db, M_CG_DSTATE_TASKS, &l, (double)a->dstate_tasks);
-		tsdb_put(db, M_CG_DSTATE_MAX, &l, (double)a->dstate_max_ns / 1e6);
+		tsdb_put_ref(db, M_CG_DSTATE_TASKS, &tw->refs[tw->slot_of[i]], &l,
+			     (double)a->dstate_tasks);
+		tsdb_put_ref(db, M_CG_DSTATE_MAX, &tw->refs[tw->slot_of[i]], &l,
+			     (double)a->dstate_max_ns / 1e6);
 		if (!rates)
 			continue;
-		tsdb_put(db, M_CG_RUNQ_AVG, &l, avg_us(a));
-		tsdb_put(db, M_CG_RUNQ_MAX, &l, (double)a->runq_max_ns / 1000.0);
+		tsdb_put_ref(db, M_CG_RUNQ_AVG, &tw->refs[tw->slot_of[i]], &l, avg_us(a));
+		tsdb_put_ref(db, M_CG_RUNQ_MAX, &tw->refs[tw->slot_of[i]], &l,
+			     (double)a->runq_max_ns / 1000.0);
 		if (tw->delayacct)
-			tsdb_put(db, M_CG_MEM_DIRECT_RECLAIM, &l,
-				 (double)a->reclaim_ns / 1e6 / secs);
+			tsdb_put_ref(db, M_CG_MEM_DIRECT_RECLAIM, &tw->refs[tw->slot_of[i]], &l,
+				     (double)a->reclaim_ns / 1e6 / secs);
 	}
 	return 0;
 }
@@ -351,6 +570,7 @@ static void taskwatch_status(void *state, json_t *o)
 	json_object_set_new(o, "tasks", json_integer((json_int_t)tw->tasks));
 	json_object_set_new(o, "tasks_idle", json_integer((json_int_t)tw->skipped));
 	json_object_set_new(o, "pass_us", json_integer((json_int_t)tw->last_pass_us));
+	json_object_set_new(o, "walk", json_string(tw->walk ? "one run" : "per task"));
 	json_object_set_new(o, "cgroups", json_integer(tw->nslots));
 	json_object_set_new(o, "task_state_failures", json_integer((json_int_t)tw->storage_fail));
 	json_object_set_new(o, "delayacct", json_boolean(tw->delayacct));
@@ -369,4 +589,5 @@ const struct watcher_ops taskwatch_watcher = {
 	.sample = taskwatch_sample,
 	.close = taskwatch_close,
 	.status = taskwatch_status,
+	.holds = true,
 };

@@ -222,11 +222,6 @@ static int timeline_prepare(void **out, const struct capture_env *env)
 	if (err)
 		goto cleanup;
 	st->skel = skel;
-	st->rb = ring_buffer__new(bpf_map__fd(st->skel->maps.events), on_interval, st, NULL);
-	if (!st->rb) {
-		err = log_ret(-errno, "timeline: ring buffer: %s", strerror(errno));
-		goto cleanup;
-	}
 	*out = st;
 	return 0;
 cleanup:
@@ -277,6 +272,26 @@ static void timeline_stop(void *state)
 	st->iter = NULL;
 }
 
+/* The ring buffer is mapped for a window only: mapped, its pages count in the
+ * agent's resident memory twice over, capture or not. */
+static int ring_map(struct timeline_state *st)
+{
+	if (st->rb)
+		return 0;
+	st->rb = ring_buffer__new(bpf_map__fd(st->skel->maps.events), on_interval, st, NULL);
+	return st->rb ? 0 : log_ret(-errno, "timeline: ring buffer: %s", strerror(errno));
+}
+
+/* The window's last records, then the mapping goes (the programs are detached). */
+static void ring_drain_unmap(struct timeline_state *st)
+{
+	if (!st->rb)
+		return;
+	ring_buffer__consume(st->rb);
+	ring_buffer__free(st->rb);
+	st->rb = NULL;
+}
+
 static int timeline_start(void *state, const struct capture_target *t,
 			  const struct capture_params *p)
 {
@@ -284,6 +299,9 @@ static int timeline_start(void *state, const struct capture_target *t,
 	struct capture_filter f;
 	int err;
 
+	err = ring_map(st);
+	if (err)
+		return err;
 	st->discard = true;
 	ring_buffer__consume(st->rb);
 	st->discard = false;
@@ -324,14 +342,15 @@ static int timeline_ring_fd(void *state)
 {
 	struct timeline_state *st = state;
 
-	return ring_buffer__epoll_fd(st->rb);
+	return st->rb ? ring_buffer__epoll_fd(st->rb) : -1;
 }
 
 static void timeline_ring_ready(void *state)
 {
 	struct timeline_state *st = state;
 
-	ring_buffer__consume(st->rb);
+	if (st->rb)
+		ring_buffer__consume(st->rb);
 }
 
 static int cmp_iv(const void *a, const void *b)
@@ -458,7 +477,7 @@ static int timeline_collect(void *state, struct capture_result *out)
 	int tgid = st->target_pid;
 	int err;
 
-	ring_buffer__consume(st->rb);
+	ring_drain_unmap(st);
 	percpu_counters_read(st->skel->maps.stats, stats, TL_STAT_MAX);
 	if (st->nlanes)
 		qsort(st->lanes, st->nlanes, sizeof(*st->lanes), cmp_lane);

@@ -857,16 +857,14 @@ int ustack_capture_new(struct ustack_capture **out, struct ustack_shared *s, con
 	 * in ustack.bpf.h): 512 slots or more for each CPU's blocks */
 	c->npending = pow2_at_least(MAX(PENDING_MIN, (uint64_t)MAX(ncpus, 1) * 512));
 	c->pending = calloc(c->npending, sizeof(*c->pending));
-	c->rb = ring_buffer__new(bpf_map__fd(maps->rb), on_record, c, NULL);
+	/* the ring is mapped for a window only (ring_map): mapped, its pages
+	 * count in the agent's resident memory twice over */
 	c->epfd = epoll_create1(EPOLL_CLOEXEC);
 	c->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (!c->pending || !c->rb || c->epfd < 0 || c->timer_fd < 0) {
+	if (!c->pending || c->epfd < 0 || c->timer_fd < 0) {
 		err = errno ? -errno : -ENOMEM;
 		goto fail;
 	}
-	ev.data.fd = ring_buffer__epoll_fd(c->rb);
-	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
-		goto fail_errno;
 	ev.data.fd = c->timer_fd;
 	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->timer_fd, &ev))
 		goto fail_errno;
@@ -927,12 +925,53 @@ void ustack_capture_free(struct ustack_capture **pc)
 	*pc = NULL;
 }
 
+/* The ring buffer mapped for one window: mapped between windows, its pages
+ * would count in the agent's resident memory twice over all the time. */
+static int ring_map(struct ustack_capture *c)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+
+	if (c->rb)
+		return 0;
+	c->rb = ring_buffer__new(bpf_map__fd(c->maps.rb), on_record, c, NULL);
+	if (!c->rb)
+		return -errno;
+	ev.data.fd = ring_buffer__epoll_fd(c->rb);
+	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev)) {
+		int err = -errno;
+
+		ring_buffer__free(c->rb);
+		c->rb = NULL;
+		return err;
+	}
+	return 0;
+}
+
+static void ring_unmap(struct ustack_capture *c)
+{
+	if (!c->rb)
+		return;
+	epoll_ctl(c->epfd, EPOLL_CTL_DEL, ring_buffer__epoll_fd(c->rb), NULL);
+	ring_buffer__free(c->rb);
+	c->rb = NULL;
+}
+
+static void ring_consume(struct ustack_capture *c)
+{
+	if (c->rb)
+		ring_buffer__consume(c->rb);
+}
+
 int ustack_capture_start(struct ustack_capture *c)
 {
 	struct itimerspec its = {.it_interval = {0, SLICE_NS}, .it_value = {0, SLICE_NS}};
+	int err;
 
 	if (!c)
 		return 0;
+	err = ring_map(c);
+	if (err)
+		return err;
 	/* what the previous window left in the ring belongs to it */
 	ring_buffer__consume(c->rb);
 	batch_flush(c);
@@ -957,7 +996,9 @@ void ustack_capture_stop(struct ustack_capture *c)
 		return;
 	c->running = false;
 	timerfd_settime(c->timer_fd, 0, &off, NULL);
-	ring_buffer__consume(c->rb);
+	/* the programs are detached: this is the window's last record */
+	ring_consume(c);
+	ring_unmap(c);
 	batch_flush(c);
 	/* no capture left: the helper and its CFI cache go until the next one */
 	if (c->s->running && --c->s->running == 0 && c->s->sb)
@@ -985,7 +1026,7 @@ void ustack_capture_poll(struct ustack_capture *c)
 	while (read(c->timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
 		;
 	budget_check(c, now_mono_ns());
-	ring_buffer__consume(c->rb);
+	ring_consume(c);
 	batch_flush(c);
 }
 

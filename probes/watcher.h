@@ -49,6 +49,10 @@ struct watcher_ops {
 	int (*throttle)(void *state, bool off);
 	/* Optional, hook modes: the cost of the last interval. */
 	int (*cost)(void *state, struct watcher_hook_cost *out);
+	/* Its values may be held between samples: a watcher whose pass over every
+	 * cgroup or task can be widened (watchers_widen) to every n rounds; in
+	 * between, its series hold their values (tsdb_hold_source) at no cost. */
+	bool holds;
 };
 
 /* Every watcher this build knows, NULL-terminated. */
@@ -74,6 +78,28 @@ json_t *watchers_status(const struct watchers *w);
  * -ENOENT: no such watcher; -EOPNOTSUPP: not a hook mode, or it is not on.
  */
 int watchers_throttle(struct watchers *w, const char *name, const char *reason);
+/*
+ * The run-time guard's lever on the watch layer's own cost: the watcher
+ * `name` samples every `every` rounds (its pass over every cgroup or task)
+ * and holds its values in between; every 1 with reason NULL is back to every
+ * round. -ENOENT: no such watcher; -EOPNOTSUPP: it cannot hold.
+ */
+int watchers_widen(struct watchers *w, const char *name, unsigned every, const char *reason);
+
+/* The watch layer's cost, for the guard and for status. */
+#define WATCH_COST_MAX 12
+struct watch_cost {
+	double round_us; /* agent CPU of every watcher, the last round */
+	unsigned n;
+	struct {
+		const char *name;
+		double sample_us; /* a full sample, recent average (EWMA) */
+		double hold_us;	  /* a held round, recent average */
+		unsigned every;	  /* 1: sampled every round */
+	} w[WATCH_COST_MAX];	  /* the watchers that can be widened */
+};
+void watchers_cost(const struct watchers *w, struct watch_cost *out);
+
 /* The hook modes that are on, with their cost; returns how many were filled. */
 unsigned watchers_hook_costs(const struct watchers *w, struct watcher_hook_cost *out, unsigned max);
 /* How many metric series the configured watch layer may need (sizes the tsdb). */

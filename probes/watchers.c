@@ -46,11 +46,19 @@ struct watcher_slot {
 	uint64_t samples;
 	uint64_t cpu_ns; /* agent CPU time spent sampling */
 	uint64_t max_ns;
+	uint64_t last_ns;      /* the last round (a sample or a held one) */
+	double sample_ewma_ns; /* a full sample */
+	double hold_ewma_ns;   /* a held round */
+	unsigned every;	       /* sampled every n rounds (the guard widens) */
+	uint64_t rounds;       /* since every changed */
+	char widened_reason[WHY_MAX];
+	uint64_t widened; /* times widened since start */
 };
 
 struct watchers {
 	struct watcher_slot *slots;
 	unsigned n;
+	uint64_t round_ns; /* every watcher, the last round */
 };
 
 int watchers_open(struct watchers **out, const struct watcher_env *env)
@@ -75,6 +83,7 @@ int watchers_open(struct watchers **out, const struct watcher_env *env)
 		e.why = s->why;
 		e.why_len = sizeof(s->why);
 		s->ops = watcher_kinds[i];
+		s->every = 1;
 		s->open_err = s->ops->open(&s->state, &e);
 		if (s->open_err == WATCHER_OFF) {
 			log_debug("watcher %s: off%s%s", s->ops->name, s->why[0] ? ": " : "",
@@ -113,11 +122,19 @@ static uint64_t thread_cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static double ewma(double prev, double v)
+{
+	return prev > 0 ? 0.8 * prev + 0.2 * v : v;
+}
+
 int watchers_sample(struct watchers *w, struct tsdb *db, uint64_t real_ms)
 {
+	if (w)
+		w->round_ns = 0;
 	tsdb_begin_round(db, real_ms);
 	for (unsigned i = 0; w && i < w->n; i++) {
 		struct watcher_slot *s = &w->slots[i];
+		bool held = s->every > 1 && s->ops->holds && s->rounds++ % s->every;
 		uint64_t t0, took;
 		int err;
 
@@ -125,10 +142,18 @@ int watchers_sample(struct watchers *w, struct tsdb *db, uint64_t real_ms)
 			continue;
 		t0 = thread_cpu_ns();
 		tsdb_set_source(db, i + 1);
-		err = s->ops->sample(s->state, db);
+		if (held)
+			tsdb_hold_source(db, i + 1);
+		err = held ? 0 : s->ops->sample(s->state, db);
 		took = thread_cpu_ns() - t0;
 		s->cpu_ns += took;
 		s->max_ns = MAX(s->max_ns, took);
+		s->last_ns = took;
+		w->round_ns += took;
+		if (held)
+			s->hold_ewma_ns = ewma(s->hold_ewma_ns, (double)took);
+		else
+			s->sample_ewma_ns = ewma(s->sample_ewma_ns, (double)took);
 		s->samples++;
 		if (err && err != s->last_err)
 			log_warn("watcher %s: %s", s->ops->name, strerror(-err));
@@ -177,6 +202,15 @@ json_t *watchers_status(const struct watchers *w)
 		if (s->throttled)
 			json_object_set_new(o, "throttled_reason",
 					    json_string(s->throttled_reason));
+		if (!s->open_err && s->ops->holds) {
+			json_object_set_new(o, "sample_us_recent",
+					    json_real(s->sample_ewma_ns / 1000.0));
+			json_object_set_new(o, "every", json_integer(s->every));
+			if (s->every > 1)
+				json_object_set_new(o, "widened_reason",
+						    json_string(s->widened_reason));
+			json_object_set_new(o, "widened", json_integer((json_int_t)s->widened));
+		}
 		if (!s->open_err && s->ops->cost && s->ops->cost(s->state, &c) == 0) {
 			json_object_set_new(o, "hook", json_string(c.name));
 			json_object_set_new(o, "ns_per_event", json_real(c.ns_per_event));
@@ -225,6 +259,53 @@ int watchers_throttle(struct watchers *w, const char *name, const char *reason)
 		return 0;
 	}
 	return -ENOENT;
+}
+
+int watchers_widen(struct watchers *w, const char *name, unsigned every, const char *reason)
+{
+	for (unsigned i = 0; w && i < w->n; i++) {
+		struct watcher_slot *s = &w->slots[i];
+
+		if (strcmp(s->ops->name, name))
+			continue;
+		if (s->open_err || !s->ops->holds)
+			return -EOPNOTSUPP;
+		every = MAX(every, 1u);
+		if (every == s->every)
+			return 0;
+		if (every > s->every) {
+			s->widened++;
+			log_warn("watcher %s: sampled every %u intervals from now on: %s", name,
+				 every, reason ? reason : "");
+		} else {
+			log_info("watcher %s: sampled every %u interval%s again%s%s", name, every,
+				 every > 1 ? "s" : "", reason ? ": " : "", reason ? reason : "");
+		}
+		snprintf(s->widened_reason, sizeof(s->widened_reason), "%s", reason ? reason : "");
+		s->every = every;
+		s->rounds = 0; /* the next round samples */
+		return 0;
+	}
+	return -ENOENT;
+}
+
+void watchers_cost(const struct watchers *w, struct watch_cost *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!w)
+		return;
+	out->round_us = (double)w->round_ns / 1000.0;
+	for (unsigned i = 0; i < w->n && out->n < WATCH_COST_MAX; i++) {
+		const struct watcher_slot *s = &w->slots[i];
+
+		if (s->open_err || s->throttled || !s->ops->holds)
+			continue;
+		out->w[out->n].name = s->ops->name;
+		out->w[out->n].sample_us = s->sample_ewma_ns / 1000.0;
+		out->w[out->n].hold_us = s->hold_ewma_ns / 1000.0;
+		out->w[out->n].every = s->every;
+		out->n++;
+	}
 }
 
 unsigned watchers_hook_costs(const struct watchers *w, struct watcher_hook_cost *out, unsigned max)

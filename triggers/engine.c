@@ -49,6 +49,7 @@ struct engine {
 		unsigned rule, scope;
 	} * fire_at;
 	unsigned fires_cap;
+	uint64_t memo_gen; /* which rule set the scope choices remembered in the tsdb are for */
 };
 
 const char *trigger_state_name(enum trigger_state s)
@@ -149,6 +150,12 @@ void engine_set_rules(struct engine *e, struct ruleset *rules)
 	free(e->states);
 	ruleset_free(&e->rules);
 	e->rules = rules;
+	/* new rules (or a new engine): what series they select is not known yet */
+	{
+		static uint64_t memo_gens;
+
+		e->memo_gen = ++memo_gens;
+	}
 	e->states = states;
 }
 
@@ -196,11 +203,12 @@ static unsigned fires_last_hour(const struct rule_state *rs, uint64_t now)
 	return n;
 }
 
-/* Does one condition hold for the series of scope `key`? *v gets its value now. */
+/* Does one condition hold for the scope of series `scope`? *v gets its value now. */
 static bool cond_holds(const struct engine *e, const struct tsdb *db,
-		       const struct rule_condition *c, const char *key, double *v)
+		       const struct rule_condition *c, const struct tsdb_series *scope, double *v)
 {
-	struct tsdb_series *s = tsdb_find_key(db, (unsigned)c->metric, key);
+	/* the same labels, the condition's metric (one look-up, no key hashing) */
+	struct tsdb_series *s = tsdb_sibling(scope, (unsigned)c->metric);
 	double then, delta;
 	unsigned ago;
 
@@ -232,14 +240,14 @@ static bool cond_holds(const struct engine *e, const struct tsdb *db,
 }
 
 static bool rule_holds(const struct engine *e, const struct tsdb *db, const struct rule *r,
-		       const char *key, double *primary)
+		       const struct tsdb_series *scope, double *primary)
 {
 	bool any = false, all = true;
 
 	*primary = NAN;
 	for (unsigned i = 0; i < r->nconds; i++) {
 		double v = NAN;
-		bool h = cond_holds(e, db, &r->conds[i], key, &v);
+		bool h = cond_holds(e, db, &r->conds[i], scope, &v);
 
 		if (i == 0)
 			*primary = v;
@@ -303,6 +311,32 @@ static bool scope_selected(const struct rule *r, const char *key)
 	if (r->match_pod[0] && (!l.pod[0] || fnmatch(r->match_pod, l.pod, 0)))
 		return false;
 	return true;
+}
+
+/* scope_selected, remembered with the series' label set: a dense node has a
+ * thousand cgroup series per metric, and their labels do not change. */
+static bool scope_selected_memo(const struct engine *e, unsigned ri, const struct rule *r,
+				const struct tsdb_series *ser)
+{
+	struct tsdb_memo *m;
+	uint64_t bit;
+	bool sel;
+
+	if (ri >= 64)
+		return scope_selected(r, tsdb_series_key(ser));
+	m = tsdb_series_memo(ser);
+	bit = 1ull << ri;
+	if (m->gen != e->memo_gen) {
+		m->gen = e->memo_gen;
+		m->known = m->bits = 0;
+	}
+	if (m->known & bit)
+		return m->bits & bit;
+	sel = scope_selected(r, tsdb_series_key(ser));
+	m->known |= bit;
+	if (sel)
+		m->bits |= bit;
+	return sel;
 }
 
 /* Advances one scope; returns true when it is ready to fire this round. */
@@ -394,9 +428,9 @@ void engine_evaluate(struct engine *e, const struct tsdb *db, uint64_t now_ms, e
 			bool cond;
 			int si;
 
-			if (!scope_selected(r, key))
+			if (!scope_selected_memo(e, ri, r, ser))
 				continue;
-			cond = rule_holds(e, db, r, key, &v);
+			cond = rule_holds(e, db, r, ser, &v);
 			si = scope_index(rs, key, cond);
 			if (si < 0) {
 				if (si == -ENOSPC && cond)

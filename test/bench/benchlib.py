@@ -126,8 +126,11 @@ class AgentOn(Variant):
     """The real agent with its default rules, or the given rules/config."""
 
     def __init__(self, name="autotrace", rules=None, config_extra="", interval="1s",
-                 dry_run=False):
+                 dry_run=False, wrap=(), agent_extra="", bin=None):
         self.name = name
+        self.bin = bin or BIN  # another build of the agent: a before/after comparison
+        self.wrap = list(wrap)  # command prefix: unshare, a private mount
+        self.agent_extra = agent_extra  # more keys of the agent: section
         self.rules = rules
         self.config_extra = config_extra
         self.interval = interval
@@ -146,19 +149,27 @@ class AgentOn(Variant):
         cfg = _write_private(os.path.join(self.dir, "autotrace.yaml"), (
             f"agent:\n  interval: {self.interval}\n  rules_dir: {rules_dir}\n"
             f"  control_socket: {self.dir}/control.sock\n"
-            + ("  dry_run: true\n" if self.dry_run else "") +
+            + ("  dry_run: true\n" if self.dry_run else "") + self.agent_extra +
             f"storage:\n  local:\n    dir: {self.dir}/incidents\n" + self.config_extra))
         notify = os.path.join(self.dir, "notify.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(notify)
         sock.settimeout(30)
         self.log = open(os.path.join(self.dir, "agent.log"), "w")
-        self.proc = subprocess.Popen([BIN, "run", "-c", cfg], stdout=self.log,
+        self.proc = subprocess.Popen([*self.wrap, self.bin, "run", "-c", cfg], stdout=self.log,
                                      stderr=subprocess.STDOUT,
                                      env=dict(os.environ, NOTIFY_SOCKET=notify))
         try:
             while b"READY=1" not in sock.recv(4096):
                 pass
+        except OSError:
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+            with open(os.path.join(self.dir, "agent.log")) as f:
+                tail = f.read()[-2000:]
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError(f"the agent did not start:\n{tail}")
         finally:
             sock.close()
         time.sleep(1.5)  # let a couple of watcher rounds pass

@@ -22,11 +22,13 @@ import stat
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
 from agentlib import BIN, Agent, agent_prog_ids, compile_c, control_call, prog_exists, \
     write_private
+from promlib import free_port
 
 CGROOT = "/sys/fs/cgroup"
 
@@ -406,16 +408,24 @@ def test_cgroup_appears_and_disappears(cgroup):
 
 
 def test_default_has_no_hooks_and_hook_mode_reports_cost(tmp_path):
-    # default: the only watch program is the task iterator, attached to no event
+    # default: the only watch programs are the task and cgroup iterators, attached to no event
     agent = Agent()
     try:
         agent.start()
         time.sleep(2.5)
         st = control_call(agent.socket, "status")["result"]
         log = agent.read_log()
+        watch_ids = {int(i) for line in log.splitlines()
+                     if "watch." in line and "BPF programs loaded" in line
+                     for i in re.findall(r"#(\d+)", line)}
+        links = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
+                                          text=True, check=True).stdout or "[]")
     finally:
         agent.stop()
         agent.cleanup()
+    assert watch_ids
+    watch_links = [x for x in links if x.get("prog_id") in watch_ids]
+    assert all(x["type"] == "iter" for x in watch_links), watch_links
     w = {x["name"]: x for x in st["watchers"]}
     assert w["runqlat"]["state"] == "off" and "watch.runq_hooks" in w["runqlat"]["reason"]
     assert w["biolat"]["state"] == "off"
@@ -424,7 +434,7 @@ def test_default_has_no_hooks_and_hook_mode_reports_cost(tmp_path):
     assert "watch.runqlat" not in log and "watch.biolat" not in log
     for line in log.splitlines():
         if "watch." in line and "BPF programs loaded" in line:
-            assert "watch.taskwatch:" in line, line
+            assert "watch.taskwatch:" in line or "watch.cgroups:" in line, line
 
     # opt-in: the hooks report their cost per event, and go away at exit
     agent = Agent(config_extra="watch:\n  runq_hooks: true\n  block_hooks: true\n")
@@ -588,3 +598,46 @@ def test_guard_switches_a_costly_hook_mode_off_and_back_on(tmp_path):
     assert rc == 0, log
     ids = agent_prog_ids(log)
     assert ids and not any(prog_exists(i) for i in ids)
+
+
+def test_guard_widens_the_watch_layer_and_says_so(tmp_path):
+    # a budget the passes cannot meet: 1 ms of agent CPU per second at ten rounds
+    # a second is 100 us a round, under what the cgroup and task passes cost
+    port = free_port()
+    agent = Agent(interval="100ms", config_extra=(
+        "guard:\n  watch_cpu: 1ms\n"
+        f"metrics:\n  listen: 127.0.0.1:{port}\n"))
+    try:
+        agent.start()
+        time.sleep(12)
+        st = control_call(agent.socket, "status")["result"]
+        text = subprocess.run([BIN, "status", "--socket", agent.socket], capture_output=True,
+                              text=True, check=True).stdout
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            expo = r.read().decode()
+        log = agent.read_log()
+    finally:
+        agent.stop()
+        agent.cleanup()
+    gw = st["guard"]["watch"]
+    w = {x["name"]: x for x in st["watchers"]}
+    print(json.dumps(gw), {n: (w[n].get("every"), w[n].get("sample_us_recent"))
+                           for n in ("cgroups", "taskwatch")})
+    assert gw["cpu_per_s_limit_ms"] == 1.0
+    assert gw["us_per_round"] > 0 and gw["widenings"] >= 1
+    assert "guard.watch_cpu 1.0ms per second" in gw["last_widen_reason"]
+    widened = [n for n in ("cgroups", "taskwatch") if w[n]["every"] > 1]
+    assert widened, w
+    for n in widened:
+        assert gw["every"][n] == w[n]["every"]
+        assert "guard.watch_cpu" in w[n]["widened_reason"] and w[n]["widened"] >= 1
+        assert w[n]["sample_us_recent"] > 0
+        assert f"watcher {n}: sampled every" in log
+        assert re.search(rf'^autotrace_watcher_sample_every\{{watcher="{n}"\}} ([0-9]+)$',
+                         expo, re.M).group(1) == str(w[n]["every"])
+    # the human status says it too
+    assert "watch layer:" in text and "widened" in text
+    assert re.search(r"every \d+ rounds \(values held in between\): the watch layer used", text)
+    # held values keep the series going every round: the task pass's metrics are there
+    assert "sched.dstate_tasks" in w["taskwatch"]["values"]
+    assert re.search(r"^autotrace_guard_watch_cpu_ratio [0-9.e+-]+$", expo, re.M)

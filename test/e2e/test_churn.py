@@ -1,0 +1,297 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Container churn with rules armed, the real binary on the real kernel
+(issue 16; test/bench/bench_scale.py measures the full-size version, 20
+containers per second for a minute, over hundreds of containers):
+
+- containers (a cgroup with a process in it) start and stop at 10 per second
+  for 15 s, each living 3 s, in two phases;
+- every container that lived a scan period appears on the Prometheus endpoint
+  within one scan period (plus a round and a poll) of its start, and none is
+  still exposed a scan period after it stopped;
+- once the history window has passed, the agent holds what it held before:
+  the same file descriptors, the same entries in its BPF hash maps, its metric
+  series back to where they were; the second phase grows its memory no more
+  than the first left it (a leak grows with every phase).
+"""
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+
+from agentlib import Agent, control_call
+from promlib import free_port
+
+CGROOT = "/sys/fs/cgroup"
+RATE = 10.0  # containers started (and stopped) per second
+LIFE = 3.0  # seconds each lives
+PHASE = 15.0  # seconds of churn per phase
+INTERVAL = 1.0
+HISTORY = 10  # agent.history, s: the series of gone containers leave after it
+SCAN = 1.0  # watch.cgroup_scan (the cgroupfs reader's scan period)
+POLL = 0.25
+
+# armed on every watched cgroup (scope cgroup, no match): each churned
+# container gets its own scope state, which must go with the container
+RULES = """rules:
+  - name: e2e-churn-armed
+    description: a container's memory at its limit (never, here)
+    metric: cgroup.mem.usage_pct
+    scope: cgroup
+    above: 99.9
+    for: 5s
+    dry_run: true
+    cooldown: 1h
+"""
+
+
+def is_cgroup2(path):
+    out = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True)
+    return out.stdout.strip() == "cgroup2fs"
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+class Hierarchies:
+    """The test's parent cgroup: v2, or the v1 cpu, cpuacct and memory
+    controllers (as runtimes create containers there)."""
+
+    def __init__(self):
+        self.rel = f"/autotrace-e2e-churn-{os.getpid()}"
+        if is_cgroup2(CGROOT):
+            ctrls = [CGROOT]
+        else:
+            ctrls = [os.path.join(CGROOT, c) for c in ("cpu", "cpuacct", "memory")
+                     if os.path.isdir(os.path.join(CGROOT, c))]
+        self.roots = []
+        for c in ctrls:
+            r = os.path.realpath(c)
+            if r not in self.roots:
+                self.roots.append(r)
+        for r in self.roots:
+            os.mkdir(r + self.rel)
+
+    def create(self, name):
+        files = []
+        for r in self.roots:
+            os.mkdir(f"{r}{self.rel}/{name}")
+            files.append(f"{r}{self.rel}/{name}/cgroup.procs")
+        return files
+
+    def remove(self, name, timeout=20):
+        deadline = time.time() + timeout
+        for r in self.roots:
+            d = f"{r}{self.rel}/{name}"
+            while os.path.isdir(d):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.02)
+
+    def close(self):
+        for r in self.roots:
+            top = r + self.rel
+            if not os.path.isdir(top):
+                continue
+            for name in os.listdir(top):
+                d = os.path.join(top, name)
+                if os.path.isdir(d):
+                    for pid in read(os.path.join(d, "cgroup.procs")).split():
+                        try:
+                            os.kill(int(pid), signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                    self.remove(name)
+            os.rmdir(top)
+
+
+class Poller:
+    """When each churned container's series first and last showed on the endpoint."""
+
+    # any per-cgroup series: which ones a cgroup has depends on its controllers
+    LABEL = re.compile(r'^autotrace_cgroup_\w+\{[^}]*cgroup="([^"]*)"', re.M)
+    EVERY = re.compile(r'^autotrace_watcher_sample_every\{watcher="cgroups"\} (\d+)$', re.M)
+
+    def __init__(self, url, tag):
+        self.url, self.tag = url, tag
+        self.every = []  # (when, rounds between the cgroup passes)
+        self.first, self.last, self.polls, self.errors = {}, {}, 0, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    body = r.read().decode("utf-8", "replace")
+                now = time.monotonic()
+                self.polls += 1
+                m = self.EVERY.search(body)
+                self.every.append((now, int(m.group(1)) if m else 1))
+                for cg in self.LABEL.findall(body):
+                    name = cg.rsplit("/", 1)[-1]
+                    if name.startswith(self.tag):
+                        self.first.setdefault(name, now)
+                        self.last[name] = now
+            except OSError as e:
+                self.errors.append(str(e))
+            self.stop.wait(POLL)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+
+    def every_max(self, t0, t1):
+        """The widest the cgroup passes were between t0 and t1 (the guard widens them)."""
+        return max([e for t, e in self.every if t0 <= t <= t1 + 1] or [1])
+
+
+def churn(h, tag):
+    """Starts and stops containers for PHASE seconds; returns {name: (start, stop)}."""
+    live, times, n = [], {}, 0
+    t0 = time.monotonic()
+    next_start = t0
+    try:
+        while time.monotonic() - t0 < PHASE:
+            now = time.monotonic()
+            while next_start <= now:
+                name = tag + hashlib.sha256(f"{tag}{n}".encode()).hexdigest()[:24]
+                n += 1
+                files = h.create(name)
+                p = subprocess.Popen(["sh", "-c", 'for f; do echo $$ > "$f"; done; exec sleep 600',
+                                      "sh", *files], stdin=subprocess.DEVNULL)
+                live.append((time.monotonic() + LIFE, name, p))
+                times[name] = [time.monotonic(), None]
+                next_start += 1.0 / RATE
+            while live and live[0][0] <= now:
+                _, name, p = live.pop(0)
+                p.kill()
+                p.wait()
+                h.remove(name)
+                times[name][1] = time.monotonic()
+            time.sleep(0.01)
+    finally:
+        for _, name, p in live:
+            p.kill()
+            p.wait()
+            h.remove(name)
+            times[name][1] = time.monotonic()
+    return times
+
+
+def hash_map_entries(pid):
+    """Entries of the agent's BPF hash maps (the ones that grow with what is watched)."""
+    total, seen = 0, set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-map":
+                continue
+            info = dict(line.split(":\t", 1) for line in read(f"/proc/{pid}/fdinfo/{fd}")
+                        .splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if int(info["map_type"]) not in (1, 5, 9, 10) or info["map_id"] in seen:
+            continue
+        seen.add(info["map_id"])
+        out = subprocess.run(["bpftool", "-j", "map", "dump", "id", info["map_id"]],
+                             capture_output=True, text=True, check=True)
+        total += len(json.loads(out.stdout or "[]"))
+    return total
+
+
+def snapshot(agent):
+    pid = agent.proc.pid
+    fds = len(os.listdir(f"/proc/{pid}/fd"))  # before the status call's connection
+    maps = hash_map_entries(pid)
+    rss = int(re.search(r"VmRSS:\s+(\d+)", read(f"/proc/{pid}/status")).group(1))
+    st = control_call(agent.socket, "status")["result"]
+    cg = {w["name"]: w for w in st["watchers"]}["cgroups"]
+    return {"fds": fds, "maps": maps, "rss_kib": rss, "series": st["agent"]["metric_series"],
+            "appeared": cg["cgroups_appeared"], "reader": cg.get("reader"),
+            "every": cg.get("every", 1), "dropped": cg["cgroups_dropped"]}
+
+
+def test_churn_no_leak_no_stale_series_no_missed_container():
+    port = free_port()
+    h = Hierarchies()
+    agent = Agent(rules_yaml=RULES, config_extra=(
+        f"metrics:\n  listen: 127.0.0.1:{port}\n"
+        f"watch:\n  cgroup_scan: {int(SCAN)}s\n"), interval=f"{int(INTERVAL)}s")
+    # agent.history is in the agent: section Agent writes first
+    with open(agent.config) as f:
+        cfg = f.read().replace("agent:\n", f"agent:\n  history: {HISTORY}s\n", 1)
+    with open(agent.config, "w") as f:
+        f.write(cfg)
+    phases = []
+    try:
+        agent.start()
+        time.sleep(4)
+        before = snapshot(agent)
+        for i in range(2):
+            tag = f"churn{i}x"
+            poller = Poller(f"http://127.0.0.1:{port}/metrics", tag)
+            try:
+                times = churn(h, tag)
+                time.sleep(SCAN * before["every"] + INTERVAL + 2 * POLL + 1)
+            finally:
+                poller.close()
+            # the history window, then a sweep (every 8 rounds)
+            time.sleep(HISTORY + 8 * INTERVAL + 2)
+            phases.append({"times": times, "poller": poller, "after": snapshot(agent)})
+        log = agent.read_log()
+    finally:
+        agent.stop()
+        agent.cleanup()
+        h.close()
+
+    print("before", before)
+    for i, ph in enumerate(phases):
+        times, poller, after = ph["times"], ph["poller"], ph["after"]
+
+        # one scan period: the rounds between the cgroup passes (the guard may
+        # widen them; the endpoint says by how much) or, reading cgroupfs
+        # files, watch.cgroup_scan; plus the round that puts the values and a poll
+        def bound(t0, t1):
+            rounds = poller.every_max(t0, t1) * INTERVAL
+            scan = rounds if before["reader"] == "iterator" else max(rounds, SCAN)
+            return scan + INTERVAL + 2 * POLL
+
+        lat = sorted(poller.first[n] - t[0] for n, t in times.items() if n in poller.first)
+        print(f"phase {i + 1}: {len(times)} started, {len(lat)} seen, found after "
+              f"p50 {lat[len(lat) // 2]:.2f} s max {lat[-1]:.2f} s, cgroup passes every "
+              f"{poller.every_max(0, time.monotonic())} rounds at most, {poller.polls} polls; "
+              f"after: {after}")
+        assert not poller.errors, poller.errors[:3]
+        assert len(times) >= RATE * PHASE * 0.9
+        for name, (start, stop) in times.items():
+            first = poller.first.get(name)
+            b = bound(start, first if first is not None else stop)
+            if stop - start >= b:
+                assert first is not None, f"{name} lived {stop - start:.1f} s, never watched"
+            if first is not None:
+                assert first - start <= b, f"{name} found {first - start:.2f} s after start"
+                # gone from the endpoint within a scan period of its stop
+                last = poller.last[name]
+                assert last - stop <= bound(stop, last), \
+                    f"{name} still exposed {last - stop:.2f} s after it stopped"
+        assert after["appeared"] - before["appeared"] >= len(times) * (i + 1) * 0.9
+        # nothing left behind once the history window has passed
+        assert after["fds"] == before["fds"], (before, after)
+        assert after["maps"] == before["maps"], (before, after)
+        assert after["series"] <= before["series"] + 20, (before, after)
+        assert after["dropped"] == 0
+    # a leak grows with every phase; the first phase may leave the allocator warmer
+    grown = phases[1]["after"]["rss_kib"] - phases[0]["after"]["rss_kib"]
+    assert grown < 1024, f"RSS grew {grown} KiB in the second phase"
+    errors = [line for line in log.splitlines() if " error " in line]
+    assert not errors, errors[:5]
