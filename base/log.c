@@ -80,6 +80,9 @@ static void emit(enum log_level level, const char *raw)
 }
 
 static void vmsg(enum log_level level, bool split_lines, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static void vmsg(enum log_level level, bool split_lines, const char *fmt, va_list ap)
 {
 	char line[2048];
 	int n;
