@@ -186,7 +186,10 @@ exec {BIN} run
 
     # the profile holds the storm's threads with the kernel frames of read(2)
     prof = [c for d in sys_docs for c in d["captures"] if c["kind"] == "profile"]
-    assert prof and prof[0]["status"] in ("ok", "partial"), prof
+    # under an emulated CPU the guard may cut the window short (truncated): the
+    # stacks it holds must still be the storm's
+    assert prof and prof[0]["status"] in ("ok", "partial", "truncated"), \
+        [(c["status"], c.get("truncated_reason")) for c in prof]
     ours = [s for c in prof for s in c["top_stacks"] if s["comm"] == "at_smoke_sys"]
     assert ours, [s["comm"] for c in prof for s in c["top_stacks"]]
     funcs = {f["func"] for s in ours for f in kernel_frames(s["frames"])}
@@ -194,7 +197,8 @@ exec {BIN} run
 
     # the dstate capture names the stuck parents, each with its kernel stack
     dst = [c for d in d_docs for c in d["captures"] if c["kind"] == "dstate"]
-    assert dst and dst[0]["status"] in ("ok", "partial"), d_docs
+    assert dst and dst[0]["status"] in ("ok", "partial", "truncated"), \
+        [(c["status"], c.get("truncated_reason")) for c in dst]
     tasks = [t for c in dst for t in c.get("tasks", []) if t.get("comm") == "at_smoke_dstate"]
     assert len(tasks) >= FORKERS // 2, [c.get("tasks") for c in dst]
     funcs = {f["func"] for t in tasks for f in kernel_frames(t.get("frames", []))}
