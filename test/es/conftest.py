@@ -13,8 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
 from eslib import Elasticsearch  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _needs_root():
+def require_root():
     """Elasticsearch runs as its own user and the agent loads BPF: root only. In
     CI this fails; a developer may opt out with AUTOTRACE_TEST_ALLOW_SKIP=1."""
     if os.geteuid() == 0:
@@ -24,10 +23,15 @@ def _needs_root():
     pytest.fail("needs root: run as root, or set AUTOTRACE_TEST_ALLOW_SKIP=1 to skip")
 
 
+@pytest.fixture(autouse=True)
+def _needs_root():
+    require_root()
+
+
 @pytest.fixture(scope="module")
 def es():
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    # module-scoped: set up before the autouse check, so it checks for itself
+    require_root()
     cluster = Elasticsearch()
     try:
         cluster.start()
