@@ -33,6 +33,33 @@ def prog_exists(prog_id):
                           capture_output=True).returncode == 0
 
 
+# Two threads reading /dev/zero: almost all of their time is kernel time.
+SYSLOOP = r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+static int seconds;
+static void *spin(void *arg) {
+    static __thread char buf[65536];
+    int fd = open("/dev/zero", O_RDONLY);
+    time_t end = time(NULL) + seconds;
+    while (time(NULL) < end)
+        for (int i = 0; i < 1000; i++)
+            if (read(fd, buf, sizeof(buf)) < 0) abort();
+    return arg;
+}
+int main(int argc, char **argv) {
+    pthread_t t[2];
+    seconds = argc > 1 ? atoi(argv[1]) : 8;
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, spin, NULL);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    return 0;
+}
+"""
+
+
 def compile_c(source, name, workdir, flags=("-O1", "-pthread")):
     """Builds a small workload program; name becomes its comm."""
     src = os.path.join(workdir, name + ".c")

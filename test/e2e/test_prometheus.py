@@ -17,35 +17,9 @@ import warnings
 
 import pytest
 
-from agentlib import BIN, SRC, Agent, compile_c, write_private
+from agentlib import BIN, SRC, SYSLOOP, Agent, compile_c, write_private
 from promlib import PROMTOOL, Prometheus, bcrypt_hash, free_port, make_cert
 from test_watch import TempCgroup
-
-# Two threads reading /dev/zero: almost all of their time is kernel time.
-SYSLOOP = r"""
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
-static int seconds;
-static void *spin(void *arg) {
-    static __thread char buf[65536];
-    int fd = open("/dev/zero", O_RDONLY);
-    time_t end = time(NULL) + seconds;
-    while (time(NULL) < end)
-        for (int i = 0; i < 1000; i++)
-            if (read(fd, buf, sizeof(buf)) < 0) abort();
-    return arg;
-}
-int main(int argc, char **argv) {
-    pthread_t t[2];
-    seconds = argc > 1 ? atoi(argv[1]) : 8;
-    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, spin, NULL);
-    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
-    return 0;
-}
-"""
 
 # The anomaly happens in a cgroup of the test's own: its baseline is zero whatever
 # else this (shared) machine runs, so the rule fires on the test's load alone.

@@ -6,32 +6,7 @@ import time
 
 import pytest
 
-from agentlib import Agent, compile_c
-
-SYSLOOP = r"""
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
-static int seconds;
-static void *spin(void *arg) {
-    static __thread char buf[65536];
-    int fd = open("/dev/zero", O_RDONLY);
-    time_t end = time(NULL) + seconds;
-    while (time(NULL) < end)
-        for (int i = 0; i < 1000; i++)
-            if (read(fd, buf, sizeof(buf)) < 0) abort();
-    return arg;
-}
-int main(int argc, char **argv) {
-    pthread_t t[2];
-    seconds = argc > 1 ? atoi(argv[1]) : 8;
-    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, spin, NULL);
-    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
-    return 0;
-}
-"""
+from agentlib import SYSLOOP, Agent, compile_c
 
 
 def run_agent(rules, seconds=7, config_extra="", settle=10, quiet=0):
