@@ -44,17 +44,17 @@ import hashlib
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 
 from benchlib import BIN, HERE, SRC, AgentOn, build_c, machine, need_root, save
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from promlib import CgroupSeriesPoller  # noqa: E402
 
 CG = "/sys/fs/cgroup"
 V1_CTRLS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio")
@@ -329,49 +329,6 @@ def bpf_map_entries(pid):
     return out
 
 
-class Exposition:
-    """Polls the agent's Prometheus endpoint: when each cgroup's series first
-    and last showed (any autotrace_cgroup_* series labelled with it)."""
-
-    # any per-cgroup series: which ones a cgroup has depends on its controllers
-    LABEL = re.compile(r'^autotrace_cgroup_\w+\{[^}]*cgroup="([^"]*)"', re.M)
-    EVERY = re.compile(r'^autotrace_watcher_sample_every\{watcher="cgroups"\} (\d+)$', re.M)
-
-    def __init__(self, url, tag, period=0.25):
-        self.url, self.tag, self.period = url, tag, period
-        self.every = []  # (when, rounds between the cgroup passes)
-        self.first, self.last, self.errors, self.polls = {}, {}, 0, 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                with urllib.request.urlopen(self.url, timeout=5) as r:
-                    body = r.read().decode("utf-8", "replace")
-                now = time.monotonic()
-                self.polls += 1
-                m = self.EVERY.search(body)
-                self.every.append((now, int(m.group(1)) if m else 1))
-                for cg in self.LABEL.findall(body):
-                    name = cg.rsplit("/", 1)[-1]
-                    if self.tag in name:
-                        self.first.setdefault(name, now)
-                        self.last[name] = now
-            except OSError:
-                self.errors += 1
-            self.stop.wait(self.period)
-
-    def close(self):
-        self.stop.set()
-        self.thread.join()
-
-    def every_max(self, t0, t1):
-        """The widest the cgroup passes were between t0 and t1 (the guard widens them)."""
-        return max([e for t, e in self.every if t0 <= t <= t1 + 1] or [1])
-
-
 class Churn:
     """Containers that start and stop at `rate` per second, each living `life`
     seconds: a cgroup created (in every controller of the layout), a process
@@ -494,7 +451,7 @@ def bench_churn(layout, args, out):
         with Agent(layout, config_extra=f"metrics:\n  listen: 127.0.0.1:{port}\n"
                    + args.config_extra, agent_extra=f"  history: {history_s}s\n") as agent:
             time.sleep(args.settle)
-            expo = Exposition(f"http://127.0.0.1:{port}/metrics", "churn")
+            expo = CgroupSeriesPoller(f"http://127.0.0.1:{port}/metrics", "churn")
             try:
                 st = leak_snapshot(agent)
                 scan_s = 5.0  # watch.cgroup_scan: the cgroupfs reader's walks
@@ -503,7 +460,7 @@ def bench_churn(layout, args, out):
                                             interval_s, scan_s, history_s))
             finally:
                 expo.close()
-            polls, errors = expo.polls, expo.errors
+            polls, errors = expo.polls, len(expo.errors)
     finally:
         pop.close()
     print(f"\n### churn, cgroup {layout.name}: {args.churn_rate}/s for {args.churn_seconds} s, "

@@ -5,10 +5,12 @@ import ctypes
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -176,3 +178,47 @@ class Prometheus:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class CgroupSeriesPoller:
+    """Polls the agent's Prometheus endpoint in a thread: when each cgroup whose
+    name starts with `tag` first and last showed (any autotrace_cgroup_* series
+    labelled with it), and how wide the guard had the cgroup passes."""
+
+    # any per-cgroup series: which ones a cgroup has depends on its controllers
+    LABEL = re.compile(r'^autotrace_cgroup_\w+\{[^}]*cgroup="([^"]*)"', re.M)
+    EVERY = re.compile(r'^autotrace_watcher_sample_every\{watcher="cgroups"\} (\d+)$', re.M)
+
+    def __init__(self, url, tag, period=0.25):
+        self.url, self.tag, self.period = url, tag, period
+        self.every = []  # (when, rounds between the cgroup passes)
+        self.first, self.last, self.polls, self.errors = {}, {}, 0, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    body = r.read().decode("utf-8", "replace")
+                now = time.monotonic()
+                self.polls += 1
+                m = self.EVERY.search(body)
+                self.every.append((now, int(m.group(1)) if m else 1))
+                for cg in self.LABEL.findall(body):
+                    name = cg.rsplit("/", 1)[-1]
+                    if name.startswith(self.tag):
+                        self.first.setdefault(name, now)
+                        self.last[name] = now
+            except OSError as e:
+                self.errors.append(str(e))
+            self.stop.wait(self.period)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+
+    def every_max(self, t0, t1):
+        """The widest the cgroup passes were between t0 and t1 (the guard widens them)."""
+        return max([e for t, e in self.every if t0 <= t <= t1 + 1] or [1])

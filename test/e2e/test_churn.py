@@ -20,12 +20,10 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
-import urllib.request
 
 from agentlib import Agent, control_call
-from promlib import free_port
+from promlib import CgroupSeriesPoller, free_port
 
 CGROOT = "/sys/fs/cgroup"
 RATE = 10.0  # containers started (and stopped) per second
@@ -113,48 +111,6 @@ class Hierarchies:
                             pass
                     self.remove(name)
             os.rmdir(top)
-
-
-class Poller:
-    """When each churned container's series first and last showed on the endpoint."""
-
-    # any per-cgroup series: which ones a cgroup has depends on its controllers
-    LABEL = re.compile(r'^autotrace_cgroup_\w+\{[^}]*cgroup="([^"]*)"', re.M)
-    EVERY = re.compile(r'^autotrace_watcher_sample_every\{watcher="cgroups"\} (\d+)$', re.M)
-
-    def __init__(self, url, tag):
-        self.url, self.tag = url, tag
-        self.every = []  # (when, rounds between the cgroup passes)
-        self.first, self.last, self.polls, self.errors = {}, {}, 0, []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                with urllib.request.urlopen(self.url, timeout=5) as r:
-                    body = r.read().decode("utf-8", "replace")
-                now = time.monotonic()
-                self.polls += 1
-                m = self.EVERY.search(body)
-                self.every.append((now, int(m.group(1)) if m else 1))
-                for cg in self.LABEL.findall(body):
-                    name = cg.rsplit("/", 1)[-1]
-                    if name.startswith(self.tag):
-                        self.first.setdefault(name, now)
-                        self.last[name] = now
-            except OSError as e:
-                self.errors.append(str(e))
-            self.stop.wait(POLL)
-
-    def close(self):
-        self.stop.set()
-        self.thread.join()
-
-    def every_max(self, t0, t1):
-        """The widest the cgroup passes were between t0 and t1 (the guard widens them)."""
-        return max([e for t, e in self.every if t0 <= t <= t1 + 1] or [1])
 
 
 def churn(h, tag):
@@ -253,7 +209,7 @@ def test_churn_no_leak_no_stale_series_no_missed_container():
         before = snapshot(agent)
         for i in range(2):
             tag = f"churn{i}x"
-            poller = Poller(f"http://127.0.0.1:{port}/metrics", tag)
+            poller = CgroupSeriesPoller(f"http://127.0.0.1:{port}/metrics", tag, POLL)
             try:
                 times = churn(h, tag)
                 time.sleep(SCAN * before["every"] + INTERVAL + 2 * POLL + 1)
