@@ -556,20 +556,12 @@ static void guard_hooks(struct daemon *d)
 static void guard_watch(struct daemon *d)
 {
 	struct watch_cost c;
-	struct guard_watch gw = {0};
 	const char *name;
 	unsigned every;
 	char why[200];
 
 	watchers_cost(d->watchers, &c);
-	gw.round_us = c.round_us;
-	for (unsigned i = 0; i < c.n && i < GUARD_WATCH_MAX; i++, gw.n++) {
-		gw.w[i].name = c.w[i].name;
-		gw.w[i].sample_us = c.w[i].sample_us;
-		gw.w[i].hold_us = c.w[i].hold_us;
-		gw.w[i].every = c.w[i].every;
-	}
-	if (guard_watch_sample(d->guard, &gw, &name, &every, why, sizeof(why)))
+	if (guard_watch_sample(d->guard, &c, &name, &every, why, sizeof(why)))
 		watchers_widen(d->watchers, name, every, why);
 }
 

@@ -40,7 +40,7 @@ struct watch_state {
 	struct {
 		char name[32];
 		unsigned every;
-	} w[GUARD_WATCH_MAX];
+	} w[WATCH_COST_MAX];
 	unsigned n;
 };
 
@@ -270,7 +270,7 @@ enum guard_hook_action guard_hook_sample(struct guard *g, const struct guard_hoo
 }
 
 /* The watch layer's cost per round if watcher i were sampled every e rounds. */
-static double watch_estimate(const struct guard_watch *in, double now_us, unsigned i, unsigned e)
+static double watch_estimate(const struct watch_cost *in, double now_us, unsigned i, unsigned e)
 {
 	double cur = in->w[i].sample_us / in->w[i].every +
 		     in->w[i].hold_us * (in->w[i].every - 1) / in->w[i].every;
@@ -279,16 +279,16 @@ static double watch_estimate(const struct guard_watch *in, double now_us, unsign
 	return now_us - cur + next;
 }
 
-static void watch_note(struct guard *g, const struct guard_watch *in)
+static void watch_note(struct guard *g, const struct watch_cost *in)
 {
-	g->watch.n = MIN(in->n, (unsigned)GUARD_WATCH_MAX);
+	g->watch.n = MIN(in->n, (unsigned)WATCH_COST_MAX);
 	for (unsigned i = 0; i < g->watch.n; i++) {
 		snprintf(g->watch.w[i].name, sizeof(g->watch.w[i].name), "%s", in->w[i].name);
 		g->watch.w[i].every = in->w[i].every;
 	}
 }
 
-bool guard_watch_sample(struct guard *g, const struct guard_watch *in, const char **name,
+bool guard_watch_sample(struct guard *g, const struct watch_cost *in, const char **name,
 			unsigned *every, char *reason, size_t reason_len)
 {
 	struct watch_state *ws = &g->watch;

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "probes/watcher.h"
+
 struct guard;
 
 struct guard_opts {
@@ -48,24 +50,11 @@ bool guard_sample(struct guard *g, const char *const *kinds, unsigned nkinds, ch
  * (or the guard was turned off), attach it again. */
 enum guard_hook_action guard_hook_sample(struct guard *g, const struct guard_hook *h, char *reason,
 					 size_t reason_len);
-/* The watch layer this round, as the daemon sees it (watchers_cost()). */
-#define GUARD_WATCH_MAX 12
-struct guard_watch {
-	double round_us; /* agent CPU of every watcher, this round */
-	unsigned n;
-	struct {
-		const char *name;
-		double sample_us; /* a full sample (its pass over every cgroup or task) */
-		double hold_us;	  /* a round that holds the last values */
-		unsigned every;	  /* sampled every n rounds now */
-	} w[GUARD_WATCH_MAX];	  /* the watchers that can be widened */
-};
-
-/* Called once per round. Returns true when a watcher should be sampled every
- * *every rounds from now on (*name, reason says why): wider while the watch
+/* Called once per round with the watch layer's cost (watchers_cost()). Returns true when a watcher
+ * should be sampled every *every rounds from now on (*name, reason says why): wider while the watch
  * layer costs more than guard.watch_cpu, narrower again once the estimated
  * cost of the narrower setting is well under it (or the guard was turned off). */
-bool guard_watch_sample(struct guard *g, const struct guard_watch *in, const char **name,
+bool guard_watch_sample(struct guard *g, const struct watch_cost *in, const char **name,
 			unsigned *every, char *reason, size_t reason_len);
 /* Agent CPU (% of one CPU) over the last sample, BPF capture cost, hook modes. */
 json_t *guard_status(const struct guard *g);

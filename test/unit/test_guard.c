@@ -146,7 +146,7 @@ struct watch_sim {
 static bool watch_round(struct guard *g, struct watch_sim *w, const char **name, char *why)
 {
 	static const char *const names[2] = {"cgroups", "taskwatch"};
-	struct guard_watch in = {.n = 2};
+	struct watch_cost in = {.n = 2};
 	unsigned every;
 
 	for (unsigned i = 0; i < 2; i++) {
