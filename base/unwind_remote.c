@@ -9,11 +9,15 @@
 
 #include "base/sandbox.h"
 #include "base/unwproto.h"
+#include "base/util.h"
 
 struct unwind_remote {
 	struct sandbox *sb;
 	uint64_t cache_bytes;
 	uint64_t timeout_ms;
+	uint64_t max_wait_ms; /* longest one unwind or batch may hold the caller */
+	uint64_t until_ns;    /* the running unwind or batch's end of waiting */
+	uint64_t cut_short;   /* stacks given up at that bound */
 	struct unwinder_stats stats;
 	/* the answer of the call being waited for */
 	struct {
@@ -26,7 +30,7 @@ struct unwind_remote {
 };
 
 int unwind_remote_new(struct unwind_remote **out, struct sandbox *sb,
-		      const struct unwinder_opts *opts, uint64_t timeout_ms)
+		      const struct unwinder_opts *opts, uint64_t timeout_ms, uint64_t max_wait_ms)
 {
 	struct unwind_remote *r = calloc(1, sizeof(*r));
 
@@ -35,6 +39,7 @@ int unwind_remote_new(struct unwind_remote **out, struct sandbox *sb,
 	r->sb = sb;
 	r->cache_bytes = opts->cache_bytes;
 	r->timeout_ms = timeout_ms ? timeout_ms : 5000;
+	r->max_wait_ms = max_wait_ms ? max_wait_ms : 2 * r->timeout_ms + 1000;
 	r->stats.cache_cap = opts->cache_bytes;
 	*out = r;
 	return 0;
@@ -76,6 +81,30 @@ static void on_answer(void *ctx, struct sandbox_reply *rep)
 	r->a.err = rep->status;
 }
 
+/* How long the next answer may be waited for: its own deadline plus the one
+ * in flight ahead of it, within what is left of the running call's bound. */
+static uint64_t wait_ms(const struct unwind_remote *r)
+{
+	uint64_t now = now_mono_ns(), per_request = 2 * r->timeout_ms + 1000;
+
+	if (!r->until_ns)
+		return per_request;
+	if (now >= r->until_ns)
+		return 0;
+	return MIN(per_request, (r->until_ns - now) / 1000000 + 1);
+}
+
+static void start_waiting(struct unwind_remote *r)
+{
+	r->until_ns = now_mono_ns() + r->max_wait_ms * 1000000ull;
+}
+
+static int stop_waiting(struct unwind_remote *r, int err)
+{
+	r->until_ns = 0;
+	return err;
+}
+
 /* One request, waited for. */
 static int call(struct unwind_remote *r, struct unwr_req *req, const void *extra, size_t len,
 		int fd, uint64_t *pcs, unsigned max)
@@ -87,6 +116,8 @@ static int call(struct unwind_remote *r, struct unwr_req *req, const void *extra
 
 	if (total > SANDBOX_MAX_REQUEST)
 		return -E2BIG;
+	if (!wait_ms(r))
+		return -ETIMEDOUT;
 	buf = malloc(total);
 	if (!buf)
 		return -ENOMEM;
@@ -106,8 +137,7 @@ static int call(struct unwind_remote *r, struct unwr_req *req, const void *extra
 	free(buf);
 	if (id < 0)
 		return (int)id;
-	/* its own deadline, plus the one in flight ahead of it */
-	if (sandbox_wait(r->sb, id, 2 * r->timeout_ms + 1000) || !r->a.done) {
+	if (sandbox_wait(r->sb, id, wait_ms(r)) || !r->a.done) {
 		sandbox_cancel(r->sb, id);
 		return -ETIMEDOUT;
 	}
@@ -135,9 +165,9 @@ static int send_maps(struct unwind_remote *r, int tgid, uint64_t gen, const stru
 	return 0;
 }
 
-int unwind_remote_unwind(struct unwind_remote *r, int tgid, uint64_t gen,
-			 const struct unwind_input *in, uint64_t *pcs, unsigned max,
-			 struct unwind_result *res)
+static int unwind_one(struct unwind_remote *r, int tgid, uint64_t gen,
+		      const struct unwind_input *in, uint64_t *pcs, unsigned max,
+		      struct unwind_result *res)
 {
 	struct unwr_req req = {.cmd = UNWR_UNWIND,
 			       .tgid = (uint32_t)tgid,
@@ -171,6 +201,19 @@ int unwind_remote_unwind(struct unwind_remote *r, int tgid, uint64_t gen,
 	    (res->need_map < 0 || (unsigned)res->need_map >= in->nmaps))
 		return -EPROTO;
 	return 0;
+}
+
+int unwind_remote_unwind(struct unwind_remote *r, int tgid, uint64_t gen,
+			 const struct unwind_input *in, uint64_t *pcs, unsigned max,
+			 struct unwind_result *res)
+{
+	int err;
+
+	start_waiting(r);
+	err = unwind_one(r, tgid, gen, in, pcs, max, res);
+	if (err == -ETIMEDOUT)
+		r->cut_short++;
+	return stop_waiting(r, err);
 }
 
 int unwind_remote_add_file(struct unwind_remote *r, const struct unwind_map *m, int fd)
@@ -264,6 +307,8 @@ static int batch_call(struct unwind_remote *r, struct unwind_remote_item **items
 
 	for (unsigned i = 0; i < n; i++)
 		len += items[i]->in.stack_len;
+	if (!wait_ms(r))
+		return -ETIMEDOUT;
 	buf = malloc(len);
 	if (!buf)
 		return -ENOMEM;
@@ -290,7 +335,7 @@ static int batch_call(struct unwind_remote *r, struct unwind_remote_item **items
 	free(buf);
 	if (id < 0)
 		return (int)id;
-	if (sandbox_wait(r->sb, id, 2 * r->timeout_ms + 1000) || !b.done) {
+	if (sandbox_wait(r->sb, id, wait_ms(r)) || !b.done) {
 		sandbox_cancel(r->sb, id);
 		return -ETIMEDOUT;
 	}
@@ -352,6 +397,7 @@ int unwind_remote_batch(struct unwind_remote *r, struct unwind_remote_item *item
 
 	if (n > UNWR_BATCH_MAX)
 		return -E2BIG;
+	start_waiting(r);
 	for (unsigned i = 0; i < n; i++) {
 		memset(&items[i].res, 0, sizeof(items[i].res));
 		items[i].err = 0;
@@ -384,7 +430,9 @@ int unwind_remote_batch(struct unwind_remote *r, struct unwind_remote_item *item
 			if (err) {
 				for (unsigned i = first; i < ntodo; i++)
 					todo[i]->err = err;
-				return 0;
+				if (err == -ETIMEDOUT)
+					r->cut_short += ntodo - first;
+				return stop_waiting(r, 0);
 			}
 			first += k;
 		}
@@ -399,6 +447,8 @@ int unwind_remote_batch(struct unwind_remote *r, struct unwind_remote_item *item
 			supply(r, it, files, &sp);
 			if (!it->err)
 				todo[again++] = it;
+			else if (it->err == -ETIMEDOUT)
+				r->cut_short++;
 		}
 		ntodo = again;
 	}
@@ -407,10 +457,15 @@ int unwind_remote_batch(struct unwind_remote *r, struct unwind_remote_item *item
 		todo[i]->res.n = 0;
 		todo[i]->res.status = UNWIND_BAD_CFI;
 	}
-	return 0;
+	return stop_waiting(r, 0);
 }
 
 void unwind_remote_get_stats(const struct unwind_remote *r, struct unwinder_stats *out)
 {
 	*out = r->stats;
+}
+
+uint64_t unwind_remote_cut_short(const struct unwind_remote *r)
+{
+	return r->cut_short;
 }

@@ -2,8 +2,8 @@
 /* The unwinder (base/unwind.h) run in the sandboxed helper: the same calls,
  * answered by the helper (base/unwproto.h), so the CFI of tenants' binaries
  * is parsed there and never in the agent. Each call waits for its answer,
- * bounded by the helper's deadline; a helper that fails makes the call fail
- * (-EIO) and that stack is lost, nothing else. */
+ * bounded by the helper's deadline and the caller's max_wait_ms; a helper that
+ * fails makes the call fail (-EIO) and that stack is lost, nothing else. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -13,8 +13,12 @@
 struct sandbox;
 struct unwind_remote;
 
+/* timeout_ms: the helper's deadline per request; max_wait_ms: the longest one
+ * unwind or batch holds its caller (the event loop) in all, its round trips
+ * together; past it the stacks still unanswered fail with -ETIMEDOUT (0: one
+ * request's wait). */
 int unwind_remote_new(struct unwind_remote **out, struct sandbox *sb,
-		      const struct unwinder_opts *opts, uint64_t timeout_ms);
+		      const struct unwinder_opts *opts, uint64_t timeout_ms, uint64_t max_wait_ms);
 void unwind_remote_free(struct unwind_remote **r);
 
 /* unwinder_unwind for process tgid, whose mappings in->maps are reading gen
@@ -55,3 +59,5 @@ int unwind_remote_batch(struct unwind_remote *r, struct unwind_remote_item *item
 			const struct unwind_remote_files *files);
 /* The helper unwinder's counters as of its last answer. */
 void unwind_remote_get_stats(const struct unwind_remote *r, struct unwinder_stats *out);
+/* Stacks given up because their unwind or batch reached max_wait_ms. */
+uint64_t unwind_remote_cut_short(const struct unwind_remote *r);

@@ -33,6 +33,7 @@
 #define MAX_WINDOW_PROCS  16384	       /* processes with a mode in one window (ustack_modes) */
 #define PROBES		  3	       /* undecided samples compared before a process is decided */
 #define SLICE_NS	  100000000ull /* the CPU budget's accounting period */
+#define MAX_WAIT_MS	  1000	       /* longest one batch holds the loop, round trips together */
 #define HASH_BUCKETS	  4096
 #define PENDING_MIN	  8192
 
@@ -120,7 +121,7 @@ int ustack_shared_new(struct ustack_shared **out, const struct agent_config *cfg
 		err = sandbox_new(&s->sb, &so);
 		if (!err)
 			err = unwind_remote_new(&s->r, s->sb, &uo,
-						cfg->symbolizer.helper_timeout_ms);
+						cfg->symbolizer.helper_timeout_ms, MAX_WAIT_MS);
 	} else {
 		err = unwinder_new(&s->u, &uo);
 	}
@@ -189,6 +190,9 @@ json_t *ustack_shared_status(const struct ustack_shared *s)
 		(json_int_t)(s->tot.cpu_ns / 1000000), "files_cached", (json_int_t)us.files_cached,
 		"cache_bytes", (json_int_t)us.cache_bytes, "files_refused",
 		(json_int_t)us.files_refused, "evictions", (json_int_t)us.evictions);
+	if (o && s->r)
+		json_object_set_new(o, "waits_cut_short",
+				    json_integer((json_int_t)unwind_remote_cut_short(s->r)));
 	if (o && s->sb)
 		json_object_set_new(o, "helper", sandbox_stats_json(s->sb));
 	return o;
@@ -604,8 +608,12 @@ static void budget_check(struct ustack_capture *c, uint64_t now)
 	uint64_t budget = c->s->cpu_pct * SLICE_NS / 100;
 
 	if (now - c->slice_start >= SLICE_NS) {
-		c->slice_start = now;
-		c->spent = 0;
+		uint64_t slices = (now - c->slice_start) / SLICE_NS;
+
+		/* time over the budget is a debt the next slices pay off, so a long
+		 * wait for the helper pauses unwinding for as long as it outspent */
+		c->slice_start += slices * SLICE_NS;
+		c->spent = c->spent > slices * budget ? c->spent - slices * budget : 0;
 	}
 	if (c->maps.paused)
 		*c->maps.paused = c->spent >= budget;

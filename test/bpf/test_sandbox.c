@@ -16,6 +16,7 @@
 
 #include "base/loop.h"
 #include "base/sandbox.h"
+#include "base/unwind_remote.h"
 #include "base/util.h"
 
 struct result {
@@ -282,6 +283,42 @@ static void test_stop_cancels(void **state)
 	sandbox_free(&sb);
 }
 
+/* Unwinding waits for the helper from the loop: a batch gives up at its
+ * bound (here 300 ms) even when the helper's deadline is far longer, and
+ * says how many stacks it gave up. */
+static void test_unwind_batch_wait_bounded(void **state)
+{
+	struct sandbox *sb = new_sb(NULL, 5000, 60);
+	struct unwinder_opts uo = {.cache_bytes = 8ull << 20};
+	struct unwind_remote *r = NULL;
+	struct unwind_remote_item items[3];
+	uint64_t pcs[3][8];
+	uint8_t stack[64] = {0};
+	struct result busy;
+	uint64_t t0, waited_ms;
+
+	assert_int_equal(unwind_remote_new(&r, sb, &uo, 5000, 300), 0);
+	/* the helper busy for 3 s: the batch's request can only queue behind */
+	assert_true(selftest(sb, SELFTEST_SPIN, 3000, NULL, &busy) > 0);
+	memset(items, 0, sizeof(items));
+	for (unsigned i = 0; i < 3; i++)
+		items[i] = (struct unwind_remote_item){
+			.tgid = getpid(),
+			.gen = 1,
+			.in = {.stack = stack, .stack_len = sizeof(stack)},
+			.pcs = pcs[i],
+			.max = 8};
+	t0 = now_mono_ns();
+	assert_int_equal(unwind_remote_batch(r, items, 3, &(struct unwind_remote_files){0}), 0);
+	waited_ms = (now_mono_ns() - t0) / 1000000;
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(items[i].err, -ETIMEDOUT);
+	assert_int_equal(unwind_remote_cut_short(r), 3);
+	assert_true(waited_ms >= 250 && waited_ms < 2000);
+	unwind_remote_free(&r);
+	sandbox_free(&sb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -293,6 +330,7 @@ int main(void)
 		cmocka_unit_test(test_memory_limit),
 		cmocka_unit_test(test_broken_answer),
 		cmocka_unit_test(test_loop_never_blocks),
+		cmocka_unit_test(test_unwind_batch_wait_bounded),
 		cmocka_unit_test(test_stop_cancels),
 	};
 
