@@ -911,6 +911,35 @@ int sandbox_wait(struct sandbox *sb, int64_t id, uint64_t max_wait_ms)
 	return err;
 }
 
+int sandbox_start(struct sandbox *sb, uint64_t max_wait_ms)
+{
+	uint64_t end = max_wait_ms ? now_mono_ns() + max_wait_ms * 1000000ull : UINT64_MAX;
+	int err;
+
+	if (sb->o.in_process || sb->state == SB_READY)
+		return 0;
+	if (sb->state == SB_DOWN) {
+		if (now_mono_ns() < sb->unavailable_until_ns)
+			return -EAGAIN;
+		err = spawn(sb);
+		if (err)
+			return err; /* the next request tries again, and backs off */
+	}
+	while (sb->state == SB_STARTING) {
+		uint64_t now = now_mono_ns(), until = MIN(end, sb->deadline_ns);
+		struct pollfd p = {.fd = sb->fd, .events = POLLIN};
+
+		if (now >= end)
+			return -ETIMEDOUT;
+		if (until > now)
+			poll(&p, 1, (int)((until - now + 999999) / 1000000));
+		while (sb->fd >= 0 && read_one(sb))
+			;
+		check_deadline(sb);
+	}
+	return sb->state == SB_READY ? 0 : -EIO;
+}
+
 void sandbox_get_stats(const struct sandbox *sb, struct sandbox_stats *out)
 {
 	*out = sb->st;

@@ -145,6 +145,10 @@ int64_t sandbox_call(struct sandbox *sb, uint32_t op, const void *data, size_t l
 /* Blocks until request id is answered, it fails, or max_wait_ms passes.
  * 0: its callback has run (now or before); -ETIMEDOUT: still pending. */
 int sandbox_wait(struct sandbox *sb, int64_t id, uint64_t max_wait_ms);
+/* Starts the helper now, if it is not running, and waits until it is ready
+ * (within max_wait_ms; 0: within its start-up deadline), so a caller whose
+ * later waits are short does not spend them on an exec. 0 or -errno. */
+int sandbox_start(struct sandbox *sb, uint64_t max_wait_ms);
 /* Whether request id is still waiting for its answer. */
 bool sandbox_pending(const struct sandbox *sb, int64_t id);
 /* Its callback will not run (the context is going away); the request may

@@ -980,6 +980,9 @@ int ustack_capture_start(struct ustack_capture *c)
 	err = ring_map(c);
 	if (err)
 		return err;
+	/* the helper is started here, not inside a batch's bounded wait */
+	if (c->s->sb)
+		sandbox_start(c->s->sb, 0);
 	/* what the previous window left in the ring belongs to it */
 	ring_buffer__consume(c->rb);
 	batch_flush(c);

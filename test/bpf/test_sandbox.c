@@ -294,12 +294,22 @@ static void test_unwind_batch_wait_bounded(void **state)
 	struct unwind_remote_item items[3];
 	uint64_t pcs[3][8];
 	uint8_t stack[64] = {0};
+	struct sandbox_stats st;
 	struct result busy;
+	int64_t spin;
 	uint64_t t0, waited_ms;
+	const char *slow = getenv("AUTOTRACE_TEST_SLOWDOWN");
 
 	assert_int_equal(unwind_remote_new(&r, sb, &uo, 5000, 300), 0);
-	/* the helper busy for 3 s: the batch's request can only queue behind */
-	assert_true(selftest(sb, SELFTEST_SPIN, 3000, NULL, &busy) > 0);
+	assert_int_equal(sandbox_start(sb, 0), 0);
+	sandbox_get_stats(sb, &st);
+	assert_true(st.pid > 0 && st.starts == 1);
+	assert_int_equal(sandbox_start(sb, 0), 0); /* running: nothing to do */
+	/* the helper busy for 3 s (sent: waited for a moment), so the batch's
+	 * request can only queue behind it */
+	spin = selftest(sb, SELFTEST_SPIN, 3000, NULL, &busy);
+	assert_true(spin > 0);
+	assert_int_equal(sandbox_wait(sb, spin, 50), -ETIMEDOUT);
 	memset(items, 0, sizeof(items));
 	for (unsigned i = 0; i < 3; i++)
 		items[i] = (struct unwind_remote_item){
@@ -314,7 +324,10 @@ static void test_unwind_batch_wait_bounded(void **state)
 	for (unsigned i = 0; i < 3; i++)
 		assert_int_equal(items[i].err, -ETIMEDOUT);
 	assert_int_equal(unwind_remote_cut_short(r), 3);
-	assert_true(waited_ms >= 250 && waited_ms < 2000);
+	assert_true(waited_ms >= 250 && waited_ms < 2000ull * (slow ? (unsigned)atoi(slow) : 1u));
+	assert_false(busy.done);
+	sandbox_get_stats(sb, &st);
+	assert_int_equal(st.starts, 1);
 	unwind_remote_free(&r);
 	sandbox_free(&sb);
 }
