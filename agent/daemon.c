@@ -897,9 +897,6 @@ int daemon_run(const char *config_path)
 		goto fail;
 	if ((err = open_store(&d.cfg, &d.store)))
 		goto fail;
-	/* configuration only: an unreachable cluster is retried from the loop */
-	if ((err = open_es(&d, &d.cfg, &d.es)))
-		goto fail;
 	if ((err = cgroups_new(&d.cgroups, "/sys/fs/cgroup")))
 		goto fail;
 	/* the helper answers from the loop; an incident waits at most three
@@ -929,6 +926,11 @@ int daemon_run(const char *config_path)
 		if ((err = guard_new(&d.guard, &go)))
 			goto fail;
 	}
+	/* configuration only: an unreachable cluster is retried from the loop. After
+	 * the BPF objects are loaded: libcurl and its libraries, loaded here, would
+	 * otherwise sit under each load's transient copies of the kernel BTF. */
+	if ((err = open_es(&d, &d.cfg, &d.es)))
+		goto fail;
 	if ((err = engine_new(&d.engine, rules, d.cfg.agent.interval_ms)))
 		goto fail;
 	rules = NULL;

@@ -357,6 +357,11 @@ const struct btf *kernel_btf(void)
 	return kernel_btf_cached;
 }
 
+bool kernel_btf_parsed(void)
+{
+	return kernel_btf_cached != NULL;
+}
+
 void kernel_btf_release(void)
 {
 	btf__free(kernel_btf_cached);

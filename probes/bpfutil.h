@@ -72,6 +72,9 @@ unsigned stack_depth_limit(unsigned want);
  * A pointer from kernel_btf() is good until the next bpf_skel_load(). */
 const struct btf *kernel_btf(void);
 void kernel_btf_release(void);
+/* Whether kernel_btf() holds a parsed copy now (a caller that parsed it only
+ * for itself releases it again). */
+bool kernel_btf_parsed(void);
 /* Does the kernel have tracepoint `name` (a btf_trace_<name> type in its BTF)? */
 bool btf_has_tracepoint(const struct btf *vmlinux, const char *name);
 /* Programs come in pairs, one in a "tp_btf/X" section and one in "raw_tp/X":

@@ -45,12 +45,19 @@ bool kcompat_has_helper(const struct btf *vmlinux, const char *name)
 	return false;
 }
 
+static void note_helper_fallbacks(void);
+
 bool kcompat_task_storage(void)
 {
 	static int known = -1;
 
-	if (known < 0)
+	if (known < 0) {
 		known = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, NULL) == 1;
+		/* asked at start-up, before the BPF objects load: the helper
+		 * fallbacks are noted now, while parsing the kernel BTF costs no more
+		 * than one of those loads, not later at the first `status` */
+		note_helper_fallbacks();
+	}
 	return known == 1;
 }
 
@@ -80,10 +87,14 @@ static void note_helper_fallbacks(void)
 {
 	static bool done;
 	const struct btf *btf;
+	bool parsed_here;
 
 	if (done)
 		return;
 	done = true;
+	/* parsed for this alone (first asked by status, after start-up released
+	 * it): released again, or the agent would keep megabytes of BTF for good */
+	parsed_here = !kernel_btf_parsed();
 	btf = kernel_btf();
 	if (!btf)
 		return; /* no BTF: nothing loads, and `probes` says so */
@@ -97,6 +108,8 @@ static void note_helper_fallbacks(void)
 			     "elsewhere offcpu re-walks every stack, iotrace cannot tell direct "
 			     "IO's file and DWARF unwinding falls back to frame pointers): no "
 			     "bpf_task_pt_regs (Linux 5.15+)");
+	if (parsed_here)
+		kernel_btf_release();
 }
 
 json_t *kcompat_notes_json(void)

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "storage/httpclient.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 
 #include "base/log.h"
 #include "base/loop.h"
+#include "storage/curlapi.h"
 #include "storage/esbulk.h"
 
 /* Sockets libcurl uses, as registered on the loop. The client opens and
@@ -45,6 +45,7 @@ struct http_client {
 };
 
 static unsigned curl_users;
+static const struct curl_api *lc; /* libcurl, loaded by the first client */
 
 static void check_done(struct http_client *c);
 
@@ -59,7 +60,7 @@ static void on_socket(void *ctx, int fd, uint32_t events)
 		flags |= CURL_CSELECT_OUT;
 	if (events & (EPOLLERR | EPOLLHUP))
 		flags |= CURL_CSELECT_ERR;
-	curl_multi_socket_action(c->multi, fd, flags, &running);
+	lc->multi_socket_action(c->multi, fd, flags, &running);
 	check_done(c);
 }
 
@@ -153,7 +154,7 @@ static void on_timer(void *ctx, struct loop_timer *t)
 	int running;
 
 	(void)t;
-	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	lc->multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	check_done(c);
 }
 
@@ -179,10 +180,10 @@ static size_t write_cb(char *data, size_t size, size_t n, void *userp)
 static void request_clear(struct http_client *c)
 {
 	if (c->easy)
-		curl_easy_cleanup(c->easy);
+		lc->easy_cleanup(c->easy);
 	c->easy = NULL;
 	if (c->headers)
-		curl_slist_free_all(c->headers);
+		lc->slist_free_all(c->headers);
 	c->headers = NULL;
 	free(c->body);
 	c->body = NULL;
@@ -221,7 +222,7 @@ static void check_done(struct http_client *c)
 	CURLMsg *m;
 	int left;
 
-	while ((m = curl_multi_info_read(c->multi, &left))) {
+	while ((m = lc->multi_info_read(c->multi, &left))) {
 		struct http_answer a = {0};
 		http_done_fn done = c->done;
 		void *ctx = c->ctx;
@@ -232,13 +233,13 @@ static void check_done(struct http_client *c)
 		if (m->msg != CURLMSG_DONE || !c->easy || m->easy_handle != c->easy)
 			continue;
 		rc = m->data.result;
-		curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &a.status);
-		curl_multi_remove_handle(c->multi, c->easy);
+		lc->easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &a.status);
+		lc->multi_remove_handle(c->multi, c->easy);
 		/* the client is idle again before done runs: it may start the next request */
 		resp = c->resp;
 		c->resp = (struct esbuf){0};
 		snprintf(errbuf, sizeof(errbuf), "%s",
-			 c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+			 c->errbuf[0] ? c->errbuf : lc->easy_strerror(rc));
 		a.sent_bytes = c->body_len;
 		request_clear(c);
 		a.failure = failure_of(rc);
@@ -263,20 +264,22 @@ int http_client_new(struct http_client **out, struct loop *loop, size_t response
 		c->socks[i].fd = -1;
 	c->loop = loop;
 	c->response_max = response_max;
-	if (!curl_users++ && curl_global_init(CURL_GLOBAL_DEFAULT)) {
+	if (!lc && (err = curl_api_get(&lc)))
+		goto fail;
+	if (!curl_users++ && lc->global_init(CURL_GLOBAL_DEFAULT)) {
 		err = log_ret(-ENOMEM, "libcurl initialisation failed");
 		goto fail;
 	}
-	c->multi = curl_multi_init();
+	c->multi = lc->multi_init();
 	if (!c->multi) {
 		err = -ENOMEM;
 		goto fail;
 	}
-	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 4L);
+	lc->multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	lc->multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+	lc->multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	lc->multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+	lc->multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 4L);
 	err = loop_timer_new(loop, 3600ull * 1000000000ull, 0, on_timer, c, &c->timer);
 	if (err)
 		goto fail;
@@ -290,7 +293,7 @@ fail:
 void http_client_abort(struct http_client *c)
 {
 	if (c->easy)
-		curl_multi_remove_handle(c->multi, c->easy);
+		lc->multi_remove_handle(c->multi, c->easy);
 	request_clear(c);
 }
 
@@ -302,7 +305,7 @@ void http_client_free(struct http_client **pc)
 		return;
 	if (c->multi) {
 		http_client_abort(c);
-		curl_multi_cleanup(c->multi);
+		lc->multi_cleanup(c->multi);
 	}
 	/* whatever libcurl did not close itself leaves the loop and goes now */
 	for (unsigned i = 0; i < SOCKS_MAX; i++) {
@@ -317,7 +320,7 @@ void http_client_free(struct http_client **pc)
 	}
 	loop_timer_free(&c->timer);
 	if (curl_users && !--curl_users)
-		curl_global_cleanup();
+		lc->global_cleanup();
 	free(c);
 	*pc = NULL;
 }
@@ -329,7 +332,7 @@ bool http_client_busy(const struct http_client *c)
 
 static int add_header(struct http_client *c, const char *line)
 {
-	struct curl_slist *l = curl_slist_append(c->headers, line);
+	struct curl_slist *l = lc->slist_append(c->headers, line);
 
 	if (!l)
 		return -ENOMEM;
@@ -342,46 +345,46 @@ static void set_options(struct http_client *c, const struct http_request *r)
 	const struct http_tls *tls = r->tls;
 	CURL *e = c->easy;
 
-	curl_easy_setopt(e, CURLOPT_URL, r->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, c);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
-	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
-	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &c->resp);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* compressed answers, too */
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	lc->easy_setopt(e, CURLOPT_URL, r->url);
+	lc->easy_setopt(e, CURLOPT_PRIVATE, c);
+	lc->easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+	lc->easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
+	lc->easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
+	lc->easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c);
+	lc->easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+	lc->easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+	lc->easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	lc->easy_setopt(e, CURLOPT_WRITEDATA, &c->resp);
+	lc->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	lc->easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	lc->easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* compressed answers, too */
+	lc->easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
+	lc->easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+	lc->easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 #if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	lc->easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+	lc->easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, !tls || tls->verify ? 1L : 0L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, !tls || tls->verify ? 2L : 0L);
+	lc->easy_setopt(e, CURLOPT_SSL_VERIFYPEER, !tls || tls->verify ? 1L : 0L);
+	lc->easy_setopt(e, CURLOPT_SSL_VERIFYHOST, !tls || tls->verify ? 2L : 0L);
 	if (tls && tls->ca_file && tls->ca_file[0])
-		curl_easy_setopt(e, CURLOPT_CAINFO, tls->ca_file);
+		lc->easy_setopt(e, CURLOPT_CAINFO, tls->ca_file);
 	if (tls && tls->client_cert && tls->client_cert[0])
-		curl_easy_setopt(e, CURLOPT_SSLCERT, tls->client_cert);
+		lc->easy_setopt(e, CURLOPT_SSLCERT, tls->client_cert);
 	if (tls && tls->client_key && tls->client_key[0])
-		curl_easy_setopt(e, CURLOPT_SSLKEY, tls->client_key);
+		lc->easy_setopt(e, CURLOPT_SSLKEY, tls->client_key);
 	if (r->password) {
-		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(e, CURLOPT_USERNAME, r->username ? r->username : "");
-		curl_easy_setopt(e, CURLOPT_PASSWORD, r->password);
+		lc->easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		lc->easy_setopt(e, CURLOPT_USERNAME, r->username ? r->username : "");
+		lc->easy_setopt(e, CURLOPT_PASSWORD, r->password);
 	}
 	if (strcmp(r->method, "GET") == 0) {
-		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+		lc->easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	} else {
-		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body ? c->body : "");
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
+		lc->easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+		lc->easy_setopt(e, CURLOPT_POSTFIELDS, c->body ? c->body : "");
+		lc->easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
 	}
 }
 
@@ -397,7 +400,7 @@ int http_client_start(struct http_client *c, struct http_request *r, http_done_f
 	c->body = r->body;
 	c->body_len = r->len;
 	c->resp.max = c->response_max;
-	c->easy = curl_easy_init();
+	c->easy = lc->easy_init();
 	if (!c->easy) {
 		err = -ENOMEM;
 		goto fail;
@@ -425,7 +428,7 @@ int http_client_start(struct http_client *c, struct http_request *r, http_done_f
 	if (err)
 		goto fail;
 	set_options(c, r);
-	if (curl_multi_add_handle(c->multi, c->easy) != CURLM_OK) {
+	if (lc->multi_add_handle(c->multi, c->easy) != CURLM_OK) {
 		err = -ENOMEM;
 		goto fail;
 	}

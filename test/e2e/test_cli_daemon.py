@@ -94,6 +94,32 @@ def test_status_json(agent):
     assert st["control"]["socket"] == agent.socket
 
 
+def kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+
+def test_status_keeps_no_start_up_memory():
+    """Start-up memory stays released: the first status used to parse the kernel
+    BTF (for the fallbacks it lists) and keep it, 5 MiB and more for good; and an
+    agent without an Elasticsearch sink never maps libcurl and its libraries."""
+    a = Agent(rules_yaml=RULES).start()
+    try:
+        time.sleep(2.5)
+        pid = a.proc.pid
+        with open(f"/proc/{pid}/maps") as f:
+            maps = f.read()
+        assert "libcurl" not in maps
+        rss, hwm = kib(pid, "VmRSS"), kib(pid, "VmHWM")
+        for _ in range(2):
+            out = cli("status", "--json", "-c", a.config)
+            assert out.returncode == 0, out.stderr
+        assert kib(pid, "VmRSS") - rss < 2048, (rss, kib(pid, "VmRSS"))
+        assert kib(pid, "VmHWM") - hwm < 2048, (hwm, kib(pid, "VmHWM"))
+    finally:
+        a.cleanup()
+
+
 def test_status_text(agent):
     out = cli("status", "-c", agent.config)
     assert out.returncode == 0, out.stderr
