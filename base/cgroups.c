@@ -363,14 +363,6 @@ int cgroups_path_of(struct cgroups *cg, uint64_t id, char *buf, size_t len)
 	return copy_str(buf, len, e->path);
 }
 
-static bool hex_run(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!isxdigit((unsigned char)p[i]) || isupper((unsigned char)p[i]))
-			return false;
-	return true;
-}
-
 void cgroup_path_identity(const char *path, char *container_id, size_t cid_len, char *pod_uid,
 			  size_t pod_len)
 {
@@ -382,11 +374,18 @@ void cgroup_path_identity(const char *path, char *container_id, size_t cid_len, 
 		pod_uid[0] = '\0';
 	/* container id: the last 64-hex run in the path, as in
 	 * /docker/<id>, docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope,
-	 * /kubepods/burstable/pod<uid>/<id> */
+	 * /kubepods/burstable/pod<uid>/<id>: a whole run of hex digits, lower case,
+	 * found run by run (the path is tenant-named and up to PATH_MAX long) */
 	for (p = path; *p; p++) {
-		if (hex_run(p, 64) && (p == path || !isxdigit((unsigned char)p[-1])) &&
-		    !isxdigit((unsigned char)p[64]))
+		const char *q = p;
+		bool upper = false;
+
+		while (isxdigit((unsigned char)*q))
+			upper |= isupper((unsigned char)*q++);
+		if (q - p == 64 && !upper)
 			snprintf(container_id, cid_len, "%.64s", p);
+		if (q > p)
+			p = q - 1;
 	}
 	/* pod uid: "pod" followed by a uuid with '-' (cgroupfs) or '_' (systemd) */
 	p = strstr(path, "pod");

@@ -2,6 +2,7 @@
 #include "base/config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -416,8 +417,13 @@ static void walk_map(const struct ynode *map, const char *section, struct agent_
 	}
 }
 
-void config_defaults(struct agent_config *cfg)
+static struct agent_config defaults;
+static pthread_once_t defaults_once = PTHREAD_ONCE_INIT;
+
+/* The table's defaults, parsed once: every load starts from them. */
+static void defaults_build(void)
 {
+	struct agent_config *cfg = &defaults;
 	struct diag diag = {0};
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -443,6 +449,12 @@ void config_defaults(struct agent_config *cfg)
 	if (diag.errors)
 		log_error("built-in config defaults are invalid: %s", diag.msgs[0]);
 	diag_clear(&diag);
+}
+
+void config_defaults(struct agent_config *cfg)
+{
+	pthread_once(&defaults_once, defaults_build);
+	memcpy(cfg, &defaults, sizeof(*cfg));
 }
 
 static int config_from_doc(const struct ydoc *doc, struct agent_config *cfg, struct diag *diag)

@@ -377,7 +377,7 @@ static int64_t arena_add(char **arena, size_t *len, size_t *cap, const char *str
 	size_t n = strlen(str) + 1;
 
 	if (*len + n > *cap) {
-		size_t ncap = *cap ? *cap * 2 : 65536;
+		size_t ncap = *cap ? *cap * 2 : 4096;
 		char *p;
 
 		while (ncap < *len + n)
@@ -445,7 +445,8 @@ static int load_kallsyms(struct symbolizer *s)
 		if (type != 't' && type != 'T' && type != 'w' && type != 'W')
 			continue;
 		if (s->nksyms == cap) {
-			size_t ncap2 = cap ? cap * 2 : 65536;
+			/* a kernel's ~150k text symbols: a few doublings, once */
+			size_t ncap2 = cap ? cap * 2 : 4096;
 			struct ksym *p = realloc(s->ksyms, ncap2 * sizeof(*p));
 
 			if (!p)

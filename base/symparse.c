@@ -697,6 +697,43 @@ static uint64_t dwarf_bytes(Elf *elf)
 	return total;
 }
 
+/* libdw takes the strings of .debug_str and .debug_line_str as they are: a
+ * section whose last byte is not NUL lets its last string run past the end
+ * (elfutils 0.188 measures the line table's directories with strlen). Checked
+ * after dwarf_begin_elf, which decompresses the sections it uses in place. */
+static bool dwarf_strings_terminated(Elf *elf)
+{
+	static const char *const names[] = {"debug_str", "debug_line_str", "debug_str.dwo",
+					    "debug_line_str.dwo"};
+	Elf_Scn *scn = NULL;
+	size_t shstrndx;
+
+	if (elf_getshdrstrndx(elf, &shstrndx))
+		return false;
+	while ((scn = elf_nextscn(elf, scn))) {
+		const char *name;
+		Elf_Data *d;
+		GElf_Shdr sh;
+		bool strings = false;
+
+		/* still compressed: libdw could not decompress it and does not use it */
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type == SHT_NOBITS ||
+		    (sh.sh_flags & SHF_COMPRESSED) ||
+		    !(name = elf_strptr(elf, shstrndx, sh.sh_name)) || name[0] != '.')
+			continue;
+		/* .debug_str or, compressed the GNU way, .zdebug_str */
+		name += !strncmp(name, ".zdebug_", 8) ? 2 : 1;
+		for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+			strings |= !strcmp(name, names[i]);
+		if (!strings)
+			continue;
+		d = elf_getdata(scn, NULL);
+		if (!d || (d->d_size && ((const char *)d->d_buf)[d->d_size - 1]))
+			return false;
+	}
+	return true;
+}
+
 static struct lines_file *lines_open(struct lines_state *ls, uint64_t key, int fd, uint64_t max)
 {
 	struct lines_file *f = NULL, *victim = &ls->f[0];
@@ -720,7 +757,8 @@ static struct lines_file *lines_open(struct lines_state *ls, uint64_t key, int f
 	f->fd = own;
 	f->elf = open_elf(own);
 	if (!f->elf || dwarf_bytes(f->elf) > max ||
-	    !(f->dw = dwarf_begin_elf(f->elf, DWARF_C_READ, NULL))) {
+	    !(f->dw = dwarf_begin_elf(f->elf, DWARF_C_READ, NULL)) ||
+	    !dwarf_strings_terminated(f->elf)) {
 		lines_close(f);
 		return NULL;
 	}
@@ -729,16 +767,68 @@ static struct lines_file *lines_open(struct lines_state *ls, uint64_t key, int f
 	return f;
 }
 
+/* The named inlined subroutines on the way down to pc, the last SYMP_INLINED
+ * of them kept (names[(n - 1) % SYMP_INLINED] the innermost). */
+struct inlined {
+	char names[SYMP_INLINED][SYMP_INLINED_MAX];
+	unsigned n, steps;
+};
+
+#define INLINED_DEPTH 64     /* nesting of scopes followed */
+#define INLINED_STEPS 100000 /* DIEs looked at for one address */
+
+/* Descends from parent through the scope whose ranges hold pc, looking through
+ * namespaces, classes and imported (dwz) units as dwarf_getscopes does; that
+ * one is not used because elfutils 0.188 leaks its array when a malformed tree
+ * fails it after a match. Bounded in depth and DIEs visited. */
+static bool inlined_find(Dwarf_Die *parent, Dwarf_Addr pc, struct inlined *in, int depth)
+{
+	Dwarf_Die child, unit;
+	Dwarf_Attribute attr;
+
+	if (depth > INLINED_DEPTH || dwarf_child(parent, &child) != 0)
+		return false;
+	do {
+		const char *name;
+		int tag;
+
+		if (++in->steps > INLINED_STEPS)
+			return false;
+		tag = dwarf_tag(&child);
+		if (tag == DW_TAG_namespace || tag == DW_TAG_class_type ||
+		    tag == DW_TAG_structure_type) {
+			if (inlined_find(&child, pc, in, depth + 1))
+				return true;
+			continue;
+		}
+		if (tag == DW_TAG_imported_unit) {
+			if (dwarf_formref_die(dwarf_attr(&child, DW_AT_import, &attr), &unit) &&
+			    inlined_find(&unit, pc, in, depth + 1))
+				return true;
+			continue;
+		}
+		if (dwarf_haspc(&child, pc) != 1)
+			continue;
+		if (tag == DW_TAG_inlined_subroutine &&
+		    (name = dwarf_formstring(dwarf_attr_integrate(&child, DW_AT_name, &attr))))
+			snprintf(in->names[in->n++ % SYMP_INLINED], SYMP_INLINED_MAX, "%s", name);
+		inlined_find(&child, pc, in, depth + 1);
+		return true;
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return false;
+}
+
 int symparse_lines(void *state, const struct sandbox_request *rq, struct strbuf *reply)
 {
 	struct lines_state *ls = state;
 	struct symp_lines_req req;
 	struct symp_lines_reply *rep;
 	struct lines_file *f;
-	Dwarf_Die cu, *scopes = NULL;
+	struct inlined in = {0};
 	Dwarf_Line *line;
 	const char *src;
-	int lineno = 0, n;
+	int lineno = 0;
+	Dwarf_Die cu;
 
 	if (!ls)
 		return -ENOMEM;
@@ -766,17 +856,10 @@ int symparse_lines(void *state, const struct sandbox_request *rq, struct strbuf 
 
 		snprintf(rep->source, sizeof(rep->source), "%s:%d", base ? base + 1 : src, lineno);
 	}
-	n = dwarf_getscopes(&cu, req.vaddr, &scopes);
-	for (int i = 0; i < n && rep->ninlined < SYMP_INLINED; i++) {
-		Dwarf_Attribute attr;
-		const char *name;
-
-		if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine)
-			continue;
-		name = dwarf_formstring(dwarf_attr_integrate(&scopes[i], DW_AT_name, &attr));
-		if (name)
-			snprintf(rep->inlined[rep->ninlined++], SYMP_INLINED_MAX, "%s", name);
-	}
-	free(scopes);
+	inlined_find(&cu, req.vaddr, &in, 0);
+	/* innermost first */
+	for (unsigned i = 0; i < in.n && i < SYMP_INLINED; i++)
+		memcpy(rep->inlined[rep->ninlined++], in.names[(in.n - 1 - i) % SYMP_INLINED],
+		       SYMP_INLINED_MAX);
 	return 0;
 }

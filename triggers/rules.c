@@ -661,6 +661,23 @@ static int parse_rule(struct parse_ctx *c, const struct ynode *n, struct rule *r
 	return c->diag->errors == before ? 0 : -EINVAL;
 }
 
+/* The array grows as rules are parsed (most sets hold a handful; RULES_MAX of
+ * them are 6 MB), only while parsing: nothing points into it yet. */
+static int ruleset_push(struct ruleset *rs, const struct rule *r)
+{
+	if (rs->n == rs->cap) {
+		unsigned cap = rs->cap ? MIN(rs->cap * 2, RULES_MAX) : 8;
+		struct rule *p = realloc(rs->rules, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		rs->rules = p;
+		rs->cap = cap;
+	}
+	rs->rules[rs->n++] = *r;
+	return 0;
+}
+
 static int parse_doc(const struct ydoc *doc, const struct rules_limits *lim, struct ruleset *rs,
 		     struct diag *diag)
 {
@@ -705,7 +722,10 @@ static int parse_doc(const struct ydoc *doc, const struct rules_limits *lim, str
 				goto next;
 			}
 		}
-		rs->rules[rs->n++] = r;
+		if (ruleset_push(rs, &r)) {
+			diag_at(diag, doc->file, list->items[i], "out of memory");
+			return -ENOMEM;
+		}
 	next:;
 	}
 	return diag->errors == before ? 0 : -EINVAL;
@@ -717,11 +737,6 @@ static struct ruleset *ruleset_alloc(const char *source)
 
 	if (!rs)
 		return NULL;
-	rs->rules = calloc(RULES_MAX, sizeof(*rs->rules));
-	if (!rs->rules) {
-		free(rs);
-		return NULL;
-	}
 	snprintf(rs->source, sizeof(rs->source), "%s", source);
 	return rs;
 }

@@ -86,8 +86,8 @@ struct rule {
 };
 
 struct ruleset {
-	struct rule *rules;
-	unsigned n;
+	struct rule *rules; /* n of them (cap allocated, at most RULES_MAX) */
+	unsigned n, cap;
 	char source[PATH_MAX]; /* dir or "(built-in)" */
 };
 

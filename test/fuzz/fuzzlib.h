@@ -37,12 +37,16 @@ static inline void fuzz_file(const char *dir, const char *rel, const void *data,
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, rel);
-	for (char *p = path + 1; (p = strchr(p, '/')); p++) {
-		*p = '\0';
-		mkdir(path, 0755);
-		*p = '/';
-	}
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		/* the parents, only when missing: most writes replace a file */
+		for (char *p = path + 1; (p = strchr(p, '/')); p++) {
+			*p = '\0';
+			mkdir(path, 0755);
+			*p = '/';
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	}
 	if (fd < 0)
 		abort();
 	for (size_t off = 0; off < size;) {

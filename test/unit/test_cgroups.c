@@ -48,6 +48,16 @@ static void test_identity_from_paths(void **s)
 	assert_string_equal(cid, "");
 	cgroup_path_identity("/docker/0" CID1, cid, sizeof(cid), pod, sizeof(pod));
 	assert_string_equal(cid, "");
+	cgroup_path_identity("/docker/" CID1 "0/x", cid, sizeof(cid), pod, sizeof(pod));
+	assert_string_equal(cid, "");
+	cgroup_path_identity(
+		"/docker/0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", cid,
+		sizeof(cid), pod, sizeof(pod));
+	assert_string_equal(cid, "");
+	/* the last of several */
+	cgroup_path_identity("/" CID1 "/x-" CID2 ".scope/" CID1 "0", cid, sizeof(cid), pod,
+			     sizeof(pod));
+	assert_string_equal(cid, CID2);
 	cgroup_path_identity("/podxyz/pod1234", cid, sizeof(cid), pod, sizeof(pod));
 	assert_string_equal(pod, "");
 

@@ -292,6 +292,35 @@ static void test_files_and_dirs(void **s)
 	test_rmtree(dir);
 }
 
+/* The rule array grows while parsing, up to RULES_MAX and not one more. */
+static void test_many_rules(void **s)
+{
+	size_t len = 64 + (RULES_MAX + 1) * 128, off;
+	char *yaml = malloc(len);
+	struct ruleset *rs;
+
+	assert_non_null(yaml);
+	off = (size_t)snprintf(yaml, len, "rules:\n");
+	for (unsigned i = 0; i < RULES_MAX; i++)
+		off += (size_t)snprintf(yaml + off, len - off,
+					"  - { name: r%u, metric: cpu.sys_pct, above: %u, "
+					"dry_run: true }\n",
+					i, i);
+	rs = parse_ok(yaml);
+	assert_int_equal(rs->n, RULES_MAX);
+	for (unsigned i = 0; i < RULES_MAX; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "r%u", i);
+		assert_string_equal(rs->rules[i].name, name);
+		assert_true(rs->rules[i].threshold == i);
+	}
+	ruleset_free(&rs);
+	snprintf(yaml + off, len - off, "  - { name: one-more, metric: cpu.sys_pct, above: 1 }\n");
+	expect_error(yaml, "more than 256 rules");
+	free(yaml);
+}
+
 static void test_builtin_rules_are_valid(void **s)
 {
 	struct ruleset *rs = NULL;
@@ -333,6 +362,7 @@ int main(void)
 		cmocka_unit_test(test_timing_errors),
 		cmocka_unit_test(test_capture_errors),
 		cmocka_unit_test(test_files_and_dirs),
+		cmocka_unit_test(test_many_rules),
 		cmocka_unit_test(test_builtin_rules_are_valid),
 	};
 
