@@ -33,7 +33,6 @@
 #define MAX_WINDOW_PROCS  16384	       /* processes with a mode in one window (ustack_modes) */
 #define PROBES		  3	       /* undecided samples compared before a process is decided */
 #define SLICE_NS	  100000000ull /* the CPU budget's accounting period */
-#define MAX_WAIT_MS	  1000	       /* longest one batch holds the loop, round trips together */
 #define HASH_BUCKETS	  4096
 #define PENDING_MIN	  8192
 
@@ -120,8 +119,11 @@ int ustack_shared_new(struct ustack_shared **out, const struct agent_config *cfg
 
 		err = sandbox_new(&s->sb, &so);
 		if (!err)
+			/* a batch's round trips together hold the loop no longer
+			 * than one request may take */
 			err = unwind_remote_new(&s->r, s->sb, &uo,
-						cfg->symbolizer.helper_timeout_ms, MAX_WAIT_MS);
+						cfg->symbolizer.helper_timeout_ms,
+						cfg->symbolizer.helper_timeout_ms);
 	} else {
 		err = unwinder_new(&s->u, &uo);
 	}
