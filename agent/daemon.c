@@ -316,9 +316,18 @@ static bool scope_cgroup(struct daemon *d, const char *series_key, struct captur
 	return true;
 }
 
+/* A rule's process target, found once for all its captures: two scans a
+ * moment apart can name different processes (a victim and a culprit trade
+ * places), and one incident's captures look at the same one. */
+struct process_target {
+	bool known;
+	struct capture_target t;
+};
+
 /* Resolves where one capture of a rule looks for a scope. */
 static void capture_target_for(struct daemon *d, const struct rule *r, const struct rule_capture *c,
-			       const char *series_key, struct capture_target *t)
+			       const char *series_key, struct process_target *proc,
+			       struct capture_target *t)
 {
 	enum rule_target want = rule_capture_target(r, c);
 	struct capture_target cg = {.kind = TARGET_HOST};
@@ -328,6 +337,8 @@ static void capture_target_for(struct daemon *d, const struct rule *r, const str
 	t->kind = TARGET_HOST;
 	if (want == RTARGET_CGROUP && have_cg) {
 		*t = cg;
+	} else if (want == RTARGET_PROCESS && proc->known) {
+		*t = proc->t;
 	} else if (want == RTARGET_PROCESS) {
 		enum procscan_by by = procscan_by_for_metric(metric_at((size_t)r->metric)->name);
 		struct top_process top;
@@ -341,6 +352,8 @@ static void capture_target_for(struct daemon *d, const struct rule *r, const str
 		} else if (have_cg) {
 			*t = cg; /* nobody stands out: the whole scope */
 		}
+		proc->known = true;
+		proc->t = *t;
 	} else if (want == RTARGET_CGROUP) {
 		/* the cgroup vanished: capture host-wide rather than not at all */
 		log_warn("rule %s: cgroup of scope %s is gone; capturing host-wide", r->name,
@@ -431,6 +444,8 @@ static void on_fires(void *ctx, struct engine_fire *fires, unsigned n)
 			if (fires[j].result != 1 || strcmp(fires[j].series_key, f->series_key) ||
 			    (d->cfg.agent.dry_run || r->dry_run) != dry)
 				continue;
+			struct process_target proc = {.known = false};
+
 			members[nmembers++] = j;
 			add_trigger(p, &fires[j]);
 			for (unsigned k = 0; k < r->ncaptures; k++) {
@@ -453,7 +468,7 @@ static void on_fires(void *ctx, struct engine_fire *fires, unsigned n)
 				it->ops = c->ops;
 				it->params = c->params;
 				it->own_target = true;
-				capture_target_for(d, r, c, f->series_key, &it->target);
+				capture_target_for(d, r, c, f->series_key, &proc, &it->target);
 				p->kinds[p->nkinds++] = c->ops;
 			}
 		}
