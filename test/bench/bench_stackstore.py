@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchlib import build_dir, need_root, save
+from benchlib import built, need_root, save
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 from workloads import CLIENT, NOFP_FLAGS, SERVER  # noqa: E402
@@ -39,9 +39,7 @@ def main():
     ap.add_argument("--hz", type=int, default=99)
     args = ap.parse_args()
     need_root()
-    exe = os.path.join(build_dir(), "test", "bench", "bench_stackstore")
-    if not os.path.exists(exe):
-        sys.exit(f"{exe} not built (configure with tests enabled)")
+    exe = built("test", "bench", "bench_stackstore")
     d = tempfile.mkdtemp(prefix="autotrace-bench-")
     server, client = build("atserver", SERVER, d), build("atclient", CLIENT, d)
     rows = []

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import HERE, build_c, build_dir, machine, need_root, save
+from benchlib import HERE, build_c, built, machine, need_root, save
 
 THREADS_PER_PROC = 50
 
@@ -53,9 +53,7 @@ def main():
     ap.add_argument("--reps", type=int, default=21)
     args = ap.parse_args()
     need_root()
-    exe = os.path.join(build_dir(), "test", "bench", "bench_task_walk")
-    if not os.path.exists(exe):
-        sys.exit(f"{exe} not built (configure with tests enabled)")
+    exe = built("test", "bench", "bench_task_walk")
     sizes = [int(x) for x in args.threads.split(",")]
     rows = {}
     for threads in sizes:

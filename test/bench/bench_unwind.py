@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import time
 
-from benchlib import BIN, WORK_CPU, AgentOn, build_dir, need_root, save
+from benchlib import BIN, WORK_CPU, AgentOn, built, need_root, save
 
 FREQ = 99
 REACH = ("main", "__libc_start_call_main", "__libc_start_main", "start_thread")
@@ -226,13 +226,11 @@ def main():
     need_root()
     random.seed(1)
     work = tempfile.mkdtemp(prefix="autotrace-bench-unwind-")
-    target = os.path.join(build_dir(), "test", "unwind_target")
     xz_in = os.path.join(work, "input.txt")
     workloads = []
     for w in args.workloads.split(","):
         if w == "unwind_target":
-            if not os.path.exists(target):
-                raise SystemExit(f"{target} not built (configure with tests enabled)")
+            target = built("test", "unwind_target")
             workloads.append(Workload("unwind_target (-O2 -fomit-frame-pointer, 12-link chain)",
                                       [target, "cpu", str(args.seconds + 30)], [target]))
         elif w == "xz":

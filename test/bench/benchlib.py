@@ -214,13 +214,19 @@ def build_dir():
     return os.path.dirname(os.path.abspath(BIN))
 
 
+def built(*rel):
+    """The path of a helper executable of the build tree; exits if it is not built."""
+    exe = os.path.join(build_dir(), *rel)
+    if not os.path.exists(exe):
+        sys.exit(f"{exe} not built (configure with tests enabled)")
+    return exe
+
+
 class EmptyTp(Background):
     """Empty tp_btf programs on the given tracepoints: the floor of attaching anything."""
 
     def __init__(self, tracepoints, name=None):
-        exe = os.path.join(build_dir(), "test", "bench", "bench_empty_tp")
-        if not os.path.exists(exe):
-            sys.exit(f"{exe} not built (configure with tests enabled)")
+        exe = built("test", "bench", "bench_empty_tp")
         super().__init__(name or "empty tp_btf " + "+".join(tracepoints), [exe, *tracepoints],
                          settle=0.5)
 

@@ -33,7 +33,9 @@ def prog_exists(prog_id):
                           capture_output=True).returncode == 0
 
 
-# Two threads reading /dev/zero: almost all of their time is kernel time.
+# Threads reading /dev/zero: almost all of their time is kernel time.
+# Arguments: [THREADS] SECONDS; THREADS 2 by default, 0 for four per CPU (to
+# hold the CPUs against whatever else runs).
 SYSLOOP = r"""
 #include <fcntl.h>
 #include <pthread.h>
@@ -46,15 +48,18 @@ static void *spin(void *arg) {
     int fd = open("/dev/zero", O_RDONLY);
     time_t end = time(NULL) + seconds;
     while (time(NULL) < end)
-        for (int i = 0; i < 1000; i++)
+        for (int i = 0; i < 100; i++)
             if (read(fd, buf, sizeof(buf)) < 0) abort();
     return arg;
 }
 int main(int argc, char **argv) {
-    pthread_t t[2];
-    seconds = argc > 1 ? atoi(argv[1]) : 8;
-    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, spin, NULL);
-    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    pthread_t t[256];
+    long n = argc > 2 ? atol(argv[1]) : 2;
+    seconds = argc > 1 ? atoi(argv[argc - 1]) : 8;
+    if (n <= 0) n = 4 * sysconf(_SC_NPROCESSORS_ONLN);
+    if (n > 256) n = 256;
+    for (long i = 0; i < n; i++) pthread_create(&t[i], NULL, spin, NULL);
+    for (long i = 0; i < n; i++) pthread_join(t[i], NULL);
     return 0;
 }
 """
