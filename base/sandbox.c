@@ -872,6 +872,20 @@ static void to_front(struct sandbox *sb, int64_t id)
 		sb->tail = r;
 }
 
+/* Outside the loop: waits for the helper's next message (or its deadline, or
+ * end), then takes what it sent and enforces the deadline. */
+static void pump(struct sandbox *sb, uint64_t end)
+{
+	uint64_t now = now_mono_ns(), until = MIN(end, sb->deadline_ns);
+	struct pollfd p = {.fd = sb->fd, .events = POLLIN};
+
+	if (until > now)
+		poll(&p, 1, (int)((until - now + 999999) / 1000000));
+	while (sb->fd >= 0 && read_one(sb))
+		;
+	check_deadline(sb);
+}
+
 int sandbox_wait(struct sandbox *sb, int64_t id, uint64_t max_wait_ms)
 {
 	uint64_t start = now_mono_ns(), end = start + max_wait_ms * 1000000ull;
@@ -880,10 +894,7 @@ int sandbox_wait(struct sandbox *sb, int64_t id, uint64_t max_wait_ms)
 	to_front(sb, id);
 	kick(sb);
 	while (sandbox_pending(sb, id)) {
-		uint64_t now = now_mono_ns(), until = MIN(end, sb->deadline_ns);
-		struct pollfd p = {.fd = sb->fd, .events = POLLIN};
-
-		if (now >= end) {
+		if (now_mono_ns() >= end) {
 			err = -ETIMEDOUT;
 			break;
 		}
@@ -895,11 +906,7 @@ int sandbox_wait(struct sandbox *sb, int64_t id, uint64_t max_wait_ms)
 			}
 			continue;
 		}
-		if (until > now)
-			poll(&p, 1, (int)((until - now + 999999) / 1000000));
-		while (sb->fd >= 0 && read_one(sb))
-			;
-		check_deadline(sb);
+		pump(sb, end);
 		kick(sb);
 	}
 	{
@@ -926,16 +933,9 @@ int sandbox_start(struct sandbox *sb, uint64_t max_wait_ms)
 			return err; /* the next request tries again, and backs off */
 	}
 	while (sb->state == SB_STARTING) {
-		uint64_t now = now_mono_ns(), until = MIN(end, sb->deadline_ns);
-		struct pollfd p = {.fd = sb->fd, .events = POLLIN};
-
-		if (now >= end)
+		if (now_mono_ns() >= end)
 			return -ETIMEDOUT;
-		if (until > now)
-			poll(&p, 1, (int)((until - now + 999999) / 1000000));
-		while (sb->fd >= 0 && read_one(sb))
-			;
-		check_deadline(sb);
+		pump(sb, end);
 	}
 	return sb->state == SB_READY ? 0 : -EIO;
 }
