@@ -38,6 +38,19 @@ static __always_inline void stat_inc(u32 which)
 		(*v)++;
 }
 
+/* The user stack's id by frame pointers. One of the sampled address alone
+ * from a task whose user memory could not be read then is counted: the
+ * profile says how many of its user stacks stop at their first frame so. */
+static __always_inline s32 user_stack_get(struct bpf_perf_event_data *ctx)
+{
+	u32 frames = 0;
+	s32 id = stack_get_n(ctx, BPF_F_USER_STACK, &frames);
+
+	if (frames == 1 && !user_stack_readable())
+		stat_inc(PROFILE_STAT_USER_UNREADABLE);
+	return id;
+}
+
 /*
  * DWARF user stacks (ustack.bpf.h): a process in DWARF mode sends its stack
  * copy to user space, which counts the sample; an undecided one sends it with
@@ -64,7 +77,7 @@ static __always_inline bool profile_dwarf_sample(struct bpf_perf_event_data *ctx
 	if (mode == USTACK_FP)
 		return false;
 	if (mode == USTACK_UNDECIDED)
-		key->user_stack_id = m.user_stack_id = stack_get(ctx, BPF_F_USER_STACK);
+		key->user_stack_id = m.user_stack_id = user_stack_get(ctx);
 	if (!ustack_send(&m))
 		return false;
 	stat_inc(PROFILE_STAT_SAMPLES);
@@ -99,7 +112,7 @@ int profile_sample(struct bpf_perf_event_data *ctx)
 	if (profile_dwarf_sample(ctx, &key))
 		return 0;
 	if (key.user_stack_id == -ENOENT)
-		key.user_stack_id = stack_get(ctx, BPF_F_USER_STACK);
+		key.user_stack_id = user_stack_get(ctx);
 	/* -EFAULT for the user stack of a kernel thread is expected, not a loss */
 	if (key.kern_stack_id < 0 && key.kern_stack_id != -EFAULT)
 		stat_inc(PROFILE_STAT_STACK_LOST);

@@ -387,6 +387,8 @@ static int profile_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "max_stack_depth", json_integer(st->stack_depth));
 	json_object_set_new(out->data, "samples_truncated_stacks",
 			    json_integer((json_int_t)truncated));
+	json_object_set_new(out->data, "samples_unreadable_user_stacks",
+			    json_integer((json_int_t)stats[PROFILE_STAT_USER_UNREADABLE]));
 	json_object_set_new(out->data, "distinct_stacks",
 			    json_integer((json_int_t)stackset_count(ss)));
 	json_object_set_new(out->data, "folded_stacks_dropped",

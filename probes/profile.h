@@ -16,10 +16,11 @@ struct profile_key {
 };
 
 enum profile_stat {
-	PROFILE_STAT_SAMPLES,	 /* samples counted into a key */
-	PROFILE_STAT_IDLE,	 /* idle samples skipped */
-	PROFILE_STAT_KEYS_FULL,	 /* samples lost: counts map full */
-	PROFILE_STAT_STACK_LOST, /* stacks lost: the stack store full (stackstore.bpf.h) */
+	PROFILE_STAT_SAMPLES,	      /* samples counted into a key */
+	PROFILE_STAT_IDLE,	      /* idle samples skipped */
+	PROFILE_STAT_KEYS_FULL,	      /* samples lost: counts map full */
+	PROFILE_STAT_STACK_LOST,      /* stacks lost: the stack store full (stackstore.bpf.h) */
+	PROFILE_STAT_USER_UNREADABLE, /* user stacks of one frame: user memory unreadable then */
 	PROFILE_STAT_MAX
 };
 

@@ -71,9 +71,9 @@ struct {
  * >= 0, or -EFAULT when there is none (a kernel thread's user stack, a
  * user-mode sample's kernel stack), -ENOSPC when the store is full, -EEXIST
  * when every probed id belongs to another stack (odds ~2^-120), another
- * negative errno when the walk failed.
+ * negative errno when the walk failed. *frames: how many frames it holds.
  */
-static __always_inline s32 stack_get(void *ctx, u64 flags)
+static __always_inline s32 stack_get_n(void *ctx, u64 flags, u32 *frames)
 {
 	struct stackstore_frames *buf;
 	struct stackstore_state *st;
@@ -89,6 +89,7 @@ static __always_inline s32 stack_get(void *ctx, u64 flags)
 	len = bpf_get_stack(ctx, buf->ip, sizeof(buf->ip), flags);
 	if (len <= 0)
 		return len < 0 ? (s32)len : -STACKSTORE_EFAULT;
+	*frames = (u32)(len / 8);
 	/* seeded in every round, so colliding stacks cannot be made without the seed */
 	h = st->seed ^ (flags & BPF_F_USER_STACK ? 0x9e3779b97f4a7c15ull : 0) ^ (u64)len;
 	for (int i = 0; i < STACKSTORE_DEPTH; i++) {
@@ -121,4 +122,12 @@ static __always_inline s32 stack_get(void *ctx, u64 flags)
 			return (s32)id;
 	}
 	return -STACKSTORE_EEXIST;
+}
+
+/* stack_get_n without the frame count */
+static __always_inline s32 stack_get(void *ctx, u64 flags)
+{
+	u32 frames;
+
+	return stack_get_n(ctx, flags, &frames);
 }

@@ -143,6 +143,18 @@ static __always_inline u64 ustack_sp(const struct ustack_hdr *h)
 #endif
 }
 
+/* Whether the kernel may read the current task's user memory at this instant.
+ * Not always: an interrupt that lands while the CPU's loaded address space is
+ * not the task's (seen under emulation) refuses user reads, so a frame-pointer
+ * walk holds the sampled address alone and a stack copy nothing. */
+static __always_inline bool user_stack_readable(void)
+{
+	struct pt_regs *regs = current_user_regs();
+	u64 sp = regs ? BPF_CORE_READ(regs, sp) : 0, word;
+
+	return !sp || bpf_probe_read_user(&word, sizeof(word), (void *)sp) == 0;
+}
+
 /* Copies up to ustack_stack_bytes of the user stack from sp. One read when the
  * whole range is mapped, else page by page up to the end of the mapping. */
 static __always_inline u64 ustack_copy(struct ustack_buf *b, u64 sp)

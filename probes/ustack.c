@@ -1104,7 +1104,7 @@ uint64_t ustack_capture_report(struct ustack_capture *c, json_t *data)
 	json_object_set_new(data, "unwind_truncated", json_integer((json_int_t)c->w.truncated));
 	json_object_set_new(
 		data, "unwind",
-		json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+		json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			  "mode", c->s->mode, "stack_size", (json_int_t)c->s->stack_bytes,
 			  "samples", (json_int_t)c->w.samples, "complete", (json_int_t)c->w.ok,
 			  "probes", (json_int_t)c->w.probes, "processes_dwarf",
@@ -1113,7 +1113,8 @@ uint64_t ustack_capture_report(struct ustack_capture *c, json_t *data)
 			  (json_int_t)c->w.fp_frames, "paused_samples",
 			  (json_int_t)st[USTACK_STAT_PAUSED], "ring_full",
 			  (json_int_t)st[USTACK_STAT_RING_FULL], "short_copies",
-			  (json_int_t)st[USTACK_STAT_SHORT_COPY], "cpu_ms",
+			  (json_int_t)st[USTACK_STAT_SHORT_COPY], "unreadable_stacks",
+			  (json_int_t)st[USTACK_STAT_NO_STACK], "cpu_ms",
 			  (json_int_t)(c->w.cpu_ns / 1000000), "keys_full",
 			  (json_int_t)c->w.keys_full, "stacks_full", (json_int_t)c->w.stacks_full,
 			  "stacks_gone", (json_int_t)c->w.gone, "processes_full",
