@@ -215,10 +215,14 @@ static int load(struct taskwatch *tw, const struct watcher_env *env)
 			     tw->pidmap_entries);
 	if (tw->walk) {
 		/* attached to the agent's own thread: the program runs once per pass */
-		union bpf_iter_link_info li = {.task.tid = (__u32)gettid()};
+		union bpf_iter_link_info li;
 		LIBBPF_OPTS(bpf_iter_attach_opts, io, .link_info = &li,
 			    .link_info_len = sizeof(li));
 
+		/* every byte zero: the kernel reads the union whole, and a
+		 * designated initializer leaves the bytes past .task unset */
+		memset(&li, 0, sizeof(li));
+		li.task.tid = (__u32)gettid();
 		tw->link = bpf_program__attach_iter(tw->skel->progs.taskwatch_walk, &io);
 	} else {
 		tw->link = bpf_program__attach_iter(tw->pidmap ? tw->skel->progs.taskwatch_pidmap
