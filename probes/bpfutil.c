@@ -169,6 +169,17 @@ static int perf_clock_open_cpu(struct bpf_program *prog, uint64_t freq, int cpu,
 	return 0;
 }
 
+struct bpf_link *iter_attach(struct bpf_program *prog, union bpf_iter_link_info *li)
+{
+	struct bpf_iter_attach_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.sz = sizeof(o);
+	o.link_info = li;
+	o.link_info_len = sizeof(*li);
+	return bpf_program__attach_iter(prog, &o);
+}
+
 int perf_clock_attach(struct bpf_program *prog, uint64_t freq, struct bpf_link **links, int *fds,
 		      int n)
 {

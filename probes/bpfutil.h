@@ -26,6 +26,13 @@ int capture_filter_fill(struct capture_filter *f, const struct capture_target *t
 			struct cgroups *cg);
 int capture_filter_set(const struct bpf_map *filter_map, const struct capture_filter *f);
 
+/* Attaches iterator program prog with link info li (its whole union read by
+ * the kernel). The options are zeroed byte by byte: libbpf refuses options
+ * whose bytes past the last field, padding included, are not zero, and a
+ * LIBBPF_OPTS initializer leaves that padding to the compiler. */
+union bpf_iter_link_info;
+struct bpf_link *iter_attach(struct bpf_program *prog, union bpf_iter_link_info *li);
+
 /* One perf cpu-clock event per online CPU at freq Hz, each running prog.
  * Fills links/fds arrays of length *n (possible CPUs); returns events opened. */
 int perf_clock_attach(struct bpf_program *prog, uint64_t freq, struct bpf_link **links, int *fds,

@@ -502,15 +502,15 @@ static void add_root(struct cgpass *p, const char *root, bool discover, bool lim
 
 static int attach(struct cgpass *p, struct bpf_program *prog, unsigned h)
 {
-	union bpf_iter_link_info li = {};
-	LIBBPF_OPTS(bpf_iter_attach_opts, o, .link_info = &li, .link_info_len = sizeof(li));
+	union bpf_iter_link_info li;
 	int fd = open(p->h[h].root, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
 
 	if (fd < 0)
 		return -errno;
+	memset(&li, 0, sizeof(li));
 	li.cgroup.cgroup_fd = (__u32)fd;
 	li.cgroup.order = BPF_CGROUP_ITER_DESCENDANTS_PRE;
-	p->h[h].link = bpf_program__attach_iter(prog, &o);
+	p->h[h].link = iter_attach(prog, &li);
 	if (!p->h[h].link)
 		err = -errno;
 	close(fd);

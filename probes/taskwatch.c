@@ -178,14 +178,20 @@ static int configure(void *skel, void *ctx)
 	return 0;
 }
 
-/* Linux 6.7+: the open-coded task iterator and read-only casts, for one
- * program run that walks every task. */
+/* Linux 6.7+: the open-coded task iterator, read-only casts and referenced
+ * tasks by pid, for one program run that walks every task. */
 static bool kernel_can_walk(void)
 {
+	static const char *const kfuncs[] = {"bpf_iter_task_new", "bpf_rdonly_cast",
+					     "bpf_task_from_pid", "bpf_task_release"};
 	const struct btf *vmlinux = kernel_btf();
 
-	return vmlinux && btf__find_by_name_kind(vmlinux, "bpf_iter_task_new", BTF_KIND_FUNC) > 0 &&
-	       btf__find_by_name_kind(vmlinux, "bpf_rdonly_cast", BTF_KIND_FUNC) > 0;
+	if (!vmlinux)
+		return false;
+	for (size_t i = 0; i < sizeof(kfuncs) / sizeof(kfuncs[0]); i++)
+		if (btf__find_by_name_kind(vmlinux, kfuncs[i], BTF_KIND_FUNC) <= 0)
+			return false;
+	return true;
 }
 
 static int load(struct taskwatch *tw, const struct watcher_env *env)
@@ -216,14 +222,10 @@ static int load(struct taskwatch *tw, const struct watcher_env *env)
 	if (tw->walk) {
 		/* attached to the agent's own thread: the program runs once per pass */
 		union bpf_iter_link_info li;
-		LIBBPF_OPTS(bpf_iter_attach_opts, io, .link_info = &li,
-			    .link_info_len = sizeof(li));
 
-		/* every byte zero: the kernel reads the union whole, and a
-		 * designated initializer leaves the bytes past .task unset */
 		memset(&li, 0, sizeof(li));
 		li.task.tid = (__u32)gettid();
-		tw->link = bpf_program__attach_iter(tw->skel->progs.taskwatch_walk, &io);
+		tw->link = iter_attach(tw->skel->progs.taskwatch_walk, &li);
 	} else {
 		tw->link = bpf_program__attach_iter(tw->pidmap ? tw->skel->progs.taskwatch_pidmap
 							       : tw->skel->progs.taskwatch,

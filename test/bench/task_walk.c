@@ -14,8 +14,9 @@
 #include "probes/filter.h" /* u32/u64 for the skeleton */
 #include "task_walk.skel.h"
 
-static const char *const variants[] = {"walk", "walk+sched_info", "walk+sched_info+state",
-				       "walk+state", "processes"};
+static const char *const variants[] = {
+	"walk",	      "walk+sched_info", "walk+sched_info+state",
+	"walk+state", "processes",	 "walk+sched_info+state, 4 processes in step"};
 
 static double now_us(void)
 {
@@ -49,7 +50,9 @@ static int run(int variant, int reps, double *us)
 	io.link_info_len = sizeof(li);
 	skel->rodata->variant = variant;
 	if (task_walk_bpf__load(skel) ||
-	    !(link = bpf_program__attach_iter(skel->progs.task_walk, &io))) {
+	    !(link = bpf_program__attach_iter(variant == 5 ? skel->progs.task_walk_interleaved
+							   : skel->progs.task_walk,
+					      &io))) {
 		err = -1;
 		goto cleanup;
 	}

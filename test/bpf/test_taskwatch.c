@@ -2,17 +2,20 @@
 /* The task-iterator watcher on the real kernel: a vfork parent waiting for
  * its sleeping child is in D (host and its cgroup) and its D time grows;
  * 3 x nproc spinners in a test cgroup wait for CPUs and that cgroup shows it;
- * idle kernel threads (TASK_IDLE) are not counted as D. */
+ * idle kernel threads (TASK_IDLE) are not counted as D; every thread of
+ * every process is visited once a pass. */
 #include "testutil.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -373,12 +376,125 @@ static void test_idle_kthreads_not_counted(void **s)
 	}
 }
 
+static void *sleeper(void *arg)
+{
+	for (;;)
+		pause();
+	return arg;
+}
+
+/* A process of 1 + extra threads, all asleep, in its own process group. */
+static pid_t start_threads(unsigned extra)
+{
+	int ready[2];
+	pid_t pid;
+	char c;
+
+	assert_int_equal(pipe(ready), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		pthread_t t;
+
+		setpgid(0, 0);
+		for (unsigned i = 0; i < extra; i++)
+			if (pthread_create(&t, NULL, sleeper, NULL))
+				_exit(1);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	setpgid(pid, pid);
+	close(ready[1]);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	return pid;
+}
+
+/* Threads of the node, as /proc lists them. */
+static long threads_in_proc(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	long n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char path[300];
+		DIR *t;
+		struct dirent *te;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/task", e->d_name);
+		if (!(t = opendir(path)))
+			continue; /* exited meanwhile */
+		while ((te = readdir(t)))
+			n += te->d_name[0] != '.';
+		closedir(t);
+	}
+	closedir(d);
+	return n;
+}
+
+static bool kernel_at_least(int major, int minor)
+{
+	struct utsname u;
+	int ma = 0, mi = 0;
+
+	assert_int_equal(uname(&u), 0);
+	assert_int_equal(sscanf(u.release, "%d.%d", &ma, &mi), 2);
+	return ma > major || (ma == major && mi >= minor);
+}
+
+static long tasks_visited(json_t *o)
+{
+	round_();
+	taskwatch_watcher.status(state, o);
+	return (long)json_integer_value(json_object_get(o, "tasks"));
+}
+
+/* Processes of 1 to 121 threads, more than a group of the walk (it takes
+ * processes four at a time and walks their threads in step): the pass visits
+ * each of their threads once, none twice, none left out. Counted as the
+ * change from a pass before they started, against the change /proc shows
+ * (some hosts' init has threads no task iterator lists). */
+static void test_every_thread_visited_once(void **s)
+{
+	static const unsigned extra[] = {0, 120, 6, 49, 0, 2, 0, 33, 1};
+	pid_t pids[sizeof(extra) / sizeof(extra[0])];
+	long listed0, listed1, visited0, visited1;
+	json_t *o = json_object();
+
+	(void)s;
+	listed0 = threads_in_proc();
+	visited0 = tasks_visited(o);
+	for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++)
+		pids[i] = start_threads(extra[i]);
+	listed1 = threads_in_proc();
+	visited1 = tasks_visited(o);
+	print_message("the pass (%s) visited %ld more tasks; /proc listed %ld more\n",
+		      json_string_value(json_object_get(o, "walk")), visited1 - visited0,
+		      listed1 - listed0);
+	/* a few threads of the machine may come or go between the looks */
+	assert_true(labs((visited1 - visited0) - (listed1 - listed0)) <= 8);
+	assert_true(listed1 - listed0 >= 200);
+	/* and the one-run walk is the one in use wherever the kernel has it */
+	if (kernel_at_least(6, 7))
+		assert_string_equal(json_string_value(json_object_get(o, "walk")), "one run");
+	json_decref(o);
+	for (size_t i = 0; i < sizeof(pids) / sizeof(pids[0]); i++)
+		kill_group(pids[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vfork_parent_in_dstate),
 		cmocka_unit_test(test_spinners_wait_in_their_cgroup),
 		cmocka_unit_test(test_idle_kthreads_not_counted),
+		cmocka_unit_test(test_every_thread_visited_once),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
