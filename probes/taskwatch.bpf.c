@@ -370,8 +370,6 @@ extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
 extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
 extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __weak __ksym;
-extern struct task_struct *bpf_task_from_pid(__s32 pid) __weak __ksym;
-extern void bpf_task_release(struct task_struct *p) __weak __ksym;
 
 /* The address a pointer holds, as a number (to hand a task to a global function). */
 static __always_inline __u64 addr_of(const void *p)
@@ -392,131 +390,38 @@ __noinline int taskwatch_account(__u64 task, struct tw_task *ts, unsigned int st
 	return account(t, ts, state, lq);
 }
 
-/* One thread of the walk: the idle test, and the accounting of the others. */
-static __always_inline void walk_visit(struct task_struct *t)
-{
-	unsigned int state;
-	struct tw_task *ts;
-	__u64 lq;
-
-	g.tasks++;
-	state = tw_state(t);
-	lq = t->sched_info.last_queued;
-	if (idle_since_last_pass(t, state, lq)) {
-		g.skipped++;
-		return;
-	}
-	if (t->exit_state)
-		return;
-	ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!ts) {
-		g.storage_fail++;
-		return;
-	}
-	taskwatch_account(addr_of(t), ts, state, lq);
-}
-
-/* Steps iterator it once: false when it has no thread left. */
-#define WALK_STEP(it) ((t = bpf_iter_task_next(&it)) ? (walk_visit(t), true) : false)
-
-/* All of process r's threads, on their own. */
-#define WALK_ONE(r)                                                                                \
-	if (r) {                                                                                   \
-		bpf_iter_task_new(&a, r, BPF_TASK_ITER_PROC_THREADS);                              \
-		while (WALK_STEP(a))                                                               \
-			;                                                                          \
-		bpf_iter_task_destroy(&a);                                                         \
-	}
-
-/* The process the walk reached, referenced (the thread iterator starts only
- * from one), or NULL when it exited meanwhile or its pid is another's now. */
-static __always_inline struct task_struct *walk_hold(__s32 pid, __u64 start)
-{
-	struct task_struct *r = pid >= 0 ? bpf_task_from_pid(pid) : NULL;
-
-	if (r && r->start_time != start) {
-		bpf_task_release(r);
-		r = NULL;
-	}
-	return r;
-}
-
-/*
- * A thread list is a chain of dependent loads, each a cache miss on a dense
- * node (a thread's task_struct is seldom cached): walked one after another,
- * every thread costs a full memory latency, ~170 ns here, whatever the
- * program reads of it. So the processes are taken four at a time and their
- * thread lists walked in step: four chains give the CPU four misses to wait
- * for at once (bench_task_walk: 77 against 173 ns a thread). Within a group a
- * longer list finishes alone after the shorter ones end.
- */
 SEC("iter/task")
 int taskwatch_walk(struct bpf_iter__task *ctx)
 {
-	struct bpf_iter_task procs, a, b, c, d;
-	struct task_struct *p, *t;
+	struct bpf_iter_task it;
+	struct task_struct *t;
 
 	/* attached to one task (the agent's): one run per pass */
 	if (!ctx->task)
 		return 0;
 	pass_clock();
-	bpf_iter_task_new(&procs, NULL, BPF_TASK_ITER_ALL_PROCS);
-	while ((p = bpf_iter_task_next(&procs))) {
-		__s32 pid[4] = {p->pid, -1, -1, -1};
-		__u64 start[4] = {p->start_time};
-		struct task_struct *r0, *r1, *r2, *r3;
+	bpf_iter_task_new(&it, NULL, BPF_TASK_ITER_ALL_THREADS);
+	while ((t = bpf_iter_task_next(&it))) {
+		unsigned int state;
+		struct tw_task *ts;
+		__u64 lq;
 
-		if ((p = bpf_iter_task_next(&procs)))
-			pid[1] = p->pid, start[1] = p->start_time;
-		if (p && (p = bpf_iter_task_next(&procs)))
-			pid[2] = p->pid, start[2] = p->start_time;
-		if (p && (p = bpf_iter_task_next(&procs)))
-			pid[3] = p->pid, start[3] = p->start_time;
-		r0 = walk_hold(pid[0], start[0]);
-		r1 = walk_hold(pid[1], start[1]);
-		r2 = walk_hold(pid[2], start[2]);
-		r3 = walk_hold(pid[3], start[3]);
-		if (r0 && r1 && r2 && r3) {
-			bpf_iter_task_new(&a, r0, BPF_TASK_ITER_PROC_THREADS);
-			bpf_iter_task_new(&b, r1, BPF_TASK_ITER_PROC_THREADS);
-			bpf_iter_task_new(&c, r2, BPF_TASK_ITER_PROC_THREADS);
-			bpf_iter_task_new(&d, r3, BPF_TASK_ITER_PROC_THREADS);
-			/* in step while the first has threads, then the rests */
-			while (WALK_STEP(a)) {
-				WALK_STEP(b);
-				WALK_STEP(c);
-				WALK_STEP(d);
-			}
-			while (WALK_STEP(b)) {
-				WALK_STEP(c);
-				WALK_STEP(d);
-			}
-			while (WALK_STEP(c))
-				WALK_STEP(d);
-			while (WALK_STEP(d))
-				;
-			bpf_iter_task_destroy(&a);
-			bpf_iter_task_destroy(&b);
-			bpf_iter_task_destroy(&c);
-			bpf_iter_task_destroy(&d);
-		} else {
-			/* the last processes of the walk, or a group one left */
-			WALK_ONE(r0)
-			WALK_ONE(r1)
-			WALK_ONE(r2)
-			WALK_ONE(r3)
+		g.tasks++;
+		state = tw_state(t);
+		lq = t->sched_info.last_queued;
+		if (idle_since_last_pass(t, state, lq)) {
+			g.skipped++;
+			continue;
 		}
-		if (r0)
-			bpf_task_release(r0);
-		if (r1)
-			bpf_task_release(r1);
-		if (r2)
-			bpf_task_release(r2);
-		if (r3)
-			bpf_task_release(r3);
-		if (pid[3] < 0)
-			break;
+		if (t->exit_state)
+			continue;
+		ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!ts) {
+			g.storage_fail++;
+			continue;
+		}
+		taskwatch_account(addr_of(t), ts, state, lq);
 	}
-	bpf_iter_task_destroy(&procs);
+	bpf_iter_task_destroy(&it);
 	return 0;
 }

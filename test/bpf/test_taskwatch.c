@@ -455,9 +455,8 @@ static long tasks_visited(json_t *o)
 	return (long)json_integer_value(json_object_get(o, "tasks"));
 }
 
-/* Processes of 1 to 121 threads, more than a group of the walk (it takes
- * processes four at a time and walks their threads in step): the pass visits
- * each of their threads once, none twice, none left out. Counted as the
+/* Nine processes of 1 to 121 threads: the pass visits each of their threads
+ * once, none twice, none left out. Counted as the
  * change from a pass before they started, against the change /proc shows
  * (some hosts' init has threads no task iterator lists). */
 static void test_every_thread_visited_once(void **s)
