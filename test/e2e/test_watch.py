@@ -431,6 +431,14 @@ def test_default_has_no_hooks_and_hook_mode_reports_cost(tmp_path):
     assert w["biolat"]["state"] == "off"
     assert w["taskwatch"]["state"] == "ok" and w["taskwatch"]["tasks"] > 10
     assert w["cgroups"]["state"] == "ok"
+    # the kernel-side passes are the ones in use where the kernel has them: a
+    # refused attach falls back, quietly but for a log line, to the costlier
+    # cgroupfs files and per-task visits
+    release = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
+    if release >= (6, 1):
+        assert w["cgroups"]["reader"] == "iterator", w["cgroups"]
+    if release >= (6, 7):
+        assert w["taskwatch"]["walk"] == "one run", w["taskwatch"]
     assert "watch.runqlat" not in log and "watch.biolat" not in log
     for line in log.splitlines():
         if "watch." in line and "BPF programs loaded" in line:
