@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -383,11 +384,12 @@ static void *sleeper(void *arg)
 	return arg;
 }
 
-/* A process of 1 + extra threads, all asleep, in its own process group. */
+/* A process of 1 + extra threads, all asleep, in its own process group; it
+ * dies with the test, should an assertion end the test first. */
 static pid_t start_threads(unsigned extra)
 {
+	pid_t parent = getpid(), pid;
 	int ready[2];
-	pid_t pid;
 	char c;
 
 	assert_int_equal(pipe(ready), 0);
@@ -396,6 +398,8 @@ static pid_t start_threads(unsigned extra)
 	if (pid == 0) {
 		pthread_t t;
 
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+			_exit(1);
 		setpgid(0, 0);
 		for (unsigned i = 0; i < extra; i++)
 			if (pthread_create(&t, NULL, sleeper, NULL))
@@ -456,9 +460,9 @@ static long tasks_visited(json_t *o)
 }
 
 /* Nine processes of 1 to 121 threads: the pass visits each of their threads
- * once, none twice, none left out. Counted as the
- * change from a pass before they started, against the change /proc shows
- * (some hosts' init has threads no task iterator lists). */
+ * once, none twice, none left out. Counted as the change from a pass before
+ * they started, against the change /proc shows (some hosts' init has threads
+ * no task iterator lists). */
 static void test_every_thread_visited_once(void **s)
 {
 	static const unsigned extra[] = {0, 120, 6, 49, 0, 2, 0, 33, 1};
