@@ -11,12 +11,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "probes/bpfutil.h"
 #include "probes/filter.h" /* u32/u64 for the skeleton */
 #include "task_walk.skel.h"
 
 static const char *const variants[] = {
 	"walk",	      "walk+sched_info", "walk+sched_info+state",
 	"walk+state", "processes",	 "walk+sched_info+state, 4 processes in step"};
+
+enum { IN_STEP = 5 }; /* the variant with a program of its own */
 
 static double now_us(void)
 {
@@ -36,23 +39,19 @@ static int cmp(const void *a, const void *b)
 static int run(int variant, int reps, double *us)
 {
 	struct task_walk_bpf *skel = task_walk_bpf__open();
-	union bpf_iter_link_info li = {.task.tid = (__u32)gettid()};
-	struct bpf_iter_attach_opts io;
+	union bpf_iter_link_info li;
 	struct bpf_link *link = NULL;
 	int err = 0;
 
 	if (!skel)
 		return -1;
-	/* every byte zero, padding included: libbpf 1.1 refuses non-zero tail bytes */
-	memset(&io, 0, sizeof(io));
-	io.sz = sizeof(io);
-	io.link_info = &li;
-	io.link_info_len = sizeof(li);
+	memset(&li, 0, sizeof(li));
+	li.task.tid = (__u32)gettid();
 	skel->rodata->variant = variant;
 	if (task_walk_bpf__load(skel) ||
-	    !(link = bpf_program__attach_iter(variant == 5 ? skel->progs.task_walk_interleaved
-							   : skel->progs.task_walk,
-					      &io))) {
+	    !(link = iter_attach(variant == IN_STEP ? skel->progs.task_walk_interleaved
+						    : skel->progs.task_walk,
+				 &li))) {
 		err = -1;
 		goto cleanup;
 	}
