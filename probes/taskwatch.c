@@ -178,11 +178,12 @@ static int configure(void *skel, void *ctx)
 	return 0;
 }
 
-/* Linux 6.7+: the open-coded task iterator and read-only casts, for one
- * program run that walks every task. */
+/* Linux 6.7+: the open-coded task iterator, read-only casts and referenced
+ * tasks, for one program run that walks every task. */
 static bool kernel_can_walk(void)
 {
-	static const char *const kfuncs[] = {"bpf_iter_task_new", "bpf_rdonly_cast"};
+	static const char *const kfuncs[] = {"bpf_iter_task_new", "bpf_rdonly_cast",
+					     "bpf_task_acquire", "bpf_task_release"};
 	const struct btf *vmlinux = kernel_btf();
 
 	if (!vmlinux)
@@ -213,6 +214,7 @@ static int load(struct taskwatch *tw, const struct watcher_env *env)
 		return err;
 	}
 	tw->skel = skel;
+	tw->skel->bss->g.slot_gen = 1; /* a task's slot cache starts empty (0) */
 	if (tw->pidmap)
 		kcompat_note("taskwatch",
 			     "per-task state in a thread-id-keyed LRU hash of %u entries: no BPF "
@@ -451,6 +453,7 @@ static int sync_slots(struct taskwatch *tw)
 	if (tw->up)
 		link_ancestors(tw, tw->up, n);
 	tw->gen = cgroups_watch_generation(tw->cg);
+	tw->skel->bss->g.slot_gen++; /* slots the tasks keep may be stale now */
 	return 0;
 }
 

@@ -6,6 +6,7 @@
 #endif
 
 #define TW_MAX_LEVELS 12 /* cgroup ancestors a task's numbers are added to */
+#define TW_NO_SLOT    0xffffffffu
 /* bounds of the pid-keyed per-task hash (kernels without task storage) */
 #define TW_PIDMAP_MIN 8192
 #define TW_PIDMAP_MAX 131072
@@ -35,7 +36,8 @@ struct tw_globals {
 	__u64 cpu_overflow; /* tasks on CPUs beyond the per-CPU array */
 	/* the run-queue clock of the CPU running the pass, at its first task */
 	__u64 clock_pass, cur_clock, prev_clock;
-	__u64 pad[2];
+	__u64 slot_gen; /* changes whenever the cgroup slot map does, from 1 */
+	__u64 pad;
 	struct tw_acc host;
 };
 _Static_assert(sizeof(struct tw_globals) == 160, "tw_globals ABI");
@@ -51,5 +53,9 @@ struct tw_task {
 	__u64 d_start_ns; /* CLOCK_MONOTONIC estimate of when that episode began */
 	__u64 pass;	  /* last pass that saw it; 0: new */
 	__u64 start_ns;	  /* pid-keyed hash only: the task's start time */
+	/* its nearest watched cgroup's slot (TW_NO_SLOT: none), as found for
+	 * the cgroup id cg_id under slot map generation cg_gen */
+	__u64 cg_id;
+	__u32 cg_gen, cg_slot;
 };
-_Static_assert(sizeof(struct tw_task) == 64, "tw_task ABI");
+_Static_assert(sizeof(struct tw_task) == 80, "tw_task ABI");

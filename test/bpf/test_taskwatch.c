@@ -69,20 +69,29 @@ static void cgroup_create(void)
 	}
 }
 
-static void cgroup_enter(pid_t pid)
+/* Moves process pid into the test cgroup, or back out to each hierarchy's root. */
+static void cgroup_move(pid_t pid, bool into_test)
 {
 	for (int i = 0; i < CG_CTRL_COUNT; i++) {
+		size_t len = strlen(cg_dirs[i]);
 		char path[600];
 		FILE *f;
 
-		if (!cg_dirs[i][0])
+		if (!len)
 			continue;
-		snprintf(path, sizeof(path), "%s/cgroup.procs", cg_dirs[i]);
+		if (!into_test)
+			len -= strlen(cg_rel);
+		snprintf(path, sizeof(path), "%.*s/cgroup.procs", (int)len, cg_dirs[i]);
 		f = fopen(path, "w");
 		assert_non_null(f);
 		fprintf(f, "%d\n", (int)pid);
 		assert_int_equal(fclose(f), 0);
 	}
+}
+
+static void cgroup_enter(pid_t pid)
+{
+	cgroup_move(pid, true);
 }
 
 static void cgroup_remove(void)
@@ -316,6 +325,83 @@ static void test_spinners_wait_in_their_cgroup(void **s)
 	}
 }
 
+/*
+ * Spinners busy before they move into the test cgroup and after they move
+ * out again: the pass keeps a busy task's cgroup slot in its state, and that
+ * must follow the task both ways. A sleeper keeps the test cgroup watched
+ * throughout, so that the set of watched cgroups does not change with the
+ * moves (which would drop every kept slot anyway).
+ */
+static void test_busy_tasks_counted_where_they_moved(void **s)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int n = (int)(3 * (ncpu > 0 ? ncpu : 1));
+	double best_max = 0, best_avg = 0, before_max, after_max, after_avg;
+	pid_t sleeper, pids[64];
+
+	(void)s;
+	n = n > 64 ? 64 : n;
+	sleeper = fork();
+	assert_true(sleeper >= 0);
+	if (sleeper == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		alarm(60);
+		for (;;)
+			pause();
+	}
+	cgroup_enter(sleeper);
+	for (int i = 0; i < n; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			alarm(30);
+			for (volatile unsigned long x = 0;; x++)
+				;
+		}
+	}
+	/* busy outside the test cgroup for a few passes: their slots are kept */
+	for (int i = 0; i < 3; i++) {
+		round_();
+		msleep(500);
+	}
+	before_max = of_test_cgroup(M_CG_RUNQ_MAX);
+	for (int i = 0; i < n; i++)
+		cgroup_move(pids[i], true);
+	for (int i = 0; i < 8 && !(best_max >= 1000 && best_avg > 0); i++) {
+		msleep(1000);
+		round_();
+		best_max = fmax(best_max, of_test_cgroup(M_CG_RUNQ_MAX));
+		best_avg = fmax(best_avg, of_test_cgroup(M_CG_RUNQ_AVG));
+	}
+	for (int i = 0; i < n; i++)
+		cgroup_move(pids[i], false);
+	/* the first pass after the move out may still see one of them queued
+	 * there; the second sees them all outside */
+	round_();
+	msleep(1000);
+	round_();
+	after_max = of_test_cgroup(M_CG_RUNQ_MAX);
+	after_avg = of_test_cgroup(M_CG_RUNQ_AVG);
+	for (int i = 0; i < n; i++) {
+		kill(pids[i], SIGKILL);
+		while (waitpid(pids[i], NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	kill(sleeper, SIGKILL);
+	while (waitpid(sleeper, NULL, 0) < 0 && errno == EINTR)
+		;
+	print_message("%d spinners: test cgroup runq max %.0f us before they moved in; moved in: "
+		      "max %.0f us, avg %.0f us; moved out: max %.0f us, avg %.0f us\n",
+		      n, before_max, best_max, best_avg, after_max, after_avg);
+	/* watched (the sleeper) and nothing waiting there */
+	assert_true(before_max == 0);
+	assert_true(best_max >= 1000);
+	assert_true(best_avg > 0);
+	assert_true(after_max == 0);
+	assert_true(after_avg == 0);
+}
+
 /* Tasks in D and in I (idle kernel threads) according to /proc. */
 static void proc_states(int *d, int *idle)
 {
@@ -496,6 +582,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vfork_parent_in_dstate),
 		cmocka_unit_test(test_spinners_wait_in_their_cgroup),
+		cmocka_unit_test(test_busy_tasks_counted_where_they_moved),
 		cmocka_unit_test(test_idle_kthreads_not_counted),
 		cmocka_unit_test(test_every_thread_visited_once),
 	};
