@@ -94,6 +94,40 @@ static void cgroup_enter(pid_t pid)
 	cgroup_move(pid, true);
 }
 
+/* Processes in the test cgroup (in the hierarchy of the cgroup ids). */
+static int cgroup_nprocs(void)
+{
+	char path[600], line[32];
+	int n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cg_dirs[0]);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		n++;
+	fclose(f);
+	return n;
+}
+
+/* The state letter of a process (/proc/PID/stat), '?' when unreadable. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return '?';
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
 static void cgroup_remove(void)
 {
 	for (int i = 0; i < CG_CTRL_COUNT; i++) {
@@ -338,17 +372,35 @@ static void test_busy_tasks_counted_where_they_moved(void **s)
 	int n = (int)(3 * (ncpu > 0 ? ncpu : 1));
 	double best_max = 0, best_avg = 0, before_max, after_max, after_avg;
 	pid_t sleeper, pids[64];
+	int ready[2];
+	char c;
 
 	(void)s;
 	n = n > 64 ? 64 : n;
+	/* the earlier tests' processes gone from the test cgroup (a slow guest
+	 * takes its time to run their exits, queued there meanwhile) */
+	for (int i = 0; i < 300 && cgroup_nprocs() > 0; i++)
+		msleep(100);
+	assert_int_equal(cgroup_nprocs(), 0);
+	assert_int_equal(pipe(ready), 0);
 	sleeper = fork();
 	assert_true(sleeper >= 0);
 	if (sleeper == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		alarm(60);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(1);
 		for (;;)
 			pause();
 	}
+	/* it has run, and sleeps before it goes in: nothing in the test
+	 * cgroup then waits for a CPU */
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	close(ready[1]);
+	for (int i = 0; i < 100 && proc_state(sleeper) != 'S'; i++)
+		msleep(100);
+	assert_int_equal(proc_state(sleeper), 'S');
 	cgroup_enter(sleeper);
 	for (int i = 0; i < n; i++) {
 		pids[i] = fork();
