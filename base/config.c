@@ -125,8 +125,8 @@ static const struct cfg_key config_table[] = {
 	 "CPU of the agent process while capturing, % of one CPU, before a capture is cut short"},
 	{"guard", "hook_cpu_pct", CFG_UINT, F(guard.hook_cpu_pct), 1, 100, "1",
 	 "kernel time of one opt-in hook mode, % of all CPUs, before it is switched off"},
-	{"guard", "watch_cpu", CFG_DURATION, F(guard.watch_cpu_ms), 0, 1000, "3ms",
-	 "agent CPU the watch layer may use per second (3ms: 0.3% of one core, leaving the rule "
+	{"guard", "watch_cpu", CFG_DURATION, F(guard.watch_cpu_ms), 0, 1000, "4ms",
+	 "agent CPU the watch layer may use per second (4ms: 0.4% of one core, leaving the rule "
 	 "engine and the rest of the agent room under 0.5% on a node with 1,000 cgroups); past it "
 	 "the passes over every cgroup or task are sampled every few intervals; 0: no limit"},
 	{"guard", "hook_hold", CFG_DURATION, F(guard.hook_hold_ms), 1000, 3600000, "30s",

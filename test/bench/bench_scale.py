@@ -11,8 +11,7 @@ node grown step by step, in two cgroup layouts:
   with cgroup2 at /sys/fs/cgroup), containers created in the v2 hierarchy.
 
 Steps: 0, 250, 500, 1000, 2000 container cgroups with one process each; 1k,
-10k and 30k threads (processes of 50 threads, --threads-per-process, spread
-over the containers);
+10k and 30k threads (processes of 50 threads, spread over the containers);
 and the target point, 1000 containers with 20000 threads. A share of the
 threads (--wakers, 10%) wakes once a second, as runtimes' timer and
 housekeeping threads do; the rest sleep. For each step, once the agent has settled (a full cgroup
@@ -168,23 +167,18 @@ def container_name(i, tag="c"):
 
 class Population:
     """ncg containers with one process each, threads spread over them (or over
-    processes of per_proc threads in the bench's own cgroup when ncg is 0);
-    wakers of each process's threads wake once a second (of processes of one
-    thread, every 1/wakers-th process)."""
+    processes of THREADS_PER_PROC in the bench's own cgroup when ncg is 0)."""
 
-    def __init__(self, layout, ncg, threads, wakers, per_proc=THREADS_PER_PROC):
+    def __init__(self, layout, ncg, threads, wakers):
         self.layout = layout
         self.names = [container_name(i) for i in range(ncg)]
         lines = []
         procs_files = [layout.create(n) for n in self.names]
-        nproc = max(ncg, -(-threads // per_proc)) if threads else ncg
+        nproc = max(ncg, -(-threads // THREADS_PER_PROC)) if threads else ncg
         total = max(threads, nproc)
         for p in range(nproc):
             t = total // nproc + (1 if p < total % nproc else 0)
-            if t > 1:
-                w = int(round(t * wakers))
-            else:
-                w = int(wakers > 0 and p % max(1, round(1 / wakers)) == 0)
+            w = int(round(t * wakers))
             files = procs_files[p % ncg] if ncg else []
             lines.append(f"{t} {w} {' '.join(files)}\n")
         self.spec = tempfile.NamedTemporaryFile("w", prefix="autotrace-bench-pop-", delete=False)
@@ -531,28 +525,19 @@ def print_rows(title, rows):
 BASELINE_CONFIG = "watch:\n  max_cgroups: 4096\n"
 
 
-def median_run(runs):
-    """Of several measurements of one build, the one of median agent CPU."""
-    return sorted(runs, key=lambda r: r["cpu_pct"])[len(runs) // 2] if runs else None
-
-
 def run_step(layout, ncg, threads, args, config_extra="", settle=7.0, baseline=False):
-    pop = Population(layout, ncg, threads, args.wakers, args.threads_per_process)
-    ms, bases = [], []
+    pop = Population(layout, ncg, threads, args.wakers)
+    base = None
     try:
-        # --repeat: the two builds in turn on the same population, so that
-        # drift over the step (caches, the population's wakers) hits both
-        for _ in range(args.repeat):
-            with Agent(layout, config_extra=config_extra) as agent:
-                ms.append(measure(layout, agent, args.seconds, settle))
-            if baseline and args.baseline:
-                # the same population, the build before, right after
-                with Agent(layout, config_extra=args.baseline_config, bin=args.baseline) as agent:
-                    bases.append(measure(layout, agent, args.seconds, settle))
+        with Agent(layout, config_extra=config_extra) as agent:
+            m = measure(layout, agent, args.seconds, settle)
+        if baseline and args.baseline:
+            # the same population, the build before, right after
+            with Agent(layout, config_extra=BASELINE_CONFIG, bin=args.baseline) as agent:
+                base = measure(layout, agent, args.seconds, settle)
     finally:
         pop.close()
-    return {"cgroups": ncg, "threads": pop.threads, "m": median_run(ms),
-            "base": median_run(bases)}
+    return {"cgroups": ncg, "threads": pop.threads, "m": m, "base": base}
 
 
 # the cost of sampling everything every round: the guard never widens
@@ -638,10 +623,6 @@ def main():
     ap.add_argument("--threads", default="1000,10000,30000")
     ap.add_argument("--wakers", type=float, default=0.1,
                     help="share of threads waking once a second")
-    ap.add_argument("--threads-per-process", type=int, default=THREADS_PER_PROC,
-                    help="threads of each process of the threads steps (1: one-thread processes)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="measurements of each build per step, taken in turn (the median kept)")
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--settle", type=float, default=7.0,
                     help="seconds after the agent is ready before measuring (a full scan)")
@@ -652,9 +633,6 @@ def main():
     ap.add_argument("--baseline", default="",
                     help="another build of the agent (before a change): the cgroup and thread "
                          "steps run it too, on the same population, for before/after ratios")
-    ap.add_argument("--baseline-config", default=BASELINE_CONFIG,
-                    help="YAML appended to the baseline's configuration (default: every cgroup "
-                         "watched; a build with the guard wants guard: watch_cpu: 0ms too)")
     ap.add_argument("--churn-rate", type=float, default=20.0,
                     help="containers started (and stopped) per second")
     ap.add_argument("--churn-seconds", type=float, default=60.0)
@@ -671,7 +649,6 @@ def main():
     args.cgroups = [int(x) for x in args.cgroups.split(",") if x]
     args.threads = [int(x) for x in args.threads.split(",") if x]
     args.config_extra = args.config_extra.replace("\\n", "\n")
-    args.baseline_config = args.baseline_config.replace("\\n", "\n")
     need_root()
     m = machine()
     print(f"# scale benchmark: {m['model']}, {m['cpus']} CPUs, kernel {m['kernel']}, "
