@@ -414,8 +414,6 @@ extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
 extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
 extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __weak __ksym;
-extern struct task_struct *bpf_task_acquire(struct task_struct *p) __weak __ksym;
-extern void bpf_task_release(struct task_struct *p) __weak __ksym;
 
 /* The address a pointer holds, as a number (to hand a task to a global function). */
 static __always_inline __u64 addr_of(const void *p)
@@ -436,196 +434,38 @@ __noinline int taskwatch_account(__u64 task, struct tw_task *ts, unsigned int st
 	return account(t, ts, state, lq);
 }
 
-/* The walk's idle test of thread t: t when it may have waited or blocked
- * since the last pass (its state and queued time in *state, *lq), else NULL. */
-static __always_inline struct task_struct *walk_test(struct task_struct *t, unsigned int *state,
-						     __u64 *lq)
-{
-	unsigned int st;
-	__u64 q;
-
-	if (!t)
-		return NULL;
-	g.tasks++;
-	st = tw_state(t);
-	q = t->sched_info.last_queued;
-	if (idle_since_last_pass(t, st, q)) {
-		g.skipped++;
-		return NULL;
-	}
-	if (t->exit_state)
-		return NULL;
-	/* set only here: every way out with NULL leaves the same state behind,
-	 * which keeps the paths the verifier explores few */
-	*state = st;
-	*lq = q;
-	return t;
-}
-
-/* The per-task state of a thread that passed walk_test, or NULL. */
-static __always_inline struct tw_task *walk_state(struct task_struct *t)
-{
-	struct tw_task *ts;
-
-	if (!t)
-		return NULL;
-	ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!ts)
-		g.storage_fail++;
-	return ts;
-}
-
-/* One thread of the walk: the idle test, and the accounting of the others. */
-static __always_inline void walk_visit(struct task_struct *t)
-{
-	unsigned int state = 0;
-	struct tw_task *ts;
-	__u64 lq = 0;
-
-	t = walk_test(t, &state, &lq);
-	ts = walk_state(t);
-	if (ts)
-		taskwatch_account(addr_of(t), ts, state, lq);
-}
-
-/*
- * One step of two thread lists (a or b NULL: that list has ended). The
- * per-task states of the busy ones are looked up together, before either is
- * used: each look-up is a chain of misses of its own (the task's storage
- * pointer, the storage, the state), and two independent chains overlap where
- * one after the other would not. Two, not four: each thread's branches
- * multiply the paths the verifier explores while its values are live.
- */
-static __always_inline void walk_two(struct task_struct *a, struct task_struct *b)
-{
-	unsigned int sa = 0, sb = 0;
-	__u64 la = 0, lb = 0;
-	struct tw_task *xa, *xb;
-
-	a = walk_test(a, &sa, &la);
-	b = walk_test(b, &sb, &lb);
-	xa = walk_state(a);
-	xb = walk_state(b);
-	if (xa)
-		taskwatch_account(addr_of(a), xa, sa, la);
-	if (xb)
-		taskwatch_account(addr_of(b), xb, sb, lb);
-}
-
-/* A process of one thread: its thread list holds it alone, so the list
- * links on both sides of it are the list head (its own cache line, no load
- * of the process's signal structure). */
-static __always_inline bool single_threaded(struct task_struct *p)
-{
-	return p->thread_node.next == p->thread_node.prev;
-}
-
-/* All of process r's threads, one after another. */
-static __always_inline void walk_one(struct task_struct *r)
-{
-	struct bpf_iter_task it;
-	struct task_struct *t;
-
-	bpf_iter_task_new(&it, r, BPF_TASK_ITER_PROC_THREADS);
-	while ((t = bpf_iter_task_next(&it)))
-		walk_visit(t);
-	bpf_iter_task_destroy(&it);
-}
-
-/* The threads of four processes in step, while any has threads left (a list
- * at its end keeps answering NULL). */
-static __always_inline void walk_four(struct task_struct *r0, struct task_struct *r1,
-				      struct task_struct *r2, struct task_struct *r3)
-{
-	struct bpf_iter_task a, b, c, d;
-
-	bpf_iter_task_new(&a, r0, BPF_TASK_ITER_PROC_THREADS);
-	bpf_iter_task_new(&b, r1, BPF_TASK_ITER_PROC_THREADS);
-	bpf_iter_task_new(&c, r2, BPF_TASK_ITER_PROC_THREADS);
-	bpf_iter_task_new(&d, r3, BPF_TASK_ITER_PROC_THREADS);
-	for (;;) {
-		struct task_struct *ta = bpf_iter_task_next(&a);
-		struct task_struct *tb = bpf_iter_task_next(&b);
-		struct task_struct *tc = bpf_iter_task_next(&c);
-		struct task_struct *td = bpf_iter_task_next(&d);
-
-		if (!ta && !tb && !tc && !td)
-			break;
-		walk_two(ta, tb);
-		walk_two(tc, td);
-	}
-	bpf_iter_task_destroy(&a);
-	bpf_iter_task_destroy(&b);
-	bpf_iter_task_destroy(&c);
-	bpf_iter_task_destroy(&d);
-}
-
-/*
- * A thread list is a chain of dependent loads, each a cache miss on a dense
- * node (a thread's task_struct is seldom cached): walked one after another,
- * every thread costs a full memory latency, ~150 ns here, whatever the
- * program reads of it. So the walk goes over the processes, and takes those
- * of more than one thread four at a time, their thread lists walked in step:
- * four chains give the CPU four misses to wait for at once. A process of one
- * thread is visited where the walk finds it: holding it and starting a
- * thread iterator from it would cost more than its one miss (processes of
- * one thread cost what the plain walk of every thread did; processes of 50
- * threads half of it, bench_scale and docs/performance.md).
- */
 SEC("iter/task")
 int taskwatch_walk(struct bpf_iter__task *ctx)
 {
-	struct task_struct *p, *r0 = NULL, *r1 = NULL, *r2 = NULL;
-	struct bpf_iter_task procs;
+	struct bpf_iter_task it;
+	struct task_struct *t;
 
 	/* attached to one task (the agent's): one run per pass */
 	if (!ctx->task)
 		return 0;
 	pass_clock();
-	bpf_iter_task_new(&procs, NULL, BPF_TASK_ITER_ALL_PROCS);
-	while ((p = bpf_iter_task_next(&procs))) {
-		struct task_struct *r;
+	bpf_iter_task_new(&it, NULL, BPF_TASK_ITER_ALL_THREADS);
+	while ((t = bpf_iter_task_next(&it))) {
+		unsigned int state;
+		struct tw_task *ts;
+		__u64 lq;
 
-		if (single_threaded(p)) {
-			walk_visit(p);
+		g.tasks++;
+		state = tw_state(t);
+		lq = t->sched_info.last_queued;
+		if (idle_since_last_pass(t, state, lq)) {
+			g.skipped++;
 			continue;
 		}
-		/* held: the thread iterator starts only from a referenced task */
-		r = bpf_task_acquire(p);
-		if (!r)
-			continue; /* being freed */
-		if (!r0) {
-			r0 = r;
+		if (t->exit_state)
+			continue;
+		ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!ts) {
+			g.storage_fail++;
 			continue;
 		}
-		if (!r1) {
-			r1 = r;
-			continue;
-		}
-		if (!r2) {
-			r2 = r;
-			continue;
-		}
-		walk_four(r0, r1, r2, r);
-		bpf_task_release(r0);
-		bpf_task_release(r1);
-		bpf_task_release(r2);
-		bpf_task_release(r);
-		r0 = r1 = r2 = NULL;
+		taskwatch_account(addr_of(t), ts, state, lq);
 	}
-	bpf_iter_task_destroy(&procs);
-	/* the last few, one at a time */
-	if (r0) {
-		walk_one(r0);
-		bpf_task_release(r0);
-	}
-	if (r1) {
-		walk_one(r1);
-		bpf_task_release(r1);
-	}
-	if (r2) {
-		walk_one(r2);
-		bpf_task_release(r2);
-	}
+	bpf_iter_task_destroy(&it);
 	return 0;
 }

@@ -178,12 +178,11 @@ static int configure(void *skel, void *ctx)
 	return 0;
 }
 
-/* Linux 6.7+: the open-coded task iterator, read-only casts and referenced
- * tasks, for one program run that walks every task. */
+/* Linux 6.7+: the open-coded task iterator and read-only casts, for one
+ * program run that walks every task. */
 static bool kernel_can_walk(void)
 {
-	static const char *const kfuncs[] = {"bpf_iter_task_new", "bpf_rdonly_cast",
-					     "bpf_task_acquire", "bpf_task_release"};
+	static const char *const kfuncs[] = {"bpf_iter_task_new", "bpf_rdonly_cast"};
 	const struct btf *vmlinux = kernel_btf();
 
 	if (!vmlinux)
