@@ -204,28 +204,6 @@ static __always_inline bool idle_since_last_pass(struct task_struct *t, unsigned
 	       arrived + IDLE_MARGIN_NS < g.prev_clock;
 }
 
-/* The task's cgroup in the watched hierarchy, by direct loads (no helper
- * call: this runs for every task that did something). */
-static __always_inline struct cgroup *tw_task_cgroup(struct task_struct *t)
-{
-	struct css_set *cs = t->cgroups;
-	struct cgroup_subsys_state *css;
-
-	if (!cs)
-		return NULL;
-	if (cgroup_subsys < 0)
-		return cs->dfl_cgrp;
-	css = cs->subsys[cgroup_subsys & 15];
-	return css ? css->cgroup : NULL;
-}
-
-static __always_inline __u64 tw_cgroup_id(struct cgroup *cg)
-{
-	struct kernfs_node *kn = cg ? cg->kn : NULL;
-
-	return kn ? kn->id : 0;
-}
-
 /*
  * The slot of the task's nearest watched cgroup, TW_NO_SLOT for none: the
  * task's numbers count there, and user space adds each watched cgroup's sums
@@ -236,8 +214,8 @@ static __always_inline __u64 tw_cgroup_id(struct cgroup *cg)
  */
 static __always_inline __u32 tw_slot(struct task_struct *t, struct tw_task *ts)
 {
-	struct cgroup *cg = tw_task_cgroup(t);
-	__u64 id = tw_cgroup_id(cg), level_id = id;
+	struct cgroup *cg = task_cgroup(t, cgroup_subsys);
+	__u64 id = cgroup_node_id(cg), level_id = id;
 	__u32 found = TW_NO_SLOT;
 
 	if (ts && ts->cg_gen == (__u32)g.slot_gen && ts->cg_id == id)
@@ -250,9 +228,9 @@ static __always_inline __u32 tw_slot(struct task_struct *t, struct tw_task *ts)
 			found = *slot;
 			break;
 		}
-		parent = cg->self.parent;
-		cg = parent ? parent->cgroup : NULL;
-		level_id = tw_cgroup_id(cg);
+		parent = BPF_CORE_READ(cg, self.parent);
+		cg = parent ? BPF_CORE_READ(parent, cgroup) : NULL;
+		level_id = cgroup_node_id(cg);
 	}
 	if (ts) {
 		ts->cg_id = id;

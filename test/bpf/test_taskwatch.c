@@ -463,20 +463,13 @@ static void proc_states(int *d, int *idle)
 	*d = *idle = 0;
 	assert_non_null(dir);
 	while ((de = readdir(dir))) {
-		char path[300], buf[512], *p;
-		FILE *f;
+		char st;
 
 		if (de->d_name[0] < '0' || de->d_name[0] > '9')
 			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ') {
-			*d += p[2] == 'D';
-			*idle += p[2] == 'I';
-		}
-		fclose(f);
+		st = proc_state((pid_t)atoi(de->d_name));
+		*d += st == 'D';
+		*idle += st == 'I';
 	}
 	closedir(dir);
 }
