@@ -29,13 +29,14 @@ struct {
 } tasks SEC(".maps");
 
 /*
- * Before 5.11 (no task storage) the same per-task state lives in an LRU hash
- * keyed by thread id (taskwatch_pidmap); the task's start time tells a reused
- * id from its previous owner. Entries of exited tasks age out. Tasks that
- * sleep through intervals are not looked up and so are the ones evicted
- * first when the map is full: one seen again starts a new baseline (its
- * numbers then, as at its first visit), which loses only a wait it had
- * already finished before it went idle.
+ * Before 5.11 (no task storage), and in the 6.7+ walk (taskwatch_walk), the
+ * same per-task state lives in an LRU hash keyed by thread id; the task's
+ * start time tells a reused id from its previous owner. Only tasks that did
+ * something since a pass take an entry; entries of exited tasks age out.
+ * Tasks that sleep through intervals are not looked up and so are the ones
+ * evicted first when the map is full: one seen again starts a new baseline
+ * (its numbers then, as at its first visit), which loses what it waited in
+ * the interval it came back in.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -205,6 +206,31 @@ static __always_inline bool idle_since_last_pass(struct task_struct *t, unsigned
 }
 
 /*
+ * The id of the task's cgroup, as core_fixes' task_cgroup_id finds it, by
+ * direct loads instead of one probe-read call a pointer: it is read for
+ * every busy task, and its calls were an eighth of a dense node's pass.
+ * (iter/task needs 5.8+, where kernfs ids are the plain u64 read here.)
+ */
+static __always_inline __u64 tw_cgroup_id(struct task_struct *t)
+{
+	struct css_set *cs = t->cgroups;
+	struct cgroup_subsys_state *css;
+	struct cgroup *cg;
+	struct kernfs_node *kn;
+
+	if (!cs)
+		return 0;
+	if (cgroup_subsys < 0) {
+		cg = cs->dfl_cgrp;
+	} else {
+		css = cs->subsys[cgroup_subsys & 15];
+		cg = css ? css->cgroup : NULL;
+	}
+	kn = cg ? cg->kn : NULL;
+	return kn ? kn->id : 0;
+}
+
+/*
  * The slot of the task's nearest watched cgroup, TW_NO_SLOT for none: the
  * task's numbers count there, and user space adds each watched cgroup's sums
  * into its watched ancestors. Found by climbing from the task's cgroup with
@@ -214,12 +240,14 @@ static __always_inline bool idle_since_last_pass(struct task_struct *t, unsigned
  */
 static __always_inline __u32 tw_slot(struct task_struct *t, struct tw_task *ts)
 {
-	struct cgroup *cg = task_cgroup(t, cgroup_subsys);
-	__u64 id = cgroup_node_id(cg), level_id = id;
+	__u64 id = tw_cgroup_id(t), level_id;
 	__u32 found = TW_NO_SLOT;
+	struct cgroup *cg;
 
 	if (ts && ts->cg_gen == (__u32)g.slot_gen && ts->cg_id == id)
 		return ts->cg_slot;
+	cg = task_cgroup(t, cgroup_subsys);
+	level_id = id;
 	for (int i = 0; i < TW_MAX_LEVELS && cg; i++) {
 		struct cgroup_subsys_state *parent;
 		__u32 *slot = bpf_map_lookup_elem(&cg_slot, &level_id);
@@ -380,70 +408,227 @@ int taskwatch_pidmap(struct bpf_iter__task *ctx)
 }
 
 /*
- * Linux 6.7+: one run of the program walks every task itself (an open-coded
- * task iterator), instead of the kernel calling it once per task through the
- * seq_file iterator, whose per-task look-up, reference counting and call were
- * most of a visit's cost. The walk stays branch-light (the verifier explores a
- * loop body until its states repeat); the accounting of the tasks that did
- * something is one global function, verified once on its own.
+ * Linux 6.7+: one run of the program walks every task itself, instead of the
+ * kernel calling it once per task through the seq_file iterator, whose
+ * per-task look-up, reference counting and call were most of a visit's cost.
+ *
+ * A thread list is a chain of dependent loads, each a cache miss on a dense
+ * node (a thread's task_struct is seldom cached): followed one thread after
+ * another, every thread costs a full memory latency whatever the program
+ * reads of it (bench_task_walk). So the walk takes the processes from the
+ * kernel's process iterator and follows the thread lists of TW_LANES of them
+ * side by side ("lanes"), one step of each per loop step: the next links of
+ * all lanes are loaded first, then their threads are looked at, and the CPU
+ * waits for several misses at once. A lane whose list ends takes the next
+ * process, so processes of one thread interleave too.
+ *
+ * The lists are followed by plain loads through read-only casts (a fault
+ * reads zero, and the program runs in one RCU read section, as the kernel's
+ * own thread iterator does), so nothing is held from one step to the next.
+ * Everything a step hands to the next lives in global data, not in
+ * registers: every step then starts from one state, and the verifier checks
+ * a step once instead of once per combination of the lanes' branches.
+ *
+ * Task storage takes only referenced or RCU-trusted tasks, which read-only
+ * casts are not, so the walk keeps its per-task state in the pid-keyed hash
+ * (tasks_by_pid), as kernels before 5.11 do.
  */
 extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
 			     unsigned int flags) __weak __ksym;
 extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
 extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __weak __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __weak __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __weak __ksym;
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __weak __ksym;
 
-/* The address a pointer holds, as a number (to hand a task to a global function). */
-static __always_inline __u64 addr_of(const void *p)
-{
-	__u64 v = 0;
+#define TW_LANES 4 /* eight did no better here (docs/performance.md) */
+/* loop steps; each visits a thread of every lane that has one, so this is
+ * more threads than pid_max can ever number (4M), and the lists hold no
+ * cycle (nothing they link is freed while the walk's RCU section lasts) */
+#define TW_MAX_STEPS (1 << 22)
+#define TW_BATCH     32
 
-	bpf_probe_read_kernel(&v, sizeof(v), &p);
-	return v;
+static struct {
+	__u64 cur[TW_LANES];  /* address of the thread the lane visits next, 0: free */
+	__u64 head[TW_LANES]; /* address of its process's thread list head */
+	__u64 at[TW_LANES];   /* the thread this step visits, 0: none */
+	__u32 lanes_busy;
+	__u32 procs_done; /* the process iterator has ended */
+} walk;
+
+/*
+ * The threads that did something since the last pass, accounted TW_BATCH at
+ * a time: one thread's accounting is a chain of misses (its id and start
+ * time, its scheduler statistics, its cgroup, its state in the hash), which
+ * one after another cost as much as walking ten idle threads. A first loop
+ * over the batch loads the task lines, a second the hash entries, so that
+ * the accounting finds them cached.
+ */
+static struct {
+	__u64 addr[TW_BATCH];
+	__u64 lq[TW_BATCH];
+	__u32 state[TW_BATCH];
+	__u32 n;
+	__u64 sink; /* what the loading loops read, so that their loads stay */
+} busy;
+
+static __always_inline struct task_struct *task_at(__u64 addr)
+{
+	return bpf_rdonly_cast((void *)addr, bpf_core_type_id_kernel(struct task_struct));
 }
 
-__noinline int taskwatch_account(__u64 task, struct tw_task *ts, unsigned int state, __u64 lq)
+/* One busy thread: its deltas against its state in the hash. */
+__noinline int taskwatch_busy(__u64 addr, unsigned int state, __u64 lq)
 {
-	struct task_struct *t =
-		bpf_rdonly_cast((void *)task, bpf_core_type_id_kernel(struct task_struct));
+	struct task_struct *t = task_at(addr);
+	struct tw_task *ts;
 
-	if (!t || !ts)
+	if (!t || t->exit_state)
 		return 0;
+	ts = pid_state(t);
+	if (!ts) {
+		g.storage_fail++;
+		return 0;
+	}
 	return account(t, ts, state, lq);
+}
+
+__noinline int taskwatch_flush(void)
+{
+	struct bpf_iter_num it;
+	__u32 n = busy.n;
+	__u64 sink = 0;
+	int *i;
+
+	if (n > TW_BATCH)
+		n = TW_BATCH;
+	/* the values of pointers are not added up (the verifier refuses
+	 * pointer + pointer): whether they are NULL is enough of a use */
+	bpf_iter_num_new(&it, 0, n);
+	while ((i = bpf_iter_num_next(&it))) {
+		struct task_struct *t = task_at(busy.addr[*i & (TW_BATCH - 1)]);
+
+		sink += t->sched_info.pcount + t->pid + t->start_time + t->exit_state + !t->cgroups;
+	}
+	bpf_iter_num_destroy(&it);
+	bpf_iter_num_new(&it, 0, n);
+	while ((i = bpf_iter_num_next(&it))) {
+		__u32 pid = task_at(busy.addr[*i & (TW_BATCH - 1)])->pid;
+		struct tw_task *ts = bpf_map_lookup_elem(&tasks_by_pid, &pid);
+
+		if (ts)
+			sink += ts->pass;
+	}
+	bpf_iter_num_destroy(&it);
+	busy.sink = sink;
+	bpf_iter_num_new(&it, 0, n);
+	while ((i = bpf_iter_num_next(&it))) {
+		__u32 k = *i & (TW_BATCH - 1);
+
+		taskwatch_busy(busy.addr[k], busy.state[k], busy.lq[k]);
+	}
+	bpf_iter_num_destroy(&it);
+	busy.n = 0;
+	return 0;
+}
+
+/* Lane l takes the next process; false when there is none left. */
+static __always_inline bool lane_fill(struct bpf_iter_task *procs, __u32 l)
+{
+	struct task_struct *p;
+	struct signal_struct *sig;
+
+	if (walk.procs_done)
+		return false;
+	p = bpf_iter_task_next(procs);
+	if (!p) {
+		walk.procs_done = 1;
+		return false;
+	}
+	sig = p->signal;
+	if (!sig)
+		return false;
+	walk.cur[l] = (__u64)p;
+	walk.head[l] = (__u64)&sig->thread_head;
+	walk.lanes_busy++;
+	return true;
+}
+
+/* Lane l moves to the next thread of its list; the one it was on is this
+ * step's to visit (walk.at, 0 when the lane has nothing left). */
+static __always_inline void lane_advance(struct bpf_iter_task *procs, __u32 l)
+{
+	__u64 addr, next;
+
+	walk.at[l] = 0;
+	if (!walk.cur[l] && !lane_fill(procs, l))
+		return;
+	/* a load the compiler cannot skip: the verifier must see a number
+	 * read from memory, not the task pointer lane_fill just stored */
+	addr = *(volatile __u64 *)&walk.cur[l];
+	next = (__u64)task_at(addr)->thread_node.next;
+	if (!next || next == walk.head[l]) {
+		walk.cur[l] = 0;
+		walk.lanes_busy--;
+	} else {
+		walk.cur[l] = next - bpf_core_field_offset(struct task_struct, thread_node);
+	}
+	walk.at[l] = addr;
+}
+
+/* The idle test of lane l's thread; a busy one joins the batch. */
+static __always_inline void walk_visit(__u32 l)
+{
+	__u64 addr = *(volatile __u64 *)&walk.at[l];
+	struct task_struct *t = task_at(addr);
+	unsigned int state;
+	__u32 n;
+	__u64 lq;
+
+	if (!addr)
+		return;
+	g.tasks++;
+	state = tw_state(t);
+	lq = t->sched_info.last_queued;
+	if (idle_since_last_pass(t, state, lq)) {
+		g.skipped++;
+		return;
+	}
+	n = busy.n & (TW_BATCH - 1);
+	busy.addr[n] = addr;
+	busy.state[n] = state;
+	busy.lq[n] = lq;
+	if (++busy.n == TW_BATCH)
+		taskwatch_flush();
 }
 
 SEC("iter/task")
 int taskwatch_walk(struct bpf_iter__task *ctx)
 {
-	struct bpf_iter_task it;
-	struct task_struct *t;
+	struct bpf_iter_task procs;
+	struct bpf_iter_num steps;
 
 	/* attached to one task (the agent's): one run per pass */
 	if (!ctx->task)
 		return 0;
 	pass_clock();
-	bpf_iter_task_new(&it, NULL, BPF_TASK_ITER_ALL_THREADS);
-	while ((t = bpf_iter_task_next(&it))) {
-		unsigned int state;
-		struct tw_task *ts;
-		__u64 lq;
-
-		g.tasks++;
-		state = tw_state(t);
-		lq = t->sched_info.last_queued;
-		if (idle_since_last_pass(t, state, lq)) {
-			g.skipped++;
-			continue;
-		}
-		if (t->exit_state)
-			continue;
-		ts = bpf_task_storage_get(&tasks, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (!ts) {
-			g.storage_fail++;
-			continue;
-		}
-		taskwatch_account(addr_of(t), ts, state, lq);
+	__builtin_memset(&walk, 0, sizeof(walk));
+	busy.n = 0;
+	bpf_iter_task_new(&procs, NULL, BPF_TASK_ITER_ALL_PROCS);
+	bpf_iter_num_new(&steps, 0, TW_MAX_STEPS);
+	while (bpf_iter_num_next(&steps)) {
+#pragma unroll
+		for (int l = 0; l < TW_LANES; l++)
+			lane_advance(&procs, l);
+#pragma unroll
+		for (int l = 0; l < TW_LANES; l++)
+			walk_visit(l);
+		if (walk.procs_done && !walk.lanes_busy)
+			break;
 	}
-	bpf_iter_task_destroy(&it);
+	bpf_iter_num_destroy(&steps);
+	bpf_iter_task_destroy(&procs);
+	taskwatch_flush();
 	return 0;
 }

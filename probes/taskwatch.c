@@ -120,8 +120,9 @@ static void *map_mmap(const struct bpf_map *map, size_t *len)
 
 BPF_SKEL_OPS(taskwatch);
 
-/* The pid-keyed fallback's size: twice the threads alive now, so that tasks
- * that come later fit too, within bounds (an LRU hash is preallocated). */
+/* The pid-keyed hash's size: twice the threads alive now, so that tasks
+ * that come later fit too, within bounds (an LRU hash is preallocated). Only
+ * tasks that did something since a pass take an entry. */
 static unsigned pidmap_entries(const struct watcher_env *env)
 {
 	char path[256], *text = NULL, *slash;
@@ -168,21 +169,23 @@ static int configure(void *skel, void *ctx)
 	bpf_map__set_max_entries(s->maps.cg_slot, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cg_acc, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cpu_acc, tw->ncpus);
-	/* per-task state: task storage, or before 5.11 the pid-keyed hash */
-	bpf_map__set_autocreate(s->maps.tasks, !tw->pidmap);
+	/* per-task state: task storage, or the pid-keyed hash before 5.11 and
+	 * for the walk (which reaches tasks through casts task storage refuses) */
+	bpf_map__set_autocreate(s->maps.tasks, !tw->pidmap && !tw->walk);
 	bpf_program__set_autoload(s->progs.taskwatch, !tw->pidmap && !tw->walk);
-	bpf_map__set_autocreate(s->maps.tasks_by_pid, tw->pidmap);
+	bpf_map__set_autocreate(s->maps.tasks_by_pid, tw->pidmap || tw->walk);
 	bpf_program__set_autoload(s->progs.taskwatch_pidmap, tw->pidmap);
-	if (tw->pidmap)
+	if (tw->pidmap || tw->walk)
 		bpf_map__set_max_entries(s->maps.tasks_by_pid, tw->pidmap_entries);
 	return 0;
 }
 
-/* Linux 6.7+: the open-coded task iterator and read-only casts, for one
- * program run that walks every task. */
+/* Linux 6.7+: the open-coded task and number iterators and read-only casts,
+ * for one program run that walks every task. */
 static bool kernel_can_walk(void)
 {
-	static const char *const kfuncs[] = {"bpf_iter_task_new", "bpf_rdonly_cast"};
+	static const char *const kfuncs[] = {"bpf_iter_task_new", "bpf_iter_num_new",
+					     "bpf_rdonly_cast"};
 	const struct btf *vmlinux = kernel_btf();
 
 	if (!vmlinux)
