@@ -7,6 +7,7 @@
  * and for the host. User space drives the passes and reads the sums.
  */
 #include "core_fixes.bpf.h"
+#include <bpf/bpf_tracing.h>
 #include "taskwatch.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -32,7 +33,8 @@ struct {
  * Before 5.11 (no task storage), and in the 6.7+ walk (taskwatch_walk), the
  * same per-task state lives in an LRU hash keyed by thread id; the task's
  * start time tells a reused id from its previous owner. Only tasks that did
- * something since a pass take an entry; entries of exited tasks age out.
+ * something since a pass take an entry; entries of exited tasks age out
+ * (with the walk, they go when the task is freed: taskwatch_exit).
  * Tasks that sleep through intervals are not looked up and so are the ones
  * evicted first when the map is full: one seen again starts a new baseline
  * (its numbers then, as at its first visit), which loses what it waited in
@@ -630,5 +632,23 @@ int taskwatch_walk(struct bpf_iter__task *ctx)
 	bpf_iter_num_destroy(&steps);
 	bpf_iter_task_destroy(&procs);
 	taskwatch_flush();
+	return 0;
+}
+
+/*
+ * With the walk, a task's entry in the hash goes when the task is freed, as
+ * its task storage would: the walk cannot tell the entries of exited tasks
+ * from those of tasks asleep, short of looking every entry up. Freed, not
+ * exiting: a walk that saw the task (it runs in one RCU read section) has
+ * ended by then, so none can bring the entry back.
+ */
+SEC("tp_btf/sched_process_free")
+int BPF_PROG(taskwatch_exit, struct task_struct *p)
+{
+	__u32 pid = p->pid;
+	struct tw_task *ts = bpf_map_lookup_elem(&tasks_by_pid, &pid);
+
+	if (ts && ts->start_ns == p->start_time)
+		bpf_map_delete_elem(&tasks_by_pid, &pid);
 	return 0;
 }

@@ -9,9 +9,12 @@ containers per second for a minute, over hundreds of containers):
   within one scan period (plus a round and a poll) of its start, and none is
   still exposed a scan period after it stopped;
 - once the history window has passed, the agent holds what it held before:
-  the same file descriptors, the same entries in its BPF hash maps, its metric
-  series back to where they were; the second phase grows its memory no more
-  than the first left it (a leak grows with every phase).
+  the same file descriptors, the same entries in its BPF hash maps, no
+  per-task state for the containers' processes (the task pass keeps state
+  for threads that ran, which grows with what ran on the node, not with what
+  is watched), its metric series back to where they were; the second phase
+  grows its memory no more than the first left it (a leak grows with every
+  phase).
 """
 import collections
 import hashlib
@@ -113,8 +116,9 @@ class Hierarchies:
             os.rmdir(top)
 
 
-def churn(h, tag):
-    """Starts and stops containers for PHASE seconds; returns {name: (start, stop)}."""
+def churn(h, tag, pids):
+    """Starts and stops containers for PHASE seconds; returns {name: (start, stop)}
+    and adds their processes' ids to pids."""
     live, times, n = [], {}, 0
     t0 = time.monotonic()
     next_start = t0
@@ -127,6 +131,7 @@ def churn(h, tag):
                 files = h.create(name)
                 p = subprocess.Popen(["sh", "-c", 'for f; do echo $$ > "$f"; done; exec sleep 600',
                                       "sh", *files], stdin=subprocess.DEVNULL)
+                pids.add(p.pid)
                 live.append((time.monotonic() + LIFE, name, p))
                 times[name] = [time.monotonic(), None]
                 next_start += 1.0 / RATE
@@ -161,9 +166,20 @@ def warm_up(h):
     h.remove("warmup")
 
 
+def map_key_u32(entry):
+    if "formatted" in entry and isinstance(entry["formatted"].get("key"), int):
+        return entry["formatted"]["key"]
+    return int.from_bytes(bytes(int(b, 16) for b in entry["key"]), "little")
+
+
 def hash_map_entries(pid):
-    """Entries of the agent's BPF hash maps (the ones that grow with what is watched)."""
-    total, seen = 0, set()
+    """Entries of the agent's BPF hash maps (the ones that grow with what is
+    watched), and apart the thread ids the task pass holds state for
+    (tasks_by_pid)."""
+    shown = subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True,
+                           check=True)
+    names = {str(m["id"]): m.get("name", "") for m in json.loads(shown.stdout or "[]")}
+    total, tids, seen = 0, set(), set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
             if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-map":
@@ -177,8 +193,12 @@ def hash_map_entries(pid):
         seen.add(info["map_id"])
         out = subprocess.run(["bpftool", "-j", "map", "dump", "id", info["map_id"]],
                              capture_output=True, text=True, check=True)
-        total += len(json.loads(out.stdout or "[]"))
-    return total
+        entries = json.loads(out.stdout or "[]")
+        if names.get(info["map_id"]) == "tasks_by_pid":
+            tids |= {map_key_u32(e) for e in entries}
+        else:
+            total += len(entries)
+    return total, tids
 
 
 def open_files(pid):
@@ -197,11 +217,12 @@ def open_files(pid):
 def snapshot(agent):
     pid = agent.proc.pid
     fds = open_files(pid)  # before the status call's connection
-    maps = hash_map_entries(pid)
+    maps, task_ids = hash_map_entries(pid)
     rss = int(re.search(r"VmRSS:\s+(\d+)", read(f"/proc/{pid}/status")).group(1))
     st = control_call(agent.socket, "status")["result"]
     cg = {w["name"]: w for w in st["watchers"]}["cgroups"]
-    return {"fds": fds, "maps": maps, "rss_kib": rss, "series": st["agent"]["metric_series"],
+    return {"fds": fds, "maps": maps, "task_ids": task_ids, "rss_kib": rss,
+            "series": st["agent"]["metric_series"],
             "appeared": cg["cgroups_appeared"], "reader": cg.get("reader"),
             "every": cg.get("every", 1), "dropped": cg["cgroups_dropped"]}
 
@@ -231,20 +252,26 @@ def test_churn_no_leak_no_stale_series_no_missed_container():
             tag = f"churn{i}x"
             poller = CgroupSeriesPoller(f"http://127.0.0.1:{port}/metrics", tag, POLL)
             try:
-                times = churn(h, tag)
+                pids = set()
+                times = churn(h, tag, pids)
                 time.sleep(SCAN * before["every"] + INTERVAL + 2 * POLL + 1)
             finally:
                 poller.close()
             # the history window, then a sweep (every 8 rounds)
             time.sleep(HISTORY + 8 * INTERVAL + 2)
-            phases.append({"times": times, "poller": poller, "after": snapshot(agent)})
+            phases.append({"times": times, "pids": pids, "poller": poller,
+                           "after": snapshot(agent)})
         log = agent.read_log()
     finally:
         agent.stop()
         agent.cleanup()
         h.close()
 
-    print("before", before)
+    def shown(snap):
+        return {**{k: v for k, v in snap.items() if k != "task_ids"},
+                "task_ids": len(snap["task_ids"])}
+
+    print("before", shown(before))
     for i, ph in enumerate(phases):
         times, poller, after = ph["times"], ph["poller"], ph["after"]
 
@@ -260,7 +287,7 @@ def test_churn_no_leak_no_stale_series_no_missed_container():
         print(f"phase {i + 1}: {len(times)} started, {len(lat)} seen, found after "
               f"p50 {lat[len(lat) // 2]:.2f} s max {lat[-1]:.2f} s, cgroup passes every "
               f"{poller.every_max(0, time.monotonic())} rounds at most, {poller.polls} polls; "
-              f"after: {after}")
+              f"after: {shown(after)}")
         assert not poller.errors, poller.errors[:3]
         assert len(times) >= RATE * PHASE * 0.9
         for name, (start, stop) in times.items():
@@ -281,9 +308,14 @@ def test_churn_no_leak_no_stale_series_no_missed_container():
         grown = {k: n - before["fds"][k] for k, n in after["fds"].items()
                  if n > before["fds"][k] and k != "socket"}
         assert not grown, grown
-        assert after["fds"]["socket"] <= before["fds"]["socket"] + 3, (before, after)
-        assert after["maps"] == before["maps"], (before, after)
-        assert after["series"] <= before["series"] + 20, (before, after)
+        assert after["fds"]["socket"] <= before["fds"]["socket"] + 3, \
+            (shown(before), shown(after))
+        assert after["maps"] == before["maps"], (shown(before), shown(after))
+        # the containers' processes are gone, and so is their per-task state
+        # (an id taken again since by a live task may have state of its own)
+        kept = {p for p in ph["pids"] & after["task_ids"] if not os.path.exists(f"/proc/{p}")}
+        assert not kept, f"per-task state kept for {len(kept)} exited processes"
+        assert after["series"] <= before["series"] + 20, (shown(before), shown(after))
         assert after["dropped"] == 0
     # a leak grows with every phase; the first phase may leave the allocator warmer
     grown = phases[1]["after"]["rss_kib"] - phases[0]["after"]["rss_kib"]
