@@ -34,7 +34,7 @@ struct {
  * same per-task state lives in an LRU hash keyed by thread id; the task's
  * start time tells a reused id from its previous owner. Only tasks that did
  * something since a pass take an entry; entries of exited tasks age out
- * (with the walk, they go when the task is freed: taskwatch_exit).
+ * (with the walk, they go when the task is freed: taskwatch_free).
  * Tasks that sleep through intervals are not looked up and so are the ones
  * evicted first when the map is full: one seen again starts a new baseline
  * (its numbers then, as at its first visit), which loses what it waited in
@@ -643,7 +643,7 @@ int taskwatch_walk(struct bpf_iter__task *ctx)
  * ended by then, so none can bring the entry back.
  */
 SEC("tp_btf/sched_process_free")
-int BPF_PROG(taskwatch_exit, struct task_struct *p)
+int BPF_PROG(taskwatch_free, struct task_struct *p)
 {
 	__u32 pid = p->pid;
 	struct tw_task *ts = bpf_map_lookup_elem(&tasks_by_pid, &pid);

@@ -31,7 +31,7 @@
 struct taskwatch {
 	struct taskwatch_bpf *skel;
 	struct bpf_link *link;
-	struct bpf_link *exit_link; /* the walk: per-task state dropped at task free */
+	struct bpf_link *free_link; /* the walk: per-task state dropped at task free */
 	struct cgroups *cg;
 	struct tw_acc *cg_acc, *cpu_acc; /* mmapped BPF arrays */
 	size_t cg_acc_len, cpu_acc_len;
@@ -144,7 +144,7 @@ static void taskwatch_close(void *state)
 	if (!tw)
 		return;
 	bpf_link__destroy(tw->link);
-	bpf_link__destroy(tw->exit_link);
+	bpf_link__destroy(tw->free_link);
 	if (tw->cg_acc)
 		munmap(tw->cg_acc, tw->cg_acc_len);
 	if (tw->cpu_acc)
@@ -168,7 +168,7 @@ static int configure(void *skel, void *ctx)
 
 	s->rodata->cgroup_subsys = tw->cg ? cgroups_bpf_subsys(tw->cg) : -1;
 	bpf_program__set_autoload(s->progs.taskwatch_walk, tw->walk);
-	bpf_program__set_autoload(s->progs.taskwatch_exit, tw->walk);
+	bpf_program__set_autoload(s->progs.taskwatch_free, tw->walk);
 	bpf_map__set_max_entries(s->maps.cg_slot, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cg_acc, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cpu_acc, tw->ncpus);
@@ -183,12 +183,12 @@ static int configure(void *skel, void *ctx)
 	return 0;
 }
 
-/* Linux 6.7+: the open-coded task and number iterators, read-only casts and
- * tasks by id, for one program run that walks every task. */
+/* Linux 6.7+: the open-coded task and number iterators and read-only casts,
+ * for one program run that walks every task. */
 static bool kernel_can_walk(void)
 {
 	static const char *const kfuncs[] = {"bpf_iter_task_new", "bpf_iter_num_new",
-					     "bpf_rdonly_cast", "bpf_task_from_pid"};
+					     "bpf_rdonly_cast"};
 	const struct btf *vmlinux = kernel_btf();
 
 	if (!vmlinux)
@@ -205,8 +205,8 @@ static int load(struct taskwatch *tw, const struct watcher_env *env)
 	int err;
 
 	bpf_link__destroy(tw->link);
-	bpf_link__destroy(tw->exit_link);
-	tw->link = tw->exit_link = NULL;
+	bpf_link__destroy(tw->free_link);
+	tw->link = tw->free_link = NULL;
 	bpf_skel_unload(tw->skel, &taskwatch_skel_ops, OWNER);
 	tw->skel = NULL;
 	err = bpf_skel_load(
@@ -233,11 +233,11 @@ static int load(struct taskwatch *tw, const struct watcher_env *env)
 		memset(&li, 0, sizeof(li));
 		li.task.tid = (__u32)gettid();
 		tw->link = iter_attach(tw->skel->progs.taskwatch_walk, &li);
-		tw->exit_link = bpf_program__attach(tw->skel->progs.taskwatch_exit);
-		if (!tw->exit_link) {
+		tw->free_link = bpf_program__attach(tw->skel->progs.taskwatch_free);
+		if (!tw->free_link) {
 			err = -errno;
-			snprintf(env->why, env->why_len, "attaching the task walk's exit hook: %s",
-				 strerror(-err));
+			snprintf(env->why, env->why_len,
+				 "attaching the task walk's task-free hook: %s", strerror(-err));
 			return err;
 		}
 	} else {
