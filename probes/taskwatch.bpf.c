@@ -32,13 +32,13 @@ struct {
 /*
  * Before 5.11 (no task storage), and in the 6.7+ walk (taskwatch_walk), the
  * same per-task state lives in an LRU hash keyed by thread id; the task's
- * start time tells a reused id from its previous owner. Only tasks that did
- * something since a pass take an entry; entries of exited tasks age out
- * (with the walk, they go when the task is freed: taskwatch_free).
- * Tasks that sleep through intervals are not looked up and so are the ones
- * evicted first when the map is full: one seen again starts a new baseline
- * (its numbers then, as at its first visit), which loses what it waited in
- * the interval it came back in.
+ * start time tells a reused id from its previous owner. Every task takes an
+ * entry at the first pass, later only tasks that did something since a
+ * pass; entries of exited tasks age out (with the walk, they go when the
+ * task is freed: taskwatch_free). Tasks that sleep through intervals are
+ * not looked up and so are the ones evicted first when the map is full: one
+ * seen again starts a new baseline (its numbers then, as at its first
+ * visit), which loses what it waited in the interval it came back in.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -122,8 +122,9 @@ static void *map_mmap(const struct bpf_map *map, size_t *len)
 BPF_SKEL_OPS(taskwatch);
 
 /* The pid-keyed hash's size: twice the threads alive now, so that tasks
- * that come later fit too, within bounds (an LRU hash is preallocated). Only
- * tasks that did something since a pass take an entry. */
+ * that come later fit too, within bounds (an LRU hash is preallocated). The
+ * first pass gives every task an entry (its baseline), later passes only the
+ * tasks that did something. */
 static unsigned pidmap_entries(const struct watcher_env *env)
 {
 	char path[256], *text = NULL, *slash;
