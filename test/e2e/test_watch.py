@@ -408,7 +408,9 @@ def test_cgroup_appears_and_disappears(cgroup):
 
 
 def test_default_has_no_hooks_and_hook_mode_reports_cost(tmp_path):
-    # default: the only watch programs are the task and cgroup iterators, attached to no event
+    # default: the only watch programs are the task and cgroup iterators, attached to no
+    # event, and with the one-run task walk (6.7+) its program on task free, which drops a
+    # freed task's per-task state as task storage would
     agent = Agent()
     try:
         agent.start()
@@ -420,12 +422,19 @@ def test_default_has_no_hooks_and_hook_mode_reports_cost(tmp_path):
                      for i in re.findall(r"#(\d+)", line)}
         links = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
                                           text=True, check=True).stdout or "[]")
+        progs = {p["id"]: p.get("name", "") for p in json.loads(subprocess.run(
+            ["bpftool", "-j", "prog", "show"], capture_output=True, text=True,
+            check=True).stdout or "[]")}
     finally:
         agent.stop()
         agent.cleanup()
     assert watch_ids
     watch_links = [x for x in links if x.get("prog_id") in watch_ids]
-    assert all(x["type"] == "iter" for x in watch_links), watch_links
+    hooks = [x for x in watch_links if x["type"] != "iter"]
+    assert all(x.get("tp_name") == "sched_process_free"
+               and progs.get(x["prog_id"]) == "taskwatch_free" for x in hooks), (hooks, progs)
+    assert len(hooks) == (1 if st and {w["name"]: w for w in st["watchers"]}["taskwatch"]
+                          .get("walk") == "one run" else 0), hooks
     w = {x["name"]: x for x in st["watchers"]}
     assert w["runqlat"]["state"] == "off" and "watch.runq_hooks" in w["runqlat"]["reason"]
     assert w["biolat"]["state"] == "off"
