@@ -191,7 +191,9 @@ static __always_inline void pass_clock(void)
  * last got a CPU well before the previous pass has no new wait: skip the
  * per-task state (its lookup is most of a visit's cost). Its numbers in the
  * task state stay those of its last visit, so if a skip is ever wrong the wait
- * is counted at its next visit, not lost.
+ * is counted at its next visit, not lost. TASK_IDLE (D with NOLOAD: kernel
+ * threads waiting for work, left out of the D numbers) is asleep like any
+ * other sleeper.
  */
 static __always_inline bool idle_since_last_pass(struct task_struct *t, unsigned int state,
 						 __u64 lq)
@@ -199,12 +201,11 @@ static __always_inline bool idle_since_last_pass(struct task_struct *t, unsigned
 	__u64 arrived = t->sched_info.last_arrival;
 
 	/* The fields looked at sit in two cache lines of the task (its state,
-	 * and its scheduler statistics next to the task list the walk follows
-	 * anyway): on a dense node most of a pass is these misses. A task born
-	 * since the previous pass has either not run (arrived 0) or ran after
-	 * it, so its birth needs no look of its own. */
-	return !(state & TASK_UNINTERRUPTIBLE_) && !lq && g.prev_clock && arrived &&
-	       arrived + IDLE_MARGIN_NS < g.prev_clock;
+	 * its scheduler statistics): on a dense node most of a pass is these
+	 * misses. A task born since the previous pass has either not run
+	 * (arrived 0) or ran after it, so its birth needs no look of its own. */
+	return (state & (TASK_UNINTERRUPTIBLE_ | TASK_NOLOAD_)) != TASK_UNINTERRUPTIBLE_ && !lq &&
+	       g.prev_clock && arrived && arrived + IDLE_MARGIN_NS < g.prev_clock;
 }
 
 /*
@@ -449,7 +450,6 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __weak __ksym;
  * more threads than pid_max can ever number (4M), and the lists hold no
  * cycle (nothing they link is freed while the walk's RCU section lasts) */
 #define TW_MAX_STEPS (1 << 22)
-#define TW_BATCH     32
 
 static struct {
 	__u64 cur[TW_LANES];  /* address of the thread the lane visits next, 0: free */
@@ -459,28 +459,13 @@ static struct {
 	__u32 procs_done; /* the process iterator has ended */
 } walk;
 
-/*
- * The threads that did something since the last pass, accounted TW_BATCH at
- * a time: one thread's accounting is a chain of misses (its id and start
- * time, its scheduler statistics, its cgroup, its state in the hash), which
- * one after another cost as much as walking ten idle threads. A first loop
- * over the batch loads the task lines, a second the hash entries, so that
- * the accounting finds them cached.
- */
-static struct {
-	__u64 addr[TW_BATCH];
-	__u64 lq[TW_BATCH];
-	__u32 state[TW_BATCH];
-	__u32 n;
-	__u64 sink; /* what the loading loops read, so that their loads stay */
-} busy;
-
 static __always_inline struct task_struct *task_at(__u64 addr)
 {
 	return bpf_rdonly_cast((void *)addr, bpf_core_type_id_kernel(struct task_struct));
 }
 
-/* One busy thread: its deltas against its state in the hash. */
+/* One busy thread: its deltas against its state in the hash. A function of
+ * its own, so that the verifier checks it once, not in each lane's visit. */
 __noinline int taskwatch_busy(__u64 addr, unsigned int state, __u64 lq)
 {
 	struct task_struct *t = task_at(addr);
@@ -494,45 +479,6 @@ __noinline int taskwatch_busy(__u64 addr, unsigned int state, __u64 lq)
 		return 0;
 	}
 	return account(t, ts, state, lq);
-}
-
-__noinline int taskwatch_flush(void)
-{
-	struct bpf_iter_num it;
-	__u32 n = busy.n;
-	__u64 sink = 0;
-	int *i;
-
-	if (n > TW_BATCH)
-		n = TW_BATCH;
-	/* the values of pointers are not added up (the verifier refuses
-	 * pointer + pointer): whether they are NULL is enough of a use */
-	bpf_iter_num_new(&it, 0, n);
-	while ((i = bpf_iter_num_next(&it))) {
-		struct task_struct *t = task_at(busy.addr[*i & (TW_BATCH - 1)]);
-
-		sink += t->sched_info.pcount + t->pid + t->start_time + t->exit_state + !t->cgroups;
-	}
-	bpf_iter_num_destroy(&it);
-	bpf_iter_num_new(&it, 0, n);
-	while ((i = bpf_iter_num_next(&it))) {
-		__u32 pid = task_at(busy.addr[*i & (TW_BATCH - 1)])->pid;
-		struct tw_task *ts = bpf_map_lookup_elem(&tasks_by_pid, &pid);
-
-		if (ts)
-			sink += ts->pass;
-	}
-	bpf_iter_num_destroy(&it);
-	busy.sink = sink;
-	bpf_iter_num_new(&it, 0, n);
-	while ((i = bpf_iter_num_next(&it))) {
-		__u32 k = *i & (TW_BATCH - 1);
-
-		taskwatch_busy(busy.addr[k], busy.state[k], busy.lq[k]);
-	}
-	bpf_iter_num_destroy(&it);
-	busy.n = 0;
-	return 0;
 }
 
 /* Lane l takes the next process; false when there is none left. */
@@ -579,13 +525,12 @@ static __always_inline void lane_advance(struct bpf_iter_task *procs, __u32 l)
 	walk.at[l] = addr;
 }
 
-/* The idle test of lane l's thread; a busy one joins the batch. */
+/* The idle test of lane l's thread; a busy one is accounted at once. */
 static __always_inline void walk_visit(__u32 l)
 {
 	__u64 addr = *(volatile __u64 *)&walk.at[l];
 	struct task_struct *t = task_at(addr);
 	unsigned int state;
-	__u32 n;
 	__u64 lq;
 
 	if (!addr)
@@ -597,12 +542,7 @@ static __always_inline void walk_visit(__u32 l)
 		g.skipped++;
 		return;
 	}
-	n = busy.n & (TW_BATCH - 1);
-	busy.addr[n] = addr;
-	busy.state[n] = state;
-	busy.lq[n] = lq;
-	if (++busy.n == TW_BATCH)
-		taskwatch_flush();
+	taskwatch_busy(addr, state, lq);
 }
 
 SEC("iter/task")
@@ -616,7 +556,6 @@ int taskwatch_walk(struct bpf_iter__task *ctx)
 		return 0;
 	pass_clock();
 	__builtin_memset(&walk, 0, sizeof(walk));
-	busy.n = 0;
 	bpf_iter_task_new(&procs, NULL, BPF_TASK_ITER_ALL_PROCS);
 	bpf_iter_num_new(&steps, 0, TW_MAX_STEPS);
 	while (bpf_iter_num_next(&steps)) {
@@ -631,7 +570,6 @@ int taskwatch_walk(struct bpf_iter__task *ctx)
 	}
 	bpf_iter_num_destroy(&steps);
 	bpf_iter_task_destroy(&procs);
-	taskwatch_flush();
 	return 0;
 }
 

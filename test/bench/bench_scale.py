@@ -21,7 +21,13 @@ scan after start), over --seconds:
 - each watcher's agent CPU per round (status sample_us_avg, as a delta);
 - RSS (max over the window) and the peak since start (VmHWM);
 - cgroups watched, found and dropped; tasks the iterator visited;
-- the cost per watched cgroup and per thread (least-squares slopes).
+- the cost per watched cgroup and per thread (least-squares slopes);
+- which task pass ran (the one-run walk, or task by task).
+
+With --baseline, the cgroup and thread steps also run another build on the
+same population, for before/after ratios; with --reps N, each of those steps
+runs N times (the builds in turn) and the tables show medians: one run of a
+step moves by up to a fifth with what else the host does.
 
 Churn (--churn): containers start and stop at --churn-rate per second for
 --churn-seconds on top of 250 containers, rules armed; then it checks for
@@ -32,7 +38,8 @@ set within one scan period plus one interval of its start, from the agent's
 debug log).
 
     sudo AUTOTRACE_BIN=build/autotrace test/bench/bench_scale.py \\
-        [--layouts v1,v2] [--steps cgroups,threads,target,churn] [--seconds 20]
+        [--layouts v1,v2] [--steps cgroups,threads,target,churn] [--seconds 20] \\
+        [--baseline OTHER_BUILD] [--reps N]
 
 It prints Markdown tables (docs/performance.md keeps the results) and never
 fails on the numbers. Global state it changes (kernel.pid_max when 30k
@@ -43,6 +50,7 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import random
 import shutil
 import signal
@@ -525,19 +533,42 @@ def print_rows(title, rows):
 BASELINE_CONFIG = "watch:\n  max_cgroups: 4096\n"
 
 
+def median_of(runs):
+    """One measurement from several of the same step: the median of each
+    figure (a run's figures can move together with what else the host does,
+    so each is taken on its own), the rest from the first run."""
+    if len(runs) == 1:
+        return runs[0]
+    m = dict(runs[0])
+    m["cpu_pct"] = statistics.median(r["cpu_pct"] for r in runs)
+    m["rss_mib"] = statistics.median(r["rss_mib"] for r in runs)
+    m["us_per_round"] = {n: statistics.median(r["us_per_round"][n] for r in runs)
+                         for n in runs[0]["us_per_round"]
+                         if all(r["us_per_round"].get(n) is not None for r in runs)}
+    m["runs"] = len(runs)
+    return m
+
+
 def run_step(layout, ncg, threads, args, config_extra="", settle=7.0, baseline=False):
     pop = Population(layout, ncg, threads, args.wakers)
-    base = None
+    runs, bases = [], []
     try:
-        with Agent(layout, config_extra=config_extra) as agent:
-            m = measure(layout, agent, args.seconds, settle)
-        if baseline and args.baseline:
-            # the same population, the build before, right after
-            with Agent(layout, config_extra=BASELINE_CONFIG, bin=args.baseline) as agent:
-                base = measure(layout, agent, args.seconds, settle)
+        # with a baseline, the two builds take turns on the same population
+        # (after, before, before, after, ...): the host's own drift over the
+        # step then weighs on both alike
+        for rep in range(args.reps if baseline else 1):
+            order = ["after", "before"] if rep % 2 == 0 else ["before", "after"]
+            for which in order:
+                if which == "after":
+                    with Agent(layout, config_extra=config_extra) as agent:
+                        runs.append(measure(layout, agent, args.seconds, settle))
+                elif baseline and args.baseline:
+                    with Agent(layout, config_extra=BASELINE_CONFIG, bin=args.baseline) as agent:
+                        bases.append(measure(layout, agent, args.seconds, settle))
     finally:
         pop.close()
-    return {"cgroups": ncg, "threads": pop.threads, "m": m, "base": base}
+    return {"cgroups": ncg, "threads": pop.threads, "m": median_of(runs),
+            "base": median_of(bases) if bases else None}
 
 
 # the cost of sampling everything every round: the guard never widens
@@ -573,6 +604,11 @@ def bench_layout(layout, args, out):
         print(f"  {layout.name} {step}: {json.dumps(r['m']['us_per_round'])} "
               f"every {r['m'].get('every')} cpu {r['m']['cpu_pct']:.3f}%", file=sys.stderr)
     print_rows(f"cgroup {layout.name}", rows)
+    # a pass that could not load its walk falls back to visiting task by task,
+    # at several times the cost: say which one each step ran
+    print("\ntask pass (status `walk`): " + "; ".join(
+        f"{r['step']}: {r['m'].get('walk') or 'n/a'}" for r in rows) +
+        (f"; each step the median of {args.reps} runs" if args.reps > 1 else ""))
     per_cg = slope([(r["m"]["cgroups_watched"], r["m"]["us_per_round"].get("cgroups"))
                     for r in rows if r["threads"] <= max(r["cgroups"], 1)])
     per_task = slope([(r["m"]["tasks"], r["m"]["us_per_round"].get("taskwatch"))
@@ -624,6 +660,9 @@ def main():
     ap.add_argument("--wakers", type=float, default=0.1,
                     help="share of threads waking once a second")
     ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--reps", type=int, default=1,
+                    help="runs of each cgroup and thread step (with --baseline, the two "
+                         "builds in turn); the tables show each figure's median")
     ap.add_argument("--settle", type=float, default=7.0,
                     help="seconds after the agent is ready before measuring (a full scan)")
     ap.add_argument("--guard-settle", type=float, default=75.0,
