@@ -50,10 +50,10 @@ import argparse
 import hashlib
 import json
 import os
-import statistics
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -608,7 +608,7 @@ def bench_layout(layout, args, out):
     # at several times the cost: say which one each step ran
     print("\ntask pass (status `walk`): " + "; ".join(
         f"{r['step']}: {r['m'].get('walk') or 'n/a'}" for r in rows) +
-        (f"; each step the median of {args.reps} runs" if args.reps > 1 else ""))
+        (f"; each cgroup and thread step the median of {args.reps} runs" if args.reps > 1 else ""))
     per_cg = slope([(r["m"]["cgroups_watched"], r["m"]["us_per_round"].get("cgroups"))
                     for r in rows if r["threads"] <= max(r["cgroups"], 1)])
     per_task = slope([(r["m"]["tasks"], r["m"]["us_per_round"].get("taskwatch"))
