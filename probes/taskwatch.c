@@ -243,8 +243,8 @@ static int load(struct taskwatch *tw, char *why, size_t why_len)
 		tw->free_link = bpf_program__attach(tw->skel->progs.taskwatch_free);
 		if (!tw->free_link) {
 			err = -errno;
-			snprintf(why, why_len,
-				 "attaching the task walk's task-free hook: %s", strerror(-err));
+			snprintf(why, why_len, "attaching the task walk's task-free hook: %s",
+				 strerror(-err));
 			return err;
 		}
 	} else {

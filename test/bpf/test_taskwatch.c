@@ -653,6 +653,8 @@ __attribute__((no_sanitize_address)) static int pop_thread(void *arg)
 
 static void pop_main(unsigned n, int in, int out)
 {
+	const int thread =
+		CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
 	const size_t stack = 16384;
 	char c;
 
@@ -661,11 +663,7 @@ static void pop_main(unsigned n, int in, int out)
 		char *st = mmap(NULL, stack, PROT_READ | PROT_WRITE,
 				MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
 
-		if (st == MAP_FAILED ||
-		    clone(pop_thread, st + stack,
-			  CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
-				  CLONE_SYSVSEM,
-			  NULL) < 0)
+		if (st == MAP_FAILED || clone(pop_thread, st + stack, thread, NULL) < 0)
 			_exit(1);
 	}
 	if (write(out, "r", 1) != 1)
