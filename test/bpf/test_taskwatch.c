@@ -20,8 +20,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -629,9 +629,9 @@ static void test_every_thread_visited_once(void **s)
 }
 
 /*
- * A process of n threads that all wake, run and sleep again each time a line
- * is written to *wake (it answers one line once all have run). Threads by
- * raw clone, each on a small stack of its own and knowing nothing but two
+ * A process of n threads that all wake, run and sleep again each time a byte
+ * is written to its wake pipe (it answers a byte once all have run). Threads
+ * by raw clone, each on a small stack of its own and knowing nothing but two
  * futexes: ten thousand sanitized threads would take a gigabyte.
  */
 static int pop_gen, pop_ran, pop_n;
