@@ -480,6 +480,13 @@ static const struct agent_metric agent_metrics[] = {
 	GAUGE("autotrace_cgroups_found", "",
 	      "populated cgroups found at the last scan (watched, dropped or with unsafe names)",
 	      "watchers[name=cgroups].cgroups_found"),
+	GAUGE("autotrace_task_state_entries", "",
+	      "size of the hash of per-task state (the one-run task walk, kernels before 5.11)",
+	      "watchers[name=taskwatch].task_state_entries"),
+	COUNTER("autotrace_task_state_lost_total", "",
+		"tasks whose saved state the full per-task hash had evicted (the wait of one "
+		"interval lost; the hash then grows)",
+		"watchers[name=taskwatch].task_state_lost"),
 	{.name = "autotrace_watcher_sample_every",
 	 .type = PROM_GAUGE,
 	 .unit = "",

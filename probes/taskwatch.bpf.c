@@ -169,6 +169,12 @@ static __always_inline struct tw_task *pid_state(struct task_struct *t)
 
 	if (ts && ts->start_ns == start)
 		return ts;
+	/* every task alive at the previous pass got an entry by then (the
+	 * first pass gives each one, a task born since gets one when it
+	 * first runs): one without has lost it to the LRU, and what it
+	 * waited this interval with it */
+	if (g.pass > 1 && g.prev_pass_ns && start < g.prev_pass_ns)
+		g.state_lost++;
 	fresh.start_ns = start;
 	if (bpf_map_update_elem(&tasks_by_pid, &pid, &fresh, BPF_ANY))
 		return NULL;

@@ -59,7 +59,9 @@ struct taskwatch {
 	char state_dir[256]; /* where that is recorded (base/sysstate.h) */
 	char procfs[200];
 	uint64_t storage_fail, cpu_overflow;
+	uint64_t state_lost;	 /* tasks whose state the hash had evicted, since start */
 	bool pidmap;		 /* no task storage: taskwatch_pidmap and its hash */
+	bool hash_at_bound;	 /* said once: the hash cannot grow further */
 	unsigned pidmap_entries; /* the hash's size */
 };
 
@@ -200,33 +202,37 @@ static bool kernel_can_walk(void)
 	return true;
 }
 
-static int load(struct taskwatch *tw, const struct watcher_env *env)
+static void unload(struct taskwatch *tw)
 {
-	void *skel;
-	int err;
-
 	bpf_link__destroy(tw->link);
 	bpf_link__destroy(tw->free_link);
 	tw->link = tw->free_link = NULL;
 	bpf_skel_unload(tw->skel, &taskwatch_skel_ops, OWNER);
 	tw->skel = NULL;
+}
+
+static int load(struct taskwatch *tw, char *why, size_t why_len)
+{
+	void *skel;
+	int err;
+
+	unload(tw);
 	err = bpf_skel_load(
 		&skel, NULL, &taskwatch_skel_ops,
 		&(struct bpf_load_opts){.owner = OWNER, .configure = configure, .ctx = tw});
 	if (err) {
 		snprintf(
-			env->why, env->why_len,
+			why, why_len,
 			"loading the task iterator: %s (needs BPF iter/task, Linux 5.8+, and root)",
 			strerror(-err));
 		return err;
 	}
 	tw->skel = skel;
 	tw->skel->bss->g.slot_gen = 1; /* a task's slot cache starts empty (0) */
+	/* its size is in the status (task_state_entries): it can grow */
 	if (tw->pidmap)
-		kcompat_note("taskwatch",
-			     "per-task state in a thread-id-keyed LRU hash of %u entries: no BPF "
-			     "task storage (Linux 5.11+)",
-			     tw->pidmap_entries);
+		kcompat_note("taskwatch", "per-task state in a thread-id-keyed LRU hash: no BPF "
+					  "task storage (Linux 5.11+)");
 	if (tw->walk) {
 		/* attached to the agent's own thread: the program runs once per pass */
 		union bpf_iter_link_info li;
@@ -237,8 +243,8 @@ static int load(struct taskwatch *tw, const struct watcher_env *env)
 		tw->free_link = bpf_program__attach(tw->skel->progs.taskwatch_free);
 		if (!tw->free_link) {
 			err = -errno;
-			snprintf(env->why, env->why_len,
-				 "attaching the task walk's task-free hook: %s", strerror(-err));
+			snprintf(why, why_len, "attaching the task walk's task-free hook: %s",
+				 strerror(-err));
 			return err;
 		}
 	} else {
@@ -248,10 +254,43 @@ static int load(struct taskwatch *tw, const struct watcher_env *env)
 	}
 	if (!tw->link) {
 		err = -errno;
-		snprintf(env->why, env->why_len, "attaching the task iterator: %s", strerror(-err));
+		snprintf(why, why_len, "attaching the task iterator: %s", strerror(-err));
 		return err;
 	}
 	return 0;
+}
+
+/* The per-CPU and per-cgroup sums of the loaded object, in our memory. */
+static int map_sums(struct taskwatch *tw, char *why, size_t why_len)
+{
+	int err;
+
+	if (tw->cg_acc)
+		munmap(tw->cg_acc, tw->cg_acc_len);
+	if (tw->cpu_acc)
+		munmap(tw->cpu_acc, tw->cpu_acc_len);
+	tw->cg_acc = map_mmap(tw->skel->maps.cg_acc, &tw->cg_acc_len);
+	tw->cpu_acc = map_mmap(tw->skel->maps.cpu_acc, &tw->cpu_acc_len);
+	if (tw->cg_acc && tw->cpu_acc)
+		return 0;
+	err = errno ? -errno : -ENOMEM;
+	snprintf(why, why_len, "mapping the iterator's arrays: %s", strerror(-err));
+	return err;
+}
+
+/* Every slot free and none handed out, as at start (a new object's slot
+ * map is empty): the next sample hands them out again. */
+static void slots_reset(struct taskwatch *tw)
+{
+	free(tw->slots);
+	free(tw->slot_of);
+	free(tw->up);
+	tw->slots = NULL;
+	tw->slot_of = tw->up = NULL;
+	tw->nslots = tw->nslot_of = tw->nfree = 0;
+	for (unsigned i = 0; i < tw->max_cgroups; i++)
+		tw->free_slots[tw->nfree++] = tw->max_cgroups - 1 - i;
+	tw->gen = UINT64_MAX;
 }
 
 static int taskwatch_open(void **out, const struct watcher_env *env)
@@ -273,7 +312,6 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 	}
 	tw->ncpus = (unsigned)ncpus;
 	tw->cg = env->cgroups;
-	tw->gen = UINT64_MAX;
 	tw->max_cgroups = (unsigned)MAX(env->cfg->watch.max_cgroups, 1);
 	tw->free_slots = malloc(tw->max_cgroups * sizeof(*tw->free_slots));
 	tw->refs = calloc(tw->max_cgroups, sizeof(*tw->refs));
@@ -281,31 +319,24 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 		err = -ENOMEM;
 		goto fail;
 	}
-	for (unsigned i = 0; i < tw->max_cgroups; i++)
-		tw->free_slots[tw->nfree++] = tw->max_cgroups - 1 - i;
+	slots_reset(tw);
 	tw->pidmap = !kcompat_task_storage();
 	tw->pidmap_entries = pidmap_entries(env);
 	/* the walk needs 6.7+, which always has task storage */
 	tw->walk = env->cfg->watch.task_walk && !tw->pidmap && kernel_can_walk();
-	err = load(tw, env);
+	err = load(tw, env->why, env->why_len);
 	if (err && tw->walk) {
 		log_warn("watcher taskwatch: the one-run task walk did not load (%s): visiting "
 			 "tasks one by one",
 			 env->why);
 		env->why[0] = '\0';
 		tw->walk = false;
-		err = load(tw, env);
+		err = load(tw, env->why, env->why_len);
 	}
+	if (!err)
+		err = map_sums(tw, env->why, env->why_len);
 	if (err)
 		goto fail;
-	tw->cg_acc = map_mmap(tw->skel->maps.cg_acc, &tw->cg_acc_len);
-	tw->cpu_acc = map_mmap(tw->skel->maps.cpu_acc, &tw->cpu_acc_len);
-	if (!tw->cg_acc || !tw->cpu_acc) {
-		err = -errno ? -errno : -ENOMEM;
-		snprintf(env->why, env->why_len, "mapping the iterator's arrays: %s",
-			 strerror(-err));
-		goto fail;
-	}
 	if (tw->cg)
 		cgroups_watch_setup(tw->cg, (unsigned)env->cfg->watch.max_cgroups,
 				    env->cfg->watch.cgroup_scan_ms);
@@ -495,14 +526,78 @@ static double avg_us(const struct tw_acc *a)
 
 static int put_values(struct taskwatch *tw, struct tsdb *db, bool rates, double secs);
 
+/* The programs and maps loaded again (the hash at tw->pidmap_entries); the
+ * next pass sets baselines, as the first one does. */
+static int reload(struct taskwatch *tw, char *why, size_t why_len)
+{
+	int err = load(tw, why, why_len);
+
+	if (!err)
+		err = map_sums(tw, why, why_len);
+	if (err)
+		unload(tw); /* nothing half loaded: the next sample tries again */
+	slots_reset(tw);
+	return err;
+}
+
+/*
+ * The hash of per-task state (before 5.11, and with the walk) is sized at
+ * start to twice the threads alive then; a node whose workloads start after
+ * the agent outgrows it, and its LRU evicts the state of the tasks that
+ * slept longest, which then lose what they waited in the interval they come
+ * back in. Load it again at twice the threads the pass saw: one pass of
+ * baselines (no run-queue rates that round), no loss after.
+ */
+static int grow_state_hash(struct taskwatch *tw, uint64_t lost)
+{
+	unsigned old = tw->pidmap_entries;
+	uint64_t want = MIN(MAX(2 * tw->tasks, 2ull * old), TW_PIDMAP_MAX);
+	char why[256] = "";
+	int err;
+
+	if (old >= TW_PIDMAP_MAX) {
+		if (!tw->hash_at_bound)
+			log_warn("watcher taskwatch: the per-task state hash is full at its bound "
+				 "(%u entries, %llu threads): the tasks that slept longest lose "
+				 "their saved state (status task_state_lost)",
+				 old, (unsigned long long)tw->tasks);
+		tw->hash_at_bound = true;
+		return 0;
+	}
+	log_warn("watcher taskwatch: %llu tasks lost their saved state to a full hash (%u "
+		 "entries, %llu threads): loading it again with %llu",
+		 (unsigned long long)lost, old, (unsigned long long)tw->tasks,
+		 (unsigned long long)want);
+	tw->pidmap_entries = (unsigned)want;
+	err = reload(tw, why, sizeof(why));
+	if (err) {
+		log_warn("watcher taskwatch: %s: back to %u entries", why, old);
+		tw->pidmap_entries = old;
+		err = reload(tw, why, sizeof(why));
+	}
+	return err;
+}
+
 static int taskwatch_sample(void *state, struct tsdb *db)
 {
 	struct taskwatch *tw = state;
-	struct tw_globals *g = &tw->skel->bss->g;
-	uint64_t start = now_mono_ns();
+	struct tw_globals *g;
+	uint64_t start = now_mono_ns(), lost;
 	double secs = tw->prev_pass_ns ? (double)(start - tw->prev_pass_ns) / 1e9 : 0;
-	bool rates = g->pass >= 1 && secs > 0; /* the first pass only sets baselines */
+	bool rates;
 	int err;
+
+	/* a reload that failed: again, each round, until one works */
+	if (!tw->skel) {
+		char why[256] = "";
+
+		if ((err = reload(tw, why, sizeof(why)))) {
+			log_debug("watcher taskwatch: %s", why);
+			return err;
+		}
+	}
+	g = &tw->skel->bss->g;
+	rates = g->pass >= 1 && secs > 0; /* the first pass only sets baselines */
 
 	if (tw->cg) {
 		err = cgroups_watch_refresh(tw->cg, start / 1000000, false);
@@ -526,12 +621,17 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 	tw->skipped = g->skipped;
 	tw->storage_fail += g->storage_fail;
 	tw->cpu_overflow += g->cpu_overflow;
-	g->storage_fail = g->cpu_overflow = 0;
+	lost = g->state_lost;
+	tw->state_lost += lost;
+	g->storage_fail = g->cpu_overflow = g->state_lost = 0;
 	if (err)
 		return err;
 
 	roll_up(tw);
-	return put_values(tw, db, rates, secs);
+	err = put_values(tw, db, rates, secs);
+	if (!err && lost)
+		err = grow_state_hash(tw, lost);
+	return err;
 }
 
 /* The sums of the last pass as series (again, when held). */
@@ -595,6 +695,10 @@ static void taskwatch_status(void *state, json_t *o)
 	json_object_set_new(o, "walk", json_string(tw->walk ? "one run" : "per task"));
 	json_object_set_new(o, "cgroups", json_integer(tw->nslots));
 	json_object_set_new(o, "task_state_failures", json_integer((json_int_t)tw->storage_fail));
+	if (tw->pidmap || tw->walk) {
+		json_object_set_new(o, "task_state_entries", json_integer(tw->pidmap_entries));
+		json_object_set_new(o, "task_state_lost", json_integer((json_int_t)tw->state_lost));
+	}
 	json_object_set_new(o, "delayacct", json_boolean(tw->delayacct));
 	/* a choice, not a fault: the watcher is not degraded for it */
 	if (!tw->delayacct)

@@ -37,7 +37,9 @@ struct tw_globals {
 	/* the run-queue clock of the CPU running the pass, at its first task */
 	__u64 clock_pass, cur_clock, prev_clock;
 	__u64 slot_gen; /* changes whenever the cgroup slot map does, from 1 */
-	__u64 pad;
+	/* tasks alive before the previous pass whose state the pid- or
+	 * address-keyed hash no longer held (evicted: the hash is full) */
+	__u64 state_lost;
 	struct tw_acc host;
 };
 _Static_assert(sizeof(struct tw_globals) == 160, "tw_globals ABI");

@@ -3,19 +3,25 @@
  * its sleeping child is in D (host and its cgroup) and its D time grows;
  * 3 x nproc spinners in a test cgroup wait for CPUs and that cgroup shows it;
  * idle kernel threads (TASK_IDLE) are not counted as D; every thread of
- * every process is visited once a pass. */
+ * every process is visited once a pass; the per-task state hash grows with
+ * the node's threads. */
 #include "testutil.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -622,6 +628,164 @@ static void test_every_thread_visited_once(void **s)
 		kill_group(pids[i]);
 }
 
+/*
+ * A process of n threads that all wake, run and sleep again each time a byte
+ * is written to its wake pipe (it answers a byte once all have run). Threads
+ * by raw clone, each on a small stack of its own and knowing nothing but two
+ * futexes: ten thousand sanitized threads would take a gigabyte.
+ */
+static int pop_gen, pop_ran, pop_n;
+
+__attribute__((no_sanitize_address)) static int pop_thread(void *arg)
+{
+	int seen = 0, g;
+
+	(void)arg;
+	for (;;) {
+		while ((g = __atomic_load_n(&pop_gen, __ATOMIC_ACQUIRE)) == seen)
+			syscall(SYS_futex, &pop_gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+		seen = g;
+		if (__atomic_add_fetch(&pop_ran, 1, __ATOMIC_ACQ_REL) == pop_n)
+			syscall(SYS_futex, &pop_ran, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	}
+	return 0;
+}
+
+static void pop_main(unsigned n, int in, int out)
+{
+	const int thread =
+		CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+	const size_t stack = 16384;
+	char c;
+
+	pop_n = (int)n;
+	for (unsigned i = 0; i < n; i++) {
+		char *st = mmap(NULL, stack, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+
+		if (st == MAP_FAILED || clone(pop_thread, st + stack, thread, NULL) < 0)
+			_exit(1);
+	}
+	if (write(out, "r", 1) != 1)
+		_exit(1);
+	while (read(in, &c, 1) == 1) {
+		int r;
+
+		__atomic_store_n(&pop_ran, 0, __ATOMIC_RELEASE);
+		__atomic_add_fetch(&pop_gen, 1, __ATOMIC_ACQ_REL);
+		syscall(SYS_futex, &pop_gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+		while ((r = __atomic_load_n(&pop_ran, __ATOMIC_ACQUIRE)) < pop_n)
+			syscall(SYS_futex, &pop_ran, FUTEX_WAIT_PRIVATE, r, NULL, NULL, 0);
+		if (write(out, "r", 1) != 1)
+			_exit(1);
+	}
+	_exit(0);
+}
+
+static pid_t start_thread_population(unsigned n, int *wake, int *answer)
+{
+	pid_t parent = getpid(), pid;
+	int in[2], out[2];
+	char c;
+
+	assert_int_equal(pipe(in), 0);
+	assert_int_equal(pipe(out), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+			_exit(1);
+		setpgid(0, 0);
+		close(in[1]);
+		close(out[0]);
+		pop_main(n, in[0], out[1]);
+	}
+	setpgid(pid, pid);
+	close(in[0]);
+	close(out[1]);
+	*wake = in[1];
+	*answer = out[0];
+	assert_int_equal(read(*answer, &c, 1), 1);
+	return pid;
+}
+
+static void wake_all(int wake, int answer)
+{
+	char c;
+
+	assert_int_equal(write(wake, "w", 1), 1);
+	assert_int_equal(read(answer, &c, 1), 1);
+}
+
+static long long status_int(const char *key)
+{
+	json_t *o = json_object();
+	json_t *v;
+	long long n;
+
+	taskwatch_watcher.status(state, o);
+	v = json_object_get(o, key);
+	n = v ? (long long)json_integer_value(v) : -1;
+	json_decref(o);
+	return n;
+}
+
+/* The hash of per-task state (the walk, and kernels before 5.11) is sized to
+ * the threads alive at start; more threads than it holds come later: the
+ * tasks whose state it evicted are counted when they next run, the hash is
+ * loaded again at twice the threads, and after that nothing is lost. */
+static void test_state_hash_grows_with_the_node(void **s)
+{
+	long long entries = status_int("task_state_entries"), lost0, lost1, lost2;
+	int wake, answer;
+	unsigned n;
+	pid_t pid;
+
+	(void)s;
+	round_();
+	if (entries < 0) {
+		/* task storage (5.11-6.6): the kernel keeps one entry per task */
+		json_t *o = json_object();
+
+		taskwatch_watcher.status(state, o);
+		print_message("no hash: the pass (%s) keeps its state in task storage\n",
+			      json_string_value(json_object_get(o, "walk")));
+		assert_false(kernel_at_least(6, 7));
+		assert_string_equal(json_string_value(json_object_get(o, "walk")), "per task");
+		json_decref(o);
+		return;
+	}
+	n = (unsigned)entries + 2000;
+	lost0 = status_int("task_state_lost");
+	pid = start_thread_population(n, &wake, &answer);
+	/* the new threads take entries, and the LRU evicts those of tasks
+	 * asleep; the ones evicted are found out when they next run, at the
+	 * latest once all of them ran, and the hash grows on the first */
+	round_();
+	round_();
+	wake_all(wake, answer);
+	round_();
+	lost1 = status_int("task_state_lost");
+	print_message("hash of %lld entries, %u more threads: %lld tasks lost their state, "
+		      "the hash now %lld entries\n",
+		      entries, n, lost1 - lost0, status_int("task_state_entries"));
+	assert_true(lost1 > lost0);
+	assert_true(lost1 - lost0 <= n + 2000);
+	assert_true(status_int("task_state_entries") >= 2 * (long long)n);
+	/* grown: all of them run again, and none loses its state */
+	round_();
+	wake_all(wake, answer);
+	round_();
+	lost2 = status_int("task_state_lost");
+	print_message("after it grew, all ran again: %lld lost\n", lost2 - lost1);
+	assert_int_equal(lost2, lost1);
+	/* and the pass still counts what they do: they got the CPU n times */
+	assert_false(isnan(host(M_SCHED_RUNQ_AVG)));
+	close(wake);
+	close(answer);
+	kill_group(pid);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -630,6 +794,7 @@ int main(void)
 		cmocka_unit_test(test_busy_tasks_counted_where_they_moved),
 		cmocka_unit_test(test_idle_kthreads_not_counted),
 		cmocka_unit_test(test_every_thread_visited_once),
+		cmocka_unit_test(test_state_hash_grows_with_the_node),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
