@@ -35,6 +35,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct offcpu_thread_key);
+	__type(value, struct offcpu_val);
+} short_time SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct offcpu_waker_key);
 	__type(value, struct offcpu_val);
@@ -265,7 +272,16 @@ static __always_inline int on_switch(void *ctx, bool preempt, struct task_struct
 		return 0;
 	delta = now - s->ts;
 	if (delta < cfg->min_block_ns) {
+		struct offcpu_thread_key tk = {
+			.tgid = s->tgid,
+			.pid = next_pid,
+			.cgroup_id = s->cgroup_id,
+			.state = s->state,
+		};
+
+		__builtin_memcpy(tk.comm, s->comm, sizeof(tk.comm));
 		bpf_map_delete_elem(&start, &next_pid);
+		add(&short_time, &tk, delta, OFFCPU_STAT_SHORT_FULL);
 		stat_inc(OFFCPU_STAT_SHORT);
 		return 0;
 	}

@@ -68,6 +68,7 @@ static int configure(void *skel, void *ctx)
 	int err;
 
 	bpf_map__set_max_entries(s->maps.counts, nstacks);
+	bpf_map__set_max_entries(s->maps.short_time, nstacks);
 	bpf_map__set_max_entries(s->maps.wakers, nstacks / 4 > 256 ? nstacks / 4 : 256);
 	err = stackstore_size(s->obj, nstacks, SCHED_MAX_DEPTH);
 	if (err)
@@ -129,6 +130,7 @@ static void clear_maps(struct offcpu_state *st)
 {
 	map_clear(st->skel->maps.start);
 	map_clear(st->skel->maps.counts);
+	map_clear(st->skel->maps.short_time);
 	map_clear(st->skel->maps.wakers);
 	stackstore_reset(st->skel->obj);
 	map_clear(st->skel->maps.last); /* its ids point into the stacks just cleared */
@@ -243,8 +245,9 @@ static int thread_add(struct thread_table *t, const struct offcpu_key *k,
 struct count_row {
 	struct offcpu_key k;
 	struct offcpu_val v;
-	bool ongoing; /* still blocked when the window ended */
-	bool dwarf;   /* the user stack is uframes (DWARF-unwound), not k.user_stack_id */
+	bool ongoing;	   /* still blocked when the window ended */
+	bool dwarf;	   /* the user stack is uframes (DWARF-unwound), not k.user_stack_id */
+	bool short_blocks; /* blocks under min_block_us: the thread's, without stacks */
 	const uint64_t *uframes;
 	unsigned nu;
 };
@@ -517,6 +520,25 @@ static int cmp_top_desc(const void *a, const void *b)
 	return vx > vy ? -1 : vx < vy;
 }
 
+/* Appends a row to the table, growing it by doubling. */
+static struct count_row *row_new(struct count_row **rows, size_t *n, size_t *cap)
+{
+	struct count_row *r;
+
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 256;
+		struct count_row *p = realloc(*rows, c * sizeof(*p));
+
+		if (!p)
+			return NULL;
+		*rows = p;
+		*cap = c;
+	}
+	r = &(*rows)[(*n)++];
+	memset(r, 0, sizeof(*r));
+	return r;
+}
+
 /*
  * Threads still blocked when the window ended have a start record and no
  * switch-in: their time so far counts too, or a thread stuck through the
@@ -539,17 +561,9 @@ static int add_ongoing(struct offcpu_state *st, struct count_row **rows, size_t 
 		if (bpf_map_lookup_elem(fd, &tid, &s) || end <= s.ts ||
 		    end - s.ts < st->min_block_us * 1000)
 			continue;
-		if (*n == *cap) {
-			size_t ncap = *cap ? *cap * 2 : 256;
-			struct count_row *p = realloc(*rows, ncap * sizeof(*p));
-
-			if (!p)
-				return -ENOMEM;
-			*rows = p;
-			*cap = ncap;
-		}
-		r = &(*rows)[(*n)++];
-		memset(r, 0, sizeof(*r));
+		r = row_new(rows, n, cap);
+		if (!r)
+			return -ENOMEM;
 		r->k.tgid = s.tgid;
 		r->k.pid = tid;
 		r->k.cgroup_id = s.cgroup_id;
@@ -567,6 +581,37 @@ static int add_ongoing(struct offcpu_state *st, struct count_row **rows, size_t 
 	return 0;
 }
 
+/* Short blocks, one row per (thread, state): they count for the thread and its
+ * process, program and container, and have no stack. */
+static int read_short_rows(struct offcpu_state *st, struct count_row **rows, size_t *n, size_t *cap)
+{
+	int fd = bpf_map__fd(st->skel->maps.short_time);
+	struct offcpu_thread_key key, next;
+	struct offcpu_val v;
+	bool first = true;
+
+	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
+		struct count_row *r;
+
+		first = false;
+		key = next;
+		if (bpf_map_lookup_elem(fd, &key, &v))
+			continue;
+		r = row_new(rows, n, cap);
+		if (!r)
+			return -ENOMEM;
+		r->k.tgid = key.tgid;
+		r->k.pid = key.pid;
+		r->k.cgroup_id = key.cgroup_id;
+		r->k.state = key.state;
+		r->k.user_stack_id = r->k.kern_stack_id = -1;
+		memcpy(r->k.comm, key.comm, sizeof(r->k.comm));
+		r->v = v;
+		r->short_blocks = true;
+	}
+	return 0;
+}
+
 struct ustack_rows {
 	struct count_row **rows;
 	size_t *n, *cap;
@@ -578,17 +623,9 @@ static int offcpu_ustack_row(void *ctx, const struct ustack_row *u)
 	struct ustack_rows *t = ctx;
 	struct count_row *r;
 
-	if (*t->n == *t->cap) {
-		size_t cap = *t->cap ? *t->cap * 2 : 256;
-		struct count_row *p = realloc(*t->rows, cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		*t->rows = p;
-		*t->cap = cap;
-	}
-	r = &(*t->rows)[(*t->n)++];
-	memset(r, 0, sizeof(*r));
+	r = row_new(t->rows, t->n, t->cap);
+	if (!r)
+		return -ENOMEM;
 	r->k.tgid = u->tgid;
 	r->k.pid = u->pid;
 	r->k.cgroup_id = u->cgroup_id;
@@ -618,7 +655,7 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	size_t nrows = 0, rows_cap = 0;
 	uint64_t ongoing = 0;
 	int fd = bpf_map__fd(st->skel->maps.counts);
-	uint64_t stack_missing = 0, total_ns = 0, dropped = 0, folded_dropped = 0;
+	uint64_t stack_missing = 0, total_ns = 0, short_ns = 0, dropped = 0, folded_dropped = 0;
 	json_t *tops = json_array(), *by_state = json_object(), *arr;
 	struct strbuf folded = {0};
 	struct consumers *cons = NULL;
@@ -639,26 +676,23 @@ static int offcpu_collect(void *state, struct capture_result *out)
 		goto cleanup;
 	percpu_counters_read(st->skel->maps.stats, stats, OFFCPU_STAT_MAX);
 	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
+		struct count_row *row;
+
 		first = false;
 		key = next;
-		if (nrows == rows_cap) {
-			size_t cap = rows_cap ? rows_cap * 2 : 256;
-			struct count_row *p = realloc(rows, cap * sizeof(*p));
-
-			if (!p) {
-				err = -ENOMEM;
-				goto cleanup;
-			}
-			rows = p;
-			rows_cap = cap;
+		row = row_new(&rows, &nrows, &rows_cap);
+		if (!row) {
+			err = -ENOMEM;
+			goto cleanup;
 		}
-		memset(&rows[nrows], 0, sizeof(rows[nrows]));
-		rows[nrows].k = key;
-		if (bpf_map_lookup_elem(fd, &key, &rows[nrows].v) == 0)
-			nrows++;
+		row->k = key;
+		if (bpf_map_lookup_elem(fd, &key, &row->v))
+			nrows--; /* removed between the two calls */
 	}
-	err = ustack_capture_foreach(st->ustack, offcpu_ustack_row,
-				     &(struct ustack_rows){&rows, &nrows, &rows_cap});
+	err = read_short_rows(st, &rows, &nrows, &rows_cap);
+	if (!err)
+		err = ustack_capture_foreach(st->ustack, offcpu_ustack_row,
+					     &(struct ustack_rows){&rows, &nrows, &rows_cap});
 	if (!err)
 		err = add_ongoing(st, &rows, &nrows, &rows_cap, &ongoing);
 	if (err)
@@ -673,12 +707,22 @@ static int offcpu_collect(void *state, struct capture_result *out)
 		for (unsigned j = 0; j < NSTATES; j++)
 			if (offcpu_states[j] == k->state)
 				si = j;
+		k->comm[sizeof(k->comm) - 1] = '\0';
+		if (rows[i].short_blocks) {
+			err = thread_add(&threads, k, &rows[i].v, false);
+			if (!err)
+				err = consumers_add(cons, k->tgid, k->pid, k->comm, k->cgroup_id,
+						    rows[i].v.total_ns / 1000, 0);
+			if (err)
+				goto cleanup;
+			short_ns += rows[i].v.total_ns;
+			continue;
+		}
 		if (stack_map_read(st->skel->maps.stacks, k->kern_stack_id, kframes,
 				   SCHED_MAX_DEPTH, &s.nk) ||
 		    (!rows[i].dwarf && stack_map_read(st->skel->maps.stacks, k->user_stack_id,
 						      uframes, SCHED_MAX_DEPTH, &s.nu)))
 			stack_missing++;
-		k->comm[sizeof(k->comm) - 1] = '\0';
 		skip = stack_bpf_frames(st->env.sym, kframes, s.nk);
 		s.tgid = k->tgid;
 		s.pid = k->pid;
@@ -760,6 +804,8 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "blocks_ongoing", json_integer((json_int_t)ongoing));
 	json_object_set_new(out->data, "short_blocks",
 			    json_integer((json_int_t)stats[OFFCPU_STAT_SHORT]));
+	json_object_set_new(out->data, "short_blocked_us",
+			    json_integer((json_int_t)(short_ns / 1000)));
 	json_object_set_new(out->data, "max_walks_per_s",
 			    json_integer((json_int_t)st->max_walks_per_s));
 	json_object_set_new(out->data, "stacks_reused",
@@ -785,16 +831,17 @@ static int offcpu_collect(void *state, struct capture_result *out)
 	json_object_set_new(out->data, "wakers", arr);
 
 	json_object_set_new(out->data, "lost",
-			    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "start_full",
+			    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "start_full",
 				      (json_int_t)stats[OFFCPU_STAT_START_FULL], "keys_full",
-				      (json_int_t)stats[OFFCPU_STAT_KEYS_FULL], "wakers_full",
+				      (json_int_t)stats[OFFCPU_STAT_KEYS_FULL], "short_full",
+				      (json_int_t)stats[OFFCPU_STAT_SHORT_FULL], "wakers_full",
 				      (json_int_t)stats[OFFCPU_STAT_WAKERS_FULL], "stacks",
 				      (json_int_t)stats[OFFCPU_STAT_STACK_LOST], "stacks_gone",
 				      (json_int_t)stack_missing, "stacks_over_max_stacks",
 				      (json_int_t)dropped));
 	out->lost_events = stats[OFFCPU_STAT_START_FULL] + stats[OFFCPU_STAT_KEYS_FULL] +
-			   stats[OFFCPU_STAT_WAKERS_FULL] + stats[OFFCPU_STAT_STACK_LOST] +
-			   stack_missing + dropped;
+			   stats[OFFCPU_STAT_SHORT_FULL] + stats[OFFCPU_STAT_WAKERS_FULL] +
+			   stats[OFFCPU_STAT_STACK_LOST] + stack_missing + dropped;
 	{
 		uint64_t ulost = ustack_capture_report(st->ustack, out->data);
 

@@ -78,6 +78,17 @@ struct offcpu_key {
 	char comm[SCHED_TASK_COMM_LEN];
 };
 
+/* Blocks shorter than min_block, per thread and state: no stacks, but a thread
+ * that blocks 10,000 times for 400 us still ranks by its 4 s. */
+struct offcpu_thread_key {
+	u32 tgid;
+	u32 pid;
+	u64 cgroup_id;
+	u32 state;
+	u32 pad;
+	char comm[SCHED_TASK_COMM_LEN];
+};
+
 struct offcpu_val {
 	u64 total_ns;
 	u64 count;
@@ -101,19 +112,21 @@ struct offcpu_waker_key {
 
 enum offcpu_stat {
 	OFFCPU_STAT_BLOCKS,	    /* blocks recorded by stack */
-	OFFCPU_STAT_SHORT,	    /* blocks under min_block, not recorded */
+	OFFCPU_STAT_SHORT,	    /* blocks under min_block, recorded by thread only */
 	OFFCPU_STAT_START_FULL,	    /* switch-outs lost: start map full */
 	OFFCPU_STAT_KEYS_FULL,	    /* blocks lost: counts map full */
 	OFFCPU_STAT_WAKERS_FULL,    /* waker records lost: wakers map full */
 	OFFCPU_STAT_STACK_LOST,	    /* stacks lost: the stack store full (stackstore.bpf.h) */
 	OFFCPU_STAT_REUSED,	    /* over the walk budget: the thread's previous stacks */
 	OFFCPU_STAT_WAKER_UNWALKED, /* over the walk budget: waker named, no stack */
+	OFFCPU_STAT_SHORT_FULL,	    /* short blocks lost: short_time map full */
 	OFFCPU_STAT_MAX
 };
 
 _Static_assert(sizeof(struct offcpu_config) == 16, "offcpu_config ABI");
 _Static_assert(sizeof(struct offcpu_start) == 88 + OFFCPU_WAKER_DEPTH * 8, "offcpu_start ABI");
 _Static_assert(sizeof(struct offcpu_key) == 48, "offcpu_key ABI");
+_Static_assert(sizeof(struct offcpu_thread_key) == 40, "offcpu_thread_key ABI");
 _Static_assert(sizeof(struct offcpu_val) == 24, "offcpu_val ABI");
 _Static_assert(sizeof(struct offcpu_waker_key) == 64 + OFFCPU_WAKER_DEPTH * 8,
 	       "offcpu_waker_key ABI");

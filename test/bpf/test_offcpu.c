@@ -309,6 +309,10 @@ static void test_min_block(void **s)
 {
 	struct capture_params p;
 	struct capture_result res;
+	bool sleeper_seen = false;
+	json_int_t us = 0;
+	json_t *procs, *e;
+	size_t i;
 
 	capture_fixture_prepare_tp(&fx, false);
 	capture_params_defaults(fx.ops, &p);
@@ -318,6 +322,32 @@ static void test_min_block(void **s)
 	assert_int_equal(json_integer_value(json_object_get(res.data, "blocks")), 0);
 	assert_true(json_integer_value(json_object_get(res.data, "short_blocks")) > 25);
 	assert_int_equal(json_array_size(json_object_get(res.data, "top_stacks")), 0);
+	/* but their time still counts for the thread and its process: the
+	 * sleeper's 25 naps of 20 ms */
+	assert_true(json_integer_value(json_object_get(res.data, "short_blocked_us")) >= 500000);
+	assert_int_equal(json_integer_value(
+				 json_object_get(json_object_get(res.data, "lost"), "short_full")),
+			 0);
+	json_array_foreach(json_object_get(res.data, "threads"), i, e)
+	{
+		if (json_integer_value(json_object_get(e, "tid")) != sleeper_tid)
+			continue;
+		assert_true(json_integer_value(json_object_get(e, "sleep_us")) >= 500000);
+		assert_true(json_integer_value(json_object_get(e, "blocks")) >= 25);
+		sleeper_seen = true;
+	}
+	if (!sleeper_seen)
+		dump(res.data);
+	assert_true(sleeper_seen);
+	procs = json_object_get(json_object_get(res.data, "consumers"), "processes");
+	json_array_foreach(procs, i, e)
+	{
+		if (json_integer_value(json_object_get(e, "pid")) == getpid())
+			us = json_integer_value(json_object_get(e, "blocked_us"));
+	}
+	if (us < 500000)
+		dump(res.data);
+	assert_true(us >= 500000);
 	capture_result_clear(&res);
 }
 
