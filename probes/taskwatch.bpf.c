@@ -21,6 +21,9 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile int cgroup_subsys = -1; /* hierarchy of the cgroup ids (core_fixes task_cgroup) */
 
 struct tw_globals g;
+/* the free hook's deletes that failed (the entry stays until evicted or its
+ * id is reused): user space reports them with the hook's recursion misses */
+__u64 free_failed;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -592,7 +595,7 @@ int BPF_PROG(taskwatch_free, struct task_struct *p)
 	__u32 pid = p->pid;
 	struct tw_task *ts = bpf_map_lookup_elem(&tasks_by_pid, &pid);
 
-	if (ts && ts->start_ns == p->start_time)
-		bpf_map_delete_elem(&tasks_by_pid, &pid);
+	if (ts && ts->start_ns == p->start_time && bpf_map_delete_elem(&tasks_by_pid, &pid))
+		__sync_fetch_and_add(&free_failed, 1);
 	return 0;
 }

@@ -63,6 +63,7 @@ struct taskwatch {
 	bool pidmap;		 /* no task storage: taskwatch_pidmap and its hash */
 	bool hash_at_bound;	 /* said once: the hash cannot grow further */
 	unsigned pidmap_entries; /* the hash's size */
+	uint64_t free_missed;	 /* exited tasks whose entry stayed, in objects unloaded since */
 };
 
 static int read_sysctl(const char *path, int *v)
@@ -123,45 +124,32 @@ static void *map_mmap(const struct bpf_map *map, size_t *len)
 
 BPF_SKEL_OPS(taskwatch);
 
-/* The pid-keyed hash's size: twice the threads alive now, so that tasks
- * that come later fit too, within bounds (an LRU hash is preallocated). The
- * first pass gives every task an entry (its baseline), later passes only the
- * tasks that did something. */
-static unsigned pidmap_entries(const struct watcher_env *env)
+/* The pid-keyed hash's size for a node of this many threads: twice as many,
+ * so that tasks that come later fit too, within bounds (an LRU hash is
+ * preallocated). The first pass gives every task an entry (its baseline),
+ * later passes only the tasks that did something. Plus what the LRU's
+ * per-CPU free lists may hold back: it evicts once its shared free list is
+ * empty, even with free entries parked on other CPUs (up to
+ * TW_LRU_LOCAL_FREE each), which the pass meets as tasks on whatever CPUs
+ * the agent ran on. */
+static unsigned state_hash_size(uint64_t threads, unsigned ncpus)
+{
+	return (unsigned)MIN(MAX(2 * threads + (uint64_t)ncpus * TW_LRU_LOCAL_FREE, TW_PIDMAP_MIN),
+			     TW_PIDMAP_MAX);
+}
+
+/* The threads alive now (the fourth field of loadavg). */
+static uint64_t threads_now(const struct watcher_env *env)
 {
 	char path[256], *text = NULL, *slash;
-	unsigned threads = 0;
+	uint64_t threads = 0;
 	size_t len;
 
 	snprintf(path, sizeof(path), "%s/loadavg", env->procfs);
 	if (read_file(path, 256, &text, &len) == 0 && (slash = strchr(text, '/')))
-		threads = (unsigned)strtoul(slash + 1, NULL, 10);
+		threads = strtoull(slash + 1, NULL, 10);
 	free(text);
-	return (unsigned)MIN(MAX(2 * threads, TW_PIDMAP_MIN), TW_PIDMAP_MAX);
-}
-
-static void taskwatch_close(void *state)
-{
-	struct taskwatch *tw = state;
-
-	if (!tw)
-		return;
-	bpf_link__destroy(tw->link);
-	bpf_link__destroy(tw->free_link);
-	if (tw->cg_acc)
-		munmap(tw->cg_acc, tw->cg_acc_len);
-	if (tw->cpu_acc)
-		munmap(tw->cpu_acc, tw->cpu_acc_len);
-	bpf_skel_unload(tw->skel, &taskwatch_skel_ops, OWNER);
-	if (tw->delayacct_ours &&
-	    sysstate_restore(tw->state_dir, tw->procfs, "kernel.task_delayacct") < 0)
-		log_warn("watch.delayacct: could not turn kernel.task_delayacct off again");
-	free(tw->slots);
-	free(tw->slot_of);
-	free(tw->up);
-	free(tw->free_slots);
-	free(tw->refs);
-	free(tw);
+	return threads;
 }
 
 static int configure(void *skel, void *ctx)
@@ -209,6 +197,28 @@ static void unload(struct taskwatch *tw)
 	tw->link = tw->free_link = NULL;
 	bpf_skel_unload(tw->skel, &taskwatch_skel_ops, OWNER);
 	tw->skel = NULL;
+}
+
+static void taskwatch_close(void *state)
+{
+	struct taskwatch *tw = state;
+
+	if (!tw)
+		return;
+	if (tw->cg_acc)
+		munmap(tw->cg_acc, tw->cg_acc_len);
+	if (tw->cpu_acc)
+		munmap(tw->cpu_acc, tw->cpu_acc_len);
+	unload(tw);
+	if (tw->delayacct_ours &&
+	    sysstate_restore(tw->state_dir, tw->procfs, "kernel.task_delayacct") < 0)
+		log_warn("watch.delayacct: could not turn kernel.task_delayacct off again");
+	free(tw->slots);
+	free(tw->slot_of);
+	free(tw->up);
+	free(tw->free_slots);
+	free(tw->refs);
+	free(tw);
 }
 
 static int load(struct taskwatch *tw, char *why, size_t why_len)
@@ -321,7 +331,7 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 	}
 	slots_reset(tw);
 	tw->pidmap = !kcompat_task_storage();
-	tw->pidmap_entries = pidmap_entries(env);
+	tw->pidmap_entries = state_hash_size(threads_now(env), tw->ncpus);
 	/* the walk needs 6.7+, which always has task storage */
 	tw->walk = env->cfg->watch.task_walk && !tw->pidmap && kernel_can_walk();
 	err = load(tw, env->why, env->why_len);
@@ -526,11 +536,31 @@ static double avg_us(const struct tw_acc *a)
 
 static int put_values(struct taskwatch *tw, struct tsdb *db, bool rates, double secs);
 
+/* Exited tasks whose entry the walk's free hook did not delete, in the
+ * loaded object: the delete failed, or the hook did not run (the kernel skips
+ * a tracing program that would interrupt itself on a CPU, and counts it). */
+static uint64_t free_hook_missed(const struct taskwatch *tw)
+{
+	struct bpf_prog_info info = {0};
+	__u32 len = sizeof(info);
+	uint64_t n;
+
+	if (!tw->skel || !tw->free_link)
+		return 0;
+	n = tw->skel->bss->free_failed;
+	if (!bpf_obj_get_info_by_fd(bpf_program__fd(tw->skel->progs.taskwatch_free), &info, &len))
+		n += info.recursion_misses;
+	return n;
+}
+
 /* The programs and maps loaded again (the hash at tw->pidmap_entries); the
  * next pass sets baselines, as the first one does. */
 static int reload(struct taskwatch *tw, char *why, size_t why_len)
 {
-	int err = load(tw, why, why_len);
+	int err;
+
+	tw->free_missed += free_hook_missed(tw);
+	err = load(tw, why, why_len);
 
 	if (!err)
 		err = map_sums(tw, why, why_len);
@@ -551,7 +581,7 @@ static int reload(struct taskwatch *tw, char *why, size_t why_len)
 static int grow_state_hash(struct taskwatch *tw, uint64_t lost)
 {
 	unsigned old = tw->pidmap_entries;
-	uint64_t want = MIN(MAX(2 * tw->tasks, 2ull * old), TW_PIDMAP_MAX);
+	uint64_t want = MIN(MAX(state_hash_size(tw->tasks, tw->ncpus), 2ull * old), TW_PIDMAP_MAX);
 	char why[256] = "";
 	int err;
 
@@ -698,6 +728,10 @@ static void taskwatch_status(void *state, json_t *o)
 	if (tw->pidmap || tw->walk) {
 		json_object_set_new(o, "task_state_entries", json_integer(tw->pidmap_entries));
 		json_object_set_new(o, "task_state_lost", json_integer((json_int_t)tw->state_lost));
+		if (tw->walk)
+			json_object_set_new(
+				o, "task_free_missed",
+				json_integer((json_int_t)(tw->free_missed + free_hook_missed(tw))));
 	}
 	json_object_set_new(o, "delayacct", json_boolean(tw->delayacct));
 	/* a choice, not a fault: the watcher is not degraded for it */

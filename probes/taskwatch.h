@@ -10,6 +10,9 @@
 /* bounds of the pid-keyed per-task hash (kernels without task storage) */
 #define TW_PIDMAP_MIN 8192
 #define TW_PIDMAP_MAX 131072
+/* free entries an LRU hash's per-CPU list may hold back (the kernel's
+ * LOCAL_FREE_TARGET, kernel/bpf/bpf_lru_list.c) */
+#define TW_LRU_LOCAL_FREE 128
 
 /* What one pass found, per CPU, per watched cgroup, and for the host. */
 struct tw_acc {

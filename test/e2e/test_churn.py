@@ -220,11 +220,13 @@ def snapshot(agent):
     maps, task_ids = hash_map_entries(pid)
     rss = int(re.search(r"VmRSS:\s+(\d+)", read(f"/proc/{pid}/status")).group(1))
     st = control_call(agent.socket, "status")["result"]
-    cg = {w["name"]: w for w in st["watchers"]}["cgroups"]
+    watchers = {w["name"]: w for w in st["watchers"]}
+    cg = watchers["cgroups"]
     return {"fds": fds, "maps": maps, "task_ids": task_ids, "rss_kib": rss,
             "series": st["agent"]["metric_series"],
             "appeared": cg["cgroups_appeared"], "reader": cg.get("reader"),
-            "every": cg.get("every", 1), "dropped": cg["cgroups_dropped"]}
+            "every": cg.get("every", 1), "dropped": cg["cgroups_dropped"],
+            "free_missed": watchers["taskwatch"].get("task_free_missed", 0)}
 
 
 def test_churn_no_leak_no_stale_series_no_missed_container():
@@ -314,7 +316,11 @@ def test_churn_no_leak_no_stale_series_no_missed_container():
         # the containers' processes are gone, and so is their per-task state
         # (an id taken again since by a live task may have state of its own)
         kept = {p for p in ph["pids"] & after["task_ids"] if not os.path.exists(f"/proc/{p}")}
-        assert not kept, f"per-task state kept for {len(kept)} exited processes"
+        # (the agent counts a task-free hook that failed or did not run, and
+        # such an entry stays: no more of them than it counted)
+        assert len(kept) <= after["free_missed"], (
+            f"per-task state kept for {len(kept)} exited processes, "
+            f"{after['free_missed']} counted")
         assert after["series"] <= before["series"] + 20, (shown(before), shown(after))
         assert after["dropped"] == 0
     # a leak grows with every phase; the first phase may leave the allocator warmer
