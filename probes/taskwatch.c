@@ -134,6 +134,7 @@ BPF_SKEL_OPS(taskwatch);
  * the agent ran on. */
 static unsigned state_hash_size(uint64_t threads, unsigned ncpus)
 {
+	threads = MIN(threads, TW_PIDMAP_MAX); /* no overflow below */
 	return (unsigned)MIN(MAX(2 * threads + (uint64_t)ncpus * TW_LRU_LOCAL_FREE, TW_PIDMAP_MIN),
 			     TW_PIDMAP_MAX);
 }
