@@ -200,16 +200,23 @@ static void unload(struct taskwatch *tw)
 	tw->skel = NULL;
 }
 
+/* Our mappings of the per-CPU and per-cgroup sums of the loaded object. */
+static void unmap_sums(struct taskwatch *tw)
+{
+	if (tw->cg_acc)
+		munmap(tw->cg_acc, tw->cg_acc_len);
+	if (tw->cpu_acc)
+		munmap(tw->cpu_acc, tw->cpu_acc_len);
+	tw->cg_acc = tw->cpu_acc = NULL;
+}
+
 static void taskwatch_close(void *state)
 {
 	struct taskwatch *tw = state;
 
 	if (!tw)
 		return;
-	if (tw->cg_acc)
-		munmap(tw->cg_acc, tw->cg_acc_len);
-	if (tw->cpu_acc)
-		munmap(tw->cpu_acc, tw->cpu_acc_len);
+	unmap_sums(tw);
 	unload(tw);
 	if (tw->delayacct_ours &&
 	    sysstate_restore(tw->state_dir, tw->procfs, "kernel.task_delayacct") < 0)
@@ -276,10 +283,7 @@ static int map_sums(struct taskwatch *tw, char *why, size_t why_len)
 {
 	int err;
 
-	if (tw->cg_acc)
-		munmap(tw->cg_acc, tw->cg_acc_len);
-	if (tw->cpu_acc)
-		munmap(tw->cpu_acc, tw->cpu_acc_len);
+	unmap_sums(tw);
 	tw->cg_acc = map_mmap(tw->skel->maps.cg_acc, &tw->cg_acc_len);
 	tw->cpu_acc = map_mmap(tw->skel->maps.cpu_acc, &tw->cpu_acc_len);
 	if (tw->cg_acc && tw->cpu_acc)
