@@ -21,9 +21,10 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile int cgroup_subsys = -1; /* hierarchy of the cgroup ids (core_fixes task_cgroup) */
 
 struct tw_globals g;
-/* the free hook's deletes that failed (the entry stays until evicted or its
- * id is reused): user space reports them with the hook's recursion misses */
-__u64 free_failed;
+/* The walk's table: odd while a pass moves entries (table_take); and the
+ * freed tasks the free hook did not find while one did, whose entry may stay
+ * (until a new task needs the place). User space reports the latter. */
+__u64 move_seq, free_raced;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -49,6 +50,24 @@ struct {
 	__type(key, __u32);
 	__type(value, struct tw_task);
 } tasks_by_pid SEC(".maps");
+
+/*
+ * The walk's per-task state (6.7+): a table keyed by the task's address, one
+ * cache line an entry, where each task has two places (cuckoo hashing).
+ * Both are found by arithmetic on the address the walk already holds, so a
+ * busy thread's entry loads at once, alongside its other lines; the hash
+ * would first load the thread's id, then its bucket, then the entry, one
+ * miss after another. An entry goes when its task is freed (taskwatch_free).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE); /* page aligned: an entry is one line */
+	__uint(max_entries, 8192);	   /* a power of two, set at load */
+	__type(key, __u32);
+	__type(value, struct tw_task);
+} task_table SEC(".maps");
+
+const volatile __u32 table_mask = 8191; /* entries - 1, set at load */
 
 /* cgroup id -> slot in cg_acc, for the watched cgroups only */
 struct {
@@ -170,7 +189,7 @@ static __always_inline struct tw_task *pid_state(struct task_struct *t)
 	__u64 start = t->start_time;
 	struct tw_task *ts = bpf_map_lookup_elem(&tasks_by_pid, &pid), fresh = {};
 
-	if (ts && ts->start_ns == start)
+	if (ts && ts->start == (__u32)start)
 		return ts;
 	/* every task alive at the previous pass got an entry by then (the
 	 * first pass gives each one, a task born since gets one when it
@@ -178,7 +197,7 @@ static __always_inline struct tw_task *pid_state(struct task_struct *t)
 	 * waited this interval with it */
 	if (g.pass > 1 && g.prev_pass_ns && start < g.prev_pass_ns)
 		g.state_lost++;
-	fresh.start_ns = start;
+	fresh.start = (__u32)start;
 	if (bpf_map_update_elem(&tasks_by_pid, &pid, &fresh, BPF_ANY))
 		return NULL;
 	return bpf_map_lookup_elem(&tasks_by_pid, &pid);
@@ -246,18 +265,30 @@ static __always_inline __u64 tw_cgroup_id(struct task_struct *t)
  * The slot of the task's nearest watched cgroup, TW_NO_SLOT for none: the
  * task's numbers count there, and user space adds each watched cgroup's sums
  * into its watched ancestors. Found by climbing from the task's cgroup with
- * one hash look-up a level, then kept in the task's state for as long as the
- * task stays in that cgroup (ids are never reused) and the slot map is
- * unchanged (g.slot_gen): most busy tasks are busy every pass.
+ * one hash look-up a level, then kept in the task's state. Most busy tasks
+ * are busy every pass, and the cgroup pointer is a cache line of the task
+ * of its own, a miss for every busy task: while the cgroup epoch is the same
+ * (no task moved between cgroups, the slot map unchanged) the kept slot
+ * holds without it. After a move somewhere, the task's cgroup id tells
+ * whether it was this task (the climb again) or another (the slot holds, if
+ * the slot map has not changed since it was found).
  */
 static __always_inline __u32 tw_slot(struct task_struct *t, struct tw_task *ts)
 {
-	__u64 id = tw_cgroup_id(t), level_id;
+	/* read before the cgroup: a move after it changes the epoch */
+	__u32 epoch = (__u32)(g.slot_gen + g.cg_moves);
+	__u64 id, level_id;
 	__u32 found = TW_NO_SLOT;
 	struct cgroup *cg;
 
-	if (ts && ts->cg_gen == (__u32)g.slot_gen && ts->cg_id == id)
-		return ts->cg_slot;
+	if (ts && ts->cg_epoch == epoch)
+		goto kept;
+	id = tw_cgroup_id(t);
+	if (ts && ts->cg_epoch && (__s32)(ts->cg_epoch - (__u32)g.slot_epoch) >= 0 &&
+	    ts->cg_id == (__u32)id) {
+		ts->cg_epoch = epoch;
+		goto kept;
+	}
 	cg = task_cgroup(t, cgroup_subsys);
 	level_id = id;
 	for (int i = 0; i < TW_MAX_LEVELS && cg; i++) {
@@ -272,12 +303,15 @@ static __always_inline __u32 tw_slot(struct task_struct *t, struct tw_task *ts)
 		cg = parent ? BPF_CORE_READ(parent, cgroup) : NULL;
 		level_id = cgroup_node_id(cg);
 	}
+	found = found < TW_NO_SLOT16 ? found : TW_NO_SLOT;
 	if (ts) {
-		ts->cg_id = id;
-		ts->cg_gen = (__u32)g.slot_gen;
-		ts->cg_slot = found;
+		ts->cg_epoch = epoch;
+		ts->cg_id = (__u32)id;
+		ts->cg_slot = found == TW_NO_SLOT ? TW_NO_SLOT16 : (__u16)found;
 	}
 	return found;
+kept:
+	return ts->cg_slot == TW_NO_SLOT16 ? TW_NO_SLOT : ts->cg_slot;
 }
 
 /* A task that may have waited or blocked: its deltas against its state, summed
@@ -297,7 +331,7 @@ static __always_inline int account(struct task_struct *t, struct tw_task *ts, un
 	if (g.delayacct)
 		rec = tw_reclaim_ns(t);
 
-	fresh = ts && ts->pass == 0;
+	fresh = ts && !ts->seen;
 	if (fresh) {
 		/* born since the last pass: everything it waited is this interval's;
 		 * older: its history is the baseline */
@@ -310,7 +344,7 @@ static __always_inline int account(struct task_struct *t, struct tw_task *ts, un
 	}
 	if (ts) {
 		s.d_rd = delta(rd, ts->run_delay);
-		s.d_pc = delta(pc, ts->pcount);
+		s.d_pc = (__u32)pc - ts->pcount; /* modulo 2^32: it wraps */
 		s.reclaim = delta(rec, ts->reclaim_ns);
 		if (s.d_pc)
 			s.wait_max = s.d_rd / s.d_pc;
@@ -330,7 +364,7 @@ static __always_inline int account(struct task_struct *t, struct tw_task *ts, un
 	s.dstate = (state & TASK_UNINTERRUPTIBLE_) && !(state & TASK_NOLOAD_);
 	if (s.dstate) {
 		__u64 now = bpf_ktime_get_ns();
-		__u64 sw = t->nvcsw + t->nivcsw + 1;
+		__u32 sw = (__u32)(t->nvcsw + t->nivcsw + 1) ?: 1;
 
 		if (ts && ts->d_switches != sw) {
 			/* a new episode (no context switch since means the same one) */
@@ -352,7 +386,7 @@ static __always_inline int account(struct task_struct *t, struct tw_task *ts, un
 		ts->pcount = pc;
 		ts->max_run_delay = mrd;
 		ts->reclaim_ns = rec;
-		ts->pass = g.pass;
+		ts->seen = 1;
 	}
 	/* most tasks sleep through the interval: nothing to add */
 	if (!s.d_pc && !s.d_rd && !s.waiting && !s.dstate && !s.reclaim)
@@ -473,19 +507,110 @@ static __always_inline struct task_struct *task_at(__u64 addr)
 	return bpf_rdonly_cast((void *)addr, bpf_core_type_id_kernel(struct task_struct));
 }
 
-/* One busy thread: its deltas against its state in the hash. A function of
+/* The two places of the task at addr in the table. */
+static __always_inline __u32 table_place(__u64 addr, int which)
+{
+	__u64 k = which ? 0xc2b2ae3d27d4eb4full : 0x9e3779b97f4a7c15ull;
+
+	return (__u32)((addr * k) >> 32) & table_mask;
+}
+
+static __always_inline struct tw_task *table_at(__u32 i)
+{
+	return bpf_map_lookup_elem(&task_table, &i);
+}
+
+#define TW_MAX_KICKS 16 /* occupants moved to their other place, at most, per new task */
+
+/*
+ * An entry for a task the table does not hold, cleared and keyed to it: a
+ * free one of its two places, else its first, whose occupant moves to its
+ * own other place, whose occupant moves on in turn, until one lands in a
+ * free place (cuckoo hashing). After TW_MAX_KICKS moves the last one moved
+ * loses its entry (counted when it comes back, as a lost state). The table
+ * has four entries a thread of the node when sized, so nearly every new task
+ * finds a free place at once. Returns the entry's index, or table_mask + 1
+ * when the moves came round to the new entry and it was the one that lost.
+ */
+__noinline __u32 table_take(__u64 addr, __u32 start)
+{
+	__u32 ia = table_place(addr, 0), ib = table_place(addr, 1), at = ia;
+	struct tw_task *a = table_at(ia), *b = table_at(ib), carry, next;
+
+	if (!a || !b)
+		return table_mask + 1;
+	if (a->addr && !b->addr) {
+		a = b;
+		at = ib;
+	}
+	carry = *a;
+	__builtin_memset(a, 0, sizeof(*a));
+	a->addr = addr;
+	a->start = start;
+	if (!carry.addr)
+		return at;
+	ia = at;
+	__sync_fetch_and_add(&move_seq, 1);
+	for (int i = 0; i < TW_MAX_KICKS; i++) {
+		__u32 p0 = table_place(carry.addr, 0);
+		__u32 other = p0 == ia ? table_place(carry.addr, 1) : p0;
+		struct tw_task *dst;
+
+		if (other == ia) /* its two places are one */
+			break;
+		dst = table_at(other);
+		if (!dst)
+			break;
+		next = *dst;
+		*dst = carry;
+		if (!next.addr)
+			break;
+		carry = next;
+		ia = other;
+	}
+	__sync_fetch_and_add(&move_seq, 1);
+	/* where it is now: the moves may have passed through its place */
+#pragma unroll
+	for (int w = 0; w < 2; w++) {
+		__u32 i = table_place(addr, w);
+
+		a = table_at(i);
+		if (a && a->addr == addr && a->start == start)
+			return i;
+	}
+	return table_mask + 1;
+}
+
+/* One busy thread: its deltas against its state in the table. A function of
  * its own, so that the verifier checks it once, not in each lane's visit. */
 __noinline int taskwatch_busy(__u64 addr, unsigned int state, __u64 lq)
 {
 	struct task_struct *t = task_at(addr);
-	struct tw_task *ts;
+	__u32 start;
+	struct tw_task *a = table_at(table_place(addr, 0)), *ts;
 
-	if (!t || t->exit_state)
-		return 0;
-	ts = pid_state(t);
-	if (!ts) {
+	if (!t || !a) {
 		g.storage_fail++;
 		return 0;
+	}
+	start = (__u32)t->start_time;
+	if (a->addr == addr && a->start == start) {
+		ts = a;
+	} else {
+		struct tw_task *b = table_at(table_place(addr, 1));
+
+		if (b && b->addr == addr && b->start == start) {
+			ts = b;
+		} else {
+			/* every task alive at the previous pass got an entry by then */
+			if (g.pass > 1 && g.prev_pass_ns && t->start_time < g.prev_pass_ns)
+				g.state_lost++;
+			ts = table_at(table_take(addr, start));
+			if (!ts) {
+				g.storage_fail++;
+				return 0;
+			}
+		}
 	}
 	return account(t, ts, state, lq);
 }
@@ -583,19 +708,76 @@ int taskwatch_walk(struct bpf_iter__task *ctx)
 }
 
 /*
- * With the walk, a task's entry in the hash goes when the task is freed, as
+ * With the walk, a task's entry in the table goes when the task is freed, as
  * its task storage would: the walk cannot tell the entries of exited tasks
- * from those of tasks asleep, short of looking every entry up. Freed, not
- * exiting: a walk that saw the task (it runs in one RCU read section) has
- * ended by then, so none can bring the entry back.
+ * from those of tasks asleep. Freed, not exiting: a walk that saw the task
+ * (it runs in one RCU read section) has ended by then, so none can bring the
+ * entry back. An entry this misses (a move of the walk's in between, a run
+ * the kernel skipped) stays until a new task needs its place; a task that
+ * later gets the same address has another start time.
  */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} free_addr SEC(".maps"); /* the address as a number: stored, read back */
+
 SEC("tp_btf/sched_process_free")
 int BPF_PROG(taskwatch_free, struct task_struct *p)
 {
-	__u32 pid = p->pid;
-	struct tw_task *ts = bpf_map_lookup_elem(&tasks_by_pid, &pid);
+	__u32 zero = 0, start = (__u32)p->start_time;
+	__u64 *slot = bpf_map_lookup_elem(&free_addr, &zero), addr, seq;
+	bool found = false;
 
-	if (ts && ts->start_ns == p->start_time && bpf_map_delete_elem(&tasks_by_pid, &pid))
-		__sync_fetch_and_add(&free_failed, 1);
+	if (!slot)
+		return 0;
+	*slot = (__u64)p; /* no arithmetic on a trusted pointer: a number from memory */
+	addr = *(volatile __u64 *)slot;
+	seq = *(volatile __u64 *)&move_seq;
+#pragma unroll
+	for (int w = 0; w < 2; w++) {
+		struct tw_task *e = table_at(table_place(addr, w));
+
+		if (e && e->addr == addr && e->start == start) {
+			e->addr = 0;
+			found = true;
+		}
+	}
+	/* none: it exited before a pass saw it busy, or a pass was moving it */
+	if (!found && (seq & 1 || seq != *(volatile __u64 *)&move_seq))
+		__sync_fetch_and_add(&free_raced, 1);
 	return 0;
+}
+
+/* A task moved between cgroups: the slots busy tasks keep are checked again.
+ * Twins for kernels whose tracepoints take no BTF programs. */
+static __always_inline int moved(void)
+{
+	__sync_fetch_and_add(&g.cg_moves, 1);
+	return 0;
+}
+
+SEC("tp_btf/cgroup_attach_task")
+int taskwatch_moved(void *ctx)
+{
+	return moved();
+}
+
+SEC("tp_btf/cgroup_transfer_tasks")
+int taskwatch_transferred(void *ctx)
+{
+	return moved();
+}
+
+SEC("raw_tp/cgroup_attach_task")
+int taskwatch_moved_raw(void *ctx)
+{
+	return moved();
+}
+
+SEC("raw_tp/cgroup_transfer_tasks")
+int taskwatch_transferred_raw(void *ctx)
+{
+	return moved();
 }

@@ -31,7 +31,8 @@
 struct taskwatch {
 	struct taskwatch_bpf *skel;
 	struct bpf_link *link;
-	struct bpf_link *free_link; /* the walk: per-task state dropped at task free */
+	struct bpf_link *free_link;	/* the walk: per-task state dropped at task free */
+	struct bpf_link *move_links[2]; /* tasks moved between cgroups: kept slots checked */
 	struct cgroups *cg;
 	struct tw_acc *cg_acc, *cpu_acc; /* mmapped BPF arrays */
 	size_t cg_acc_len, cpu_acc_len;
@@ -59,11 +60,13 @@ struct taskwatch {
 	char state_dir[256]; /* where that is recorded (base/sysstate.h) */
 	char procfs[200];
 	uint64_t storage_fail, cpu_overflow;
-	uint64_t state_lost;	 /* tasks whose state the hash had evicted, since start */
-	bool pidmap;		 /* no task storage: taskwatch_pidmap and its hash */
-	bool hash_at_bound;	 /* said once: the hash cannot grow further */
-	unsigned pidmap_entries; /* the hash's size */
-	uint64_t free_missed;	 /* exited tasks whose entry stayed, in objects unloaded since */
+	uint64_t state_lost;	/* tasks whose state the hash or table had lost, since start */
+	bool pidmap;		/* no task storage: taskwatch_pidmap and its hash */
+	bool state_at_bound;	/* said once: the hash or table cannot grow further */
+	unsigned state_entries; /* the pid hash's size, or the walk's table's */
+	bool moves_hooked;	/* both migration hooks attached */
+	uint64_t free_missed; /* freed tasks whose entry may have stayed, in objects unloaded since
+			       */
 };
 
 static int read_sysctl(const char *path, int *v)
@@ -131,12 +134,31 @@ BPF_SKEL_OPS(taskwatch);
  * per-CPU free lists may hold back: it evicts once its shared free list is
  * empty, even with free entries parked on other CPUs (up to
  * TW_LRU_LOCAL_FREE each), which the pass meets as tasks on whatever CPUs
- * the agent ran on. */
-static unsigned state_hash_size(uint64_t threads, unsigned ncpus)
+ * the agent ran on. The walk's table: four entries a thread, a power of two
+ * (a cuckoo table rarely has to move an entry while under a quarter full). */
+static unsigned state_size(const struct taskwatch *tw, uint64_t threads)
 {
-	threads = MIN(threads, TW_PIDMAP_MAX); /* no overflow below */
-	return (unsigned)MIN(MAX(2 * threads + (uint64_t)ncpus * TW_LRU_LOCAL_FREE, TW_PIDMAP_MIN),
-			     TW_PIDMAP_MAX);
+	unsigned n = TW_TABLE_MIN;
+
+	if (!tw->walk) {
+		threads = MIN(threads, TW_PIDMAP_MAX); /* no overflow below */
+		return (unsigned)MIN(
+			MAX(2 * threads + (uint64_t)tw->ncpus * TW_LRU_LOCAL_FREE, TW_PIDMAP_MIN),
+			TW_PIDMAP_MAX);
+	}
+	while (n < TW_TABLE_MAX && n < 4 * MIN(threads, (uint64_t)TW_TABLE_MAX))
+		n *= 2;
+	return n;
+}
+
+static unsigned state_max(const struct taskwatch *tw)
+{
+	return tw->walk ? TW_TABLE_MAX : TW_PIDMAP_MAX;
+}
+
+static const char *state_kind(const struct taskwatch *tw)
+{
+	return tw->walk ? "table" : "hash";
 }
 
 /* The threads alive now (the fourth field of loadavg). */
@@ -164,14 +186,21 @@ static int configure(void *skel, void *ctx)
 	bpf_map__set_max_entries(s->maps.cg_slot, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cg_acc, tw->max_cgroups);
 	bpf_map__set_max_entries(s->maps.cpu_acc, tw->ncpus);
-	/* per-task state: task storage, or the pid-keyed hash before 5.11 and
-	 * for the walk (which reaches tasks through casts task storage refuses) */
+	/* per-task state: task storage, the pid-keyed hash before 5.11, or for
+	 * the walk (which reaches tasks through casts task storage refuses) its
+	 * address-keyed table */
 	bpf_map__set_autocreate(s->maps.tasks, !tw->pidmap && !tw->walk);
 	bpf_program__set_autoload(s->progs.taskwatch, !tw->pidmap && !tw->walk);
-	bpf_map__set_autocreate(s->maps.tasks_by_pid, tw->pidmap || tw->walk);
+	bpf_map__set_autocreate(s->maps.tasks_by_pid, tw->pidmap);
 	bpf_program__set_autoload(s->progs.taskwatch_pidmap, tw->pidmap);
-	if (tw->pidmap || tw->walk)
-		bpf_map__set_max_entries(s->maps.tasks_by_pid, tw->pidmap_entries);
+	if (tw->pidmap)
+		bpf_map__set_max_entries(s->maps.tasks_by_pid, tw->state_entries);
+	bpf_map__set_autocreate(s->maps.task_table, tw->walk);
+	bpf_map__set_autocreate(s->maps.free_addr, tw->walk);
+	if (tw->walk) {
+		bpf_map__set_max_entries(s->maps.task_table, tw->state_entries);
+		s->rodata->table_mask = tw->state_entries - 1;
+	}
 	return 0;
 }
 
@@ -196,6 +225,10 @@ static void unload(struct taskwatch *tw)
 	bpf_link__destroy(tw->link);
 	bpf_link__destroy(tw->free_link);
 	tw->link = tw->free_link = NULL;
+	for (int i = 0; i < 2; i++) {
+		bpf_link__destroy(tw->move_links[i]);
+		tw->move_links[i] = NULL;
+	}
 	bpf_skel_unload(tw->skel, &taskwatch_skel_ops, OWNER);
 	tw->skel = NULL;
 }
@@ -229,6 +262,12 @@ static void taskwatch_close(void *state)
 	free(tw);
 }
 
+/* The one of a program's twins (tp_btf, raw_tp) that loaded, attached. */
+static struct bpf_link *attach_loaded(struct bpf_program *btf, struct bpf_program *raw)
+{
+	return bpf_program__attach(bpf_program__fd(btf) >= 0 ? btf : raw);
+}
+
 static int load(struct taskwatch *tw, char *why, size_t why_len)
 {
 	void *skel;
@@ -247,6 +286,15 @@ static int load(struct taskwatch *tw, char *why, size_t why_len)
 	}
 	tw->skel = skel;
 	tw->skel->bss->g.slot_gen = 1; /* a task's slot cache starts empty (0) */
+	/* without them, the kept slots are checked again at every pass */
+	tw->move_links[0] =
+		attach_loaded(tw->skel->progs.taskwatch_moved, tw->skel->progs.taskwatch_moved_raw);
+	tw->move_links[1] = attach_loaded(tw->skel->progs.taskwatch_transferred,
+					  tw->skel->progs.taskwatch_transferred_raw);
+	tw->moves_hooked = tw->move_links[0] && tw->move_links[1];
+	if (!tw->moves_hooked)
+		kcompat_note("taskwatch", "the cgroup migration tracepoints did not attach: a busy "
+					  "task's cgroup is looked up at every pass");
 	/* its size is in the status (task_state_entries): it can grow */
 	if (tw->pidmap)
 		kcompat_note("taskwatch", "per-task state in a thread-id-keyed LRU hash: no BPF "
@@ -336,9 +384,9 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 	}
 	slots_reset(tw);
 	tw->pidmap = !kcompat_task_storage();
-	tw->pidmap_entries = state_hash_size(threads_now(env), tw->ncpus);
 	/* the walk needs 6.7+, which always has task storage */
 	tw->walk = env->cfg->watch.task_walk && !tw->pidmap && kernel_can_walk();
+	tw->state_entries = state_size(tw, threads_now(env));
 	err = load(tw, env->why, env->why_len);
 	if (err && tw->walk) {
 		log_warn("watcher taskwatch: the one-run task walk did not load (%s): visiting "
@@ -346,6 +394,7 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 			 env->why);
 		env->why[0] = '\0';
 		tw->walk = false;
+		tw->state_entries = state_size(tw, threads_now(env));
 		err = load(tw, env->why, env->why_len);
 	}
 	if (!err)
@@ -454,6 +503,7 @@ static int sync_slots(struct taskwatch *tw)
 	struct tw_slot *next = n ? calloc(n, sizeof(*next)) : NULL;
 	uint32_t *slot_of = n ? malloc(n * sizeof(*slot_of)) : NULL;
 	bool *kept = tw->nslots ? calloc(tw->nslots, sizeof(*kept)) : NULL;
+	struct tw_globals *g;
 
 	if ((n && (!next || !slot_of)) || (tw->nslots && !kept)) {
 		free(next);
@@ -513,7 +563,9 @@ static int sync_slots(struct taskwatch *tw)
 	if (tw->up)
 		link_ancestors(tw, tw->up, n);
 	tw->gen = cgroups_watch_generation(tw->cg);
-	tw->skel->bss->g.slot_gen++; /* slots the tasks keep may be stale now */
+	g = &tw->skel->bss->g;
+	g->slot_gen++; /* slots the tasks keep may be stale now */
+	g->slot_epoch = (uint32_t)(g->slot_gen + g->cg_moves);
 	return 0;
 }
 
@@ -541,9 +593,10 @@ static double avg_us(const struct tw_acc *a)
 
 static int put_values(struct taskwatch *tw, struct tsdb *db, bool rates, double secs);
 
-/* Exited tasks whose entry the walk's free hook did not delete, in the
- * loaded object: the delete failed, or the hook did not run (the kernel skips
- * a tracing program that would interrupt itself on a CPU, and counts it). */
+/* Freed tasks whose entry the walk's free hook may have left, in the loaded
+ * object: it did not find it while a pass was moving entries, or it did not
+ * run (the kernel skips a tracing program that would interrupt itself on a
+ * CPU, and counts it). Such an entry stays until a new task needs the place. */
 static uint64_t free_hook_missed(const struct taskwatch *tw)
 {
 	struct bpf_prog_info info = {0};
@@ -552,14 +605,14 @@ static uint64_t free_hook_missed(const struct taskwatch *tw)
 
 	if (!tw->skel || !tw->free_link)
 		return 0;
-	n = tw->skel->bss->free_failed;
+	n = tw->skel->bss->free_raced;
 	if (!bpf_obj_get_info_by_fd(bpf_program__fd(tw->skel->progs.taskwatch_free), &info, &len))
 		n += info.recursion_misses;
 	return n;
 }
 
-/* The programs and maps loaded again (the hash at tw->pidmap_entries); the
- * next pass sets baselines, as the first one does. */
+/* The programs and maps loaded again (the hash or table at
+ * tw->state_entries); the next pass sets baselines, as the first one does. */
 static int reload(struct taskwatch *tw, char *why, size_t why_len)
 {
 	int err;
@@ -576,38 +629,39 @@ static int reload(struct taskwatch *tw, char *why, size_t why_len)
 }
 
 /*
- * The hash of per-task state (before 5.11, and with the walk) is sized at
- * start to twice the threads alive then; a node whose workloads start after
- * the agent outgrows it, and its LRU evicts the state of the tasks that
- * slept longest, which then lose what they waited in the interval they come
- * back in. Load it again at twice the threads the pass saw: one pass of
+ * The hash of per-task state (before 5.11) or the walk's table is sized at
+ * start for the threads alive then; a node whose workloads start after the
+ * agent outgrows it: the hash's LRU evicts the state of the tasks that slept
+ * longest, the table's moves end with a task without one, and those tasks
+ * lose what they waited in the interval they come back in. Load it again
+ * for the threads the pass saw, at least twice as big: one pass of
  * baselines (no run-queue rates that round), no loss after.
  */
-static int grow_state_hash(struct taskwatch *tw, uint64_t lost)
+static int grow_state(struct taskwatch *tw, uint64_t lost)
 {
-	unsigned old = tw->pidmap_entries;
-	uint64_t want = MIN(MAX(state_hash_size(tw->tasks, tw->ncpus), 2ull * old), TW_PIDMAP_MAX);
+	unsigned old = tw->state_entries;
+	uint64_t want = MIN(MAX(state_size(tw, tw->tasks), 2ull * old), state_max(tw));
 	char why[256] = "";
 	int err;
 
-	if (old >= TW_PIDMAP_MAX) {
-		if (!tw->hash_at_bound)
-			log_warn("watcher taskwatch: the per-task state hash is full at its bound "
-				 "(%u entries, %llu threads): the tasks that slept longest lose "
-				 "their saved state (status task_state_lost)",
-				 old, (unsigned long long)tw->tasks);
-		tw->hash_at_bound = true;
+	if (old >= state_max(tw)) {
+		if (!tw->state_at_bound)
+			log_warn("watcher taskwatch: the per-task state %s is full at its bound "
+				 "(%u entries, %llu threads): some tasks lose their saved state "
+				 "(status task_state_lost)",
+				 state_kind(tw), old, (unsigned long long)tw->tasks);
+		tw->state_at_bound = true;
 		return 0;
 	}
-	log_warn("watcher taskwatch: %llu tasks lost their saved state to a full hash (%u "
+	log_warn("watcher taskwatch: %llu tasks lost their saved state to a full %s (%u "
 		 "entries, %llu threads): loading it again with %llu",
-		 (unsigned long long)lost, old, (unsigned long long)tw->tasks,
+		 (unsigned long long)lost, state_kind(tw), old, (unsigned long long)tw->tasks,
 		 (unsigned long long)want);
-	tw->pidmap_entries = (unsigned)want;
+	tw->state_entries = (unsigned)want;
 	err = reload(tw, why, sizeof(why));
 	if (err) {
 		log_warn("watcher taskwatch: %s: back to %u entries", why, old);
-		tw->pidmap_entries = old;
+		tw->state_entries = old;
 		err = reload(tw, why, sizeof(why));
 	}
 	return err;
@@ -647,6 +701,8 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 	g->tasks = 0;
 	g->skipped = 0;
 	g->pass++;
+	if (!tw->moves_hooked)
+		g->cg_moves++; /* any task may have moved: each checks its cgroup id */
 	g->prev_pass_ns = tw->prev_pass_ns;
 	g->delayacct = tw->delayacct;
 	err = run_pass(tw);
@@ -665,7 +721,7 @@ static int taskwatch_sample(void *state, struct tsdb *db)
 	roll_up(tw);
 	err = put_values(tw, db, rates, secs);
 	if (!err && lost)
-		err = grow_state_hash(tw, lost);
+		err = grow_state(tw, lost);
 	return err;
 }
 
@@ -731,7 +787,7 @@ static void taskwatch_status(void *state, json_t *o)
 	json_object_set_new(o, "cgroups", json_integer(tw->nslots));
 	json_object_set_new(o, "task_state_failures", json_integer((json_int_t)tw->storage_fail));
 	if (tw->pidmap || tw->walk) {
-		json_object_set_new(o, "task_state_entries", json_integer(tw->pidmap_entries));
+		json_object_set_new(o, "task_state_entries", json_integer(tw->state_entries));
 		json_object_set_new(o, "task_state_lost", json_integer((json_int_t)tw->state_lost));
 		if (tw->walk)
 			json_object_set_new(

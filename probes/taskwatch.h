@@ -10,6 +10,9 @@
 /* bounds of the pid-keyed per-task hash (kernels without task storage) */
 #define TW_PIDMAP_MIN 8192
 #define TW_PIDMAP_MAX 131072
+/* bounds of the walk's per-task table (entries, powers of two) */
+#define TW_TABLE_MIN 8192
+#define TW_TABLE_MAX 262144
 /* free entries an LRU hash's per-CPU list may hold back (the kernel's
  * LOCAL_FREE_TARGET, kernel/bpf/bpf_lru_list.c) */
 #define TW_LRU_LOCAL_FREE 128
@@ -40,27 +43,36 @@ struct tw_globals {
 	/* the run-queue clock of the CPU running the pass, at its first task */
 	__u64 clock_pass, cur_clock, prev_clock;
 	__u64 slot_gen; /* changes whenever the cgroup slot map does, from 1 */
+	/* tasks moved between cgroups (the migration hooks; user space bumps
+	 * it every pass without them): a busy task's kept slot holds while
+	 * slot_gen + cg_moves (the cgroup epoch) is what it was */
+	__u64 cg_moves;
+	__u64 slot_epoch; /* the cgroup epoch the slot map last changed at */
 	/* tasks alive before the previous pass whose state the pid- or
 	 * address-keyed hash no longer held (evicted: the hash is full) */
 	__u64 state_lost;
 	struct tw_acc host;
 };
-_Static_assert(sizeof(struct tw_globals) == 160, "tw_globals ABI");
+_Static_assert(sizeof(struct tw_globals) == 176, "tw_globals ABI");
 
-/* Per-task state between passes (task-local storage, or the pid-keyed hash
- * before 5.11). */
+/* Per-task state between passes (task-local storage, the pid-keyed hash
+ * before 5.11, or the walk's table): one cache line. */
 struct tw_task {
+	__u64 addr; /* the walk's table: the task's address; 0: a free entry */
 	__u64 run_delay;
-	__u64 pcount;
 	__u64 max_run_delay;
 	__u64 reclaim_ns;
-	__u64 d_switches; /* context switches + 1 when its current D episode began; 0: not in D */
-	__u64 d_start_ns; /* CLOCK_MONOTONIC estimate of when that episode began */
-	__u64 pass;	  /* last pass that saw it; 0: new */
-	__u64 start_ns;	  /* pid-keyed hash only: the task's start time */
-	/* its nearest watched cgroup's slot (TW_NO_SLOT: none), as found for
-	 * the cgroup id cg_id under slot map generation cg_gen */
-	__u64 cg_id;
-	__u32 cg_gen, cg_slot;
+	__u64 d_start_ns; /* CLOCK_MONOTONIC estimate of when its D episode began */
+	__u32 pcount;	  /* low 32 bits: deltas are taken modulo 2^32 */
+	__u32 d_switches; /* context switches + 1 then (low 32 bits, never 0); 0: not in D */
+	__u32 start;	  /* low 32 bits of its start time: tells a reused id or address */
+	/* its nearest watched cgroup's slot (TW_NO_SLOT16: none), found for the
+	 * cgroup whose id's low 32 bits are cg_id under cgroup epoch cg_epoch
+	 * (slot_gen + cg_moves; 0: never) */
+	__u32 cg_epoch;
+	__u32 cg_id;
+	__u16 cg_slot;
+	__u16 seen; /* a pass has set its baseline */
 };
-_Static_assert(sizeof(struct tw_task) == 80, "tw_task ABI");
+_Static_assert(sizeof(struct tw_task) == 64, "tw_task ABI");
+#define TW_NO_SLOT16 0xffffu

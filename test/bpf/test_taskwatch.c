@@ -758,16 +758,17 @@ static void test_state_hash_grows_with_the_node(void **s)
 	n = (unsigned)entries + 2000;
 	lost0 = status_int("task_state_lost");
 	pid = start_thread_population(n, &wake, &answer);
-	/* the new threads take entries, and the LRU evicts those of tasks
-	 * asleep; the ones evicted are found out when they next run, at the
-	 * latest once all of them ran, and the hash grows on the first */
+	/* the new threads take entries, and the full hash (its LRU) or table
+	 * (its moves) leaves some tasks without one; they are found out when
+	 * they next run, at the latest once all of them ran, and it grows on
+	 * the first */
 	round_();
 	round_();
 	wake_all(wake, answer);
 	round_();
 	lost1 = status_int("task_state_lost");
-	print_message("hash of %lld entries, %u more threads: %lld tasks lost their state, "
-		      "the hash now %lld entries\n",
+	print_message("per-task state of %lld entries, %u more threads: %lld tasks lost their "
+		      "state, now %lld entries\n",
 		      entries, n, lost1 - lost0, status_int("task_state_entries"));
 	assert_true(lost1 > lost0);
 	assert_true(lost1 - lost0 <= n + 2000);

@@ -116,15 +116,18 @@ class Hierarchies:
             os.rmdir(top)
 
 
-def churn(h, tag, pids):
+def churn(h, tag, pids, halfway=None):
     """Starts and stops containers for PHASE seconds; returns {name: (start, stop)}
-    and adds their processes' ids to pids."""
+    and adds their processes' ids to pids. Calls halfway() once, halfway."""
     live, times, n = [], {}, 0
     t0 = time.monotonic()
     next_start = t0
     try:
         while time.monotonic() - t0 < PHASE:
             now = time.monotonic()
+            if halfway and now - t0 >= PHASE / 2:
+                halfway()
+                halfway = None
             while next_start <= now:
                 name = tag + hashlib.sha256(f"{tag}{n}".encode()).hexdigest()[:24]
                 n += 1
@@ -172,14 +175,17 @@ def map_key_u32(entry):
     return int.from_bytes(bytes(int(b, 16) for b in entry["key"]), "little")
 
 
-def hash_map_entries(pid):
+def hash_map_entries(pid, tasks_only=False):
     """Entries of the agent's BPF hash maps (the ones that grow with what is
-    watched), and apart the thread ids the task pass holds state for
-    (tasks_by_pid)."""
+    watched), and apart the task pass's per-task state: the thread ids it holds
+    state for (tasks_by_pid, before 5.11), or the entries in use of the walk's
+    table (task_table, 6.7+: keyed by task addresses, which user space cannot
+    see), as a count; None with task storage, which goes with its task.
+    tasks_only: the latter alone."""
     shown = subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True,
                            check=True)
     names = {str(m["id"]): m.get("name", "") for m in json.loads(shown.stdout or "[]")}
-    total, tids, seen = 0, set(), set()
+    total, state, seen = 0, None, set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
             if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-map":
@@ -188,17 +194,22 @@ def hash_map_entries(pid):
                         .splitlines() if ":\t" in line)
         except OSError:
             continue
-        if int(info["map_type"]) not in (1, 5, 9, 10) or info["map_id"] in seen:
+        name = names.get(info["map_id"])
+        tasks = name in ("tasks_by_pid", "task_table")
+        if (int(info["map_type"]) not in (1, 5, 9, 10) and not tasks) \
+                or (tasks_only and not tasks) or info["map_id"] in seen:
             continue
         seen.add(info["map_id"])
         out = subprocess.run(["bpftool", "-j", "map", "dump", "id", info["map_id"]],
                              capture_output=True, text=True, check=True)
         entries = json.loads(out.stdout or "[]")
-        if names.get(info["map_id"]) == "tasks_by_pid":
-            tids |= {map_key_u32(e) for e in entries}
+        if name == "tasks_by_pid":
+            state = {map_key_u32(e) for e in entries}
+        elif name == "task_table":
+            state = sum(1 for e in entries if e["formatted"]["value"]["addr"])
         else:
             total += len(entries)
-    return total, tids
+    return total, state
 
 
 def open_files(pid):
@@ -217,12 +228,19 @@ def open_files(pid):
 def snapshot(agent):
     pid = agent.proc.pid
     fds = open_files(pid)  # before the status call's connection
+
+    def watchers():
+        st = control_call(agent.socket, "status")["result"]
+        return st, {w["name"]: w for w in st["watchers"]}
+
+    tasks = watchers()[1]["taskwatch"]["tasks"]
     maps, task_ids = hash_map_entries(pid)
     rss = int(re.search(r"VmRSS:\s+(\d+)", read(f"/proc/{pid}/status")).group(1))
-    st = control_call(agent.socket, "status")["result"]
-    watchers = {w["name"]: w for w in st["watchers"]}
+    st, watchers = watchers()
+    # the threads the passes around the dump visited
+    tasks = max(tasks, watchers["taskwatch"]["tasks"])
     cg = watchers["cgroups"]
-    return {"fds": fds, "maps": maps, "task_ids": task_ids, "rss_kib": rss,
+    return {"fds": fds, "maps": maps, "task_ids": task_ids, "tasks": tasks, "rss_kib": rss,
             "series": st["agent"]["metric_series"],
             "appeared": cg["cgroups_appeared"], "reader": cg.get("reader"),
             "every": cg.get("every", 1), "dropped": cg["cgroups_dropped"],
@@ -254,14 +272,16 @@ def test_churn_no_leak_no_stale_series_no_missed_container():
             tag = f"churn{i}x"
             poller = CgroupSeriesPoller(f"http://127.0.0.1:{port}/metrics", tag, POLL)
             try:
-                pids = set()
-                times = churn(h, tag, pids)
+                pids, mid = set(), {}
+                times = churn(h, tag, pids,
+                              lambda: mid.update(task_ids=hash_map_entries(agent.proc.pid,
+                                                                           True)[1]))
                 time.sleep(SCAN * before["every"] + INTERVAL + 2 * POLL + 1)
             finally:
                 poller.close()
             # the history window, then a sweep (every 8 rounds)
             time.sleep(HISTORY + 8 * INTERVAL + 2)
-            phases.append({"times": times, "pids": pids, "poller": poller,
+            phases.append({"times": times, "pids": pids, "poller": poller, "mid": mid,
                            "after": snapshot(agent)})
         log = agent.read_log()
     finally:
@@ -270,8 +290,9 @@ def test_churn_no_leak_no_stale_series_no_missed_container():
         h.close()
 
     def shown(snap):
+        ids = snap["task_ids"]
         return {**{k: v for k, v in snap.items() if k != "task_ids"},
-                "task_ids": len(snap["task_ids"])}
+                "task_ids": len(ids) if isinstance(ids, set) else ids}  # a count, or None
 
     print("before", shown(before))
     for i, ph in enumerate(phases):
@@ -314,13 +335,31 @@ def test_churn_no_leak_no_stale_series_no_missed_container():
             (shown(before), shown(after))
         assert after["maps"] == before["maps"], (shown(before), shown(after))
         # the containers' processes are gone, and so is their per-task state
-        # (an id taken again since by a live task may have state of its own)
-        kept = {p for p in ph["pids"] & after["task_ids"] if not os.path.exists(f"/proc/{p}")}
-        # (the agent counts a task-free hook that failed or did not run, and
-        # such an entry stays: no more of them than it counted)
-        assert len(kept) <= after["free_missed"], (
-            f"per-task state kept for {len(kept)} exited processes, "
-            f"{after['free_missed']} counted")
+        # (the agent counts a task-free hook that did not run, or did not find
+        # an entry the pass was moving, and such an entry stays: no more of
+        # them than it counted)
+        if isinstance(after["task_ids"], set):
+            # they had some halfway (each runs at its start, and a pass then
+            # gives it state); an id taken again since by a live task may
+            # have state of its own
+            assert ph["pids"] & ph["mid"]["task_ids"], "no state for the containers' tasks"
+            kept = {p for p in ph["pids"] & after["task_ids"]
+                    if not os.path.exists(f"/proc/{p}")}
+            assert len(kept) <= after["free_missed"], (
+                f"per-task state kept for {len(kept)} exited processes, "
+                f"{after['free_missed']} counted")
+        elif after["task_ids"] is not None:
+            # by count: the table held entries for the containers' processes
+            # halfway (about RATE * LIFE of them alive then), and now no more
+            # entries than the pass visits threads (each holds one at most),
+            # plus those counted
+            print(f"phase {i + 1}: table entries in use: {before['task_ids']} before, "
+                  f"{ph['mid']['task_ids']} halfway, {after['task_ids']} after, "
+                  f"{after['tasks']} threads in a pass")
+            assert ph["mid"]["task_ids"] >= before["task_ids"] + RATE * LIFE / 2
+            assert after["task_ids"] <= after["tasks"] + after["free_missed"], (
+                f"{after['task_ids']} entries in use, {after['tasks']} threads, "
+                f"{after['free_missed']} counted")
         assert after["series"] <= before["series"] + 20, (shown(before), shown(after))
         assert after["dropped"] == 0
     # a leak grows with every phase; the first phase may leave the allocator warmer

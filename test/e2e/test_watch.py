@@ -409,17 +409,19 @@ def test_cgroup_appears_and_disappears(cgroup):
 
 def test_default_has_no_hooks_and_hook_mode_reports_cost(tmp_path):
     # default: the only watch programs are the task and cgroup iterators, attached to no
-    # event, and with the one-run task walk (6.7+) its program on task free, which drops a
-    # freed task's per-task state as task storage would
+    # event, the task pass's two on cgroup migration (a count of tasks moved, so that busy
+    # tasks look their cgroup up again), and with the one-run task walk (6.7+) its program
+    # on task free, which drops a freed task's per-task state as task storage would
     agent = Agent()
     try:
         agent.start()
         time.sleep(2.5)
         st = control_call(agent.socket, "status")["result"]
         log = agent.read_log()
-        watch_ids = {int(i) for line in log.splitlines()
-                     if "watch." in line and "BPF programs loaded" in line
-                     for i in re.findall(r"#(\d+)", line)}
+        watch_progs = {int(i): name for line in log.splitlines()
+                       if "watch." in line and "BPF programs loaded" in line
+                       for name, i in re.findall(r"(\w+)#(\d+)", line)}
+        watch_ids = set(watch_progs)
         links = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
                                           text=True, check=True).stdout or "[]")
         progs = {p["id"]: p.get("name", "") for p in json.loads(subprocess.run(
@@ -431,10 +433,16 @@ def test_default_has_no_hooks_and_hook_mode_reports_cost(tmp_path):
     assert watch_ids
     watch_links = [x for x in links if x.get("prog_id") in watch_ids]
     hooks = [x for x in watch_links if x["type"] != "iter"]
-    assert all(x.get("tp_name") == "sched_process_free"
-               and progs.get(x["prog_id"]) == "taskwatch_free" for x in hooks), (hooks, progs)
-    assert len(hooks) == (1 if st and {w["name"]: w for w in st["watchers"]}["taskwatch"]
-                          .get("walk") == "one run" else 0), hooks
+    tracepoints = {"taskwatch_free": "sched_process_free",
+                   "taskwatch_moved": "cgroup_attach_task",
+                   "taskwatch_transferred": "cgroup_transfer_tasks"}
+    hooked = sorted(watch_progs[x["prog_id"]].removesuffix("_raw") for x in hooks)
+    assert all(tracepoints.get(watch_progs[x["prog_id"]].removesuffix("_raw")) ==
+               x.get("tp_name") for x in hooks), (hooks, watch_progs, progs)
+    tw = {w["name"]: w for w in st["watchers"]}["taskwatch"] if st else {}
+    walk = tw.get("walk") == "one run"
+    assert hooked == ["taskwatch_free"] * walk + ["taskwatch_moved", "taskwatch_transferred"], \
+        hooks
     w = {x["name"]: x for x in st["watchers"]}
     assert w["runqlat"]["state"] == "off" and "watch.runq_hooks" in w["runqlat"]["reason"]
     assert w["biolat"]["state"] == "off"
