@@ -65,8 +65,7 @@ struct taskwatch {
 	bool state_at_bound;	/* said once: the hash or table cannot grow further */
 	unsigned state_entries; /* the pid hash's size, or the walk's table's */
 	bool moves_hooked;	/* both migration hooks attached */
-	uint64_t free_missed; /* freed tasks whose entry may have stayed, in objects unloaded since
-			       */
+	uint64_t free_missed;	/* freed tasks whose entry may have stayed, in unloaded objects */
 };
 
 static int read_sysctl(const char *path, int *v)
@@ -220,15 +219,20 @@ static bool kernel_can_walk(void)
 	return true;
 }
 
+static void detach_moves(struct taskwatch *tw)
+{
+	for (int i = 0; i < 2; i++) {
+		bpf_link__destroy(tw->move_links[i]);
+		tw->move_links[i] = NULL;
+	}
+}
+
 static void unload(struct taskwatch *tw)
 {
 	bpf_link__destroy(tw->link);
 	bpf_link__destroy(tw->free_link);
 	tw->link = tw->free_link = NULL;
-	for (int i = 0; i < 2; i++) {
-		bpf_link__destroy(tw->move_links[i]);
-		tw->move_links[i] = NULL;
-	}
+	detach_moves(tw);
 	bpf_skel_unload(tw->skel, &taskwatch_skel_ops, OWNER);
 	tw->skel = NULL;
 }
@@ -292,9 +296,11 @@ static int load(struct taskwatch *tw, char *why, size_t why_len)
 	tw->move_links[1] = attach_loaded(tw->skel->progs.taskwatch_transferred,
 					  tw->skel->progs.taskwatch_transferred_raw);
 	tw->moves_hooked = tw->move_links[0] && tw->move_links[1];
-	if (!tw->moves_hooked)
-		kcompat_note("taskwatch", "the cgroup migration tracepoints did not attach: a busy "
-					  "task's cgroup is looked up at every pass");
+	if (!tw->moves_hooked) {
+		detach_moves(tw); /* user space counts a move at every pass instead */
+		kcompat_note("taskwatch", "the cgroup migration tracepoints did not attach: each "
+					  "busy task reads its cgroup id at every pass");
+	}
 	/* its size is in the status (task_state_entries): it can grow */
 	if (tw->pidmap)
 		kcompat_note("taskwatch", "per-task state in a thread-id-keyed LRU hash: no BPF "
