@@ -552,10 +552,15 @@ int main(int argc, char **argv)
 	if (pipe(ab) || pipe(ba))
 		return 1;
 	if (fork() == 0) {
+		/* only its own ends open: the parent killed, it reads EOF and exits */
+		close(ab[1]);
+		close(ba[0]);
 		while (read(ab[0], &c, 1) == 1 && write(ba[1], &c, 1) == 1)
 			;
 		return 0;
 	}
+	close(ab[0]);
+	close(ba[1]);
 	while (time(NULL) < end)
 		for (int i = 0; i < 10000; i++)
 			if (write(ab[1], &c, 1) != 1 || read(ba[0], &c, 1) != 1)
