@@ -524,9 +524,10 @@ static __always_inline struct tw_task *table_at(__u32 i)
 
 /*
  * An entry for a task the table does not hold, cleared and keyed to it: a
- * free one of its two places, else its first, whose occupant moves to its
- * own other place, whose occupant moves on in turn, until one lands in a
- * free place (cuckoo hashing). After TW_MAX_KICKS moves the last one moved
+ * free one of its two places (or one an earlier task at this address left),
+ * else its first, whose occupant moves to its own other place, whose
+ * occupant moves on in turn, until one lands in a free place (cuckoo
+ * hashing). After TW_MAX_KICKS moves the last one moved
  * loses its entry (counted when it comes back, as a lost state). The table
  * has four entries a thread of the node when sized, so nearly every new task
  * finds a free place at once. Returns the entry's index, or table_mask + 1
@@ -539,7 +540,9 @@ __noinline __u32 table_take(__u64 addr, __u32 start)
 
 	if (!a || !b)
 		return table_mask + 1;
-	if (a->addr && !b->addr) {
+	/* an entry with this address is an earlier task's (its free was
+	 * missed): the place to take, and the entry goes */
+	if ((b->addr == addr && a->addr != addr) || (a->addr && a->addr != addr && !b->addr)) {
 		a = b;
 		at = ib;
 	}
@@ -547,7 +550,7 @@ __noinline __u32 table_take(__u64 addr, __u32 start)
 	__builtin_memset(a, 0, sizeof(*a));
 	a->addr = addr;
 	a->start = start;
-	if (!carry.addr)
+	if (!carry.addr || carry.addr == addr)
 		return at;
 	ia = at;
 	__sync_fetch_and_add(&move_seq, 1);
