@@ -34,15 +34,14 @@ struct {
 } tasks SEC(".maps");
 
 /*
- * Before 5.11 (no task storage), and in the 6.7+ walk (taskwatch_walk), the
- * same per-task state lives in an LRU hash keyed by thread id; the task's
- * start time tells a reused id from its previous owner. Every task takes an
- * entry at the first pass, later only tasks that did something since a
- * pass; entries of exited tasks age out (with the walk, they go when the
- * task is freed: taskwatch_free). Tasks that sleep through intervals are
- * not looked up and so are the ones evicted first when the map is full: one
- * seen again starts a new baseline (its numbers then, as at its first
- * visit), which loses what it waited in the interval it came back in.
+ * Before 5.11 (no task storage) the same per-task state lives in an LRU hash
+ * keyed by thread id; the task's start time tells a reused id from its
+ * previous owner. Every task takes an entry at the first pass, later only
+ * tasks that did something since a pass; entries of exited tasks age out.
+ * Tasks that sleep through intervals are not looked up and so are the ones
+ * evicted first when the map is full: one seen again starts a new baseline
+ * (its numbers then, as at its first visit), which loses what it waited in
+ * the interval it came back in. (The 6.7+ walk keeps its own table.)
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -476,8 +475,8 @@ int taskwatch_pidmap(struct bpf_iter__task *ctx)
  * a step once instead of once per combination of the lanes' branches.
  *
  * Task storage takes only referenced or RCU-trusted tasks, which read-only
- * casts are not, so the walk keeps its per-task state in the pid-keyed hash
- * (tasks_by_pid), as kernels before 5.11 do.
+ * casts are not, so the walk keeps its per-task state in a table of its own
+ * keyed by the task's address (task_table).
  */
 extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
 			     unsigned int flags) __weak __ksym;
@@ -518,6 +517,20 @@ static __always_inline __u32 table_place(__u64 addr, int which)
 static __always_inline struct tw_task *table_at(__u32 i)
 {
 	return bpf_map_lookup_elem(&task_table, &i);
+}
+
+/* The index of the task's entry, table_mask + 1 for none. */
+static __always_inline __u32 table_find(__u64 addr, __u32 start)
+{
+#pragma unroll
+	for (int w = 0; w < 2; w++) {
+		__u32 i = table_place(addr, w);
+		struct tw_task *e = table_at(i);
+
+		if (e && e->addr == addr && e->start == start)
+			return i;
+	}
+	return table_mask + 1;
 }
 
 #define TW_MAX_KICKS 16 /* occupants moved to their other place, at most, per new task */
@@ -573,15 +586,7 @@ __noinline __u32 table_take(__u64 addr, __u32 start)
 	}
 	__sync_fetch_and_add(&move_seq, 1);
 	/* where it is now: the moves may have passed through its place */
-#pragma unroll
-	for (int w = 0; w < 2; w++) {
-		__u32 i = table_place(addr, w);
-
-		a = table_at(i);
-		if (a && a->addr == addr && a->start == start)
-			return i;
-	}
-	return table_mask + 1;
+	return table_find(addr, start);
 }
 
 /* One busy thread: its deltas against its state in the table. A function of
@@ -589,31 +594,22 @@ __noinline __u32 table_take(__u64 addr, __u32 start)
 __noinline int taskwatch_busy(__u64 addr, unsigned int state, __u64 lq)
 {
 	struct task_struct *t = task_at(addr);
+	struct tw_task *ts;
 	__u32 start;
-	struct tw_task *a = table_at(table_place(addr, 0)), *ts;
 
-	if (!t || !a) {
+	if (!t)
+		return 0;
+	start = (__u32)t->start_time;
+	ts = table_at(table_find(addr, start));
+	if (!ts) {
+		/* every task alive at the previous pass got an entry by then */
+		if (g.pass > 1 && g.prev_pass_ns && t->start_time < g.prev_pass_ns)
+			g.state_lost++;
+		ts = table_at(table_take(addr, start));
+	}
+	if (!ts) {
 		g.storage_fail++;
 		return 0;
-	}
-	start = (__u32)t->start_time;
-	if (a->addr == addr && a->start == start) {
-		ts = a;
-	} else {
-		struct tw_task *b = table_at(table_place(addr, 1));
-
-		if (b && b->addr == addr && b->start == start) {
-			ts = b;
-		} else {
-			/* every task alive at the previous pass got an entry by then */
-			if (g.pass > 1 && g.prev_pass_ns && t->start_time < g.prev_pass_ns)
-				g.state_lost++;
-			ts = table_at(table_take(addr, start));
-			if (!ts) {
-				g.storage_fail++;
-				return 0;
-			}
-		}
 	}
 	return account(t, ts, state, lq);
 }
@@ -731,24 +727,18 @@ int BPF_PROG(taskwatch_free, struct task_struct *p)
 {
 	__u32 zero = 0, start = (__u32)p->start_time;
 	__u64 *slot = bpf_map_lookup_elem(&free_addr, &zero), addr, seq;
-	bool found = false;
+	struct tw_task *e;
 
 	if (!slot)
 		return 0;
 	*slot = (__u64)p; /* no arithmetic on a trusted pointer: a number from memory */
 	addr = *(volatile __u64 *)slot;
 	seq = *(volatile __u64 *)&move_seq;
-#pragma unroll
-	for (int w = 0; w < 2; w++) {
-		struct tw_task *e = table_at(table_place(addr, w));
-
-		if (e && e->addr == addr && e->start == start) {
-			e->addr = 0;
-			found = true;
-		}
-	}
+	e = table_at(table_find(addr, start));
+	if (e)
+		e->addr = 0;
 	/* none: it exited before a pass saw it busy, or a pass was moving it */
-	if (!found && (seq & 1 || seq != *(volatile __u64 *)&move_seq))
+	else if (seq & 1 || seq != *(volatile __u64 *)&move_seq)
 		__sync_fetch_and_add(&free_raced, 1);
 	return 0;
 }

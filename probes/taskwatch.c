@@ -365,6 +365,7 @@ static void slots_reset(struct taskwatch *tw)
 static int taskwatch_open(void **out, const struct watcher_env *env)
 {
 	struct taskwatch *tw;
+	uint64_t threads;
 	int err, ncpus;
 
 	if (!env->cfg->watch.task_iterator) {
@@ -392,7 +393,8 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 	tw->pidmap = !kcompat_task_storage();
 	/* the walk needs 6.7+, which always has task storage */
 	tw->walk = env->cfg->watch.task_walk && !tw->pidmap && kernel_can_walk();
-	tw->state_entries = state_size(tw, threads_now(env));
+	threads = threads_now(env);
+	tw->state_entries = state_size(tw, threads);
 	err = load(tw, env->why, env->why_len);
 	if (err && tw->walk) {
 		log_warn("watcher taskwatch: the one-run task walk did not load (%s): visiting "
@@ -400,7 +402,7 @@ static int taskwatch_open(void **out, const struct watcher_env *env)
 			 env->why);
 		env->why[0] = '\0';
 		tw->walk = false;
-		tw->state_entries = state_size(tw, threads_now(env));
+		tw->state_entries = state_size(tw, threads); /* the hash's, now */
 		err = load(tw, env->why, env->why_len);
 	}
 	if (!err)

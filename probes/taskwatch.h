@@ -48,8 +48,8 @@ struct tw_globals {
 	 * slot_gen + cg_moves (the cgroup epoch) is what it was */
 	__u64 cg_moves;
 	__u64 slot_epoch; /* the cgroup epoch the slot map last changed at */
-	/* tasks alive before the previous pass whose state the pid- or
-	 * address-keyed hash no longer held (evicted: the hash is full) */
+	/* tasks alive before the previous pass whose state the pid-keyed hash
+	 * or the walk's table no longer held (it is full) */
 	__u64 state_lost;
 	struct tw_acc host;
 };
